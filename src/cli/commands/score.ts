@@ -1,0 +1,63 @@
+import type { Command } from 'commander'
+import { fail } from '../../errors.ts'
+import { createLocalScorer } from '../../engine/scorer.ts'
+import { validateEdits } from '../../engine/hooks.ts'
+import { openCheckpoint } from '../../model/checkpoint.ts'
+import { addDeviceOptions, addHookOptions, editsFromFlags, threadCount, type EngineFlags } from '../engineOptions.ts'
+
+interface ScoreFlags extends EngineFlags {
+  model: string
+  text?: string
+  ids?: string
+  json?: boolean
+}
+
+export function registerScore(program: Command): void {
+  const cmd = program
+    .command('score')
+    .description('Per-token log-probabilities of a text or token ids, their sum and perplexity.')
+    .requiredOption('--model <dir>', 'HuggingFace-format checkpoint folder')
+    .option('--text <text>', 'text to score (tokenized without special tokens)')
+    .option('--ids <ids>', 'comma-separated token ids to score, e.g. 1,2,3')
+    .option('--json', 'print one JSON object as the last line')
+  addHookOptions(addDeviceOptions(cmd))
+  cmd.addHelpText('after', `
+The first token is context; logprobs[i] = log p(tokens[i+1] | tokens[0..i]).
+Examples:
+  moe-harness score --model models/tiny-moe --text "The jury said"
+  moe-harness score --model DIR --ids 0,312,17,99 --mask-experts "0:1,5" --json\n`)
+  cmd.action(async (flags: ScoreFlags) => runScore(flags))
+}
+
+function parseIds(text: string): number[] {
+  const parts = text.split(',').map(s => s.trim()).filter(Boolean)
+  const ids = parts.map(Number)
+  const bad = parts.find((p, i) => !Number.isInteger(ids[i]) || ids[i] < 0 || !/^\d+$/.test(p))
+  if (bad !== undefined) fail('INVALID_ARGUMENT', `--ids: '${bad}' is not a non-negative integer; pass ids like 1,2,3.`)
+  return ids
+}
+
+async function runScore(flags: ScoreFlags): Promise<void> {
+  if ((flags.text === undefined) === (flags.ids === undefined)) fail('INVALID_ARGUMENT', 'Pass exactly one of --text or --ids.')
+  const ckpt = openCheckpoint(flags.model)
+  const edits = editsFromFlags(flags, ckpt.spec)
+  validateEdits(ckpt.spec, edits)
+  const tokens = flags.ids !== undefined ? parseIds(flags.ids) : ckpt.tokenizer().encode(flags.text!)
+  if (tokens.length < 2) fail('INVALID_ARGUMENT', `Need at least 2 tokens to score (got ${tokens.length}); the first token is only context.`)
+  const scorer = await createLocalScorer(ckpt, edits, { device: flags.device, threads: threadCount(flags) })
+  try {
+    const [result] = await scorer.score([{ prefix: tokens, branches: [], scorePrefixFrom: 1 }])
+    const logprobs = result.prefix
+    const sum = logprobs.reduce((a, b) => a + b, 0)
+    const perplexity = Math.exp(-sum / logprobs.length)
+    const text = flags.text !== undefined ? (id: number) => JSON.stringify(ckpt.tokenizer().decode([id])) : () => ''
+    const rows = logprobs.map((lp, i) => `${String(i + 1).padStart(5)}  ${String(tokens[i + 1]).padStart(7)}  ${lp.toFixed(6).padStart(11)}  ${text(tokens[i + 1])}`)
+    process.stdout.write(`  pos    token      logprob  text\n${rows.join('\n')}\n`)
+    process.stdout.write(`tokens ${tokens.length} | scored ${logprobs.length} | sum ${sum.toFixed(6)} | mean ${(sum / logprobs.length).toFixed(6)} | perplexity ${perplexity.toFixed(4)}\n`)
+    if (flags.json) {
+      process.stdout.write(JSON.stringify({ tokens, logprobs, greedy: result.prefixGreedy, sum, perplexity, device: scorer.session.device }) + '\n')
+    }
+  } finally {
+    await scorer.release()
+  }
+}

@@ -1,0 +1,51 @@
+// Options shared by every command that runs the engine: device, threads and the direct hook flags.
+import os from 'node:os'
+import { Option, type Command } from 'commander'
+import { fail } from '../errors.ts'
+import { emptyEdits, parseExpertMask, type VariantEdits } from '../engine/hooks.ts'
+import type { ModelSpec } from '../model/modelSpec.ts'
+import type { Device } from '../runtime/ort.ts'
+
+export interface EngineFlags {
+  device: Device
+  threads?: string
+  maskExperts?: string
+  neuronTopk?: string
+}
+
+export function addDeviceOptions(cmd: Command): Command {
+  return cmd
+    .addOption(new Option('--device <device>', 'execution provider').choices(['cpu', 'cuda']).default('cpu'))
+    .option('--threads <n>', 'intra-op threads (default: all cores)')
+}
+
+export function addHookOptions(cmd: Command): Command {
+  return cmd
+    .option('--mask-experts <spec>', 'disable experts before top-k, e.g. "0:1,5;3:2" (layer:experts; survivors renormalise as the family does)')
+    .option('--neuron-topk <rho>', 'keep the ceil(rho*F) neurons with largest |act(W_gate x)| per token in every routed expert')
+}
+
+export function threadCount(flags: EngineFlags): number {
+  if (flags.threads === undefined) return Math.max(1, os.availableParallelism())
+  const n = Number(flags.threads)
+  if (!Number.isInteger(n) || n < 1) fail('INVALID_ARGUMENT', `--threads must be a positive integer, got '${flags.threads}'.`)
+  return n
+}
+
+/** Turns --mask-experts / --neuron-topk into variant edits for every MoE layer. */
+export function editsFromFlags(flags: EngineFlags, spec: ModelSpec): VariantEdits {
+  const edits = emptyEdits()
+  if (flags.maskExperts) {
+    for (const [layer, experts] of Object.entries(parseExpertMask(flags.maskExperts))) {
+      edits.layers[Number(layer)] = { ...edits.layers[Number(layer)], disabled: experts }
+    }
+  }
+  if (flags.neuronTopk !== undefined) {
+    const rho = Number(flags.neuronTopk)
+    if (!(rho > 0 && rho <= 1)) fail('INVALID_ARGUMENT', `--neuron-topk must be a keep fraction in (0, 1], got '${flags.neuronTopk}'.`)
+    for (const layer of spec.layers) {
+      if (layer.kind === 'moe') edits.layers[layer.index] = { ...edits.layers[layer.index], neuronKeep: rho }
+    }
+  }
+  return edits
+}

@@ -1,0 +1,38 @@
+import { Command, CommanderError } from 'commander'
+import { isHarnessError } from '../errors.ts'
+import { HARNESS_VERSION } from '../version.ts'
+import { registerScore } from './commands/score.ts'
+
+export function buildProgram(): Command {
+  const program = new Command()
+  program
+    .name('moe-harness')
+    .description('Evaluate Mixture-of-Experts sparsification methods: score, evaluate, transform, sweep and publish leaderboards.')
+    .version(HARNESS_VERSION)
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride()
+  registerScore(program)
+  return program
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram()
+  try {
+    await program.parseAsync(argv, { from: 'user' })
+    return 0
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // Commander already printed its message (help and version exit with code 0).
+      return e.exitCode === 0 ? 0 : 2
+    }
+    if (isHarnessError(e)) {
+      process.stderr.write(`error [${e.code}]: ${e.message}\n`)
+      return 1
+    }
+    process.stderr.write(`error [INTERNAL]: ${(e as Error)?.stack ?? String(e)}\n`)
+    return 1
+  }
+}
+
+const code = await main(process.argv.slice(2))
+process.exitCode = code

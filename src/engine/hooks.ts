@@ -1,0 +1,102 @@
+// The per-MoE-layer hooks every sparsification method is built from. Semantics follow
+// ../shared/docs/methods.md §4: removal masks the router before top-k; binding, novices and
+// neuron top-k keep the router untouched.
+import { fail } from '../errors.ts'
+import type { ModelSpec, MoeLayerSpec } from '../model/modelSpec.ts'
+
+export interface LayerHooks {
+  /**
+   * Experts removed with physical-removal semantics: excluded before the softmax's top-k, so the
+   * survivors' probabilities renormalise exactly as if the router rows had been sliced away.
+   */
+  disabled?: number[]
+  /** slot → source slot: the slot computes with the source slot's weights (expert merging; router kept). */
+  bindings?: Record<number, number>
+  /** slot → constant output vector of length hidden_size (MoNE novice; router kept, gate multiplies it). */
+  novices?: Record<number, Float32Array>
+  /**
+   * Neuron top-k (Mixture of Neuron Experts): fraction rho of the intermediate neurons kept per token in
+   * every routed expert, chosen by the largest |act(W_gate x)|; the rest are zeroed, no rescaling.
+   */
+  neuronKeep?: number
+  /**
+   * NAEE dynamic skipping (top-2 layers): a token drops its second expert when w2 / w1 < beta; the
+   * remaining expert then carries the whole gate (weights renormalised over the kept experts).
+   */
+  skipSecondBeta?: number
+}
+
+/** Everything that distinguishes a variant from the base checkpoint. */
+export interface VariantEdits {
+  /** Hooks by layer index (only MoE layers). */
+  layers: Record<number, LayerHooks>
+  /** Replacement tensors (same shape), float32; rounded to the tensor's stored dtype when built. */
+  overrides: Record<string, Float32Array>
+}
+
+export function emptyEdits(): VariantEdits {
+  return { layers: {}, overrides: {} }
+}
+
+/** Checks every hook against the architecture before anything expensive happens. */
+export function validateEdits(spec: ModelSpec, edits: VariantEdits): void {
+  for (const [key, hooks] of Object.entries(edits.layers)) {
+    const index = Number(key)
+    const layer = spec.layers[index]
+    if (!layer) fail('HOOK_INVALID', `Layer ${index} does not exist; the model has layers 0..${spec.layers.length - 1}.`)
+    if (layer.kind !== 'moe') fail('HOOK_INVALID', `Layer ${index} is a dense MLP layer; expert hooks apply to MoE layers only.`)
+    validateLayerHooks(layer, hooks, spec.hiddenSize)
+  }
+  for (const [name, data] of Object.entries(edits.overrides)) {
+    if (!(data instanceof Float32Array)) fail('HOOK_INVALID', `Override '${name}' must be a Float32Array.`)
+  }
+}
+
+function validateLayerHooks(layer: MoeLayerSpec, hooks: LayerHooks, hidden: number): void {
+  const E = layer.numExperts
+  const where = `layer ${layer.index}`
+  const checkSlot = (e: number, what: string) => {
+    if (!Number.isInteger(e) || e < 0 || e >= E) fail('HOOK_INVALID', `${where}: ${what} expert ${e} is out of range 0..${E - 1}.`)
+  }
+  const disabled = new Set(hooks.disabled ?? [])
+  for (const e of disabled) checkSlot(e, 'disabled')
+  if (E - disabled.size < layer.topK) {
+    fail('HOOK_INVALID', `${where}: only ${E - disabled.size} experts would remain but top-k is ${layer.topK}; disable at most ${E - layer.topK}.`)
+  }
+  for (const [slot, src] of Object.entries(hooks.bindings ?? {})) {
+    checkSlot(Number(slot), 'bound')
+    checkSlot(src, 'binding source')
+    if (disabled.has(Number(slot)) || disabled.has(src)) fail('HOOK_INVALID', `${where}: expert ${slot} is bound to ${src} but one of them is disabled.`)
+  }
+  for (const [slot, vec] of Object.entries(hooks.novices ?? {})) {
+    checkSlot(Number(slot), 'novice')
+    if (vec.length !== hidden) fail('HOOK_INVALID', `${where}: novice vector for expert ${slot} has length ${vec.length}, expected hidden_size ${hidden}.`)
+    if (disabled.has(Number(slot))) fail('HOOK_INVALID', `${where}: expert ${slot} is both disabled and a novice.`)
+  }
+  if (hooks.neuronKeep !== undefined && !(hooks.neuronKeep > 0 && hooks.neuronKeep <= 1)) {
+    fail('HOOK_INVALID', `${where}: neuron top-k keep fraction must be in (0, 1], got ${hooks.neuronKeep}.`)
+  }
+  if (hooks.skipSecondBeta !== undefined) {
+    if (layer.topK !== 2) fail('HOOK_INVALID', `${where}: dynamic skipping needs top-2 routing (top-k is ${layer.topK}).`)
+    if (!(hooks.skipSecondBeta >= 0 && hooks.skipSecondBeta <= 1)) fail('HOOK_INVALID', `${where}: skip threshold beta must be in [0, 1].`)
+  }
+}
+
+/** Number of neurons kept per token for a keep fraction rho: ceil(rho * F), at least 1. */
+export function neuronsKept(rho: number, ffn: number): number {
+  return Math.max(1, Math.min(ffn, Math.ceil(rho * ffn - 1e-9)))
+}
+
+/**
+ * Parses the CLI form "L:e1,e2;L2:e3" into disabled-expert lists per layer.
+ */
+export function parseExpertMask(text: string): Record<number, number[]> {
+  const out: Record<number, number[]> = {}
+  for (const part of text.split(';').map(s => s.trim()).filter(Boolean)) {
+    const m = /^(\d+)\s*:\s*(\d+(?:\s*,\s*\d+)*)$/.exec(part)
+    if (!m) fail('INVALID_ARGUMENT', `--mask-experts: cannot parse '${part}'; use "LAYER:e1,e2;LAYER:e3", e.g. "0:1,5;3:2".`)
+    const layer = Number(m[1])
+    out[layer] = [...new Set([...(out[layer] ?? []), ...m[2].split(',').map(s => Number(s.trim()))])].sort((a, b) => a - b)
+  }
+  return out
+}

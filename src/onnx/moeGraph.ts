@@ -1,0 +1,369 @@
+// Builds the scoring graph of a MoE checkpoint (+ variant edits) with exact HF semantics.
+//
+// Inputs (B rows of T packed tokens, right-padded):
+//   input_ids, position_ids  int64 [B, T]
+//   branch_ids               int64 [B, T]   0 = shared prefix, k > 0 = continuation branch k, -1 = padding.
+//                                           A token attends to earlier tokens of branch 0 and of its own
+//                                           branch, so several continuations share one scored context.
+//   score_positions          int64 [M]      flat indices b*T + t whose next token is scored
+//   score_targets            int64 [M]      the token expected after each scored position
+// Outputs:
+//   logprobs  float32 [M]   log p(target | prefix), log-softmax over the full config vocab
+//   greedy    bool    [M]   target == argmax (first maximum), lm-eval's is_greedy
+// Optional calibration outputs per MoE layer L: router_logits_L [N, E], moe_input_L [N, d],
+// moe_output_L [N, d], expert_rows_L_e [n] + expert_out_L_e [n, d] (pre-gate, routed tokens only),
+// expert_out_all_L_e [N, d] (the expert forced on every token).
+import type { Checkpoint } from '../model/checkpoint.ts'
+import type { ModelSpec, MoeLayerSpec } from '../model/modelSpec.ts'
+import { encodeFromFloat32, type DType } from '../model/safetensors.ts'
+import type { ExpertNames } from '../model/tensorNames.ts'
+import { neuronsKept, validateEdits, type LayerHooks, type VariantEdits } from '../engine/hooks.ts'
+import { GraphBuilder, type ElemType } from './graphBuilder.ts'
+
+export interface CalibrationOutputs {
+  routerLogits?: boolean
+  moeInputs?: boolean
+  moeOutputs?: boolean
+  /** Per-expert outputs on the tokens routed to it (with their flat row indices). */
+  expertOutputs?: boolean
+  /** Per-expert outputs with the expert forced on every token (HC-SMoE). */
+  expertOutputsAllTokens?: boolean
+}
+
+export interface BuiltGraph {
+  model: Uint8Array
+  /** External-data blobs by key; pass them to the session as in-memory external data. */
+  external: Map<string, Uint8Array>
+  outputNames: string[]
+}
+
+const ELEM_OF: Record<DType, ElemType> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' }
+const NEG_INF = -Infinity
+
+export function buildScoringGraph(ckpt: Checkpoint, edits: VariantEdits, calib: CalibrationOutputs = {}): BuiltGraph {
+  const spec = ckpt.spec
+  validateEdits(spec, edits)
+  const g = new GraphBuilder('moe_scoring')
+  const weights = new WeightLoader(g, ckpt, edits)
+  const outputNames: string[] = []
+  const addOutput = (name: string, type: ElemType, dims: (string | number)[]) => {
+    g.output(name, type, dims)
+    outputNames.push(name)
+  }
+
+  const ids = g.input('input_ids', 'int64', ['B', 'T'])
+  const pos = g.input('position_ids', 'int64', ['B', 'T'])
+  const branch = g.input('branch_ids', 'int64', ['B', 'T'])
+  const scorePos = g.input('score_positions', 'int64', ['M'])
+  const scoreTgt = g.input('score_targets', 'int64', ['M'])
+
+  const d = spec.hiddenSize
+  const bt = g.op('Shape', [ids])
+  const flat = (x: string, tail: number[]) => g.op('Reshape', [x, g.constInt([-1, ...tail])])
+  const idsFlat = flat(ids, [])
+  let x = g.op('Gather', [weights.float(ckpt.names.embed), idsFlat], { axis: 0 })
+
+  // Validity and attention bias [B, 1, 1, T, T] (0 where allowed, -inf elsewhere), shared by all layers.
+  const branchFlat = flat(branch, [])
+  const valid = g.op('GreaterOrEqual', [branchFlat, g.scalarInt(0)])
+  const bias = attentionBias(g, branch, bt)
+  const [cos, sin] = rotaryTables(g, spec, pos)
+
+  spec.layers.forEach((layer, i) => {
+    const n = ckpt.names.layers[i]
+    const h = rmsNorm(g, x, weights.float(n.inputNorm), spec.rmsNormEps)
+    const attn = attention(g, spec, weights, i, h, bt, cos, sin, bias)
+    x = g.op('Add', [x, attn])
+    const h2 = rmsNorm(g, x, weights.float(n.postNorm), spec.rmsNormEps)
+    let mlp: string
+    if (layer.kind === 'dense') {
+      mlp = swiglu(g, weights, n.denseMlp!, h2)
+    } else {
+      mlp = moeBlock(g, spec, weights, layer, h2, valid, edits.layers[layer.index] ?? {}, calib, addOutput)
+      if (calib.moeInputs) {
+        g.op('Identity', [h2], {}, `moe_input_${layer.index}`)
+        addOutput(`moe_input_${layer.index}`, 'float32', ['N', d])
+      }
+      if (calib.moeOutputs) {
+        g.op('Identity', [mlp], {}, `moe_output_${layer.index}`)
+        addOutput(`moe_output_${layer.index}`, 'float32', ['N', d])
+      }
+    }
+    x = g.op('Add', [x, mlp])
+  })
+
+  const final = rmsNorm(g, x, weights.float(ckpt.names.finalNorm), spec.rmsNormEps)
+  const picked = g.op('Gather', [final, scorePos], { axis: 0 })
+  const logits = g.op('Gemm', [picked, weights.float(ckpt.names.lmHead)], { transB: 1 })
+  // log p(target) = logit[target] - logsumexp(logits), with the max subtracted for stability.
+  const maxLogit = g.op('ReduceMax', [logits, g.constInt([1])], { keepdims: 1 })
+  const shifted = g.op('Sub', [logits, maxLogit])
+  const lse = g.op('Log', [g.op('ReduceSum', [g.op('Exp', [shifted]), g.constInt([1])], { keepdims: 1 })])
+  const tgt2 = g.op('Unsqueeze', [scoreTgt, g.constInt([1])])
+  const tgtShifted = g.op('GatherElements', [shifted, tgt2], { axis: 1 })
+  g.op('Reshape', [g.op('Sub', [tgtShifted, lse]), g.constInt([-1])], {}, 'logprobs')
+  const argmax = g.op('Reshape', [g.op('ArgMax', [logits], { axis: 1, keepdims: 0, select_last_index: 0 }), g.constInt([-1])])
+  g.op('Equal', [argmax, scoreTgt], {}, 'greedy')
+  addOutput('logprobs', 'float32', ['M'])
+  addOutput('greedy', 'bool', ['M'])
+
+  return { model: g.toBytes({ architecture: spec.architecture }), external: g.external, outputNames }
+}
+
+/** Loads checkpoint tensors (or their overrides) as external initializers, cast to float32 in the graph. */
+class WeightLoader {
+  private floats = new Map<string, string>()
+  constructor(private g: GraphBuilder, readonly ckpt: Checkpoint, private edits: VariantEdits) {}
+
+  float(name: string): string {
+    const hit = this.floats.get(name)
+    if (hit) return hit
+    const entry = this.ckpt.tensors.get(name)!
+    const override = this.edits.overrides[name]
+    const bytes = override ? encodeFromFloat32(override, entry.dtype) : this.ckpt.readRaw(name)
+    const raw = this.g.externalInitializer(`w:${name}`, ELEM_OF[entry.dtype], entry.shape, name, bytes)
+    const out = entry.dtype === 'F32' ? raw : this.g.op('Cast', [raw], { to: 1 })
+    this.floats.set(name, out)
+    return out
+  }
+}
+
+function rmsNorm(g: GraphBuilder, x: string, weight: string, eps: number): string {
+  const variance = g.op('ReduceMean', [g.op('Mul', [x, x]), g.constInt([-1])], { keepdims: 1 })
+  const inv = g.op('Reciprocal', [g.op('Sqrt', [g.op('Add', [variance, g.scalarFloat(eps)])])])
+  return g.op('Mul', [weight, g.op('Mul', [x, inv])])
+}
+
+function linear(g: GraphBuilder, x: string, w: string, b?: string): string {
+  return g.op('Gemm', b ? [x, w, b] : [x, w], { transB: 1 })
+}
+
+function silu(g: GraphBuilder, x: string): string {
+  return g.op('Mul', [x, g.op('Sigmoid', [x])])
+}
+
+function swiglu(g: GraphBuilder, weights: WeightLoader, e: ExpertNames, x: string): string {
+  const hidden = g.op('Mul', [silu(g, linear(g, x, weights.float(e.gate))), linear(g, x, weights.float(e.up))])
+  return linear(g, hidden, weights.float(e.down))
+}
+
+function attentionBias(g: GraphBuilder, branch: string, bt: string): string {
+  const T = g.op('Gather', [bt, g.scalarInt(1)], { axis: 0 })
+  const idx = g.op('Range', [g.scalarInt(0), T, g.scalarInt(1)])
+  const causal = g.op('LessOrEqual', [g.op('Unsqueeze', [idx, g.constInt([0])]), g.op('Unsqueeze', [idx, g.constInt([1])])]) // [Tq, Tk]: k <= q
+  const bq = g.op('Unsqueeze', [branch, g.constInt([2])]) // [B, T, 1]
+  const bk = g.op('Unsqueeze', [branch, g.constInt([1])]) // [B, 1, T]
+  const sameOrShared = g.op('Or', [g.op('Equal', [bq, bk]), g.op('Equal', [bk, g.scalarInt(0)])])
+  const keyValid = g.op('GreaterOrEqual', [bk, g.scalarInt(0)])
+  const allowed = g.op('And', [g.op('And', [sameOrShared, keyValid]), causal])
+  const bias = g.op('Where', [allowed, g.scalarFloat(0), g.scalarFloat(NEG_INF)])
+  // A padding row may have no allowed key; give it its own diagonal so its softmax stays finite.
+  const selfOnly = g.op('Where', [g.op('Equal', [g.op('Unsqueeze', [idx, g.constInt([0])]), g.op('Unsqueeze', [idx, g.constInt([1])])]), g.scalarFloat(0), g.scalarFloat(NEG_INF)])
+  const rowHasKey = g.op('ReduceMax', [g.op('Cast', [allowed], { to: 1 }), g.constInt([-1])], { keepdims: 1 })
+  const safe = g.op('Where', [g.op('Greater', [rowHasKey, g.scalarFloat(0)]), bias, selfOnly])
+  return g.op('Unsqueeze', [safe, g.constInt([1, 2])]) // [B, 1, 1, T, T]
+}
+
+/** cos/sin [N, 1, hd] for rotate_half rotary embeddings, from float32 inverse frequencies as HF computes them. */
+function rotaryTables(g: GraphBuilder, spec: ModelSpec, pos: string): [string, string] {
+  const hd = spec.headDim
+  const inv = new Float32Array(hd / 2)
+  for (let i = 0; i < hd / 2; i++) inv[i] = 1 / Math.pow(spec.ropeTheta, (2 * i) / hd)
+  const p = g.op('Cast', [g.op('Reshape', [pos, g.constInt([-1, 1])])], { to: 1 }) // [N, 1]
+  const freqs = g.op('Mul', [p, g.constFloat(inv, [1, hd / 2])])
+  const emb = g.op('Concat', [freqs, freqs], { axis: 1 })
+  const shape = g.constInt([-1, 1, hd])
+  return [g.op('Reshape', [g.op('Cos', [emb]), shape]), g.op('Reshape', [g.op('Sin', [emb]), shape])]
+}
+
+function applyRotary(g: GraphBuilder, x: string, cos: string, sin: string, hd: number): string {
+  // x: [N, heads, hd]
+  const [x1, x2] = g.opN('Split', [x, g.constInt([hd / 2, hd / 2])], 2, { axis: -1 })
+  const rotated = g.op('Concat', [g.op('Neg', [x2]), x1], { axis: -1 })
+  return g.op('Add', [g.op('Mul', [x, cos]), g.op('Mul', [rotated, sin])])
+}
+
+function attention(g: GraphBuilder, spec: ModelSpec, weights: WeightLoader, li: number, h: string, bt: string, cos: string, sin: string, bias: string): string {
+  const n = weights.ckpt.names.layers[li]
+  const { numHeads: H, numKvHeads: KV, headDim: hd } = spec
+  const bOpt = (name?: string) => (name ? weights.float(name) : undefined)
+  let q = linear(g, h, weights.float(n.q), bOpt(n.qBias))
+  let k = linear(g, h, weights.float(n.k), bOpt(n.kBias))
+  let v = linear(g, h, weights.float(n.v), bOpt(n.vBias))
+  if (spec.qkNorm === 'full') {
+    q = rmsNorm(g, q, weights.float(n.qNorm!), spec.rmsNormEps)
+    k = rmsNorm(g, k, weights.float(n.kNorm!), spec.rmsNormEps)
+  }
+  if (spec.clipQkv !== null) {
+    const lo = g.scalarFloat(-spec.clipQkv), hi = g.scalarFloat(spec.clipQkv)
+    q = g.op('Clip', [q, lo, hi])
+    k = g.op('Clip', [k, lo, hi])
+    v = g.op('Clip', [v, lo, hi])
+  }
+  q = g.op('Reshape', [q, g.constInt([-1, H, hd])])
+  k = g.op('Reshape', [k, g.constInt([-1, KV, hd])])
+  v = g.op('Reshape', [v, g.constInt([-1, KV, hd])])
+  if (spec.qkNorm === 'head') {
+    q = rmsNorm(g, q, weights.float(n.qNorm!), spec.rmsNormEps)
+    k = rmsNorm(g, k, weights.float(n.kNorm!), spec.rmsNormEps)
+  }
+  q = applyRotary(g, q, cos, sin, hd)
+  k = applyRotary(g, k, cos, sin, hd)
+  const rep = H / KV
+  // q → [B, KV, rep, T, hd]; k, v → [B, KV, 1, T, hd]; GQA by broadcasting, no copies of k/v.
+  const qShape = g.op('Concat', [bt, g.constInt([KV, rep, hd])], { axis: 0 })
+  const kvShape = g.op('Concat', [bt, g.constInt([KV, 1, hd])], { axis: 0 })
+  const q5 = g.op('Transpose', [g.op('Reshape', [q, qShape])], { perm: [0, 2, 3, 1, 4] })
+  const qScaled = g.op('Mul', [q5, g.scalarFloat(1 / Math.sqrt(hd))])
+  const kT = g.op('Transpose', [g.op('Reshape', [k, kvShape])], { perm: [0, 2, 3, 4, 1] }) // [B, KV, 1, hd, T]
+  const v5 = g.op('Transpose', [g.op('Reshape', [v, kvShape])], { perm: [0, 2, 3, 1, 4] })
+  const scores = g.op('Add', [g.op('MatMul', [qScaled, kT]), bias])
+  const probs = g.op('Softmax', [scores], { axis: -1 })
+  const ctx = g.op('MatMul', [probs, v5]) // [B, KV, rep, T, hd]
+  const merged = g.op('Reshape', [g.op('Transpose', [ctx], { perm: [0, 3, 1, 2, 4] }), g.constInt([-1, H * hd])])
+  return linear(g, merged, weights.float(n.o), bOpt(n.oBias))
+}
+
+interface ExpertGroup {
+  /** Slots routed to this weight set (one unless slots are bound together). */
+  members: number[]
+  /** Slot whose weights are used. */
+  source: number
+}
+
+function expertGroups(layer: MoeLayerSpec, hooks: LayerHooks): ExpertGroup[] {
+  const disabled = new Set(hooks.disabled ?? [])
+  const novices = new Set(Object.keys(hooks.novices ?? {}).map(Number))
+  const bySource = new Map<number, number[]>()
+  for (let e = 0; e < layer.numExperts; e++) {
+    if (disabled.has(e) || novices.has(e)) continue
+    const src = hooks.bindings?.[e] ?? e
+    if (!bySource.has(src)) bySource.set(src, [])
+    bySource.get(src)!.push(e)
+  }
+  return [...bySource.entries()].sort((a, b) => a[0] - b[0]).map(([source, members]) => ({ source, members }))
+}
+
+function moeBlock(
+  g: GraphBuilder, spec: ModelSpec, weights: WeightLoader, layer: MoeLayerSpec, h: string, valid: string,
+  hooks: LayerHooks, calib: CalibrationOutputs, addOutput: (name: string, type: ElemType, dims: (string | number)[]) => void,
+): string {
+  const n = weights.ckpt.names.layers[layer.index]
+  const L = layer.index
+  const E = layer.numExperts
+  const d = spec.hiddenSize
+  let routerLogits = linear(g, h, weights.float(n.router!))
+  if (calib.routerLogits) {
+    g.op('Identity', [routerLogits], {}, `router_logits_${L}`)
+    addOutput(`router_logits_${L}`, 'float32', ['N', E])
+  }
+  const disabled = hooks.disabled ?? []
+  if (disabled.length) {
+    const mask = new Float32Array(E)
+    for (const e of disabled) mask[e] = NEG_INF
+    routerLogits = g.op('Add', [routerLogits, g.constFloat(mask, [E])])
+  }
+  const probs = g.op('Softmax', [routerLogits], { axis: -1 })
+  let [topW, topI] = g.opN('TopK', [probs, g.constInt([layer.topK])], 2, { axis: -1, largest: 1, sorted: 1 })
+  if (hooks.skipSecondBeta !== undefined) {
+    // NAEE: drop the second expert where w2 / w1 < beta (decided on the pre-renormalisation weights).
+    const [w1, w2] = g.opN('Split', [topW, g.constInt([1, 1])], 2, { axis: 1 })
+    const keep2 = g.op('GreaterOrEqual', [g.op('Div', [w2, w1]), g.scalarFloat(hooks.skipSecondBeta)])
+    topW = g.op('Concat', [w1, g.op('Where', [keep2, w2, g.scalarFloat(0)])], { axis: 1 })
+    // A skipped slot must not count as routed: point it at an index no expert has.
+    const [i1, i2] = g.opN('Split', [topI, g.constInt([1, 1])], 2, { axis: 1 })
+    topI = g.op('Concat', [i1, g.op('Where', [keep2, i2, g.scalarInt(-1)])], { axis: 1 })
+  }
+  if (layer.normTopK || hooks.skipSecondBeta !== undefined) {
+    topW = g.op('Div', [topW, g.op('ReduceSum', [topW, g.constInt([1])], { keepdims: 1 })])
+  }
+
+  // Per-slot gate g_e(x) [N] and routed flag, built from the top-k slots that select e.
+  const slotHits = new Map<number, string>()
+  const hitsOf = (e: number) => {
+    let hit = slotHits.get(e)
+    if (!hit) slotHits.set(e, (hit = g.op('Cast', [g.op('Equal', [topI, g.scalarInt(e)])], { to: 1 }))) // [N, k]
+    return hit
+  }
+  const gateOf = (slots: number[]) => {
+    const gates = slots.map(e => g.op('ReduceSum', [g.op('Mul', [hitsOf(e), topW]), g.constInt([1])], { keepdims: 0 }))
+    return gates.reduce((a, b) => g.op('Add', [a, b]))
+  }
+  const routedRows = (slots: number[]) => {
+    const counts = slots.map(e => g.op('ReduceSum', [hitsOf(e), g.constInt([1])], { keepdims: 0 }))
+    const count = counts.reduce((a, b) => g.op('Add', [a, b]))
+    const routed = g.op('And', [g.op('Greater', [count, g.scalarFloat(0)]), valid])
+    return g.op('Reshape', [g.op('NonZero', [routed]), g.constInt([-1])])
+  }
+
+  let out = g.op('ConstantOfShape', [g.op('Shape', [h])]) // zeros [N, d] (float by default)
+  const keepNeurons = hooks.neuronKeep !== undefined && hooks.neuronKeep < 1 ? neuronsKept(hooks.neuronKeep, layer.expertFfn) : 0
+  for (const group of expertGroups(layer, hooks)) {
+    const names = n.experts![group.source]
+    const rows = routedRows(group.members)
+    const xs = g.op('Gather', [h, rows], { axis: 0 })
+    const gate = g.op('Unsqueeze', [g.op('Gather', [gateOf(group.members), rows], { axis: 0 }), g.constInt([1])])
+    const act = silu(g, linear(g, xs, weights.float(names.gate)))
+    let hidden = g.op('Mul', [act, linear(g, xs, weights.float(names.up))])
+    if (keepNeurons) hidden = neuronTopK(g, act, hidden, keepNeurons, layer.expertFfn)
+    const y = linear(g, hidden, weights.float(names.down))
+    if (calib.expertOutputs) {
+      for (const e of group.members) {
+        // Bound slots share the computation; each member's own routed rows are reported.
+        const own = group.members.length === 1 ? rows : routedRows([e])
+        const ownY = group.members.length === 1 ? y : swigluRows(g, weights, names, h, own, keepNeurons, layer.expertFfn)
+        g.op('Identity', [own], {}, `expert_rows_${L}_${e}`)
+        g.op('Identity', [ownY], {}, `expert_out_${L}_${e}`)
+        addOutput(`expert_rows_${L}_${e}`, 'int64', [`n_${L}_${e}`])
+        addOutput(`expert_out_${L}_${e}`, 'float32', [`n_${L}_${e}`, d])
+      }
+    }
+    out = g.op('ScatterND', [out, g.op('Unsqueeze', [rows, g.constInt([1])]), g.op('Mul', [y, gate])], { reduction: 'add' })
+  }
+  if (calib.expertOutputsAllTokens) {
+    for (let e = 0; e < E; e++) {
+      const names = n.experts![hooks.bindings?.[e] ?? e]
+      g.op('Identity', [swiglu(g, weights, names, h)], {}, `expert_out_all_${L}_${e}`)
+      addOutput(`expert_out_all_${L}_${e}`, 'float32', ['N', d])
+    }
+  }
+  const novices = Object.entries(hooks.novices ?? {}).map(([k, v]) => [Number(k), v] as const).sort((a, b) => a[0] - b[0])
+  if (novices.length) {
+    // Each novice slot adds g_e(x) · v_e: gates [N, n] @ vectors [n, d].
+    const gates = g.op('Concat', novices.map(([e]) => g.op('Unsqueeze', [gateOf([e]), g.constInt([1])])), { axis: 1 })
+    const table = new Float32Array(novices.length * d)
+    novices.forEach(([, vec], i) => table.set(vec, i * d))
+    out = g.op('Add', [out, g.op('MatMul', [gates, g.constFloat(table, [novices.length, d])])])
+  }
+  if (n.sharedExpert) {
+    const shared = swiglu(g, weights, n.sharedExpert, h)
+    const sharedGate = g.op('Sigmoid', [linear(g, h, weights.float(n.sharedExpertGate!))])
+    out = g.op('Add', [out, g.op('Mul', [sharedGate, shared])])
+  }
+  return out
+}
+
+function swigluRows(g: GraphBuilder, weights: WeightLoader, names: ExpertNames, h: string, rows: string, keepNeurons: number, ffn: number): string {
+  const xs = g.op('Gather', [h, rows], { axis: 0 })
+  const act = silu(g, linear(g, xs, weights.float(names.gate)))
+  let hidden = g.op('Mul', [act, linear(g, xs, weights.float(names.up))])
+  if (keepNeurons) hidden = neuronTopK(g, act, hidden, keepNeurons, ffn)
+  return linear(g, hidden, weights.float(names.down))
+}
+
+/**
+ * Keeps, per token, the `keep` neurons with the largest |act(W_gate x)| and zeroes the rest. The
+ * unsorted TopK gives the per-row threshold; its indices scatter an exact keep-mask, so ties at the
+ * threshold never keep more than `keep` neurons.
+ */
+function neuronTopK(g: GraphBuilder, act: string, hidden: string, keep: number, ffn: number): string {
+  // onnxruntime's CPU TopK dies with SIGFPE on zero rows (an expert no token chose), so one
+  // dummy row is appended and its result sliced off again.
+  const mag = g.op('Concat', [g.op('Abs', [act]), g.constFloat(new Float32Array(ffn), [1, ffn])], { axis: 0 })
+  const [, idxPadded] = g.opN('TopK', [mag, g.constInt([keep])], 2, { axis: 1, largest: 1, sorted: 0 })
+  const idx = g.op('Slice', [idxPadded, g.constInt([0]), g.constInt([-1]), g.constInt([0])])
+  const zeros = g.op('ConstantOfShape', [g.op('Shape', [hidden])])
+  const ones = g.op('Expand', [g.scalarFloat(1), g.op('Shape', [idx])])
+  const mask = g.op('ScatterElements', [zeros, idx, ones], { axis: 1 })
+  return g.op('Mul', [hidden, mask])
+}
