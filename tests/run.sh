@@ -5,4 +5,4 @@ cd "$(dirname "$0")/.."
 npx tsc -p tsconfig.json
 shopt -s globstar nullglob
 files=(tests/**/*.test.ts)
-exec node --import tsx --test --test-reporter=spec "${files[@]}"
+exec node --import tsx --test --test-reporter=tap "${files[@]}"

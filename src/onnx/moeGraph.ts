@@ -30,6 +30,15 @@ export interface CalibrationOutputs {
   expertOutputsAllTokens?: boolean
 }
 
+export interface GraphOptions {
+  calibration?: CalibrationOutputs
+  /**
+   * Compute every expert on every token and weight by the (mostly zero) gate: the dense baseline the
+   * benchmark compares the sparse dispatch with. Same numbers, far more work.
+   */
+  denseExperts?: boolean
+}
+
 export interface BuiltGraph {
   model: Uint8Array
   /** External-data blobs by key; pass them to the session as in-memory external data. */
@@ -40,8 +49,9 @@ export interface BuiltGraph {
 const ELEM_OF: Record<DType, ElemType> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' }
 const NEG_INF = -Infinity
 
-export function buildScoringGraph(ckpt: Checkpoint, edits: VariantEdits, calib: CalibrationOutputs = {}): BuiltGraph {
+export function buildScoringGraph(ckpt: Checkpoint, edits: VariantEdits, options: GraphOptions = {}): BuiltGraph {
   const spec = ckpt.spec
+  const calib = options.calibration ?? {}
   validateEdits(spec, edits)
   const g = new GraphBuilder('moe_scoring')
   const weights = new WeightLoader(g, ckpt, edits)
@@ -79,7 +89,7 @@ export function buildScoringGraph(ckpt: Checkpoint, edits: VariantEdits, calib: 
     if (layer.kind === 'dense') {
       mlp = swiglu(g, weights, n.denseMlp!, h2)
     } else {
-      mlp = moeBlock(g, spec, weights, layer, h2, valid, edits.layers[layer.index] ?? {}, calib, addOutput)
+      mlp = moeBlock(g, spec, weights, layer, h2, valid, edits.layers[layer.index] ?? {}, calib, addOutput, options.denseExperts ?? false)
       if (calib.moeInputs) {
         g.op('Identity', [h2], {}, `moe_input_${layer.index}`)
         addOutput(`moe_input_${layer.index}`, 'float32', ['N', d])
@@ -95,13 +105,11 @@ export function buildScoringGraph(ckpt: Checkpoint, edits: VariantEdits, calib: 
   const final = rmsNorm(g, x, weights.float(ckpt.names.finalNorm), spec.rmsNormEps)
   const picked = g.op('Gather', [final, scorePos], { axis: 0 })
   const logits = g.op('Gemm', [picked, weights.float(ckpt.names.lmHead)], { transB: 1 })
-  // log p(target) = logit[target] - logsumexp(logits), with the max subtracted for stability.
-  const maxLogit = g.op('ReduceMax', [logits, g.constInt([1])], { keepdims: 1 })
-  const shifted = g.op('Sub', [logits, maxLogit])
-  const lse = g.op('Log', [g.op('ReduceSum', [g.op('Exp', [shifted]), g.constInt([1])], { keepdims: 1 })])
-  const tgt2 = g.op('Unsqueeze', [scoreTgt, g.constInt([1])])
-  const tgtShifted = g.op('GatherElements', [shifted, tgt2], { axis: 1 })
-  g.op('Reshape', [g.op('Sub', [tgtShifted, lse]), g.constInt([-1])], {}, 'logprobs')
+  // log p(target) = logit[target] - logsumexp(logits); onnxruntime's ReduceLogSumExp subtracts the
+  // row max first, so it is stable, and it reads the [M, vocab] logits once.
+  const lse = g.op('ReduceLogSumExp', [logits, g.constInt([1])], { keepdims: 1 })
+  const tgtLogit = g.op('GatherElements', [logits, g.op('Unsqueeze', [scoreTgt, g.constInt([1])])], { axis: 1 })
+  g.op('Reshape', [g.op('Sub', [tgtLogit, lse]), g.constInt([-1])], {}, 'logprobs')
   const argmax = g.op('Reshape', [g.op('ArgMax', [logits], { axis: 1, keepdims: 0, select_last_index: 0 }), g.constInt([-1])])
   g.op('Equal', [argmax, scoreTgt], {}, 'greedy')
   addOutput('logprobs', 'float32', ['M'])
@@ -247,6 +255,7 @@ function expertGroups(layer: MoeLayerSpec, hooks: LayerHooks): ExpertGroup[] {
 function moeBlock(
   g: GraphBuilder, spec: ModelSpec, weights: WeightLoader, layer: MoeLayerSpec, h: string, valid: string,
   hooks: LayerHooks, calib: CalibrationOutputs, addOutput: (name: string, type: ElemType, dims: (string | number)[]) => void,
+  dense: boolean,
 ): string {
   const n = weights.ckpt.names.layers[layer.index]
   const L = layer.index
@@ -300,6 +309,11 @@ function moeBlock(
   const keepNeurons = hooks.neuronKeep !== undefined && hooks.neuronKeep < 1 ? neuronsKept(hooks.neuronKeep, layer.expertFfn) : 0
   for (const group of expertGroups(layer, hooks)) {
     const names = n.experts![group.source]
+    if (dense) {
+      const gate = g.op('Unsqueeze', [gateOf(group.members), g.constInt([1])])
+      out = g.op('Add', [out, g.op('Mul', [swiglu(g, weights, names, h), gate])])
+      continue
+    }
     const rows = routedRows(group.members)
     const xs = g.op('Gather', [h, rows], { axis: 0 })
     const gate = g.op('Unsqueeze', [g.op('Gather', [gateOf(group.members), rows], { axis: 0 }), g.constInt([1])])

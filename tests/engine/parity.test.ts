@@ -82,6 +82,23 @@ describe('ONNX log-probs match the float64 reference within 1e-4', () => {
     })
   }
 
+  it('weight overrides are used, and the log-softmax stays exact with huge logits', async () => {
+    const model = writeTinyCheckpoint(path.join(dir, 'huge'), { family: 'qwen3_moe', seed: 6 })
+    const ckpt = openCheckpoint(model.dir)
+    const head = model.tensors.get('lm_head.weight')!
+    const scaled = head.data.map(v => v * 400)
+    const scorer = await createLocalScorer(ckpt, { layers: {}, overrides: { 'lm_head.weight': scaled } }, { device: 'cpu', threads: 1 })
+    const [res] = await scorer.score([{ prefix: SEQS[1], branches: [], scorePrefixFrom: 1 }])
+    const tensors = new Map(model.tensors)
+    tensors.set('lm_head.weight', { shape: head.shape, data: scaled })
+    const ref = referenceLogprobs(model.config, tensors, SEQS[1])
+    assert.ok(res.prefix.every(Number.isFinite))
+    assert.ok(Math.min(...ref) < -100, 'logits are large enough to overflow a naive exp')
+    const worst = Math.max(...res.prefix.map((v, i) => Math.abs(v - ref[i]) / Math.max(1, Math.abs(ref[i]))))
+    assert.ok(worst < 1e-5, `relative diff ${worst}`)
+    await scorer.release()
+  })
+
   it('hooks change the scores (the comparison is not vacuous)', async () => {
     const model = writeTinyCheckpoint(path.join(dir, 'vacuous'), { family: 'mixtral', experts: 6, topK: 2, seed: 5 })
     const ckpt = openCheckpoint(model.dir)

@@ -1,0 +1,113 @@
+// npm run bench: scoring throughput of the sparse MoE graph on a Mixtral-shaped model (hidden 256,
+// 8 experts, top-2, ffn 512, 4 layers, 1024 tokens per batch) at 1 and 2 intra-op threads, against
+// (a) the same model with every expert computed densely, (b) a large fp32 MatMul in onnxruntime as
+// the machine's ceiling, and (c) neuron top-k (rho = 0.5) on the same graph.
+// The last line printed is one JSON object with the figures.
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { emptyEdits, type VariantEdits } from '../src/engine/hooks.ts'
+import { packBatch, type ScoreRequest } from '../src/engine/packing.ts'
+import { batchFeeds } from '../src/engine/scorer.ts'
+import { openCheckpoint } from '../src/model/checkpoint.ts'
+import type { ModelSpec, MoeLayerSpec } from '../src/model/modelSpec.ts'
+import { GraphBuilder } from '../src/onnx/graphBuilder.ts'
+import { buildScoringGraph, type GraphOptions } from '../src/onnx/moeGraph.ts'
+import { createSession, ORT_VERSION } from '../src/runtime/ort.ts'
+import { mulberry32 } from '../src/util/rng.ts'
+import { writeTinyCheckpoint } from '../tests/helpers/tinyCheckpoint.ts'
+
+const ROWS = 4, WIDTH = 256 // 1024 tokens per batch
+const VOCAB = 8192
+const MIN_SECONDS = Number(process.env.BENCH_SECONDS ?? 3)
+
+async function timeRuns(run: () => Promise<unknown>): Promise<number> {
+  for (let i = 0; i < 2; i++) await run()
+  const times: number[] = []
+  const start = performance.now()
+  while (times.length < 5 || (performance.now() - start) / 1000 < MIN_SECONDS) {
+    const t0 = performance.now()
+    await run()
+    times.push((performance.now() - t0) / 1000)
+  }
+  times.sort((a, b) => a - b)
+  return times[Math.floor(times.length / 2)]
+}
+
+/** FLOPs the model needs for one batch (causal attention counted over visible keys only). */
+function usefulFlops(spec: ModelSpec, scored: number): number {
+  const d = spec.hiddenSize, hd = spec.headDim, H = spec.numHeads, KV = spec.numKvHeads
+  const tokens = ROWS * WIDTH
+  let perToken = 0
+  for (const layer of spec.layers as MoeLayerSpec[]) {
+    perToken += 2 * d * hd * (2 * H + 2 * KV) // q, k, v, o projections
+    perToken += 2 * d * layer.numExperts // router
+    perToken += layer.topK * 6 * d * layer.expertFfn // routed SwiGLU experts
+  }
+  let attention = 0
+  for (let t = 0; t < WIDTH; t++) attention += 4 * hd * H * (t + 1) * spec.layers.length
+  return tokens * perToken + ROWS * attention + scored * 2 * d * spec.vocabSize
+}
+
+async function matmulCeiling(threads: number): Promise<number> {
+  const n = 1024
+  const g = new GraphBuilder('ceiling')
+  const a = g.input('a', 'float32', [n, n])
+  const rng = mulberry32(1)
+  const b = Float32Array.from({ length: n * n }, () => rng() - 0.5)
+  const w = g.externalInitializer('b', 'float32', [n, n], 'b', new Uint8Array(b.buffer))
+  g.op('MatMul', [a, w], {}, 'c')
+  g.output('c', 'float32', [n, n])
+  const session = await createSession({ model: g.toBytes(), external: g.external }, { device: 'cpu', threads })
+  const input = Float32Array.from({ length: n * n }, () => rng() - 0.5)
+  const seconds = await timeRuns(() => session.run({ a: { type: 'float32', data: input, dims: [n, n] } }))
+  await session.release()
+  return (2 * n * n * n) / seconds / 1e9
+}
+
+async function main() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'moe-bench-'))
+  try {
+    writeTinyCheckpoint(dir, { family: 'mixtral', hidden: 256, heads: 4, kvHeads: 2, experts: 8, topK: 2, ffn: 512, layers: 4, vocab: VOCAB, seed: 7 })
+    const ckpt = openCheckpoint(dir)
+    const rng = mulberry32(2)
+    const requests: ScoreRequest[] = Array.from({ length: ROWS }, () => ({ prefix: Array.from({ length: WIDTH }, () => Math.floor(rng() * VOCAB)), branches: [], scorePrefixFrom: 1 }))
+    const batch = packBatch(requests, requests.map((_, i) => i))
+    const feeds = batchFeeds(batch)
+    const scored = batch.scoreTargets.length
+    const flops = usefulFlops(ckpt.spec, scored)
+    const neuron: VariantEdits = { overrides: {}, layers: Object.fromEntries(ckpt.spec.layers.map(l => [l.index, { neuronKeep: 0.5 }])) }
+    const graphs: Record<string, [VariantEdits, GraphOptions]> = {
+      sparse: [emptyEdits(), {}],
+      dense: [emptyEdits(), { denseExperts: true }],
+      neuronTopK: [neuron, {}],
+    }
+    const results: Record<string, Record<string, number>> = {}
+    for (const threads of [1, 2]) {
+      const r: Record<string, number> = {}
+      for (const [name, [edits, options]] of Object.entries(graphs)) {
+        const session = await createSession(buildScoringGraph(ckpt, edits, options), { device: 'cpu', threads })
+        r[`${name}Seconds`] = await timeRuns(() => session.run(feeds, ['logprobs']))
+        await session.release()
+      }
+      r.ceilingGflops = await matmulCeiling(threads)
+      r.tokensPerSecond = (ROWS * WIDTH) / r.sparseSeconds
+      r.usefulGflops = flops / r.sparseSeconds / 1e9
+      r.usefulOfCeiling = r.usefulGflops / r.ceilingGflops
+      r.sparseOverDense = r.sparseSeconds / r.denseSeconds
+      r.neuronTopKOverPlain = r.neuronTopKSeconds / r.sparseSeconds
+      results[`threads${threads}`] = r
+      console.log(`threads ${threads}: ${r.tokensPerSecond.toFixed(0)} tokens/s, useful ${r.usefulGflops.toFixed(1)} GFLOP/s = ` +
+        `${(100 * r.usefulOfCeiling).toFixed(1)}% of the MatMul ceiling (${r.ceilingGflops.toFixed(1)} GFLOP/s); ` +
+        `sparse/dense time ${r.sparseOverDense.toFixed(3)}; neuron top-k/plain ${r.neuronTopKOverPlain.toFixed(3)}`)
+    }
+    console.log(JSON.stringify({
+      benchmark: 'engine', ort: ORT_VERSION, cpus: os.cpus().length, model: 'mixtral d256 E8 k2 F512 L4 V8192', tokensPerBatch: ROWS * WIDTH,
+      usefulGflopPerBatch: flops / 1e9, ...results,
+    }))
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+await main()

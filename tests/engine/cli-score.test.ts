@@ -1,0 +1,52 @@
+// `moe-harness score` end to end: the JSON contract and the hook flags, against the reference.
+import assert from 'node:assert/strict'
+import path from 'node:path'
+import { describe, it } from 'node:test'
+import { lastJson, runCli } from '../helpers/cli.ts'
+import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
+import { tmpDir } from '../helpers/tmp.ts'
+import { referenceLogprobs } from '../reference/forward.ts'
+
+const dir = tmpDir()
+const model = writeTinyCheckpoint(path.join(dir, 'olmoe'), { family: 'olmoe', dtype: 'BF16', experts: 6, topK: 2, seed: 21, clipQkv: 1.5 })
+const ids = [0, 44, 12, 300, 7, 7, 128, 255, 19]
+const close = (a: number[], b: number[]) => Math.max(...a.map((v, i) => Math.abs(v - b[i])))
+
+describe('moe-harness score', () => {
+  it('--ids --json prints tokens and per-token log-probs as the last line', () => {
+    const r = runCli(['score', '--model', model.dir, '--ids', ids.join(','), '--json', '--threads', '2'])
+    assert.equal(r.status, 0, r.stderr)
+    const out = lastJson(r.stdout)
+    assert.deepEqual(out.tokens, ids)
+    assert.equal(out.logprobs.length, ids.length - 1)
+    assert.ok(close(out.logprobs, referenceLogprobs(model.config, model.tensors, ids)) < 1e-4)
+    const sum = out.logprobs.reduce((a: number, b: number) => a + b, 0)
+    assert.ok(Math.abs(out.sum - sum) < 1e-9)
+    assert.ok(Math.abs(out.perplexity - Math.exp(-sum / (ids.length - 1))) < 1e-9)
+    assert.match(r.stdout, /perplexity/)
+  })
+
+  it('--mask-experts and --neuron-topk drive the hooks end to end', () => {
+    const r = runCli(['score', '--model', model.dir, '--ids', ids.join(','), '--json', '--mask-experts', '0:1,4;1:0', '--neuron-topk', '0.5'])
+    assert.equal(r.status, 0, r.stderr)
+    const out = lastJson(r.stdout)
+    const ref = referenceLogprobs(model.config, model.tensors, ids, { disabled: { 0: [1, 4], 1: [0] }, neuronKeep: { 0: 0.5, 1: 0.5 } })
+    assert.ok(close(out.logprobs, ref) < 1e-4, `max diff ${close(out.logprobs, ref)}`)
+    const plain = referenceLogprobs(model.config, model.tensors, ids)
+    assert.ok(close(out.logprobs, plain) > 1e-3, 'the hooks must change the scores')
+  })
+
+  it('--text tokenizes with the checkpoint tokenizer', () => {
+    const r = runCli(['score', '--model', model.dir, '--text', 'The quick brown fox', '--json'])
+    assert.equal(r.status, 0, r.stderr)
+    const out = lastJson(r.stdout)
+    assert.ok(out.tokens.length >= 3)
+    assert.ok(close(out.logprobs, referenceLogprobs(model.config, model.tensors, out.tokens)) < 1e-4)
+  })
+
+  it('--help documents the command', () => {
+    const r = runCli(['score', '--help'])
+    assert.equal(r.status, 0)
+    for (const flag of ['--model', '--text', '--ids', '--json', '--mask-experts', '--neuron-topk', '--device']) assert.match(r.stdout, new RegExp(flag))
+  })
+})
