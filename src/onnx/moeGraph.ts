@@ -104,14 +104,13 @@ export function buildScoringGraph(ckpt: Checkpoint, edits: VariantEdits, options
 
   const final = rmsNorm(g, x, weights.float(ckpt.names.finalNorm), spec.rmsNormEps)
   const picked = g.op('Gather', [final, scorePos], { axis: 0 })
-  const logits = g.op('Gemm', [picked, weights.float(ckpt.names.lmHead)], { transB: 1 })
-  // log p(target) = logit[target] - logsumexp(logits); onnxruntime's ReduceLogSumExp subtracts the
-  // row max first, so it is stable, and it reads the [M, vocab] logits once.
-  const lse = g.op('ReduceLogSumExp', [logits, g.constInt([1])], { keepdims: 1 })
-  const tgtLogit = g.op('GatherElements', [logits, g.op('Unsqueeze', [scoreTgt, g.constInt([1])])], { axis: 1 })
-  g.op('Reshape', [g.op('Sub', [tgtLogit, lse]), g.constInt([-1])], {}, 'logprobs')
-  const argmax = g.op('Reshape', [g.op('ArgMax', [logits], { axis: 1, keepdims: 0, select_last_index: 0 }), g.constInt([-1])])
-  g.op('Equal', [argmax, scoreTgt], {}, 'greedy')
+  // MatMul against the transposed head (folded once at session creation) beats Gemm(transB) here.
+  const logits = g.op('MatMul', [picked, g.op('Transpose', [weights.float(ckpt.names.lmHead)], { perm: [1, 0] })])
+  // LogSoftmax is onnxruntime's vectorised path (ReduceLogSumExp + ArgMax cost 8x more here).
+  const logSoftmax = g.op('LogSoftmax', [logits], { axis: 1 })
+  const lp = g.op('Reshape', [g.op('GatherElements', [logSoftmax, g.op('Unsqueeze', [scoreTgt, g.constInt([1])])], { axis: 1 }), g.constInt([-1])], {}, 'logprobs')
+  // is_greedy: the target reaches the row maximum (an exact float tie at the top also counts).
+  g.op('Equal', [lp, g.op('ReduceMax', [logSoftmax, g.constInt([1])], { keepdims: 0 })], {}, 'greedy')
   addOutput('logprobs', 'float32', ['M'])
   addOutput('greedy', 'bool', ['M'])
 
@@ -287,23 +286,17 @@ function moeBlock(
     topW = g.op('Div', [topW, g.op('ReduceSum', [topW, g.constInt([1])], { keepdims: 1 })])
   }
 
-  // Per-slot gate g_e(x) [N] and routed flag, built from the top-k slots that select e.
-  const slotHits = new Map<number, string>()
-  const hitsOf = (e: number) => {
-    let hit = slotHits.get(e)
-    if (!hit) slotHits.set(e, (hit = g.op('Cast', [g.op('Equal', [topI, g.scalarInt(e)])], { to: 1 }))) // [N, k]
-    return hit
+  // Gate matrix G [N, E] (g_e(x), zero where e is not selected) and routed matrix R [N, E]
+  // (1 where e is among the token's top-k and the token is not padding), built once per layer.
+  const onehot = g.op('Cast', [g.op('Equal', [g.op('Unsqueeze', [topI, g.constInt([2])]), g.constInt(Array.from({ length: E }, (_, e) => e))])], { to: 1 }) // [N, k, E]
+  const gates = g.op('ReduceSum', [g.op('Mul', [onehot, g.op('Unsqueeze', [topW, g.constInt([2])])]), g.constInt([1])], { keepdims: 0 })
+  const routedMatrix = g.op('Mul', [g.op('ReduceSum', [onehot, g.constInt([1])], { keepdims: 0 }), g.op('Unsqueeze', [g.op('Cast', [valid], { to: 1 }), g.constInt([1])])])
+  const column = (m: string, slots: number[]) => {
+    const cols = slots.map(e => g.op('Gather', [m, g.scalarInt(e)], { axis: 1 }))
+    return cols.reduce((a, b) => g.op('Add', [a, b]))
   }
-  const gateOf = (slots: number[]) => {
-    const gates = slots.map(e => g.op('ReduceSum', [g.op('Mul', [hitsOf(e), topW]), g.constInt([1])], { keepdims: 0 }))
-    return gates.reduce((a, b) => g.op('Add', [a, b]))
-  }
-  const routedRows = (slots: number[]) => {
-    const counts = slots.map(e => g.op('ReduceSum', [hitsOf(e), g.constInt([1])], { keepdims: 0 }))
-    const count = counts.reduce((a, b) => g.op('Add', [a, b]))
-    const routed = g.op('And', [g.op('Greater', [count, g.scalarFloat(0)]), valid])
-    return g.op('Reshape', [g.op('NonZero', [routed]), g.constInt([-1])])
-  }
+  const gateOf = (slots: number[]) => column(gates, slots)
+  const routedRows = (slots: number[]) => g.op('Reshape', [g.op('NonZero', [g.op('Greater', [column(routedMatrix, slots), g.scalarFloat(0)])]), g.constInt([-1])])
 
   let out = g.op('ConstantOfShape', [g.op('Shape', [h])]) // zeros [N, d] (float by default)
   const keepNeurons = hooks.neuronKeep !== undefined && hooks.neuronKeep < 1 ? neuronsKept(hooks.neuronKeep, layer.expertFfn) : 0
@@ -366,18 +359,21 @@ function swigluRows(g: GraphBuilder, weights: WeightLoader, names: ExpertNames, 
 }
 
 /**
- * Keeps, per token, the `keep` neurons with the largest |act(W_gate x)| and zeroes the rest. The
- * unsorted TopK gives the per-row threshold; its indices scatter an exact keep-mask, so ties at the
- * threshold never keep more than `keep` neurons.
+ * Keeps, per token, the `keep` neurons with the largest |act(W_gate x)| and zeroes the rest.
+ * The per-row threshold is the keep-th largest magnitude, found by an unsorted TopK over whichever
+ * side is smaller (the keep largest, or the F - keep + 1 smallest); neurons at or above it survive.
+ * Only an exact tie of two non-zero magnitudes at the threshold could keep an extra neuron (zero
+ * activations contribute nothing either way).
  */
 function neuronTopK(g: GraphBuilder, act: string, hidden: string, keep: number, ffn: number): string {
-  // onnxruntime's CPU TopK dies with SIGFPE on zero rows (an expert no token chose), so one
-  // dummy row is appended and its result sliced off again.
-  const mag = g.op('Concat', [g.op('Abs', [act]), g.constFloat(new Float32Array(ffn), [1, ffn])], { axis: 0 })
-  const [, idxPadded] = g.opN('TopK', [mag, g.constInt([keep])], 2, { axis: 1, largest: 1, sorted: 0 })
-  const idx = g.op('Slice', [idxPadded, g.constInt([0]), g.constInt([-1]), g.constInt([0])])
-  const zeros = g.op('ConstantOfShape', [g.op('Shape', [hidden])])
-  const ones = g.op('Expand', [g.scalarFloat(1), g.op('Shape', [idx])])
-  const mask = g.op('ScatterElements', [zeros, idx, ones], { axis: 1 })
-  return g.op('Mul', [hidden, mask])
+  const mag = g.op('Abs', [act])
+  // onnxruntime's CPU TopK dies with SIGFPE on zero rows (an expert no token chose), so one dummy
+  // row is appended before it and dropped after.
+  const padded = g.op('Concat', [mag, g.constFloat(new Float32Array(ffn), [1, ffn])], { axis: 0 })
+  const fromTop = keep <= ffn - keep + 1
+  const k = fromTop ? keep : ffn - keep + 1
+  const [values] = g.opN('TopK', [padded, g.constInt([k])], 2, { axis: 1, largest: fromTop ? 1 : 0, sorted: 0 })
+  const edge = g.op(fromTop ? 'ReduceMin' : 'ReduceMax', [values, g.constInt([1])], { keepdims: 1 })
+  const threshold = g.op('Slice', [edge, g.constInt([0]), g.constInt([-1]), g.constInt([0])])
+  return g.op('Where', [g.op('GreaterOrEqual', [mag, threshold]), hidden, g.scalarFloat(0)])
 }

@@ -65,6 +65,11 @@ export async function createSession(graph: GraphBytes, settings: SessionSettings
     logSeverityLevel: 3,
     externalData: [...graph.external.entries()].map(([path, data]) => ({ path, data })),
   }
+  // Developer aid: MOE_HARNESS_ORT_PROFILE=prefix writes onnxruntime's per-node timing JSON.
+  if (process.env.MOE_HARNESS_ORT_PROFILE) {
+    options.enableProfiling = true
+    options.profileFilePrefix = process.env.MOE_HARNESS_ORT_PROFILE
+  }
   let session: ort.InferenceSession
   try {
     session = await ort.InferenceSession.create(graph.model, options)
