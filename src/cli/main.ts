@@ -1,7 +1,9 @@
 import { Command, CommanderError } from 'commander'
 import { isHarnessError } from '../errors.ts'
 import { HARNESS_VERSION } from '../version.ts'
+import { registerEval } from './commands/eval.ts'
 import { registerScore } from './commands/score.ts'
+import { registerTasks } from './commands/tasks.ts'
 
 export function buildProgram(): Command {
   const program = new Command()
@@ -12,6 +14,8 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride()
   registerScore(program)
+  registerEval(program)
+  registerTasks(program)
   return program
 }
 

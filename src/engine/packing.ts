@@ -33,8 +33,13 @@ export interface PackedBatch {
   slots: Int32Array
 }
 
+/**
+ * Tokens the graph processes for a request. The last token of a sequence is only ever a target,
+ * never an input, so it is left out: without branches the prefix runs as prefix.length - 1 inputs,
+ * and each branch adds branch.length - 1 (a one-token choice costs nothing beyond the context).
+ */
 export function packedLength(r: ScoreRequest): number {
-  return r.prefix.length + r.branches.reduce((n, b) => n + b.length, 0)
+  return r.branches.length === 0 ? r.prefix.length - 1 : r.prefix.length + r.branches.reduce((n, b) => n + b.length - 1, 0)
 }
 
 export function validateRequest(r: ScoreRequest, vocabSize: number, maxLength: number | null): void {
@@ -46,7 +51,9 @@ export function validateRequest(r: ScoreRequest, vocabSize: number, maxLength: n
   }
   r.prefix.forEach(check)
   for (const b of r.branches) b.forEach(check)
-  const longest = r.prefix.length + Math.max(0, ...r.branches.map(b => b.length))
+  if (r.branches.length === 0 && r.prefix.length < 2) fail('INVALID_ARGUMENT', 'A request without continuations needs at least two prefix tokens.')
+  if (r.branches.some(b => b.length === 0)) fail('INVALID_ARGUMENT', 'A continuation branch needs at least one token.')
+  const longest = r.branches.length === 0 ? r.prefix.length - 1 : r.prefix.length - 1 + Math.max(...r.branches.map(b => b.length))
   if (maxLength !== null && longest > maxLength) {
     fail('SEQUENCE_TOO_LONG', `A sequence of ${longest} tokens exceeds the model's sliding_window of ${maxLength}; sliding-window attention is not implemented, so score shorter windows.`)
   }
@@ -88,7 +95,8 @@ export function packBatch(requests: readonly ScoreRequest[], indices: readonly n
     const r = requests[ri]
     const base = row * width
     const P = r.prefix.length
-    for (let t = 0; t < P; t++) {
+    const inputs = r.branches.length === 0 ? P - 1 : P
+    for (let t = 0; t < inputs; t++) {
       inputIds[base + t] = BigInt(r.prefix[t])
       positionIds[base + t] = BigInt(t)
       branchIds[base + t] = 0n
@@ -100,15 +108,18 @@ export function packBatch(requests: readonly ScoreRequest[], indices: readonly n
     }
     let offset = P
     r.branches.forEach((branch, k) => {
+      // branch[t] is predicted from the prefix's last token (t = 0) or from branch[t - 1].
       for (let t = 0; t < branch.length; t++) {
-        inputIds[base + offset + t] = BigInt(branch[t])
-        positionIds[base + offset + t] = BigInt(P + t)
-        branchIds[base + offset + t] = BigInt(k + 1)
         positions.push(t === 0 ? base + P - 1 : base + offset + t - 1)
         targets.push(branch[t])
         slots.push(ri, k, t)
       }
-      offset += branch.length
+      for (let t = 0; t + 1 < branch.length; t++) {
+        inputIds[base + offset + t] = BigInt(branch[t])
+        positionIds[base + offset + t] = BigInt(P + t)
+        branchIds[base + offset + t] = BigInt(k + 1)
+      }
+      offset += branch.length - 1
     })
   })
   return {

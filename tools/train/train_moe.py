@@ -196,6 +196,22 @@ def train(args):
                             lr=args.lr, betas=(0.9, 0.95))
     os.makedirs(args.out, exist_ok=True)
     curve, best, bad, step = [], float("inf"), 0, 0
+    if args.resume:
+        # Continue from a saved state (weights, optimizer, curve); the schedule restarts with warmup.
+        state = torch.load(args.resume)
+        model.load_state_dict(state["model"] if "model" in state else state)
+        if "optimizer" in state:
+            opt.load_state_dict(state["optimizer"])
+        prev = os.path.join(os.path.dirname(args.resume), "curve.json")
+        if os.path.exists(prev):
+            with open(prev) as f:
+                old = json.load(f)
+            curve = old.get("curve", [])
+            best = old.get("best_val_ce", best)
+        print(f"resumed from {args.resume}; best so far {best:.4f}", flush=True)
+    step0 = curve[-1]["step"] if curve else 0
+    tokens0 = curve[-1]["tokens"] if curve else 0
+    minutes0 = curve[-1]["minutes"] if curve else 0.0
     t0 = time.time()
     budget = args.minutes * 60
     total_steps = args.steps
@@ -225,7 +241,7 @@ def train(args):
             print(f"step {step} lr {lr:.2e} train_ce {ce.item():.4f} aux {aux.item():.4f} tok/s {tps:.0f}", flush=True)
         if step % args.eval_every == 0:
             val = evaluate(model, val_ids, T, max_windows=args.val_windows)
-            curve.append(dict(step=step, tokens=step * B * T, minutes=(time.time() - t0) / 60,
+            curve.append(dict(step=step0 + step, tokens=tokens0 + step * B * T, minutes=minutes0 + (time.time() - t0) / 60,
                               train_ce=ce.item(), val_ce=val, lr=lr))
             print(f"eval step {step} val_ce {val:.4f} (best {best:.4f})", flush=True)
             if val < best - 1e-4:
@@ -233,6 +249,7 @@ def train(args):
                 torch.save(model.state_dict(), os.path.join(args.out, "best.pt"))
             else:
                 bad += 1
+            torch.save(dict(model=model.state_dict(), optimizer=opt.state_dict()), os.path.join(args.out, "last.pt"))
             with open(os.path.join(args.out, "curve.json"), "w") as f:
                 json.dump(dict(curve=curve, best_val_ce=best, args=vars(args)), f, indent=1)
             if bad >= args.patience:
@@ -241,8 +258,8 @@ def train(args):
     model.load_state_dict(torch.load(os.path.join(args.out, "best.pt")))
     full = evaluate(model, val_ids, T)
     with open(os.path.join(args.out, "curve.json"), "w") as f:
-        json.dump(dict(curve=curve, best_val_ce=best, full_val_ce=full, steps=step,
-                       minutes=(time.time() - t0) / 60, args=vars(args)), f, indent=1)
+        json.dump(dict(curve=curve, best_val_ce=best, full_val_ce=full, steps=step0 + step,
+                       minutes=minutes0 + (time.time() - t0) / 60, args=vars(args)), f, indent=1)
     print(f"done: best val_ce {best:.4f}, full validation ce {full:.4f}", flush=True)
 
 
@@ -333,6 +350,7 @@ if __name__ == "__main__":
     ap.add_argument("--patience", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--resume", help="state file (last.pt or best.pt) to continue from")
     ap.add_argument("--export")
     ap.add_argument("--tokenizer", default="build/tokenizer")
     args = ap.parse_args()

@@ -1,0 +1,108 @@
+import type { Command } from 'commander'
+import { fail } from '../../errors.ts'
+import { validateEdits } from '../../engine/hooks.ts'
+import { createLocalScorer, DEFAULT_BATCH_TOKENS } from '../../engine/scorer.ts'
+import { openCheckpoint } from '../../model/checkpoint.ts'
+import { defaultDataDir } from '../../paths.ts'
+import type { MetricName, TaskDefinition } from '../../tasks/defineTask.ts'
+import { evaluateTask, type TaskEvaluation } from '../../tasks/evaluate.ts'
+import { builtInTasks, loadTaskDocs, resolveTasks, selectDocs, subsetKey, type SubsetSpec } from '../../tasks/registry.ts'
+import { addDeviceOptions, addHookOptions, editsFromFlags, threadCount, type EngineFlags } from '../engineOptions.ts'
+import { createProgress } from '../progress.ts'
+import { formatResultsTable, resultsJson } from '../resultsTable.ts'
+
+interface EvalFlags extends EngineFlags {
+  model: string
+  tasks?: string
+  limit?: string
+  sample?: string
+  seed: string
+  dataDir?: string
+  maxLength?: string
+  batchTokens: string
+  json?: boolean
+}
+
+export function registerEval(program: Command): void {
+  const cmd = program
+    .command('eval')
+    .description('Zero-shot evaluation with lm-evaluation-harness semantics; prints a results table.')
+    .requiredOption('--model <dir>', 'HuggingFace-format checkpoint folder')
+    .option('--tasks <names>', 'comma-separated task names (default: the built-in tasks); see `moe-harness tasks`')
+    .option('--limit <n>', 'only the first N documents of each task (a fraction in (0, 1) takes that share), as lm-eval --limit')
+    .option('--sample <n>', 'a seeded subsample of N documents per task, stratified by the answer; the same for every method')
+    .option('--seed <n>', 'seed of --sample', '1234')
+    .option('--data-dir <dir>', 'folder with local copies of the standard datasets (default: $MOE_HARNESS_DATA or ./data)')
+    .option('--max-length <n>', "longest model input (default: the model's max_position_embeddings, as lm-eval)")
+    .option('--batch-tokens <n>', 'padded tokens per batch; results do not depend on it', String(DEFAULT_BATCH_TOKENS))
+    .option('--json', 'print one JSON object with all results as the last line')
+  addHookOptions(addDeviceOptions(cmd))
+  cmd.addHelpText('after', `
+Examples:
+  moe-harness eval --model models/tiny-moe
+  moe-harness eval --model models/tiny-moe --tasks brown-cloze,brown-agreement --sample 300 --json
+  moe-harness eval --model DIR --tasks arc_easy,piqa --data-dir ~/datasets --limit 100
+`)
+  cmd.action(async (flags: EvalFlags) => runEval(flags))
+}
+
+function positiveNumber(flag: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined
+  const n = Number(value)
+  if (!Number.isFinite(n) || n <= 0) fail('INVALID_ARGUMENT', `${flag} must be a positive number, got '${value}'.`)
+  return n
+}
+
+export function subsetFromFlags(flags: { limit?: string; sample?: string; seed: string }): SubsetSpec {
+  return { limit: positiveNumber('--limit', flags.limit), sample: positiveNumber('--sample', flags.sample), seed: Number(flags.seed) }
+}
+
+async function runEval(flags: EvalFlags): Promise<void> {
+  // Everything that can be wrong is checked before the model is built.
+  const ckpt = openCheckpoint(flags.model)
+  const edits = editsFromFlags(flags, ckpt.spec)
+  validateEdits(ckpt.spec, edits)
+  const tasks: TaskDefinition[] = flags.tasks ? await resolveTasks(flags.tasks.split(',').filter(Boolean)) : await builtInTasks()
+  const subset = subsetFromFlags(flags)
+  const dataDir = flags.dataDir ?? defaultDataDir()
+  const loaded: { task: TaskDefinition; data: Awaited<ReturnType<typeof loadTaskDocs>>; docs: { index: number; doc: unknown }[] }[] = []
+  for (const task of tasks) {
+    const data = await loadTaskDocs(task, dataDir)
+    loaded.push({ task, data, docs: selectDocs(task, data.docs, subset) })
+  }
+  const tokenizer = ckpt.tokenizer()
+  const maxLength = positiveNumber('--max-length', flags.maxLength) ?? ckpt.spec.maxPositions
+  const batchTokens = positiveNumber('--batch-tokens', flags.batchTokens)!
+  const scorer = await createLocalScorer(ckpt, edits, { device: flags.device, threads: threadCount(flags) })
+  const results: { task: TaskDefinition; evaluation: TaskEvaluation; docs: number; seconds: number }[] = []
+  try {
+    for (const { task, docs } of loaded) {
+      const progress = createProgress(task.name.padEnd(22), docs.length)
+      const t0 = performance.now()
+      const evaluation = await evaluateTask(task, docs, {
+        tokenizer, maxLength,
+        score: requests => scorer.score(requests, {
+          maxBatchTokens: batchTokens,
+          onProgress: (done, total) => progress.update(Math.round((done / total) * docs.length), `${done}/${total} requests`),
+        }),
+      })
+      progress.update(docs.length)
+      progress.stop()
+      results.push({ task, evaluation, docs: docs.length, seconds: (performance.now() - t0) / 1000 })
+    }
+  } finally {
+    await scorer.release()
+  }
+  process.stdout.write(formatResultsTable(results.map(r => ({ task: r.task, metrics: r.evaluation.metrics, docs: r.docs }))) + '\n')
+  if (flags.json) {
+    const json = resultsJson(results.map(r => ({ task: r.task, metrics: r.evaluation.metrics, docs: r.docs, total: loaded.find(l => l.task === r.task)!.data.docs.length })))
+    const extra = {
+      model: ckpt.dir, device: flags.device, subset: subsetKey(subset), max_length: maxLength,
+      tokens: Object.fromEntries(results.map(r => [r.task.name, r.evaluation.tokens])),
+      seconds: Object.fromEntries(results.map(r => [r.task.name, r.seconds])),
+    }
+    process.stdout.write(JSON.stringify({ ...json, config: extra }) + '\n')
+  }
+}
+
+export type { MetricName }

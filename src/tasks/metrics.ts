@@ -1,0 +1,62 @@
+// Aggregations and standard errors as lm-eval computes them (lm_eval/api/metrics.py).
+import { mulberry32 } from '../util/rng.ts'
+
+export interface MetricValue {
+  value: number
+  /** null where lm-eval reports N/A (weighted perplexities). */
+  stderr: number | null
+  higherIsBetter: boolean
+}
+
+/** First index of the maximum (numpy.argmax): ties go to the earliest choice. */
+export function argmax(values: readonly number[]): number {
+  let best = 0
+  for (let i = 1; i < values.length; i++) if (values[i] > values[best]) best = i
+  return best
+}
+
+export function mean(xs: readonly number[]): number {
+  let s = 0
+  for (const x of xs) s += x
+  return s / xs.length
+}
+
+/** Sample standard deviation (Bessel) / sqrt(n): lm-eval's mean_stderr. */
+export function meanStderr(xs: readonly number[]): number {
+  const n = xs.length
+  if (n < 2) return NaN
+  const m = mean(xs)
+  let ss = 0
+  for (const x of xs) ss += (x - m) ** 2
+  return Math.sqrt(ss / (n - 1)) / Math.sqrt(n)
+}
+
+/** Seeded bootstrap standard deviation of a statistic (deterministic on every machine). */
+export function bootstrapStderr(xs: readonly number[], stat: (sample: number[]) => number, iterations = 1000, seed = 1234): number {
+  const rng = mulberry32(seed)
+  const n = xs.length
+  const values: number[] = []
+  const sample = new Array<number>(n)
+  for (let it = 0; it < iterations; it++) {
+    for (let i = 0; i < n; i++) sample[i] = xs[Math.floor(rng() * n)]
+    values.push(stat(sample))
+  }
+  return Math.sqrt(values.reduce((s, v) => s + (v - mean(values)) ** 2, 0) / (iterations - 1))
+}
+
+export function accuracyMetric(outcomes: readonly number[]): MetricValue {
+  return { value: mean(outcomes), stderr: meanStderr(outcomes), higherIsBetter: true }
+}
+
+/** lm-eval's `perplexity` aggregation: exp(-mean over documents of log-likelihood). */
+export function documentPerplexity(lls: readonly number[]): MetricValue {
+  const stat = (xs: readonly number[]) => Math.exp(-mean(xs))
+  return { value: stat(lls), stderr: lls.length > 1 ? bootstrapStderr(lls, stat) : null, higherIsBetter: false }
+}
+
+/** word/byte perplexity and bits per byte: totals over all documents, no stderr (as lm-eval). */
+export function weightedPerplexity(lls: readonly number[], weights: readonly number[]): { perplexity: number; bitsPer: number } {
+  const ll = lls.reduce((a, b) => a + b, 0)
+  const w = weights.reduce((a, b) => a + b, 0)
+  return { perplexity: Math.exp(-ll / w), bitsPer: -ll / w / Math.LN2 }
+}

@@ -1,0 +1,130 @@
+// Finds task files in tasks/, loads their documents, and picks the evaluated subset.
+import { fail } from '../errors.ts'
+import { loadAllPlugins, loadPlugin, pluginFiles } from '../plugins/discover.ts'
+import { defaultDataDir, TASK_DATA_DIR, TASKS_DIR } from '../paths.ts'
+import { mulberry32, seedFromString } from '../util/rng.ts'
+import type { TaskDefinition } from './defineTask.ts'
+import { fileSha256, readRecords, resolveDataFile } from './records.ts'
+
+export function taskNames(): string[] {
+  return [...pluginFiles(TASKS_DIR).keys()]
+}
+
+export function loadTask(name: string): Promise<TaskDefinition> {
+  return loadPlugin<TaskDefinition>('task', TASKS_DIR, name, 'TASK_INVALID')
+}
+
+export function loadAllTasks(): Promise<TaskDefinition[]> {
+  return loadAllPlugins<TaskDefinition>('task', TASKS_DIR, 'TASK_INVALID')
+}
+
+export interface TaskDocs<Doc = unknown> {
+  file: string
+  sha256: string
+  docs: { index: number; doc: Doc }[]
+}
+
+export function dataFileOf(task: TaskDefinition, dataDir = defaultDataDir()): string | undefined {
+  return resolveDataFile(task.data.files, task.data.builtIn ? TASK_DATA_DIR : dataDir)
+}
+
+export async function loadTaskDocs<Doc>(task: TaskDefinition<Doc>, dataDir = defaultDataDir()): Promise<TaskDocs<Doc>> {
+  const base = task.data.builtIn ? TASK_DATA_DIR : dataDir
+  const file = resolveDataFile(task.data.files, base)
+  if (!file) {
+    fail('TASK_DATA_MISSING', `Task '${task.name}' has no data: ${task.data.howToGet} Looked for ${task.data.files.map(f => `${base}/${f}`).join(', ')}.` +
+      (task.data.builtIn ? '' : ' Pass --data-dir or set MOE_HARNESS_DATA to use another folder.'))
+  }
+  const records = await readRecords(file)
+  const docs = records.map((r, index) => {
+    try {
+      return { index, doc: task.process ? task.process(r, index) : (r as Doc) }
+    } catch (e) {
+      fail('TASK_INVALID', `Task '${task.name}': record ${index} of ${file} could not be processed: ${(e as Error).message}`)
+    }
+  })
+  return { file, sha256: fileSha256(file), docs }
+}
+
+export interface SubsetSpec {
+  /** First N documents (lm-eval --limit); a fraction in (0, 1) takes ceil(fraction × n). */
+  limit?: number
+  /** A seeded subsample of N documents stratified by the gold answer (the same for every method). */
+  sample?: number
+  seed?: number
+}
+
+/** Canonical text of a subset, part of every stored result's key. */
+export function subsetKey(spec: SubsetSpec): string {
+  if (spec.sample !== undefined) return `sample:${spec.sample}:seed${spec.seed ?? 1234}`
+  if (spec.limit !== undefined) return `limit:${spec.limit}`
+  return 'all'
+}
+
+export function selectDocs<Doc>(task: TaskDefinition<Doc>, docs: { index: number; doc: Doc }[], spec: SubsetSpec): { index: number; doc: Doc }[] {
+  if (spec.limit !== undefined && spec.sample !== undefined) fail('INVALID_ARGUMENT', 'Use either --limit or --sample, not both.')
+  if (spec.limit !== undefined) {
+    if (!(spec.limit > 0)) fail('INVALID_ARGUMENT', `--limit must be positive, got ${spec.limit}.`)
+    const n = spec.limit < 1 ? Math.ceil(spec.limit * docs.length) : Math.floor(spec.limit)
+    return docs.slice(0, n)
+  }
+  if (spec.sample !== undefined) {
+    if (!Number.isInteger(spec.sample) || spec.sample < 1) fail('INVALID_ARGUMENT', `--sample must be a positive integer, got ${spec.sample}.`)
+    return stratifiedSample(task, docs, spec.sample, spec.seed ?? 1234)
+  }
+  return docs
+}
+
+function stratumOf<Doc>(task: TaskDefinition<Doc>, doc: Doc): string {
+  if (task.stratifyBy) return String(task.stratifyBy(doc))
+  if (task.kind === 'multiple_choice' || task.kind === 'multiple_input') return String(task.prompt(doc).gold)
+  return 'all'
+}
+
+/**
+ * Proportional allocation per stratum (largest remainder), each stratum shuffled by a PRNG seeded
+ * from (seed, task, stratum); the result keeps dataset order.
+ */
+function stratifiedSample<Doc>(task: TaskDefinition<Doc>, docs: { index: number; doc: Doc }[], n: number, seed: number) {
+  if (n >= docs.length) return docs
+  const strata = new Map<string, { index: number; doc: Doc }[]>()
+  for (const d of docs) {
+    const key = stratumOf(task, d.doc)
+    if (!strata.has(key)) strata.set(key, [])
+    strata.get(key)!.push(d)
+  }
+  const keys = [...strata.keys()].sort()
+  const quotas = keys.map(k => (n * strata.get(k)!.length) / docs.length)
+  const take = quotas.map(Math.floor)
+  let left = n - take.reduce((a, b) => a + b, 0)
+  const byRemainder = keys.map((_, i) => i).sort((a, b) => quotas[b] - take[b] - (quotas[a] - take[a]) || a - b)
+  for (const i of byRemainder) if (left-- > 0) take[i]++
+  const chosen: { index: number; doc: Doc }[] = []
+  keys.forEach((k, i) => {
+    const items = [...strata.get(k)!]
+    const rng = mulberry32(seed ^ seedFromString(`${task.name}/${k}`))
+    for (let j = items.length - 1; j > 0; j--) {
+      const r = Math.floor(rng() * (j + 1))
+      ;[items[j], items[r]] = [items[r], items[j]]
+    }
+    chosen.push(...items.slice(0, take[i]))
+  })
+  return chosen.sort((a, b) => a.index - b.index)
+}
+
+/** Resolves user-given task names (lm-eval spellings like arc_easy accepted) before any work starts. */
+export async function resolveTasks(names: readonly string[]): Promise<TaskDefinition[]> {
+  const known = new Set(taskNames())
+  const resolved = names.map(n => {
+    const kebab = n.trim().replaceAll('_', '-')
+    return known.has(kebab) ? kebab : n.trim()
+  })
+  const out: TaskDefinition[] = []
+  for (const name of [...new Set(resolved)]) out.push(await loadTask(name))
+  return out
+}
+
+/** The built-in tasks: what `eval` runs when no --tasks are given. */
+export async function builtInTasks(): Promise<TaskDefinition[]> {
+  return (await loadAllTasks()).filter(t => t.data.builtIn)
+}

@@ -1,0 +1,24 @@
+import { defineTask } from '../src/tasks/defineTask.ts'
+
+interface CopaDoc { premise: string; choice1: string; choice2: string; question: 'cause' | 'effect'; label: number }
+
+const lowerFirst = (s: string) => s.slice(0, 1).toLowerCase() + s.slice(1)
+
+export default defineTask<CopaDoc>({
+  name: 'copa',
+  version: 1,
+  description: 'COPA (SuperGLUE, validation split, 100 items); lm-eval super_glue/copa utils: the premise without its final period plus "because"/"therefore", choices " " + first letter lower-cased (so with the default target delimiter the continuation starts with two spaces, as in lm-eval).',
+  kind: 'multiple_choice',
+  data: {
+    files: ['copa/validation.jsonl', 'copa/validation.parquet', 'copa/validation-00000-of-00001.parquet'],
+    howToGet: 'Download the validation split of aps/super_glue (config copa) and save it as copa/validation.jsonl or .parquet in the data folder.',
+  },
+  prompt: doc => ({
+    context: `${doc.premise.trim().slice(0, -1)} ${{ cause: 'because', effect: 'therefore' }[doc.question]}`,
+    choices: [` ${lowerFirst(doc.choice1)}`, ` ${lowerFirst(doc.choice2)}`],
+    gold: doc.label,
+  }),
+  metrics: ['acc'],
+  primaryMetric: 'acc',
+  source: { upstream: 'copa', dataset: 'aps/super_glue copa', url: 'https://huggingface.co/datasets/aps/super_glue' },
+})
