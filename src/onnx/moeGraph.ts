@@ -28,6 +28,8 @@ export interface CalibrationOutputs {
   expertOutputs?: boolean
   /** Per-expert outputs with the expert forced on every token (HC-SMoE). */
   expertOutputsAllTokens?: boolean
+  /** Per-expert input of the down projection, act(W_gate x) ⊙ W_up x, on routed tokens (Wanda). */
+  expertHidden?: boolean
 }
 
 export interface GraphOptions {
@@ -285,6 +287,13 @@ function moeBlock(
   if (layer.normTopK || hooks.skipSecondBeta !== undefined) {
     topW = g.op('Div', [topW, g.op('ReduceSum', [topW, g.constInt([1])], { keepdims: 1 })])
   }
+  if (calib.routerLogits) {
+    // The routing the graph actually used, so statistics never disagree with it on near-ties.
+    g.op('Identity', [topI], {}, `topk_indices_${L}`)
+    g.op('Identity', [topW], {}, `topk_weights_${L}`)
+    addOutput(`topk_indices_${L}`, 'int64', ['N', layer.topK])
+    addOutput(`topk_weights_${L}`, 'float32', ['N', layer.topK])
+  }
 
   // Gate matrix G [N, E] (g_e(x), zero where e is not selected) and routed matrix R [N, E]
   // (1 where e is among the token's top-k and the token is not padding), built once per layer.
@@ -314,15 +323,20 @@ function moeBlock(
     let hidden = g.op('Mul', [act, linear(g, xs, weights.float(names.up))])
     if (keepNeurons) hidden = neuronTopK(g, act, hidden, keepNeurons, layer.expertFfn)
     const y = linear(g, hidden, weights.float(names.down))
-    if (calib.expertOutputs) {
+    if (calib.expertOutputs || calib.expertHidden) {
       for (const e of group.members) {
         // Bound slots share the computation; each member's own routed rows are reported.
-        const own = group.members.length === 1 ? rows : routedRows([e])
-        const ownY = group.members.length === 1 ? y : swigluRows(g, weights, names, h, own, keepNeurons, layer.expertFfn)
-        g.op('Identity', [own], {}, `expert_rows_${L}_${e}`)
-        g.op('Identity', [ownY], {}, `expert_out_${L}_${e}`)
+        const own = group.members.length === 1 ? { rows, hidden, y } : { rows: routedRows([e]), ...swigluRows(g, weights, names, h, routedRows([e]), keepNeurons, layer.expertFfn) }
+        g.op('Identity', [own.rows], {}, `expert_rows_${L}_${e}`)
         addOutput(`expert_rows_${L}_${e}`, 'int64', [`n_${L}_${e}`])
-        addOutput(`expert_out_${L}_${e}`, 'float32', [`n_${L}_${e}`, d])
+        if (calib.expertOutputs) {
+          g.op('Identity', [own.y], {}, `expert_out_${L}_${e}`)
+          addOutput(`expert_out_${L}_${e}`, 'float32', [`n_${L}_${e}`, d])
+        }
+        if (calib.expertHidden) {
+          g.op('Identity', [own.hidden], {}, `expert_hidden_${L}_${e}`)
+          addOutput(`expert_hidden_${L}_${e}`, 'float32', [`n_${L}_${e}`, layer.expertFfn])
+        }
       }
     }
     out = g.op('ScatterND', [out, g.op('Unsqueeze', [rows, g.constInt([1])]), g.op('Mul', [y, gate])], { reduction: 'add' })
@@ -350,12 +364,12 @@ function moeBlock(
   return out
 }
 
-function swigluRows(g: GraphBuilder, weights: WeightLoader, names: ExpertNames, h: string, rows: string, keepNeurons: number, ffn: number): string {
+function swigluRows(g: GraphBuilder, weights: WeightLoader, names: ExpertNames, h: string, rows: string, keepNeurons: number, ffn: number): { hidden: string; y: string } {
   const xs = g.op('Gather', [h, rows], { axis: 0 })
   const act = silu(g, linear(g, xs, weights.float(names.gate)))
   let hidden = g.op('Mul', [act, linear(g, xs, weights.float(names.up))])
   if (keepNeurons) hidden = neuronTopK(g, act, hidden, keepNeurons, ffn)
-  return linear(g, hidden, weights.float(names.down))
+  return { hidden, y: linear(g, hidden, weights.float(names.down)) }
 }
 
 /**

@@ -8,10 +8,11 @@ import type { MetricName, TaskDefinition } from '../../tasks/defineTask.ts'
 import { evaluateTask, type TaskEvaluation } from '../../tasks/evaluate.ts'
 import { builtInTasks, loadTaskDocs, resolveTasks, selectDocs, subsetKey, type SubsetSpec } from '../../tasks/registry.ts'
 import { addDeviceOptions, addHookOptions, editsFromFlags, threadCount, type EngineFlags } from '../engineOptions.ts'
+import { addMethodOptions, mergeEdits, planFromFlags, prepareFromPlan, type MethodFlags } from '../methodOptions.ts'
 import { createProgress } from '../progress.ts'
 import { formatResultsTable, resultsJson } from '../resultsTable.ts'
 
-interface EvalFlags extends EngineFlags {
+interface EvalFlags extends EngineFlags, MethodFlags {
   model: string
   tasks?: string
   limit?: string
@@ -36,10 +37,11 @@ export function registerEval(program: Command): void {
     .option('--max-length <n>', "longest model input (default: the model's max_position_embeddings, as lm-eval)")
     .option('--batch-tokens <n>', 'padded tokens per batch; results do not depend on it', String(DEFAULT_BATCH_TOKENS))
     .option('--json', 'print one JSON object with all results as the last line')
-  addHookOptions(addDeviceOptions(cmd))
+  addMethodOptions(addHookOptions(addDeviceOptions(cmd)))
   cmd.addHelpText('after', `
 Examples:
   moe-harness eval --model models/tiny-moe
+  moe-harness eval --model models/tiny-moe --method frequency-pruning --ratio 0.25
   moe-harness eval --model models/tiny-moe --tasks brown-cloze,brown-agreement --sample 300 --json
   moe-harness eval --model DIR --tasks arc_easy,piqa --data-dir ~/datasets --limit 100
 `)
@@ -60,8 +62,9 @@ export function subsetFromFlags(flags: { limit?: string; sample?: string; seed: 
 async function runEval(flags: EvalFlags): Promise<void> {
   // Everything that can be wrong is checked before the model is built.
   const ckpt = openCheckpoint(flags.model)
-  const edits = editsFromFlags(flags, ckpt.spec)
-  validateEdits(ckpt.spec, edits)
+  const hookEdits = editsFromFlags(flags, ckpt.spec)
+  validateEdits(ckpt.spec, hookEdits)
+  const plan = await planFromFlags(flags, ckpt)
   const tasks: TaskDefinition[] = flags.tasks ? await resolveTasks(flags.tasks.split(',').filter(Boolean)) : await builtInTasks()
   const subset = subsetFromFlags(flags)
   const dataDir = flags.dataDir ?? defaultDataDir()
@@ -73,7 +76,12 @@ async function runEval(flags: EvalFlags): Promise<void> {
   const tokenizer = ckpt.tokenizer()
   const maxLength = positiveNumber('--max-length', flags.maxLength) ?? ckpt.spec.maxPositions
   const batchTokens = positiveNumber('--batch-tokens', flags.batchTokens)!
-  const scorer = await createLocalScorer(ckpt, edits, { device: flags.device, threads: threadCount(flags) })
+  const engine = { device: flags.device, threads: threadCount(flags) }
+  const variant = await prepareFromPlan(ckpt, plan, flags, engine)
+  const edits = variant ? mergeEdits(variant.edits, hookEdits) : hookEdits
+  validateEdits(ckpt.spec, edits)
+  if (variant) process.stderr.write(`${describeVariant(variant)}\n`)
+  const scorer = await createLocalScorer(ckpt, edits, engine)
   const results: { task: TaskDefinition; evaluation: TaskEvaluation; docs: number; seconds: number }[] = []
   try {
     for (const { task, docs } of loaded) {
@@ -98,11 +106,20 @@ async function runEval(flags: EvalFlags): Promise<void> {
     const json = resultsJson(results.map(r => ({ task: r.task, metrics: r.evaluation.metrics, docs: r.docs, total: loaded.find(l => l.task === r.task)!.data.docs.length })))
     const extra = {
       model: ckpt.dir, device: flags.device, subset: subsetKey(subset), max_length: maxLength,
+      ...(variant ? { method: variant.method, params: variant.params, variant_id: variant.variantId, achieved_ratio: variant.report.achievedRatio, accounting: { ...variant.accounting, layers: undefined }, layers: variant.accounting.layers, calibration: variant.calibration, warnings: variant.warnings } : {}),
       tokens: Object.fromEntries(results.map(r => [r.task.name, r.evaluation.tokens])),
       seconds: Object.fromEntries(results.map(r => [r.task.name, r.seconds])),
     }
     process.stdout.write(JSON.stringify({ ...json, config: extra }) + '\n')
   }
+}
+
+function describeVariant(v: NonNullable<Awaited<ReturnType<typeof prepareFromPlan>>>): string {
+  const a = v.accounting
+  const pct = (x: number, y: number) => `${((100 * x) / y).toFixed(1)}%`
+  return `${v.method} ${JSON.stringify(v.params)}: achieved ratio ${v.report.achievedRatio.toFixed(4)}, ` +
+    `expert params ${pct(a.expertParams, a.baseExpertParams)}, active params/token ${pct(a.activeParamsPerToken, a.baseActiveParamsPerToken)}` +
+    (v.calibration ? `, calibration ${v.calibration.fromCache ? 'cached' : `${v.calibration.seconds.toFixed(1)} s`} (${v.calibration.tokens} tokens)` : '')
 }
 
 export type { MetricName }

@@ -1,0 +1,27 @@
+import { checkUniformRemoval, defineMethod, dropLowest, p, removalCount, superExperts } from '../src/index.ts'
+
+export default defineMethod({
+  name: 'ean',
+  description: 'EAN (expert activation norm): remove the experts with the lowest S_e = Σ over routed tokens of ‖E_e(x)‖₂ — a sum, so frequency counts too. Physical removal, uniform per layer.',
+  family: 'expert-pruning',
+  params: {
+    ratio: p.ratio({ description: 'share of routed experts removed per layer: floor(ratio · E)' }),
+    protectSuperExperts: p.boolean({ default: false, description: 'never remove experts with massive output activations (max |y| > 10× the median expert)' }),
+  },
+  needs: ['expertOutputs'],
+  validate: (params, layout) => checkUniformRemoval(params.ratio, layout),
+  apply({ params, layout, stats, experts }) {
+    const outputs = layout.layers.map(l => stats.expertOutputs(l.index))
+    const guarded = params.protectSuperExperts ? superExperts(outputs, 10) : new Set<string>()
+    let removed = 0, total = 0
+    const scores = layout.layers.map((layer, li) => {
+      const s = Array.from(outputs[li].normSum, (v, e) => (guarded.has(`${li}:${e}`) ? Infinity : v))
+      for (const e of dropLowest(s, layer.numExperts - removalCount(params.ratio, layer.numExperts))) experts.remove(layer.index, e)
+      removed += experts.removed(layer.index).length
+      total += layer.numExperts
+      return s
+    })
+    return { achievedRatio: removed / total, notes: { scores } }
+  },
+  reference: { paper: 'Finding Fantastic Experts, arXiv 2504.05586; REAP App. D Eq. 13', code: 'CerebrasResearch/reap (ean_sum)' },
+})

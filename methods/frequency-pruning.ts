@@ -1,0 +1,55 @@
+import { checkUniformRemoval, defineMethod, dropLowest, p, removalCount, stableArgsort, superExperts } from '../src/index.ts'
+
+export default defineMethod({
+  name: 'frequency-pruning',
+  description: 'Remove the experts the router uses least on the calibration set (REAP App. D baseline; HC-SMoE "F-prune"). Soft variants rank by softmax mass (S-prune) or top-k gate mass (MoNE-P\'s RS baseline). Physical removal: the survivors renormalise.',
+  family: 'expert-pruning',
+  params: {
+    ratio: p.ratio({ description: 'share of routed experts removed per layer: floor(ratio · E)' }),
+    score: p.enum(['count', 'softmax-mass', 'gate-mass'], { default: 'count', description: 'count = tokens routed to the expert; softmax-mass = mean full-softmax probability over all tokens; gate-mass = mean top-k gate per token' }),
+    scope: p.enum(['layer', 'global'], { default: 'layer', description: 'layer = floor(ratio·E) per layer; global = one ranking across layers (counts vary per layer, each keeps at least top-k)' }),
+    protectSuperExperts: p.boolean({ default: false, description: 'never remove experts with massive output activations (max |y| > 10× the median expert)' }),
+  },
+  needs: params => (params.protectSuperExperts ? ['routing', 'expertOutputs'] : ['routing']),
+  validate: (params, layout) => checkUniformRemoval(params.ratio, layout),
+  apply({ params, layout, stats, experts, log }) {
+    const scores = layout.layers.map(layer => {
+      const r = stats.routing(layer.index)
+      const s = Array.from({ length: layer.numExperts }, (_, e) =>
+        params.score === 'count' ? r.count[e] : params.score === 'softmax-mass' ? r.softmaxSum[e] / r.tokens : r.gateSum[e] / r.tokens)
+      if (s.some(v => v === 0)) log.warn(`layer ${layer.index}: experts with no routed calibration tokens score 0 and go first`)
+      return s
+    })
+    if (params.protectSuperExperts) {
+      const guarded = superExperts(layout.layers.map(l => stats.expertOutputs(l.index)), 10)
+      layout.layers.forEach((l, li) => scores[li].forEach((_, e) => { if (guarded.has(`${li}:${e}`)) scores[li][e] = Infinity }))
+    }
+    let removed = 0, total = 0
+    if (params.scope === 'layer') {
+      layout.layers.forEach((layer, li) => {
+        for (const e of dropLowest(scores[li], layer.numExperts - removalCount(params.ratio, layer.numExperts))) experts.remove(layer.index, e)
+      })
+    } else {
+      // One ranking over every (layer, expert); skip removals that would leave a layer below top-k.
+      const flat = layout.layers.flatMap((layer, li) => scores[li].map((s, e) => ({ li, e, s })))
+      const want = removalCount(params.ratio, flat.length)
+      const order = stableArgsort(flat.map(x => x.s), 'asc')
+      const left = layout.layers.map(l => l.numExperts)
+      let done = 0
+      for (const i of order) {
+        if (done === want) break
+        const { li, e } = flat[i]
+        if (left[li] - 1 < layout.layers[li].topK || !Number.isFinite(flat[i].s)) continue
+        experts.remove(layout.layers[li].index, e)
+        left[li]--
+        done++
+      }
+    }
+    for (const layer of layout.layers) {
+      removed += experts.removed(layer.index).length
+      total += layer.numExperts
+    }
+    return { achievedRatio: removed / total, notes: { scores } }
+  },
+  reference: { paper: 'REAP arXiv 2510.13999 App. D; HC-SMoE arXiv 2410.08589', code: 'CerebrasResearch/reap src/reap/prune.py' },
+})

@@ -1,0 +1,50 @@
+// Calibration statistics are cached by (model fingerprint, calibration data fingerprint, settings)
+// and reused by every method and ratio. A request for statistics the cache lacks recomputes the
+// union in one pass, so a sweep that asks for everything up front calibrates exactly once.
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import path from 'node:path'
+import v8 from 'node:v8'
+import type { Checkpoint } from '../model/checkpoint.ts'
+import { collectStats, type CollectOptions } from './collect.ts'
+import { calibrationWindows, type CalibrationSpec } from './source.ts'
+import { ALL_NEEDS, type StatNeed, type StatsData } from './stats.ts'
+
+/** Bump when the statistics' definitions change; part of the cache key. */
+export const STATS_VERSION = 1
+
+export function harnessHome(): string {
+  return path.resolve(process.env.MOE_HARNESS_HOME ?? '.harness')
+}
+
+export interface CalibrationResult {
+  data: StatsData
+  key: string
+  fromCache: boolean
+}
+
+export async function getCalibrationStats(ckpt: Checkpoint, spec: CalibrationSpec, needs: readonly StatNeed[], options: CollectOptions & { cacheDir?: string }): Promise<CalibrationResult> {
+  const tok = ckpt.tokenizer()
+  const { windows, fingerprint } = await calibrationWindows(spec, tok)
+  const key = crypto.createHash('sha256').update(JSON.stringify({
+    v: STATS_VERSION, model: ckpt.fingerprint(), data: fingerprint, sequences: spec.sequences, length: spec.length, seed: spec.seed,
+  })).digest('hex').slice(0, 32)
+  const dir = path.join(options.cacheDir ?? harnessHome(), 'calibration')
+  const file = path.join(dir, `${key}.v8`)
+  let cached: StatsData | undefined
+  if (fs.existsSync(file)) {
+    try {
+      cached = v8.deserialize(fs.readFileSync(file)) as StatsData
+    } catch {
+      cached = undefined // a damaged cache entry is recomputed, never trusted
+    }
+  }
+  if (cached && needs.every(n => cached!.info.needs.includes(n))) return { data: cached, key, fromCache: true }
+  const union = ALL_NEEDS.filter(n => needs.includes(n) || cached?.info.needs.includes(n))
+  const data = await collectStats(ckpt, windows, union, { key, needs: union, sequences: spec.sequences, length: spec.length, source: fingerprint }, options)
+  fs.mkdirSync(dir, { recursive: true })
+  const tmp = `${file}.tmp-${process.pid}`
+  fs.writeFileSync(tmp, v8.serialize(data))
+  fs.renameSync(tmp, file)
+  return { data, key, fromCache: false }
+}

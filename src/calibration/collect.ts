@@ -1,0 +1,241 @@
+// One pass of the unpruned model over the calibration windows, accumulating the declared
+// statistics (float64) from the graph's calibration outputs.
+import { fail } from '../errors.ts'
+import { emptyEdits } from '../engine/hooks.ts'
+import type { Checkpoint } from '../model/checkpoint.ts'
+import { moeLayers, type MoeLayerSpec } from '../model/modelSpec.ts'
+import { buildScoringGraph, type CalibrationOutputs } from '../onnx/moeGraph.ts'
+import { createSession, type Device } from '../runtime/ort.ts'
+import type { LayerExpertOutputs, LayerInputNorms, LayerRouting, LayerSamples, StatNeed, StatsData } from './stats.ts'
+
+export interface CollectOptions {
+  device: Device
+  threads: number
+  /** Padded tokens per batch. */
+  batchTokens?: number
+  /** Tokens per layer kept for 'layerSamples'. */
+  sampleTokens?: number
+  onProgress?: (done: number, total: number) => void
+}
+
+function outputsFor(needs: readonly StatNeed[]): CalibrationOutputs {
+  const has = (n: StatNeed) => needs.includes(n)
+  return {
+    routerLogits: true,
+    moeInputs: has('inputNorms') || has('layerSamples'),
+    expertOutputs: has('expertOutputs'),
+    expertHidden: has('inputNorms'),
+    expertOutputsAllTokens: has('expertOutputsAll') || has('layerSamples'),
+  }
+}
+
+export async function collectStats(ckpt: Checkpoint, windows: number[][], needs: readonly StatNeed[], info: Omit<StatsData['info'], 'seconds' | 'tokens'>, options: CollectOptions): Promise<StatsData> {
+  const t0 = performance.now()
+  const graph = buildScoringGraph(ckpt, emptyEdits(), { calibration: outputsFor(needs) })
+  const session = await createSession(graph, { device: options.device, threads: options.threads })
+  const layers = moeLayers(ckpt.spec)
+  const d = ckpt.spec.hiddenSize
+  const acc = new Map(layers.map(l => [l.index, new LayerAccumulator(l, d, needs, options.sampleTokens ?? 2048)]))
+  const length = windows[0].length
+  const rows = Math.max(1, Math.floor((options.batchTokens ?? 4096) / length))
+  let tokens = 0
+  try {
+    for (let start = 0; start < windows.length; start += rows) {
+      const batch = windows.slice(start, start + rows)
+      const n = batch.length * length
+      const ids = BigInt64Array.from(batch.flat().map(BigInt))
+      const pos = BigInt64Array.from({ length: n }, (_, i) => BigInt(i % length))
+      const feeds = {
+        input_ids: { type: 'int64' as const, data: ids, dims: [batch.length, length] },
+        position_ids: { type: 'int64' as const, data: pos, dims: [batch.length, length] },
+        branch_ids: { type: 'int64' as const, data: new BigInt64Array(n), dims: [batch.length, length] },
+        score_positions: { type: 'int64' as const, data: new BigInt64Array([0n]), dims: [1] },
+        score_targets: { type: 'int64' as const, data: new BigInt64Array([0n]), dims: [1] },
+      }
+      const wanted = graph.outputNames.filter(o => o !== 'logprobs' && o !== 'greedy')
+      const out = await session.run(feeds, wanted)
+      for (const a of acc.values()) a.add(out, n)
+      tokens += n
+      options.onProgress?.(Math.min(windows.length, start + rows), windows.length)
+    }
+  } finally {
+    await session.release()
+  }
+  const data: StatsData = { info: { ...info, tokens, seconds: (performance.now() - t0) / 1000 } }
+  for (const [index, a] of acc) a.finish(data, index)
+  return data
+}
+
+type Out = Record<string, { data: Float32Array | BigInt64Array | Uint8Array; dims: number[] }>
+
+class LayerAccumulator {
+  private E: number
+  private k: number
+  private F: number
+  private routing?: LayerRouting
+  private outputs?: LayerExpertOutputs
+  private counts = new Float64Array(0)
+  private allSum?: Float64Array
+  private norms?: LayerInputNorms
+  private samples?: { inputs: number[]; logits: number[]; outs: number[][]; n: number }
+  private ratios: number[] = []
+
+  constructor(private layer: MoeLayerSpec, private d: number, private needs: readonly StatNeed[], private sampleCap: number) {
+    this.E = layer.numExperts
+    this.k = layer.topK
+    this.F = layer.expertFfn
+    const E = this.E
+    this.counts = new Float64Array(E)
+    if (needs.includes('routing')) {
+      this.routing = {
+        tokens: 0, count: this.counts, gateSum: new Float64Array(E), gateSumRenorm: new Float64Array(E), gateSumRaw: new Float64Array(E),
+        softmaxSum: new Float64Array(E), logitGram: new Float64Array(E * E), top2Ratios: new Float32Array(0),
+      }
+    }
+    if (needs.includes('expertOutputs')) {
+      this.outputs = { sum: new Float64Array(E * d), sumSq: new Float64Array(E * d), normSum: new Float64Array(E), gateNormSum: new Float64Array(E), gateNormSumModel: new Float64Array(E), maxAbs: new Float64Array(E) }
+    }
+    if (needs.includes('expertOutputsAll')) this.allSum = new Float64Array(E * d)
+    if (needs.includes('inputNorms')) {
+      this.norms = { gateUp: new Float64Array(E * d), down: new Float64Array(E * this.F), gateUpWeighted: new Float64Array(E * d), downWeighted: new Float64Array(E * this.F) }
+    }
+    if (needs.includes('layerSamples')) this.samples = { inputs: [], logits: [], outs: Array.from({ length: E }, () => []), n: 0 }
+  }
+
+  add(out: Out, n: number): void {
+    const { E, k, d, F } = this
+    const L = this.layer.index
+    const logits = out[`router_logits_${L}`].data as Float32Array
+    const topI = out[`topk_indices_${L}`].data as BigInt64Array
+    const topW = out[`topk_weights_${L}`].data as Float32Array
+    // Per token: softmax probabilities (float64) and the graph's own top-k.
+    const probs = new Float64Array(n * E)
+    const renorm = new Float64Array(n * E) // gate renormalised over the token's top-k, 0 when not routed
+    const model = new Float64Array(n * E) // the gate the model applied
+    for (let t = 0; t < n; t++) {
+      let mx = -Infinity
+      for (let e = 0; e < E; e++) mx = Math.max(mx, logits[t * E + e])
+      let z = 0
+      for (let e = 0; e < E; e++) z += probs[t * E + e] = Math.exp(logits[t * E + e] - mx)
+      for (let e = 0; e < E; e++) probs[t * E + e] /= z
+      let topSum = 0
+      for (let j = 0; j < k; j++) topSum += probs[t * E + Number(topI[t * k + j])]
+      for (let j = 0; j < k; j++) {
+        const e = Number(topI[t * k + j])
+        this.counts[e]++
+        renorm[t * E + e] = probs[t * E + e] / topSum
+        model[t * E + e] = topW[t * k + j]
+      }
+    }
+    if (this.routing) {
+      const r = this.routing
+      r.tokens += n
+      for (let t = 0; t < n; t++) {
+        const row = t * E
+        for (let e = 0; e < E; e++) {
+          const pr = probs[row + e]
+          r.softmaxSum[e] += pr
+          if (model[row + e] !== 0 || renorm[row + e] !== 0) {
+            r.gateSum[e] += model[row + e]
+            r.gateSumRenorm[e] += renorm[row + e]
+            r.gateSumRaw[e] += pr
+          }
+          const zi = logits[row + e]
+          for (let j = 0; j < E; j++) r.logitGram[e * E + j] += zi * logits[row + j]
+        }
+        if (k >= 2) {
+          const w1 = probs[row + Number(topI[t * k])], w2 = probs[row + Number(topI[t * k + 1])]
+          this.ratios.push(w2 / w1)
+        }
+      }
+    }
+    const inputs = out[`moe_input_${L}`]?.data as Float32Array | undefined
+    for (let e = 0; e < E; e++) {
+      const rowsOut = out[`expert_rows_${L}_${e}`]
+      if (!rowsOut) continue
+      const rows = rowsOut.data as BigInt64Array
+      const y = out[`expert_out_${L}_${e}`]?.data as Float32Array | undefined
+      const hidden = out[`expert_hidden_${L}_${e}`]?.data as Float32Array | undefined
+      for (let i = 0; i < rows.length; i++) {
+        const t = Number(rows[i])
+        const gModel = model[t * E + e], gRenorm = renorm[t * E + e]
+        if (y && this.outputs) {
+          const o = this.outputs
+          let sq = 0
+          for (let j = 0; j < d; j++) {
+            const v = y[i * d + j]
+            o.sum[e * d + j] += v
+            o.sumSq[e * d + j] += v * v
+            sq += v * v
+            if (Math.abs(v) > o.maxAbs[e]) o.maxAbs[e] = Math.abs(v)
+          }
+          const norm = Math.sqrt(sq)
+          o.normSum[e] += norm
+          o.gateNormSum[e] += gRenorm * norm
+          o.gateNormSumModel[e] += gModel * norm
+        }
+        if (this.norms && inputs) {
+          const nm = this.norms
+          for (let j = 0; j < d; j++) {
+            const x = inputs[t * d + j]
+            nm.gateUp[e * d + j] += x * x
+            nm.gateUpWeighted[e * d + j] += (gModel * x) ** 2
+          }
+          if (hidden) {
+            for (let j = 0; j < F; j++) {
+              const h = hidden[i * F + j]
+              nm.down[e * F + j] += h * h
+              nm.downWeighted[e * F + j] += (gModel * h) ** 2
+            }
+          }
+        }
+      }
+    }
+    if (this.allSum) {
+      for (let e = 0; e < E; e++) {
+        const all = out[`expert_out_all_${L}_${e}`].data as Float32Array
+        for (let t = 0; t < n; t++) for (let j = 0; j < d; j++) this.allSum[e * d + j] += all[t * d + j]
+      }
+    }
+    if (this.samples && inputs && this.samples.n < this.sampleCap) {
+      const s = this.samples
+      const take = Math.min(n, this.sampleCap - s.n)
+      for (let t = 0; t < take; t++) {
+        for (let j = 0; j < d; j++) s.inputs.push(inputs[t * d + j])
+        for (let e = 0; e < E; e++) s.logits.push(logits[t * E + e])
+      }
+      for (let e = 0; e < E; e++) {
+        const all = out[`expert_out_all_${L}_${e}`].data as Float32Array
+        for (let i = 0; i < take * d; i++) s.outs[e].push(all[i])
+      }
+      s.n += take
+    }
+  }
+
+  finish(data: StatsData, index: number): void {
+    if (this.routing) {
+      this.routing.top2Ratios = Float32Array.from(this.ratios)
+      ;(data.routing ??= {})[index] = this.routing
+    }
+    if (this.outputs) (data.expertOutputs ??= {})[index] = this.outputs
+    if (this.allSum) {
+      const tokens = this.routing?.tokens ?? 0
+      const mean = this.allSum.map(v => v / Math.max(1, tokens || this.totalTokens()))
+      ;(data.expertOutputsAll ??= {})[index] = mean
+    }
+    if (this.norms) (data.inputNorms ??= {})[index] = this.norms
+    if (this.samples) {
+      const s = this.samples
+      const outs = new Float32Array(this.E * s.n * this.d)
+      s.outs.forEach((o, e) => outs.set(o, e * s.n * this.d))
+      const samples: LayerSamples = { tokens: s.n, inputs: Float32Array.from(s.inputs), routerLogits: Float32Array.from(s.logits), expertOutputs: outs }
+      ;(data.layerSamples ??= {})[index] = samples
+    }
+  }
+
+  private totalTokens(): number {
+    const total = this.counts.reduce((a, b) => a + b, 0) / this.k
+    if (!Number.isFinite(total)) fail('CALIBRATION_FAILED', 'calibration produced no tokens')
+    return total
+  }
+}

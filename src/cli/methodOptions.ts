@@ -1,0 +1,91 @@
+// --method / --ratio / --param and the calibration flags, shared by eval, transform and score.
+import type { Command } from 'commander'
+import { fail } from '../errors.ts'
+import { defaultCalibration, type CalibrationSpec } from '../calibration/source.ts'
+import type { VariantEdits } from '../engine/hooks.ts'
+import type { Checkpoint } from '../model/checkpoint.ts'
+import { loadMethod, parseParamOverrides } from '../methods/registry.ts'
+import type { Device } from '../runtime/ort.ts'
+import { planVariant, prepareVariant, type PreparedVariant } from '../variants/prepare.ts'
+import { createProgress } from './progress.ts'
+
+export interface MethodFlags {
+  method?: string
+  ratio?: string
+  param: string[]
+  calibration?: string
+  calibrationField?: string
+  calibrationSequences?: string
+  calibrationLength?: string
+  calibrationSeed?: string
+}
+
+const collect = (value: string, previous: string[]) => [...previous, value]
+
+export function addMethodOptions(cmd: Command): Command {
+  return cmd
+    .option('--method <name>', 'sparsification method (a file in methods/; see `moe-harness methods`)')
+    .option('--ratio <r>', "the method's ratio in [0, 1) (default: the method's default)")
+    .option('--param <k=v>', 'a method parameter, repeatable (e.g. --param scope=global)', collect, [])
+    .option('--calibration <source>', "calibration text: 'builtin' (held-out validation text), task:<name>, or a .txt/.jsonl/.parquet file", 'builtin')
+    .option('--calibration-field <name>', 'jsonl/parquet field with the text', 'text')
+    .option('--calibration-sequences <n>', 'calibration sequences (default 128, as NAEE and Wanda)')
+    .option('--calibration-length <n>', "tokens per calibration sequence (default min(2048, the model's context))")
+    .option('--calibration-seed <n>', 'seed of the calibration sample', '42')
+}
+
+function intFlag(name: string, v: string | undefined, fallback: number): number {
+  if (v === undefined) return fallback
+  const n = Number(v)
+  if (!Number.isInteger(n) || n < 1) fail('INVALID_ARGUMENT', `${name} must be a positive integer, got '${v}'.`)
+  return n
+}
+
+export function calibrationFromFlags(flags: MethodFlags, ckpt: Checkpoint): CalibrationSpec {
+  const d = defaultCalibration(ckpt.spec.maxPositions)
+  return {
+    source: flags.calibration ?? d.source,
+    field: flags.calibrationField,
+    sequences: intFlag('--calibration-sequences', flags.calibrationSequences, d.sequences),
+    length: intFlag('--calibration-length', flags.calibrationLength, d.length),
+    seed: Number(flags.calibrationSeed ?? d.seed),
+  }
+}
+
+/** Plans (fail-fast checks) the variant a command asked for; undefined when no --method was given. */
+export async function planFromFlags(flags: MethodFlags, ckpt: Checkpoint) {
+  if (!flags.method) {
+    if (flags.ratio !== undefined || flags.param.length) fail('INVALID_ARGUMENT', '--ratio and --param need --method.')
+    return undefined
+  }
+  const method = await loadMethod(flags.method)
+  const given = parseParamOverrides(method, flags.param)
+  if (flags.ratio !== undefined) {
+    const r = Number(flags.ratio)
+    if (!Number.isFinite(r)) fail('INVALID_ARGUMENT', `--ratio must be a number in [0, 1), got '${flags.ratio}'.`)
+    given.ratio = r
+  }
+  return planVariant(ckpt, method.name, given)
+}
+
+export async function prepareFromPlan(ckpt: Checkpoint, plan: Awaited<ReturnType<typeof planFromFlags>>, flags: MethodFlags, engine: { device: Device; threads: number }): Promise<PreparedVariant | undefined> {
+  if (!plan) return undefined
+  let progress: ReturnType<typeof createProgress> | undefined
+  const prepared = await prepareVariant(ckpt, plan, {
+    calibration: calibrationFromFlags(flags, ckpt), ...engine,
+    onCalibration: (done, total) => { (progress ??= createProgress('calibration'.padEnd(22), total)).update(done) },
+  })
+  progress?.stop()
+  for (const w of prepared.warnings) process.stderr.write(`warning [method ${prepared.method}]: ${w}\n`)
+  return prepared
+}
+
+/** Hook flags (--mask-experts, --neuron-topk) layered on top of a method's edits. */
+export function mergeEdits(base: VariantEdits, extra: VariantEdits): VariantEdits {
+  const layers = { ...base.layers }
+  for (const [l, h] of Object.entries(extra.layers)) {
+    const cur = layers[Number(l)] ?? {}
+    layers[Number(l)] = { ...cur, ...h, disabled: [...new Set([...(cur.disabled ?? []), ...(h.disabled ?? [])])].sort((a, b) => a - b) }
+  }
+  return { overrides: { ...base.overrides, ...extra.overrides }, layers }
+}

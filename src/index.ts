@@ -1,0 +1,15 @@
+// The public surface for plugin authors: methods/*.ts, tasks/*.ts and harness.config.ts import from here.
+export { defineMethod, p } from './methods/defineMethod.ts'
+export type {
+  ExpertControls, MethodContext, MethodDefinition, MethodFamily, MethodLogger, MethodReport, MoeLayout, ParamShape, ParamSpec, RuntimeKnobs, WeightStore,
+} from './methods/defineMethod.ts'
+export {
+  checkUniformRemoval, combinations, dropLowest, kthSmallest, maxWeightAssignment, removalCount, smallestIndices, stableArgsort, superExperts,
+} from './methods/helpers.ts'
+export type { CalibrationStats, LayerExpertOutputs, LayerInputNorms, LayerRouting, LayerSamples, StatNeed } from './calibration/stats.ts'
+export { median } from './calibration/stats.ts'
+export { defineTask } from './tasks/defineTask.ts'
+export type { MetricName, MultipleChoicePrompt, MultipleInputPrompt, RollingPrompt, TaskDefinition } from './tasks/defineTask.ts'
+export { defineConfig } from './config/defineConfig.ts'
+export type { HarnessConfig } from './config/defineConfig.ts'
+export type { MoeLayerSpec } from './model/modelSpec.ts'

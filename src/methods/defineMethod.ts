@@ -1,0 +1,121 @@
+// The method plugin contract. A method is one file in methods/ whose default export is made by
+// defineMethod({...}). The harness owns everything around `apply`: parameter validation, fail-fast
+// feasibility checks, calibration (computed once, cached, shared by every method and ratio), building
+// and scoring the variant, and accounting (memory, active parameters).
+import type { CalibrationStats, StatNeed } from '../calibration/stats.ts'
+import type { MoeLayerSpec } from '../model/modelSpec.ts'
+import type { ModelNames } from '../model/tensorNames.ts'
+
+// ---------------------------------------------------------------------------------- parameters
+
+export interface NumberParam { type: 'number'; default: number; min?: number; max?: number; description: string }
+export interface IntegerParam { type: 'integer'; default: number; min?: number; max?: number; description: string }
+export interface BooleanParam { type: 'boolean'; default: boolean; description: string }
+export interface EnumParam<V extends string = string> { type: 'enum'; default: V; values: readonly V[]; description: string }
+export type ParamSpec = NumberParam | IntegerParam | BooleanParam | EnumParam
+
+export type ParamShape = Record<string, ParamSpec>
+
+export type ParamValues<P extends ParamShape> = {
+  [K in keyof P]: P[K] extends BooleanParam ? boolean : P[K] extends EnumParam<infer V> ? V : number
+}
+
+/** Parameter builders. Every method has `ratio`, the shared sweep axis in [0, 1). */
+export const p = {
+  ratio: (o: { default?: number; description?: string } = {}): NumberParam => ({
+    type: 'number', default: o.default ?? 0.25, min: 0, max: 0.999999,
+    description: o.description ?? 'the shared sweep axis; what it removes depends on the method family',
+  }),
+  number: (o: { default: number; min?: number; max?: number; description: string }): NumberParam => ({ type: 'number', ...o }),
+  integer: (o: { default: number; min?: number; max?: number; description: string }): IntegerParam => ({ type: 'integer', ...o }),
+  boolean: (o: { default: boolean; description: string }): BooleanParam => ({ type: 'boolean', ...o }),
+  enum: <const V extends string>(values: readonly V[], o: { default: NoInfer<V>; description: string }): EnumParam<V> => ({ type: 'enum', values, ...o }),
+}
+
+// ---------------------------------------------------------------------------------- context
+
+/** The MoE layers of the model (dense layers are never touched by expert methods). */
+export interface MoeLayout {
+  family: string
+  hiddenSize: number
+  layers: readonly MoeLayerSpec[]
+  names: ModelNames
+}
+
+export interface WeightStore {
+  /** Current value of a tensor as float32 (a copy; includes earlier edits of this method). */
+  get(name: string): Float32Array
+  /** Replaces a tensor (same number of elements); stored rounded to the checkpoint's dtype. */
+  set(name: string, data: Float32Array): void
+  shape(name: string): readonly number[]
+}
+
+export interface ExpertControls {
+  /** Physical-removal semantics: excluded before top-k; survivors renormalise as the family does. */
+  remove(layer: number, expert: number): void
+  /** The slot computes with `source`'s weights (merging, router untouched, summed gates). */
+  bind(layer: number, slot: number, source: number): void
+  /** The slot outputs a constant vector (MoNE novice; router untouched, gate-weighted). */
+  setNovice(layer: number, expert: number, vector: Float32Array): void
+  removed(layer: number): readonly number[]
+}
+
+export interface RuntimeKnobs {
+  /** Per-token neuron top-k: keep the ceil(rho·F) neurons with the largest |act(W_gate x)|. */
+  neuronTopK(layer: number, rho: number): void
+  /** NAEE dynamic skipping: drop the second expert when w2 / w1 < beta (top-2 layers). */
+  skipSecondExpert(layer: number, beta: number): void
+}
+
+export interface MethodLogger {
+  /** A counted warning, stored with the run and shown in the report. */
+  warn(message: string): void
+  info(message: string): void
+}
+
+export interface MethodContext<V> {
+  readonly params: Readonly<V>
+  readonly layout: MoeLayout
+  readonly weights: WeightStore
+  readonly experts: ExpertControls
+  readonly runtime: RuntimeKnobs
+  /** Only the statistics the method declared in `needs` (computed on the unpruned model). */
+  readonly stats: CalibrationStats
+  /** Seeded from the variant key: the only randomness a method may use. */
+  readonly rng: () => number
+  readonly log: MethodLogger
+}
+
+/** What the method achieved, measured rather than requested. */
+export interface MethodReport {
+  /** The achieved value of `ratio` in the method's own unit (e.g. share of routed experts removed). */
+  achievedRatio: number
+  /** Free-form facts for the report, e.g. the merge groups or the scores that ranked the experts. */
+  notes?: Record<string, unknown>
+}
+
+export type MethodFamily = 'expert-pruning' | 'expert-merging' | 'novice-replacement' | 'unstructured' | 'neuron-sparsity' | 'dynamic-skipping'
+
+export interface MethodDefinition<P extends ParamShape = ParamShape> {
+  /** kebab-case id, equal to the file name (methods/<name>.ts). */
+  name: string
+  /** One or two sentences for `moe-harness methods` and the method's report page. */
+  description: string
+  /** Family shown next to every ratio (what "ratio" means differs per family). */
+  family: MethodFamily
+  /** Typed, JSON-serialisable knobs with defaults; `ratio` is required. */
+  params: P
+  /** Calibration statistics the method reads; may depend on the parameters. */
+  needs?: readonly StatNeed[] | ((params: ParamValues<P>) => readonly StatNeed[])
+  /** Fail-fast feasibility check, run before any calibration. Throw with a message naming the fix. */
+  validate?: (params: ParamValues<P>, layout: MoeLayout) => void
+  /** The single phase: edit weights and/or set hooks. Deterministic given params, stats and ctx.rng. */
+  apply: (ctx: MethodContext<ParamValues<P>>) => MethodReport | Promise<MethodReport>
+  /** Paper and code the implementation follows. */
+  reference?: { paper?: string; code?: string }
+}
+
+/** Identity helper that gives method files their types. */
+export function defineMethod<P extends ParamShape>(method: MethodDefinition<P>): MethodDefinition<P> {
+  return method
+}

@@ -1,0 +1,137 @@
+// Deterministic building blocks shared by the method plugins (exported to plugin authors).
+import { fail } from '../errors.ts'
+import type { LayerExpertOutputs } from '../calibration/stats.ts'
+import type { MoeLayout } from './defineMethod.ts'
+
+/** Indices sorted by value ascending; ties by ascending index (stable, machine-independent). */
+export function stableArgsort(values: ArrayLike<number>, order: 'asc' | 'desc' = 'asc'): number[] {
+  const idx = Array.from({ length: values.length }, (_, i) => i)
+  const sign = order === 'asc' ? 1 : -1
+  return idx.sort((a, b) => sign * (values[a] - values[b]) || a - b)
+}
+
+/**
+ * The one tie rule of methods.md §6: rank by score descending, ties by ascending index, keep the
+ * first `keep`. Returns the indices NOT kept, ascending.
+ */
+export function dropLowest(scores: ArrayLike<number>, keep: number): number[] {
+  for (let i = 0; i < scores.length; i++) if (Number.isNaN(scores[i])) fail('METHOD_FAILED', `score ${i} is NaN; handle empty experts explicitly`)
+  return stableArgsort(scores, 'desc').slice(keep).sort((a, b) => a - b)
+}
+
+/** Experts removed per layer for a ratio: floor(ratio · E) (llm-compressor's int(E · sparsity)). */
+export function removalCount(ratio: number, experts: number): number {
+  return Math.floor(ratio * experts + 1e-9)
+}
+
+/**
+ * Fail fast (before calibration) when removing floor(ratio · E) experts per layer would leave fewer
+ * than top_k, or when a non-zero ratio would remove nothing.
+ */
+export function checkUniformRemoval(ratio: number, layout: MoeLayout, what = 'removed'): void {
+  if (ratio === 0) return
+  for (const l of layout.layers) {
+    const drop = removalCount(ratio, l.numExperts)
+    if (drop === 0) throw new Error(`ratio ${ratio} ${what} no expert in layer ${l.index} (floor(${ratio} × ${l.numExperts}) = 0); use a ratio of at least ${(1 / l.numExperts).toFixed(4)}`)
+    if (l.numExperts - drop < l.topK) {
+      throw new Error(`ratio ${ratio} leaves ${l.numExperts - drop} experts in layer ${l.index} but the router picks top-${l.topK}; the largest feasible ratio is ${((l.numExperts - l.topK) / l.numExperts).toFixed(4)}`)
+    }
+  }
+}
+
+/** Experts whose largest output magnitude is a massive outlier (super experts, arXiv 2507.23279). */
+export function superExperts(outputs: readonly LayerExpertOutputs[], factor: number): Set<string> {
+  const all = outputs.flatMap(o => Array.from(o.maxAbs)).filter(v => v > 0).sort((a, b) => a - b)
+  const med = all.length ? all[all.length >> 1] : 0
+  const out = new Set<string>()
+  outputs.forEach((o, li) => o.maxAbs.forEach((v, e) => { if (med > 0 && v > factor * med) out.add(`${li}:${e}`) }))
+  return out
+}
+
+/** The k-th smallest value (0-based) of an array, by quickselect on a copy. */
+export function kthSmallest(values: ArrayLike<number>, k: number): number {
+  const a = Float64Array.from(values)
+  let lo = 0, hi = a.length - 1
+  while (lo < hi) {
+    const pivot = a[(lo + hi) >> 1]
+    let i = lo, j = hi
+    while (i <= j) {
+      while (a[i] < pivot) i++
+      while (a[j] > pivot) j--
+      if (i <= j) { const t = a[i]; a[i] = a[j]; a[j] = t; i++; j-- }
+    }
+    if (k <= j) hi = j
+    else if (k >= i) lo = i
+    else return a[k]
+  }
+  return a[k]
+}
+
+/**
+ * Indices of the `count` smallest scores (ties by ascending index): everything below the count-th
+ * value, then the earliest equal ones. O(n).
+ */
+export function smallestIndices(scores: ArrayLike<number>, count: number): Int32Array {
+  if (count <= 0) return new Int32Array(0)
+  if (count >= scores.length) return Int32Array.from({ length: scores.length }, (_, i) => i)
+  const threshold = kthSmallest(scores, count - 1)
+  const out = new Int32Array(count)
+  let n = 0
+  for (let i = 0; i < scores.length && n < count; i++) if (scores[i] < threshold) out[n++] = i
+  for (let i = 0; i < scores.length && n < count; i++) if (scores[i] === threshold) out[n++] = i
+  return out
+}
+
+/** Combinations of `k` out of 0..n-1 in lexicographic order. */
+export function* combinations(n: number, k: number): Generator<number[]> {
+  const c = Array.from({ length: k }, (_, i) => i)
+  if (k > n) return
+  for (;;) {
+    yield [...c]
+    let i = k - 1
+    while (i >= 0 && c[i] === n - k + i) i--
+    if (i < 0) return
+    c[i]++
+    for (let j = i + 1; j < k; j++) c[j] = c[j - 1] + 1
+  }
+}
+
+/**
+ * Maximum-weight perfect matching on an n × n score matrix (Hungarian algorithm, O(n³)).
+ * Returns perm with perm[row] = column.
+ */
+export function maxWeightAssignment(score: Float64Array, n: number): Int32Array {
+  // Minimise cost = -score with the shortest-augmenting-path formulation.
+  const INF = Number.POSITIVE_INFINITY
+  const u = new Float64Array(n + 1), v = new Float64Array(n + 1)
+  const p = new Int32Array(n + 1), way = new Int32Array(n + 1)
+  for (let i = 1; i <= n; i++) {
+    p[0] = i
+    let j0 = 0
+    const minv = new Float64Array(n + 1).fill(INF)
+    const used = new Uint8Array(n + 1)
+    do {
+      used[j0] = 1
+      const i0 = p[j0]
+      let delta = INF, j1 = 0
+      for (let j = 1; j <= n; j++) {
+        if (used[j]) continue
+        const cur = -score[(i0 - 1) * n + (j - 1)] - u[i0] - v[j]
+        if (cur < minv[j]) { minv[j] = cur; way[j] = j0 }
+        if (minv[j] < delta) { delta = minv[j]; j1 = j }
+      }
+      for (let j = 0; j <= n; j++) {
+        if (used[j]) { u[p[j]] += delta; v[j] -= delta } else minv[j] -= delta
+      }
+      j0 = j1
+    } while (p[j0] !== 0)
+    do {
+      const j1 = way[j0]
+      p[j0] = p[j1]
+      j0 = j1
+    } while (j0)
+  }
+  const perm = new Int32Array(n)
+  for (let j = 1; j <= n; j++) perm[p[j] - 1] = j - 1
+  return perm
+}

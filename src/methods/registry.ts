@@ -1,0 +1,109 @@
+// Finds method files in methods/, validates parameters, and runs the fail-fast checks.
+import fs from 'node:fs'
+import crypto from 'node:crypto'
+import { fail, HarnessError } from '../errors.ts'
+import type { Checkpoint } from '../model/checkpoint.ts'
+import { moeLayers } from '../model/modelSpec.ts'
+import { loadAllPlugins, loadPlugin, pluginFiles } from '../plugins/discover.ts'
+import { METHODS_DIR } from '../paths.ts'
+import { unknownName } from '../util/suggest.ts'
+import type { StatNeed } from '../calibration/stats.ts'
+import type { MethodDefinition, MoeLayout, ParamShape } from './defineMethod.ts'
+
+export type ParamValues = Record<string, number | boolean | string>
+
+export function methodNames(): string[] {
+  return [...pluginFiles(METHODS_DIR).keys()]
+}
+
+export function loadMethod(name: string): Promise<MethodDefinition> {
+  return loadPlugin<MethodDefinition>('method', METHODS_DIR, name, 'METHOD_INVALID').then(checkShape)
+}
+
+export async function loadAllMethods(): Promise<MethodDefinition[]> {
+  return (await loadAllPlugins<MethodDefinition>('method', METHODS_DIR, 'METHOD_INVALID')).map(checkShape)
+}
+
+function checkShape(m: MethodDefinition): MethodDefinition {
+  if (typeof m.apply !== 'function') fail('METHOD_INVALID', `Method '${m.name}' has no apply(ctx) function.`)
+  if (!m.params?.ratio) fail('METHOD_INVALID', `Method '${m.name}' must declare a 'ratio' parameter (p.ratio()): it is the shared sweep axis.`)
+  return m
+}
+
+/** sha256 of the method file: part of the variant key, so editing a method never reuses stale results. */
+export function methodFileHash(name: string): string {
+  const file = pluginFiles(METHODS_DIR).get(name)
+  return file ? crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex').slice(0, 16) : 'unknown'
+}
+
+/** Parses "k=v" strings against the method's parameter specs. */
+export function parseParamOverrides(method: MethodDefinition, pairs: readonly string[]): ParamValues {
+  const out: ParamValues = {}
+  for (const pair of pairs) {
+    const eq = pair.indexOf('=')
+    if (eq <= 0) fail('INVALID_ARGUMENT', `--param '${pair}' must look like name=value (e.g. --param scope=global).`)
+    const key = pair.slice(0, eq).trim()
+    const raw = pair.slice(eq + 1).trim()
+    const spec = method.params[key]
+    if (!spec) unknownName(`parameter of method '${method.name}'`, key, Object.keys(method.params))
+    if (spec.type === 'boolean') {
+      if (raw !== 'true' && raw !== 'false') fail('INVALID_ARGUMENT', `${method.name}.${key} is a boolean; use ${key}=true or ${key}=false.`)
+      out[key] = raw === 'true'
+    } else if (spec.type === 'enum') out[key] = raw
+    else out[key] = Number(raw)
+  }
+  return out
+}
+
+/** Defaults filled in, every value checked; returns the canonical parameter object (sorted keys). */
+export function resolveParams(method: MethodDefinition, given: ParamValues): ParamValues {
+  for (const key of Object.keys(given)) {
+    if (!(key in method.params)) unknownName(`parameter of method '${method.name}'`, key, Object.keys(method.params))
+  }
+  const out: ParamValues = {}
+  for (const key of Object.keys(method.params).sort()) {
+    const spec = method.params[key]
+    const v = given[key] ?? spec.default
+    const where = `${method.name}.${key}`
+    switch (spec.type) {
+      case 'boolean':
+        if (typeof v !== 'boolean') fail('INVALID_ARGUMENT', `${where} must be true or false, got ${JSON.stringify(v)}.`)
+        break
+      case 'enum':
+        if (typeof v !== 'string' || !spec.values.includes(v)) {
+          try { unknownName(`value of ${where}`, String(v), spec.values) } catch (e) { fail('INVALID_ARGUMENT', (e as Error).message) }
+        }
+        break
+      default: {
+        if (typeof v !== 'number' || !Number.isFinite(v)) fail('INVALID_ARGUMENT', `${where} must be a number, got ${JSON.stringify(v)}.`)
+        if (spec.type === 'integer' && !Number.isInteger(v)) fail('INVALID_ARGUMENT', `${where} must be an integer, got ${v}.`)
+        if (spec.min !== undefined && v < spec.min) fail('INVALID_ARGUMENT', `${where} = ${v} is below its minimum ${spec.min}.`)
+        if (spec.max !== undefined && v > spec.max) fail('INVALID_ARGUMENT', `${where} = ${v} is above its maximum ${spec.max}${key === 'ratio' ? ' (ratio must be in [0, 1))' : ''}.`)
+      }
+    }
+    out[key] = v
+  }
+  return out
+}
+
+export function layoutOf(ckpt: Checkpoint): MoeLayout {
+  return { family: ckpt.spec.family, hiddenSize: ckpt.spec.hiddenSize, layers: moeLayers(ckpt.spec), names: ckpt.names }
+}
+
+export function needsOf(method: MethodDefinition, params: ParamValues): StatNeed[] {
+  const needs = typeof method.needs === 'function' ? method.needs(params as never) : method.needs ?? []
+  return [...needs]
+}
+
+/** Runs the method's own feasibility check before any calibration; errors name the method and phase. */
+export function validateMethod(method: MethodDefinition, params: ParamValues, layout: MoeLayout): void {
+  if (layout.layers.length === 0) fail('METHOD_INFEASIBLE', `[method ${method.name}] (validate): the model has no MoE layers.`)
+  try {
+    method.validate?.(params as never, layout)
+  } catch (e) {
+    if (e instanceof HarnessError && e.code === 'METHOD_INFEASIBLE') throw e
+    fail('METHOD_INFEASIBLE', `[method ${method.name}] (validate): ${(e as Error).message}`, e)
+  }
+}
+
+export type { ParamShape }
