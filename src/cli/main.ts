@@ -3,7 +3,9 @@ import { isHarnessError } from '../errors.ts'
 import { HARNESS_VERSION } from '../version.ts'
 import { registerEval } from './commands/eval.ts'
 import { registerScore } from './commands/score.ts'
+import { registerMethods } from './commands/methods.ts'
 import { registerTasks } from './commands/tasks.ts'
+import { registerTransform } from './commands/transform.ts'
 
 export function buildProgram(): Command {
   const program = new Command()
@@ -16,6 +18,8 @@ export function buildProgram(): Command {
   registerScore(program)
   registerEval(program)
   registerTasks(program)
+  registerMethods(program)
+  registerTransform(program)
   return program
 }
 
@@ -37,6 +41,12 @@ export async function main(argv: string[]): Promise<number> {
     return 1
   }
 }
+
+// `moe-harness methods | head` closes the pipe early; that is not an error.
+process.stdout.on('error', e => {
+  if ((e as NodeJS.ErrnoException).code === 'EPIPE') process.exit(0)
+  throw e
+})
 
 const code = await main(process.argv.slice(2))
 process.exitCode = code

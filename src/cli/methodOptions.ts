@@ -2,7 +2,6 @@
 import type { Command } from 'commander'
 import { fail } from '../errors.ts'
 import { defaultCalibration, type CalibrationSpec } from '../calibration/source.ts'
-import type { VariantEdits } from '../engine/hooks.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
 import { loadMethod, parseParamOverrides } from '../methods/registry.ts'
 import type { Device } from '../runtime/ort.ts'
@@ -80,12 +79,3 @@ export async function prepareFromPlan(ckpt: Checkpoint, plan: Awaited<ReturnType
   return prepared
 }
 
-/** Hook flags (--mask-experts, --neuron-topk) layered on top of a method's edits. */
-export function mergeEdits(base: VariantEdits, extra: VariantEdits): VariantEdits {
-  const layers = { ...base.layers }
-  for (const [l, h] of Object.entries(extra.layers)) {
-    const cur = layers[Number(l)] ?? {}
-    layers[Number(l)] = { ...cur, ...h, disabled: [...new Set([...(cur.disabled ?? []), ...(h.disabled ?? [])])].sort((a, b) => a - b) }
-  }
-  return { overrides: { ...base.overrides, ...extra.overrides }, layers }
-}

@@ -38,6 +38,26 @@ export function emptyEdits(): VariantEdits {
   return { layers: {}, overrides: {} }
 }
 
+/** `extra` layered on top of `base` (disabled sets are united; other hooks of `extra` win). */
+export function mergeEdits(base: VariantEdits, extra: VariantEdits): VariantEdits {
+  const layers = { ...base.layers }
+  for (const [l, h] of Object.entries(extra.layers)) {
+    const cur = layers[Number(l)] ?? {}
+    const disabled = [...new Set([...(cur.disabled ?? []), ...(h.disabled ?? [])])].sort((a, b) => a - b)
+    layers[Number(l)] = {
+      ...cur, ...h,
+      ...(disabled.length ? { disabled } : {}),
+      ...(cur.bindings || h.bindings ? { bindings: { ...cur.bindings, ...h.bindings } } : {}),
+      ...(cur.novices || h.novices ? { novices: { ...cur.novices, ...h.novices } } : {}),
+    }
+  }
+  return { overrides: { ...base.overrides, ...extra.overrides }, layers }
+}
+
+export function isEmptyEdits(edits: VariantEdits): boolean {
+  return Object.keys(edits.overrides).length === 0 && Object.values(edits.layers).every(h => Object.keys(h).length === 0)
+}
+
 /** Checks every hook against the architecture before anything expensive happens. */
 export function validateEdits(spec: ModelSpec, edits: VariantEdits): void {
   for (const [key, hooks] of Object.entries(edits.layers)) {

@@ -9,6 +9,8 @@ import { parseModelSpec, type ModelSpec } from './modelSpec.ts'
 import { decodeToFloat32, readSafetensorsHeader, readTensorBytes, type TensorEntry } from './safetensors.ts'
 import { expectedShapes, tensorNames, type ModelNames } from './tensorNames.ts'
 import { loadTokenizer, type TextTokenizer } from './tokenizer.ts'
+import { NOVICES_FILE, readVariantHooks, VARIANT_FILE } from './variantManifest.ts'
+import type { VariantEdits } from '../engine/hooks.ts'
 
 export interface Checkpoint {
   dir: string
@@ -16,6 +18,8 @@ export interface Checkpoint {
   spec: ModelSpec
   names: ModelNames
   tensors: Map<string, TensorEntry>
+  /** Hooks of a harness-format variant folder (moe_harness_variant.json), applied under every edit. */
+  baseEdits?: VariantEdits
   /** The tensor decoded to float32 (a fresh copy). */
   read(name: string): Float32Array
   /** The tensor's raw bytes in its stored dtype. */
@@ -88,8 +92,9 @@ export function openCheckpoint(dirArg: string): Checkpoint {
 
   let tokenizer: TextTokenizer | undefined
   let fingerprint: string | undefined
+  const baseEdits = readVariantHooks(dir)
   return {
-    dir, config, spec, names, tensors,
+    dir, config, spec, names, tensors, baseEdits,
     read(name) {
       const entry = tensors.get(name) ?? fail('TENSOR_MISSING', `${dir}: tensor '${name}' is missing.`)
       return decodeToFloat32(readTensorBytes(entry), entry.dtype)
@@ -105,8 +110,10 @@ export function openCheckpoint(dirArg: string): Checkpoint {
       if (fingerprint) return fingerprint
       const h = crypto.createHash('sha256')
       h.update(fs.readFileSync(configFile))
-      const tok = path.join(dir, 'tokenizer.json')
-      if (fs.existsSync(tok)) h.update(fs.readFileSync(tok))
+      for (const extra of ['tokenizer.json', VARIANT_FILE, NOVICES_FILE]) {
+        const f = path.join(dir, extra)
+        if (fs.existsSync(f)) h.update(fs.readFileSync(f))
+      }
       for (const name of [...tensors.keys()].sort()) {
         const e = tensors.get(name)!
         h.update(`${name}|${e.dtype}|${e.shape.join('x')}|`)

@@ -17,7 +17,7 @@ import type { Checkpoint } from '../model/checkpoint.ts'
 import type { ModelSpec, MoeLayerSpec } from '../model/modelSpec.ts'
 import { encodeFromFloat32, type DType } from '../model/safetensors.ts'
 import type { ExpertNames } from '../model/tensorNames.ts'
-import { neuronsKept, validateEdits, type LayerHooks, type VariantEdits } from '../engine/hooks.ts'
+import { mergeEdits, neuronsKept, validateEdits, type LayerHooks, type VariantEdits } from '../engine/hooks.ts'
 import { GraphBuilder, type ElemType } from './graphBuilder.ts'
 
 export interface CalibrationOutputs {
@@ -51,8 +51,10 @@ export interface BuiltGraph {
 const ELEM_OF: Record<DType, ElemType> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' }
 const NEG_INF = -Infinity
 
-export function buildScoringGraph(ckpt: Checkpoint, edits: VariantEdits, options: GraphOptions = {}): BuiltGraph {
+export function buildScoringGraph(ckpt: Checkpoint, variantEdits: VariantEdits, options: GraphOptions = {}): BuiltGraph {
   const spec = ckpt.spec
+  // A harness-format variant folder carries hooks of its own; edits apply on top of them.
+  const edits = ckpt.baseEdits ? mergeEdits(ckpt.baseEdits, variantEdits) : variantEdits
   const calib = options.calibration ?? {}
   validateEdits(spec, edits)
   const g = new GraphBuilder('moe_scoring')

@@ -1,0 +1,85 @@
+import fs from 'node:fs'
+import path from 'node:path'
+import type { Command } from 'commander'
+import { fail } from '../../errors.ts'
+import { loadAllMethods, methodNames } from '../../methods/registry.ts'
+import { METHODS_DIR, ROOT } from '../../paths.ts'
+
+export function registerMethods(program: Command): void {
+  program
+    .command('methods')
+    .description('List the sparsification methods with their family, parameters and defaults.')
+    .option('--json', 'print the list as JSON')
+    .action(async (flags: { json?: boolean }) => {
+      const methods = await loadAllMethods()
+      if (flags.json) {
+        process.stdout.write(JSON.stringify(methods.map(m => ({ name: m.name, family: m.family, description: m.description, params: m.params, reference: m.reference }))) + '\n')
+        return
+      }
+      for (const m of methods) {
+        process.stdout.write(`${m.name}  (${m.family})\n  ${m.description}\n`)
+        for (const [k, spec] of Object.entries(m.params)) {
+          const values = spec.type === 'enum' ? ` {${spec.values.join('|')}}` : spec.type === 'boolean' ? ' {true|false}' : ''
+          process.stdout.write(`    --param ${k}=${String(spec.default)}${values}  ${spec.description}\n`)
+        }
+        process.stdout.write('\n')
+      }
+    })
+
+  program
+    .command('new-method <name>')
+    .description('Scaffold methods/<name>.ts (a working method) and tests/methods/<name>.test.ts.')
+    .action((name: string) => {
+      if (!/^[a-z][a-z0-9-]*$/.test(name)) fail('INVALID_ARGUMENT', `Method names are kebab-case (letters, digits, dashes), e.g. my-pruning; got '${name}'.`)
+      if (methodNames().includes(name)) fail('INVALID_ARGUMENT', `methods/${name}.ts already exists.`)
+      const file = path.join(METHODS_DIR, `${name}.ts`)
+      const test = path.join(ROOT, 'tests', 'methods', `${name}.test.ts`)
+      fs.writeFileSync(file, methodTemplate(name))
+      fs.mkdirSync(path.dirname(test), { recursive: true })
+      fs.writeFileSync(test, testTemplate(name))
+      process.stdout.write(`created ${path.relative(process.cwd(), file)} and ${path.relative(process.cwd(), test)}\n` +
+        `try it: moe-harness eval --model models/tiny-moe --method ${name} --ratio 0.25\n`)
+    })
+}
+
+function methodTemplate(name: string): string {
+  return `import { checkUniformRemoval, defineMethod, dropLowest, p, removalCount } from '../src/index.ts'
+
+// A working starting point: removes, in every MoE layer, the experts with the smallest routed-token
+// count. Replace the score with your own; the harness handles calibration, caching and scoring.
+export default defineMethod({
+  name: '${name}',
+  description: 'Describe what the method removes or changes, and how it ranks experts.',
+  family: 'expert-pruning',
+  params: {
+    ratio: p.ratio({ description: 'share of routed experts removed per layer: floor(ratio · E)' }),
+  },
+  needs: ['routing'],
+  validate: (params, layout) => checkUniformRemoval(params.ratio, layout),
+  apply({ params, layout, stats, experts }) {
+    let removed = 0, total = 0
+    for (const layer of layout.layers) {
+      const score = Array.from(stats.routing(layer.index).count)
+      for (const e of dropLowest(score, layer.numExperts - removalCount(params.ratio, layer.numExperts))) experts.remove(layer.index, e)
+      removed += experts.removed(layer.index).length
+      total += layer.numExperts
+    }
+    return { achievedRatio: removed / total }
+  },
+})
+`
+}
+
+function testTemplate(name: string): string {
+  return `// Method-specific checks for ${name}; the shared contract suite (tests/methods/contract.test.ts) runs on it too.
+import assert from 'node:assert/strict'
+import { it } from 'node:test'
+import { loadMethod } from '../../src/methods/registry.ts'
+
+it('${name} loads and declares a ratio', async () => {
+  const method = await loadMethod('${name}')
+  assert.equal(method.name, '${name}')
+  assert.equal(method.params.ratio.type, 'number')
+})
+`
+}

@@ -1,0 +1,146 @@
+// Writes a transformed model. When the result is a standard architecture (same number of experts
+// removed in every MoE layer, merges, weight edits), it is a plain HuggingFace checkpoint: removed
+// experts deleted and renumbered, router rows sliced, num_local_experts/num_experts updated, merged
+// weights written into every member slot. Otherwise (novices, per-token rules, uneven removal) it is
+// the same HF files plus moe_harness_variant.json (+ moe_harness_novices.safetensors), which the
+// engine applies whenever it opens the folder.
+import fs from 'node:fs'
+import path from 'node:path'
+import { fail } from '../errors.ts'
+import type { LayerHooks, VariantEdits } from '../engine/hooks.ts'
+import type { Checkpoint } from '../model/checkpoint.ts'
+import { encodeFromFloat32, writeSafetensors, DTYPE_BYTES, type TensorToWrite } from '../model/safetensors.ts'
+import { NOVICES_FILE, VARIANT_FILE, type VariantManifest } from '../model/variantManifest.ts'
+
+const SHARD_BYTES = 2 * 1024 ** 3
+
+export type ExportFormat = 'hf' | 'harness'
+
+/** The format a variant can be written in: 'hf' when a stock HF loader would compute exactly the same model. */
+export function exportFormat(ckpt: Checkpoint, edits: VariantEdits): ExportFormat {
+  const removedCounts = new Set<number>()
+  for (const layer of ckpt.spec.layers) {
+    if (layer.kind !== 'moe') continue
+    const h: LayerHooks = edits.layers[layer.index] ?? {}
+    if (Object.keys(h.novices ?? {}).length || h.neuronKeep !== undefined || h.skipSecondBeta !== undefined) return 'harness'
+    removedCounts.add(h.disabled?.length ?? 0)
+  }
+  // One scalar num_experts in config.json cannot describe per-layer counts (reap-mlx#48).
+  return removedCounts.size <= 1 ? 'hf' : 'harness'
+}
+
+export function exportVariant(ckpt: Checkpoint, edits: VariantEdits, outDir: string, provenance: Record<string, unknown>, requested: ExportFormat | 'auto' = 'auto'): ExportFormat {
+  const possible = exportFormat(ckpt, edits)
+  const format = requested === 'auto' ? possible : requested
+  if (format === 'hf' && possible !== 'hf') {
+    fail('VARIANT_INVALID', 'This variant cannot be a standard HuggingFace checkpoint (novice experts, per-token rules or uneven expert counts per layer); use --format harness or auto.')
+  }
+  if (path.resolve(outDir) === path.resolve(ckpt.dir)) fail('INVALID_ARGUMENT', '--out must differ from the source model folder.')
+  const tmp = `${path.resolve(outDir)}.tmp-${process.pid}`
+  fs.rmSync(tmp, { recursive: true, force: true })
+  fs.mkdirSync(tmp, { recursive: true })
+  const config = structuredClone(ckpt.config) as Record<string, unknown>
+  const tensors: Record<string, TensorToWrite> = {}
+  const bindingSource = new Map<string, string>() // member tensor name → source tensor name
+  const renamed = new Map<string, string>()
+  const skipped = new Set<string>()
+  const manifest: VariantManifest = { format: 'moe-harness-variant', version: 1, layers: {}, provenance }
+  const novices: Record<string, TensorToWrite> = {}
+
+  for (const layer of ckpt.spec.layers) {
+    if (layer.kind !== 'moe') continue
+    const h = edits.layers[layer.index] ?? {}
+    const names = ckpt.names.layers[layer.index]
+    for (const [slot, src] of Object.entries(h.bindings ?? {})) {
+      const a = names.experts![Number(slot)], b = names.experts![src]
+      bindingSource.set(a.gate, b.gate).set(a.up, b.up).set(a.down, b.down)
+    }
+    if (format === 'hf' && h.disabled?.length) {
+      const kept = Array.from({ length: layer.numExperts }, (_, e) => e).filter(e => !h.disabled!.includes(e))
+      for (const e of h.disabled) for (const t of Object.values(names.experts![e])) skipped.add(t)
+      kept.forEach((e, i) => {
+        const from = names.experts![e], to = names.experts![i]
+        renamed.set(from.gate, to.gate).set(from.up, to.up).set(from.down, to.down)
+      })
+      renamed.set(names.router!, names.router!)
+    } else if (format === 'harness') {
+      const entry: VariantManifest['layers'][string] = {}
+      if (h.disabled?.length) entry.disabled = [...h.disabled]
+      if (h.neuronKeep !== undefined) entry.neuronKeep = h.neuronKeep
+      if (h.skipSecondBeta !== undefined) entry.skipSecondBeta = h.skipSecondBeta
+      const nov = Object.entries(h.novices ?? {})
+      if (nov.length) {
+        entry.novices = nov.map(([e]) => Number(e)).sort((a, b) => a - b)
+        for (const [e, vec] of nov) novices[`layers.${layer.index}.novice.${e}`] = { dtype: 'F32', shape: [vec.length], data: encodeFromFloat32(vec, 'F32') }
+      }
+      if (Object.keys(entry).length) manifest.layers[String(layer.index)] = entry
+    }
+  }
+
+  for (const [name, entry] of ckpt.tensors) {
+    if (skipped.has(name)) continue
+    const source = bindingSource.get(name) ?? name
+    const srcEntry = ckpt.tensors.get(source)!
+    const override = edits.overrides[source]
+    let bytes: Uint8Array = override ? encodeFromFloat32(override, srcEntry.dtype) : ckpt.readRaw(source)
+    let shape = entry.shape
+    const layer = ckpt.spec.layers.find(l => ckpt.names.layers[l.index].router === name)
+    if (format === 'hf' && layer?.kind === 'moe' && edits.layers[layer.index]?.disabled?.length) {
+      // Slice the router rows of the removed experts.
+      const disabled = edits.layers[layer.index].disabled!
+      const rowBytes = entry.shape[1] * DTYPE_BYTES[entry.dtype]
+      const rows = Array.from({ length: layer.numExperts }, (_, e) => e).filter(e => !disabled.includes(e))
+      const out = new Uint8Array(rows.length * rowBytes)
+      rows.forEach((e, i) => out.set(bytes.subarray(e * rowBytes, (e + 1) * rowBytes), i * rowBytes))
+      bytes = out
+      shape = [rows.length, entry.shape[1]]
+    }
+    tensors[renamed.get(name) ?? name] = { dtype: entry.dtype, shape, data: bytes }
+  }
+
+  if (format === 'hf') {
+    const removed = ckpt.spec.layers.map(l => edits.layers[l.index]?.disabled?.length ?? 0).find(n => n > 0) ?? 0
+    if (removed) {
+      const key = ckpt.spec.family === 'mixtral' ? 'num_local_experts' : 'num_experts'
+      config[key] = (config[key] as number) - removed
+    }
+  }
+  fs.writeFileSync(path.join(tmp, 'config.json'), JSON.stringify(config, null, 2))
+  writeShards(tmp, tensors)
+  for (const f of ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'generation_config.json']) {
+    if (fs.existsSync(path.join(ckpt.dir, f))) fs.copyFileSync(path.join(ckpt.dir, f), path.join(tmp, f))
+  }
+  if (format === 'harness') {
+    fs.writeFileSync(path.join(tmp, VARIANT_FILE), JSON.stringify(manifest, null, 2))
+    if (Object.keys(novices).length) writeSafetensors(path.join(tmp, NOVICES_FILE), novices)
+  } else {
+    fs.writeFileSync(path.join(tmp, 'moe_harness_provenance.json'), JSON.stringify(provenance, null, 2))
+  }
+  // Never leave a half-written model: build beside the target, then swap it in.
+  fs.rmSync(outDir, { recursive: true, force: true })
+  fs.renameSync(tmp, outDir)
+  return format
+}
+
+function writeShards(dir: string, tensors: Record<string, TensorToWrite>): void {
+  const names = Object.keys(tensors).sort()
+  const total = names.reduce((s, n) => s + tensors[n].data.byteLength, 0)
+  if (total <= SHARD_BYTES) {
+    writeSafetensors(path.join(dir, 'model.safetensors'), tensors)
+    return
+  }
+  const shards: string[][] = [[]]
+  let size = 0
+  for (const n of names) {
+    if (size + tensors[n].data.byteLength > SHARD_BYTES && shards[shards.length - 1].length) { shards.push([]); size = 0 }
+    shards[shards.length - 1].push(n)
+    size += tensors[n].data.byteLength
+  }
+  const weightMap: Record<string, string> = {}
+  shards.forEach((group, i) => {
+    const file = `model-${String(i + 1).padStart(5, '0')}-of-${String(shards.length).padStart(5, '0')}.safetensors`
+    writeSafetensors(path.join(dir, file), Object.fromEntries(group.map(n => [n, tensors[n]])))
+    for (const n of group) weightMap[n] = file
+  })
+  fs.writeFileSync(path.join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2))
+}
