@@ -1,7 +1,23 @@
 // An independent plain-TypeScript forward pass (float64) of the four HF MoE families, written
 // from the HF modelling code, sharing nothing with the ONNX graph builder. Test oracle only.
 
+/** What the reference saw in one MoE layer for one token (for independent calibration statistics). */
+export interface RefTrace {
+  layer: number
+  token: number
+  input: Float64Array
+  logits: number[]
+  selected: number[]
+  /** Gates as the model applied them. */
+  weights: number[]
+  /** Every expert's output on this token (forced), pre-gate. */
+  expertOut: (e: number) => Float64Array
+  /** The layer's output (without the shared expert). */
+  output: Float64Array
+}
+
 export interface RefHooks {
+  trace?: (t: RefTrace) => void
   disabled?: Record<number, number[]>
   bindings?: Record<number, Record<number, number>>
   novices?: Record<number, Record<number, Float32Array>>
@@ -161,6 +177,10 @@ export function referenceLogprobs(config: Record<string, any>, tensors: Tensors,
           const nov = hooks.novices?.[l]?.[e]
           const y = nov ? Float64Array.from(nov) : ffnOf(`${moeP}.experts.${hooks.bindings?.[l]?.[e] ?? e}`, names, hooks.neuronKeep?.[l])
           for (let j = 0; j < d; j++) out[j] += w[i] * y[j]
+        })
+        hooks.trace?.({
+          layer: l, token: t, input: Float64Array.from(h), logits, selected: sel, weights: w,
+          expertOut: e => ffnOf(`${moeP}.experts.${e}`, names), output: Float64Array.from(out),
         })
         if (fam === 'qwen2' && tensors.has(`${p}.mlp.shared_expert_gate.weight`)) {
           const sh = ffnOf(`${p}.mlp.shared_expert`, ['gate_proj', 'up_proj', 'down_proj'])
