@@ -1,6 +1,24 @@
-import { defineConfig } from './src/config/defineConfig.ts'
+import { defineConfig } from './src/index.ts'
 
+// The default sweep (`npm start`): every method on the built-in model at four ratios, scored on
+// the built-in tasks with the same seeded, stratified subset for every method.
 export default defineConfig({
   models: { 'tiny-moe': 'models/tiny-moe' },
+  methods: [
+    'frequency-pruning',
+    'reap',
+    'ean',
+    'naee',
+    'novice-replacement',
+    { method: 'expert-merging', params: { algorithm: ['hc-smoe', 'm-smoe'] } },
+    { method: 'magnitude-pruning', params: { score: ['magnitude', 'wanda'] } },
+    'neuron-top-k',
+  ],
   ratios: [0, 0.25, 0.5, 0.75],
+  tasks: ['brown-cloze', 'brown-agreement', 'brown-next-sentence', 'brown-perplexity', 'nlp-corpus-perplexity'],
+  subset: { sample: 150, seed: 1234 },
+  calibration: { source: 'builtin', sequences: 64, length: 256, seed: 42 },
+  pool: { workers: 1, threads: 2 },
+  store: '.harness/results.sqlite',
+  report: { outDir: 'reports/site', title: 'MoE sparsification leaderboard: built-in model' },
 })

@@ -7,7 +7,7 @@ import path from 'node:path'
 import v8 from 'node:v8'
 import type { Checkpoint } from '../model/checkpoint.ts'
 import { collectStats, type CollectOptions } from './collect.ts'
-import { calibrationWindows, type CalibrationSpec } from './source.ts'
+import { calibrationFingerprint, calibrationWindows, type CalibrationSpec } from './source.ts'
 import { ALL_NEEDS, type StatNeed, type StatsData } from './stats.ts'
 
 /** Bump when the statistics' definitions change; part of the cache key. */
@@ -23,12 +23,15 @@ export interface CalibrationResult {
   fromCache: boolean
 }
 
-export async function getCalibrationStats(ckpt: Checkpoint, spec: CalibrationSpec, needs: readonly StatNeed[], options: CollectOptions & { cacheDir?: string }): Promise<CalibrationResult> {
-  const tok = ckpt.tokenizer()
-  const { windows, fingerprint } = await calibrationWindows(spec, tok)
-  const key = crypto.createHash('sha256').update(JSON.stringify({
-    v: STATS_VERSION, model: ckpt.fingerprint(), data: fingerprint, sequences: spec.sequences, length: spec.length, seed: spec.seed,
+/** (model fingerprint, calibration data fingerprint, settings) → the cache key. */
+export async function calibrationKey(ckpt: Checkpoint, spec: CalibrationSpec): Promise<string> {
+  return crypto.createHash('sha256').update(JSON.stringify({
+    v: STATS_VERSION, model: ckpt.fingerprint(), data: await calibrationFingerprint(spec), sequences: spec.sequences, length: spec.length, seed: spec.seed,
   })).digest('hex').slice(0, 32)
+}
+
+export async function getCalibrationStats(ckpt: Checkpoint, spec: CalibrationSpec, needs: readonly StatNeed[], options: CollectOptions & { cacheDir?: string }): Promise<CalibrationResult> {
+  const key = await calibrationKey(ckpt, spec)
   const dir = path.join(options.cacheDir ?? harnessHome(), 'calibration')
   const file = path.join(dir, `${key}.v8`)
   let cached: StatsData | undefined
@@ -41,6 +44,7 @@ export async function getCalibrationStats(ckpt: Checkpoint, spec: CalibrationSpe
   }
   if (cached && needs.every(n => cached!.info.needs.includes(n))) return { data: cached, key, fromCache: true }
   const union = ALL_NEEDS.filter(n => needs.includes(n) || cached?.info.needs.includes(n))
+  const { windows, fingerprint } = await calibrationWindows(spec, ckpt.tokenizer())
   const data = await collectStats(ckpt, windows, union, { key, needs: union, sequences: spec.sequences, length: spec.length, source: fingerprint }, options)
   fs.mkdirSync(dir, { recursive: true })
   const tmp = `${file}.tmp-${process.pid}`

@@ -65,6 +65,11 @@ async function documents(spec: CalibrationSpec): Promise<{ texts: string[]; fing
   return { texts, fingerprint: `file:${sha}:${field}` }
 }
 
+/** The calibration data's fingerprint alone (no tokenization): part of the statistics' cache key. */
+export async function calibrationFingerprint(spec: CalibrationSpec): Promise<string> {
+  return (await documents(spec)).fingerprint
+}
+
 /**
  * Documents are shuffled with the seed, each is prefixed with the prefix token (as in training),
  * concatenated, and cut into `sequences` windows of `length` tokens.

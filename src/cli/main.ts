@@ -6,6 +6,8 @@ import { registerScore } from './commands/score.ts'
 import { registerMethods } from './commands/methods.ts'
 import { registerTasks } from './commands/tasks.ts'
 import { registerTransform } from './commands/transform.ts'
+import { registerSweep } from './commands/sweep.ts'
+import { registerStore } from './commands/store.ts'
 
 export function buildProgram(): Command {
   const program = new Command()
@@ -20,6 +22,8 @@ export function buildProgram(): Command {
   registerTasks(program)
   registerMethods(program)
   registerTransform(program)
+  registerSweep(program)
+  registerStore(program)
   return program
 }
 

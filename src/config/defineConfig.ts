@@ -1,16 +1,89 @@
-/** The harness configuration (harness.config.ts). Fields are documented where they are used. */
-export interface HarnessConfig {
-  /** Model name → local HuggingFace-format folder. */
-  models: Record<string, string>
-  /** Method names (files in methods/); omitted = every method. */
-  methods?: string[]
-  /** Task names (files in tasks/). */
-  tasks?: string[]
-  /** Ratios swept for every method; 0 is the unpruned baseline row. */
-  ratios?: number[]
-}
+// harness.config.ts: what a sweep evaluates. Validated with zod; CLI flags override it.
+import fs from 'node:fs'
+import path from 'node:path'
+import { pathToFileURL } from 'node:url'
+import { createJiti } from 'jiti'
+import { z } from 'zod'
+import { fail } from '../errors.ts'
+
+const paramValue = z.union([z.number(), z.boolean(), z.string()])
+
+const methodEntry = z.union([
+  z.string(),
+  z.object({
+    /** The method file name (methods/<method>.ts). */
+    method: z.string(),
+    /** Fixed values, or lists of values to sweep (the grid is their cartesian product). */
+    params: z.record(z.string(), z.union([paramValue, z.array(paramValue).min(1)])).optional(),
+  }).strict(),
+])
+
+export const configSchema = z.object({
+  /** Model name → local HuggingFace-format folder (relative to the config file). */
+  models: z.record(z.string(), z.string()).refine(m => Object.keys(m).length > 0, 'declare at least one model'),
+  /** Methods and their parameter grids; omitted = every method in methods/ with its defaults. */
+  methods: z.array(methodEntry).optional(),
+  /** The shared sweep axis; 0 is the unpruned baseline. */
+  ratios: z.array(z.number().min(0).lt(1)).min(1).default([0, 0.25, 0.5, 0.75]),
+  /** Task names (tasks/<name>.ts); omitted = the built-in tasks. */
+  tasks: z.array(z.string()).optional(),
+  /** The same document subset for every method: the first `limit`, or a seeded stratified `sample`. */
+  subset: z.object({ limit: z.number().positive().optional(), sample: z.number().int().positive().optional(), seed: z.number().int().default(1234) })
+    .strict().refine(s => !(s.limit !== undefined && s.sample !== undefined), 'use either limit or sample').default({ seed: 1234 }),
+  /** Calibration text and size; defaults: the built-in validation text, 128 sequences of min(2048, context) tokens, seed 42. */
+  calibration: z.object({
+    source: z.string().default('builtin'), field: z.string().optional(), sequences: z.number().int().positive().optional(),
+    length: z.number().int().min(2).optional(), seed: z.number().int().default(42),
+  }).strict().default({ source: 'builtin', seed: 42 }),
+  /** Worker pool: workers × intra-op threads should not exceed the cores. */
+  pool: z.object({ workers: z.number().int().positive().default(1), threads: z.number().int().positive().optional() }).strict().default({ workers: 1 }),
+  device: z.enum(['cpu', 'cuda']).default('cpu'),
+  /** Padded tokens per batch (scores do not depend on it). */
+  batchTokens: z.number().int().positive().default(2048),
+  /** Folder with local copies of the standard datasets. */
+  dataDir: z.string().optional(),
+  /** The SQLite results store. */
+  store: z.string().default('.harness/results.sqlite'),
+  report: z.object({ outDir: z.string().default('reports/site'), title: z.string().default('MoE sparsification leaderboard') }).strict().default({ outDir: 'reports/site', title: 'MoE sparsification leaderboard' }),
+}).strict()
+
+export type HarnessConfigInput = z.input<typeof configSchema>
+export type HarnessConfig = z.output<typeof configSchema>
 
 /** Identity helper that gives harness.config.ts editor types. */
-export function defineConfig(config: HarnessConfig): HarnessConfig {
+export function defineConfig(config: HarnessConfigInput): HarnessConfigInput {
   return config
+}
+
+export interface LoadedConfig {
+  config: HarnessConfig
+  file: string | null
+  /** Folder relative paths in the config resolve against. */
+  baseDir: string
+}
+
+/** Validates a config object; errors name every offending path. */
+export function parseConfig(raw: unknown, where: string): HarnessConfig {
+  const result = configSchema.safeParse(raw)
+  if (!result.success) {
+    const issues = result.error.issues.map(i => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')
+    fail('HARNESS_CONFIG_INVALID', `${where} is invalid: ${issues}.`)
+  }
+  return result.data
+}
+
+export async function loadConfig(file?: string): Promise<LoadedConfig> {
+  const candidate = path.resolve(file ?? 'harness.config.ts')
+  if (!fs.existsSync(candidate)) {
+    if (file) fail('HARNESS_CONFIG_INVALID', `Config file ${file} does not exist.`)
+    fail('HARNESS_CONFIG_INVALID', `No harness.config.ts in ${process.cwd()}; pass --config FILE (see the README for the fields).`)
+  }
+  let value: unknown
+  try {
+    // jiti loads a TypeScript config from any folder, whatever its package.json says about modules.
+    value = await createJiti(import.meta.url, { moduleCache: false }).import(pathToFileURL(candidate).href, { default: true })
+  } catch (e) {
+    fail('HARNESS_CONFIG_INVALID', `${candidate} failed to load: ${(e as Error).message}`)
+  }
+  return { config: parseConfig(value, candidate), file: candidate, baseDir: path.dirname(candidate) }
 }

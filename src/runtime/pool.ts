@@ -1,0 +1,60 @@
+// The scoring worker pool (piscina). Workers × intra-op threads should not exceed the cores. The main
+// thread packs batches and owns the database; workers only turn token ids into numbers.
+import os from 'node:os'
+import { fileURLToPath } from 'node:url'
+import { Piscina } from 'piscina'
+import { fail } from '../errors.ts'
+import type { BatchRunner } from '../engine/scorer.ts'
+import type { Device } from './ort.ts'
+import type { WorkerResult, WorkerTask } from './poolWorker.ts'
+
+export interface PoolOptions {
+  workers: number
+  threads: number
+  device: Device
+}
+
+export interface ScoringPool {
+  /** A batch runner bound to one prepared variant folder. */
+  runner(variantDir: string): BatchRunner
+  /** Seconds workers spent building sessions, and running batches, so far (summed over workers). */
+  buildSeconds(): number
+  runSeconds(): number
+  close(): Promise<void>
+}
+
+export function createPool(options: PoolOptions): ScoringPool {
+  if (options.workers * options.threads > os.availableParallelism()) {
+    process.stderr.write(`warning: ${options.workers} workers × ${options.threads} threads exceed the ${os.availableParallelism()} cores; throughput will suffer\n`)
+  }
+  const piscina = new Piscina({
+    filename: fileURLToPath(new URL('./poolWorker.mjs', import.meta.url)),
+    minThreads: options.workers,
+    maxThreads: options.workers,
+    idleTimeout: 60_000,
+    concurrentTasksPerWorker: 1,
+  })
+  let build = 0
+  let runTime = 0
+  return {
+    runner(variantDir) {
+      return async batch => {
+        const task: WorkerTask = { variantDir, batch, device: options.device, threads: options.threads }
+        let result: WorkerResult
+        try {
+          result = await piscina.run(task)
+        } catch (e) {
+          const err = e as Error & { code?: string }
+          if (err.code && /DEVICE_UNAVAILABLE|SESSION_FAILED|VARIANT_INVALID/.test(err.code)) fail(err.code as never, err.message)
+          fail('SESSION_FAILED', `worker failed: ${err.message}`)
+        }
+        build += result.buildSeconds
+        runTime += result.runSeconds
+        return { logprobs: result.logprobs, greedy: result.greedy }
+      }
+    },
+    buildSeconds: () => build,
+    runSeconds: () => runTime,
+    close: () => piscina.destroy(),
+  }
+}

@@ -1,0 +1,64 @@
+// Expands a config into variants (model × method × parameter grid × ratio) and cells (variant × task).
+import crypto from 'node:crypto'
+import path from 'node:path'
+import type { HarnessConfig } from '../config/defineConfig.ts'
+import { fail } from '../errors.ts'
+import { loadMethod, methodNames, parseParamOverrides, type ParamValues } from '../methods/registry.ts'
+import type { TaskDefinition } from '../tasks/defineTask.ts'
+import { builtInTasks, resolveTasks } from '../tasks/registry.ts'
+import { unknownName } from '../util/suggest.ts'
+
+export interface VariantSpec {
+  model: string
+  modelDir: string
+  method: string
+  /** Given parameters (ratio included); defaults are filled in when the variant is planned. */
+  params: ParamValues
+}
+
+export interface Shard { index: number; count: number }
+
+export function parseShard(text: string | undefined): Shard | undefined {
+  if (text === undefined) return undefined
+  const m = /^(\d+)\/(\d+)$/.exec(text.trim())
+  if (!m || Number(m[2]) < 1 || Number(m[1]) >= Number(m[2])) fail('INVALID_ARGUMENT', `--shard '${text}' must be i/n with 0 <= i < n (e.g. 0/4 .. 3/4, as SLURM_ARRAY_TASK_ID counts).`)
+  return { index: Number(m[1]), count: Number(m[2]) }
+}
+
+/** Which shard owns a cell: a stable hash, so shards split the work evenly and never overlap. */
+export function shardOf(key: string, count: number): number {
+  return crypto.createHash('sha256').update(key).digest().readUInt32BE(0) % count
+}
+
+function grid(params: Record<string, unknown>): Record<string, unknown>[] {
+  let out: Record<string, unknown>[] = [{}]
+  for (const [k, v] of Object.entries(params)) {
+    const values = Array.isArray(v) ? v : [v]
+    out = out.flatMap(o => values.map(x => ({ ...o, [k]: x })))
+  }
+  return out
+}
+
+export async function expandVariants(config: HarnessConfig, baseDir: string): Promise<VariantSpec[]> {
+  const entries = config.methods ?? methodNames()
+  const specs: VariantSpec[] = []
+  for (const [model, dir] of Object.entries(config.models)) {
+    for (const entry of entries) {
+      const name = typeof entry === 'string' ? entry : entry.method
+      if (!methodNames().includes(name)) unknownName('method', name, methodNames())
+      const method = await loadMethod(name)
+      const given = typeof entry === 'string' ? {} : entry.params ?? {}
+      if ('ratio' in given) fail('HARNESS_CONFIG_INVALID', `methods[${name}].params.ratio: ratios come from the top-level 'ratios' list.`)
+      for (const combo of grid(given)) {
+        // Validate names and types now (strings through the same parser as --param k=v).
+        const typed = parseParamOverrides(method, Object.entries(combo).map(([k, v]) => `${k}=${v}`))
+        for (const ratio of config.ratios) specs.push({ model, modelDir: path.resolve(baseDir, dir), method: name, params: { ...typed, ratio } })
+      }
+    }
+  }
+  return specs
+}
+
+export async function resolveSweepTasks(config: HarnessConfig): Promise<TaskDefinition[]> {
+  return config.tasks ? resolveTasks(config.tasks) : builtInTasks()
+}

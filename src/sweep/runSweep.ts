@@ -1,0 +1,269 @@
+// The sweep: plan cells, skip the complete ones, calibrate once per model, prepare each variant once,
+// score cells in the worker pool, and write every finished cell atomically. Safe to kill at any
+// moment: a rerun resumes and ends with every cell complete exactly once.
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import type { HarnessConfig } from '../config/defineConfig.ts'
+import { fail, HarnessError } from '../errors.ts'
+import { defaultCalibration, type CalibrationSpec } from '../calibration/source.ts'
+import type { StatNeed } from '../calibration/stats.ts'
+import { scoreRequests } from '../engine/scorer.ts'
+import { openCheckpoint, type Checkpoint } from '../model/checkpoint.ts'
+import { defaultDataDir } from '../paths.ts'
+import { createPool } from '../runtime/pool.ts'
+import { ORT_VERSION, type Device } from '../runtime/ort.ts'
+import { calibrationKey, harnessHome } from '../calibration/cache.ts'
+import { ResultsStore, type RunKey } from '../store/resultsStore.ts'
+import type { TaskDefinition } from '../tasks/defineTask.ts'
+import { evaluateTask, type TaskEvaluation } from '../tasks/evaluate.ts'
+import { loadTaskDocs, selectDocs, subsetKey, type SubsetSpec } from '../tasks/registry.ts'
+import { HARNESS_VERSION } from '../version.ts'
+import { calibrateFor, planVariant, prepareVariant, variantId, type PlannedVariant, type PreparedVariant } from '../variants/prepare.ts'
+import { writeVariantFiles } from '../variants/variantFiles.ts'
+import { expandVariants, resolveSweepTasks, shardOf, type Shard, type VariantSpec } from './plan.ts'
+
+/** Bump when scoring semantics change (request building, metrics): part of every run's key. */
+export const SCORING_VERSION = 1
+
+export interface SweepOptions {
+  config: HarnessConfig
+  baseDir: string
+  db: string
+  shard?: Shard
+  signal?: AbortSignal
+  onProgress?: (p: SweepProgress) => void
+  log?: (line: string) => void
+}
+
+export interface SweepProgress { done: number; total: number; label: string }
+
+export interface SweepSummary {
+  cells: number
+  skipped: number
+  completed: number
+  failed: number
+  interrupted: boolean
+  timings: Record<string, number>
+  tokensScored: number
+}
+
+interface VariantState {
+  spec: VariantSpec
+  variantId?: string
+  contentHash?: string
+  plan?: PlannedVariant
+  error?: string
+  dir?: string
+  preparing?: Promise<void>
+}
+
+export function contentHash(prepared: PreparedVariant): string {
+  const h = crypto.createHash('sha256')
+  const layers = Object.keys(prepared.edits.layers).map(Number).sort((a, b) => a - b)
+  for (const l of layers) {
+    const hooks = prepared.edits.layers[l]
+    const { novices, ...rest } = hooks
+    if (Object.keys(hooks).length === 0) continue
+    h.update(`L${l}:${JSON.stringify(rest, Object.keys(rest).sort())}`)
+    for (const e of Object.keys(novices ?? {}).map(Number).sort((a, b) => a - b)) h.update(`n${e}:`).update(new Uint8Array(novices![e].buffer))
+  }
+  for (const name of Object.keys(prepared.edits.overrides).sort()) {
+    const data = prepared.edits.overrides[name]
+    h.update(`o:${name}:`).update(new Uint8Array(data.buffer, data.byteOffset, data.byteLength))
+  }
+  return h.digest('hex').slice(0, 24)
+}
+
+export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
+  const { config } = options
+  const log = options.log ?? (() => {})
+  // Wall-clock seconds per phase. Scoring and session builds happen in the workers and are summed
+  // over them; `workerBusy` divides by the worker count, comparable with `total`.
+  const timings = { calibration: 0, transform: 0, sessionBuild: 0, scoring: 0, database: 0, cellWall: 0, workerBusy: 0, total: 0 }
+  const t0 = performance.now()
+  const device: Device = config.device
+  const workers = config.pool.workers
+  const threads = config.pool.threads ?? Math.max(1, Math.floor(os.availableParallelism() / workers))
+
+  // ---- validate everything before any expensive work
+  const tasks = await resolveSweepTasks(config)
+  const subset: SubsetSpec = config.subset
+  const dataDir = config.dataDir ? path.resolve(options.baseDir, config.dataDir) : defaultDataDir()
+  const taskDocs = new Map<string, { task: TaskDefinition; docs: { index: number; doc: unknown }[] }>()
+  for (const task of tasks) {
+    const loaded = await loadTaskDocs(task, dataDir)
+    taskDocs.set(task.name, { task, docs: selectDocs(task, loaded.docs, subset) })
+  }
+  const specs = await expandVariants(config, options.baseDir)
+  const models = new Map<string, Checkpoint>()
+  for (const s of specs) if (!models.has(s.model)) models.set(s.model, openCheckpoint(s.modelDir))
+  const states: VariantState[] = []
+  for (const spec of specs) {
+    const ckpt = models.get(spec.model)!
+    try {
+      states.push({ spec, plan: await planVariant(ckpt, spec.method, spec.params) })
+    } catch (e) {
+      if (!(e instanceof HarnessError) || !['METHOD_INFEASIBLE'].includes(e.code)) throw e
+      states.push({ spec, error: `${e.code}: ${e.message}` })
+      log(`skipping ${spec.model}/${spec.method} ${JSON.stringify(spec.params)}: ${e.message}`)
+    }
+  }
+
+  const store = new ResultsStore(options.db)
+  const pool = createPool({ workers, threads, device })
+  const subsetText = subsetKey(subset)
+  const summary: SweepSummary = { cells: 0, skipped: 0, completed: 0, failed: 0, interrupted: false, timings, tokensScored: 0 }
+  let sweepId = 0
+  try {
+    for (const [name, ckpt] of models) {
+      const a = ckpt.spec
+      store.upsertModel({ model_id: ckpt.fingerprint(), name, path: ckpt.dir, architecture: a.architecture, config_json: JSON.stringify(ckpt.config), total_params: [...ckpt.tensors.values()].reduce((s, t) => s + t.shape.reduce((x, y) => x * y, 1), 0) })
+    }
+    const scoringKey = (ckpt: Checkpoint) => crypto.createHash('sha256').update(JSON.stringify({ v: SCORING_VERSION, maxLength: ckpt.spec.maxPositions, device, ort: ORT_VERSION })).digest('hex').slice(0, 16)
+    const runKey = (ckpt: Checkpoint, hash: string, task: TaskDefinition): RunKey => ({
+      model_id: ckpt.fingerprint(), content_hash: hash, task: task.name, task_version: task.version, subset: subsetText, scoring_key: scoringKey(ckpt),
+    })
+    const mine = (s: VariantState, task: TaskDefinition) => !options.shard || shardOf(`${s.spec.model}|${s.spec.method}|${JSON.stringify(s.spec.params)}|${task.name}`, options.shard.count) === options.shard.index
+    const cells = states.flatMap(s => tasks.filter(t => mine(s, t)).map(t => ({ state: s, task: t })))
+    summary.cells = cells.length
+    sweepId = store.startSweep(JSON.stringify({ config, shard: options.shard ?? null }), cells.length)
+
+    // Variants already prepared in an earlier run are known by id; the rest get calibrated together.
+    const calibration = (ckpt: Checkpoint): CalibrationSpec => {
+      const d = defaultCalibration(ckpt.spec.maxPositions)
+      return { source: config.calibration.source, field: config.calibration.field, sequences: config.calibration.sequences ?? d.sequences, length: config.calibration.length ?? d.length, seed: config.calibration.seed }
+    }
+    for (const [name, ckpt] of models) {
+      const pending = states.filter(s => s.spec.model === name && s.plan && cells.some(c => c.state === s))
+      const needs = [...new Set(pending.flatMap(s => s.plan!.needs))] as StatNeed[]
+      if (needs.length === 0) continue
+      const tc = performance.now()
+      const result = await calibrateFor(ckpt, needs, { calibration: calibration(ckpt), device, threads: workers * threads, onCalibration: (d, t) => options.onProgress?.({ done: 0, total: cells.length, label: `calibrating ${name} ${d}/${t}` }) })
+      timings.calibration += (performance.now() - tc) / 1000
+      log(`calibration for ${name}: ${result!.fromCache ? 'cached' : 'computed'} (${needs.join(', ')})`)
+    }
+
+    let done = 0
+    const report = (label: string) => options.onProgress?.({ done, total: cells.length, label })
+    const variantDir = (ckpt: Checkpoint, hash: string) => path.join(harnessHome(), 'variants', `${ckpt.fingerprint().slice(0, 16)}-${hash}`)
+
+    const prepare = (s: VariantState): Promise<void> => (s.preparing ??= prepareOnce(s))
+    const prepareOnce = async (s: VariantState): Promise<void> => {
+      if (s.error) return
+      const ckpt = models.get(s.spec.model)!
+      const tt = performance.now()
+      // A variant prepared by an earlier run is known by its id; it is rebuilt only if its files are gone.
+      const id = variantId(ckpt, s.plan!, s.plan!.needs.length ? await calibrationKey(ckpt, calibration(ckpt)) : null)
+      const known = store.variant(id)
+      if (known?.status === 'ready' && known.content_hash && fs.existsSync(path.join(variantDir(ckpt, known.content_hash), 'edits.json'))) {
+        s.variantId = id
+        s.contentHash = known.content_hash
+        s.dir = variantDir(ckpt, known.content_hash)
+        return
+      }
+      try {
+        const prepared = await prepareVariant(ckpt, s.plan!, { calibration: calibration(ckpt), device, threads: workers * threads })
+        s.variantId = prepared.variantId
+        s.contentHash = contentHash(prepared)
+        s.dir = variantDir(ckpt, s.contentHash)
+        writeVariantFiles(s.dir, ckpt.dir, prepared.edits, n => ckpt.tensors.get(n)!.dtype)
+        const td = performance.now()
+        store.saveVariant({
+          variant_id: prepared.variantId, model_id: ckpt.fingerprint(), method: prepared.method, params_json: JSON.stringify(prepared.params),
+          ratio: Number(prepared.params.ratio), achieved_ratio: prepared.report.achievedRatio, content_hash: s.contentHash,
+          accounting_json: JSON.stringify(prepared.accounting), report_json: JSON.stringify(prepared.report), warnings_json: JSON.stringify(prepared.warnings),
+          calibration_json: JSON.stringify(prepared.calibration), transform_seconds: prepared.transformSeconds, status: 'ready', error: null,
+        })
+        timings.database += (performance.now() - td) / 1000
+      } catch (e) {
+        s.error = `${(e as HarnessError).code ?? 'METHOD_FAILED'}: ${(e as Error).message}`
+        store.saveVariant({
+          variant_id: `failed-${crypto.createHash('sha256').update(JSON.stringify(s.spec)).digest('hex').slice(0, 20)}`, model_id: ckpt.fingerprint(),
+          method: s.spec.method, params_json: JSON.stringify(s.plan?.params ?? s.spec.params), ratio: Number(s.spec.params.ratio), achieved_ratio: null,
+          content_hash: null, accounting_json: null, report_json: null, warnings_json: null, calibration_json: null, transform_seconds: null, status: 'failed', error: s.error,
+        })
+      }
+      timings.transform += (performance.now() - tt) / 1000
+    }
+
+    const runCell = async (cell: { state: VariantState; task: TaskDefinition }): Promise<void> => {
+      const s = cell.state
+      const ckpt = models.get(s.spec.model)!
+      const label = `${s.spec.model} ${s.spec.method} r=${s.spec.params.ratio} ${cell.task.name}`
+      if (options.signal?.aborted) return
+      await prepare(s)
+      if (s.error) {
+        summary.failed++
+        done++
+        report(`failed ${label}`)
+        return
+      }
+      const key = runKey(ckpt, s.contentHash!, cell.task)
+      const existing = store.run(key)
+      if (existing?.status === 'complete') {
+        summary.skipped++
+        done++
+        report(label)
+        return
+      }
+      report(label)
+      const { task, docs } = taskDocs.get(cell.task.name)!
+      const ts = performance.now()
+      let evaluation: TaskEvaluation | undefined
+      let error: string | null = null
+      try {
+        evaluation = await evaluateTask(task, docs, {
+          tokenizer: ckpt.tokenizer(), maxLength: ckpt.spec.maxPositions,
+          score: requests => scoreRequests(requests, pool.runner(s.dir!), { vocabSize: ckpt.spec.vocabSize, maxLength: ckpt.spec.slidingWindow }, { maxBatchTokens: config.batchTokens, concurrency: workers + 1, signal: options.signal }),
+        })
+        for (const sample of evaluation.samples) {
+          if (sample.lls.some(v => !Number.isFinite(v))) fail('NUMERIC_FAILURE', `non-finite log-likelihood for document ${sample.doc}`)
+        }
+      } catch (e) {
+        if (options.signal?.aborted) return
+        error = `${(e as HarnessError).code ?? 'INTERNAL'}: ${(e as Error).message}`
+      }
+      timings.cellWall += (performance.now() - ts) / 1000
+      if (options.signal?.aborted) return
+      const td = performance.now()
+      const metrics = evaluation ? Object.entries(evaluation.metrics).map(([metric, m]) => ({ metric, value: m!.value, stderr: m!.stderr, higher_is_better: m!.higherIsBetter ? 1 : 0 })) : []
+      const samples = evaluation ? evaluation.samples.map(x => ({
+        doc: x.doc, gold_json: JSON.stringify(x.gold), lls_json: JSON.stringify(x.lls), lls_unconditional_json: x.llsUnconditional ? JSON.stringify(x.llsUnconditional) : null,
+        greedy_json: JSON.stringify(x.greedy), preds_json: JSON.stringify(x.preds), counts_json: x.counts ? JSON.stringify(x.counts) : null,
+      })) : []
+      store.saveRun({
+        ...key, harness_version: HARNESS_VERSION, ort_version: ORT_VERSION, device, status: error ? 'failed' : 'complete', error,
+        docs: docs.length, seconds: (performance.now() - ts) / 1000, tokens_processed: evaluation?.tokens.processed ?? 0, tokens_per_choice: evaluation?.tokens.perChoiceEquivalent ?? 0,
+      }, metrics, samples)
+      timings.database += (performance.now() - td) / 1000
+      summary.tokensScored += evaluation?.tokens.processed ?? 0
+      if (error) {
+        summary.failed++
+        log(`cell failed: ${label}: ${error}`)
+      } else summary.completed++
+      done++
+      report(label)
+    }
+
+    // Cells of one variant run back to back (workers keep its session); a few cells overlap so the
+    // pool never idles while the main thread builds requests or writes results.
+    const queue = [...cells].sort((a, b) => states.indexOf(a.state) - states.indexOf(b.state))
+    let next = 0
+    const lane = async () => {
+      while (next < queue.length && !options.signal?.aborted) await runCell(queue[next++])
+    }
+    await Promise.all(Array.from({ length: Math.max(1, workers) }, lane))
+    summary.interrupted = Boolean(options.signal?.aborted)
+  } finally {
+    timings.sessionBuild = pool.buildSeconds()
+    timings.scoring = pool.runSeconds()
+    timings.workerBusy = (timings.sessionBuild + timings.scoring) / workers
+    timings.total = (performance.now() - t0) / 1000
+    await pool.close()
+    if (sweepId) store.finishSweep(sweepId, summary.completed + summary.skipped, summary.failed, { ...timings, interrupted: summary.interrupted })
+    store.close()
+  }
+  return summary
+}
