@@ -1,0 +1,168 @@
+// Sweeps end to end: every cell stored once, resumable after SIGKILL at random moments, results
+// independent of workers and batch size, models never mixed, shards merge into the full result.
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import fs from 'node:fs'
+import path from 'node:path'
+import { describe, it } from 'node:test'
+import { ResultsStore } from '../../src/store/resultsStore.ts'
+import { mulberry32 } from '../../src/util/rng.ts'
+import { ROOT, runCli } from '../helpers/cli.ts'
+import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
+import { tmpDir } from '../helpers/tmp.ts'
+
+const dir = tmpDir()
+writeTinyCheckpoint(path.join(dir, 'model-a'), { family: 'mixtral', experts: 6, topK: 2, layers: 2, hidden: 32, ffn: 16, seed: 61 })
+writeTinyCheckpoint(path.join(dir, 'model-b'), { family: 'mixtral', experts: 6, topK: 2, layers: 2, hidden: 32, ffn: 16, seed: 62 })
+
+function writeConfig(name: string, body: Record<string, unknown>): string {
+  const file = path.join(dir, `${name}.config.ts`)
+  fs.writeFileSync(file, `import { defineConfig } from ${JSON.stringify(path.join(ROOT, 'src/index.ts'))}\nexport default defineConfig(${JSON.stringify(body, null, 2)})\n`)
+  return file
+}
+const base = {
+  models: { a: 'model-a' },
+  methods: ['frequency-pruning', { method: 'expert-merging', params: { algorithm: 'm-smoe' } }, 'neuron-top-k'],
+  ratios: [0, 0.5],
+  tasks: ['brown-cloze', 'brown-agreement'],
+  subset: { sample: 12 },
+  calibration: { sequences: 4, length: 32 },
+  pool: { workers: 1, threads: 1 },
+}
+const env = { MOE_HARNESS_HOME: path.join(dir, 'home') }
+
+/** Everything that must be identical between two stores: per cell, every metric and per-sample log-likelihood. */
+function snapshot(db: string) {
+  const s = new ResultsStore(db, { readonly: true })
+  try {
+    const cells = s.all<any>(`SELECT v.method, v.params_json, m.name AS model, r.task, r.status, r.run_id FROM variants v JOIN models m USING (model_id)
+      JOIN runs r ON r.model_id = v.model_id AND r.content_hash = v.content_hash ORDER BY m.name, v.method, v.params_json, r.task`)
+    return cells.map(c => ({
+      cell: `${c.model}|${c.method}|${c.params_json}|${c.task}`, status: c.status,
+      metrics: s.all<any>('SELECT metric, value, stderr FROM metrics WHERE run_id = ? ORDER BY metric', c.run_id),
+      lls: s.all<any>('SELECT doc, lls_json FROM samples WHERE run_id = ? ORDER BY doc', c.run_id).map(x => [x.doc, JSON.parse(x.lls_json)]),
+    }))
+  } finally {
+    s.close()
+  }
+}
+function maxDiff(a: ReturnType<typeof snapshot>, b: ReturnType<typeof snapshot>): number {
+  assert.deepEqual(a.map(x => x.cell), b.map(x => x.cell))
+  let worst = 0
+  a.forEach((x, i) => x.lls.forEach(([, lls]: [number, number[]], j: number) => lls.forEach((v, k) => { worst = Math.max(worst, Math.abs(v - b[i].lls[j][1][k])) })))
+  return worst
+}
+
+describe('moe-harness sweep', () => {
+  const full = path.join(dir, 'full.sqlite')
+  const config = writeConfig('base', base)
+
+  it('stores every cell once; a rerun scores nothing', () => {
+    const r = runCli(['sweep', '--config', config, '--db', full, '--json'], { env })
+    assert.equal(r.status, 0, r.stderr)
+    const summary = JSON.parse(r.stdout.trim().split('\n').pop()!)
+    // 3 methods × 2 ratios × 2 tasks = 12 cells; the three ratio-0 variants are one model, scored once.
+    assert.equal(summary.cells, 12)
+    assert.equal(summary.completed + summary.skipped, 12)
+    assert.equal(summary.completed, 8)
+    const again = JSON.parse(runCli(['sweep', '--config', config, '--db', full, '--json'], { env }).stdout.trim().split('\n').pop()!)
+    assert.equal(again.completed, 0)
+    assert.equal(again.skipped, 12)
+    const s = new ResultsStore(full, { readonly: true })
+    assert.equal(s.all<any>('SELECT COUNT(*) AS n FROM runs')[0].n, 8)
+    assert.equal(s.all<any>("SELECT COUNT(*) AS n FROM runs WHERE status = 'complete'")[0].n, 8)
+    s.close()
+  })
+
+  it('scores do not depend on the worker count or the batch size (<= 1e-6)', () => {
+    const other = path.join(dir, 'two-workers.sqlite')
+    const cfg = writeConfig('two', { ...base, pool: { workers: 2, threads: 1 }, batchTokens: 96 })
+    const r = runCli(['sweep', '--config', cfg, '--db', other], { env })
+    assert.equal(r.status, 0, r.stderr)
+    assert.ok(maxDiff(snapshot(full), snapshot(other)) <= 1e-6)
+  })
+
+  it('survives SIGKILL at random moments: the reruns end with every cell complete exactly once and identical results', async () => {
+    // A larger sweep, so that each kill lands with work left: during start-up, calibration,
+    // transforms, scoring or a database write.
+    const big = writeConfig('big', { ...base, methods: ['frequency-pruning', 'reap', 'neuron-top-k', 'novice-replacement'], ratios: [0, 0.25, 0.5], tasks: ['brown-cloze', 'brown-agreement', 'brown-next-sentence'] })
+    const reference = path.join(dir, 'big-reference.sqlite')
+    assert.equal(runCli(['sweep', '--config', big, '--db', reference], { env }).status, 0)
+    const killed = path.join(dir, 'killed.sqlite')
+    const rng = mulberry32(2024)
+    const wanted = Number(process.env.SWEEP_KILLS ?? 20)
+    let interrupted = 0, attempts = 0
+    while (interrupted < wanted && attempts < wanted * 3) {
+      attempts++
+      const child = spawn(process.execPath, [path.join(ROOT, 'bin/moe-harness.mjs'), 'sweep', '--config', big, '--db', killed], { env: { ...process.env, ...env }, stdio: 'ignore' })
+      const exited = new Promise<number | null>(res => child.on('exit', code => res(code)))
+      const timer = setTimeout(() => child.kill('SIGKILL'), 200 + rng() * 2800)
+      const code = await exited
+      clearTimeout(timer)
+      if (code === null) interrupted++
+      else break // the sweep finished before the kill: nothing left to interrupt
+    }
+    const r = runCli(['sweep', '--config', big, '--db', killed, '--json'], { env })
+    assert.equal(r.status, 0, r.stderr)
+    assert.ok(interrupted >= wanted, `only ${interrupted} kills landed before the sweep completed`)
+    const s = new ResultsStore(killed, { readonly: true })
+    const dupes = s.all<any>('SELECT COUNT(*) AS n FROM (SELECT model_id, content_hash, task, subset, scoring_key, COUNT(*) c FROM runs GROUP BY 1,2,3,4,5 HAVING c > 1)')[0].n
+    assert.equal(dupes, 0)
+    const orphans = s.all<any>('SELECT COUNT(*) AS n FROM metrics WHERE run_id NOT IN (SELECT run_id FROM runs)')[0].n
+    assert.equal(orphans, 0)
+    s.close()
+    const a = snapshot(reference), b = snapshot(killed)
+    assert.ok(b.every(c => c.status === 'complete'))
+    assert.equal(maxDiff(a, b), 0)
+    assert.deepEqual(a.map(c => c.metrics), b.map(c => c.metrics))
+  })
+
+  it('two models sharing one database never reuse each other\'s results', () => {
+    const shared = path.join(dir, 'shared.sqlite')
+    const one = writeConfig('one', { ...base, methods: ['frequency-pruning'] })
+    const two = writeConfig('two-models', { ...base, methods: ['frequency-pruning'], models: { b: 'model-b' } })
+    assert.equal(runCli(['sweep', '--config', one, '--db', shared], { env }).status, 0)
+    const r = JSON.parse(runCli(['sweep', '--config', two, '--db', shared, '--json'], { env }).stdout.trim().split('\n').pop()!)
+    assert.equal(r.skipped, 0, 'nothing of model a may be reused for model b')
+    assert.equal(r.completed, 4)
+    const s = new ResultsStore(shared, { readonly: true })
+    const models = s.all<any>('SELECT DISTINCT model_id FROM runs')
+    assert.equal(models.length, 2)
+    s.close()
+    const snap = snapshot(shared)
+    const accA = snap.find(c => c.cell.startsWith('a|') && c.cell.endsWith('brown-cloze'))!.lls
+    const accB = snap.find(c => c.cell.startsWith('b|') && c.cell.endsWith('brown-cloze'))!.lls
+    assert.notDeepEqual(accA, accB)
+  })
+
+  it('shards run separately and merge into the full result', () => {
+    const parts = [0, 1].map(i => path.join(dir, `shard${i}.sqlite`))
+    parts.forEach((db, i) => assert.equal(runCli(['sweep', '--config', config, '--db', db, '--shard', `${i}/2`], { env }).status, 0))
+    const merged = path.join(dir, 'merged.sqlite')
+    const r = runCli(['merge', ...parts, '--out', merged])
+    assert.equal(r.status, 0, r.stderr)
+    assert.equal(maxDiff(snapshot(full), snapshot(merged)), 0)
+  })
+
+  it('exports CSV and JSON', () => {
+    const csv = path.join(dir, 'out.csv'), json = path.join(dir, 'out.json')
+    const r = runCli(['export', '--db', full, '--csv', csv, '--json', json])
+    assert.equal(r.status, 0, r.stderr)
+    const lines = fs.readFileSync(csv, 'utf8').trim().split('\n')
+    assert.match(lines[0], /^model,model_id,method,params,ratio,achieved_ratio,variant_id,task,task_version,subset,metric,value,stderr,docs,status$/)
+    const rows = JSON.parse(fs.readFileSync(json, 'utf8'))
+    assert.equal(rows.length, lines.length - 1)
+    assert.ok(rows.some((x: any) => x.method === 'neuron-top-k' && x.ratio === 0.5 && x.metric === 'acc'))
+  })
+
+  it('invalid configs fail before any work with the offending field', () => {
+    const bad = writeConfig('bad', { ...base, ratios: [0, 1.5] })
+    const r = runCli(['sweep', '--config', bad, '--db', path.join(dir, 'bad.sqlite')], { env })
+    assert.notEqual(r.status, 0)
+    assert.match(r.stderr, /HARNESS_CONFIG_INVALID.*ratios\.1/)
+    const typo = writeConfig('typo', { ...base, methods: ['frequency-prunin'] })
+    const t = runCli(['sweep', '--config', typo, '--db', path.join(dir, 'bad.sqlite')], { env })
+    assert.match(t.stderr, /Did you mean: frequency-pruning/)
+    assert.equal(fs.existsSync(path.join(dir, 'bad.sqlite')), false, 'no database was created')
+  })
+})
