@@ -8,6 +8,8 @@ import { registerTasks } from './commands/tasks.ts'
 import { registerTransform } from './commands/transform.ts'
 import { registerSweep } from './commands/sweep.ts'
 import { registerStore } from './commands/store.ts'
+import { registerReport } from './commands/report.ts'
+import { registerStart } from './commands/start.ts'
 
 export function buildProgram(): Command {
   const program = new Command()
@@ -24,6 +26,8 @@ export function buildProgram(): Command {
   registerTransform(program)
   registerSweep(program)
   registerStore(program)
+  registerReport(program)
+  registerStart(program)
   return program
 }
 

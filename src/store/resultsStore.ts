@@ -50,6 +50,16 @@ const MIGRATIONS: string[] = [
    CREATE TABLE sweeps (
      sweep_id INTEGER PRIMARY KEY AUTOINCREMENT, config_json TEXT NOT NULL, started_at TEXT NOT NULL, finished_at TEXT,
      cells INTEGER NOT NULL, completed INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0, timings_json TEXT);`,
+  // 2: what the report needs to stand alone: method and task descriptions, and calibration telemetry
+  `CREATE TABLE method_info (
+     name TEXT PRIMARY KEY, family TEXT NOT NULL, description TEXT NOT NULL, params_json TEXT NOT NULL,
+     reference_json TEXT, code_hash TEXT NOT NULL);
+   CREATE TABLE task_info (
+     name TEXT NOT NULL, version INTEGER NOT NULL, kind TEXT NOT NULL, description TEXT NOT NULL,
+     metrics_json TEXT NOT NULL, primary_metric TEXT NOT NULL, PRIMARY KEY (name, version));
+   CREATE TABLE calibrations (
+     model_id TEXT NOT NULL REFERENCES models(model_id), calibration_key TEXT NOT NULL, info_json TEXT NOT NULL,
+     routing_load_json TEXT, PRIMARY KEY (model_id, calibration_key));`,
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS.length
@@ -136,6 +146,21 @@ export class ResultsStore {
     })()
   }
 
+  saveMethodInfo(m: { name: string; family: string; description: string; params_json: string; reference_json: string | null; code_hash: string }): void {
+    this.db.prepare(`INSERT OR REPLACE INTO method_info (name, family, description, params_json, reference_json, code_hash)
+      VALUES (@name, @family, @description, @params_json, @reference_json, @code_hash)`).run(m)
+  }
+
+  saveTaskInfo(t: { name: string; version: number; kind: string; description: string; metrics_json: string; primary_metric: string }): void {
+    this.db.prepare(`INSERT OR REPLACE INTO task_info (name, version, kind, description, metrics_json, primary_metric)
+      VALUES (@name, @version, @kind, @description, @metrics_json, @primary_metric)`).run(t)
+  }
+
+  saveCalibration(c: { model_id: string; calibration_key: string; info_json: string; routing_load_json: string | null }): void {
+    this.db.prepare(`INSERT OR REPLACE INTO calibrations (model_id, calibration_key, info_json, routing_load_json)
+      VALUES (@model_id, @calibration_key, @info_json, @routing_load_json)`).run(c)
+  }
+
   // ------------------------------------------------------------------ sweeps
 
   startSweep(configJson: string, cells: number): number {
@@ -162,6 +187,9 @@ export class ResultsStore {
           this.db.prepare(`INSERT OR IGNORE INTO models (model_id, name, path, architecture, config_json, total_params, created_at)
             VALUES (@model_id, @name, @path, @architecture, @config_json, @total_params, @created_at)`).run(m)
         }
+        for (const m of src.all<any>('SELECT * FROM method_info')) this.saveMethodInfo(m)
+        for (const t of src.all<any>('SELECT * FROM task_info')) this.saveTaskInfo(t)
+        for (const c of src.all<any>('SELECT * FROM calibrations')) this.saveCalibration(c)
         for (const v of src.all<VariantRow>('SELECT * FROM variants')) {
           const mine = this.variant(v.variant_id)
           if (!mine || (mine.status === 'failed' && v.status === 'ready')) {

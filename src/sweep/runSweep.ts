@@ -22,6 +22,7 @@ import { loadTaskDocs, selectDocs, subsetKey, type SubsetSpec } from '../tasks/r
 import { HARNESS_VERSION } from '../version.ts'
 import { calibrateFor, planVariant, prepareVariant, variantId, type PlannedVariant, type PreparedVariant } from '../variants/prepare.ts'
 import { writeVariantFiles } from '../variants/variantFiles.ts'
+import { methodFileHash } from '../methods/registry.ts'
 import { expandVariants, resolveSweepTasks, shardOf, type Shard, type VariantSpec } from './plan.ts'
 
 /** Bump when scoring semantics change (request building, metrics): part of every run's key. */
@@ -121,6 +122,10 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
       const a = ckpt.spec
       store.upsertModel({ model_id: ckpt.fingerprint(), name, path: ckpt.dir, architecture: a.architecture, config_json: JSON.stringify(ckpt.config), total_params: [...ckpt.tensors.values()].reduce((s, t) => s + t.shape.reduce((x, y) => x * y, 1), 0) })
     }
+    for (const method of new Set(states.filter(s => s.plan).map(s => s.plan!.method))) {
+      store.saveMethodInfo({ name: method.name, family: method.family, description: method.description, params_json: JSON.stringify(method.params), reference_json: method.reference ? JSON.stringify(method.reference) : null, code_hash: methodFileHash(method.name) })
+    }
+    for (const t of tasks) store.saveTaskInfo({ name: t.name, version: t.version, kind: t.kind, description: t.description, metrics_json: JSON.stringify(t.metrics), primary_metric: t.primaryMetric })
     const scoringKey = (ckpt: Checkpoint) => crypto.createHash('sha256').update(JSON.stringify({ v: SCORING_VERSION, maxLength: ckpt.spec.maxPositions, device, ort: ORT_VERSION })).digest('hex').slice(0, 16)
     const runKey = (ckpt: Checkpoint, hash: string, task: TaskDefinition): RunKey => ({
       model_id: ckpt.fingerprint(), content_hash: hash, task: task.name, task_version: task.version, subset: subsetText, scoring_key: scoringKey(ckpt),
@@ -140,9 +145,14 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
       const needs = [...new Set(pending.flatMap(s => s.plan!.needs))] as StatNeed[]
       if (needs.length === 0) continue
       const tc = performance.now()
-      const result = await calibrateFor(ckpt, needs, { calibration: calibration(ckpt), device, threads: workers * threads, onCalibration: (d, t) => options.onProgress?.({ done: 0, total: cells.length, label: `calibrating ${name} ${d}/${t}` }) })
+      const result = (await calibrateFor(ckpt, needs, { calibration: calibration(ckpt), device, threads: workers * threads, onCalibration: (d, t) => options.onProgress?.({ done: 0, total: cells.length, label: `calibrating ${name} ${d}/${t}` }) }))!
       timings.calibration += (performance.now() - tc) / 1000
-      log(`calibration for ${name}: ${result!.fromCache ? 'cached' : 'computed'} (${needs.join(', ')})`)
+      log(`calibration for ${name}: ${result.fromCache ? 'cached' : 'computed'} (${needs.join(', ')})`)
+      const routing = result.data.routing
+      store.saveCalibration({
+        model_id: ckpt.fingerprint(), calibration_key: result.key, info_json: JSON.stringify(result.data.info),
+        routing_load_json: routing ? JSON.stringify(Object.entries(routing).map(([layer, r]) => ({ layer: Number(layer), load: Array.from(r.count, c => c / Math.max(1, r.tokens)) }))) : null,
+      })
     }
 
     let done = 0

@@ -49,7 +49,7 @@ function snapshot(db: string) {
 function maxDiff(a: ReturnType<typeof snapshot>, b: ReturnType<typeof snapshot>): number {
   assert.deepEqual(a.map(x => x.cell), b.map(x => x.cell))
   let worst = 0
-  a.forEach((x, i) => x.lls.forEach(([, lls]: [number, number[]], j: number) => lls.forEach((v, k) => { worst = Math.max(worst, Math.abs(v - b[i].lls[j][1][k])) })))
+  a.forEach((x, i) => x.lls.forEach((pair: any[], j: number) => (pair[1] as number[]).forEach((v, k) => { worst = Math.max(worst, Math.abs(v - (b[i].lls[j][1] as number[])[k])) })))
   return worst
 }
 

@@ -1,0 +1,149 @@
+// Renders the static site (handlebars + inline SVG charts + inline CSS/JS) from LeaderboardData.
+// Deterministic: the same database gives byte-identical pages. Works from file:// with no network.
+import fs from 'node:fs'
+import path from 'node:path'
+import Handlebars from 'handlebars'
+import { fail } from '../errors.ts'
+import { REPORTS_DIR } from '../paths.ts'
+import { expertMap, paretoChart, ratioCurves, routingHeatmap } from './charts.ts'
+import type { Cell, LeaderboardData, ModelData, Row, TaskInfo } from './leaderboardData.ts'
+
+const TEMPLATES = path.join(REPORTS_DIR, 'templates')
+const ASSETS = path.join(REPORTS_DIR, 'assets')
+const SIGNIFICANT = 0.05
+
+function createEngine(): typeof Handlebars {
+  const hb = Handlebars.create()
+  const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : null)
+  hb.registerHelper('fixed', (v: unknown, digits: number) => (num(v) === null ? '–' : (v as number).toFixed(digits)))
+  hb.registerHelper('metricValue', (v: unknown, task: TaskInfo) => {
+    const n = num(v)
+    if (n === null) return '–'
+    return task.isAccuracy ? n.toFixed(4) : n >= 100 ? n.toFixed(1) : n.toFixed(3)
+  })
+  hb.registerHelper('bytes', (v: unknown) => (num(v) === null ? '–' : `${((v as number) / 2 ** 20).toFixed(1)} MiB`))
+  hb.registerHelper('millions', (v: unknown) => (num(v) === null ? '–' : `${((v as number) / 1e6).toFixed(2)} M`))
+  hb.registerHelper('pvalue', (p: number) => (p < 1e-4 ? p.toExponential(1) : p.toFixed(4)))
+  hb.registerHelper('json', (v: unknown) => JSON.stringify(v))
+  hb.registerHelper('shortId', (v: string) => v.slice(0, 12))
+  hb.registerHelper('join', (v: unknown) => (Array.isArray(v) && v.length ? v.join(', ') : '–'))
+  hb.registerHelper('groups', (g: number[][]) => (g?.length ? g.map(x => `{${x.join(',')}}`).join(' ') : '–'))
+  hb.registerHelper('layerSummary', (layers: Row['accounting']['layers']) => layers.map(l => {
+    const parts = [`L${l.layer}: ${l.kept.length}/${l.experts} kept`]
+    if (l.removed.length) parts.push(`removed ${l.removed.join(',')}`)
+    if (l.groups.length) parts.push(`merged ${l.groups.map(g => `{${g.join(',')}}`).join(' ')}`)
+    if (l.novices.length) parts.push(`novices ${l.novices.join(',')}`)
+    if (l.neuronKeep !== undefined) parts.push(`neuron keep ${l.neuronKeep}`)
+    if (l.skipSecondBeta !== undefined) parts.push(`skip β ${l.skipSecondBeta.toFixed(3)}`)
+    return parts.join(' ')
+  }).join(' · '))
+  hb.registerHelper('cellsOf', (row: Row, tasks: TaskInfo[]) => tasks.map(task => ({ task, cell: row.cells[task.name] })))
+  hb.registerHelper('sigMarks', (cell: Cell | undefined) => {
+    if (!cell) return ''
+    const esc = hb.Utils.escapeExpression
+    let out = ''
+    if (cell.vsBaseline && cell.vsBaseline.p < SIGNIFICANT) {
+      out += `<span class="sig base" title="${esc(`vs unpruned: ${cell.vsBaseline.test}, p = ${cell.vsBaseline.p.toPrecision(3)} (${cell.vsBaseline.detail})`)}">▼</span>`
+    }
+    if (cell.vsBest && cell.vsBest.p < SIGNIFICANT) {
+      out += `<span class="sig best" title="${esc(`vs best at this ratio (${cell.vsBest.best}): ${cell.vsBest.test}, p = ${cell.vsBest.p.toPrecision(3)} (${cell.vsBest.detail})`)}">◆</span>`
+    }
+    return new hb.SafeString(out)
+  })
+  for (const f of fs.readdirSync(path.join(TEMPLATES, 'partials'))) {
+    hb.registerPartial(f.replace(/\.hbs$/, ''), fs.readFileSync(path.join(TEMPLATES, 'partials', f), 'utf8'))
+  }
+  return hb
+}
+
+interface SiteModel extends ModelData {
+  charts: { average: string; paretoMemory: string; paretoActive: string; routing: string }
+  taskCharts: { task: TaskInfo; svg: string }[]
+  methodNames: string[]
+  ratioValues: number[]
+}
+
+export async function renderSite(data: LeaderboardData, outDir: string): Promise<string[]> {
+  const hb = createEngine()
+  const template = (name: string) => hb.compile(fs.readFileSync(path.join(TEMPLATES, `${name}.hbs`), 'utf8'), { strict: false })
+  const layout = template('layout')
+  const css = fs.readFileSync(path.join(ASSETS, 'site.css'), 'utf8')
+  const js = fs.readFileSync(path.join(ASSETS, 'site.js'), 'utf8')
+  const site = { title: data.title, models: data.models.map(m => ({ name: m.name, slug: m.slug })), generatedFrom: data.generatedFrom }
+  const pages = new Map<string, string>()
+  const page = (file: string, name: string, title: string, context: object) => {
+    pages.set(file, layout({ site, pageTitle: title, css, js, body: template(name)({ site, ...context }) }))
+  }
+
+  const models: SiteModel[] = []
+  for (const m of data.models) {
+    const accuracy = m.tasks.filter(t => t.isAccuracy)
+    models.push({
+      ...m,
+      charts: {
+        average: accuracy.length ? await ratioCurves(m, r => (r.average === null ? null : { value: r.average, stderr: null }), 'average accuracy') : '',
+        paretoMemory: accuracy.length ? await paretoChart(m, 'memory') : '',
+        paretoActive: accuracy.length ? await paretoChart(m, 'active') : '',
+        routing: m.routingLoad ? await routingHeatmap(m.routingLoad) : '',
+      },
+      taskCharts: await Promise.all(m.tasks.map(async task => ({ task, svg: await ratioCurves(m, r => r.cells[task.name] ?? null, task.metric, task.higherIsBetter) }))),
+      methodNames: [...new Set(m.rows.map(r => r.method))].sort(),
+      ratioValues: [...new Set(m.rows.map(r => r.ratio))].sort((a, b) => a - b),
+    })
+  }
+
+  page('index.html', 'index', 'Overview', { models })
+  for (const m of models) {
+    page(`model-${m.slug}.html`, 'model', m.name, { model: m })
+    for (const row of m.rows) {
+      page(`run-${row.slug}.html`, 'run', `${m.name}: ${row.seriesLabel} r=${row.ratio}`, {
+        model: m, row, methodSlug: data.methods.find(x => x.name === row.method)?.slug ?? '',
+        scores: m.tasks.filter(t => row.cells[t.name]).map(task => ({ task, cell: row.cells[task.name] })),
+        expertMap: row.accounting.layers.length ? await expertMap(row) : '',
+        routing: m.charts.routing,
+      })
+    }
+  }
+  page('methods.html', 'methods', 'Methods', { methods: data.methods })
+  for (const method of data.methods) {
+    const perModel = []
+    for (const m of models) {
+      const rows = m.rows.filter(r => r.method === method.name)
+      if (!rows.length) continue
+      const sub: ModelData = { ...m, rows: [...(m.baseline ? [m.baseline] : []), ...rows] }
+      const charts = [
+        { title: 'average accuracy vs ratio', svg: await ratioCurves(sub, r => (r.average === null ? null : { value: r.average, stderr: null }), 'average accuracy') },
+        ...(await Promise.all(m.tasks.map(async t => ({ title: `${t.name}: ${t.metric}`, svg: await ratioCurves(sub, r => r.cells[t.name] ?? null, t.metric, t.higherIsBetter) })))),
+      ].filter(c => c.svg)
+      perModel.push({ model: m, rows, charts })
+    }
+    page(`method-${method.slug}.html`, 'method', method.name, { method, paramList: Object.entries(method.params).map(([name, spec]) => ({ name, spec })), models: perModel })
+  }
+  const allTasks = [...new Map(models.flatMap(m => m.tasks).map(t => [t.slug, t])).values()].sort((a, b) => a.name.localeCompare(b.name))
+  page('tasks.html', 'tasks', 'Tasks', { tasks: allTasks })
+  for (const task of allTasks) {
+    const perModel = []
+    for (const m of models) {
+      const t = m.tasks.find(x => x.slug === task.slug)
+      if (!t) continue
+      perModel.push({ model: m, svg: await ratioCurves(m, r => r.cells[t.name] ?? null, t.metric, t.higherIsBetter), rows: m.rows.filter(r => r.cells[t.name]).map(row => ({ row, cell: row.cells[t.name] })) })
+    }
+    page(`task-${task.slug}.html`, 'task', task.name, { task, models: perModel })
+  }
+
+  // Write beside the target and swap, so a failure never leaves a half-written site.
+  const tmp = `${path.resolve(outDir)}.tmp-${process.pid}`
+  fs.rmSync(tmp, { recursive: true, force: true })
+  fs.mkdirSync(tmp, { recursive: true })
+  try {
+    for (const [file, html] of [...pages.entries()].sort()) fs.writeFileSync(path.join(tmp, file), html)
+    fs.writeFileSync(path.join(tmp, 'leaderboard.json'), JSON.stringify(data, null, 1))
+  } catch (e) {
+    fs.rmSync(tmp, { recursive: true, force: true })
+    fail('REPORT_FAILED', `Could not write the site: ${(e as Error).message}`)
+  }
+  fs.rmSync(outDir, { recursive: true, force: true })
+  fs.mkdirSync(path.dirname(path.resolve(outDir)), { recursive: true })
+  fs.renameSync(tmp, outDir)
+  return [...pages.keys()].sort()
+}
