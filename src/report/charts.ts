@@ -35,6 +35,7 @@ export async function ratioCurves(model: ModelData, pick: (r: Row) => { value: n
   return renderSvg({
     width: 520, height: 300,
     data: { values },
+    resolve: { legend: { color: 'independent' } },
     encoding: { x: { field: 'ratio', type: 'quantitative', title: 'ratio', scale: { domain: [0, 1] } } },
     layer: [
       { mark: { type: 'errorband', opacity: 0.15 }, encoding: { y: { field: 'lo', type: 'quantitative', title: yTitle, scale: { zero: false, reverse: !higherIsBetter } }, y2: { field: 'hi' }, color: { ...color, legend: null } } },

@@ -302,7 +302,22 @@ def export(args):
     model.eval()
     os.makedirs(args.out, exist_ok=True)
     tensors = hf_state_dict(model)
-    write_safetensors(os.path.join(args.out, "model.safetensors"), tensors, "float16")
+    # Two shards (HF's sharded layout with model.safetensors.index.json) keep every file small.
+    names = sorted(tensors, key=lambda n: -tensors[n].numel())
+    shards = [{}, {}]
+    sizes = [0, 0]
+    for n in names:
+        i = 0 if sizes[0] <= sizes[1] else 1
+        shards[i][n] = tensors[n]
+        sizes[i] += tensors[n].numel()
+    weight_map = {}
+    for i, part in enumerate(shards):
+        fname = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
+        write_safetensors(os.path.join(args.out, fname), part, "float16")
+        for n in part:
+            weight_map[n] = fname
+    with open(os.path.join(args.out, "model.safetensors.index.json"), "w") as f:
+        json.dump(dict(metadata=dict(total_size=2 * sum(sizes)), weight_map=dict(sorted(weight_map.items()))), f, indent=2)
     with open(os.path.join(args.out, "config.json"), "w") as f:
         json.dump(CONFIG, f, indent=2)
     for name in ("tokenizer.json", "tokenizer_config.json"):
@@ -319,6 +334,9 @@ def export(args):
     with open(os.path.join(args.out, "reference-logprobs.json"), "w") as f:
         json.dump(dict(note="log p(ids[i+1] | ids[..i]) from tools/train/train_moe.py on the exported F16 weights",
                        windows=rows), f)
+    if args.quick:
+        print(f"exported to {args.out} (quick: no validation statistics)")
+        return
     full = evaluate(model, val_ids, CONFIG["max_position_embeddings"])
     # Routing load per layer on the validation split, for the model card.
     load = np.zeros((CONFIG["num_hidden_layers"], CONFIG["num_local_experts"]))
@@ -352,6 +370,7 @@ if __name__ == "__main__":
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--resume", help="state file (last.pt or best.pt) to continue from")
     ap.add_argument("--export")
+    ap.add_argument("--quick", action="store_true", help="export without the full validation statistics")
     ap.add_argument("--tokenizer", default="build/tokenizer")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
