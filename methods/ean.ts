@@ -1,4 +1,4 @@
-import { checkUniformRemoval, defineMethod, dropLowest, p, removalCount, superExperts } from '../src/index.ts'
+import { checkUniformRemoval, defineMethod, p, removeLowestPerLayer, superExperts } from '../src/index.ts'
 
 export default defineMethod({
   name: 'ean',
@@ -13,15 +13,8 @@ export default defineMethod({
   apply({ params, layout, stats, experts }) {
     const outputs = layout.layers.map(l => stats.expertOutputs(l.index))
     const guarded = params.protectSuperExperts ? superExperts(outputs, 10) : new Set<string>()
-    let removed = 0, total = 0
-    const scores = layout.layers.map((layer, li) => {
-      const s = Array.from(outputs[li].normSum, (v, e) => (guarded.has(`${li}:${e}`) ? Infinity : v))
-      for (const e of dropLowest(s, layer.numExperts - removalCount(params.ratio, layer.numExperts))) experts.remove(layer.index, e)
-      removed += experts.removed(layer.index).length
-      total += layer.numExperts
-      return s
-    })
-    return { achievedRatio: removed / total, notes: { scores } }
+    const scores = layout.layers.map((_, li) => Array.from(outputs[li].normSum, (v, e) => (guarded.has(`${li}:${e}`) ? Infinity : v)))
+    return { achievedRatio: removeLowestPerLayer(layout, experts, params.ratio, scores), notes: { scores } }
   },
   reference: { paper: 'Finding Fantastic Experts, arXiv 2504.05586; REAP App. D Eq. 13', code: 'CerebrasResearch/reap (ean_sum)' },
 })

@@ -1,4 +1,4 @@
-import { checkUniformRemoval, defineMethod, dropLowest, p, removalCount, stableArgsort, superExperts } from '../src/index.ts'
+import { checkUniformRemoval, defineMethod, p, removalCount, removeLowestPerLayer, stableArgsort, superExperts } from '../src/index.ts'
 
 export default defineMethod({
   name: 'frequency-pruning',
@@ -24,31 +24,22 @@ export default defineMethod({
       const guarded = superExperts(layout.layers.map(l => stats.expertOutputs(l.index)), 10)
       layout.layers.forEach((l, li) => scores[li].forEach((_, e) => { if (guarded.has(`${li}:${e}`)) scores[li][e] = Infinity }))
     }
-    let removed = 0, total = 0
-    if (params.scope === 'layer') {
-      layout.layers.forEach((layer, li) => {
-        for (const e of dropLowest(scores[li], layer.numExperts - removalCount(params.ratio, layer.numExperts))) experts.remove(layer.index, e)
-      })
-    } else {
-      // One ranking over every (layer, expert); skip removals that would leave a layer below top-k.
-      const flat = layout.layers.flatMap((layer, li) => scores[li].map((s, e) => ({ li, e, s })))
-      const want = removalCount(params.ratio, flat.length)
-      const order = stableArgsort(flat.map(x => x.s), 'asc')
-      const left = layout.layers.map(l => l.numExperts)
-      let done = 0
-      for (const i of order) {
-        if (done === want) break
-        const { li, e } = flat[i]
-        if (left[li] - 1 < layout.layers[li].topK || !Number.isFinite(flat[i].s)) continue
-        experts.remove(layout.layers[li].index, e)
-        left[li]--
-        done++
-      }
+    if (params.scope === 'layer') return { achievedRatio: removeLowestPerLayer(layout, experts, params.ratio, scores), notes: { scores } }
+    // One ranking over every (layer, expert); skip removals that would leave a layer below top-k.
+    const flat = layout.layers.flatMap((layer, li) => scores[li].map((s, e) => ({ li, e, s })))
+    const want = removalCount(params.ratio, flat.length)
+    const left = layout.layers.map(l => l.numExperts)
+    let done = 0
+    for (const i of stableArgsort(flat.map(x => x.s), 'asc')) {
+      if (done === want) break
+      const { li, e } = flat[i]
+      if (left[li] - 1 < layout.layers[li].topK || !Number.isFinite(flat[i].s)) continue
+      experts.remove(layout.layers[li].index, e)
+      left[li]--
+      done++
     }
-    for (const layer of layout.layers) {
-      removed += experts.removed(layer.index).length
-      total += layer.numExperts
-    }
+    const removed = layout.layers.reduce((n, l) => n + experts.removed(l.index).length, 0)
+    const total = layout.layers.reduce((n, l) => n + l.numExperts, 0)
     return { achievedRatio: removed / total, notes: { scores } }
   },
   reference: { paper: 'REAP arXiv 2510.13999 App. D; HC-SMoE arXiv 2410.08589', code: 'CerebrasResearch/reap src/reap/prune.py' },

@@ -1,4 +1,4 @@
-import { checkUniformRemoval, defineMethod, dropLowest, p, removalCount, superExperts } from '../src/index.ts'
+import { checkUniformRemoval, defineMethod, p, removeLowestPerLayer, superExperts } from '../src/index.ts'
 
 export default defineMethod({
   name: 'reap',
@@ -14,11 +14,10 @@ export default defineMethod({
   apply({ params, layout, stats, experts, log }) {
     const outputs = layout.layers.map(l => stats.expertOutputs(l.index))
     const guarded = params.protectSuperExperts ? superExperts(outputs, 10) : new Set<string>()
-    let removed = 0, total = 0
     const scores = layout.layers.map((layer, li) => {
       const count = stats.routing(layer.index).count
       const sums = params.renormalizeRouterWeights ? outputs[li].gateNormSum : outputs[li].gateNormSumModel
-      const s = Array.from({ length: layer.numExperts }, (_, e) => {
+      return Array.from({ length: layer.numExperts }, (_, e) => {
         if (guarded.has(`${li}:${e}`)) return Infinity
         if (count[e] === 0) {
           log.warn(`layer ${layer.index} expert ${e}: no routed calibration tokens; REAP is 0/0, scored 0 (removed first)`)
@@ -26,12 +25,8 @@ export default defineMethod({
         }
         return sums[e] / count[e]
       })
-      for (const e of dropLowest(s, layer.numExperts - removalCount(params.ratio, layer.numExperts))) experts.remove(layer.index, e)
-      removed += experts.removed(layer.index).length
-      total += layer.numExperts
-      return s
     })
-    return { achievedRatio: removed / total, notes: { scores } }
+    return { achievedRatio: removeLowestPerLayer(layout, experts, params.ratio, scores), notes: { scores } }
   },
   reference: { paper: 'REAP, arXiv 2510.13999 (Eq. 9)', code: 'CerebrasResearch/reap src/reap/pruning_metrics.py' },
 })

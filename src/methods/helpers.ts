@@ -1,7 +1,7 @@
 // Deterministic building blocks shared by the method plugins (exported to plugin authors).
 import { fail } from '../errors.ts'
 import type { LayerExpertOutputs } from '../calibration/stats.ts'
-import type { MoeLayout } from './defineMethod.ts'
+import type { ExpertControls, MoeLayout } from './defineMethod.ts'
 
 /** Indices sorted by value ascending; ties by ascending index (stable, machine-independent). */
 export function stableArgsort(values: ArrayLike<number>, order: 'asc' | 'desc' = 'asc'): number[] {
@@ -37,6 +37,20 @@ export function checkUniformRemoval(ratio: number, layout: MoeLayout, what = 're
       throw new Error(`ratio ${ratio} leaves ${l.numExperts - drop} experts in layer ${l.index} but the router picks top-${l.topK}; the largest feasible ratio is ${((l.numExperts - l.topK) / l.numExperts).toFixed(4)}`)
     }
   }
+}
+
+/**
+ * Uniform physical removal: in every MoE layer remove the floor(ratio · E) experts with the lowest
+ * score (tie rule of dropLowest). Returns the achieved share of routed experts removed.
+ */
+export function removeLowestPerLayer(layout: MoeLayout, experts: ExpertControls, ratio: number, scores: readonly ArrayLike<number>[]): number {
+  let removed = 0, total = 0
+  layout.layers.forEach((layer, li) => {
+    for (const e of dropLowest(scores[li], layer.numExperts - removalCount(ratio, layer.numExperts))) experts.remove(layer.index, e)
+    removed += experts.removed(layer.index).length
+    total += layer.numExperts
+  })
+  return removed / total
 }
 
 /** Experts whose largest output magnitude is a massive outlier (super experts, arXiv 2507.23279). */

@@ -68,6 +68,9 @@ describe('moe-harness sweep', () => {
     const again = JSON.parse(runCli(['sweep', '--config', config, '--db', full, '--json'], { env }).stdout.trim().split('\n').pop()!)
     assert.equal(again.completed, 0)
     assert.equal(again.skipped, 12)
+    // Two calibrated methods (frequency-pruning, expert-merging) over the ratios: one calibration pass.
+    assert.equal(fs.readdirSync(path.join(env.MOE_HARNESS_HOME, 'calibration')).filter(f => f.endsWith('.v8')).length, 1)
+    assert.match(r.stderr, /calibration for a: computed/)
     const s = new ResultsStore(full, { readonly: true })
     assert.equal(s.all<any>('SELECT COUNT(*) AS n FROM runs')[0].n, 8)
     assert.equal(s.all<any>("SELECT COUNT(*) AS n FROM runs WHERE status = 'complete'")[0].n, 8)

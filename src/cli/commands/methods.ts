@@ -43,7 +43,7 @@ export function registerMethods(program: Command): void {
 }
 
 function methodTemplate(name: string): string {
-  return `import { checkUniformRemoval, defineMethod, dropLowest, p, removalCount } from '../src/index.ts'
+  return `import { checkUniformRemoval, defineMethod, p, removeLowestPerLayer } from '../src/index.ts'
 
 // A working starting point: removes, in every MoE layer, the experts with the smallest routed-token
 // count. Replace the score with your own; the harness handles calibration, caching and scoring.
@@ -57,14 +57,8 @@ export default defineMethod({
   needs: ['routing'],
   validate: (params, layout) => checkUniformRemoval(params.ratio, layout),
   apply({ params, layout, stats, experts }) {
-    let removed = 0, total = 0
-    for (const layer of layout.layers) {
-      const score = Array.from(stats.routing(layer.index).count)
-      for (const e of dropLowest(score, layer.numExperts - removalCount(params.ratio, layer.numExperts))) experts.remove(layer.index, e)
-      removed += experts.removed(layer.index).length
-      total += layer.numExperts
-    }
-    return { achievedRatio: removed / total }
+    const scores = layout.layers.map(layer => stats.routing(layer.index).count)
+    return { achievedRatio: removeLowestPerLayer(layout, experts, params.ratio, scores) }
   },
 })
 `
