@@ -57,4 +57,5 @@ process.stdout.on('error', e => {
 })
 
 const code = await main(process.argv.slice(2))
-process.exitCode = code
+// A command may have set its own exit code (an interrupted sweep exits 130).
+if (code !== 0 || !process.exitCode) process.exitCode = code

@@ -56,6 +56,10 @@ function maxDiff(a: ReturnType<typeof snapshot>, b: ReturnType<typeof snapshot>)
 describe('moe-harness sweep', () => {
   const full = path.join(dir, 'full.sqlite')
   const config = writeConfig('base', base)
+  // A larger sweep, so that each kill lands with work left: during start-up, calibration,
+  // transforms, scoring or a database write.
+  const big = writeConfig('big', { ...base, methods: ['frequency-pruning', 'reap', 'neuron-top-k', 'novice-replacement'], ratios: [0, 0.25, 0.5], tasks: ['brown-cloze', 'brown-agreement', 'brown-next-sentence'] })
+  const reference = path.join(dir, 'big-reference.sqlite')
 
   it('stores every cell once; a rerun scores nothing', () => {
     const r = runCli(['sweep', '--config', config, '--db', full, '--json'], { env })
@@ -86,10 +90,6 @@ describe('moe-harness sweep', () => {
   })
 
   it('survives SIGKILL at random moments: the reruns end with every cell complete exactly once and identical results', async () => {
-    // A larger sweep, so that each kill lands with work left: during start-up, calibration,
-    // transforms, scoring or a database write.
-    const big = writeConfig('big', { ...base, methods: ['frequency-pruning', 'reap', 'neuron-top-k', 'novice-replacement'], ratios: [0, 0.25, 0.5], tasks: ['brown-cloze', 'brown-agreement', 'brown-next-sentence'] })
-    const reference = path.join(dir, 'big-reference.sqlite')
     assert.equal(runCli(['sweep', '--config', big, '--db', reference], { env }).status, 0)
     const killed = path.join(dir, 'killed.sqlite')
     const rng = mulberry32(2024)
@@ -118,6 +118,47 @@ describe('moe-harness sweep', () => {
     assert.ok(b.every(c => c.status === 'complete'))
     assert.equal(maxDiff(a, b), 0)
     assert.deepEqual(a.map(c => c.metrics), b.map(c => c.metrics))
+  })
+
+  it('Ctrl-C stops cleanly with exit 130, and the next run resumes', async () => {
+    const db = path.join(dir, 'sigint.sqlite')
+    const child = spawn(process.execPath, [path.join(ROOT, 'bin/moe-harness.mjs'), 'sweep', '--config', big, '--db', db], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] })
+    let stderr = ''
+    child.stderr!.on('data', d => { stderr += d })
+    const exited = new Promise<number | null>(res => child.on('exit', code => res(code)))
+    // Interrupt once scoring has begun.
+    while (!/sweep .*\d+\/\d+/.test(stderr) && child.exitCode === null) await new Promise(res => setTimeout(res, 100))
+    await new Promise(res => setTimeout(res, 1500))
+    child.kill('SIGINT')
+    assert.equal(await exited, 130, stderr)
+    assert.match(stderr, /interrupted/)
+    const r = runCli(['sweep', '--config', big, '--db', db, '--json'], { env })
+    assert.equal(r.status, 0, r.stderr)
+    assert.ok(JSON.parse(r.stdout.trim().split('\n').pop()!).skipped > 0, 'the first run had stored cells')
+    assert.equal(maxDiff(snapshot(reference), snapshot(db)), 0)
+  })
+
+  it('a failing cell is recorded with its error and the sweep goes on', () => {
+    // model-c has a NaN in an expert's weights: every score it produces is NaN.
+    const broken = writeTinyCheckpoint(path.join(dir, 'model-c'), { family: 'mixtral', experts: 6, topK: 2, layers: 2, hidden: 32, ffn: 16, seed: 63 })
+    const file = path.join(broken.dir, 'model.safetensors')
+    const buf = fs.readFileSync(file)
+    const len = Number(buf.readBigUInt64LE(0))
+    const header = JSON.parse(buf.subarray(8, 8 + len).toString())
+    for (let e = 0; e < 6; e++) buf.writeFloatLE(NaN, 8 + len + header[`model.layers.0.block_sparse_moe.experts.${e}.w2.weight`].data_offsets[0])
+    fs.writeFileSync(file, buf)
+    const cfg = writeConfig('broken', { ...base, methods: ['neuron-top-k'], models: { a: 'model-a', c: 'model-c' } })
+    const db = path.join(dir, 'broken.sqlite')
+    const r = runCli(['sweep', '--config', cfg, '--db', db, '--json'], { env })
+    assert.equal(r.status, 0, r.stderr)
+    const summary = JSON.parse(r.stdout.trim().split('\n').pop()!)
+    assert.equal(summary.failed, 4)
+    assert.equal(summary.completed, 4)
+    const s = new ResultsStore(db, { readonly: true })
+    const failed = s.all<any>("SELECT error FROM runs WHERE status = 'failed'")
+    s.close()
+    assert.equal(failed.length, 4)
+    assert.ok(failed.every(f => /NUMERIC_FAILURE/.test(f.error)), JSON.stringify(failed))
   })
 
   it('two models sharing one database never reuse each other\'s results', () => {
