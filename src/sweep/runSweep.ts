@@ -160,9 +160,17 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
     const variantDir = (ckpt: Checkpoint, hash: string) => path.join(harnessHome(), 'variants', `${ckpt.fingerprint().slice(0, 16)}-${hash}`)
 
     const prepare = (s: VariantState): Promise<void> => (s.preparing ??= prepareOnce(s))
+    const saveFailedVariant = (s: VariantState, ckpt: Checkpoint) => store.saveVariant({
+      variant_id: `failed-${crypto.createHash('sha256').update(JSON.stringify(s.spec)).digest('hex').slice(0, 20)}`, model_id: ckpt.fingerprint(),
+      method: s.spec.method, params_json: JSON.stringify(s.plan?.params ?? s.spec.params), ratio: Number(s.spec.params.ratio), achieved_ratio: null,
+      content_hash: null, accounting_json: null, report_json: null, warnings_json: null, calibration_json: null, transform_seconds: null, status: 'failed', error: s.error!,
+    })
     const prepareOnce = async (s: VariantState): Promise<void> => {
-      if (s.error) return
       const ckpt = models.get(s.spec.model)!
+      if (s.error) {
+        saveFailedVariant(s, ckpt) // infeasible at planning time: recorded so the report lists it
+        return
+      }
       const tt = performance.now()
       // A variant prepared by an earlier run is known by its id; it is rebuilt only if its files are gone.
       const id = variantId(ckpt, s.plan!, s.plan!.needs.length ? await calibrationKey(ckpt, calibration(ckpt)) : null)
@@ -189,11 +197,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
         timings.database += (performance.now() - td) / 1000
       } catch (e) {
         s.error = `${(e as HarnessError).code ?? 'METHOD_FAILED'}: ${(e as Error).message}`
-        store.saveVariant({
-          variant_id: `failed-${crypto.createHash('sha256').update(JSON.stringify(s.spec)).digest('hex').slice(0, 20)}`, model_id: ckpt.fingerprint(),
-          method: s.spec.method, params_json: JSON.stringify(s.plan?.params ?? s.spec.params), ratio: Number(s.spec.params.ratio), achieved_ratio: null,
-          content_hash: null, accounting_json: null, report_json: null, warnings_json: null, calibration_json: null, transform_seconds: null, status: 'failed', error: s.error,
-        })
+        saveFailedVariant(s, ckpt)
       }
       timings.transform += (performance.now() - tt) / 1000
     }
