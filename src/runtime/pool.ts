@@ -36,13 +36,19 @@ export function createPool(options: PoolOptions): ScoringPool {
   })
   let build = 0
   let runTime = 0
+  // Terminating a worker while onnxruntime is inside run() or session creation aborts the whole
+  // process (an uncaught Napi::Error), so close() lets the tasks in flight finish first.
+  const inflight = new Set<Promise<unknown>>()
   return {
     runner(variantDir) {
       return async batch => {
         const task: WorkerTask = { variantDir, batch, device: options.device, threads: options.threads }
         let result: WorkerResult
         try {
-          result = await piscina.run(task)
+          const running = piscina.run(task) as Promise<WorkerResult>
+          inflight.add(running)
+          void running.catch(() => {}).finally(() => inflight.delete(running))
+          result = await running
         } catch (e) {
           const err = e as Error & { code?: string }
           if (err.code && /DEVICE_UNAVAILABLE|SESSION_FAILED|VARIANT_INVALID/.test(err.code)) fail(err.code as never, err.message)
@@ -55,6 +61,9 @@ export function createPool(options: PoolOptions): ScoringPool {
     },
     buildSeconds: () => build,
     runSeconds: () => runTime,
-    close: () => piscina.destroy(),
+    async close() {
+      await Promise.allSettled([...inflight])
+      await piscina.destroy()
+    },
   }
 }
