@@ -47,7 +47,14 @@ const sum = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0)
 export async function evaluateTask<Doc>(task: TaskDefinition<Doc>, docs: readonly { index: number; doc: Doc }[], env: EvalEnvironment): Promise<TaskEvaluation> {
   const requests: ScoreRequest[] = []
   let perChoice = 0
+  // Identical requests (a distractor sentence scored unconditionally for several documents, say) are
+  // scored once: the graph's results do not depend on what else is in the batch.
+  const seen = new Map<string, number>()
   const add = (r: ScoreRequest) => {
+    const key = `${r.prefix.join(',')}|${r.branches.map(b => b.join(',')).join(';')}|${r.scorePrefixFrom ?? ''}`
+    const known = seen.get(key)
+    if (known !== undefined) return known
+    seen.set(key, requests.length)
     requests.push(r)
     return requests.length - 1
   }
@@ -81,13 +88,15 @@ export async function evaluateTask<Doc>(task: TaskDefinition<Doc>, docs: readonl
         validateGold(task.name, index, gold, p.choices.length)
         const pairs = p.choices.map(c => encodePair(env.tokenizer, p.context, delim + c))
         const cond = contextRequests(pairs[0].context, pairs.map(x => x.continuation))
-        const uncond = wantsPmi ? contextRequests([env.tokenizer.prefixTokenId], p.choices.map(c => encodePair(env.tokenizer, '', c).continuation)) : undefined
+        // One request per choice, not one shared [BOS] prefix: a choice that recurs in other documents
+        // (a shared pool of distractors) is then scored once for all of them.
+        const uncond = wantsPmi ? p.choices.map(c => contextRequests([env.tokenizer.prefixTokenId], [encodePair(env.tokenizer, '', c).continuation])) : undefined
         return {
           doc: index,
-          requests: [...cond.ids, ...(uncond?.ids ?? [])],
+          requests: [...cond.ids, ...(uncond?.flatMap(u => u.ids) ?? [])],
           finish: rs => {
             const { ll, greedy } = cond.read(rs)
-            const llsUnconditional = uncond ? uncond.read(rs).ll : undefined
+            const llsUnconditional = uncond?.map(u => u.read(rs).ll[0])
             const chars = p.choices.map(c => c.length)
             const bytes = p.choices.map(c => countBytes(c))
             return {

@@ -140,6 +140,25 @@ describe('evaluateTask', () => {
     }
   })
 
+  it('identical requests are scored once, with the same results as scoring each document alone', async () => {
+    // brown-next-sentence draws distractors from a shared pool: unconditional (PMI) requests repeat.
+    const task = await loadTask('brown-next-sentence')
+    const { docs } = await loadTaskDocs(task)
+    const some = docs.slice(0, 120)
+    const together = await evaluateTask(task, some, env())
+    let alone = 0
+    for (const [i, d] of some.entries()) {
+      const one = await evaluateTask(task, [d], env())
+      alone += one.tokens.processed
+      one.samples[0].lls.forEach((v, j) => assert.ok(Math.abs(v - together.samples[i].lls[j]) <= 1e-6))
+      one.samples[0].llsUnconditional!.forEach((v, j) => assert.ok(Math.abs(v - together.samples[i].llsUnconditional![j]) <= 1e-6))
+    }
+    assert.ok(together.tokens.processed < alone, `${together.tokens.processed} vs ${alone}`)
+    // Over the whole task the repeats bring even acc_mutual_info's context-free requests under 0.6x.
+    const full = await evaluateTask(task, docs, env())
+    assert.ok(full.tokens.processed / full.tokens.perChoiceEquivalent <= 0.6, `ratio ${full.tokens.processed / full.tokens.perChoiceEquivalent}`)
+  })
+
   it('--limit takes the first documents; --sample is seeded, stratified and stable', async () => {
     const task = await loadTask('brown-agreement')
     const { docs } = await loadTaskDocs(task)
