@@ -38,7 +38,6 @@ export interface TaskEvaluation {
 
 interface Plan {
   doc: number
-  requests: number[]
   finish(results: ScoreResult[]): SampleRow
 }
 
@@ -93,7 +92,6 @@ export async function evaluateTask<Doc>(task: TaskDefinition<Doc>, docs: readonl
         const uncond = wantsPmi ? p.choices.map(c => contextRequests([env.tokenizer.prefixTokenId], [encodePair(env.tokenizer, '', c).continuation])) : undefined
         return {
           doc: index,
-          requests: [...cond.ids, ...(uncond?.flatMap(u => u.ids) ?? [])],
           finish: rs => {
             const { ll, greedy } = cond.read(rs)
             const llsUnconditional = uncond?.map(u => u.read(rs).ll[0])
@@ -120,7 +118,6 @@ export async function evaluateTask<Doc>(task: TaskDefinition<Doc>, docs: readonl
         })
         return {
           doc: index,
-          requests: parts.flatMap(x => x.ids),
           finish: rs => {
             const ll = parts.map(x => x.read(rs).ll[0])
             const greedy = parts.map(x => x.read(rs).greedy[0])
@@ -134,7 +131,6 @@ export async function evaluateTask<Doc>(task: TaskDefinition<Doc>, docs: readonl
         const part = contextRequests(pair.context, [pair.continuation])
         return {
           doc: index,
-          requests: part.ids,
           finish: rs => {
             const { ll, greedy } = part.read(rs)
             return { doc: index, gold: null, lls: ll, greedy, preds: {} }
@@ -151,7 +147,6 @@ export async function evaluateTask<Doc>(task: TaskDefinition<Doc>, docs: readonl
         const countText = p.countText ?? p.text
         return {
           doc: index,
-          requests: ids,
           finish: rs => ({
             doc: index, gold: null, lls: [sum(ids.map(id => sum(rs[id].prefix)))], greedy: [ids.every(id => rs[id].prefixGreedy.every(Boolean))], preds: {},
             counts: { tokens: tokens.length, words: countWords(countText), bytes: countBytes(countText) },
