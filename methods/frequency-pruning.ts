@@ -1,4 +1,4 @@
-import { checkUniformRemoval, defineMethod, p, removalCount, removeLowestPerLayer, stableArgsort, superExperts } from '../src/index.ts'
+import { checkUniformRemoval, defineMethod, p, removalCount, removedShare, removeLowestPerLayer, stableArgsort, superExperts } from '../src/index.ts'
 
 export default defineMethod({
   name: 'frequency-pruning',
@@ -38,9 +38,7 @@ export default defineMethod({
       left[li]--
       done++
     }
-    const removed = layout.layers.reduce((n, l) => n + experts.removed(l.index).length, 0)
-    const total = layout.layers.reduce((n, l) => n + l.numExperts, 0)
-    return { achievedRatio: removed / total, notes: { scores } }
+    return { achievedRatio: removedShare(layout, experts), notes: { scores } }
   },
   reference: { paper: 'REAP arXiv 2510.13999 App. D; HC-SMoE arXiv 2410.08589', code: 'CerebrasResearch/reap src/reap/prune.py' },
 })

@@ -1,4 +1,4 @@
-import { checkUniformRemoval, combinations, defineMethod, median, p, removalCount } from '../src/index.ts'
+import { checkUniformRemoval, combinations, defineMethod, median, p, removalCount, removedShare } from '../src/index.ts'
 
 export default defineMethod({
   name: 'naee',
@@ -17,21 +17,18 @@ export default defineMethod({
     }
   },
   apply({ params, layout, stats, experts, runtime }) {
-    let removed = 0, total = 0
     const losses: number[][] = []
     for (const layer of layout.layers) {
-      total += layer.numExperts
       const drop = removalCount(params.ratio, layer.numExperts)
       if (drop > 0) {
         const s = stats.layerSamples(layer.index)
         const best = enumerate(s, layer.numExperts, layer.topK, layer.normTopK, drop, layout.hiddenSize)
         losses.push(best.losses)
         for (const e of best.dropped) experts.remove(layer.index, e)
-        removed += drop
       }
       if (params.dynamicSkip) runtime.skipSecondExpert(layer.index, median(stats.routing(layer.index).top2Ratios))
     }
-    return { achievedRatio: removed / total, notes: { losses } }
+    return { achievedRatio: removedShare(layout, experts), notes: { losses } }
   },
   reference: { paper: 'Not All Experts are Equal, arXiv 2402.14800', code: 'Lucky-Lance/Expert_Sparsity method/expert_pruning.py, dynamic_skipping.py' },
 })

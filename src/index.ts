@@ -4,7 +4,7 @@ export type {
   ExpertControls, MethodContext, MethodDefinition, MethodFamily, MethodLogger, MethodReport, MoeLayout, ParamShape, ParamSpec, RuntimeKnobs, WeightStore,
 } from './methods/defineMethod.ts'
 export {
-  checkUniformRemoval, combinations, dropLowest, kthSmallest, maxWeightAssignment, removalCount, removeLowestPerLayer, smallestIndices, stableArgsort, superExperts,
+  checkUniformRemoval, combinations, dropLowest, kthSmallest, maxWeightAssignment, removalCount, removedShare, removeLowestPerLayer, smallestIndices, stableArgsort, superExperts,
 } from './methods/helpers.ts'
 export type { CalibrationStats, LayerExpertOutputs, LayerInputNorms, LayerRouting, LayerSamples, StatNeed } from './calibration/stats.ts'
 export { median } from './calibration/stats.ts'

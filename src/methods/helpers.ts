@@ -39,18 +39,21 @@ export function checkUniformRemoval(ratio: number, layout: MoeLayout, what = 're
   }
 }
 
+/** Share of the routed experts, over all MoE layers, that the method has physically removed. */
+export function removedShare(layout: MoeLayout, experts: ExpertControls): number {
+  const removed = layout.layers.reduce((n, l) => n + experts.removed(l.index).length, 0)
+  return removed / layout.layers.reduce((n, l) => n + l.numExperts, 0)
+}
+
 /**
  * Uniform physical removal: in every MoE layer remove the floor(ratio · E) experts with the lowest
  * score (tie rule of dropLowest). Returns the achieved share of routed experts removed.
  */
 export function removeLowestPerLayer(layout: MoeLayout, experts: ExpertControls, ratio: number, scores: readonly ArrayLike<number>[]): number {
-  let removed = 0, total = 0
   layout.layers.forEach((layer, li) => {
     for (const e of dropLowest(scores[li], layer.numExperts - removalCount(ratio, layer.numExperts))) experts.remove(layer.index, e)
-    removed += experts.removed(layer.index).length
-    total += layer.numExperts
   })
-  return removed / total
+  return removedShare(layout, experts)
 }
 
 /** Experts whose largest output magnitude is a massive outlier (super experts, arXiv 2507.23279). */

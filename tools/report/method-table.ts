@@ -1,5 +1,5 @@
 // Prints a markdown table for a results store: method × ratio × task primary metrics, plus the
-// validation cross-entropy of each variant (held-out validation windows, scored with the variant's
+// validation cross-entropy of each variant (windows of the validation split, scored with the variant's
 // edits). Usage: node --import tsx tools/report/method-table.ts .harness/results.sqlite [windows]
 import fs from 'node:fs'
 import path from 'node:path'
@@ -22,7 +22,8 @@ for (const model of data.models) {
   const ckpt = openCheckpoint(paths.get(model.id)!)
   const T = ckpt.spec.maxPositions
   const total = Math.floor((stream.length - 1) / T)
-  // The last windows of the validation stream (calibration draws from shuffled documents).
+  // The last windows of the validation stream. Calibration samples the same split, so these windows
+  // may overlap calibration text: compare variants with this column, not with held-out numbers.
   const windows = Array.from({ length: Math.min(Number(count), total) }, (_, i) => total - 1 - i).map(j => Array.from(stream.subarray(j * T, j * T + T + 1)))
   const tasks = model.tasks
   const header = ['method', 'params', 'ratio', ...tasks.map(t => `${t.name} (${t.metric})`), 'avg', 'val CE']
