@@ -24,6 +24,12 @@ export interface LayerHooks {
    * remaining expert then carries the whole gate (weights renormalised over the kept experts).
    */
   skipSecondBeta?: number
+  /**
+   * Routing top-k of this layer, overriding the config's num_experts_per_tok (1 ≤ topK ≤ experts left).
+   * HC-SMoE sets top_k := num_groups when fewer merge groups than top-k remain (official code,
+   * wazenmai/HC-SMoE hcsmoe/merging-mixtral.py); the exported config carries it too.
+   */
+  topK?: number
 }
 
 /** Everything that distinguishes a variant from the base checkpoint. */
@@ -80,8 +86,12 @@ function validateLayerHooks(layer: MoeLayerSpec, hooks: LayerHooks, hidden: numb
   }
   const disabled = new Set(hooks.disabled ?? [])
   for (const e of disabled) checkSlot(e, 'disabled')
-  if (E - disabled.size < layer.topK) {
-    fail('HOOK_INVALID', `${where}: only ${E - disabled.size} experts would remain but top-k is ${layer.topK}; disable at most ${E - layer.topK}.`)
+  if (hooks.topK !== undefined && !(Number.isInteger(hooks.topK) && hooks.topK >= 1 && hooks.topK <= E)) {
+    fail('HOOK_INVALID', `${where}: top-k override must be an integer in 1..${E}, got ${hooks.topK}.`)
+  }
+  const topK = hooks.topK ?? layer.topK
+  if (E - disabled.size < topK) {
+    fail('HOOK_INVALID', `${where}: only ${E - disabled.size} experts would remain but top-k is ${topK}; disable at most ${E - topK}.`)
   }
   for (const [slot, src] of Object.entries(hooks.bindings ?? {})) {
     checkSlot(Number(slot), 'bound')
@@ -97,7 +107,7 @@ function validateLayerHooks(layer: MoeLayerSpec, hooks: LayerHooks, hidden: numb
     fail('HOOK_INVALID', `${where}: neuron top-k keep fraction must be in (0, 1], got ${hooks.neuronKeep}.`)
   }
   if (hooks.skipSecondBeta !== undefined) {
-    if (layer.topK !== 2) fail('HOOK_INVALID', `${where}: dynamic skipping needs top-2 routing (top-k is ${layer.topK}).`)
+    if (topK !== 2) fail('HOOK_INVALID', `${where}: dynamic skipping needs top-2 routing (top-k is ${topK}).`)
     if (!(hooks.skipSecondBeta >= 0 && hooks.skipSecondBeta <= 1)) fail('HOOK_INVALID', `${where}: skip threshold beta must be in [0, 1].`)
   }
 }

@@ -39,6 +39,25 @@ export interface GraphOptions {
    * benchmark compares the sparse dispatch with. Same numbers, far more work.
    */
   denseExperts?: boolean
+  /** Build only part of the decoder (sequential calibration, src/calibration/sequential.ts). */
+  slice?: GraphSlice
+}
+
+/**
+ * A part of the decoder, in residual-stream positions: 2·i is the residual entering layer i's
+ * attention, 2·i + 1 the residual entering its MLP, 2·numLayers the final residual.
+ * - from > 0: the graph takes `hidden_in` float32 [N, d] (the residual at `from`) instead of
+ *   embedding input_ids; input_ids, position_ids and branch_ids stay inputs (shapes, rotary
+ *   positions, masking).
+ * - to < 2·numLayers: the graph returns `hidden_out` float32 [N, d] (the residual at `to`) and no
+ *   logprobs / greedy.
+ * - peekMlp (with `to` odd, = 2·L + 1): layer L's MLP is also built, for its calibration outputs only;
+ *   its output is not added to the residual.
+ */
+export interface GraphSlice {
+  from: number
+  to: number
+  peekMlp?: boolean
 }
 
 export interface BuiltGraph {
@@ -65,6 +84,12 @@ export function buildScoringGraph(ckpt: Checkpoint, variantEdits: VariantEdits, 
     outputNames.push(name)
   }
 
+  const total = spec.layers.length * 2
+  const slice = options.slice ?? { from: 0, to: total }
+  if (!(Number.isInteger(slice.from) && Number.isInteger(slice.to) && slice.from >= 0 && slice.to <= total && (slice.from < slice.to || (slice.peekMlp && slice.from === slice.to)))) {
+    throw new Error(`graph slice [${slice.from}, ${slice.to}) is not a part of 0..${total}`)
+  }
+  if (slice.peekMlp && slice.to % 2 !== 1) throw new Error(`graph slice: peekMlp needs 'to' just before a layer's MLP (an odd position), got ${slice.to}`)
   const ids = g.input('input_ids', 'int64', ['B', 'T'])
   const pos = g.input('position_ids', 'int64', ['B', 'T'])
   const branch = g.input('branch_ids', 'int64', ['B', 'T'])
@@ -74,20 +99,24 @@ export function buildScoringGraph(ckpt: Checkpoint, variantEdits: VariantEdits, 
   const d = spec.hiddenSize
   const bt = g.op('Shape', [ids])
   const flat = (x: string, tail: number[]) => g.op('Reshape', [x, g.constInt([-1, ...tail])])
-  const idsFlat = flat(ids, [])
-  let x = g.op('Gather', [weights.float(ckpt.names.embed), idsFlat], { axis: 0 })
+  let x = slice.from === 0 ? g.op('Gather', [weights.float(ckpt.names.embed), flat(ids, [])], { axis: 0 }) : g.input('hidden_in', 'float32', ['N', d])
 
   // Validity and attention bias [B, 1, 1, T, T] (0 where allowed, -inf elsewhere), shared by all layers.
   const branchFlat = flat(branch, [])
   const valid = g.op('GreaterOrEqual', [branchFlat, g.scalarInt(0)])
-  const bias = attentionBias(g, branch, bt)
-  const [cos, sin] = rotaryTables(g, spec, pos)
+  const runsAttention = spec.layers.some((_, i) => 2 * i >= slice.from && 2 * i < slice.to)
+  const bias = runsAttention ? attentionBias(g, branch, bt) : ''
+  const [cos, sin] = runsAttention ? rotaryTables(g, spec, pos) : ['', '']
 
   spec.layers.forEach((layer, i) => {
     const n = ckpt.names.layers[i]
-    const h = rmsNorm(g, x, weights.float(n.inputNorm), spec.rmsNormEps)
-    const attn = attention(g, spec, weights, i, h, bt, cos, sin, bias)
-    x = g.op('Add', [x, attn])
+    if (2 * i >= slice.from && 2 * i < slice.to) {
+      const h = rmsNorm(g, x, weights.float(n.inputNorm), spec.rmsNormEps)
+      const attn = attention(g, spec, weights, i, h, bt, cos, sin, bias)
+      x = g.op('Add', [x, attn])
+    }
+    const addsMlp = 2 * i + 1 >= slice.from && 2 * i + 1 < slice.to
+    if (!addsMlp && !(slice.peekMlp && 2 * i + 1 === slice.to)) return
     const h2 = rmsNorm(g, x, weights.float(n.postNorm), spec.rmsNormEps)
     let mlp: string
     if (layer.kind === 'dense') {
@@ -103,9 +132,14 @@ export function buildScoringGraph(ckpt: Checkpoint, variantEdits: VariantEdits, 
         addOutput(`moe_output_${layer.index}`, 'float32', ['N', d])
       }
     }
-    x = g.op('Add', [x, mlp])
+    if (addsMlp) x = g.op('Add', [x, mlp])
   })
 
+  if (slice.to < total) {
+    g.op('Identity', [x], {}, 'hidden_out')
+    addOutput('hidden_out', 'float32', ['N', d])
+    return { model: g.toBytes({ architecture: spec.architecture }), external: g.external, outputNames }
+  }
   const final = rmsNorm(g, x, weights.float(ckpt.names.finalNorm), spec.rmsNormEps)
   const picked = g.op('Gather', [final, scorePos], { axis: 0 })
   // MatMul against the transposed head (folded once at session creation) beats Gemm(transB) here.
@@ -276,7 +310,8 @@ function moeBlock(
     routerLogits = g.op('Add', [routerLogits, g.constFloat(mask, [E])])
   }
   const probs = g.op('Softmax', [routerLogits], { axis: -1 })
-  let [topW, topI] = g.opN('TopK', [probs, g.constInt([layer.topK])], 2, { axis: -1, largest: 1, sorted: 1 })
+  const topK = hooks.topK ?? layer.topK
+  let [topW, topI] = g.opN('TopK', [probs, g.constInt([topK])], 2, { axis: -1, largest: 1, sorted: 1 })
   if (hooks.skipSecondBeta !== undefined) {
     // NAEE: drop the second expert where w2 / w1 < beta (decided on the pre-renormalisation weights).
     const [w1, w2] = g.opN('Split', [topW, g.constInt([1, 1])], 2, { axis: 1 })
@@ -293,8 +328,8 @@ function moeBlock(
     // The routing the graph actually used, so statistics never disagree with it on near-ties.
     g.op('Identity', [topI], {}, `topk_indices_${L}`)
     g.op('Identity', [topW], {}, `topk_weights_${L}`)
-    addOutput(`topk_indices_${L}`, 'int64', ['N', layer.topK])
-    addOutput(`topk_weights_${L}`, 'float32', ['N', layer.topK])
+    addOutput(`topk_indices_${L}`, 'int64', ['N', topK])
+    addOutput(`topk_weights_${L}`, 'float32', ['N', topK])
   }
 
   // Gate matrix G [N, E] (g_e(x), zero where e is not selected) and routed matrix R [N, E]
