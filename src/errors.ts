@@ -35,6 +35,8 @@ export type ErrorCode =
   | 'FILE_ACCESS'
   | 'HARNESS_CONFIG_INVALID'
   | 'REPORT_FAILED'
+  | 'OUTPUT_UNSAFE'
+  | 'OUTPUT_FAILED'
   | 'INTERRUPTED'
 
 export class HarnessError extends Error {
