@@ -52,7 +52,7 @@ export interface GraphOptions {
  * - to < 2·numLayers: the graph returns `hidden_out` float32 [N, d] (the residual at `to`) and no
  *   logprobs / greedy.
  * - peekMlp (with `to` odd, = 2·L + 1): layer L's MLP is also built, for its calibration outputs only;
- *   its output is not added to the residual.
+ *   its output is not added to the residual, and no other layer reports calibration outputs.
  */
 export interface GraphSlice {
   from: number
@@ -118,16 +118,18 @@ export function buildScoringGraph(ckpt: Checkpoint, variantEdits: VariantEdits, 
     const addsMlp = 2 * i + 1 >= slice.from && 2 * i + 1 < slice.to
     if (!addsMlp && !(slice.peekMlp && 2 * i + 1 === slice.to)) return
     const h2 = rmsNorm(g, x, weights.float(n.postNorm), spec.rmsNormEps)
+    // A peeking slice reports the calibration outputs of the peeked layer only.
+    const layerCalib = slice.peekMlp && addsMlp ? {} : calib
     let mlp: string
     if (layer.kind === 'dense') {
       mlp = swiglu(g, weights, n.denseMlp!, h2)
     } else {
-      mlp = moeBlock(g, spec, weights, layer, h2, valid, edits.layers[layer.index] ?? {}, calib, addOutput, options.denseExperts ?? false)
-      if (calib.moeInputs) {
+      mlp = moeBlock(g, spec, weights, layer, h2, valid, edits.layers[layer.index] ?? {}, layerCalib, addOutput, options.denseExperts ?? false)
+      if (layerCalib.moeInputs) {
         g.op('Identity', [h2], {}, `moe_input_${layer.index}`)
         addOutput(`moe_input_${layer.index}`, 'float32', ['N', d])
       }
-      if (calib.moeOutputs) {
+      if (layerCalib.moeOutputs) {
         g.op('Identity', [mlp], {}, `moe_output_${layer.index}`)
         addOutput(`moe_output_${layer.index}`, 'float32', ['N', d])
       }
