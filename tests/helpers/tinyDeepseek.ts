@@ -62,6 +62,8 @@ export interface TinyDeepseekOptions {
   shards?: number
   vocab?: number
   maxPositionEmbeddings?: number
+  /** rms_norm_eps (decoder norms only: the latent q_a/kv_a norms keep their module default 1e-6). */
+  rmsNormEps?: number
 }
 
 export interface TinyDeepseekModel extends TinyModel {
@@ -227,7 +229,9 @@ export function writeTinyDeepseek(dir: string, o: TinyDeepseekOptions): TinyDeep
     if (v3) {
       // DeepSeek-V3 ships the correction bias in F32; transformers' save_pretrained writes the model dtype.
       const dt = fp8 ? 'F32' : plainDtype
-      putPlain(`${p}.mlp.gate.e_score_correction_bias`, [E], sample([E], 0.1, 0), dt)
+      // Non-negative, so sigmoid + bias stays positive and transformers' 0.0 fill of the
+      // unselected groups never competes with a real candidate (no ties left to torch.topk).
+      putPlain(`${p}.mlp.gate.e_score_correction_bias`, [E], sample([E], 0.1, 0).map(Math.abs), dt)
     }
     for (let e = 0; e < E; e++) mlp(`${p}.mlp.experts.${e}`, ffn)
     if (nShared) mlp(`${p}.mlp.shared_experts`, ffn * nShared)
@@ -267,7 +271,7 @@ export function writeTinyDeepseek(dir: string, o: TinyDeepseekOptions): TinyDeep
     qk_nope_head_dim: nope,
     qk_rope_head_dim: rope,
     ...(fp8 ? { quantization_config: { activation_scheme: 'dynamic', fmt: 'e4m3', quant_method: 'fp8', weight_block_size: [FP8_BLOCK, FP8_BLOCK] } } : {}),
-    rms_norm_eps: 1e-6,
+    rms_norm_eps: o.rmsNormEps ?? 1e-6,
     rope_scaling: ropeScaling,
     rope_theta: o.ropeTheta ?? 10000,
     ...(o.ropeInterleave !== undefined ? { rope_interleave: o.ropeInterleave } : {}),

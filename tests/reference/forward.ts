@@ -1,5 +1,8 @@
-// An independent plain-TypeScript forward pass (float64) of the four HF MoE families, written
-// from the HF modelling code, sharing nothing with the ONNX graph builder. Test oracle only.
+// An independent plain-TypeScript forward pass (float64) of the HF MoE families, written from the
+// HF modelling code, sharing nothing with the ONNX graph builder. Test oracle only. DeepSeek-V2/V3
+// live in deepseek.ts; rotary frequencies (default and YaRN, v4 and v5 configs) in rope.ts.
+import { referenceDeepseekLogprobs } from './deepseek.ts'
+import { ropeTables } from './rope.ts'
 
 /** What the reference saw in one MoE layer for one token (for independent calibration statistics). */
 export interface RefTrace {
@@ -30,13 +33,15 @@ type Vec = Float64Array
 
 export function referenceLogprobs(config: Record<string, any>, tensors: Tensors, ids: number[], hooks: RefHooks = {}): number[] {
   const arch: string = config.architectures[0]
+  if (arch === 'DeepseekV2ForCausalLM' || arch === 'DeepseekV3ForCausalLM') return referenceDeepseekLogprobs(config, tensors, ids, hooks)
   const fam = arch === 'MixtralForCausalLM' ? 'mixtral' : arch === 'OlmoeForCausalLM' ? 'olmoe' : arch === 'Qwen2MoeForCausalLM' ? 'qwen2' : 'qwen3'
   const d: number = config.hidden_size
   const H: number = config.num_attention_heads
   const KV: number = config.num_key_value_heads ?? H
   const hd: number = (fam === 'mixtral' || fam === 'qwen3') && config.head_dim ? config.head_dim : d / H
   const eps: number = config.rms_norm_eps
-  const theta: number = config.rope_theta
+  // YaRN on these families: inv_freq blend and attention_factor on cos/sin, no softmax correction.
+  const { invFreq, attentionFactor } = ropeTables(config, hd)
   const T = ids.length
   const W = (name: string) => {
     const t = tensors.get(name)
@@ -98,9 +103,8 @@ export function referenceLogprobs(config: Record<string, any>, tensors: Tensors,
       const rot = (a: Vec, nh: number) => {
         for (let hh = 0; hh < nh; hh++) {
           for (let i = 0; i < hd / 2; i++) {
-            const invf = Math.fround(1 / Math.pow(theta, (2 * i) / hd))
-            const ang = Math.fround(t * invf)
-            const c = Math.cos(ang), s = Math.sin(ang)
+            const ang = Math.fround(t * invFreq[i])
+            const c = Math.cos(ang) * attentionFactor, s = Math.sin(ang) * attentionFactor
             const a1 = a[hh * hd + i], a2 = a[hh * hd + i + hd / 2]
             a[hh * hd + i] = a1 * c - a2 * s
             a[hh * hd + i + hd / 2] = a2 * c + a1 * s
