@@ -211,16 +211,25 @@ function attentionBias(g: GraphBuilder, branch: string, bt: string): string {
   return g.op('Unsqueeze', [safe, g.constInt([1, 2])]) // [B, 1, 1, T, T]
 }
 
-/** cos/sin [N, 1, hd] for rotate_half rotary embeddings, from float32 inverse frequencies as HF computes them. */
+/**
+ * cos/sin [N, 1, r] for rotate_half rotary embeddings over the rotary dimension r, from the inverse
+ * frequencies transformers computes (modeling_rope_utils: default or YaRN), times its attention
+ * factor (YaRN's cos/sin scaling; 1 for default rope).
+ */
 function rotaryTables(g: GraphBuilder, spec: ModelSpec, pos: string): [string, string] {
-  const hd = spec.headDim
-  const inv = new Float32Array(hd / 2)
-  for (let i = 0; i < hd / 2; i++) inv[i] = 1 / Math.pow(spec.ropeTheta, (2 * i) / hd)
+  const r = spec.rope.dim
+  const inv = Float32Array.from(spec.rope.invFreq)
   const p = g.op('Cast', [g.op('Reshape', [pos, g.constInt([-1, 1])])], { to: 1 }) // [N, 1]
-  const freqs = g.op('Mul', [p, g.constFloat(inv, [1, hd / 2])])
+  const freqs = g.op('Mul', [p, g.constFloat(inv, [1, r / 2])])
   const emb = g.op('Concat', [freqs, freqs], { axis: 1 })
-  const shape = g.constInt([-1, 1, hd])
-  return [g.op('Reshape', [g.op('Cos', [emb]), shape]), g.op('Reshape', [g.op('Sin', [emb]), shape])]
+  const shape = g.constInt([-1, 1, r])
+  let cos = g.op('Cos', [emb]), sin = g.op('Sin', [emb])
+  if (spec.rope.attentionFactor !== 1) {
+    const f = g.scalarFloat(spec.rope.attentionFactor)
+    cos = g.op('Mul', [cos, f])
+    sin = g.op('Mul', [sin, f])
+  }
+  return [g.op('Reshape', [cos, shape]), g.op('Reshape', [sin, shape])]
 }
 
 function applyRotary(g: GraphBuilder, x: string, cos: string, sin: string, hd: number): string {
@@ -230,13 +239,25 @@ function applyRotary(g: GraphBuilder, x: string, cos: string, sin: string, hd: n
   return g.op('Add', [g.op('Mul', [x, cos]), g.op('Mul', [rotated, sin])])
 }
 
+/**
+ * Rotary embedding on adjacent pairs (x[2i], x[2i+1]): DeepSeek-V2's complex form and V3's
+ * apply_rotary_pos_emb_interleave. Like transformers V3 it reorders the pairs to (evens, odds) and then
+ * rotates halves; q and k get the same order, so their dot products are those of the complex form.
+ */
+function applyRotaryInterleaved(g: GraphBuilder, x: string, cos: string, sin: string, heads: number, r: number): string {
+  const pairs = g.op('Reshape', [x, g.constInt([-1, heads, r / 2, 2])])
+  const halves = g.op('Reshape', [g.op('Transpose', [pairs], { perm: [0, 1, 3, 2] }), g.constInt([-1, heads, r])])
+  return applyRotary(g, halves, cos, sin, r)
+}
+
 function attention(g: GraphBuilder, spec: ModelSpec, weights: WeightLoader, li: number, h: string, bt: string, cos: string, sin: string, bias: string): string {
+  if (spec.mla) return mlaAttention(g, spec, weights, li, h, bt, cos, sin, bias)
   const n = weights.ckpt.names.layers[li]
   const { numHeads: H, numKvHeads: KV, headDim: hd } = spec
   const bOpt = (name?: string) => (name ? weights.float(name) : undefined)
-  let q = linear(g, h, weights.float(n.q), bOpt(n.qBias))
-  let k = linear(g, h, weights.float(n.k), bOpt(n.kBias))
-  let v = linear(g, h, weights.float(n.v), bOpt(n.vBias))
+  let q = linear(g, h, weights.float(n.q!), bOpt(n.qBias))
+  let k = linear(g, h, weights.float(n.k!), bOpt(n.kBias))
+  let v = linear(g, h, weights.float(n.v!), bOpt(n.vBias))
   if (spec.qkNorm === 'full') {
     q = rmsNorm(g, q, weights.float(n.qNorm!), spec.rmsNormEps)
     k = rmsNorm(g, k, weights.float(n.kNorm!), spec.rmsNormEps)
@@ -261,7 +282,7 @@ function attention(g: GraphBuilder, spec: ModelSpec, weights: WeightLoader, li: 
   const qShape = g.op('Concat', [bt, g.constInt([KV, rep, hd])], { axis: 0 })
   const kvShape = g.op('Concat', [bt, g.constInt([KV, 1, hd])], { axis: 0 })
   const q5 = g.op('Transpose', [g.op('Reshape', [q, qShape])], { perm: [0, 2, 3, 1, 4] })
-  const qScaled = g.op('Mul', [q5, g.scalarFloat(1 / Math.sqrt(hd))])
+  const qScaled = g.op('Mul', [q5, g.scalarFloat(spec.attentionScale)])
   const kT = g.op('Transpose', [g.op('Reshape', [k, kvShape])], { perm: [0, 2, 3, 4, 1] }) // [B, KV, 1, hd, T]
   const v5 = g.op('Transpose', [g.op('Reshape', [v, kvShape])], { perm: [0, 2, 3, 1, 4] })
   const scores = g.op('Add', [g.op('MatMul', [qScaled, kT]), bias])
@@ -269,6 +290,52 @@ function attention(g: GraphBuilder, spec: ModelSpec, weights: WeightLoader, li: 
   const ctx = g.op('MatMul', [probs, v5]) // [B, KV, rep, T, hd]
   const merged = g.op('Reshape', [g.op('Transpose', [ctx], { perm: [0, 3, 1, 2, 4] }), g.constInt([-1, H * hd])])
   return linear(g, merged, weights.float(n.o), bOpt(n.oBias))
+}
+
+/**
+ * DeepSeek's Multi-head Latent Attention (transformers DeepseekV2Attention / DeepseekV3Attention):
+ * q = q_proj(h) or q_b_proj(RMSNorm_1e-6(q_a_proj(h))), split per head into [nope | rope];
+ * kv_a_proj_with_mqa(h) = [latent | k_rope]; kv_b_proj(RMSNorm_1e-6(latent)) = per head [k_nope | v];
+ * k_rope is one head shared by all heads. Rotary on the rope parts only. Scores are computed as
+ * q_nope·k_nope + q_rope·k_rope (the concatenation's dot product) without materialising the shared
+ * k_rope per head.
+ */
+function mlaAttention(g: GraphBuilder, spec: ModelSpec, weights: WeightLoader, li: number, h: string, bt: string, cos: string, sin: string, bias: string): string {
+  const n = weights.ckpt.names.layers[li]
+  const m = spec.mla!, names = n.mla!
+  const H = spec.numHeads
+  const { qkNopeHeadDim: nope, qkRopeHeadDim: r, vHeadDim: vd, kvLoraRank: kvr } = m
+  const bOpt = (name?: string) => (name ? weights.float(name) : undefined)
+  const q = names.qProj
+    ? linear(g, h, weights.float(names.qProj))
+    : linear(g, rmsNorm(g, linear(g, h, weights.float(names.qA!), bOpt(names.qABias)), weights.float(names.qANorm!), m.latentNormEps), weights.float(names.qB!))
+  const q3 = g.op('Reshape', [q, g.constInt([-1, H, nope + r])])
+  const compressed = linear(g, h, weights.float(names.kvA), bOpt(names.kvABias)) // [N, kvr + r]
+  const [latent, kRope] = g.opN('Split', [compressed, g.constInt([kvr, r])], 2, { axis: -1 })
+  const kv = g.op('Reshape', [linear(g, rmsNorm(g, latent, weights.float(names.kvANorm), m.latentNormEps), weights.float(names.kvB)), g.constInt([-1, H, nope + vd])])
+  const [kNope, v] = g.opN('Split', [kv, g.constInt([nope, vd])], 2, { axis: -1 })
+  const rotate = (x: string, heads: number) => (m.interleave ? applyRotaryInterleaved(g, x, cos, sin, heads, r) : applyRotary(g, x, cos, sin, r))
+  const kRot = rotate(g.op('Reshape', [kRope, g.constInt([-1, 1, r])]), 1) // [N, 1, r]
+  // [B, T, heads, 1, dim] → queries [B, heads, 1, T, dim], keys [B, heads, 1, dim, T].
+  const to5 = (x: string, heads: number, dim: number) => g.op('Reshape', [x, g.op('Concat', [bt, g.constInt([heads, 1, dim])], { axis: 0 })])
+  const asQuery = (x: string, heads: number, dim: number) => g.op('Transpose', [to5(x, heads, dim)], { perm: [0, 2, 3, 1, 4] })
+  const asKey = (x: string, heads: number, dim: number) => g.op('Transpose', [to5(x, heads, dim)], { perm: [0, 2, 3, 4, 1] })
+  const qRot = rotate(qRopeOf(g, q3, nope, r), H)
+  let scores = g.op('MatMul', [asQuery(qRot, H, r), asKey(kRot, 1, r)]) // [B, H, 1, T, T]
+  if (nope > 0) scores = g.op('Add', [g.op('MatMul', [asQuery(qNopeOf(g, q3, nope), H, nope), asKey(kNope, H, nope)]), scores])
+  scores = g.op('Add', [g.op('Mul', [scores, g.scalarFloat(spec.attentionScale)]), bias])
+  const probs = g.op('Softmax', [scores], { axis: -1 })
+  const ctx = g.op('MatMul', [probs, asQuery(v, H, vd)]) // [B, H, 1, T, vd]
+  const merged = g.op('Reshape', [g.op('Transpose', [ctx], { perm: [0, 3, 1, 2, 4] }), g.constInt([-1, H * vd])])
+  return linear(g, merged, weights.float(n.o), bOpt(n.oBias))
+}
+
+function qNopeOf(g: GraphBuilder, q3: string, nope: number): string {
+  return g.op('Slice', [q3, g.constInt([0]), g.constInt([nope]), g.constInt([2])])
+}
+
+function qRopeOf(g: GraphBuilder, q3: string, nope: number, r: number): string {
+  return g.op('Slice', [q3, g.constInt([nope]), g.constInt([nope + r]), g.constInt([2])])
 }
 
 interface ExpertGroup {
@@ -305,15 +372,8 @@ function moeBlock(
     g.op('Identity', [routerLogits], {}, `router_logits_${L}`)
     addOutput(`router_logits_${L}`, 'float32', ['N', E])
   }
-  const disabled = hooks.disabled ?? []
-  if (disabled.length) {
-    const mask = new Float32Array(E)
-    for (const e of disabled) mask[e] = NEG_INF
-    routerLogits = g.op('Add', [routerLogits, g.constFloat(mask, [E])])
-  }
-  const probs = g.op('Softmax', [routerLogits], { axis: -1 })
   const topK = hooks.topK ?? layer.topK
-  let [topW, topI] = g.opN('TopK', [probs, g.constInt([topK])], 2, { axis: -1, largest: 1, sorted: 1 })
+  let [topW, topI] = routeTopK(g, layer, weights, routerLogits, hooks.disabled ?? [], topK)
   if (hooks.skipSecondBeta !== undefined) {
     // NAEE: drop the second expert where w2 / w1 < beta (decided on the pre-renormalisation weights).
     const [w1, w2] = g.opN('Split', [topW, g.constInt([1, 1])], 2, { axis: 1 })
@@ -324,8 +384,12 @@ function moeBlock(
     topI = g.op('Concat', [i1, g.op('Where', [keep2, i2, g.scalarInt(-1)])], { axis: 1 })
   }
   if (layer.normTopK || hooks.skipSecondBeta !== undefined) {
-    topW = g.op('Div', [topW, g.op('ReduceSum', [topW, g.constInt([1])], { keepdims: 1 })])
+    let sum = g.op('ReduceSum', [topW, g.constInt([1])], { keepdims: 1 })
+    // transformers DeepseekV3TopkRouter: denominator = sum + 1e-20.
+    if (layer.router.scoring === 'sigmoid') sum = g.op('Add', [sum, g.scalarFloat(1e-20)])
+    topW = g.op('Div', [topW, sum])
   }
+  if (layer.router.routedScalingFactor !== 1) topW = g.op('Mul', [topW, g.scalarFloat(layer.router.routedScalingFactor)])
   if (calib.routerLogits) {
     // The routing the graph actually used, so statistics never disagree with it on near-ties.
     g.op('Identity', [topI], {}, `topk_indices_${L}`)
@@ -396,11 +460,47 @@ function moeBlock(
     out = g.op('Add', [out, g.op('MatMul', [gates, g.constFloat(table, [novices.length, d])])])
   }
   if (n.sharedExpert) {
+    // Shared experts are always on and never edited by a method (DeepSeek: ungated; Qwen2-MoE: sigmoid gate).
     const shared = swiglu(g, weights, n.sharedExpert, h)
-    const sharedGate = g.op('Sigmoid', [linear(g, h, weights.float(n.sharedExpertGate!))])
-    out = g.op('Add', [out, g.op('Mul', [sharedGate, shared])])
+    out = g.op('Add', [out, n.sharedExpertGate ? g.op('Mul', [g.op('Sigmoid', [linear(g, h, weights.float(n.sharedExpertGate))]), shared]) : shared])
   }
   return out
+}
+
+/**
+ * The router's top-k (indices [N, k], weights [N, k] before normalisation and scaling), per the layer's
+ * RouterSpec (modelSpec.ts). Disabled experts are removed with physical-removal semantics: a softmax
+ * renormalises over the survivors (-inf logits), a sigmoid score is per expert anyway; in every case a
+ * disabled expert can be neither a group's top score nor chosen, even from the 0.0 that transformers
+ * gives experts of unselected groups. Groups keep their original slots (group of e = e / (E / n_group)),
+ * which is exactly the sliced model when each group loses the same number of experts.
+ */
+function routeTopK(g: GraphBuilder, layer: MoeLayerSpec, weights: WeightLoader, logits: string, disabled: number[], topK: number): [string, string] {
+  const E = layer.numExperts
+  const router = layer.router
+  const mask = new Float32Array(E)
+  for (const e of disabled) mask[e] = NEG_INF
+  const masked = (x: string) => (disabled.length ? g.op('Add', [x, g.constFloat(mask, [E])]) : x)
+  const scores = router.scoring === 'softmax' ? g.op('Softmax', [masked(logits)], { axis: -1 }) : g.op('Sigmoid', [logits])
+  if (router.scoring === 'softmax' && router.nGroup === 1) {
+    return g.opN('TopK', [scores, g.constInt([topK])], 2, { axis: -1, largest: 1, sorted: 1 }) as [string, string]
+  }
+  let choice = router.correctionBias ? g.op('Add', [scores, weights.float(weights.ckpt.names.layers[layer.index].correctionBias!)]) : scores
+  if (router.nGroup > 1) {
+    const G = router.nGroup, S = E / G
+    const perGroup = g.op('Reshape', [masked(choice), g.constInt([-1, G, S])])
+    const groupScore = router.topkMethod === 'noaux_tc'
+      ? g.op('ReduceSum', [g.opN('TopK', [perGroup, g.constInt([2])], 2, { axis: -1, largest: 1, sorted: 1 })[0], g.constInt([-1])], { keepdims: 0 })
+      : g.op('ReduceMax', [perGroup, g.constInt([-1])], { keepdims: 0 })
+    const [, groupIdx] = g.opN('TopK', [groupScore, g.constInt([router.topkGroup])], 2, { axis: -1, largest: 1, sorted: 1 })
+    const chosen = g.op('Equal', [g.op('Unsqueeze', [groupIdx, g.constInt([2])]), g.constInt(Array.from({ length: G }, (_, i) => i))]) // [N, kg, G]
+    const groupKept = g.op('ReduceMax', [g.op('Cast', [chosen], { to: 1 }), g.constInt([1])], { keepdims: 0 }) // [N, G]
+    const expertKept = g.op('Gather', [groupKept, g.constInt(Array.from({ length: E }, (_, e) => Math.floor(e / S)))], { axis: 1 }) // [N, E]
+    choice = g.op('Where', [g.op('Greater', [expertKept, g.scalarFloat(0)]), choice, g.scalarFloat(0)])
+  }
+  const [, topI] = g.opN('TopK', [masked(choice), g.constInt([topK])], 2, { axis: -1, largest: 1, sorted: 1 })
+  // Weights are the scores of the chosen experts (never the correction bias).
+  return [g.op('GatherElements', [scores, topI], { axis: 1 }), topI]
 }
 
 function swigluRows(g: GraphBuilder, weights: WeightLoader, names: ExpertNames, h: string, rows: string, keepNeurons: number, ffn: number): { hidden: string; y: string } {
