@@ -1,10 +1,13 @@
 // The one module that talks to SQLite (better-sqlite3). WAL journal; every run's metrics, samples and
 // status are written in one transaction, so a crash never leaves a half-written result. The schema is
-// versioned (PRAGMA user_version) and migrated forward on open.
+// versioned (PRAGMA user_version) and migrated forward on open. It is also the one error boundary for
+// SQLite: every failure becomes a HarnessError (STORE_CORRUPT, STORE_READONLY, STORE_LOCKED,
+// STORE_NOT_HARNESS, STORE_FAILED) naming the file and the fix.
 import fs from 'node:fs'
 import path from 'node:path'
 import Database from 'better-sqlite3'
-import { fail } from '../errors.ts'
+import { fail, HarnessError } from '../errors.ts'
+import { fileError } from '../util/fileErrors.ts'
 
 export interface ModelRow { model_id: string; name: string; path: string; architecture: string; config_json: string; total_params: number; created_at: string }
 export interface VariantRow {
@@ -64,26 +67,63 @@ const MIGRATIONS: string[] = [
 
 export const SCHEMA_VERSION = MIGRATIONS.length
 
+/**
+ * `PRAGMA application_id` of every harness database: the bytes 'MoEH' (0x4D6F4548), stored at offset 68
+ * of the SQLite header (https://www.sqlite.org/fileformat.html#application_id). A database with another
+ * id, or with tables that are not ours, is refused and never migrated; a database written before the
+ * id existed (id 0, our tables, user_version >= 1) is recognised by its schema and stamped when opened
+ * writable.
+ */
+export const APPLICATION_ID = 0x4d6f4548
+
+/** Tables every harness schema version has: how a database from before APPLICATION_ID is recognised. */
+const HARNESS_TABLES = ['models', 'variants', 'runs', 'metrics', 'samples', 'sweeps']
+const SQLITE_MAGIC = 'SQLite format 3\0'
+const BUSY_TIMEOUT_MS = 10_000
+
 const now = () => new Date().toISOString()
 
-export class ResultsStore {
-  readonly db: Database.Database
+export type DatabaseKind =
+  | { kind: 'missing' }
+  | { kind: 'empty' }
+  | { kind: 'harness'; schemaVersion: number; stamped: boolean }
+  | { kind: 'foreign'; reason: string }
+  | { kind: 'unreadable'; error: HarnessError }
 
+export class ResultsStore {
+  readonly db!: Database.Database
+  readonly readonly: boolean
+
+  /**
+   * Opens (read-write: creates) a results database. Read-only opens never write anything: not the
+   * file, not a -wal/-shm beside it, so `report` and `export` work from read-only folders.
+   * Errors (all HarnessErrors naming `file`): STORE_NOT_HARNESS (not SQLite, or another
+   * application's database), STORE_CORRUPT, STORE_READONLY, STORE_LOCKED, STORE_FAILED (missing,
+   * a folder, newer schema, I/O).
+   */
   constructor(readonly file: string, options: { readonly?: boolean } = {}) {
-    if (options.readonly && !fs.existsSync(file)) fail('STORE_FAILED', `Database ${file} does not exist; run a sweep first or pass --db with an existing file.`)
-    if (!options.readonly) fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true })
+    this.readonly = options.readonly ?? false
+    const abs = path.resolve(file)
+    const existed = checkDatabasePath(file, abs, this.readonly)
     try {
-      this.db = new Database(file, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false })
+      ;(this as { db: Database.Database }).db = this.readonly ? openReadonly(file, abs) : new Database(abs, { fileMustExist: existed })
+      this.db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`)
+      // Identify before changing anything: a foreign database must stay byte-identical.
+      const kind = identify(this.db, file)
+      if (kind.kind === 'foreign') fail('STORE_NOT_HARNESS', notHarnessMessage(file, kind.reason))
+      if (kind.kind === 'empty' && this.readonly) fail('STORE_FAILED', `${file} is an empty database with no results; run a sweep with --db ${file} first, or pass the database a sweep wrote.`)
+      if (!this.readonly) {
+        this.db.pragma('journal_mode = WAL')
+        this.db.pragma('synchronous = NORMAL')
+      }
+      this.db.pragma('foreign_keys = ON')
+      this.migrate(this.readonly)
+      if (!this.readonly && this.db.pragma('application_id', { simple: true }) !== APPLICATION_ID) this.db.pragma(`application_id = ${APPLICATION_ID}`)
     } catch (e) {
-      fail('STORE_FAILED', `Cannot open database ${file}: ${(e as Error).message}`)
+      try { this.db?.close() } catch { /* already failing */ }
+      if (!existed && !this.readonly) removeCreated(abs)
+      throw storeError(e, file, this.readonly)
     }
-    if (!options.readonly) {
-      this.db.pragma('journal_mode = WAL')
-      this.db.pragma('synchronous = NORMAL')
-    }
-    this.db.pragma('foreign_keys = ON')
-    this.db.pragma('busy_timeout = 10000')
-    this.migrate(options.readonly ?? false)
   }
 
   private migrate(readonly: boolean): void {
@@ -97,84 +137,121 @@ export class ResultsStore {
     })()
   }
 
+  /**
+   * Closes the database. A writer that is the last connection switches the file back to a rollback
+   * journal (checkpointing the WAL), so a finished database is one self-contained file that readers
+   * open without creating -wal/-shm files; with other connections open it stays in WAL mode.
+   */
   close(): void {
+    if (!this.db?.open) return
+    if (!this.readonly) {
+      try {
+        this.db.pragma('busy_timeout = 0')
+        this.db.pragma('journal_mode = DELETE')
+      } catch { /* another connection is open: it stays in WAL mode, which is just as correct */ }
+    }
     this.db.close()
+  }
+
+  /** Runs a database operation behind the error boundary (corrupt pages surface only when read). */
+  guard<T>(fn: () => T): T {
+    try {
+      return fn()
+    } catch (e) {
+      throw storeError(e, this.file, this.readonly)
+    }
   }
 
   // ------------------------------------------------------------------ models and variants
 
   upsertModel(m: Omit<ModelRow, 'created_at'>): void {
-    this.db.prepare(`INSERT INTO models (model_id, name, path, architecture, config_json, total_params, created_at)
-      VALUES (@model_id, @name, @path, @architecture, @config_json, @total_params, @created_at)
-      ON CONFLICT(model_id) DO UPDATE SET name = excluded.name, path = excluded.path`).run({ ...m, created_at: now() })
+    this.guard(() => {
+      this.db.prepare(`INSERT INTO models (model_id, name, path, architecture, config_json, total_params, created_at)
+        VALUES (@model_id, @name, @path, @architecture, @config_json, @total_params, @created_at)
+        ON CONFLICT(model_id) DO UPDATE SET name = excluded.name, path = excluded.path`).run({ ...m, created_at: now() })
+    })
   }
 
   variant(variantId: string): VariantRow | undefined {
-    return this.db.prepare('SELECT * FROM variants WHERE variant_id = ?').get(variantId) as VariantRow | undefined
+    return this.guard(() => this.db.prepare('SELECT * FROM variants WHERE variant_id = ?').get(variantId) as VariantRow | undefined)
   }
 
   saveVariant(v: Omit<VariantRow, 'created_at'>): void {
-    this.db.prepare(`INSERT OR REPLACE INTO variants (variant_id, model_id, method, params_json, ratio, achieved_ratio, content_hash,
-        accounting_json, report_json, warnings_json, calibration_json, transform_seconds, status, error, created_at)
-      VALUES (@variant_id, @model_id, @method, @params_json, @ratio, @achieved_ratio, @content_hash, @accounting_json, @report_json,
-        @warnings_json, @calibration_json, @transform_seconds, @status, @error, @created_at)`).run({ ...v, created_at: now() })
+    this.guard(() => {
+      this.db.prepare(`INSERT OR REPLACE INTO variants (variant_id, model_id, method, params_json, ratio, achieved_ratio, content_hash,
+          accounting_json, report_json, warnings_json, calibration_json, transform_seconds, status, error, created_at)
+        VALUES (@variant_id, @model_id, @method, @params_json, @ratio, @achieved_ratio, @content_hash, @accounting_json, @report_json,
+          @warnings_json, @calibration_json, @transform_seconds, @status, @error, @created_at)`).run({ ...v, created_at: now() })
+    })
   }
 
   // ------------------------------------------------------------------ runs
 
   run(key: RunKey): RunRow | undefined {
-    return this.db.prepare(`SELECT * FROM runs WHERE model_id = @model_id AND content_hash = @content_hash AND task = @task
-      AND task_version = @task_version AND subset = @subset AND scoring_key = @scoring_key`).get(key) as RunRow | undefined
+    return this.guard(() => {
+      return this.db.prepare(`SELECT * FROM runs WHERE model_id = @model_id AND content_hash = @content_hash AND task = @task
+        AND task_version = @task_version AND subset = @subset AND scoring_key = @scoring_key`).get(key) as RunRow | undefined
+    })
   }
 
   /** Writes a finished run with all its metrics and samples atomically (replacing a failed attempt). */
   saveRun(run: Omit<RunRow, 'run_id' | 'created_at'>, metrics: Omit<MetricRow, 'run_id'>[], samples: Omit<SampleRow, 'run_id'>[]): number {
-    return this.db.transaction(() => {
-      this.db.prepare(`DELETE FROM runs WHERE model_id = @model_id AND content_hash = @content_hash AND task = @task
-        AND task_version = @task_version AND subset = @subset AND scoring_key = @scoring_key`).run(run)
-      const info = this.db.prepare(`INSERT INTO runs (model_id, content_hash, task, task_version, subset, scoring_key, harness_version,
-          ort_version, device, status, error, docs, seconds, tokens_processed, tokens_per_choice, created_at)
-        VALUES (@model_id, @content_hash, @task, @task_version, @subset, @scoring_key, @harness_version, @ort_version, @device,
-          @status, @error, @docs, @seconds, @tokens_processed, @tokens_per_choice, @created_at)`).run({ ...run, created_at: now() })
-      const runId = Number(info.lastInsertRowid)
-      const m = this.db.prepare('INSERT INTO metrics (run_id, metric, value, stderr, higher_is_better) VALUES (?, ?, ?, ?, ?)')
-      for (const x of metrics) m.run(runId, x.metric, x.value, x.stderr, x.higher_is_better)
-      const s = this.db.prepare(`INSERT INTO samples (run_id, doc, gold_json, lls_json, lls_unconditional_json, greedy_json, preds_json, counts_json)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
-      for (const x of samples) s.run(runId, x.doc, x.gold_json, x.lls_json, x.lls_unconditional_json, x.greedy_json, x.preds_json, x.counts_json)
-      return runId
-    })()
+    return this.guard(() => {
+      return this.db.transaction(() => {
+        this.db.prepare(`DELETE FROM runs WHERE model_id = @model_id AND content_hash = @content_hash AND task = @task
+          AND task_version = @task_version AND subset = @subset AND scoring_key = @scoring_key`).run(run)
+        const info = this.db.prepare(`INSERT INTO runs (model_id, content_hash, task, task_version, subset, scoring_key, harness_version,
+            ort_version, device, status, error, docs, seconds, tokens_processed, tokens_per_choice, created_at)
+          VALUES (@model_id, @content_hash, @task, @task_version, @subset, @scoring_key, @harness_version, @ort_version, @device,
+            @status, @error, @docs, @seconds, @tokens_processed, @tokens_per_choice, @created_at)`).run({ ...run, created_at: now() })
+        const runId = Number(info.lastInsertRowid)
+        const m = this.db.prepare('INSERT INTO metrics (run_id, metric, value, stderr, higher_is_better) VALUES (?, ?, ?, ?, ?)')
+        for (const x of metrics) m.run(runId, x.metric, x.value, x.stderr, x.higher_is_better)
+        const s = this.db.prepare(`INSERT INTO samples (run_id, doc, gold_json, lls_json, lls_unconditional_json, greedy_json, preds_json, counts_json)
+          VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
+        for (const x of samples) s.run(runId, x.doc, x.gold_json, x.lls_json, x.lls_unconditional_json, x.greedy_json, x.preds_json, x.counts_json)
+        return runId
+      })()
+    })
   }
 
   saveMethodInfo(m: { name: string; family: string; description: string; params_json: string; reference_json: string | null; code_hash: string }): void {
-    this.db.prepare(`INSERT OR REPLACE INTO method_info (name, family, description, params_json, reference_json, code_hash)
-      VALUES (@name, @family, @description, @params_json, @reference_json, @code_hash)`).run(m)
+    this.guard(() => {
+      this.db.prepare(`INSERT OR REPLACE INTO method_info (name, family, description, params_json, reference_json, code_hash)
+        VALUES (@name, @family, @description, @params_json, @reference_json, @code_hash)`).run(m)
+    })
   }
 
   saveTaskInfo(t: { name: string; version: number; kind: string; description: string; metrics_json: string; primary_metric: string }): void {
-    this.db.prepare(`INSERT OR REPLACE INTO task_info (name, version, kind, description, metrics_json, primary_metric)
-      VALUES (@name, @version, @kind, @description, @metrics_json, @primary_metric)`).run(t)
+    this.guard(() => {
+      this.db.prepare(`INSERT OR REPLACE INTO task_info (name, version, kind, description, metrics_json, primary_metric)
+        VALUES (@name, @version, @kind, @description, @metrics_json, @primary_metric)`).run(t)
+    })
   }
 
   saveCalibration(c: { model_id: string; calibration_key: string; info_json: string; routing_load_json: string | null }): void {
-    this.db.prepare(`INSERT OR REPLACE INTO calibrations (model_id, calibration_key, info_json, routing_load_json)
-      VALUES (@model_id, @calibration_key, @info_json, @routing_load_json)`).run(c)
+    this.guard(() => {
+      this.db.prepare(`INSERT OR REPLACE INTO calibrations (model_id, calibration_key, info_json, routing_load_json)
+        VALUES (@model_id, @calibration_key, @info_json, @routing_load_json)`).run(c)
+    })
   }
 
   // ------------------------------------------------------------------ sweeps
 
   startSweep(configJson: string, cells: number): number {
-    return Number(this.db.prepare('INSERT INTO sweeps (config_json, started_at, cells) VALUES (?, ?, ?)').run(configJson, now(), cells).lastInsertRowid)
+    return this.guard(() => Number(this.db.prepare('INSERT INTO sweeps (config_json, started_at, cells) VALUES (?, ?, ?)').run(configJson, now(), cells).lastInsertRowid))
   }
 
   finishSweep(id: number, completed: number, failed: number, timings: object): void {
-    this.db.prepare('UPDATE sweeps SET finished_at = ?, completed = ?, failed = ?, timings_json = ? WHERE sweep_id = ?').run(now(), completed, failed, JSON.stringify(timings), id)
+    this.guard(() => {
+      this.db.prepare('UPDATE sweeps SET finished_at = ?, completed = ?, failed = ?, timings_json = ? WHERE sweep_id = ?').run(now(), completed, failed, JSON.stringify(timings), id)
+    })
   }
 
   // ------------------------------------------------------------------ reading
 
   all<T>(sql: string, ...params: unknown[]): T[] {
-    return this.db.prepare(sql).all(...params) as T[]
+    return this.guard(() => this.db.prepare(sql).all(...params) as T[])
   }
 
   /** Copies every row of another store into this one; identical keys are kept once. */
@@ -182,7 +259,7 @@ export class ResultsStore {
     const src = new ResultsStore(other, { readonly: true })
     let runs = 0, skipped = 0
     try {
-      this.db.transaction(() => {
+      this.guard(() => this.db.transaction(() => {
         for (const m of src.all<ModelRow>('SELECT * FROM models')) {
           this.db.prepare(`INSERT OR IGNORE INTO models (model_id, name, path, architecture, config_json, total_params, created_at)
             VALUES (@model_id, @name, @path, @architecture, @config_json, @total_params, @created_at)`).run(m)
@@ -208,10 +285,203 @@ export class ResultsStore {
           this.saveRun(rest, metrics, samples)
           runs++
         }
-      })()
+      })())
     } finally {
       src.close()
     }
     return { runs, skipped }
   }
+}
+
+// ------------------------------------------------------------------ the error boundary
+
+/** Whether `file` is a harness results database (stamped, or from before the stamp); never throws. */
+export function isHarnessDatabase(file: string): boolean {
+  return describeDatabase(file).kind === 'harness'
+}
+
+/**
+ * What is at `file`, read without writing anything: 'missing' (nothing there), 'empty' (a 0-byte or
+ * table-less SQLite file), 'harness' (ours), 'foreign' (another kind of file or another application's
+ * database, with the reason) or 'unreadable' (corrupt, a folder, permission denied: the HarnessError
+ * that opening it would raise). The CLI uses it to decide whether an existing output may be replaced.
+ */
+export function describeDatabase(file: string): DatabaseKind {
+  if (!fs.existsSync(file)) return { kind: 'missing' }
+  const abs = path.resolve(file)
+  let db: Database.Database | undefined
+  try {
+    checkDatabasePath(file, abs, true)
+    if (fs.statSync(abs).size === 0) return { kind: 'empty' }
+    db = openReadonly(file, abs)
+    const kind = identify(db, file)
+    if (kind.kind === 'harness' && kind.schemaVersion > SCHEMA_VERSION) {
+      return { kind: 'unreadable', error: new HarnessError('STORE_FAILED', `${file} has schema version ${kind.schemaVersion}, newer than this harness (${SCHEMA_VERSION}); upgrade moe-harness.`) }
+    }
+    return kind
+  } catch (e) {
+    const error = storeError(e, file, true)
+    return error.code === 'STORE_NOT_HARNESS' ? { kind: 'foreign', reason: error.message } : { kind: 'unreadable', error }
+  } finally {
+    try { db?.close() } catch { /* read-only: nothing to flush */ }
+  }
+}
+
+/**
+ * Checks every input of `merge` before the output is created: each exists, is a harness database of a
+ * schema this harness reads, and passes SQLite's `quick_check` (corrupt pages, truncation). Throws the
+ * first problem as a HarnessError naming the file; `out` (when given and existing) must be ours too.
+ */
+export function validateMergeInputs(inputs: readonly string[], out?: string): void {
+  if (inputs.length === 0) fail('INVALID_ARGUMENT', 'merge needs at least one input database.')
+  for (const file of inputs) {
+    if (!fs.existsSync(file)) fail('STORE_FAILED', `Database ${file} does not exist; check the path of every merge input.`)
+    const store = new ResultsStore(file, { readonly: true })
+    try {
+      const problems = store.guard(() => store.db.pragma('quick_check(5)') as { quick_check: string }[])
+        .map(r => r.quick_check).filter(r => r !== 'ok')
+      if (problems.length) fail('STORE_CORRUPT', `${file} is damaged (${problems.join('; ')}); nothing was merged. Re-run that shard, or salvage it with \`sqlite3 ${file} .recover\`.`)
+    } finally {
+      store.close()
+    }
+  }
+  if (out !== undefined && fs.existsSync(out)) {
+    const kind = describeDatabase(out)
+    if (kind.kind === 'foreign') fail('STORE_NOT_HARNESS', kind.reason)
+    if (kind.kind === 'unreadable') throw kind.error
+  }
+}
+
+/**
+ * Path checks before SQLite sees the file, so the usual mistakes get a precise message. Returns
+ * whether the file exists. A writable open creates missing parent folders.
+ */
+function checkDatabasePath(file: string, abs: string, readonly: boolean): boolean {
+  let st: fs.Stats | undefined
+  try {
+    st = fs.statSync(abs)
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code
+    if (code === 'ENOTDIR') fail('STORE_FAILED', `Cannot open database ${file}: a part of its path is a file, not a folder; pass --db with a path inside a folder.`)
+    if (code === 'EACCES') fail('STORE_READONLY', `Cannot open database ${file}: permission denied on one of its folders; fix the permissions or pass --db elsewhere.`)
+    if (code !== 'ENOENT') throw fileError(e, file, 'open the database', 'STORE_FAILED')
+  }
+  if (st?.isDirectory()) fail('STORE_FAILED', `${file} is a folder, not a database file; pass --db with a file path such as ${path.join(file, 'results.sqlite')}.`)
+  if (st && !st.isFile()) fail('STORE_FAILED', `${file} is not a regular file (a device, socket or pipe); pass --db with a database file.`)
+  if (!st) {
+    if (readonly) fail('STORE_FAILED', `Database ${file} does not exist; run a sweep first or pass --db with an existing file.`)
+    const dir = path.dirname(abs)
+    try {
+      fs.mkdirSync(dir, { recursive: true })
+    } catch (e) {
+      throw fileError(e, dir, `create the folder for database ${file}`, (e as NodeJS.ErrnoException).code === 'EACCES' ? 'STORE_READONLY' : 'STORE_FAILED')
+    }
+    if (!canWrite(dir)) fail('STORE_READONLY', `Cannot create database ${file}: the folder ${dir} is not writable; make it writable or pass --db in a writable folder.`)
+    return false
+  }
+  if (st.size > 0) checkHeader(file, abs)
+  if (!readonly) {
+    if (!canWrite(abs)) fail('STORE_READONLY', `Database ${file} is read-only; make it writable (chmod u+w ${file}) or pass --db with a writable copy. Read-only commands (report, export) work on it as it is.`)
+    const dir = path.dirname(abs)
+    if (!canWrite(dir)) fail('STORE_READONLY', `Database ${file} is in a folder that is not writable (${dir}); SQLite writes its journal (${path.basename(file)}-wal, -shm) beside it. Make the folder writable or copy the database to a writable one. Read-only commands (report, export) work on it as it is.`)
+  }
+  return true
+}
+
+/** A non-empty file must start with the SQLite header; otherwise it is some other kind of file. */
+function checkHeader(file: string, abs: string): void {
+  const head = Buffer.alloc(100)
+  let n = 0
+  try {
+    const fd = fs.openSync(abs, 'r')
+    try { n = fs.readSync(fd, head, 0, 100, 0) } finally { fs.closeSync(fd) }
+  } catch (e) {
+    throw fileError(e, file, 'read the database', (e as NodeJS.ErrnoException).code === 'EACCES' ? 'STORE_READONLY' : 'STORE_FAILED')
+  }
+  if (head.subarray(0, Math.min(n, 16)).toString('latin1') !== SQLITE_MAGIC.slice(0, Math.min(n, 16))) {
+    fail('STORE_NOT_HARNESS', notHarnessMessage(file, 'it is not a SQLite database'))
+  }
+  if (n < 100) fail('STORE_CORRUPT', `${file} is damaged: it is truncated to ${n} bytes, shorter than a SQLite header. Restore it from a backup or pass --db with another file.`)
+}
+
+function canWrite(p: string): boolean {
+  try {
+    fs.accessSync(p, fs.constants.W_OK)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/**
+ * Opens without writing anything. A database in rollback-journal mode (how close() leaves it) opens
+ * read-only as is. One still in WAL mode with no -wal file holds all its content in the main file:
+ * it is read into memory with the header's journal bytes set to rollback, because a read-only
+ * connection would otherwise create -wal/-shm beside it (and fail in a read-only folder). With a -wal
+ * file (a writer is running, or one was killed) the normal read-only open reads the log.
+ */
+function openReadonly(file: string, abs: string): Database.Database {
+  const head = Buffer.alloc(20)
+  const fd = fs.openSync(abs, 'r')
+  try { fs.readSync(fd, head, 0, 20, 0) } finally { fs.closeSync(fd) }
+  const wal = head[18] === 2 || head[19] === 2
+  if (wal && !fs.existsSync(`${abs}-wal`) && fs.statSync(abs).size <= 1 << 30) {
+    const bytes = fs.readFileSync(abs)
+    bytes[18] = 1
+    bytes[19] = 1
+    return new Database(bytes, { readonly: true })
+  }
+  return new Database(abs, { readonly: true, fileMustExist: true })
+}
+
+/** Ours, empty, or foreign, from the application id, the schema version and the table names. */
+function identify(db: Database.Database, file: string): DatabaseKind {
+  const appId = db.pragma('application_id', { simple: true }) as number
+  const version = db.pragma('user_version', { simple: true }) as number
+  const tables = (db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name`).all() as { name: string }[]).map(r => r.name)
+  if (appId === APPLICATION_ID) return { kind: 'harness', schemaVersion: version, stamped: true }
+  if (appId !== 0) return { kind: 'foreign', reason: `its application id is 0x${(appId >>> 0).toString(16)}, not moe-harness's 0x${APPLICATION_ID.toString(16)}` }
+  if (tables.length === 0 && version === 0) return { kind: 'empty' }
+  if (version >= 1 && HARNESS_TABLES.every(t => tables.includes(t))) return { kind: 'harness', schemaVersion: version, stamped: false }
+  const shown = tables.slice(0, 5).join(', ') + (tables.length > 5 ? ', ...' : '')
+  return { kind: 'foreign', reason: `it has tables that are not a harness schema (${shown || 'none'}, user_version ${version})` }
+}
+
+function notHarnessMessage(file: string, reason: string): string {
+  return `${file} is not a moe-harness results database: ${reason}. The harness never adds its tables to another file; pass --db with a harness database, or a path where none exists yet to create one.`
+}
+
+function removeCreated(abs: string): void {
+  for (const f of [abs, `${abs}-wal`, `${abs}-shm`, `${abs}-journal`]) {
+    try { fs.rmSync(f, { force: true }) } catch { /* best effort: the error being raised matters more */ }
+  }
+}
+
+/**
+ * SQLite's error codes (https://www.sqlite.org/rescode.html) → HarnessErrors naming the file and the
+ * fix. HarnessErrors pass through; fs errors go through fileError.
+ */
+function storeError(e: unknown, file: string, readonly: boolean): HarnessError {
+  if (e instanceof HarnessError) return e
+  const code = String((e as { code?: unknown })?.code ?? '')
+  const detail = (e as Error)?.message ?? String(e)
+  if (!code.startsWith('SQLITE_')) return fileError(e, file, readonly ? 'read the database' : 'write the database', 'STORE_FAILED')
+  if (code === 'SQLITE_NOTADB' || code.startsWith('SQLITE_CORRUPT')) {
+    return new HarnessError('STORE_CORRUPT', `${file} is damaged (${detail}): it may be truncated or overwritten. Restore it from a backup or re-run the sweep into a new --db; \`sqlite3 ${file} .recover\` can salvage rows. The harness did not modify it.`, { cause: e })
+  }
+  if (code === 'SQLITE_READONLY_DIRECTORY' || code === 'SQLITE_READONLY_CANTINIT' || code === 'SQLITE_READONLY_CANTLOCK') {
+    return new HarnessError('STORE_READONLY', `Cannot use ${file}: its folder ${path.dirname(path.resolve(file))} is not writable and SQLite needs its journal files (-wal, -shm) there (${detail}). Make the folder writable, or copy the database to a writable folder.`, { cause: e })
+  }
+  if (code.startsWith('SQLITE_READONLY') || code === 'SQLITE_PERM' || code === 'SQLITE_AUTH') {
+    return new HarnessError('STORE_READONLY', `Cannot write ${file}: it is read-only (${detail}). Make it and its folder writable, or pass --db with a writable copy; report and export read it as it is.`, { cause: e })
+  }
+  if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) {
+    return new HarnessError('STORE_LOCKED', `${file} is locked by another process (waited ${BUSY_TIMEOUT_MS / 1000} s): a sweep or merge writing it? Wait for it to finish, or use another --db.`, { cause: e })
+  }
+  if (code.startsWith('SQLITE_CANTOPEN')) {
+    return new HarnessError('STORE_FAILED', `Cannot open database ${file} (${detail}): check that it is a file (not a folder) and that you may read it and write its folder.`, { cause: e })
+  }
+  if (code === 'SQLITE_FULL') return new HarnessError('STORE_FAILED', `Cannot write ${file}: the disk is full; free some space and rerun (finished cells are kept).`, { cause: e })
+  if (code.startsWith('SQLITE_IOERR')) return new HarnessError('STORE_FAILED', `I/O error on ${file} (${detail}): the disk, network file system or file may be failing; check it, or copy the database elsewhere.`, { cause: e })
+  return new HarnessError('STORE_FAILED', `Database ${file}: ${detail}`, { cause: e })
 }

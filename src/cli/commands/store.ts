@@ -3,7 +3,7 @@ import path from 'node:path'
 import type { Command } from 'commander'
 import { stringify } from 'csv-stringify/sync'
 import { fail } from '../../errors.ts'
-import { ResultsStore } from '../../store/resultsStore.ts'
+import { ResultsStore, validateMergeInputs } from '../../store/resultsStore.ts'
 import { readResultRows } from '../../store/resultRows.ts'
 
 export function registerStore(program: Command): void {
@@ -37,7 +37,8 @@ export function registerStore(program: Command): void {
     .description('Combine result stores (e.g. shards run on different machines) into one; identical cells are kept once.')
     .requiredOption('--out <file>', 'the merged store (created or extended)')
     .action((dbs: string[], flags: { out: string }) => {
-      for (const db of dbs) if (!fs.existsSync(db)) fail('STORE_FAILED', `Database ${db} does not exist.`)
+      // Every input is checked (ours, readable, not corrupt) before the output is created or touched.
+      validateMergeInputs(dbs.filter(db => path.resolve(db) !== path.resolve(flags.out)), flags.out)
       const out = new ResultsStore(flags.out)
       try {
         for (const db of dbs) {
