@@ -37,6 +37,8 @@ export interface RouterSpec {
   /** Groups kept per token. */
   topkGroup: number
   routedScalingFactor: number
+  /** Added to the top-k weight sum before renormalising (DeepSeek: 1e-20; others: 0). */
+  normEpsilon: number
   /** DeepSeek-V3's mlp.gate.e_score_correction_bias [E] (selection only). */
   correctionBias: boolean
 }
@@ -224,9 +226,9 @@ export function parseModelSpec(cfg: Json): ModelSpec {
   const allowYarn = family !== 'mixtral' && family !== 'olmoe'
   const rope = parseRope(cfg, { dim: ropeDim, defaultTheta, maxPositions, allowYarn, family: arch })
   let attentionScale = 1 / Math.sqrt(headDim)
-  if (family === 'deepseek_v3' && rope.yarn?.mscaleAllDim) {
-    // transformers DeepseekV3Attention: scaling *= yarn_get_mscale(factor, mscale_all_dim)²
-    // (DeepseekV2Attention in transformers applies no such correction).
+  if (deepseek && rope.yarn?.mscaleAllDim) {
+    // transformers DeepseekV3Attention (and DeepseekV2Attention since transformers PR #47435, as the
+    // Hub remote code always did): scaling *= yarn_get_mscale(factor, mscale_all_dim)².
     const m = yarnMscale(rope.yarn.factor, rope.yarn.mscaleAllDim)
     attentionScale *= m * m
   }
@@ -236,7 +238,7 @@ export function parseModelSpec(cfg: Json): ModelSpec {
   if (useSliding) slidingWindow = c.int('sliding_window')
 
   const layers: LayerSpec[] = []
-  const softmaxRouter: RouterSpec = { scoring: 'softmax', topkMethod: 'greedy', nGroup: 1, topkGroup: 1, routedScalingFactor: 1, correctionBias: false }
+  const softmaxRouter: RouterSpec = { scoring: 'softmax', topkMethod: 'greedy', nGroup: 1, topkGroup: 1, routedScalingFactor: 1, normEpsilon: 0, correctionBias: false }
   if (family === 'mixtral' || family === 'olmoe') {
     const numExperts = c.int(family === 'mixtral' ? 'num_local_experts' : 'num_experts')
     const topK = c.int('num_experts_per_tok')
@@ -327,7 +329,7 @@ function deepseekLayers(c: ConfigReader, numLayers: number): LayerSpec[] {
     if (scoring !== 'sigmoid') fail('CONFIG_UNSUPPORTED', `config.json: scoring_func '${scoring}' is not supported for DeepseekV3ForCausalLM (transformers always uses 'sigmoid').`)
     if (method !== 'noaux_tc') fail('CONFIG_UNSUPPORTED', `config.json: topk_method '${method}' is not supported for DeepseekV3ForCausalLM (transformers always uses 'noaux_tc').`)
     const nGroup = c.int('n_group'), topkGroup = c.int('topk_group')
-    router = { scoring: 'sigmoid', topkMethod: 'noaux_tc', nGroup, topkGroup, routedScalingFactor: scaling, correctionBias: true }
+    router = { scoring: 'sigmoid', topkMethod: 'noaux_tc', nGroup, topkGroup, routedScalingFactor: scaling, normEpsilon: 1e-20, correctionBias: true }
     normTopK = c.bool('norm_topk_prob')
   } else {
     const method = c.raw('topk_method')
@@ -338,21 +340,19 @@ function deepseekLayers(c: ConfigReader, numLayers: number): LayerSpec[] {
     if (scoring !== 'softmax') fail('CONFIG_UNSUPPORTED', `config.json: scoring_func '${scoring}' is not supported for DeepseekV2ForCausalLM (softmax only).`)
     const grouped = method === 'group_limited_greedy'
     const nGroup = grouped ? c.int('n_group') : 1, topkGroup = grouped ? c.int('topk_group') : 1
-    router = { scoring: 'softmax', topkMethod: method, nGroup, topkGroup, routedScalingFactor: scaling, correctionBias: false }
-    // transformers' DeepseekV2Moe never normalises (norm_topk_prob is declared but unused), while the
-    // Hub remote code normalises and then skips routed_scaling_factor: refuse rather than pick one silently.
-    if (c.bool('norm_topk_prob')) {
-      fail('CONFIG_UNSUPPORTED', `config.json: norm_topk_prob true is not supported for DeepseekV2ForCausalLM: transformers ignores it while the Hub remote code renormalises; set it to false (every published DeepSeek-V2 checkpoint does).`)
+    router = { scoring: 'softmax', topkMethod: method, nGroup, topkGroup, routedScalingFactor: scaling, normEpsilon: 1e-20, correctionBias: false }
+    // transformers' DeepseekV2Moe declares norm_topk_prob but never reads it; the Hub remote code
+    // renormalises when top_k > 1 (weights / (sum + 1e-20)), which we follow rather than ignore the key.
+    // The Hub code then skips routed_scaling_factor, a reading nobody else shares: refuse that combination.
+    normTopK = topK > 1 && c.bool('norm_topk_prob')
+    if (normTopK && scaling !== 1) {
+      fail('CONFIG_UNSUPPORTED', `config.json: norm_topk_prob true with routed_scaling_factor ${scaling} is ambiguous for DeepseekV2ForCausalLM (transformers ignores norm_topk_prob, the Hub remote code then drops the scaling factor); set norm_topk_prob false, as every published DeepSeek-V2 checkpoint does.`)
     }
-    normTopK = false
   }
   if (E % router.nGroup !== 0) fail('CONFIG_INVALID', `config.json: n_routed_experts (${E}) must be a multiple of n_group (${router.nGroup}).`)
   if (router.topkGroup > router.nGroup) fail('CONFIG_INVALID', `config.json: topk_group (${router.topkGroup}) exceeds n_group (${router.nGroup}).`)
   if (router.topkGroup * (E / router.nGroup) < topK) {
     fail('CONFIG_INVALID', `config.json: topk_group (${router.topkGroup}) groups of ${E / router.nGroup} experts cannot supply num_experts_per_tok (${topK}) experts.`)
-  }
-  if (router.topkMethod === 'noaux_tc' && router.nGroup > 1 && E / router.nGroup < 2) {
-    fail('CONFIG_INVALID', `config.json: noaux_tc scores each group by its top-2 experts; n_routed_experts / n_group must be >= 2.`)
   }
   const layers: LayerSpec[] = []
   for (let i = 0; i < numLayers; i++) {

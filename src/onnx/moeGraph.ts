@@ -385,8 +385,8 @@ function moeBlock(
   }
   if (layer.normTopK || hooks.skipSecondBeta !== undefined) {
     let sum = g.op('ReduceSum', [topW, g.constInt([1])], { keepdims: 1 })
-    // transformers DeepseekV3TopkRouter: denominator = sum + 1e-20.
-    if (layer.router.scoring === 'sigmoid') sum = g.op('Add', [sum, g.scalarFloat(1e-20)])
+    // DeepSeek (transformers DeepseekV3TopkRouter, Hub V2 MoEGate): denominator = sum + 1e-20.
+    if (layer.router.normEpsilon) sum = g.op('Add', [sum, g.scalarFloat(layer.router.normEpsilon)])
     topW = g.op('Div', [topW, sum])
   }
   if (layer.router.routedScalingFactor !== 1) topW = g.op('Mul', [topW, g.scalarFloat(layer.router.routedScalingFactor)])
@@ -489,9 +489,15 @@ function routeTopK(g: GraphBuilder, layer: MoeLayerSpec, weights: WeightLoader, 
   if (router.nGroup > 1) {
     const G = router.nGroup, S = E / G
     const perGroup = g.op('Reshape', [masked(choice), g.constInt([-1, G, S])])
-    const groupScore = router.topkMethod === 'noaux_tc'
-      ? g.op('ReduceSum', [g.opN('TopK', [perGroup, g.constInt([2])], 2, { axis: -1, largest: 1, sorted: 1 })[0], g.constInt([-1])], { keepdims: 0 })
-      : g.op('ReduceMax', [perGroup, g.constInt([-1])], { keepdims: 0 })
+    let groupScore: string
+    if (router.topkMethod === 'noaux_tc' && S >= 2) {
+      // Sum of the group's top-2; a group left with one expert scores that one, an empty group -inf.
+      const [best, second] = g.opN('Split', [g.opN('TopK', [perGroup, g.constInt([2])], 2, { axis: -1, largest: 1, sorted: 1 })[0], g.constInt([1, 1])], 2, { axis: -1 })
+      const secondOr0 = g.op('Where', [g.op('IsInf', [second]), g.scalarFloat(0), second])
+      groupScore = g.op('Reshape', [g.op('Add', [best, secondOr0]), g.constInt([-1, G])])
+    } else {
+      groupScore = g.op('ReduceMax', [perGroup, g.constInt([-1])], { keepdims: 0 })
+    }
     const [, groupIdx] = g.opN('TopK', [groupScore, g.constInt([router.topkGroup])], 2, { axis: -1, largest: 1, sorted: 1 })
     const chosen = g.op('Equal', [g.op('Unsqueeze', [groupIdx, g.constInt([2])]), g.constInt(Array.from({ length: G }, (_, i) => i))]) // [N, kg, G]
     const groupKept = g.op('ReduceMax', [g.op('Cast', [chosen], { to: 1 }), g.constInt([1])], { keepdims: 0 }) // [N, G]
