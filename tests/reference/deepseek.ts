@@ -177,7 +177,7 @@ export function referenceDeepseekLogprobs(config: Record<string, any>, tensors: 
         out = ffn(`${p}.mlp`, h)
       } else {
         const logits = Array.from(matvec(`${p}.mlp.gate.weight`, h))
-        const { selected, weights } = route(config, v3, logits, v3 ? W(`${p}.mlp.gate.e_score_correction_bias`).data : null, new Set(hooks.disabled?.[l] ?? []))
+        const { selected, weights } = route(config, v3, logits, v3 ? W(`${p}.mlp.gate.e_score_correction_bias`).data : null, new Set(hooks.disabled?.[l] ?? []), hooks.topK?.[l])
         out = new Float64Array(d)
         selected.forEach((e, i) => {
           const nov = hooks.novices?.[l]?.[e]
@@ -218,9 +218,9 @@ function topIndices(pool: number[], value: (e: number) => number, n: number): nu
  * One token's routing. Returns the chosen experts (by choice value, descending) and the gate
  * weights applied to them. See the header for the rules and the disabled-expert semantics.
  */
-export function route(config: Record<string, any>, v3: boolean, logits: number[], bias: Float32Array | null, disabled: Set<number>): { selected: number[]; weights: number[] } {
+export function route(config: Record<string, any>, v3: boolean, logits: number[], bias: Float32Array | null, disabled: Set<number>, topK?: number): { selected: number[]; weights: number[] } {
   const E = logits.length
-  const k: number = config.num_experts_per_tok
+  const k: number = topK ?? config.num_experts_per_tok
   const alive = Array.from({ length: E }, (_, e) => e).filter(e => !disabled.has(e))
   if (alive.length < k) throw new Error(`reference: only ${alive.length} experts left for top-${k}`)
   let scores: number[]

@@ -26,6 +26,8 @@ export interface RefHooks {
   novices?: Record<number, Record<number, Float32Array>>
   neuronKeep?: Record<number, number>
   skipSecondBeta?: Record<number, number>
+  /** Per-layer routing top-k overriding num_experts_per_tok. */
+  topK?: Record<number, number>
 }
 
 type Tensors = Map<string, { shape: number[]; data: Float32Array }>
@@ -168,7 +170,7 @@ export function referenceLogprobs(config: Record<string, any>, tensors: Tensors,
         const ex = logits.map((z, e) => (alive[e] ? Math.exp(z - mx) : 0))
         const Z = ex.reduce((a, b) => a + b, 0)
         const probs = ex.map(v => v / Z)
-        const k: number = config.num_experts_per_tok
+        const k: number = hooks.topK?.[l] ?? config.num_experts_per_tok
         const order = probs.map((pv, e) => e).filter(e => alive[e]).sort((a, b) => probs[b] - probs[a] || a - b)
         let sel = order.slice(0, k)
         let w = sel.map(e => probs[e])
