@@ -1,12 +1,18 @@
 // Opens a HuggingFace-format checkpoint folder: config.json, model.safetensors or sharded
 // model-0000N-of-0000M.safetensors + model.safetensors.index.json, and tokenizer.json.
-// Every tensor the architecture needs is checked (present, right shape) before any work starts.
+// Every tensor the architecture needs is checked (present, right shape, right dtype) and every stored
+// tensor is accounted for (used, or an error / warning: unusedTensors.ts) before any work starts; the
+// config's layer and expert counts are checked against the stored names before anything is allocated
+// per layer. Weights are checked for NaN/Inf once each, when first read.
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import { fail } from '../errors.ts'
 import { parseModelSpec, type ModelSpec } from './modelSpec.ts'
-import { decodeToFloat32, readSafetensorsHeader, readTensorBytes, type TensorEntry } from './safetensors.ts'
+import { countNonFinite, decodeToFloat32, readTensorBytes, type StoredTensor, type TensorEntry } from './safetensors.ts'
+import { resolveTensors } from './tensorLayout.ts'
+import { openTensorStore } from './tensorStore.ts'
+import { auditUnusedTensors, type UnusedTensor } from './unusedTensors.ts'
 import { expectedShapes, tensorNames, type ModelNames } from './tensorNames.ts'
 import { loadTokenizer, type TextTokenizer } from './tokenizer.ts'
 import { NOVICES_FILE, readVariantHooks, VARIANT_FILE } from './variantManifest.ts'
@@ -17,12 +23,20 @@ export interface Checkpoint {
   config: Record<string, unknown>
   spec: ModelSpec
   names: ModelNames
+  /**
+   * Every tensor the model uses, by its canonical (transformers v4 per-expert) name, as the engine
+   * reads it: fused v5 expert stacks appear as per-expert views, F8 weights as F32 entries.
+   */
   tensors: Map<string, TensorEntry>
+  /** Stored tensors the model does not use (other dtypes, unrecognised extras, ...), never decoded. */
+  unused: UnusedTensor[]
+  /** 'fused' when the experts were stored as transformers-v5 stacks. */
+  expertLayout: 'per-expert' | 'fused'
   /** Hooks of a harness-format variant folder (moe_harness_variant.json), applied under every edit. */
   baseEdits?: VariantEdits
-  /** The tensor decoded to float32 (a fresh copy). */
+  /** The tensor decoded to float32 (a fresh copy). Throws TENSOR_NONFINITE on NaN/Inf unless allowed. */
   read(name: string): Float32Array
-  /** The tensor's raw bytes in its stored dtype. */
+  /** The tensor's bytes in `tensors.get(name).dtype` (F8 weights dequantized to F32). Same check as read(). */
   readRaw(name: string): Buffer
   tokenizer(): TextTokenizer
   /** sha256 over config.json, tokenizer.json and every tensor's bytes. */
@@ -45,27 +59,50 @@ function readJsonFile(file: string, code: 'CONFIG_INVALID' | 'SAFETENSORS_INVALI
   }
 }
 
-function tensorFiles(dir: string): string[] {
-  const index = path.join(dir, 'model.safetensors.index.json')
-  if (fs.existsSync(index)) {
-    const json = readJsonFile(index, 'SAFETENSORS_INVALID')
-    const map = json.weight_map as Record<string, string> | undefined
-    if (!map || typeof map !== 'object') fail('SAFETENSORS_INVALID', `${index} has no weight_map object.`)
-    const files = [...new Set(Object.values(map))].sort()
-    for (const f of files) {
-      if (typeof f !== 'string' || f.includes('/') || f.includes('\\')) fail('SAFETENSORS_INVALID', `${index}: invalid shard name ${JSON.stringify(f)}.`)
-      if (!fs.existsSync(path.join(dir, f))) fail('CHECKPOINT_NOT_FOUND', `${index} names shard ${f}, which is missing from ${dir}.`)
-    }
-    return files.map(f => path.join(dir, f))
-  }
-  const single = path.join(dir, 'model.safetensors')
-  if (fs.existsSync(single)) return [single]
-  const shards = fs.readdirSync(dir).filter(f => /^model-\d+-of-\d+\.safetensors$/.test(f)).sort()
-  if (shards.length) fail('SAFETENSORS_INVALID', `${dir} has sharded weights but no model.safetensors.index.json; restore the index file.`)
-  fail('CHECKPOINT_NOT_FOUND', `${dir} has no model.safetensors (or sharded model-0000N-of-0000M.safetensors with model.safetensors.index.json).`)
+export interface CheckpointOptions {
+  /** Score weights that hold NaN/Inf instead of refusing them (--allow-nonfinite). */
+  allowNonfinite?: boolean
+  /** Where warnings go (once per open); default stderr. Pool workers pass a no-op: the main thread warned. */
+  warn?: (message: string) => void
 }
 
-export function openCheckpoint(dirArg: string): Checkpoint {
+/**
+ * config.json's layer count against the stored layer indices, before parseModelSpec allocates per
+ * layer: `num_hidden_layers: 1e9` must be a clear mismatch, not Node running out of memory.
+ */
+function checkLayerCount(dir: string, config: Record<string, unknown>, stored: Map<string, StoredTensor>): void {
+  const layers = config.num_hidden_layers
+  if (typeof layers !== 'number' || !Number.isFinite(layers)) return // parseModelSpec names the field
+  let present = 0
+  for (const name of stored.keys()) {
+    const m = /^model\.layers\.(\d+)\./.exec(name)
+    if (m) present = Math.max(present, Number(m[1]) + 1)
+  }
+  if (layers > present) {
+    fail('TENSOR_MISSING', `${dir}: config.json has num_hidden_layers ${layers}, but the checkpoint stores tensors for ${present} layer(s)${present ? ` (model.layers.0 … model.layers.${present - 1})` : ''}; fix num_hidden_layers or restore the missing weight files.`)
+  }
+}
+
+/** The same for the expert count, after parseModelSpec (O(layers)) and before tensorNames (O(layers × experts)). */
+function checkExpertCount(dir: string, spec: ModelSpec, stored: Map<string, StoredTensor>): void {
+  let present = 0
+  for (const t of stored.values()) {
+    const m = /\.experts\.(\d+)\./.exec(t.name)
+    if (m) present = Math.max(present, Number(m[1]) + 1)
+    else if (/\.experts\.(gate_up_proj|down_proj)$/.test(t.name) && t.shape.length === 3) present = Math.max(present, t.shape[0])
+  }
+  const most = Math.max(0, ...spec.layers.map(l => (l.kind === 'moe' ? l.numExperts : 0)))
+  if (most > present) {
+    fail('TENSOR_MISSING', `${dir}: config.json gives MoE layers ${most} experts, but the checkpoint stores ${present}; fix the expert count in config.json (num_local_experts / num_experts / n_routed_experts) or use the matching checkpoint.`)
+  }
+}
+
+function describeNonFinite(file: string, name: string, nan: number, inf: number, total: number): string {
+  const parts = [nan ? `${nan} NaN` : '', inf ? `${inf} ±Inf` : ''].filter(Boolean).join(' and ')
+  return `${file}: tensor '${name}' holds ${parts} of its ${total} values, so every score would be NaN; the checkpoint is corrupt (or saved from a diverged run). Re-export it, or pass --allow-nonfinite to score it anyway.`
+}
+
+export function openCheckpoint(dirArg: string, options: CheckpointOptions = {}): Checkpoint {
   const dir = path.resolve(dirArg)
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) {
     fail('CHECKPOINT_NOT_FOUND', `Model folder ${dirArg} does not exist; pass a HuggingFace-format folder with config.json and *.safetensors.`)
@@ -73,35 +110,39 @@ export function openCheckpoint(dirArg: string): Checkpoint {
   const configFile = path.join(dir, 'config.json')
   if (!fs.existsSync(configFile)) fail('CHECKPOINT_NOT_FOUND', `${dir} has no config.json; it is not a HuggingFace checkpoint folder.`)
   const config = readJsonFile(configFile, 'CONFIG_INVALID')
+  const store = openTensorStore(dir)
+  checkLayerCount(dir, config, store.tensors)
   const spec = parseModelSpec(config)
+  checkExpertCount(dir, spec, store.tensors)
   const names = tensorNames(spec)
+  const { tensors, used, expertLayout } = resolveTensors(dir, spec, names, expectedShapes(spec), store.tensors, config)
+  const { unused, warnings } = auditUnusedTensors(dir, spec, config, store.tensors, used)
+  const warn = options.warn ?? ((m: string) => process.stderr.write(`warning: ${m}\n`))
+  for (const m of [...store.notes, ...warnings]) warn(m)
 
-  const tensors = new Map<string, TensorEntry>()
-  for (const file of tensorFiles(dir)) {
-    for (const entry of readSafetensorsHeader(file)) tensors.set(entry.name, entry)
-  }
-  for (const [name, shape] of expectedShapes(spec)) {
-    const entry = tensors.get(name)
-    if (!entry) {
-      fail('TENSOR_MISSING', `${dir}: tensor '${name}' is missing; the checkpoint does not match its config.json (${spec.architecture}).`)
+  const checked = new Set<string>()
+  const load = (name: string): { entry: TensorEntry; bytes: Buffer } => {
+    const entry = tensors.get(name) ?? fail('TENSOR_MISSING', `${dir}: tensor '${name}' is missing.`)
+    const bytes = readTensorBytes(entry)
+    if (!options.allowNonfinite && !checked.has(name)) {
+      const { nan, inf } = countNonFinite(bytes, entry.dtype)
+      if (nan || inf) fail('TENSOR_NONFINITE', describeNonFinite(entry.file, name, nan, inf, entry.shape.reduce((a, b) => a * b, 1)))
+      checked.add(name)
     }
-    if (entry.shape.length !== shape.length || entry.shape.some((d, i) => d !== shape[i])) {
-      fail('TENSOR_SHAPE', `${dir}: tensor '${name}' has shape [${entry.shape}] but config.json implies [${shape}].`)
-    }
+    return { entry, bytes }
   }
 
   let tokenizer: TextTokenizer | undefined
   let fingerprint: string | undefined
   const baseEdits = readVariantHooks(dir)
   return {
-    dir, config, spec, names, tensors, baseEdits,
+    dir, config, spec, names, tensors, unused, expertLayout, baseEdits,
     read(name) {
-      const entry = tensors.get(name) ?? fail('TENSOR_MISSING', `${dir}: tensor '${name}' is missing.`)
-      return decodeToFloat32(readTensorBytes(entry), entry.dtype)
+      const { entry, bytes } = load(name)
+      return decodeToFloat32(bytes, entry.dtype)
     },
     readRaw(name) {
-      const entry = tensors.get(name) ?? fail('TENSOR_MISSING', `${dir}: tensor '${name}' is missing.`)
-      return readTensorBytes(entry)
+      return load(name).bytes
     },
     tokenizer() {
       return (tokenizer ??= loadTokenizer(dir, config))

@@ -1,27 +1,129 @@
 // safetensors: an 8-byte little-endian header length, a JSON header {name: {dtype, shape, data_offsets}},
-// then raw little-endian bytes. Tensors are read one at a time; a shard is never read whole.
+// then raw little-endian bytes. Headers are validated whole at the boundary; tensors are read one at
+// a time (a slice of a stacked tensor reads only its bytes); a shard is never read whole.
 import fs from 'node:fs'
-import path from 'node:path'
 import { fail } from '../errors.ts'
 import { bf16ToFloat, floatToBf16, floatToHalf, halfToFloat } from '../util/float16.ts'
 
 export type DType = 'F32' | 'F16' | 'BF16'
 export const DTYPE_BYTES: Record<DType, number> = { F32: 4, F16: 2, BF16: 2 }
 
-export interface TensorEntry {
+/**
+ * Every dtype the safetensors format defines (safetensors' `Dtype` enum), with its size in bits.
+ * A file may hold any of them; the engine computes only in F32/F16/BF16, and F8 weights are
+ * dequantized on load (see `TensorEntry.fp8`). Other dtypes load header-only and are never decoded.
+ */
+export const STORED_DTYPE_BITS = {
+  BOOL: 8, U8: 8, I8: 8, F8_E4M3: 8, F8_E5M2: 8, F8_E8M0: 8, F4: 4, F6_E2M3: 6, F6_E3M2: 6,
+  I16: 16, U16: 16, F16: 16, BF16: 16, I32: 32, U32: 32, F32: 32, F64: 64, I64: 64, U64: 64, C64: 64,
+} as const
+export type StoredDType = keyof typeof STORED_DTYPE_BITS
+export type Fp8DType = 'F8_E4M3' | 'F8_E5M2'
+
+export function isEngineDType(d: string): d is DType {
+  return d === 'F32' || d === 'F16' || d === 'BF16'
+}
+
+/** One tensor as a safetensors header describes it, validated against the file. */
+export interface StoredTensor {
   name: string
   file: string
-  dtype: DType
+  dtype: StoredDType
   shape: number[]
   /** Absolute byte offset of the data in `file`. */
   offset: number
   byteLength: number
 }
 
-const MAX_HEADER = 256 * 1024 * 1024
+/**
+ * How an F8 weight becomes float32: value × scale_inv of its block, computed in float32 (DeepSeek-V3
+ * inference/kernel.py `weight_dequant`; transformers' FineGrainedFP8 with `dequantize=True`). The
+ * engine never computes in F8 (onnxruntime's CPU kernels have no F8 GEMM, and scoring is defined
+ * on the dequantized weights), so such a weight is presented as an F32 entry.
+ */
+export interface Fp8Source {
+  storedDtype: Fp8DType
+  /** The `<weight>_scale_inv` tensor: [gridRows, gridCols] or stacked [matrices, gridRows, gridCols]. */
+  scale: StoredTensor
+  /** Which quantised matrix of a stacked tensor this entry is (the expert index; 0 for a 2-D weight). */
+  matrix: number
+  /** First row of this entry inside its quantised matrix (the up half of a fused gate_up_proj starts at F). */
+  firstRow: number
+  /** weight_block_size [rows, cols] of config.json's quantization_config. */
+  block: [number, number]
+  gridRows: number
+  gridCols: number
+}
 
-/** Parses and validates a safetensors header; every offset is checked against the file size. */
-export function readSafetensorsHeader(file: string): TensorEntry[] {
+/**
+ * A tensor as the engine sees it: a stored tensor, a contiguous slice of one (an expert of a fused
+ * transformers-v5 stack), or an F8 weight dequantized to F32 on read.
+ */
+export interface TensorEntry {
+  name: string
+  file: string
+  /** The dtype of the bytes `readTensorBytes` returns. */
+  dtype: DType
+  shape: number[]
+  /** Absolute byte offset of the stored data in `file`. */
+  offset: number
+  /** Stored bytes (for an F8 entry: one byte per element; the decoded F32 bytes are 4×). */
+  byteLength: number
+  fp8?: Fp8Source
+}
+
+/** safetensors' own bound on the header (MAX_HEADER_SIZE in the Rust crate). */
+const MAX_HEADER = 100_000_000
+
+function invalid(file: string, message: string): never {
+  fail('SAFETENSORS_INVALID', `${file}: ${message}`)
+}
+
+/**
+ * The top-level keys of a JSON object text, in order, duplicates included (JSON.parse keeps only
+ * the last of a duplicated key, which would silently pick one of two tensors). `text` must already
+ * parse as a JSON object.
+ */
+export function topLevelKeys(text: string): string[] {
+  const keys: string[] = []
+  let i = text.indexOf('{') + 1
+  const skipWs = () => { while (i < text.length && /\s/.test(text[i])) i++ }
+  const readString = (): string => {
+    const start = i
+    i++
+    while (text[i] !== '"') i += text[i] === '\\' ? 2 : 1
+    i++
+    return JSON.parse(text.slice(start, i)) as string
+  }
+  const skipValue = () => {
+    let depth = 0
+    for (; i < text.length; i++) {
+      const c = text[i]
+      if (c === '"') { readString(); i--; continue }
+      if (c === '{' || c === '[') depth++
+      else if (c === '}' || c === ']') { if (depth === 0) return; depth-- }
+      else if (c === ',' && depth === 0) return
+    }
+  }
+  for (;;) {
+    skipWs()
+    if (text[i] === '}') return keys
+    keys.push(readString())
+    skipWs()
+    i++ // ':'
+    skipWs()
+    skipValue()
+    if (text[i] === ',') i++
+  }
+}
+
+/**
+ * Parses and validates a safetensors file's header (any dtype): header length sane and within the
+ * file, a JSON object with unique names, known dtypes, non-negative integer shapes, and data_offsets
+ * that are in range, match dtype × shape, and tile the data section exactly (sorted, contiguous, no
+ * overlap, no gap), as the reference Rust implementation requires. Errors name the file and tensor.
+ */
+export function readSafetensorsFile(file: string): StoredTensor[] {
   let fd: number
   try {
     fd = fs.openSync(file, 'r')
@@ -29,72 +131,210 @@ export function readSafetensorsHeader(file: string): TensorEntry[] {
     fail('CHECKPOINT_NOT_FOUND', `Cannot open ${file}: ${(e as Error).message}`)
   }
   try {
-    const size = fs.fstatSync(fd).size
-    const where = path.basename(file)
-    if (size < 8) fail('SAFETENSORS_INVALID', `${where} is truncated (${size} bytes): re-download or re-export the checkpoint.`)
+    const stat = fs.fstatSync(fd)
+    if (!stat.isFile()) invalid(file, 'is not a regular file.')
+    const size = stat.size
+    if (size < 8) invalid(file, `is truncated (${size} bytes; a safetensors file starts with an 8-byte header length): re-download or re-export the checkpoint.`)
     const lenBuf = Buffer.alloc(8)
     fs.readSync(fd, lenBuf, 0, 8, 0)
-    const headerLen = Number(lenBuf.readBigUInt64LE(0))
-    if (headerLen > MAX_HEADER || 8 + headerLen > size) {
-      fail('SAFETENSORS_INVALID', `${where}: header length ${headerLen} exceeds the file size ${size}; the file is truncated or not safetensors.`)
+    const headerLenBig = lenBuf.readBigUInt64LE(0)
+    if (headerLenBig > BigInt(size - 8)) {
+      invalid(file, `header length ${headerLenBig} exceeds the file size ${size}; the file is truncated or not safetensors.`)
     }
+    const headerLen = Number(headerLenBig)
+    if (headerLen > MAX_HEADER) invalid(file, `header length ${headerLen} is over safetensors' limit of ${MAX_HEADER} bytes; the file is not safetensors.`)
+    if (headerLen < 2) invalid(file, `header length ${headerLen} is too short for a JSON object; the file is not safetensors.`)
     const headerBuf = Buffer.alloc(headerLen)
     fs.readSync(fd, headerBuf, 0, headerLen, 8)
-    let header: Record<string, unknown>
+    let text: string
     try {
-      header = JSON.parse(headerBuf.toString('utf8'))
+      text = new TextDecoder('utf-8', { fatal: true }).decode(headerBuf)
+    } catch {
+      invalid(file, 'the header is not valid UTF-8; the file is corrupt or not safetensors.')
+    }
+    let header: unknown
+    try {
+      header = JSON.parse(text)
     } catch (e) {
-      fail('SAFETENSORS_INVALID', `${where}: the JSON header does not parse (${(e as Error).message}).`)
+      invalid(file, `the JSON header does not parse (${(e as Error).message}); the file is corrupt or not safetensors.`)
+    }
+    if (!header || typeof header !== 'object' || Array.isArray(header)) invalid(file, 'the header is not a JSON object.')
+    const seen = new Set<string>()
+    for (const k of topLevelKeys(text)) {
+      if (seen.has(k)) invalid(file, `the header names tensor '${k}' twice; a reader would silently keep one of them. Re-export the checkpoint.`)
+      seen.add(k)
+    }
+    const meta = (header as Record<string, unknown>).__metadata__
+    if (meta !== undefined && (!meta || typeof meta !== 'object' || Array.isArray(meta) || Object.values(meta).some(v => typeof v !== 'string'))) {
+      invalid(file, `__metadata__ must be an object of strings (got ${JSON.stringify(meta).slice(0, 80)}).`)
     }
     const dataStart = 8 + headerLen
     const dataSize = size - dataStart
-    const entries: TensorEntry[] = []
-    for (const [name, raw] of Object.entries(header)) {
+    const entries: (StoredTensor & { begin: number; end: number })[] = []
+    for (const [name, raw] of Object.entries(header as Record<string, unknown>)) {
       if (name === '__metadata__') continue
-      const info = raw as { dtype?: string; shape?: unknown; data_offsets?: unknown }
-      if (!info || typeof info !== 'object') fail('SAFETENSORS_INVALID', `${where}: entry '${name}' is not an object.`)
-      const dtype = info.dtype as DType
-      if (!(dtype in DTYPE_BYTES)) {
-        fail('TENSOR_DTYPE', `${where}: tensor '${name}' has dtype ${info.dtype}; supported dtypes are F32, F16 and BF16.`)
+      const info = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown }
+      if (!info || typeof info !== 'object' || Array.isArray(info)) invalid(file, `entry '${name}' is not an object.`)
+      const dtype = info.dtype
+      if (typeof dtype !== 'string' || !Object.hasOwn(STORED_DTYPE_BITS, dtype)) {
+        invalid(file, `tensor '${name}' has unknown dtype ${JSON.stringify(dtype)} (safetensors dtypes: ${Object.keys(STORED_DTYPE_BITS).join(', ')}).`)
       }
       const shape = info.shape
-      if (!Array.isArray(shape) || !shape.every(d => Number.isInteger(d) && d >= 0)) {
-        fail('SAFETENSORS_INVALID', `${where}: tensor '${name}' has an invalid shape ${JSON.stringify(shape)}.`)
+      if (!Array.isArray(shape) || !shape.every(d => Number.isSafeInteger(d) && d >= 0)) {
+        invalid(file, `tensor '${name}' has an invalid shape ${JSON.stringify(shape)}; dimensions must be non-negative integers.`)
       }
       const offs = info.data_offsets
-      if (!Array.isArray(offs) || offs.length !== 2 || !offs.every(o => Number.isInteger(o) && o >= 0) || offs[1] < offs[0]) {
-        fail('SAFETENSORS_INVALID', `${where}: tensor '${name}' has invalid data_offsets ${JSON.stringify(offs)}.`)
+      if (!Array.isArray(offs) || offs.length !== 2 || !offs.every(o => Number.isSafeInteger(o) && o >= 0) || offs[1] < offs[0]) {
+        invalid(file, `tensor '${name}' has invalid data_offsets ${JSON.stringify(offs)}; expected [begin, end] with 0 <= begin <= end.`)
       }
       const [begin, end] = offs as [number, number]
       if (end > dataSize) {
-        fail('SAFETENSORS_INVALID', `${where}: tensor '${name}' data_offsets [${begin}, ${end}] run past the end of the data (${dataSize} bytes); the file is truncated or corrupt.`)
+        invalid(file, `tensor '${name}' data_offsets [${begin}, ${end}] run past the end of the data (${dataSize} bytes); the file is truncated or corrupt.`)
       }
-      const numel = (shape as number[]).reduce((a, b) => a * b, 1)
-      if (numel * DTYPE_BYTES[dtype] !== end - begin) {
-        fail('SAFETENSORS_INVALID', `${where}: tensor '${name}' has ${end - begin} bytes but shape ${JSON.stringify(shape)} × ${dtype} needs ${numel * DTYPE_BYTES[dtype]}.`)
+      const bits = STORED_DTYPE_BITS[dtype as StoredDType]
+      let numel = 1
+      for (const d of shape as number[]) numel = Math.min(numel * d, Number.MAX_SAFE_INTEGER)
+      const need = (numel * bits) / 8
+      if (need !== end - begin) {
+        invalid(file, `tensor '${name}' has ${end - begin} bytes (data_offsets [${begin}, ${end}]) but shape ${JSON.stringify(shape)} × ${dtype} needs ${need}.`)
       }
-      entries.push({ name, file, dtype, shape: shape as number[], offset: dataStart + begin, byteLength: end - begin })
+      entries.push({ name, file, dtype: dtype as StoredDType, shape: shape as number[], offset: dataStart + begin, byteLength: end - begin, begin, end })
     }
-    return entries
+    const sorted = [...entries].sort((a, b) => a.begin - b.begin || a.end - b.end)
+    let expected = 0
+    let prev: (typeof entries)[number] | undefined
+    for (const e of sorted) {
+      if (e.begin < expected) {
+        invalid(file, `tensor '${e.name}' data_offsets [${e.begin}, ${e.end}] overlap tensor '${prev!.name}' [${prev!.begin}, ${prev!.end}]; the two would share bytes. Re-export the checkpoint.`)
+      }
+      if (e.begin > expected) {
+        invalid(file, `tensor '${e.name}' data_offsets [${e.begin}, ${e.end}] leave a gap of ${e.begin - expected} unclaimed bytes before it; tensors must tile the data section. Re-export the checkpoint.`)
+      }
+      expected = e.end
+      prev = e
+    }
+    if (expected !== dataSize) {
+      invalid(file, `the data section has ${dataSize - expected} bytes after the last tensor that no header entry claims; the file is corrupt or was appended to.`)
+    }
+    return entries.map(({ begin: _b, end: _e, ...t }) => t)
   } finally {
     fs.closeSync(fd)
   }
 }
 
-export function readTensorBytes(entry: TensorEntry): Buffer {
-  const buf = Buffer.alloc(entry.byteLength)
-  const fd = fs.openSync(entry.file, 'r')
+/** A validated header whose tensors must all be engine dtypes (the harness's own files: overrides, novices). */
+export function readSafetensorsHeader(file: string): TensorEntry[] {
+  return readSafetensorsFile(file).map(t => {
+    if (!isEngineDType(t.dtype)) fail('TENSOR_DTYPE', `${file}: tensor '${t.name}' has dtype ${t.dtype}; supported dtypes are F32, F16 and BF16.`)
+    return { ...t, dtype: t.dtype }
+  })
+}
+
+function readBytes(file: string, offset: number, length: number, what: string): Buffer {
+  const buf = Buffer.alloc(length)
+  const fd = fs.openSync(file, 'r')
   try {
     let done = 0
-    while (done < entry.byteLength) {
-      const n = fs.readSync(fd, buf, done, entry.byteLength - done, entry.offset + done)
-      if (n === 0) fail('SAFETENSORS_INVALID', `${entry.file}: unexpected end of file reading '${entry.name}'.`)
+    while (done < length) {
+      const n = fs.readSync(fd, buf, done, length - done, offset + done)
+      if (n === 0) fail('SAFETENSORS_INVALID', `${file}: unexpected end of file reading '${what}'; the file changed or is truncated.`)
       done += n
     }
   } finally {
     fs.closeSync(fd)
   }
   return buf
+}
+
+/** The entry's bytes in `entry.dtype` (an F8 entry is dequantized to F32 here). */
+export function readTensorBytes(entry: TensorEntry | StoredTensor): Buffer {
+  const bytes = readBytes(entry.file, entry.offset, entry.byteLength, entry.name)
+  const fp8 = (entry as TensorEntry).fp8
+  return fp8 ? dequantizeFp8(bytes, entry as TensorEntry, fp8) : bytes
+}
+
+function decodeTable(dtype: Fp8DType): Float32Array {
+  const table = new Float32Array(256)
+  for (let b = 0; b < 256; b++) table[b] = dtype === 'F8_E4M3' ? e4m3ToFloat(b) : e5m2ToFloat(b)
+  return table
+}
+const FP8_TABLES: Partial<Record<Fp8DType, Float32Array>> = {}
+
+function dequantizeFp8(q: Buffer, entry: TensorEntry, src: Fp8Source): Buffer {
+  const [rows, cols] = entry.shape
+  const [br, bc] = src.block
+  const r0 = Math.floor(src.firstRow / br)
+  const r1 = Math.floor((src.firstRow + Math.max(rows, 1) - 1) / br)
+  const scaleBytes = STORED_DTYPE_BITS[src.scale.dtype] / 8
+  const start = (src.matrix * src.gridRows + r0) * src.gridCols
+  const count = (r1 - r0 + 1) * src.gridCols
+  const rawScale = readBytes(src.scale.file, src.scale.offset + start * scaleBytes, count * scaleBytes, src.scale.name)
+  const scale = decodeToFloat32(rawScale, src.scale.dtype as DType)
+  const table = (FP8_TABLES[src.storedDtype] ??= decodeTable(src.storedDtype))
+  const out = new Float32Array(rows * cols)
+  for (let r = 0; r < rows; r++) {
+    const sRow = (Math.floor((src.firstRow + r) / br) - r0) * src.gridCols
+    for (let c = 0; c < cols; c++) {
+      // Both factors are float32 and their double product is exact, so fround is float32 multiplication.
+      out[r * cols + c] = Math.fround(table[q[r * cols + c]] * scale[sRow + Math.floor(c / bc)])
+    }
+  }
+  return Buffer.from(out.buffer, out.byteOffset, out.byteLength)
+}
+
+/** float8 e4m3fn (no infinities; S.1111.111 is NaN; max 448), as torch.float8_e4m3fn. */
+export function e4m3ToFloat(b: number): number {
+  const sign = b & 0x80 ? -1 : 1
+  const e = (b >> 3) & 0xf
+  const m = b & 7
+  if (e === 15 && m === 7) return NaN
+  return e === 0 ? sign * (m / 8) * 2 ** -6 : sign * (1 + m / 8) * 2 ** (e - 7)
+}
+
+/** float8 e5m2 (IEEE-like: infinities and NaN at exponent 31), as torch.float8_e5m2. */
+export function e5m2ToFloat(b: number): number {
+  const sign = b & 0x80 ? -1 : 1
+  const e = (b >> 2) & 0x1f
+  const m = b & 3
+  if (e === 31) return m ? NaN : sign * Infinity
+  return e === 0 ? sign * (m / 4) * 2 ** -14 : sign * (1 + m / 4) * 2 ** (e - 15)
+}
+
+/** Nearest float8 e4m3fn byte (round half to even, saturating at ±448; NaN → 0x7f). For writers and tests. */
+export function floatToE4m3(x: number): number {
+  if (Number.isNaN(x)) return 0x7f
+  const sign = x < 0 || Object.is(x, -0) ? 0x80 : 0
+  const a = Math.min(Math.abs(x), 448)
+  // The 127 non-negative finite codes are increasing in value: binary-search the neighbours.
+  let lo = 0, hi = 0x7e
+  while (hi - lo > 1) {
+    const mid = (lo + hi) >> 1
+    if (e4m3ToFloat(mid) <= a) lo = mid
+    else hi = mid
+  }
+  const dl = a - e4m3ToFloat(lo), dh = e4m3ToFloat(hi) - a
+  const code = dl < dh ? lo : dh < dl ? hi : lo % 2 === 0 ? lo : hi
+  return sign | code
+}
+
+/** Number of NaN and ±Inf values in raw bytes of an engine dtype (bit tests, no decoding). */
+export function countNonFinite(bytes: Uint8Array, dtype: DType): { nan: number; inf: number } {
+  let nan = 0, inf = 0
+  if (dtype === 'F32') {
+    const a = bytes.byteOffset % 4 === 0 ? bytes : new Uint8Array(bytes)
+    const u = new Uint32Array(a.buffer, a.byteOffset, a.byteLength >> 2)
+    for (let i = 0; i < u.length; i++) {
+      if ((u[i] & 0x7f800000) === 0x7f800000) { if (u[i] & 0x7fffff) nan++; else inf++ }
+    }
+  } else {
+    const a = bytes.byteOffset % 2 === 0 ? bytes : new Uint8Array(bytes)
+    const u = new Uint16Array(a.buffer, a.byteOffset, a.byteLength >> 1)
+    const [expMask, mantMask] = dtype === 'F16' ? [0x7c00, 0x3ff] : [0x7f80, 0x7f]
+    for (let i = 0; i < u.length; i++) {
+      if ((u[i] & expMask) === expMask) { if (u[i] & mantMask) nan++; else inf++ }
+    }
+  }
+  return { nan, inf }
 }
 
 /** Decodes raw little-endian bytes of the given dtype into float32. */
