@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander'
 import { isHarnessError } from '../errors.ts'
 import { HARNESS_VERSION } from '../version.ts'
+import { stopAllProgress } from './progress.ts'
 import { registerEval } from './commands/eval.ts'
 import { registerScore } from './commands/score.ts'
 import { registerMethods } from './commands/methods.ts'
@@ -47,6 +48,9 @@ export async function main(argv: string[]): Promise<number> {
     }
     process.stderr.write(`error [INTERNAL]: ${(e as Error)?.stack ?? String(e)}\n`)
     return 1
+  } finally {
+    // A bar left running by a failed command would keep the process alive after its error.
+    stopAllProgress()
   }
 }
 

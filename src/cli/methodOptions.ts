@@ -70,11 +70,15 @@ export async function planFromFlags(flags: MethodFlags, ckpt: Checkpoint) {
 export async function prepareFromPlan(ckpt: Checkpoint, plan: Awaited<ReturnType<typeof planFromFlags>>, flags: MethodFlags, engine: { device: Device; threads: number }): Promise<PreparedVariant | undefined> {
   if (!plan) return undefined
   let progress: ReturnType<typeof createProgress> | undefined
-  const prepared = await prepareVariant(ckpt, plan, {
-    calibration: calibrationFromFlags(flags, ckpt), ...engine,
-    onCalibration: (done, total) => { (progress ??= createProgress('calibration'.padEnd(22), total)).update(done) },
-  })
-  progress?.stop()
+  let prepared: PreparedVariant
+  try {
+    prepared = await prepareVariant(ckpt, plan, {
+      calibration: calibrationFromFlags(flags, ckpt), ...engine,
+      onCalibration: (done, total) => { (progress ??= createProgress('calibration'.padEnd(22), total)).update(done) },
+    })
+  } finally {
+    progress?.stop()
+  }
   for (const w of prepared.warnings) process.stderr.write(`warning [method ${prepared.method}]: ${w}\n`)
   return prepared
 }

@@ -1,10 +1,18 @@
 // Progress bars on stderr: a live bar on a terminal, plain periodic lines otherwise (CI logs).
+//
+// A bar owns a timer (cli-progress redraws on an interval), and a live timer keeps Node running: a
+// command that fails while a bar is shown would print its error and then never exit. So every bar is
+// registered here, `withProgress` stops its bar however the work ends, and the CLI entry calls
+// `stopAllProgress()` after every command, error or not.
 import cliProgress from 'cli-progress'
 
 export interface Progress {
   update(done: number, label?: string): void
+  /** Idempotent. */
   stop(): void
 }
+
+const live = new Set<Progress>()
 
 export function createProgress(title: string, total: number, options: { quiet?: boolean } = {}): Progress {
   if (options.quiet || total <= 0) return { update() {}, stop() {} }
@@ -19,12 +27,33 @@ export function createProgress(title: string, total: number, options: { quiet?: 
     clearOnComplete: false,
   }, cliProgress.Presets.shades_classic)
   bar.start(total, 0, { label: '' })
-  return {
+  let stopped = false
+  const progress: Progress = {
     update(done, label) {
-      bar.update(done, label === undefined ? {} : { label })
+      if (!stopped) bar.update(done, label === undefined ? {} : { label })
     },
     stop() {
+      if (stopped) return
+      stopped = true
+      live.delete(progress)
       bar.stop()
     },
   }
+  live.add(progress)
+  return progress
+}
+
+/** Runs `work` with a bar that is stopped when it ends, whether it returns or throws. */
+export async function withProgress<T>(title: string, total: number, work: (progress: Progress) => Promise<T>): Promise<T> {
+  const progress = createProgress(title, total)
+  try {
+    return await work(progress)
+  } finally {
+    progress.stop()
+  }
+}
+
+/** Stops every bar still running (their timers would keep the process alive after an error). */
+export function stopAllProgress(): void {
+  for (const p of [...live]) p.stop()
 }

@@ -3,8 +3,8 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import Handlebars from 'handlebars'
-import { fail } from '../errors.ts'
 import { REPORTS_DIR } from '../paths.ts'
+import { writeOutputDir, type OutputContext } from '../util/outputPaths.ts'
 import { expertMap, paretoChart, ratioCurves, routingHeatmap } from './charts.ts'
 import type { Cell, LeaderboardData, ModelData, Row, TaskInfo } from './leaderboardData.ts'
 
@@ -63,7 +63,12 @@ interface SiteModel extends ModelData {
   ratioValues: number[]
 }
 
-export async function renderSite(data: LeaderboardData, outDir: string): Promise<string[]> {
+/**
+ * Renders every page and writes the site to `outDir` through the output-path rule
+ * (src/util/outputPaths.ts): OUTPUT_UNSAFE when `outDir` is not ours to replace, OUTPUT_FAILED on
+ * write errors; either way the previous site is untouched. Returns the page file names.
+ */
+export async function renderSite(data: LeaderboardData, outDir: string, output: OutputContext = { source: 'the report folder' }): Promise<string[]> {
   const hb = createEngine()
   const template = (name: string) => hb.compile(fs.readFileSync(path.join(TEMPLATES, `${name}.hbs`), 'utf8'), { strict: false })
   const layout = template('layout')
@@ -131,19 +136,10 @@ export async function renderSite(data: LeaderboardData, outDir: string): Promise
     page(`task-${task.slug}.html`, 'task', task.name, { task, models: perModel })
   }
 
-  // Write beside the target and swap, so a failure never leaves a half-written site.
-  const tmp = `${path.resolve(outDir)}.tmp-${process.pid}`
-  fs.rmSync(tmp, { recursive: true, force: true })
-  fs.mkdirSync(tmp, { recursive: true })
-  try {
+  // Built beside the target and swapped in; only a site the harness wrote is ever replaced.
+  writeOutputDir(outDir, 'report', output, tmp => {
     for (const [file, html] of [...pages.entries()].sort()) fs.writeFileSync(path.join(tmp, file), html)
     fs.writeFileSync(path.join(tmp, 'leaderboard.json'), JSON.stringify(data, null, 1))
-  } catch (e) {
-    fs.rmSync(tmp, { recursive: true, force: true })
-    fail('REPORT_FAILED', `Could not write the site: ${(e as Error).message}`)
-  }
-  fs.rmSync(outDir, { recursive: true, force: true })
-  fs.mkdirSync(path.dirname(path.resolve(outDir)), { recursive: true })
-  fs.renameSync(tmp, outDir)
+  })
   return [...pages.keys()].sort()
 }

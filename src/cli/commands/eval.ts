@@ -7,9 +7,9 @@ import { defaultDataDir } from '../../paths.ts'
 import type { MetricName, TaskDefinition } from '../../tasks/defineTask.ts'
 import { evaluateTask, type TaskEvaluation } from '../../tasks/evaluate.ts'
 import { builtInTasks, loadTaskDocs, resolveTasks, selectDocs, subsetKey, type SubsetSpec } from '../../tasks/registry.ts'
-import { addDeviceOptions, addHookOptions, editsFromFlags, threadCount, type EngineFlags } from '../engineOptions.ts'
+import { checkpointOptions, addDeviceOptions, addHookOptions, editsFromFlags, threadCount, type EngineFlags } from '../engineOptions.ts'
 import { addMethodOptions, planFromFlags, prepareFromPlan, type MethodFlags } from '../methodOptions.ts'
-import { createProgress } from '../progress.ts'
+import { withProgress } from '../progress.ts'
 import { formatResultsTable, resultsJson } from '../resultsTable.ts'
 
 interface EvalFlags extends EngineFlags, MethodFlags {
@@ -61,7 +61,7 @@ export function subsetFromFlags(flags: { limit?: string; sample?: string; seed: 
 
 async function runEval(flags: EvalFlags): Promise<void> {
   // Everything that can be wrong is checked before the model is built.
-  const ckpt = openCheckpoint(flags.model)
+  const ckpt = openCheckpoint(flags.model, checkpointOptions(flags))
   const hookEdits = editsFromFlags(flags, ckpt.spec)
   validateEdits(ckpt.spec, hookEdits)
   const plan = await planFromFlags(flags, ckpt)
@@ -85,17 +85,18 @@ async function runEval(flags: EvalFlags): Promise<void> {
   const results: { task: TaskDefinition; evaluation: TaskEvaluation; docs: number; seconds: number }[] = []
   try {
     for (const { task, docs } of loaded) {
-      const progress = createProgress(task.name.padEnd(22), docs.length)
       const t0 = performance.now()
-      const evaluation = await evaluateTask(task, docs, {
-        tokenizer, maxLength,
-        score: requests => scorer.score(requests, {
-          maxBatchTokens: batchTokens,
-          onProgress: (done, total) => progress.update(Math.round((done / total) * docs.length), `${done}/${total} requests`),
-        }),
+      const evaluation = await withProgress(task.name.padEnd(22), docs.length, async progress => {
+        const result = await evaluateTask(task, docs, {
+          tokenizer, maxLength,
+          score: requests => scorer.score(requests, {
+            maxBatchTokens: batchTokens,
+            onProgress: (done, total) => progress.update(Math.round((done / total) * docs.length), `${done}/${total} requests`),
+          }),
+        })
+        progress.update(docs.length)
+        return result
       })
-      progress.update(docs.length)
-      progress.stop()
       results.push({ task, evaluation, docs: docs.length, seconds: (performance.now() - t0) / 1000 })
     }
   } finally {

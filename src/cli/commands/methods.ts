@@ -1,9 +1,9 @@
-import fs from 'node:fs'
 import path from 'node:path'
 import type { Command } from 'commander'
 import { fail } from '../../errors.ts'
 import { loadAllMethods, methodNames } from '../../methods/registry.ts'
 import { METHODS_DIR, ROOT } from '../../paths.ts'
+import { createNewFiles } from '../../util/outputPaths.ts'
 
 export function registerMethods(program: Command): void {
   program
@@ -34,9 +34,11 @@ export function registerMethods(program: Command): void {
       if (methodNames().includes(name)) fail('INVALID_ARGUMENT', `methods/${name}.ts already exists.`)
       const file = path.join(METHODS_DIR, `${name}.ts`)
       const test = path.join(ROOT, 'tests', 'methods', `${name}.test.ts`)
-      fs.writeFileSync(file, methodTemplate(name))
-      fs.mkdirSync(path.dirname(test), { recursive: true })
-      fs.writeFileSync(test, testTemplate(name))
+      // Never overwrites: an existing method or test file is refused, and nothing is created.
+      createNewFiles([
+        { file, content: methodTemplate(name), shown: `methods/${name}.ts` },
+        { file: test, content: testTemplate(name), shown: `tests/methods/${name}.test.ts` },
+      ])
       process.stdout.write(`created ${path.relative(process.cwd(), file)} and ${path.relative(process.cwd(), test)}\n` +
         `try it: moe-harness eval --model models/tiny-moe --method ${name} --ratio 0.25\n`)
     })

@@ -1,5 +1,7 @@
 import path from 'node:path'
 import type { Command } from 'commander'
+import { loadConfig } from '../../config/defineConfig.ts'
+import { checkOutputDir, type OutputContext } from '../../util/outputPaths.ts'
 import { addSweepOptions, sweepFromFlags, type SweepFlags } from './sweep.ts'
 import { buildReport } from './report.ts'
 
@@ -9,13 +11,23 @@ export function registerStart(program: Command): void {
     .description('The main job: the sweep of harness.config.ts (by default every method on the built-in model at ratios 0, 0.25, 0.5, 0.75), then the leaderboard site.')
   addSweepOptions(cmd)
   cmd.action(async (flags: SweepFlags) => {
+    // The site folder is checked before the sweep: a bad report.outDir fails now, not after an hour.
+    const loaded = await loadConfig(flags.config)
+    const out = path.resolve(loaded.baseDir, loaded.config.report.outDir)
+    const output: OutputContext = {
+      source: `report.outDir in ${loaded.file ?? 'the config'}`,
+      databases: [flags.db ?? loaded.config.store],
+      models: Object.values(loaded.config.models).map(m => path.resolve(loaded.baseDir, m)),
+    }
+    checkOutputDir(out, 'report', output)
     const result = await sweepFromFlags(flags)
     if (result.interrupted) {
       process.exitCode = 130
       return
     }
-    const out = path.resolve(result.baseDir, result.config.report.outDir)
-    const pages = await buildReport(result.db, out, result.config.report.title)
+    const pages = await buildReport(result.db, out, result.config.report.title, output)
     process.stdout.write(`leaderboard: ${pages.length} pages; open ${path.join(out, 'index.html')}\n`)
+    // The site lists the failed cells too; the exit status says the sweep is not complete.
+    if (result.failed > 0) process.exitCode = 1
   })
 }

@@ -5,27 +5,32 @@ import { stringify } from 'csv-stringify/sync'
 import { fail } from '../../errors.ts'
 import { ResultsStore, validateMergeInputs } from '../../store/resultsStore.ts'
 import { readResultRows } from '../../store/resultRows.ts'
+import { checkOutputFile, writeOutputFile, type OutputContext } from '../../util/outputPaths.ts'
+import { CSV_EXPORT, JSON_EXPORT, modelsOf, RESULT_COLUMNS, RESULTS_DATABASE } from '../outputRules.ts'
 
 export function registerStore(program: Command): void {
   program
     .command('export')
     .description('Export the results store as CSV and/or JSON (one row per model × variant × task × metric).')
     .requiredOption('--db <file>', 'SQLite results store')
-    .option('--csv <file>', 'write CSV here')
-    .option('--json <file>', 'write JSON here')
+    .option('--csv <file>', 'write CSV here (replaces only a CSV export of moe-harness)')
+    .option('--json <file>', 'write JSON here (replaces only a JSON export of moe-harness)')
     .action((flags: { db: string; csv?: string; json?: string }) => {
       if (!flags.csv && !flags.json) fail('INVALID_ARGUMENT', 'Pass --csv FILE and/or --json FILE.')
+      if (flags.csv && flags.json && path.resolve(flags.csv) === path.resolve(flags.json)) fail('INVALID_ARGUMENT', `--csv and --json are the same file ${flags.csv}; pass two different files.`)
       const store = new ResultsStore(flags.db, { readonly: true })
       try {
+        const ctx = (source: string): OutputContext => ({ source, databases: [flags.db], models: modelsOf(store) })
+        const outputs = [
+          ...(flags.csv ? [{ file: flags.csv, ctx: ctx('--csv'), rule: CSV_EXPORT }] : []),
+          ...(flags.json ? [{ file: flags.json, ctx: ctx('--json'), rule: JSON_EXPORT }] : []),
+        ]
+        // Both paths are checked before either is written.
+        for (const o of outputs) checkOutputFile(o.file, o.ctx, o.rule)
         const rows = readResultRows(store)
-        const write = (file: string, text: string) => {
-          fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true })
-          const tmp = `${file}.tmp-${process.pid}`
-          fs.writeFileSync(tmp, text)
-          fs.renameSync(tmp, file)
-        }
-        if (flags.csv) write(flags.csv, stringify(rows, { header: true }))
-        if (flags.json) write(flags.json, JSON.stringify(rows, null, 1))
+        // Explicit columns: an empty export still has its header (and stays recognisable as ours).
+        const text = (rule: typeof CSV_EXPORT) => (rule === CSV_EXPORT ? stringify(rows, { header: true, columns: [...RESULT_COLUMNS] }) : JSON.stringify(rows, null, 1))
+        for (const o of outputs) writeOutputFile(o.file, o.ctx, o.rule, tmp => fs.writeFileSync(tmp, text(o.rule)))
         process.stdout.write(`exported ${rows.length} rows\n`)
       } finally {
         store.close()
@@ -35,19 +40,34 @@ export function registerStore(program: Command): void {
   program
     .command('merge <dbs...>')
     .description('Combine result stores (e.g. shards run on different machines) into one; identical cells are kept once.')
-    .requiredOption('--out <file>', 'the merged store (created or extended)')
+    .requiredOption('--out <file>', 'the merged store: created, or extended when it is already a results database')
     .action((dbs: string[], flags: { out: string }) => {
-      // Every input is checked (ours, readable, not corrupt) before the output is created or touched.
-      validateMergeInputs(dbs.filter(db => path.resolve(db) !== path.resolve(flags.out)), flags.out)
-      const out = new ResultsStore(flags.out)
-      try {
-        for (const db of dbs) {
-          if (path.resolve(db) === path.resolve(flags.out)) continue
-          const { runs, skipped } = out.mergeFrom(db)
-          process.stdout.write(`${db}: ${runs} runs merged, ${skipped} already present\n`)
+      const ctx: OutputContext = { source: '--out' }
+      // The output path first (a folder, a foreign file, a model folder), then every input (ours,
+      // readable, not corrupt), all before the output is created or touched.
+      checkOutputFile(flags.out, ctx, RESULTS_DATABASE)
+      const inputs = dbs.filter(db => path.resolve(db) !== path.resolve(flags.out))
+      validateMergeInputs(inputs, flags.out)
+      const lines: string[] = []
+      const mergeInto = (file: string) => {
+        const out = new ResultsStore(file)
+        try {
+          for (const db of inputs) {
+            const { runs, skipped } = out.mergeFrom(db)
+            lines.push(`${db}: ${runs} runs merged, ${skipped} already present\n`)
+          }
+        } finally {
+          out.close()
         }
-      } finally {
-        out.close()
       }
+      if (fs.existsSync(flags.out) && fs.statSync(flags.out).size > 0) {
+        // An existing store is extended in place: each input is merged in one SQLite transaction,
+        // and another process may be using the store, so it is never swapped for a copy.
+        mergeInto(flags.out)
+      } else {
+        // A new store is built beside the target and renamed in only when every input is merged.
+        writeOutputFile(flags.out, ctx, RESULTS_DATABASE, mergeInto)
+      }
+      process.stdout.write(lines.join(''))
     })
 }
