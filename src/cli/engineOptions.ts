@@ -3,6 +3,7 @@ import os from 'node:os'
 import { Option, type Command } from 'commander'
 import { fail } from '../errors.ts'
 import { emptyEdits, parseExpertMask, type VariantEdits } from '../engine/hooks.ts'
+import type { CheckpointOptions } from '../model/checkpoint.ts'
 import type { ModelSpec } from '../model/modelSpec.ts'
 import type { Device } from '../runtime/ort.ts'
 
@@ -11,12 +12,19 @@ export interface EngineFlags {
   threads?: string
   maskExperts?: string
   neuronTopk?: string
+  allowNonfinite?: boolean
 }
 
 export function addDeviceOptions(cmd: Command): Command {
   return cmd
     .addOption(new Option('--device <device>', 'execution provider').choices(['cpu', 'cuda']).default('cpu'))
     .option('--threads <n>', 'intra-op threads (default: all cores)')
+    .option('--allow-nonfinite', 'score a checkpoint whose weights hold NaN/Inf (refused by default: every score would be NaN)')
+}
+
+/** openCheckpoint options from the engine flags. */
+export function checkpointOptions(flags: EngineFlags): CheckpointOptions {
+  return { allowNonfinite: flags.allowNonfinite === true }
 }
 
 export function addHookOptions(cmd: Command): Command {

@@ -38,7 +38,8 @@ async function sessionFor(task: WorkerTask): Promise<{ session: Session; built: 
   const created = (async () => {
     const { modelDir, edits } = readVariantFiles(task.variantDir)
     let ckpt = checkpoints.get(modelDir)
-    if (!ckpt) checkpoints.set(modelDir, (ckpt = openCheckpoint(modelDir)))
+    // The main thread opened this checkpoint first and printed its warnings.
+    if (!ckpt) checkpoints.set(modelDir, (ckpt = openCheckpoint(modelDir, { warn: () => {} })))
     return createSession(buildScoringGraph(ckpt, edits), { device: task.device, threads: task.threads })
   })()
   sessions.set(task.variantDir, created)

@@ -3,7 +3,7 @@ import { fail } from '../../errors.ts'
 import { createLocalScorer } from '../../engine/scorer.ts'
 import { validateEdits } from '../../engine/hooks.ts'
 import { openCheckpoint } from '../../model/checkpoint.ts'
-import { addDeviceOptions, addHookOptions, editsFromFlags, threadCount, type EngineFlags } from '../engineOptions.ts'
+import { checkpointOptions, addDeviceOptions, addHookOptions, editsFromFlags, threadCount, type EngineFlags } from '../engineOptions.ts'
 
 interface ScoreFlags extends EngineFlags {
   model: string
@@ -39,7 +39,7 @@ function parseIds(text: string): number[] {
 
 async function runScore(flags: ScoreFlags): Promise<void> {
   if ((flags.text === undefined) === (flags.ids === undefined)) fail('INVALID_ARGUMENT', 'Pass exactly one of --text or --ids.')
-  const ckpt = openCheckpoint(flags.model)
+  const ckpt = openCheckpoint(flags.model, checkpointOptions(flags))
   const edits = editsFromFlags(flags, ckpt.spec)
   validateEdits(ckpt.spec, edits)
   const tokens = flags.ids !== undefined ? parseIds(flags.ids) : ckpt.tokenizer().encode(flags.text!)
