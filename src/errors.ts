@@ -41,6 +41,8 @@ export type ErrorCode =
   | 'OUTPUT_UNSAFE'
   | 'OUTPUT_FAILED'
   | 'INTERRUPTED'
+  | 'SLURM_UNAVAILABLE'
+  | 'SLURM_REFUSED'
 
 export class HarnessError extends Error {
   readonly code: ErrorCode

@@ -45,6 +45,19 @@ export const configSchema = z.object({
   /** The SQLite results store. */
   store: z.string().default('.harness/results.sqlite'),
   report: z.object({ outDir: z.string().default('reports/site'), title: z.string().default('MoE sparsification leaderboard') }).strict().default({ outDir: 'reports/site', title: 'MoE sparsification leaderboard' }),
+  /** Defaults for `sweep --slurm` / `--k8s-manifest` (CLI flags override them); see README "Running on a cluster". */
+  cluster: z.object({
+    partition: z.string().optional(), account: z.string().optional(),
+    /** Slurm time limit per array task, e.g. '02:00:00'. */
+    time: z.string().optional(),
+    gpusPerTask: z.number().int().min(0).optional(), cpusPerTask: z.number().int().positive().optional(),
+    /** Number of shards = array tasks (capped at the number of cells). */
+    arraySize: z.number().int().positive().default(4),
+    /** Extra `#SBATCH` lines, e.g. ['--mem=32G', '--qos=normal']. */
+    sbatch: z.array(z.string()).default([]),
+    /** Kubernetes: container image with Node 20 and the project, and the volume claim holding it. */
+    image: z.string().default('node:20-bookworm'), pvc: z.string().default('moe-harness'),
+  }).strict().default({ arraySize: 4, sbatch: [], image: 'node:20-bookworm', pvc: 'moe-harness' }),
 }).strict()
 
 export type HarnessConfigInput = z.input<typeof configSchema>

@@ -63,6 +63,9 @@ const MIGRATIONS: string[] = [
    CREATE TABLE calibrations (
      model_id TEXT NOT NULL REFERENCES models(model_id), calibration_key TEXT NOT NULL, info_json TEXT NOT NULL,
      routing_load_json TEXT, PRIMARY KEY (model_id, calibration_key));`,
+  // 3: leases, so several sweep processes on one store split the cells instead of scoring them twice
+  `CREATE TABLE leases (
+     cell_key TEXT PRIMARY KEY, claimed_by TEXT NOT NULL, claimed_at REAL NOT NULL, heartbeat REAL NOT NULL, expires_at REAL NOT NULL);`,
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS.length
@@ -82,6 +85,8 @@ const SQLITE_MAGIC = 'SQLite format 3\0'
 const BUSY_TIMEOUT_MS = 10_000
 
 const now = () => new Date().toISOString()
+/** A lease's cell: the run key, so identical variants (e.g. every method at ratio 0) share one lease. */
+const leaseKey = (k: RunKey) => JSON.stringify([k.model_id, k.content_hash, k.task, k.task_version, k.subset, k.scoring_key])
 
 export type DatabaseKind =
   | { kind: 'missing' }
@@ -131,10 +136,12 @@ export class ResultsStore {
     if (version > SCHEMA_VERSION) fail('STORE_FAILED', `${this.file} has schema version ${version}, newer than this harness (${SCHEMA_VERSION}); upgrade moe-harness.`)
     if (version === SCHEMA_VERSION) return
     if (readonly) fail('STORE_FAILED', `${this.file} has schema version ${version}; open it once read-write (e.g. moe-harness sweep) to migrate it to ${SCHEMA_VERSION}.`)
+    // IMMEDIATE, and the version read again inside: cooperating sweeps may open a new store at once.
     this.db.transaction(() => {
-      for (let v = version; v < SCHEMA_VERSION; v++) this.db.exec(MIGRATIONS[v])
-      this.db.pragma(`user_version = ${SCHEMA_VERSION}`)
-    })()
+      const current = this.db.pragma('user_version', { simple: true }) as number
+      for (let v = current; v < SCHEMA_VERSION; v++) this.db.exec(MIGRATIONS[v])
+      if (current < SCHEMA_VERSION) this.db.pragma(`user_version = ${SCHEMA_VERSION}`)
+    }).immediate()
   }
 
   /**
@@ -245,6 +252,47 @@ export class ResultsStore {
   finishSweep(id: number, completed: number, failed: number, timings: object): void {
     this.guard(() => {
       this.db.prepare('UPDATE sweeps SET finished_at = ?, completed = ?, failed = ?, timings_json = ? WHERE sweep_id = ?').run(now(), completed, failed, JSON.stringify(timings), id)
+    })
+  }
+
+  // ------------------------------------------------------------------ leases
+
+  /**
+   * Claims a cell for `owner` until `now + ttlMs` (times in ms since the epoch, one machine's clock).
+   * One IMMEDIATE transaction, so two processes can never both win: returns 'complete' when the run is
+   * already stored complete (or failed since `retryFailedBefore`, i.e. by a cooperating process of
+   * this sweep), 'busy' while another owner's lease is live, else 'claimed'. An expired lease (its
+   * owner crashed or was killed) is taken over.
+   */
+  claimCell(key: RunKey, owner: string, ttlMs: number, retryFailedBefore: string): 'claimed' | 'busy' | 'complete' {
+    return this.guard(() => {
+      const cell = leaseKey(key)
+      return this.db.transaction((): 'claimed' | 'busy' | 'complete' => {
+        const run = this.run(key)
+        if (run && (run.status === 'complete' || run.created_at >= retryFailedBefore)) return 'complete'
+        const t = Date.now()
+        const lease = this.db.prepare('SELECT claimed_by, expires_at FROM leases WHERE cell_key = ?').get(cell) as { claimed_by: string; expires_at: number } | undefined
+        if (lease && lease.claimed_by !== owner && lease.expires_at > t) return 'busy'
+        this.db.prepare(`INSERT INTO leases (cell_key, claimed_by, claimed_at, heartbeat, expires_at) VALUES (?, ?, ?, ?, ?)
+          ON CONFLICT(cell_key) DO UPDATE SET claimed_by = excluded.claimed_by, claimed_at = excluded.claimed_at,
+            heartbeat = excluded.heartbeat, expires_at = excluded.expires_at`).run(cell, owner, t, t, t + ttlMs)
+        return 'claimed'
+      }).immediate()
+    })
+  }
+
+  /** Extends every lease `owner` holds to `now + ttlMs`; returns how many it holds. */
+  heartbeatLeases(owner: string, ttlMs: number): number {
+    return this.guard(() => {
+      const t = Date.now()
+      return this.db.prepare('UPDATE leases SET heartbeat = ?, expires_at = ? WHERE claimed_by = ?').run(t, t + ttlMs, owner).changes
+    })
+  }
+
+  /** Gives a cell back (after its run is stored, or when the sweep stops before scoring it). */
+  releaseCell(key: RunKey, owner: string): void {
+    this.guard(() => {
+      this.db.prepare('DELETE FROM leases WHERE cell_key = ? AND claimed_by = ?').run(leaseKey(key), owner)
     })
   }
 

@@ -30,6 +30,20 @@ export function shardOf(key: string, count: number): number {
   return crypto.createHash('sha256').update(key).digest().readUInt32BE(0) % count
 }
 
+/** A cell's identity for sharding: model, method, given parameters (ratio included) and task. */
+export function cellKey(spec: VariantSpec, task: string): string {
+  return `${spec.model}|${spec.method}|${JSON.stringify(spec.params)}|${task}`
+}
+
+export interface PlannedCell { model: string; method: string; params: ParamValues; task: string; shard: number }
+
+/** Every cell of a config, with the shard (of `shards`) that owns it; no model is opened. */
+export async function planCells(config: HarnessConfig, baseDir: string, shards: number): Promise<PlannedCell[]> {
+  const specs = await expandVariants(config, baseDir)
+  const tasks = await resolveSweepTasks(config)
+  return specs.flatMap(spec => tasks.map(t => ({ model: spec.model, method: spec.method, params: spec.params, task: t.name, shard: shardOf(cellKey(spec, t.name), shards) })))
+}
+
 function grid(params: Record<string, unknown>): Record<string, unknown>[] {
   let out: Record<string, unknown>[] = [{}]
   for (const [k, v] of Object.entries(params)) {

@@ -23,7 +23,7 @@ import { HARNESS_VERSION } from '../version.ts'
 import { calibrateFor, planVariant, prepareVariant, variantId, type PlannedVariant, type PreparedVariant } from '../variants/prepare.ts'
 import { writeVariantFiles } from '../variants/variantFiles.ts'
 import { methodFileHash } from '../methods/registry.ts'
-import { expandVariants, resolveSweepTasks, shardOf, type Shard, type VariantSpec } from './plan.ts'
+import { cellKey, expandVariants, resolveSweepTasks, shardOf, type Shard, type VariantSpec } from './plan.ts'
 
 /** Bump when scoring semantics change (request building, metrics): part of every run's key. */
 export const SCORING_VERSION = 1
@@ -36,6 +36,11 @@ export interface SweepOptions {
   signal?: AbortSignal
   onProgress?: (p: SweepProgress) => void
   log?: (line: string) => void
+  /**
+   * Seconds a claimed cell stays reserved without a heartbeat (default 60). Cooperating sweeps on one
+   * store take over the cells of a process that died once its leases expire.
+   */
+  leaseSeconds?: number
 }
 
 export interface SweepProgress { done: number; total: number; label: string }
@@ -48,6 +53,12 @@ export interface SweepSummary {
   interrupted: boolean
   timings: Record<string, number>
   tokensScored: number
+  /** Which cells failed and why (model method params task: CODE: message). */
+  failures: { cell: string; error: string }[]
+  /** Cells another process was scoring when this one reached them, then found complete. */
+  scoredElsewhere: number
+  /** This process's lease owner id (host:pid:random). */
+  owner: string
 }
 
 interface VariantState {
@@ -58,6 +69,32 @@ interface VariantState {
   error?: string
   dir?: string
   preparing?: Promise<void>
+}
+
+const leaseKeyOf = (k: RunKey) => JSON.stringify([k.model_id, k.content_hash, k.task, k.task_version, k.subset, k.scoring_key])
+
+/**
+ * Writes a content-addressed variant folder without ever removing one another process may be reading:
+ * the files are staged under a private name and renamed into place; if a cooperating process
+ * published the same (identical) folder first, ours is dropped.
+ */
+function publishVariantFiles(dir: string, write: (staged: string) => void): void {
+  if (fs.existsSync(path.join(dir, 'edits.json'))) return
+  const staged = `${dir}.staged-${process.pid}-${crypto.randomBytes(3).toString('hex')}`
+  write(staged)
+  try {
+    fs.renameSync(staged, dir)
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code
+    if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw e
+    if (!fs.existsSync(path.join(dir, 'edits.json'))) {
+      // A folder left without its files (by an older harness): replace it.
+      fs.rmSync(dir, { recursive: true, force: true })
+      fs.renameSync(staged, dir)
+      return
+    }
+    fs.rmSync(staged, { recursive: true, force: true })
+  }
 }
 
 export function contentHash(prepared: PreparedVariant): string {
@@ -115,7 +152,15 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
   const store = new ResultsStore(options.db)
   const pool = createPool({ workers, threads, device })
   const subsetText = subsetKey(subset)
-  const summary: SweepSummary = { cells: 0, skipped: 0, completed: 0, failed: 0, interrupted: false, timings, tokensScored: 0 }
+  const owner = `${os.hostname()}:${process.pid}:${crypto.randomBytes(3).toString('hex')}`
+  const startedAt = new Date().toISOString()
+  const summary: SweepSummary = { cells: 0, skipped: 0, completed: 0, failed: 0, interrupted: false, timings, tokensScored: 0, failures: [], scoredElsewhere: 0, owner }
+  const leaseMs = 1000 * (options.leaseSeconds ?? 60)
+  // Leases this process holds (one per run key), kept alive by a heartbeat while the sweep runs.
+  const held = new Set<string>()
+  const heartbeat = setInterval(() => { if (held.size) store.heartbeatLeases(owner, leaseMs) }, Math.max(200, leaseMs / 4))
+  heartbeat.unref()
+  const heldKeys = new Map<string, RunKey>()
   let sweepId = 0
   try {
     for (const [name, ckpt] of models) {
@@ -130,7 +175,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
     const runKey = (ckpt: Checkpoint, hash: string, task: TaskDefinition): RunKey => ({
       model_id: ckpt.fingerprint(), content_hash: hash, task: task.name, task_version: task.version, subset: subsetText, scoring_key: scoringKey(ckpt),
     })
-    const mine = (s: VariantState, task: TaskDefinition) => !options.shard || shardOf(`${s.spec.model}|${s.spec.method}|${JSON.stringify(s.spec.params)}|${task.name}`, options.shard.count) === options.shard.index
+    const mine = (s: VariantState, task: TaskDefinition) => !options.shard || shardOf(cellKey(s.spec, task.name), options.shard.count) === options.shard.index
     const cells = states.flatMap(s => tasks.filter(t => mine(s, t)).map(t => ({ state: s, task: t })))
     summary.cells = cells.length
     sweepId = store.startSweep(JSON.stringify({ config, shard: options.shard ?? null }), cells.length)
@@ -142,7 +187,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
     }
     for (const [name, ckpt] of models) {
       const pending = states.filter(s => s.spec.model === name && s.plan && cells.some(c => c.state === s))
-      const needs = [...new Set(pending.flatMap(s => s.plan!.needs))] as StatNeed[]
+      const needs = [...new Set(pending.flatMap(s => s.plan!.onePassNeeds))] as StatNeed[] // sequential variants calibrate on their own
       if (needs.length === 0) continue
       const tc = performance.now()
       const result = (await calibrateFor(ckpt, needs, { calibration: calibration(ckpt), device, threads: workers * threads, onCalibration: (d, t) => options.onProgress?.({ done: 0, total: cells.length, label: `calibrating ${name} ${d}/${t}` }) }))!
@@ -186,7 +231,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
         s.variantId = prepared.variantId
         s.contentHash = contentHash(prepared)
         s.dir = variantDir(ckpt, s.contentHash)
-        writeVariantFiles(s.dir, ckpt.dir, prepared.edits, n => ckpt.tensors.get(n)!.dtype)
+        publishVariantFiles(s.dir, dir => writeVariantFiles(dir, ckpt.dir, prepared.edits, n => ckpt.tensors.get(n)!.dtype))
         const td = performance.now()
         store.saveVariant({
           variant_id: prepared.variantId, model_id: ckpt.fingerprint(), method: prepared.method, params_json: JSON.stringify(prepared.params),
@@ -202,26 +247,52 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
       timings.transform += (performance.now() - tt) / 1000
     }
 
-    const runCell = async (cell: { state: VariantState; task: TaskDefinition }): Promise<void> => {
+    const cellName = (cell: { state: VariantState; task: TaskDefinition }) => `${cell.state.spec.model} ${cell.state.spec.method} ${JSON.stringify(cell.state.spec.params)} ${cell.task.name}`
+    /** Scores one cell unless it is complete or another lane/process holds it ('deferred': try again later). */
+    const runCell = async (cell: { state: VariantState; task: TaskDefinition }, deferredBefore = false): Promise<'done' | 'deferred'> => {
       const s = cell.state
       const ckpt = models.get(s.spec.model)!
       const label = `${s.spec.model} ${s.spec.method} r=${s.spec.params.ratio} ${cell.task.name}`
-      if (options.signal?.aborted) return
+      if (options.signal?.aborted) return 'done'
       await prepare(s)
       if (s.error) {
         summary.failed++
+        summary.failures.push({ cell: cellName(cell), error: s.error })
         done++
         report(`failed ${label}`)
-        return
+        return 'done'
       }
       const key = runKey(ckpt, s.contentHash!, cell.task)
-      const existing = store.run(key)
-      if (existing?.status === 'complete') {
-        summary.skipped++
+      const lease = leaseKeyOf(key)
+      if (held.has(lease)) return 'deferred' // another lane of this process is scoring the same run (identical variants)
+      const claim = store.claimCell(key, owner, leaseMs, startedAt)
+      if (claim === 'busy') return 'deferred'
+      if (claim === 'complete') {
+        const existing = store.run(key)!
+        if (existing.status === 'failed') {
+          summary.failed++
+          summary.failures.push({ cell: cellName(cell), error: existing.error ?? 'failed' })
+        } else summary.skipped++
+        if (deferredBefore) summary.scoredElsewhere++
         done++
         report(label)
-        return
+        return 'done'
       }
+      held.add(lease)
+      heldKeys.set(lease, key)
+      try {
+        await scoreCell(cell, key, label)
+      } finally {
+        held.delete(lease)
+        heldKeys.delete(lease)
+        store.releaseCell(key, owner)
+      }
+      return 'done'
+    }
+
+    const scoreCell = async (cell: { state: VariantState; task: TaskDefinition }, key: RunKey, label: string): Promise<void> => {
+      const s = cell.state
+      const ckpt = models.get(s.spec.model)!
       report(label)
       const { task, docs } = taskDocs.get(cell.task.name)!
       const ts = performance.now()
@@ -255,6 +326,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
       summary.tokensScored += evaluation?.tokens.processed ?? 0
       if (error) {
         summary.failed++
+        summary.failures.push({ cell: cellName(cell), error })
         log(`cell failed: ${label}: ${error}`)
       } else summary.completed++
       done++
@@ -265,12 +337,26 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
     // pool never idles while the main thread builds requests or writes results.
     const queue = [...cells].sort((a, b) => states.indexOf(a.state) - states.indexOf(b.state))
     let next = 0
+    let deferred: typeof queue = []
     const lane = async () => {
-      while (next < queue.length && !options.signal?.aborted) await runCell(queue[next++])
+      while (next < queue.length && !options.signal?.aborted) {
+        const cell = queue[next++]
+        if ((await runCell(cell)) === 'deferred') deferred.push(cell)
+      }
     }
     await Promise.all(Array.from({ length: Math.max(1, workers) }, lane))
+    // Cells another process (or lane) held: wait until they are stored, or until their lease expires
+    // because that process died, then take them over.
+    while (deferred.length && !options.signal?.aborted) {
+      const retry = deferred
+      deferred = []
+      for (const cell of retry) if ((await runCell(cell, true)) === 'deferred') deferred.push(cell)
+      if (deferred.length) await new Promise(res => setTimeout(res, Math.min(1000, Math.max(100, leaseMs / 4))))
+    }
     summary.interrupted = Boolean(options.signal?.aborted)
   } finally {
+    clearInterval(heartbeat)
+    for (const key of heldKeys.values()) store.releaseCell(key, owner)
     timings.sessionBuild = pool.buildSeconds()
     timings.scoring = pool.runSeconds()
     timings.workerBusy = (timings.sessionBuild + timings.scoring) / workers

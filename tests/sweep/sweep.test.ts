@@ -150,10 +150,23 @@ describe('moe-harness sweep', () => {
     const cfg = writeConfig('broken', { ...base, methods: ['neuron-top-k'], models: { a: 'model-a', c: 'model-c' } })
     const db = path.join(dir, 'broken.sqlite')
     const r = runCli(['sweep', '--config', cfg, '--db', db, '--json'], { env })
-    assert.equal(r.status, 0, r.stderr)
+    assert.equal(r.status, 1, 'a sweep with failed cells exits non-zero')
     const summary = JSON.parse(r.stdout.trim().split('\n').pop()!)
     assert.equal(summary.failed, 4)
     assert.equal(summary.completed, 4)
+    // The summary names each failed cell and why.
+    assert.match(r.stderr, /4 cell\(s\) failed:/)
+    for (const ratio of [0, 0.5]) for (const task of ['brown-cloze', 'brown-agreement']) {
+      assert.match(r.stderr, new RegExp(`c neuron-top-k \\{"ratio":${ratio}\\} ${task}: NUMERIC_FAILURE`))
+    }
+    assert.equal(summary.failures.length, 4)
+    // start: the same sweep (all cells stored now, the failed ones retried), the site, and exit 1.
+    const site = path.join(dir, 'broken-site')
+    fs.writeFileSync(cfg, fs.readFileSync(cfg, 'utf8').replace('"pool"', `"report": { "outDir": ${JSON.stringify(site)} },\n  "pool"`))
+    const st = runCli(['start', '--config', cfg, '--db', db], { env })
+    assert.equal(st.status, 1, st.stderr)
+    assert.match(st.stderr, /4 cell\(s\) failed:/)
+    assert.ok(fs.existsSync(path.join(site, 'index.html')), 'the site is still built')
     const s = new ResultsStore(db, { readonly: true })
     const failed = s.all<any>("SELECT error FROM runs WHERE status = 'failed'")
     s.close()

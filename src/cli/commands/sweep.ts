@@ -1,9 +1,15 @@
+import fs from 'node:fs'
+import path from 'node:path'
 import type { Command } from 'commander'
 import { loadConfig, type HarnessConfig } from '../../config/defineConfig.ts'
 import { fail } from '../../errors.ts'
+import type { ClusterOptions } from '../../cluster/jobSpec.ts'
+import { describePlan, k8sManifestFor, planClusterJob, runSlurmSweep, sbatchScriptFor, type ClusterPlanOptions, type SlurmSweepResult } from '../../cluster/slurmSweep.ts'
 import { parseShard } from '../../sweep/plan.ts'
 import { runSweep, type SweepSummary } from '../../sweep/runSweep.ts'
 import { createProgress } from '../progress.ts'
+import { checkOutputDir, type OutputContext } from '../../util/outputPaths.ts'
+import { buildReport } from './report.ts'
 
 export interface SweepFlags {
   config?: string
@@ -11,7 +17,24 @@ export interface SweepFlags {
   shard?: string
   workers?: string
   threads?: string
+  leaseSeconds?: string
   json?: boolean
+}
+
+interface ClusterFlags extends SweepFlags {
+  slurm?: boolean
+  dryRun?: boolean
+  k8sManifest?: string
+  partition?: string
+  account?: string
+  time?: string
+  gpusPerTask?: string
+  cpusPerTask?: string
+  arraySize?: string
+  sbatch?: string[]
+  image?: string
+  pvc?: string
+  pollSeconds?: string
 }
 
 export function addSweepOptions(cmd: Command): Command {
@@ -21,7 +44,10 @@ export function addSweepOptions(cmd: Command): Command {
     .option('--shard <i/n>', 'run only shard i of n (0-based, e.g. $SLURM_ARRAY_TASK_ID/8); combine shards with `moe-harness merge`')
     .option('--workers <n>', 'pool workers (overrides the config)')
     .option('--threads <n>', 'intra-op threads per worker (overrides the config)')
+    .option('--lease-seconds <s>', 'how long a cell claimed by this process stays reserved without a heartbeat (default 60); several sweeps on one store split the cells', )
 }
+
+const collect = (v: string, prev: string[] = []) => [...prev, v]
 
 export function registerSweep(program: Command): void {
   const cmd = program
@@ -29,23 +55,57 @@ export function registerSweep(program: Command): void {
     .description('Evaluate models × methods × ratios × tasks from harness.config.ts into the SQLite store; resumable, safe to interrupt.')
     .option('--json', 'print a JSON summary as the last line')
   addSweepOptions(cmd)
+  cmd
+    .option('--slurm', 'run the sweep as a Slurm array job (one shard per task), follow it, merge the shards into the store and build the report')
+    .option('--dry-run', 'with --slurm: print the sbatch script and the plan; submit nothing')
+    .option('--k8s-manifest <file>', 'write the same shard plan as a Kubernetes Indexed Job manifest (YAML) and exit')
+    .option('--array-size <n>', 'shards = array tasks (default: cluster.arraySize, 4; capped at the number of cells)')
+    .option('--partition <name>', 'Slurm partition (default: cluster.partition)')
+    .option('--account <name>', 'Slurm account (default: cluster.account)')
+    .option('--time <limit>', 'Slurm time limit per task, e.g. 02:00:00 (default: cluster.time)')
+    .option('--gpus-per-task <n>', 'GPUs per array task (default: cluster.gpusPerTask)')
+    .option('--cpus-per-task <n>', 'CPUs per array task (default: cluster.cpusPerTask)')
+    .option('--sbatch <option>', 'extra #SBATCH line, repeatable, e.g. --sbatch --mem=32G (default: cluster.sbatch)', collect)
+    .option('--image <image>', 'Kubernetes container image (default: cluster.image)')
+    .option('--pvc <claim>', 'Kubernetes PersistentVolumeClaim holding the project (default: cluster.pvc)')
+    .option('--poll-seconds <s>', 'with --slurm: seconds between squeue polls (default 10)')
   cmd.addHelpText('after', `
-Complete cells are skipped, so rerunning after a crash or Ctrl-C resumes where it stopped.
+Complete cells are skipped, so rerunning after a crash or Ctrl-C resumes where it stopped. Several
+sweep processes on the same store split the cells between them (each cell is leased while scored).
+Exits 1 when any cell failed (the summary lists them), 130 when interrupted.
 Examples:
   moe-harness sweep
   moe-harness sweep --config my.config.ts --db results.sqlite --shard 0/4
+  moe-harness sweep --slurm --partition gpu --gpus-per-task 1 --time 04:00:00 --array-size 8
+  moe-harness sweep --slurm --dry-run
+  moe-harness sweep --k8s-manifest sweep-job.yaml --array-size 8
 `)
-  cmd.action(async (flags: SweepFlags) => {
+  cmd.action(async (flags: ClusterFlags) => {
+    if (flags.k8sManifest || flags.slurm || flags.dryRun) return clusterAction(flags)
     const summary = await sweepFromFlags(flags)
-    if (flags.json) process.stdout.write(JSON.stringify(summary) + '\n')
+    if (flags.json) process.stdout.write(JSON.stringify(summary, (k, v) => (k === 'config' ? undefined : v)) + '\n')
     if (summary.interrupted) process.exitCode = 130
+    else if (summary.failed > 0) process.exitCode = 1
   })
 }
 
-function positiveInt(flag: string, v: string): number {
+function positiveInt(flag: string, v: string, min = 1): number {
   const n = Number(v)
-  if (!Number.isInteger(n) || n < 1) fail('INVALID_ARGUMENT', `${flag} must be a positive integer, got '${v}'.`)
+  if (!Number.isInteger(n) || n < min) fail('INVALID_ARGUMENT', `${flag} must be ${min === 0 ? 'a non-negative' : 'a positive'} integer, got '${v}'.`)
   return n
+}
+
+function positiveNumber(flag: string, v: string): number {
+  const n = Number(v)
+  if (!Number.isFinite(n) || n <= 0) fail('INVALID_ARGUMENT', `${flag} must be a positive number of seconds, got '${v}'.`)
+  return n
+}
+
+/** The failed cells, one per line, for the end-of-sweep summary. */
+export function describeFailures(summary: Pick<SweepSummary, 'failures' | 'failed'>): string {
+  if (!summary.failed) return ''
+  return `${summary.failed} cell(s) failed:\n${summary.failures.map(f => `  ${f.cell}: ${f.error}`).join('\n')}\n` +
+    'Fix the cause and rerun the same command: complete cells are kept, failed ones are scored again.\n'
 }
 
 export async function sweepFromFlags(flags: SweepFlags): Promise<SweepSummary & { db: string; config: HarnessConfig; baseDir: string }> {
@@ -53,6 +113,7 @@ export async function sweepFromFlags(flags: SweepFlags): Promise<SweepSummary & 
   const config = structuredClone(loaded.config)
   if (flags.workers) config.pool.workers = positiveInt('--workers', flags.workers)
   if (flags.threads) config.pool.threads = positiveInt('--threads', flags.threads)
+  const leaseSeconds = flags.leaseSeconds ? positiveNumber('--lease-seconds', flags.leaseSeconds) : undefined
   const db = flags.db ?? config.store
   const controller = new AbortController()
   const onSignal = () => {
@@ -65,7 +126,7 @@ export async function sweepFromFlags(flags: SweepFlags): Promise<SweepSummary & 
   let bar: ReturnType<typeof createProgress> | undefined
   try {
     const summary = await runSweep({
-      config, baseDir: loaded.baseDir, db, shard: parseShard(flags.shard), signal: controller.signal,
+      config, baseDir: loaded.baseDir, db, shard: parseShard(flags.shard), signal: controller.signal, leaseSeconds,
       log: line => process.stderr.write(`${line}\n`),
       onProgress: p => { (bar ??= createProgress('sweep', p.total)).update(p.done, p.label) },
     })
@@ -76,10 +137,95 @@ export async function sweepFromFlags(flags: SweepFlags): Promise<SweepSummary & 
     process.stderr.write(`sweep: ${summary.completed} cells scored, ${summary.skipped} already complete, ${summary.failed} failed, in ${t.total.toFixed(1)} s; ` +
       `onnxruntime scoring ${(t.scoring / workers).toFixed(1)} s per worker; outside scoring: calibration ${t.calibration.toFixed(1)} s, transforms ${t.transform.toFixed(1)} s, ` +
       `session builds ${(t.sessionBuild / workers).toFixed(1)} s per worker, database ${t.database.toFixed(1)} s = ${((100 * outside) / Math.max(t.total, 1e-9)).toFixed(1)}% of the sweep\n`)
+    process.stderr.write(describeFailures(summary))
     return { ...summary, db, config, baseDir: loaded.baseDir }
   } finally {
     bar?.stop()
     process.off('SIGINT', onSignal)
     process.off('SIGTERM', onSignal)
   }
+}
+
+async function clusterAction(flags: ClusterFlags): Promise<void> {
+  if (flags.shard) fail('INVALID_ARGUMENT', '--shard cannot be combined with --slurm or --k8s-manifest: the cluster job assigns the shards (use --array-size to choose how many).')
+  if (flags.dryRun && !flags.slurm) fail('INVALID_ARGUMENT', '--dry-run applies to --slurm: use `moe-harness sweep --slurm --dry-run`.')
+  const loaded = await loadConfig(flags.config)
+  const config = structuredClone(loaded.config)
+  const c = config.cluster
+  const cluster: ClusterOptions = {
+    partition: flags.partition ?? c.partition, account: flags.account ?? c.account, time: flags.time ?? c.time,
+    gpusPerTask: flags.gpusPerTask !== undefined ? positiveInt('--gpus-per-task', flags.gpusPerTask, 0) : c.gpusPerTask,
+    cpusPerTask: flags.cpusPerTask !== undefined ? positiveInt('--cpus-per-task', flags.cpusPerTask) : c.cpusPerTask,
+    sbatch: flags.sbatch ?? c.sbatch, image: flags.image ?? c.image, pvc: flags.pvc ?? c.pvc,
+  }
+  const sweepArgs: string[] = []
+  if (flags.workers) { config.pool.workers = positiveInt('--workers', flags.workers); sweepArgs.push('--workers', flags.workers) }
+  if (flags.threads) { config.pool.threads = positiveInt('--threads', flags.threads); sweepArgs.push('--threads', flags.threads) }
+  const db = path.resolve(flags.db ?? path.resolve(loaded.baseDir, config.store))
+  const options: ClusterPlanOptions = {
+    config, baseDir: loaded.baseDir, configFile: loaded.file!, db, cluster, sweepArgs,
+    shards: flags.arraySize !== undefined ? positiveInt('--array-size', flags.arraySize) : c.arraySize,
+  }
+
+  if (flags.k8sManifest) {
+    const plan = await planClusterJob(options)
+    const file = path.resolve(flags.k8sManifest)
+    if (fs.existsSync(file) && !fs.readFileSync(file, 'utf8').startsWith('# moe-harness sweep as a Kubernetes Indexed Job')) {
+      fail('INVALID_ARGUMENT', `--k8s-manifest ${flags.k8sManifest} exists and is not a manifest this command wrote; choose another file name or remove it.`)
+    }
+    fs.writeFileSync(file, k8sManifestFor(plan, options))
+    process.stderr.write(`wrote ${file}: Indexed Job with ${plan.job.shards} completions over ${plan.cells.length} cells; apply with kubectl apply -f ${flags.k8sManifest}\n`)
+    if (!flags.slurm) return
+  }
+
+  if (flags.dryRun) {
+    const plan = await planClusterJob(options)
+    process.stdout.write(`${sbatchScriptFor(plan, options)}\n# ---- plan (not submitted; the script would be written to ${path.join(plan.job.stateDir, 'sweep.sbatch')})\n${describePlan(plan).replace(/^/gm, '# ')}\n`)
+    return
+  }
+
+  // The site folder is checked before submitting: a bad report.outDir fails now, not after the array.
+  const out = path.resolve(loaded.baseDir, config.report.outDir)
+  const output: OutputContext = { source: `report.outDir in ${loaded.file}`, databases: [db], models: Object.values(config.models).map(m => path.resolve(loaded.baseDir, m)) }
+  checkOutputDir(out, 'report', output)
+  const controller = new AbortController()
+  const onSignal = () => {
+    if (controller.signal.aborted) process.exit(130)
+    controller.abort()
+  }
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
+  let bar: ReturnType<typeof createProgress> | undefined
+  let result: SlurmSweepResult
+  const t0 = performance.now()
+  try {
+    result = await runSlurmSweep({
+      ...options, signal: controller.signal,
+      pollMs: 1000 * (flags.pollSeconds ? positiveNumber('--poll-seconds', flags.pollSeconds) : 10),
+      log: line => process.stderr.write(`${line}\n`),
+      onProgress: p => { (bar ??= createProgress('slurm shards', p.total)).update(p.done, `${p.running} running, ${p.pending} pending, ${p.failed} failed`) },
+    })
+  } finally {
+    bar?.stop()
+    process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
+  }
+  const seconds = (performance.now() - t0) / 1000
+  if (result.interrupted) {
+    process.stderr.write(`\ninterrupted: the array job keeps running on the cluster; rerun the same command to follow it and merge (scancel ${result.jobId ?? '<job id>'} to stop it)\n`)
+    if (flags.json) process.stdout.write(JSON.stringify(result) + '\n')
+    process.exitCode = 130
+    return
+  }
+  process.stderr.write(`slurm: ${result.complete.length + result.alreadyComplete.length}/${result.shards} shards complete, ${result.failed.length} failed, in ${seconds.toFixed(1)} s; merged ${result.merged.runs} runs into ${db}\n`)
+  if (result.failed.length) {
+    process.stderr.write(`${result.failed.length} shard(s) failed:\n${result.failed.map(f => `  shard ${f.shard} (job ${f.jobId}_${f.shard}): ${f.state}, exit ${f.exitCode}; log: ${f.log}`).join('\n')}\n` +
+      'Read the logs, fix the cause and rerun the same command: only the incomplete shards are submitted again.\n')
+  }
+  if (result.complete.length + result.alreadyComplete.length > 0) {
+    const pages = await buildReport(db, out, config.report.title, output)
+    process.stderr.write(`leaderboard: ${pages.length} pages; open ${path.join(out, 'index.html')}\n`)
+  }
+  if (flags.json) process.stdout.write(JSON.stringify(result) + '\n')
+  if (result.failed.length) process.exitCode = 1
 }

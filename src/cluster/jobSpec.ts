@@ -1,0 +1,56 @@
+// What a cluster job runs: one shard of the sweep plan per array task / completion index, each into
+// its own SQLite file. Shared by the Slurm script and the Kubernetes manifest so both run the same thing.
+import path from 'node:path'
+
+export interface ClusterOptions {
+  partition?: string
+  account?: string
+  /** Slurm time limit per array task ('HH:MM:SS', 'D-HH:MM:SS' or minutes). */
+  time?: string
+  gpusPerTask?: number
+  cpusPerTask?: number
+  /** Extra `#SBATCH` options, e.g. '--mem=32G'. */
+  sbatch: string[]
+  /** Kubernetes container image and the PersistentVolumeClaim that holds the project. */
+  image: string
+  pvc: string
+}
+
+/** Everything an array task needs: absolute paths on the shared filesystem plus the sweep flags. */
+export interface ShardJob {
+  /** Shards = array tasks. */
+  shards: number
+  /** Folder the job runs in (the config's folder: relative paths in the config resolve there). */
+  workDir: string
+  /** The CLI entry (bin/moe-harness.mjs of this checkout). */
+  bin: string
+  config: string
+  /** Folder of the per-shard SQLite files and of the logs. */
+  stateDir: string
+  /** Extra sweep flags passed through (e.g. --workers 2 --threads 1). */
+  sweepArgs: string[]
+}
+
+export const shardDbName = (index: number | string, shards: number | string) => `shard-${index}-of-${shards}.sqlite`
+export const shardDb = (job: Pick<ShardJob, 'stateDir' | 'shards'>, index: number) => path.join(job.stateDir, 'shards', shardDbName(index, job.shards))
+export const logDir = (stateDir: string) => path.join(stateDir, 'logs')
+/** The log Slurm writes for array task `task` of job `jobId` (the script's --output pattern). */
+export const slurmLog = (stateDir: string, jobId: string, task: number) => path.join(logDir(stateDir), `shard-${jobId}_${task}.log`)
+
+/** Quotes a word for bash only when it needs it, so the script stays readable. */
+export function shellQuote(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`
+}
+
+/** Renders a contiguous list of indices compactly for `--array` (0-3,5,7-8). */
+export function arraySpec(indices: number[]): string {
+  const sorted = [...new Set(indices)].sort((a, b) => a - b)
+  const parts: string[] = []
+  for (let i = 0; i < sorted.length; i++) {
+    let j = i
+    while (j + 1 < sorted.length && sorted[j + 1] === sorted[j] + 1) j++
+    parts.push(i === j ? `${sorted[i]}` : `${sorted[i]}-${sorted[j]}`)
+    i = j
+  }
+  return parts.join(',')
+}

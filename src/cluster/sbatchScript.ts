@@ -1,0 +1,55 @@
+// The sbatch array script `moe-harness sweep --slurm` writes (and `--dry-run` prints): readable, with
+// every choice commented, so it can be read, edited and submitted by hand like a colleague's script.
+import { HARNESS_VERSION } from '../version.ts'
+import { arraySpec, logDir, shardDbName, shellQuote, type ClusterOptions, type ShardJob } from './jobSpec.ts'
+
+export interface ScriptPlan { cells: number; cellsPerShard: number[]; store: string }
+
+export function renderSbatchScript(job: ShardJob, options: ClusterOptions, plan: ScriptPlan): string {
+  const q = shellQuote
+  const all = arraySpec(Array.from({ length: job.shards }, (_, i) => i))
+  const sbatch = [
+    `--job-name=moe-harness-sweep`,
+    `--array=${all}`,
+    `--output=${logDir(job.stateDir)}/shard-%A_%a.log`,
+    `--chdir=${job.workDir}`,
+    `--ntasks=1`,
+    ...(options.cpusPerTask ? [`--cpus-per-task=${options.cpusPerTask}`] : []),
+    ...(options.gpusPerTask ? [`--gpus-per-task=${options.gpusPerTask}`] : []),
+    ...(options.time ? [`--time=${options.time}`] : []),
+    ...(options.partition ? [`--partition=${options.partition}`] : []),
+    ...(options.account ? [`--account=${options.account}`] : []),
+    ...options.sbatch.map(s => (s.startsWith('-') ? s : `--${s}`)),
+  ]
+  const lines = [
+    '#!/bin/bash',
+    `# moe-harness ${HARNESS_VERSION} sweep as a Slurm array job, written by \`moe-harness sweep --slurm\`.`,
+    `# Plan: ${plan.cells} cells of ${job.config},`,
+    `# split by a stable hash of each cell into ${job.shards} shards (cells per shard: ${plan.cellsPerShard.join(', ')}).`,
+    '# Array task i runs shard i/N into its own SQLite file (SQLite must not be shared over a network',
+    '# filesystem); `moe-harness sweep --slurm` merges the shard files into',
+    `# ${plan.store} when the array ends, and resubmits only incomplete shards when rerun.`,
+    '#',
+    `# By hand: sbatch ${q(job.stateDir)}/sweep.sbatch            (all shards)`,
+    `#          sbatch --array=2 ${q(job.stateDir)}/sweep.sbatch  (shard 2 only)`,
+    `# Logs: ${logDir(job.stateDir)}/shard-<job id>_<shard>.log`,
+    ...sbatch.map(s => `#SBATCH ${s}`),
+    '',
+    'set -euo pipefail',
+    '',
+    `SHARDS=${job.shards}`,
+    `STATE_DIR=${q(job.stateDir)}`,
+    'SHARD="${SLURM_ARRAY_TASK_ID:?run this script with sbatch --array}"',
+    '',
+    'echo "moe-harness shard ${SHARD}/${SHARDS}: job ${SLURM_ARRAY_JOB_ID}_${SHARD} on $(hostname), started $(date -Is)"',
+    'mkdir -p "${STATE_DIR}/shards"',
+    '# Resumable: cells this shard already stored are skipped, so a requeued task continues.',
+    `exec node ${q(job.bin)} sweep \\`,
+    `  --config ${q(job.config)} \\`,
+    '  --shard "${SHARD}/${SHARDS}" \\',
+    `  --db "\${STATE_DIR}/shards/${shardDbName('${SHARD}', '${SHARDS}')}"${job.sweepArgs.length ? ' \\' : ''}`,
+    ...(job.sweepArgs.length ? [`  ${job.sweepArgs.map(q).join(' ')}`] : []),
+    '',
+  ]
+  return lines.join('\n')
+}
