@@ -123,18 +123,39 @@ describe('DeepSeek ONNX log-probs match the float64 reference within 1e-4', () =
     })
   }
 
-  it('YaRN on Qwen3-MoE written in the transformers v5 rope_parameters form', async () => {
-    const model = writeTinyCheckpoint(path.join(dir, 'qwen3_yarn_v5'), { family: 'qwen3_moe', seed: 41, ropeTheta: 1e6, headDim: 16 })
-    const config: Record<string, any> = { ...model.config }
-    delete config.rope_theta
-    config.max_position_embeddings = 2048
-    config.rope_parameters = { rope_type: 'yarn', rope_theta: 1e6, factor: 4.0, original_max_position_embeddings: 512 }
-    fs.writeFileSync(path.join(model.dir, 'config.json'), JSON.stringify(config, null, 2))
-    await assertParity(model.dir, config, model.tensors, [
-      { name: 'plain', ref: {}, edits: emptyEdits() },
-      { name: 'mask 0:1', ref: { disabled: { 0: [1] } }, edits: { overrides: {}, layers: { 0: { disabled: [1] } } } },
+  it('kept-router hooks on DeepSeek-V3: bound slots, a novice slot and a per-layer top-k', async () => {
+    const o: TinyDeepseekOptions = { version: 'v3', dtype: 'F32', seed: 35, layers: 2, experts: 8, nGroup: 2, topkGroup: 1, topK: 3, firstKDenseReplace: 1, normTopK: true }
+    const model = writeTinyDeepseek(path.join(dir, 'v3_kept_router'), o)
+    const hidden = model.config.hidden_size as number
+    const novice = Float32Array.from({ length: hidden }, (_, i) => Math.sin(i) * 0.3)
+    await assertParity(model.dir, model.config, model.tensors, [
+      { name: 'bind 1→0, 6→5', ref: { bindings: { 1: { 1: 0, 6: 5 } } }, edits: { overrides: {}, layers: { 1: { bindings: { 1: 0, 6: 5 } } } } },
+      { name: 'novice slot 2', ref: { novices: { 1: { 2: novice } } }, edits: { overrides: {}, layers: { 1: { novices: { 2: novice } } } } },
+      { name: 'top-k 2', ref: { topK: { 1: 2 } }, edits: { overrides: {}, layers: { 1: { topK: 2 } } } },
     ])
   })
+
+  // transformers builds every one of these families' rotary embedding through ROPE_INIT_FUNCTIONS
+  // from rope_scaling (v4) or rope_parameters (v5), so each may carry YaRN; both forms are covered.
+  const yarnFamilies = [['mixtral', 'v4'], ['olmoe', 'v5'], ['qwen2_moe', 'v4'], ['qwen3_moe', 'v5']] as const
+  for (const [family, form] of yarnFamilies) {
+    it(`YaRN on ${family} in the transformers ${form} form (${form === 'v4' ? 'rope_scaling' : 'rope_parameters'})`, async () => {
+      const model = writeTinyCheckpoint(path.join(dir, `${family}_yarn_${form}`), { family, seed: 41, ropeTheta: 1e5 })
+      const yarn = { factor: 4.0, original_max_position_embeddings: 512, beta_fast: 16, beta_slow: 2 }
+      const config: Record<string, any> = { ...model.config, max_position_embeddings: 2048 }
+      if (form === 'v4') {
+        config.rope_scaling = { type: 'yarn', ...yarn }
+      } else {
+        delete config.rope_theta
+        config.rope_parameters = { rope_type: 'yarn', rope_theta: 1e5, ...yarn }
+      }
+      fs.writeFileSync(path.join(model.dir, 'config.json'), JSON.stringify(config, null, 2))
+      await assertParity(model.dir, config, model.tensors, [
+        { name: 'plain', ref: {}, edits: emptyEdits() },
+        { name: 'mask 0:1', ref: { disabled: { 0: [1] } }, edits: { overrides: {}, layers: { 0: { disabled: [1] } } } },
+      ])
+    })
+  }
 
   it('the checks are not vacuous: YaRN, the latent-norm eps, routing knobs and masks all move the reference', () => {
     const base: TinyDeepseekOptions = { version: 'v3', seed: 51, layers: 2, experts: 8, nGroup: 2, topkGroup: 1, topK: 2, firstKDenseReplace: 1, ropeScaling: yarnV3, maxPositionEmbeddings: 2048 }
@@ -155,5 +176,10 @@ describe('DeepSeek ONNX log-probs match the float64 reference within 1e-4', () =
     moved('norm_topk_prob false', { ...cfg, norm_topk_prob: false })
     moved('two experts masked', cfg, { disabled: { 1: [0, 4] } })
     moved('neuron top-k 0.3', cfg, { neuronKeep: { 1: 0.3 } })
+    const unbiased = new Map(model.tensors)
+    const bias = model.tensors.get('model.layers.1.mlp.gate.e_score_correction_bias')!
+    unbiased.set('model.layers.1.mlp.gate.e_score_correction_bias', { shape: bias.shape, data: new Float32Array(bias.data.length) })
+    const noBias = referenceLogprobs(cfg, unbiased, seq)
+    assert.ok(Math.max(...noBias.map((v, i) => Math.abs(v - ref[i]))) > 1e-3, 'the correction bias should steer the selection')
   })
 })
