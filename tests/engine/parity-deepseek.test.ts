@@ -56,9 +56,10 @@ const cases: Case[] = [
   { name: 'v3 F16 12 experts 3 groups first-dense 0 eps 0.05', masks: [[0, 9]],
     options: { version: 'v3', dtype: 'F16', seed: 33, layers: 3, hidden: 48, heads: 3, qLoraRank: 20, experts: 12, nGroup: 3, topkGroup: 2, topK: 4, nSharedExperts: 1,
       firstKDenseReplace: 0, routedScalingFactor: 2.0, normTopK: true, rmsNormEps: 0.05, ropeTheta: 50000 } },
-  // FP8: hidden 136 and the dense FFN 144 span two 128-blocks with a partial edge block.
-  { name: 'v3 FP8 128x128 blocks with partial edges YaRN', masks: [[5]],
-    options: { version: 'v3', dtype: 'F8_E4M3', seed: 34, layers: 2, hidden: 136, heads: 2, qLoraRank: 24, experts: 8, nGroup: 2, topkGroup: 1, topK: 2, ffn: 16, denseFfn: 144,
+  // FP8: hidden 136 and the dense FFN 144 span two 128-blocks with a partial edge block. As
+  // DeepSeek-V3 ships, with its multi-token-prediction layer in the files (never run).
+  { name: 'v3 FP8 128x128 blocks with partial edges YaRN MTP layer', masks: [[5]],
+    options: { version: 'v3', dtype: 'F8_E4M3', seed: 34, nextnLayers: 1, layers: 2, hidden: 136, heads: 2, qLoraRank: 24, experts: 8, nGroup: 2, topkGroup: 1, topK: 2, ffn: 16, denseFfn: 144,
       nSharedExperts: 1, firstKDenseReplace: 1, routedScalingFactor: 2.5, normTopK: true, ropeScaling: yarnV3, maxPositionEmbeddings: 2048 } },
   // norm_topk_prob on V2: transformers never reads it, the Hub remote code normalises (see
   // tests/reference/deepseek.ts). The engine may refuse such a config by name; it must never

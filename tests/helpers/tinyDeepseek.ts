@@ -62,13 +62,17 @@ export interface TinyDeepseekOptions {
   shards?: number
   vocab?: number
   maxPositionEmbeddings?: number
+  /** V3 only: num_nextn_predict_layers, written as DeepSeek-V3 ships its MTP layer (model.layers.<layers>.*). */
+  nextnLayers?: number
   /** rms_norm_eps (decoder norms only: the latent q_a/kv_a norms keep their module default 1e-6). */
   rmsNormEps?: number
 }
 
 export interface TinyDeepseekModel extends TinyModel {
-  /** Names of the tensors stored as F8_E4M3 (each with a `<module>.weight_scale_inv`). */
+  /** Names of the used tensors stored as F8_E4M3 (each with a `<module>.weight_scale_inv`). */
   fp8Weights: string[]
+  /** Tensors in the files that the model does not use (the MTP layers), not in `tensors`. */
+  unusedTensors: string[]
 }
 
 /** DeepSeek-V3's FP8 block size ([out, in]), from its config.json `quantization_config.weight_block_size`. */
@@ -204,8 +208,22 @@ export function writeTinyDeepseek(dir: string, o: TinyDeepseekOptions): TinyDeep
   put('model.embed_tokens.weight', [vocab, hidden], 1)
   put('model.norm.weight', [hidden], 0.1, 1)
   if (!tie) put('lm_head.weight', [vocab, hidden], 1 / Math.sqrt(hidden))
-  for (let l = 0; l < layers; l++) {
+  const nextn = v3 ? o.nextnLayers ?? 0 : 0
+  const mainNames = new Set<string>()
+  for (let l = 0; l < layers + nextn; l++) {
     const p = `model.layers.${l}`
+    if (l === layers) for (const n of tensors.keys()) mainNames.add(n)
+    if (l >= layers) {
+      // DeepSeek-V3's multi-token-prediction module (num_nextn_predict_layers): one more decoder
+      // layer plus its own embedding/norm/projection/head, which transformers skips on load
+      // (_keys_to_ignore_on_load_unexpected = model.layers.61.*) and inference never runs.
+      put(`${p}.embed_tokens.weight`, [vocab, hidden], 1)
+      put(`${p}.enorm.weight`, [hidden], 0.1, 1)
+      put(`${p}.hnorm.weight`, [hidden], 0.1, 1)
+      put(`${p}.eh_proj.weight`, [hidden, 2 * hidden], 1 / Math.sqrt(2 * hidden))
+      put(`${p}.shared_head.norm.weight`, [hidden], 0.1, 1)
+      put(`${p}.shared_head.head.weight`, [vocab, hidden], 1 / Math.sqrt(hidden))
+    }
     put(`${p}.input_layernorm.weight`, [hidden], 0.1, 1)
     put(`${p}.post_attention_layernorm.weight`, [hidden], 0.1, 1)
     if (qLoraRank === null) {
@@ -237,6 +255,10 @@ export function writeTinyDeepseek(dir: string, o: TinyDeepseekOptions): TinyDeep
     if (nShared) mlp(`${p}.mlp.shared_experts`, ffn * nShared)
   }
 
+  // The MTP tensors are in the files only: the model never reads them.
+  const unusedTensors = nextn ? [...stored.keys()].filter(n => !mainNames.has(n) && !n.endsWith('.weight_scale_inv') && tensors.has(n)).sort() : []
+  for (const n of unusedTensors) tensors.delete(n)
+
   const ropeScaling = o.ropeScaling ?? null
   const torchDtype = { F32: 'float32', F16: 'float16', BF16: 'bfloat16', F8_E4M3: 'bfloat16' }[dtype]
   const config: Record<string, unknown> = {
@@ -265,7 +287,7 @@ export function writeTinyDeepseek(dir: string, o: TinyDeepseekOptions): TinyDeep
     num_experts_per_tok: topK,
     num_hidden_layers: layers,
     num_key_value_heads: heads,
-    ...(v3 ? { num_nextn_predict_layers: 0 } : {}),
+    ...(v3 ? { num_nextn_predict_layers: nextn } : {}),
     pretraining_tp: 1,
     q_lora_rank: qLoraRank,
     qk_nope_head_dim: nope,
@@ -306,7 +328,7 @@ export function writeTinyDeepseek(dir: string, o: TinyDeepseekOptions): TinyDeep
     }
     fs.writeFileSync(path.join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: weightMap }, null, 2))
   }
-  return { dir, config, tensors, fp8Weights }
+  return { dir, config, tensors, fp8Weights: fp8Weights.filter(n => tensors.has(n)), unusedTensors }
 }
 
 // A byte-level safetensors writer of its own: the project's writer knows only the dtypes the
