@@ -1,7 +1,7 @@
 // The public surface for plugin authors: methods/*.ts, tasks/*.ts and harness.config.ts import from here.
 export { defineMethod, p } from './methods/defineMethod.ts'
 export type {
-  ExpertControls, MethodContext, MethodDefinition, MethodFamily, MethodLogger, MethodReport, MoeLayout, ParamShape, ParamSpec, RuntimeKnobs, WeightStore,
+  CalibrationProcedure, ExpertControls, LayerReport, MethodContext, MethodDefinition, MethodFamily, MethodLogger, MethodReport, MoeLayout, ParamShape, ParamSpec, RuntimeKnobs, WeightStore,
 } from './methods/defineMethod.ts'
 export {
   checkUniformRemoval, combinations, dropLowest, kthSmallest, maxWeightAssignment, removalCount, removedShare, removeLowestPerLayer, smallestIndices, stableArgsort, superExperts,

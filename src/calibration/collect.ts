@@ -1,7 +1,8 @@
-// One pass of the unpruned model over the calibration windows, accumulating the declared
-// statistics (float64) from the graph's calibration outputs.
+// One pass of the (unpruned) model over the calibration windows, accumulating the declared
+// statistics (float64) from the graph's calibration outputs. The sequential procedure
+// (sequential.ts) reuses the accumulator one layer at a time.
 import { fail } from '../errors.ts'
-import { emptyEdits } from '../engine/hooks.ts'
+import { emptyEdits, type VariantEdits } from '../engine/hooks.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
 import { moeLayers, type MoeLayerSpec } from '../model/modelSpec.ts'
 import { buildScoringGraph, type CalibrationOutputs } from '../onnx/moeGraph.ts'
@@ -16,9 +17,11 @@ export interface CollectOptions {
   /** Tokens per layer kept for 'layerSamples'. */
   sampleTokens?: number
   onProgress?: (done: number, total: number) => void
+  /** Edits applied to the model while collecting (default none: the unpruned model). */
+  edits?: VariantEdits
 }
 
-function outputsFor(needs: readonly StatNeed[]): CalibrationOutputs {
+export function outputsFor(needs: readonly StatNeed[]): CalibrationOutputs {
   const has = (n: StatNeed) => needs.includes(n)
   return {
     routerLogits: true,
@@ -29,29 +32,50 @@ function outputsFor(needs: readonly StatNeed[]): CalibrationOutputs {
   }
 }
 
+/**
+ * The windows the statistics need: every window, except when 'layerSamples' is the only need (NAEE):
+ * its sample is the first `sampleTokens` tokens, so later windows would be computed for nothing.
+ */
+export function windowsNeeded(windows: number[][], needs: readonly StatNeed[], sampleTokens: number): number[][] {
+  if (needs.length === 1 && needs[0] === 'layerSamples' && windows.length > 0) return windows.slice(0, Math.ceil(sampleTokens / windows[0].length))
+  return windows
+}
+
+/** Padded rows per batch for windows of this length. */
+export function rowsPerBatch(length: number, batchTokens = 4096): number {
+  return Math.max(1, Math.floor(batchTokens / length))
+}
+
+/** The graph's feeds for a batch of equal-length windows (every token valid, one dummy scored position). */
+export function windowFeeds(batch: number[][]) {
+  const length = batch[0].length
+  const n = batch.length * length
+  return {
+    input_ids: { type: 'int64' as const, data: BigInt64Array.from(batch.flat().map(BigInt)), dims: [batch.length, length] },
+    position_ids: { type: 'int64' as const, data: BigInt64Array.from({ length: n }, (_, i) => BigInt(i % length)), dims: [batch.length, length] },
+    branch_ids: { type: 'int64' as const, data: new BigInt64Array(n), dims: [batch.length, length] },
+    score_positions: { type: 'int64' as const, data: new BigInt64Array([0n]), dims: [1] },
+    score_targets: { type: 'int64' as const, data: new BigInt64Array([0n]), dims: [1] },
+  }
+}
+
 export async function collectStats(ckpt: Checkpoint, windows: number[][], needs: readonly StatNeed[], info: Omit<StatsData['info'], 'seconds' | 'tokens'>, options: CollectOptions): Promise<StatsData> {
   const t0 = performance.now()
-  const graph = buildScoringGraph(ckpt, emptyEdits(), { calibration: outputsFor(needs) })
+  const graph = buildScoringGraph(ckpt, options.edits ?? emptyEdits(), { calibration: outputsFor(needs) })
   const session = await createSession(graph, { device: options.device, threads: options.threads })
   const layers = moeLayers(ckpt.spec)
   const d = ckpt.spec.hiddenSize
-  const acc = new Map(layers.map(l => [l.index, new LayerAccumulator(l, d, needs, options.sampleTokens ?? 2048)]))
+  const sampleTokens = options.sampleTokens ?? 2048
+  const acc = new Map(layers.map(l => [l.index, new LayerAccumulator(l, d, needs, sampleTokens)]))
+  windows = windowsNeeded(windows, needs, sampleTokens)
   const length = windows[0].length
-  const rows = Math.max(1, Math.floor((options.batchTokens ?? 4096) / length))
+  const rows = rowsPerBatch(length, options.batchTokens)
   let tokens = 0
   try {
     for (let start = 0; start < windows.length; start += rows) {
       const batch = windows.slice(start, start + rows)
       const n = batch.length * length
-      const ids = BigInt64Array.from(batch.flat().map(BigInt))
-      const pos = BigInt64Array.from({ length: n }, (_, i) => BigInt(i % length))
-      const feeds = {
-        input_ids: { type: 'int64' as const, data: ids, dims: [batch.length, length] },
-        position_ids: { type: 'int64' as const, data: pos, dims: [batch.length, length] },
-        branch_ids: { type: 'int64' as const, data: new BigInt64Array(n), dims: [batch.length, length] },
-        score_positions: { type: 'int64' as const, data: new BigInt64Array([0n]), dims: [1] },
-        score_targets: { type: 'int64' as const, data: new BigInt64Array([0n]), dims: [1] },
-      }
+      const feeds = windowFeeds(batch)
       const wanted = graph.outputNames.filter(o => o !== 'logprobs' && o !== 'greedy')
       const out = await session.run(feeds, wanted)
       for (const a of acc.values()) a.add(out, n)
@@ -68,7 +92,8 @@ export async function collectStats(ckpt: Checkpoint, windows: number[][], needs:
 
 type Out = Record<string, { data: Float32Array | BigInt64Array | Uint8Array; dims: number[] }>
 
-class LayerAccumulator {
+/** Accumulates one MoE layer's statistics from the graph's calibration outputs, batch by batch. */
+export class LayerAccumulator {
   private E: number
   private k: number
   private F: number

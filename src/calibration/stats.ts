@@ -1,4 +1,5 @@
-// Calibration statistics, per MoE layer, from one pass of the unpruned model (methods.md §3).
+// Calibration statistics, per MoE layer, from one pass of the unpruned model or, for sequential
+// methods, layer by layer on the partially edited model (methods.md §3).
 // Token scopes matter: "routed" means the tokens whose top-k selects the expert; "all" means every
 // token reaching the layer; "forced" means the expert is run on every token.
 
@@ -73,7 +74,13 @@ export interface LayerSamples {
 
 export interface CalibrationStats {
   /** What was computed and on which data. */
-  readonly info: { key: string; needs: StatNeed[]; sequences: number; length: number; tokens: number; source: string; seconds: number }
+  readonly info: {
+    key: string; needs: StatNeed[]; sequences: number; length: number; tokens: number; source: string; seconds: number
+    /** 'sequential': each layer's entry was collected with the method's edits of the earlier layers applied. Absent = one-pass. */
+    procedure?: 'one-pass' | 'sequential'
+    /** Sequential only: layers whose statistics came from the cache. */
+    layersFromCache?: number
+  }
   routing(layer: number): LayerRouting
   expertOutputs(layer: number): LayerExpertOutputs
   /** Mean output of each expert over all tokens ([E, d]). */

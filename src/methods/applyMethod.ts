@@ -1,13 +1,16 @@
-// Runs a method's single `apply` phase against a checkpoint and calibration statistics, recording
-// every edit as VariantEdits. Plugin exceptions are re-labelled with the method's name and phase.
+// Runs a method against a checkpoint and calibration statistics, recording every edit as
+// VariantEdits. Whole-model methods run `apply` once; per-layer methods run `applyLayer` for every
+// MoE layer in order, either all at once (one-pass statistics) or interleaved with the sequential
+// calibration engine (src/calibration/sequential.ts), which reads `edits` after each layer.
+// Plugin exceptions are re-labelled with the method's name and phase.
 import { fail, HarnessError } from '../errors.ts'
 import { emptyEdits, validateEdits, type LayerHooks, type VariantEdits } from '../engine/hooks.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
 import { decodeToFloat32, encodeFromFloat32 } from '../model/safetensors.ts'
 import { mulberry32, seedFromString } from '../util/rng.ts'
 import { statsView, type StatsData } from '../calibration/stats.ts'
-import type { MethodContext, MethodDefinition, MethodReport } from './defineMethod.ts'
-import { layoutOf, needsOf, type ParamValues } from './registry.ts'
+import type { LayerReport, MethodContext, MethodDefinition, MethodReport } from './defineMethod.ts'
+import { layoutOf, needsOf, unprunedNeedsOf, type ParamValues } from './registry.ts'
 
 export interface AppliedMethod {
   edits: VariantEdits
@@ -16,11 +19,38 @@ export interface AppliedMethod {
   seconds: number
 }
 
-export async function applyMethod(method: MethodDefinition, params: ParamValues, ckpt: Checkpoint, stats: StatsData | undefined, seedKey: string): Promise<AppliedMethod> {
+/** A method being applied layer by layer. */
+export interface MethodRun {
+  /** The edits so far (live object: read it after each layer). */
+  readonly edits: VariantEdits
+  /** applyLayer for MoE layer `index`, with statistics that hold (at least) that layer. */
+  layer(index: number, stats: StatsData): Promise<void>
+  /** The whole-model `apply` with every layer's statistics (methods without applyLayer). */
+  whole(stats: StatsData): Promise<void>
+  /** Validates the edits and returns the combined report. */
+  finish(): AppliedMethod
+}
+
+const NO_STATS: StatsData = { info: { key: '', needs: [], sequences: 0, length: 0, tokens: 0, source: 'none', seconds: 0 } }
+
+/** Tensor names that belong to decoder layer `index` (every string in its names entry). */
+function layerTensorNames(ckpt: Checkpoint, index: number): Set<string> {
+  const out = new Set<string>()
+  const walk = (v: unknown): void => {
+    if (typeof v === 'string') out.add(v)
+    else if (Array.isArray(v)) v.forEach(walk)
+    else if (v && typeof v === 'object') Object.values(v).forEach(walk)
+  }
+  walk(ckpt.names.layers[index])
+  return out
+}
+
+export function startMethod(method: MethodDefinition, params: ParamValues, ckpt: Checkpoint, seedKey: string, unpruned?: StatsData): MethodRun {
   const t0 = performance.now()
   const layout = layoutOf(ckpt)
   const edits = emptyEdits()
   const warnings: string[] = []
+  let stats: StatsData = NO_STATS
   const hooks = (layer: number): LayerHooks => {
     const spec = layout.layers.find(l => l.index === layer)
     if (!spec) fail('HOOK_INVALID', `layer ${layer} is not a MoE layer (MoE layers: ${layout.layers.map(l => l.index).join(', ')})`)
@@ -30,6 +60,8 @@ export async function applyMethod(method: MethodDefinition, params: ParamValues,
     const spec = layout.layers.find(l => l.index === layer)!
     if (!Number.isInteger(e) || e < 0 || e >= spec.numExperts) fail('HOOK_INVALID', `layer ${layer}: expert ${e} is out of range 0..${spec.numExperts - 1}`)
   }
+  const needs = needsOf(method, params)
+  const unprunedView = statsView(unpruned ?? NO_STATS, unprunedNeedsOf(method, params))
   const ctx: MethodContext<ParamValues> = {
     params: Object.freeze({ ...params }),
     layout,
@@ -73,31 +105,95 @@ export async function applyMethod(method: MethodDefinition, params: ParamValues,
       skipSecondExpert(layer, beta) {
         hooks(layer).skipSecondBeta = beta
       },
+      setTopK(layer, k) {
+        hooks(layer).topK = k
+      },
     },
-    stats: statsView(stats ?? { info: { key: '', needs: [], sequences: 0, length: 0, tokens: 0, source: 'none', seconds: 0 } }, needsOf(method, params)),
+    get stats() { return statsView(stats, needs) },
+    unpruned: unprunedView,
     rng: mulberry32(seedFromString(seedKey)),
     log: {
       warn: m => { if (!warnings.includes(m)) warnings.push(m) },
       info: () => {},
     },
   }
-  let report: MethodReport
-  try {
-    report = await method.apply(ctx as never)
-  } catch (e) {
-    if (e instanceof HarnessError) fail(e.code === 'METHOD_INFEASIBLE' ? e.code : 'METHOD_FAILED', `[method ${method.name}] (apply): ${e.message}`, e)
-    fail('METHOD_FAILED', `[method ${method.name}] (apply): ${(e as Error)?.message ?? String(e)}`, e)
+  const relabel = (e: unknown, phase: string): never => {
+    if (e instanceof HarnessError) fail(e.code === 'METHOD_INFEASIBLE' ? e.code : 'METHOD_FAILED', `[method ${method.name}] (${phase}): ${e.message}`, e)
+    fail('METHOD_FAILED', `[method ${method.name}] (${phase}): ${(e as Error)?.message ?? String(e)}`, e)
   }
-  if (!report || typeof report.achievedRatio !== 'number' || !Number.isFinite(report.achievedRatio)) {
-    fail('METHOD_FAILED', `[method ${method.name}] (apply): must return { achievedRatio: number, ... }, got ${JSON.stringify(report)}.`)
+  const layerReports: LayerReport[] = []
+  let done = 0
+  let whole: MethodReport | undefined
+  return {
+    edits,
+    async layer(index, data) {
+      if (!method.applyLayer) fail('METHOD_INVALID', `Method '${method.name}' has no applyLayer(ctx, layer); it can only run with one-pass calibration.`)
+      const spec = layout.layers[done]
+      if (!spec || spec.index !== index) fail('METHOD_FAILED', `[method ${method.name}] (applyLayer): layer ${index} out of order (expected ${spec?.index ?? 'none'})`)
+      stats = data
+      // Edits must stay inside the layer: the sequential engine relies on it (earlier layers are final).
+      const ownTensors = layerTensorNames(ckpt, index)
+      const before = new Set(Object.keys(edits.overrides))
+      const hooksBefore = JSON.stringify(Object.entries(edits.layers).filter(([l]) => Number(l) !== index).map(([l, h]) => [l, Object.keys(h)]))
+      let r: LayerReport
+      try {
+        r = await method.applyLayer(ctx as never, spec)
+      } catch (e) {
+        relabel(e, `applyLayer ${index}`)
+      }
+      if (!r! || typeof r.removed !== 'number' || typeof r.total !== 'number' || !Number.isFinite(r.removed) || !Number.isFinite(r.total)) {
+        fail('METHOD_FAILED', `[method ${method.name}] (applyLayer ${index}): must return { removed: number, total: number, notes? }, got ${JSON.stringify(r!)}.`)
+      }
+      for (const name of Object.keys(edits.overrides)) {
+        if (!before.has(name) && !ownTensors.has(name)) fail('METHOD_FAILED', `[method ${method.name}] (applyLayer ${index}): edited tensor '${name}', which is not part of layer ${index}; applyLayer may only edit its own layer.`)
+      }
+      const hooksAfter = JSON.stringify(Object.entries(edits.layers).filter(([l]) => Number(l) !== index).map(([l, h]) => [l, Object.keys(h)]))
+      if (hooksAfter !== hooksBefore) fail('METHOD_FAILED', `[method ${method.name}] (applyLayer ${index}): set hooks on another layer; applyLayer may only edit its own layer.`)
+      layerReports.push(r!)
+      done++
+    },
+    finish() {
+      if (method.applyLayer && done !== layout.layers.length) fail('METHOD_FAILED', `[method ${method.name}]: applyLayer ran on ${done} of ${layout.layers.length} MoE layers.`)
+      let report: MethodReport
+      if (method.applyLayer) {
+        const removed = layerReports.reduce((s, r) => s + r.removed, 0), total = layerReports.reduce((s, r) => s + r.total, 0)
+        const notes: Record<string, unknown[]> = {}
+        layerReports.forEach((r, i) => { for (const [k, v] of Object.entries(r.notes ?? {})) (notes[k] ??= Array(layerReports.length).fill(null))[i] = v })
+        report = { achievedRatio: total > 0 ? removed / total : 0, ...(Object.keys(notes).length ? { notes } : {}) }
+      } else {
+        report = whole!
+      }
+      if (!report || typeof report.achievedRatio !== 'number' || !Number.isFinite(report.achievedRatio)) {
+        fail('METHOD_FAILED', `[method ${method.name}] (apply): must return { achievedRatio: number, ... }, got ${JSON.stringify(report)}.`)
+      }
+      for (const [name, data] of Object.entries(edits.overrides)) {
+        if (data.some(v => !Number.isFinite(v))) fail('METHOD_FAILED', `[method ${method.name}] (apply): tensor '${name}' has non-finite values after the method ran.`)
+      }
+      try {
+        validateEdits(ckpt.spec, edits)
+      } catch (e) {
+        fail('METHOD_FAILED', `[method ${method.name}] (apply): produced an invalid variant: ${(e as Error).message}`, e)
+      }
+      return { edits, report, warnings, seconds: (performance.now() - t0) / 1000 }
+    },
+    async whole(data: StatsData) {
+      stats = data
+      try {
+        whole = await method.apply!(ctx as never)
+      } catch (e) {
+        relabel(e, 'apply')
+      }
+    },
   }
-  for (const [name, data] of Object.entries(edits.overrides)) {
-    if (data.some(v => !Number.isFinite(v))) fail('METHOD_FAILED', `[method ${method.name}] (apply): tensor '${name}' has non-finite values after the method ran.`)
+}
+
+/** One-pass: every layer's statistics are in `stats` (unpruned model); runs apply, or applyLayer for each layer. */
+export async function applyMethod(method: MethodDefinition, params: ParamValues, ckpt: Checkpoint, stats: StatsData | undefined, seedKey: string, unpruned?: StatsData): Promise<AppliedMethod> {
+  const run = startMethod(method, params, ckpt, seedKey, unpruned ?? stats)
+  if (method.applyLayer) {
+    for (const layer of layoutOf(ckpt).layers) await run.layer(layer.index, stats ?? NO_STATS)
+  } else {
+    await run.whole(stats ?? NO_STATS)
   }
-  try {
-    validateEdits(ckpt.spec, edits)
-  } catch (e) {
-    fail('METHOD_FAILED', `[method ${method.name}] (apply): produced an invalid variant: ${(e as Error).message}`, e)
-  }
-  return { edits, report, warnings, seconds: (performance.now() - t0) / 1000 }
+  return run.finish()
 }

@@ -1,7 +1,8 @@
 // The method plugin contract. A method is one file in methods/ whose default export is made by
-// defineMethod({...}). The harness owns everything around `apply`: parameter validation, fail-fast
-// feasibility checks, calibration (computed once, cached, shared by every method and ratio), building
-// and scoring the variant, and accounting (memory, active parameters).
+// defineMethod({...}). The harness owns everything around `apply` / `applyLayer`: parameter
+// validation, fail-fast feasibility checks, calibration (one pass of the unpruned model, or
+// sequential layer by layer; cached), building and scoring the variant, and accounting (memory,
+// active parameters).
 import type { CalibrationStats, StatNeed } from '../calibration/stats.ts'
 import type { MoeLayerSpec } from '../model/modelSpec.ts'
 import type { ModelNames } from '../model/tensorNames.ts'
@@ -65,6 +66,8 @@ export interface RuntimeKnobs {
   neuronTopK(layer: number, rho: number): void
   /** NAEE dynamic skipping: drop the second expert when w2 / w1 < beta (top-2 layers). */
   skipSecondExpert(layer: number, beta: number): void
+  /** Routing top-k of the layer (HC-SMoE: top_k := num_groups when fewer groups than top-k remain). */
+  setTopK(layer: number, k: number): void
 }
 
 export interface MethodLogger {
@@ -79,8 +82,18 @@ export interface MethodContext<V> {
   readonly weights: WeightStore
   readonly experts: ExpertControls
   readonly runtime: RuntimeKnobs
-  /** Only the statistics the method declared in `needs` (computed on the unpruned model). */
+  /**
+   * Only the statistics the method declared in `needs`. One-pass calibration: computed on the unpruned
+   * model. Sequential calibration: layer L's entry was computed with the edits of the layers before L
+   * already applied (and only the layers up to the current one have entries).
+   */
   readonly stats: CalibrationStats
+  /**
+   * The statistics declared in `unprunedNeeds`, always from one pass of the unpruned model (NAEE's
+   * progressive mode compares against the unpruned layer outputs). With one-pass calibration it reads
+   * the same data as `stats`.
+   */
+  readonly unpruned: CalibrationStats
   /** Seeded from the variant key: the only randomness a method may use. */
   readonly rng: () => number
   readonly log: MethodLogger
@@ -93,6 +106,26 @@ export interface MethodReport {
   /** Free-form facts for the report, e.g. the merge groups or the scores that ranked the experts. */
   notes?: Record<string, unknown>
 }
+
+/** What `applyLayer` achieved in one layer, in the method's own unit. */
+export interface LayerReport {
+  /** Units removed in this layer (experts removed, weights zeroed, ...). */
+  removed: number
+  /** Units the ratio is measured against in this layer; achievedRatio = Σ removed / Σ total. */
+  total: number
+  /** Per-layer facts; the harness collects each key into an array over layers for MethodReport.notes. */
+  notes?: Record<string, unknown>
+}
+
+/**
+ * How calibration statistics are collected (methods.md §3, "single pass vs sequential").
+ * - 'one-pass': every layer's statistics from one pass of the unpruned model.
+ * - 'sequential': layer by layer; layer L's statistics are collected on the model whose MoE layers
+ *   before L already carry the method's edits (Wanda's `prune_wanda`, NAEE's `progressive_pruning`).
+ *   The engine keeps the hidden states entering each layer and runs one layer at a time on them, so
+ *   the cost stays about one forward pass (src/calibration/sequential.ts).
+ */
+export type CalibrationProcedure = 'one-pass' | 'sequential'
 
 export type MethodFamily = 'expert-pruning' | 'expert-merging' | 'novice-replacement' | 'unstructured' | 'neuron-sparsity' | 'dynamic-skipping'
 
@@ -107,10 +140,29 @@ export interface MethodDefinition<P extends ParamShape = ParamShape> {
   params: P
   /** Calibration statistics the method reads; may depend on the parameters. */
   needs?: readonly StatNeed[] | ((params: ParamValues<P>) => readonly StatNeed[])
+  /**
+   * The calibration procedure (default 'one-pass'). 'sequential' needs `applyLayer`. Methods that
+   * offer both usually expose a `calibration` parameter and return it here.
+   */
+  calibration?: CalibrationProcedure | ((params: ParamValues<P>) => CalibrationProcedure)
+  /** Statistics read from one pass of the unpruned model (ctx.unpruned) in addition to `needs`. */
+  unprunedNeeds?: readonly StatNeed[] | ((params: ParamValues<P>) => readonly StatNeed[])
   /** Fail-fast feasibility check, run before any calibration. Throw with a message naming the fix. */
   validate?: (params: ParamValues<P>, layout: MoeLayout) => void
-  /** The single phase: edit weights and/or set hooks. Deterministic given params, stats and ctx.rng. */
-  apply: (ctx: MethodContext<ParamValues<P>>) => MethodReport | Promise<MethodReport>
+  /**
+   * The whole-model phase: edit weights and/or set hooks. Deterministic given params, stats and
+   * ctx.rng. One-pass calibration only. Define exactly one of `apply` and `applyLayer`.
+   */
+  apply?: (ctx: MethodContext<ParamValues<P>>) => MethodReport | Promise<MethodReport>
+  /**
+   * The per-layer phase: edit ONE MoE layer (its experts, hooks, and the tensors of that layer only;
+   * the harness rejects edits elsewhere). The harness calls it for every MoE layer in ascending order.
+   * With one-pass calibration ctx.stats holds every layer of the unpruned model; with sequential
+   * calibration ctx.stats holds `layer`'s statistics collected with the edits of the earlier layers
+   * applied. Either way the result is the same function of the statistics each call sees, so one
+   * implementation serves both procedures. achievedRatio = Σ removed / Σ total over layers.
+   */
+  applyLayer?: (ctx: MethodContext<ParamValues<P>>, layer: MoeLayerSpec) => LayerReport | Promise<LayerReport>
   /** Paper and code the implementation follows. */
   reference?: { paper?: string; code?: string }
 }

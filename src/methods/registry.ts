@@ -8,7 +8,7 @@ import { loadAllPlugins, loadPlugin, pluginFiles } from '../plugins/discover.ts'
 import { METHODS_DIR } from '../paths.ts'
 import { unknownName } from '../util/suggest.ts'
 import type { StatNeed } from '../calibration/stats.ts'
-import type { MethodDefinition, MoeLayout, ParamShape } from './defineMethod.ts'
+import type { CalibrationProcedure, MethodDefinition, MoeLayout, ParamShape } from './defineMethod.ts'
 
 export type ParamValues = Record<string, number | boolean | string>
 
@@ -25,7 +25,8 @@ export async function loadAllMethods(): Promise<MethodDefinition[]> {
 }
 
 function checkShape(m: MethodDefinition): MethodDefinition {
-  if (typeof m.apply !== 'function') fail('METHOD_INVALID', `Method '${m.name}' has no apply(ctx) function.`)
+  if (typeof m.apply !== 'function' && typeof m.applyLayer !== 'function') fail('METHOD_INVALID', `Method '${m.name}' has neither apply(ctx) nor applyLayer(ctx, layer); define one of them.`)
+  if (typeof m.apply === 'function' && typeof m.applyLayer === 'function') fail('METHOD_INVALID', `Method '${m.name}' defines both apply and applyLayer; keep one (applyLayer serves both calibration procedures).`)
   if (!m.params?.ratio) fail('METHOD_INVALID', `Method '${m.name}' must declare a 'ratio' parameter (p.ratio()): it is the shared sweep axis.`)
   return m
 }
@@ -93,6 +94,20 @@ export function layoutOf(ckpt: Checkpoint): MoeLayout {
 export function needsOf(method: MethodDefinition, params: ParamValues): StatNeed[] {
   const needs = typeof method.needs === 'function' ? method.needs(params as never) : method.needs ?? []
   return [...needs]
+}
+
+/** Statistics read from one pass of the unpruned model (ctx.unpruned). */
+export function unprunedNeedsOf(method: MethodDefinition, params: ParamValues): StatNeed[] {
+  const needs = typeof method.unprunedNeeds === 'function' ? method.unprunedNeeds(params as never) : method.unprunedNeeds ?? []
+  return [...needs]
+}
+
+/** The calibration procedure of a method with these parameters ('one-pass' unless the method says otherwise). */
+export function procedureOf(method: MethodDefinition, params: ParamValues): CalibrationProcedure {
+  const p = typeof method.calibration === 'function' ? method.calibration(params as never) : method.calibration ?? 'one-pass'
+  if (p !== 'one-pass' && p !== 'sequential') fail('METHOD_INVALID', `Method '${method.name}': calibration must be 'one-pass' or 'sequential', got ${JSON.stringify(p)}.`)
+  if (p === 'sequential' && typeof method.applyLayer !== 'function') fail('METHOD_INVALID', `Method '${method.name}' asks for sequential calibration but has no applyLayer(ctx, layer); sequential calibration applies the method one layer at a time.`)
+  return p
 }
 
 /** Runs the method's own feasibility check before any calibration; errors name the method and phase. */

@@ -79,7 +79,7 @@ export function accountVariant(ckpt: Checkpoint, edits: VariantEdits, stats?: St
     expertParams += s.kept.length * perExpert + s.novices.length * d
     baseActive += layer.topK * perExpert
     // Expected computed experts per token: the top-k minus novice slots (by routed mass) and skipped seconds.
-    let computed = layer.topK
+    let computed = edits.layers[layer.index]?.topK ?? layer.topK // HC-SMoE may lower top-k
     const routing = stats?.routing?.[layer.index]
     if (routing && routing.tokens > 0) {
       const novMass = s.novices.reduce((a, e) => a + routing.count[e], 0) / routing.tokens

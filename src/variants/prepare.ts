@@ -1,14 +1,16 @@
-// From (model, method, params) to a ready variant: validate, calibrate (cached), apply, account.
+// From (model, method, params) to a ready variant: validate, calibrate (cached; one-pass, or
+// sequential interleaved with the method's per-layer edits), apply, account.
 import crypto from 'node:crypto'
-import { getCalibrationStats } from '../calibration/cache.ts'
+import { calibrationKey, getCalibrationStats } from '../calibration/cache.ts'
+import { sequentialStats } from '../calibration/sequential.ts'
 import type { CalibrationSpec } from '../calibration/source.ts'
 import type { StatNeed, StatsData } from '../calibration/stats.ts'
 import type { VariantEdits } from '../engine/hooks.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
 import type { Device } from '../runtime/ort.ts'
-import { applyMethod } from '../methods/applyMethod.ts'
-import type { MethodDefinition, MethodReport } from '../methods/defineMethod.ts'
-import { layoutOf, loadMethod, methodFileHash, needsOf, resolveParams, validateMethod, type ParamValues } from '../methods/registry.ts'
+import { applyMethod, startMethod } from '../methods/applyMethod.ts'
+import type { CalibrationProcedure, MethodDefinition, MethodReport } from '../methods/defineMethod.ts'
+import { layoutOf, loadMethod, methodFileHash, needsOf, procedureOf, resolveParams, unprunedNeedsOf, validateMethod, type ParamValues } from '../methods/registry.ts'
 import { accountVariant, type VariantAccounting } from './accounting.ts'
 
 /** Bump when the meaning of a built variant changes (graph semantics, edit encoding). */
@@ -17,7 +19,23 @@ export const BUILD_FORMAT_VERSION = 1
 export interface PlannedVariant {
   method: MethodDefinition
   params: ParamValues
+  /** Every statistic the variant depends on (either procedure). */
   needs: StatNeed[]
+  /** The statistics to collect in one pass of the unpruned model (a sweep computes their union up front). */
+  onePassNeeds: StatNeed[]
+  procedure: CalibrationProcedure
+}
+
+/** How a prepared variant was calibrated; stored with the variant row (calibration_json). */
+export interface VariantCalibration {
+  key: string
+  fromCache: boolean
+  seconds: number
+  tokens: number
+  /** 'sequential': each layer calibrated on the model with the earlier layers already edited. */
+  procedure: CalibrationProcedure
+  /** Sequential only: seconds of the one-pass statistics read from the unpruned model (NAEE progressive), 0 when cached. */
+  unprunedSeconds?: number
 }
 
 export interface PreparedVariant {
@@ -28,7 +46,7 @@ export interface PreparedVariant {
   report: MethodReport
   accounting: VariantAccounting
   warnings: string[]
-  calibration: { key: string; fromCache: boolean; seconds: number; tokens: number } | null
+  calibration: VariantCalibration | null
   transformSeconds: number
 }
 
@@ -37,13 +55,22 @@ export async function planVariant(ckpt: Checkpoint, methodName: string, given: P
   const method = await loadMethod(methodName)
   const params = resolveParams(method, given)
   validateMethod(method, params, layoutOf(ckpt))
-  return { method, params, needs: needsOf(method, params) }
+  const needs = needsOf(method, params)
+  const unpruned = unprunedNeedsOf(method, params)
+  const procedure = needs.length ? procedureOf(method, params) : 'one-pass'
+  return {
+    method, params, procedure,
+    needs: [...new Set([...needs, ...unpruned])],
+    onePassNeeds: procedure === 'sequential' ? unpruned : [...new Set([...needs, ...unpruned])],
+  }
 }
 
-export function variantId(ckpt: Checkpoint, plan: { method: MethodDefinition; params: ParamValues; needs: readonly StatNeed[] }, calibrationKey: string | null): string {
+export function variantId(ckpt: Checkpoint, plan: { method: MethodDefinition; params: ParamValues; needs: readonly StatNeed[]; procedure?: CalibrationProcedure }, calibrationKey: string | null): string {
   const identity = {
     v: BUILD_FORMAT_VERSION, model: ckpt.fingerprint(), method: plan.method.name, code: methodFileHash(plan.method.name),
     params: plan.params, calibration: plan.needs.length ? calibrationKey : null,
+    // Only sequential variants carry the field, so one-pass variant ids are unchanged.
+    ...(plan.procedure === 'sequential' ? { procedure: 'sequential' } : {}),
   }
   return crypto.createHash('sha256').update(JSON.stringify(identity)).digest('hex').slice(0, 24)
 }
@@ -63,6 +90,7 @@ export async function calibrateFor(ckpt: Checkpoint, needs: readonly StatNeed[],
 }
 
 export async function prepareVariant(ckpt: Checkpoint, plan: PlannedVariant, options: PrepareOptions): Promise<PreparedVariant> {
+  if (plan.procedure === 'sequential') return prepareSequential(ckpt, plan, options)
   const needs = [...new Set([...plan.needs, ...(options.extraNeeds ?? [])])]
   const calib = plan.needs.length ? await calibrateFor(ckpt, needs, options) : null
   const id = variantId(ckpt, plan, calib?.key ?? null)
@@ -71,7 +99,29 @@ export async function prepareVariant(ckpt: Checkpoint, plan: PlannedVariant, opt
     method: plan.method.name, params: plan.params, variantId: id, edits: applied.edits, report: applied.report,
     accounting: accountVariant(ckpt, applied.edits, calib?.data),
     warnings: applied.warnings,
-    calibration: calib ? { key: calib.key, fromCache: calib.fromCache, seconds: calib.data.info.seconds, tokens: calib.data.info.tokens } : null,
+    calibration: calib ? { key: calib.key, fromCache: calib.fromCache, seconds: calib.data.info.seconds, tokens: calib.data.info.tokens, procedure: 'one-pass' } : null,
+    transformSeconds: applied.seconds,
+  }
+}
+
+/** Sequential calibration: the method edits each MoE layer as soon as that layer's statistics are in. */
+async function prepareSequential(ckpt: Checkpoint, plan: PlannedVariant, options: PrepareOptions): Promise<PreparedVariant> {
+  const unprunedNeeds = [...new Set([...plan.onePassNeeds, ...(options.extraNeeds ?? [])])]
+  const unpruned = plan.onePassNeeds.length ? await calibrateFor(ckpt, unprunedNeeds, options) : null
+  const id = variantId(ckpt, plan, await calibrationKey(ckpt, options.calibration))
+  const run = startMethod(plan.method, plan.params, ckpt, id, unpruned?.data)
+  const seq = await sequentialStats(ckpt, options.calibration, needsOf(plan.method, plan.params), run, { device: options.device, threads: options.threads, onProgress: options.onCalibration })
+  const applied = run.finish()
+  const info = seq.data.info
+  return {
+    method: plan.method.name, params: plan.params, variantId: id, edits: applied.edits, report: applied.report,
+    accounting: accountVariant(ckpt, applied.edits, seq.data),
+    warnings: applied.warnings,
+    calibration: {
+      key: seq.key, fromCache: info.layersFromCache === layoutOf(ckpt).layers.length, seconds: info.seconds, tokens: info.tokens, procedure: 'sequential',
+      ...(unpruned ? { unprunedSeconds: unpruned.fromCache ? 0 : unpruned.data.info.seconds } : {}),
+    },
+    // The method ran interleaved with calibration; its own time is inside `seconds`.
     transformSeconds: applied.seconds,
   }
 }

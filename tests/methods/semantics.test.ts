@@ -87,8 +87,8 @@ describe('expert-pruning methods choose the experts an independent implementatio
     for (let l = 0; l < LAYERS; l++) assert.deepEqual(removedBy(v, l), dropped(ref[l].normSum, 6), `layer ${l}`)
   })
 
-  it('naee: the dropped subset minimising Σ‖Z − Z′‖_F, and dynamic-skip β = median w2/w1', async () => {
-    const v = await run('naee', { ratio: 0.25, dynamicSkip: true })
+  it('naee (one-pass = layerwise_pruning): the dropped subset minimising Σ‖Z − Z′‖_F, and dynamic-skip β = median w2/w1', async () => {
+    const v = await run('naee', { ratio: 0.25, dynamicSkip: true, calibration: 'one-pass' })
     for (let l = 0; l < LAYERS; l++) {
       const traces = ref[l].traces
       let best: number[] = [], bestLoss = Infinity
@@ -201,7 +201,7 @@ describe('unstructured pruning', () => {
   })
 
   it('wanda: per output row, |W|·‖X_col‖₂ with the inputs routed to the expert', async () => {
-    const v = await run('magnitude-pruning', { ratio: 0.5, score: 'wanda' })
+    const v = await run('magnitude-pruning', { ratio: 0.5, score: 'wanda', calibration: 'one-pass' })
     const l = 0, e = 2
     const norm = Array(D).fill(0)
     for (const t of ref[l].traces) if (t.selected.includes(e)) for (let j = 0; j < D; j++) norm[j] += t.input[j] ** 2
