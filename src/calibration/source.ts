@@ -6,7 +6,8 @@ import path from 'node:path'
 import { fail } from '../errors.ts'
 import type { TextTokenizer } from '../model/tokenizer.ts'
 import { TASK_DATA_DIR } from '../paths.ts'
-import { readRecords } from '../tasks/records.ts'
+import { decodeText, readRecordFile } from '../tasks/records.ts'
+import { readRegularFile } from '../util/fileErrors.ts'
 import { loadTask, loadTaskDocs } from '../tasks/registry.ts'
 import { mulberry32 } from '../util/rng.ts'
 
@@ -53,16 +54,37 @@ async function documents(spec: CalibrationSpec): Promise<{ texts: string[]; fing
   }
   const file = spec.source === 'builtin' ? BUILTIN_CALIBRATION : path.resolve(spec.source)
   if (!fs.existsSync(file)) fail('CALIBRATION_FAILED', `Calibration source ${file} does not exist; pass --calibration builtin, task:<name>, or a .txt/.jsonl/.parquet file.`)
-  const sha = crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex')
-  if (file.endsWith('.txt')) return { texts: fs.readFileSync(file, 'utf8').split(/\n\s*\n/).filter(t => t.trim()), fingerprint: `file:${sha}` }
+  if (!/\.(txt|jsonl|parquet)$/.test(file)) fail('CALIBRATION_FAILED', `Calibration source ${file} is not a .txt, .jsonl or .parquet file; pass --calibration builtin, task:<name>, or a file of one of those kinds.`)
+  const bytes = readRegularFile(file, 'read the calibration source', 'CALIBRATION_FAILED')
+  const sha = crypto.createHash('sha256').update(bytes).digest('hex')
+  if (file.endsWith('.txt')) {
+    const texts = checkText(decodeText(bytes, file, 'CALIBRATION_FAILED'), file).split(/\n\s*\n/).filter(t => t.trim())
+    if (texts.length === 0) fail('CALIBRATION_FAILED', `Calibration source ${file} has no text (it is empty or blank); pass a .txt file with documents separated by blank lines.`)
+    return { texts, fingerprint: `file:${sha}` }
+  }
   const field = spec.field ?? 'text'
-  const records = await readRecords(file)
+  const { records, where } = await readRecordFile(file)
+  if (records.length === 0) fail('CALIBRATION_FAILED', `Calibration source ${file} has no records; pass a file with one {"${field}": "..."} object per line.`)
   const texts = records.map((r, i) => {
     const v = r[field]
-    if (typeof v !== 'string') fail('CALIBRATION_FAILED', `${file}: record ${i} has no string field '${field}'; choose it with --calibration-field.`)
-    return v
+    if (typeof v !== 'string') fail('CALIBRATION_FAILED', `${where(i)}: the record has no string field '${field}'; choose the text field with --calibration-field.`)
+    return checkText(v, where(i))
   })
   return { texts, fingerprint: `file:${sha}:${field}` }
+}
+
+/**
+ * Decoded UTF-8 can still be binary (random bytes that happen to decode): text has few control
+ * characters. More than 1% outside tab/newline/carriage-return/form-feed is refused, naming the file.
+ */
+function checkText(text: string, where: string): string {
+  let control = 0
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if ((c < 32 && c !== 9 && c !== 10 && c !== 13 && c !== 12) || (c >= 0x7f && c < 0xa0) || c === 0xfffd) control++
+  }
+  if (control > 0.01 * text.length) fail('CALIBRATION_FAILED', `Calibration source ${where} is not text: ${control} of its ${text.length} characters are control characters or replacement marks. Pass a UTF-8 text file.`)
+  return text
 }
 
 /** The calibration data's fingerprint alone (no tokenization): part of the statistics' cache key. */

@@ -4,30 +4,81 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { asyncBufferFromFile, parquetReadObjects } from 'hyparquet'
 import { fail } from '../errors.ts'
+import { fileError, readRegularFile } from '../util/fileErrors.ts'
 
-export async function readRecords(file: string): Promise<Record<string, unknown>[]> {
+/** Records of a data file and where each came from (`file:LINE` for jsonl, `file row N` for parquet). */
+export interface RecordFile {
+  records: Record<string, unknown>[]
+  where(index: number): string
+}
+
+/**
+ * Reads a .jsonl or .parquet data file. Every jsonl line must be a JSON object; the file must be UTF-8
+ * text. Errors (TASK_INVALID, TASK_DATA_MISSING for a missing file) name the file and line.
+ */
+export async function readRecordFile(file: string): Promise<RecordFile> {
   if (file.endsWith('.jsonl')) {
-    const lines = fs.readFileSync(file, 'utf8').split('\n')
-    const out: Record<string, unknown>[] = []
-    lines.forEach((line, i) => {
+    const text = decodeText(readRegularFile(file, 'read the data file', 'TASK_INVALID'), file, 'TASK_INVALID')
+    const records: Record<string, unknown>[] = []
+    const lines: number[] = []
+    text.split('\n').forEach((line, i) => {
       if (!line.trim()) return
+      let value: unknown
       try {
-        out.push(JSON.parse(line))
+        value = JSON.parse(line)
       } catch (e) {
-        fail('TASK_INVALID', `${file}:${i + 1} is not valid JSON (${(e as Error).message}).`)
+        fail('TASK_INVALID', `${file}:${i + 1} is not valid JSON (${(e as Error).message}); each line must be one JSON object.`)
       }
+      if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+        fail('TASK_INVALID', `${file}:${i + 1} is ${describeJson(value)}, not a JSON object; each line must be one record like {"field": ...}.`)
+      }
+      records.push(value as Record<string, unknown>)
+      lines.push(i + 1)
     })
-    return out
+    return { records, where: index => `${file}:${lines[index]}` }
   }
   if (file.endsWith('.parquet')) {
+    readRegularFile(file, 'read the data file', 'TASK_INVALID')
     try {
       const rows = await parquetReadObjects({ file: await asyncBufferFromFile(file), rowFormat: 'object' })
-      return rows.map(r => normalizeParquet(r) as Record<string, unknown>)
+      return { records: rows.map(r => normalizeParquet(r) as Record<string, unknown>), where: index => `${file} row ${index}` }
     } catch (e) {
-      fail('TASK_INVALID', `${file} could not be read as parquet: ${(e as Error).message}`)
+      if ((e as NodeJS.ErrnoException).code) throw fileError(e, file, 'read the data file', 'TASK_INVALID')
+      fail('TASK_INVALID', `${file} could not be read as parquet (${(e as Error).message}); re-download it or convert it to .jsonl.`)
     }
   }
   fail('TASK_INVALID', `${file}: unsupported data format (use .jsonl or .parquet).`)
+}
+
+export async function readRecords(file: string): Promise<Record<string, unknown>[]> {
+  return (await readRecordFile(file)).records
+}
+
+function describeJson(v: unknown): string {
+  if (v === null) return 'null'
+  if (Array.isArray(v)) return 'an array'
+  return `a ${typeof v} (${JSON.stringify(v).slice(0, 40)})`
+}
+
+/**
+ * Decodes UTF-8 text strictly: invalid UTF-8 or a NUL byte (binary data) is an error naming the file
+ * and line, instead of U+FFFD replacement characters flowing silently into prompts or calibration.
+ */
+export function decodeText(bytes: Uint8Array, file: string, code: Parameters<typeof fail>[0]): string {
+  const lineOf = (offset: number) => 1 + bytes.subarray(0, offset).reduce((n, b) => n + (b === 10 ? 1 : 0), 0)
+  const nul = bytes.indexOf(0)
+  if (nul >= 0) fail(code, `${file}:${lineOf(nul)} contains a NUL byte: it is binary data, not text. Pass a UTF-8 text file.`)
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes)
+  } catch {
+    // Find the first invalid sequence for the message (the decoder does not say where).
+    let lo = 0, hi = bytes.length
+    while (hi - lo > 1) {
+      const mid = (lo + hi) >> 1
+      try { new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(0, mid)); lo = mid } catch { hi = mid }
+    }
+    fail(code, `${file}:${lineOf(lo)} is not valid UTF-8 (byte offset ${lo}): it is binary data or another encoding. Convert it to UTF-8 text (e.g. iconv -t UTF-8).`)
+  }
 }
 
 /** Parquet gives BigInt for int64 columns; datasets use small integers, so make them numbers. */
@@ -41,7 +92,7 @@ function normalizeParquet(v: unknown): unknown {
 }
 
 export function fileSha256(file: string): string {
-  return crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex')
+  return crypto.createHash('sha256').update(readRegularFile(file, 'read the data file', 'TASK_INVALID')).digest('hex')
 }
 
 export function resolveDataFile(candidates: readonly string[], baseDir: string): string | undefined {

@@ -4,7 +4,7 @@ import { loadAllPlugins, loadPlugin, pluginFiles } from '../plugins/discover.ts'
 import { defaultDataDir, TASK_DATA_DIR, TASKS_DIR } from '../paths.ts'
 import { mulberry32, seedFromString } from '../util/rng.ts'
 import type { TaskDefinition } from './defineTask.ts'
-import { fileSha256, readRecords, resolveDataFile } from './records.ts'
+import { fileSha256, readRecordFile, resolveDataFile } from './records.ts'
 
 export function taskNames(): string[] {
   return [...pluginFiles(TASKS_DIR).keys()]
@@ -35,15 +35,109 @@ export async function loadTaskDocs<Doc>(task: TaskDefinition<Doc>, dataDir = def
     fail('TASK_DATA_MISSING', `Task '${task.name}' has no data: ${task.data.howToGet} Looked for ${task.data.files.map(f => `${base}/${f}`).join(', ')}.` +
       (task.data.builtIn ? '' : ' Pass --data-dir or set MOE_HARNESS_DATA to use another folder.'))
   }
-  const records = await readRecords(file)
+  const { records, where } = await readRecordFile(file)
+  if (records.length === 0) {
+    fail('TASK_INVALID', `Task '${task.name}': ${file} has no documents (the file is empty or has only blank lines). ${task.data.howToGet}`)
+  }
   const docs = records.map((r, index) => {
+    const load = (record: Record<string, unknown>, watch: boolean) => {
+      const doc = task.process ? task.process(record, index) : (record as Doc)
+      checkPrompt(task, watch ? watchMissing(doc) : doc)
+      return doc
+    }
     try {
-      return { index, doc: task.process ? task.process(r, index) : (r as Doc) }
+      return { index, doc: load(r, false) }
     } catch (e) {
-      fail('TASK_INVALID', `Task '${task.name}': record ${index} of ${file} could not be processed: ${(e as Error).message}`)
+      fail('TASK_INVALID', `Task '${task.name}': the record at ${where(index)} is invalid: ${explain(e, () => load(watchMissing(r), true))}. ` +
+        `Fix that record, or use the dataset file the task expects (${task.data.files[0]}).`)
     }
   })
   return { file, sha256: fileSha256(file), docs }
+}
+
+/** Thrown by checkPrompt: a prompt of the wrong shape (the message says which part). */
+class RecordError extends Error {}
+
+/** Fields read but absent, collected only while a failing record is re-run under watchMissing. */
+const missingFields: string[] = []
+
+/**
+ * A view of a record that notes every field read but absent (nested objects too), so a TypeError or
+ * an `undefined` deep inside a task's process/prompt is reported as "field 'choices.text' is missing".
+ */
+function watchMissing<T>(value: T, prefix = ''): T {
+  if (value === null || typeof value !== 'object' || ArrayBuffer.isView(value)) return value
+  return new Proxy(value as object, {
+    get(target, key, receiver) {
+      const v = Reflect.get(target, key, receiver)
+      if (typeof key !== 'string') return v
+      if (Array.isArray(target)) return /^\d+$/.test(key) ? watchMissing(v, `${prefix}[${key}]`) : typeof v === 'function' ? v.bind(target) : v
+      if (v === undefined && !(key in target) && key !== 'then' && key !== 'toJSON') missingFields.push(prefix + key)
+      return typeof v === 'function' ? v.bind(target) : watchMissing(v, `${prefix}${key}.`)
+    },
+  }) as T
+}
+
+/** The failure's message, plus the fields the record lacks (found by re-running it watched). */
+function explain(e: unknown, rerun: () => unknown): string {
+  missingFields.length = 0
+  try { rerun() } catch { /* the same failure again; only the fields it read matter */ }
+  const names = [...new Set(missingFields)]
+  missingFields.length = 0
+  const missing = names.length ? `${names.length > 1 ? 'fields' : 'field'} ${names.map(n => `'${n}'`).join(', ')} ${names.length > 1 ? 'are' : 'is'} missing` : ''
+  const why = e instanceof RecordError ? e.message : `the task could not read it (${(e as Error)?.message ?? String(e)})`
+  return missing ? `${missing}; ${why}` : why
+}
+
+/**
+ * Checks what a document's prompt gives against its task kind (shapes in defineTask.ts): strings
+ * where text goes, at least one choice, and gold indices that are integers within the choices.
+ */
+function checkPrompt(task: TaskDefinition, doc: unknown): void {
+  const isText = (v: unknown) => typeof v === 'string'
+  const textList = (v: unknown, what: string, min: number) => {
+    if (!Array.isArray(v) || v.length < min || !v.every(isText)) throw new RecordError(`${what} must be a list of at least ${min} strings, got ${preview(v)}`)
+    return v.length
+  }
+  const goldIn = (g: unknown, n: number) => {
+    const all = Array.isArray(g) ? g : [g]
+    if (all.length === 0) throw new RecordError('gold is an empty list')
+    for (const x of all) if (!Number.isInteger(x) || (x as number) < 0 || (x as number) >= n) throw new RecordError(`gold label ${preview(x)} is out of range (${n} choices: 0 to ${n - 1})`)
+  }
+  const text = (v: unknown, what: string) => { if (!isText(v)) throw new RecordError(`${what} must be a string, got ${preview(v)}`) }
+  switch (task.kind) {
+    case 'multiple_choice': {
+      const p = task.prompt(doc)
+      text(p.context, 'context')
+      goldIn(p.gold, textList(p.choices, 'choices', 1))
+      return
+    }
+    case 'multiple_input': {
+      const p = task.prompt(doc)
+      text(p.continuation, 'continuation')
+      goldIn(p.gold, textList(p.contexts, 'contexts', 1))
+      return
+    }
+    case 'loglikelihood': {
+      const p = task.prompt(doc)
+      text(p.context, 'context')
+      text(p.continuation, 'continuation')
+      if (!p.continuation) throw new RecordError('continuation is empty')
+      return
+    }
+    case 'rolling': {
+      const p = task.prompt(doc)
+      text(p.text, 'text')
+      if (p.countText !== undefined) text(p.countText, 'countText')
+      return
+    }
+  }
+}
+
+function preview(v: unknown): string {
+  if (v === undefined) return 'nothing'
+  const s = JSON.stringify(v)
+  return s === undefined ? String(v) : s.length > 60 ? `${s.slice(0, 57)}...` : s
 }
 
 export interface SubsetSpec {
