@@ -1,12 +1,14 @@
 import { defineTask } from '../src/tasks/defineTask.ts'
+import { pyDropLast, pyHeadTail, pyLower, pyStrip } from '../src/util/pyString.ts'
 
 interface CopaDoc { premise: string; choice1: string; choice2: string; question: 'cause' | 'effect'; label: number }
 
-const lowerFirst = (s: string) => s.slice(0, 1).toLowerCase() + s.slice(1)
+/** copa/utils.py convert_choice: choice[0].lower() + choice[1:] (by code points, as Python indexes). */
+const lowerFirst = (s: string) => { const [head, tail] = pyHeadTail(s); return pyLower(head) + tail }
 
 export default defineTask<CopaDoc>({
   name: 'copa',
-  version: 1,
+  version: 2,
   description: 'COPA (SuperGLUE, validation split, 100 items); lm-eval super_glue/copa utils: the premise without its final period plus "because"/"therefore", choices " " + first letter lower-cased (so with the default target delimiter the continuation starts with two spaces, as in lm-eval).',
   kind: 'multiple_choice',
   data: {
@@ -14,7 +16,7 @@ export default defineTask<CopaDoc>({
     howToGet: 'Download the validation split of aps/super_glue (config copa) and save it as copa/validation.jsonl or .parquet in the data folder.',
   },
   prompt: doc => ({
-    context: `${doc.premise.trim().slice(0, -1)} ${{ cause: 'because', effect: 'therefore' }[doc.question]}`,
+    context: `${pyDropLast(pyStrip(doc.premise))} ${{ cause: 'because', effect: 'therefore' }[doc.question]}`,
     choices: [` ${lowerFirst(doc.choice1)}`, ` ${lowerFirst(doc.choice2)}`],
     gold: doc.label,
   }),

@@ -1,21 +1,21 @@
 import { defineTask } from '../src/tasks/defineTask.ts'
+import { pyCapitalize, pyStrip } from '../src/util/pyString.ts'
 
 interface RawHellaswag { activity_label: string; ctx_a: string; ctx_b: string; endings: string[]; label: string | number }
 interface HellaswagDoc { query: string; choices: string[]; gold: number }
 
-/** lm-eval hellaswag/utils.py preprocess: WikiHow bracket artefacts out, double spaces collapsed once. */
+/**
+ * lm-eval hellaswag/utils.py preprocess: WikiHow bracket artefacts out, double spaces collapsed once.
+ * Python semantics: str.strip()'s whitespace, and re's "." matches everything but "\n" (JS "." also
+ * stops at "\r", U+2028 and U+2029).
+ */
 export function preprocess(text: string): string {
-  return text.trim().replaceAll(' [title]', '. ').replace(/\[.*?\]/g, '').replaceAll('  ', ' ')
-}
-
-/** Python's str.capitalize(): first character upper case, the rest lower case. */
-function capitalize(s: string): string {
-  return s.length ? s[0].toUpperCase() + s.slice(1).toLowerCase() : s
+  return pyStrip(text).replaceAll(' [title]', '. ').replace(/\[[^\n]*?\]/gu, '').replaceAll('  ', ' ')
 }
 
 export default defineTask<HellaswagDoc>({
   name: 'hellaswag',
-  version: 1,
+  version: 2,
   description: 'HellaSwag (validation split, 10042 items); lm-eval hellaswag preprocessing and prompt.',
   kind: 'multiple_choice',
   data: {
@@ -24,7 +24,7 @@ export default defineTask<HellaswagDoc>({
   },
   process: record => {
     const r = record as unknown as RawHellaswag
-    const ctx = `${r.ctx_a} ${capitalize(r.ctx_b)}`
+    const ctx = `${r.ctx_a} ${pyCapitalize(r.ctx_b)}`
     return { query: preprocess(`${r.activity_label}: ${ctx}`), choices: r.endings.map(preprocess), gold: Number(r.label) }
   },
   prompt: doc => ({ context: doc.query, choices: doc.choices, gold: doc.gold }),

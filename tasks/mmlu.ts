@@ -1,10 +1,11 @@
 import { defineTask } from '../src/tasks/defineTask.ts'
+import { pyStrip } from '../src/util/pyString.ts'
 
 interface MmluDoc { question: string; subject: string; choices: string[]; answer: number }
 
 export default defineTask<MmluDoc>({
   name: 'mmlu',
-  version: 1,
+  version: 2,
   description: 'MMLU (57 subjects, test split, 14042 questions), zero-shot with lm-eval\'s per-subject description; the group score is the micro-average over all questions, as lm-eval aggregates it.',
   kind: 'multiple_choice',
   data: {
@@ -14,7 +15,7 @@ export default defineTask<MmluDoc>({
   prompt: doc => {
     const [a, b, c, d] = doc.choices
     const description = `The following are multiple choice questions (with answers) about ${doc.subject.replaceAll('_', ' ')}.\n\n`
-    return { context: `${description}${doc.question.trim()}\nA. ${a}\nB. ${b}\nC. ${c}\nD. ${d}\nAnswer:`, choices: ['A', 'B', 'C', 'D'], gold: doc.answer }
+    return { context: `${description}${pyStrip(doc.question)}\nA. ${a}\nB. ${b}\nC. ${c}\nD. ${d}\nAnswer:`, choices: ['A', 'B', 'C', 'D'], gold: doc.answer }
   },
   metrics: ['acc'],
   primaryMetric: 'acc',

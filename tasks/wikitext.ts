@@ -1,17 +1,22 @@
 import { defineTask } from '../src/tasks/defineTask.ts'
+import { PY_SPACE } from '../src/util/pyString.ts'
 
-/** lm-eval preprocess_wikitext.wikitext_detokenizer, rule for rule. */
+// Python's \s (re on str): Unicode whitespace as str.isspace(), not JS \s.
+const S = PY_SPACE
+const bracketed = (open: string, close: string, inner: string) => new RegExp(`${open}${S}*(${inner}*?)${S}*${close}`, 'gu')
+
+/** lm-eval preprocess_wikitext.wikitext_detokenizer, rule for rule, with Python's \s. */
 export function wikitextDetokenize(page: string): string {
   let s = page
   s = s.replaceAll("s '", "s'")
   s = s.replace(/\/' [0-9]\//g, "/'[0-9]/")
   s = s.replaceAll(' @-@ ', '-').replaceAll(' @,@ ', ',').replaceAll(' @.@ ', '.')
   s = s.replaceAll(' : ', ': ').replaceAll(' ; ', '; ').replaceAll(' . ', '. ').replaceAll(' ! ', '! ').replaceAll(' ? ', '? ').replaceAll(' , ', ', ')
-  s = s.replace(/\(\s*([^)]*?)\s*\)/g, '($1)')
-  s = s.replace(/\[\s*([^\]]*?)\s*\]/g, '[$1]')
-  s = s.replace(/{\s*([^}]*?)\s*}/g, '{$1}')
-  s = s.replace(/"\s*([^"]*?)\s*"/g, '"$1"')
-  s = s.replace(/'\s*([^']*?)\s*'/g, "'$1'")
+  s = s.replace(bracketed('\\(', '\\)', '[^)]'), '($1)')
+  s = s.replace(bracketed('\\[', '\\]', '[^\\]]'), '[$1]')
+  s = s.replace(bracketed('\\{', '\\}', '[^}]'), '{$1}')
+  s = s.replace(bracketed('"', '"', '[^"]'), '"$1"')
+  s = s.replace(bracketed("'", "'", "[^']"), "'$1'")
   s = s.replaceAll('= = = =', '====').replaceAll('= = =', '===').replaceAll('= =', '==')
   s = s.replaceAll(' \u00b0 ', '\u00b0')
   s = s.replaceAll(' \n', '\n').replaceAll('\n ', '\n')
@@ -22,7 +27,7 @@ export function wikitextDetokenize(page: string): string {
 
 export default defineTask<{ page: string }>({
   name: 'wikitext',
-  version: 1,
+  version: 2,
   description: 'WikiText-2 (raw, document level, test split): lm-eval word/byte perplexity over detokenized pages (words counted on the original page), plus the pruning papers\' token perplexity over disjoint windows.',
   kind: 'rolling',
   data: {

@@ -1,10 +1,11 @@
 import { defineTask } from '../src/tasks/defineTask.ts'
+import { pyStrip } from '../src/util/pyString.ts'
 
 interface WinograndeDoc { sentence: string; option1: string; option2: string; answer: string }
 
 export default defineTask<WinograndeDoc>({
   name: 'winogrande',
-  version: 1,
+  version: 2,
   description: 'WinoGrande XL (validation split, 1267 items) with lm-eval\'s partial scoring: each option fills the blank as a context and only the shared rest of the sentence is scored.',
   kind: 'multiple_input',
   data: {
@@ -15,7 +16,7 @@ export default defineTask<WinograndeDoc>({
     const blank = doc.sentence.indexOf('_')
     return {
       contexts: [doc.option1, doc.option2].map(option => doc.sentence.slice(0, blank) + option),
-      continuation: doc.sentence.slice(blank + 1).trim(),
+      continuation: pyStrip(doc.sentence.slice(blank + 1)),
       gold: { '1': 0, '2': 1 }[doc.answer] ?? -1,
     }
   },

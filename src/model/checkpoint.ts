@@ -4,7 +4,6 @@
 // tensor is accounted for (used, or an error / warning: unusedTensors.ts) before any work starts; the
 // config's layer and expert counts are checked against the stored names before anything is allocated
 // per layer. Weights are checked for NaN/Inf once each, when first read.
-import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import { fail } from '../errors.ts'
@@ -15,6 +14,7 @@ import { openTensorStore } from './tensorStore.ts'
 import { auditUnusedTensors, type UnusedTensor } from './unusedTensors.ts'
 import { expectedShapes, tensorNames, type ModelNames } from './tensorNames.ts'
 import { loadTokenizer, type TextTokenizer } from './tokenizer.ts'
+import { checkpointFingerprint } from './fingerprint.ts'
 import { NOVICES_FILE, readVariantHooks, VARIANT_FILE } from './variantManifest.ts'
 import type { VariantEdits } from '../engine/hooks.ts'
 
@@ -39,7 +39,7 @@ export interface Checkpoint {
   /** The tensor's bytes in `tensors.get(name).dtype` (F8 weights dequantized to F32). Same check as read(). */
   readRaw(name: string): Buffer
   tokenizer(): TextTokenizer
-  /** sha256 over config.json, tokenizer.json and every tensor's bytes. */
+  /** sha256 over everything that can change a score: config.json, the resolved tokenizer settings, variant files, tensors (fingerprint.ts). */
   fingerprint(): string
 }
 
@@ -148,19 +148,7 @@ export function openCheckpoint(dirArg: string, options: CheckpointOptions = {}):
       return (tokenizer ??= loadTokenizer(dir, config))
     },
     fingerprint() {
-      if (fingerprint) return fingerprint
-      const h = crypto.createHash('sha256')
-      h.update(fs.readFileSync(configFile))
-      for (const extra of ['tokenizer.json', VARIANT_FILE, NOVICES_FILE]) {
-        const f = path.join(dir, extra)
-        if (fs.existsSync(f)) h.update(fs.readFileSync(f))
-      }
-      for (const name of [...tensors.keys()].sort()) {
-        const e = tensors.get(name)!
-        h.update(`${name}|${e.dtype}|${e.shape.join('x')}|`)
-        h.update(readTensorBytes(e))
-      }
-      return (fingerprint = h.digest('hex'))
+      return (fingerprint ??= checkpointFingerprint(dir, config, store.tensors, [VARIANT_FILE, NOVICES_FILE]))
     },
   }
 }

@@ -1,62 +1,95 @@
+import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import { Tokenizer } from '@huggingface/tokenizers'
 import { fail } from '../errors.ts'
+import { lmEvalPrefixTokenId, resolveSpecialTokens, type SpecialTokens } from './specialTokens.ts'
 
 export interface TextTokenizer {
+  /** Token ids of `text` without special tokens (tokenizer.encode(text, add_special_tokens=False)). */
   encode(text: string): number[]
+  /**
+   * Token ids with the tokenizer's default special tokens: what tokenizer.encode(text) gives, i.e.
+   * tokenizer.json's post_processor applied (a BOS for Llama-style tokenizers, nothing for Qwen's).
+   */
+  encodeWithSpecials(text: string): number[]
   decode(ids: readonly number[]): string
-  /** Token lm-eval puts in front of an empty context: BOS, or EOS when the model has no BOS. */
+  /** Token lm-eval puts in front of an empty context: BOS, or EOS when the model has no BOS (specialTokens.ts). */
   prefixTokenId: number
   /** Highest id the tokenizer can produce + 1 (may be below the model's vocab_size). */
   size: number
 }
 
-function readJson(file: string, what: string): Record<string, unknown> {
-  try {
-    return JSON.parse(fs.readFileSync(file, 'utf8'))
-  } catch (e) {
-    fail('TOKENIZER_INVALID', `${what} ${file} does not parse as JSON: ${(e as Error).message}`)
-  }
+/** The settings that decide how text becomes scored ids, resolved; part of the model fingerprint. */
+export interface TokenizerIdentity {
+  /** sha256 of tokenizer.json's bytes. */
+  tokenizerJson: string
+  special: Pick<SpecialTokens, 'tokenizerClass' | 'tokens' | 'added'>
+  prefixTokenId: number
+  /** tokenizer_config.json fields @huggingface/tokenizers reads (decode and pre-tokenization options). */
+  options: Record<string, unknown>
 }
 
-function tokenContent(v: unknown): string | undefined {
-  if (typeof v === 'string') return v
-  if (v && typeof v === 'object' && typeof (v as { content?: unknown }).content === 'string') return (v as { content: string }).content
-  return undefined
-}
+interface Loaded { json: Record<string, unknown>; tokCfg: Record<string, unknown>; special: SpecialTokens; prefix: number; bytes: Buffer }
 
-/**
- * Loads tokenizer.json (+ tokenizer_config.json when present) with @huggingface/tokenizers.
- * Text is encoded without special tokens, as lm-eval's HF backend does for causal models.
- */
-export function loadTokenizer(dir: string, modelConfig: Record<string, unknown>): TextTokenizer {
+// tokenizer_config.json fields the JS tokenizer reads besides the special tokens.
+const OPTION_KEYS = ['additional_special_tokens', 'remove_space', 'clean_up_tokenization_spaces', 'do_lowercase_and_remove_accent', 'legacy'] as const
+
+function load(dir: string, modelConfig: Record<string, unknown>): Loaded {
   const file = path.join(dir, 'tokenizer.json')
   if (!fs.existsSync(file)) {
     fail('TOKENIZER_INVALID', `No tokenizer.json in ${dir}: copy the checkpoint's tokenizer.json there, or pass token ids with --ids.`)
   }
-  const json = readJson(file, 'tokenizer')
+  const bytes = fs.readFileSync(file)
+  let json: Record<string, unknown>
+  try {
+    json = JSON.parse(bytes.toString('utf8'))
+  } catch (e) {
+    fail('TOKENIZER_INVALID', `tokenizer ${file} does not parse as JSON: ${(e as Error).message}`)
+  }
+  const special = resolveSpecialTokens(dir, modelConfig, json)
   const cfgFile = path.join(dir, 'tokenizer_config.json')
-  const tokCfg = fs.existsSync(cfgFile) ? readJson(cfgFile, 'tokenizer config') : {}
+  const tokCfg = special.files.includes('tokenizer_config.json') ? JSON.parse(fs.readFileSync(cfgFile, 'utf8')) : {}
+  const prefix = lmEvalPrefixTokenId(dir, special)
+  const vocabSize = modelConfig.vocab_size
+  if (typeof vocabSize === 'number' && prefix >= vocabSize) {
+    const token = special.tokens.bos_token.id === prefix ? special.tokens.bos_token : special.tokens.eos_token
+    fail('TOKENIZER_INVALID', `${dir}: the prefix token ${JSON.stringify(token.content)} (${token.source}) is not in tokenizer.json, so the tokenizer adds it as id ${prefix}, beyond config.json vocab_size ${vocabSize}; name a token of the vocabulary in tokenizer_config.json.`)
+  }
+  return { json, tokCfg, special, prefix, bytes }
+}
+
+/** The resolved tokenizer settings, without building the tokenizer (cheap enough for fingerprints). */
+export function tokenizerIdentity(dir: string, modelConfig: Record<string, unknown>): TokenizerIdentity {
+  const { tokCfg, special, prefix, bytes } = load(dir, modelConfig)
+  return {
+    tokenizerJson: crypto.createHash('sha256').update(bytes).digest('hex'),
+    special: { tokenizerClass: special.tokenizerClass, tokens: special.tokens, added: special.added },
+    prefixTokenId: prefix,
+    options: Object.fromEntries(OPTION_KEYS.filter(k => k in tokCfg).map(k => [k, tokCfg[k]])),
+  }
+}
+
+/**
+ * Loads tokenizer.json with @huggingface/tokenizers, with the special tokens transformers would
+ * resolve (specialTokens.ts; tokens it would add are added) and lm-eval's prefix token.
+ * Errors: TOKENIZER_INVALID naming the file and field.
+ */
+export function loadTokenizer(dir: string, modelConfig: Record<string, unknown>): TextTokenizer {
+  const { json, tokCfg, special, prefix } = load(dir, modelConfig)
+  const withAdded = special.added.length
+    ? { ...json, added_tokens: [...((json.added_tokens ?? []) as object[]), ...special.added.map(t => ({ id: t.id, content: t.content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }))] }
+    : json
   let tok: Tokenizer
   try {
-    tok = new Tokenizer(json as never, tokCfg as never)
+    tok = new Tokenizer(withAdded as never, tokCfg as never)
   } catch (e) {
-    fail('TOKENIZER_INVALID', `${file} could not be loaded: ${(e as Error).message}`)
-  }
-  const byContent = (name: unknown) => {
-    const content = tokenContent(name)
-    return content === undefined ? undefined : tok.token_to_id(content)
-  }
-  const bos = byContent(tokCfg.bos_token) ?? (modelConfig.bos_token_id as number | undefined)
-  const eos = byContent(tokCfg.eos_token) ?? (Array.isArray(modelConfig.eos_token_id) ? modelConfig.eos_token_id[0] : modelConfig.eos_token_id)
-  const prefix = typeof bos === 'number' ? bos : typeof eos === 'number' ? eos : undefined
-  if (prefix === undefined) {
-    fail('TOKENIZER_INVALID', `${dir}: neither a BOS nor an EOS token is defined (tokenizer_config.json bos_token/eos_token or config.json bos_token_id/eos_token_id); one is needed as the prefix of empty contexts.`)
+    fail('TOKENIZER_INVALID', `${path.join(dir, 'tokenizer.json')} could not be loaded: ${(e as Error).message}`)
   }
   const size = tok.get_vocab(true).size
   return {
     encode: text => tok.encode(text, { add_special_tokens: false }).ids,
+    encodeWithSpecials: text => tok.encode(text, { add_special_tokens: true }).ids,
     decode: ids => (ids.length ? tok.decode([...ids], { skip_special_tokens: false, clean_up_tokenization_spaces: false }) : ''),
     prefixTokenId: prefix,
     size,

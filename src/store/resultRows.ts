@@ -28,5 +28,5 @@ export function readResultRows(store: ResultsStore): ResultRow[] {
     JOIN runs r ON r.model_id = v.model_id AND r.content_hash = v.content_hash
     JOIN metrics x ON x.run_id = r.run_id
     WHERE v.status = 'ready'
-    ORDER BY m.name, v.method, v.params_json, v.ratio, r.task, x.metric`)
+    ORDER BY m.name, v.method, v.params_json, v.ratio, r.task, x.metric, r.run_id DESC`)
 }

@@ -4,7 +4,7 @@ import { fail } from '../errors.ts'
 import { packedLength, type ScoreRequest, type ScoreResult } from '../engine/packing.ts'
 import type { TextTokenizer } from '../model/tokenizer.ts'
 import type { MetricName, TaskDefinition } from './defineTask.ts'
-import { countBytes, countWords, encodePair, rollingWindows } from './lmEvalTokens.ts'
+import { countBytes, countChars, countWords, encodePair, rollingTokens, rollingWindows } from './lmEvalTokens.ts'
 import { accuracyMetric, argmax, documentPerplexity, weightedPerplexity, type MetricValue } from './metrics.ts'
 
 export interface EvalEnvironment {
@@ -87,15 +87,19 @@ export async function evaluateTask<Doc>(task: TaskDefinition<Doc>, docs: readonl
         validateGold(task.name, index, gold, p.choices.length)
         const pairs = p.choices.map(c => encodePair(env.tokenizer, p.context, delim + c))
         const cond = contextRequests(pairs[0].context, pairs.map(x => x.continuation))
+        // lm-eval's unconditional requests are ("", target_delimiter + choice) (Task.construct_requests).
         // One request per choice, not one shared [BOS] prefix: a choice that recurs in other documents
         // (a shared pool of distractors) is then scored once for all of them.
-        const uncond = wantsPmi ? p.choices.map(c => contextRequests([env.tokenizer.prefixTokenId], [encodePair(env.tokenizer, '', c).continuation])) : undefined
+        const uncond = wantsPmi ? p.choices.map(c => {
+          const pair = encodePair(env.tokenizer, '', delim + c)
+          return contextRequests(pair.context, [pair.continuation])
+        }) : undefined
         return {
           doc: index,
           finish: rs => {
             const { ll, greedy } = cond.read(rs)
             const llsUnconditional = uncond?.map(u => u.read(rs).ll[0])
-            const chars = p.choices.map(c => c.length)
+            const chars = p.choices.map(c => countChars(c))
             const bytes = p.choices.map(c => countBytes(c))
             return {
               doc: index, gold: Array.isArray(gold) ? [...gold] : (gold as number), lls: ll, greedy, llsUnconditional,
@@ -139,7 +143,7 @@ export async function evaluateTask<Doc>(task: TaskDefinition<Doc>, docs: readonl
       }
       case 'rolling': {
         const p = task.prompt(doc)
-        const tokens = env.tokenizer.encode(p.text)
+        const tokens = rollingTokens(env.tokenizer, p.text)
         const ids = rollingWindows(tokens, env.tokenizer.prefixTokenId, env.maxLength).map(([ctx, cont]) => {
           perChoice += ctx.length + cont.length - 1
           return add({ prefix: [...ctx, ...cont], branches: [], scorePrefixFrom: ctx.length })

@@ -1,23 +1,44 @@
-// Tokenization exactly as lm-evaluation-harness does it (TemplateLM._encode_pair,
-// HFLM._loglikelihood_tokens and utils.get_rolling_token_windows).
+// Tokenization exactly as lm-evaluation-harness does it (TemplateLM._encode_pair, TemplateLM.loglikelihood,
+// HFLM.tok_encode, HFLM.loglikelihood_rolling and utils.get_rolling_token_windows), at the commit
+// ../shared/docs/evaluation-protocol.md pins. String measurements use Python's semantics (pyString.ts).
 import type { TextTokenizer } from '../model/tokenizer.ts'
+import { pyLen, pyReSplitWhitespace, pyRstrip } from '../util/pyString.ts'
 
 export interface EncodedPair { context: number[]; continuation: number[] }
 
 /**
- * Trailing whitespace of the context moves to the continuation; the continuation tokens are the
- * suffix of tok(context + continuation) after len(tok(context)). An empty context becomes the
- * prefix token (BOS, or EOS when there is none).
+ * HFLM.tok_encode(text) for a causal model without an add_bos_token argument: the tokenizer's default
+ * encode (special tokens per tokenizer.json's post_processor), except that a text already starting
+ * with the decoded prefix token is encoded without special tokens (has_bos_prefix, lm-eval #3347).
+ */
+export function lmEvalEncode(tok: TextTokenizer, text: string): number[] {
+  const prefixText = tok.decode([tok.prefixTokenId])
+  if (prefixText !== '' && text.startsWith(prefixText)) return tok.encode(text)
+  return tok.encodeWithSpecials(text)
+}
+
+/**
+ * Trailing whitespace of the context (Python's str.rstrip() set) moves to the continuation; the
+ * continuation tokens are the suffix of tok(context + continuation) after len(tok(context)).
+ * An empty context (TemplateLM.loglikelihood) encodes the continuation without special tokens and
+ * takes the prefix token as context, unless the continuation already starts with that token, which
+ * then becomes the context.
  */
 export function encodePair(tok: TextTokenizer, context: string, continuation: string): EncodedPair {
-  if (context === '') return { context: [tok.prefixTokenId], continuation: tok.encode(continuation) }
-  const trimmed = context.replace(/\s+$/u, '')
-  const moved = context.slice(trimmed.length)
-  const ctx = trimmed
-  const cont = moved + continuation
-  const whole = tok.encode(ctx + cont)
-  const contextTokens = tok.encode(ctx)
+  if (context === '') {
+    const cont = tok.encode(continuation)
+    return cont.length && cont[0] === tok.prefixTokenId ? { context: cont.slice(0, 1), continuation: cont.slice(1) } : { context: [tok.prefixTokenId], continuation: cont }
+  }
+  const ctx = pyRstrip(context)
+  const cont = context.slice(ctx.length) + continuation
+  const whole = lmEvalEncode(tok, ctx + cont)
+  const contextTokens = lmEvalEncode(tok, ctx)
   return { context: contextTokens, continuation: whole.slice(contextTokens.length) }
+}
+
+/** The token list HFLM.loglikelihood_rolling cuts into windows: tok_encode(text). */
+export function rollingTokens(tok: TextTokenizer, text: string): number[] {
+  return lmEvalEncode(tok, text)
 }
 
 /**
@@ -43,11 +64,17 @@ export function rollingWindows(tokens: readonly number[], prefixToken: number, m
   return windows.map(([a, b]) => [a.slice(0, a.length - (b.length - 1)), b])
 }
 
-/** lm-eval's word count: pieces of re.split(r"\s+", text). */
+/** lm-eval's word count (wikitext process_results, Task.count_words): len(re.split(r"\s+", text)) with Python's \s. */
 export function countWords(text: string): number {
-  return text.split(/\s+/u).length
+  return pyReSplitWhitespace(text).length
 }
 
+/** lm-eval's byte count: len(text.encode("utf-8")). */
 export function countBytes(text: string): number {
   return Buffer.byteLength(text, 'utf8')
+}
+
+/** lm-eval's choice length for acc_norm: len(choice) in code points (Python), not UTF-16 units. */
+export function countChars(text: string): number {
+  return pyLen(text)
 }

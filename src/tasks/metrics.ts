@@ -8,10 +8,18 @@ export interface MetricValue {
   higherIsBetter: boolean
 }
 
-/** First index of the maximum (numpy.argmax): ties go to the earliest choice. */
+/**
+ * numpy.argmax of a 1-d array, which lm-eval takes for acc, acc_norm, acc_bytes and acc_mutual_info
+ * (Task.process_results): exact ties go to the FIRST maximal index, and a NaN counts as the maximum
+ * (the first NaN wins; NaN arises as 0/0 in acc_norm for an empty choice with ll 0). -Infinity and
+ * +Infinity compare as numbers. Errors: none; an empty list gives 0 (numpy would raise).
+ */
 export function argmax(values: readonly number[]): number {
   let best = 0
-  for (let i = 1; i < values.length; i++) if (values[i] > values[best]) best = i
+  for (let i = 0; i < values.length; i++) {
+    if (Number.isNaN(values[i])) return i
+    if (values[i] > values[best]) best = i
+  }
   return best
 }
 

@@ -84,7 +84,8 @@ describe('evaluateTask', () => {
     const res = await evaluateTask(task, few, env())
     few.forEach(({ doc }, i) => {
       const p = (task as any).prompt(doc)
-      const unc = p.choices.map((c: string) => refLoglik([tok.prefixTokenId], tok.encode(c)))
+      // lm-eval's unconditional request is ("", target_delimiter + choice).
+      const unc = p.choices.map((c: string) => refLoglik([tok.prefixTokenId], tok.encode(' ' + c)))
       res.samples[i].llsUnconditional!.forEach((v, j) => assert.ok(Math.abs(v - unc[j]) < 1e-4))
       assert.equal(res.samples[i].preds.acc_mutual_info, argmax(res.samples[i].lls.map((v, j) => v - unc[j])))
     })

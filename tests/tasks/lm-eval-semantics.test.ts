@@ -15,6 +15,7 @@ const toy: TextTokenizer = {
     if (!vocab.has(piece)) vocab.set(piece, vocab.size + 10)
     return vocab.get(piece)!
   }),
+  encodeWithSpecials: text => toy.encode(text),
   decode: () => '',
   prefixTokenId: 1,
   size: 1000,
