@@ -67,6 +67,7 @@ export function auditUnusedTensors(dir: string, spec: ModelSpec, config: Record<
   const mtp = spec.family === 'deepseek_v3' && typeof config.num_nextn_predict_layers === 'number' ? config.num_nextn_predict_layers : 0
   const unused: UnusedTensor[] = []
   const conflicts: string[] = []
+  let offModule = false
   for (const t of stored.values()) {
     if (used.has(t.name)) continue
     if (!isFloat(t.dtype)) { unused.push({ name: t.name, dtype: t.dtype, reason: 'other-dtype' }); continue }
@@ -84,14 +85,15 @@ export function auditUnusedTensors(dir: string, spec: ModelSpec, config: Record<
     }
     if (!known.has(key)) { unused.push({ name: t.name, dtype: t.dtype, reason: 'unrecognised' }); continue }
     const moe = spec.layers.find(l => l.index === layer)
-    let why = 'config.json turns this module off (check attention_bias, the shared-expert size, mlp_only_layers / decoder_sparse_step / first_k_dense_replace / moe_layer_freq)'
-    if (layer !== undefined && layer >= numLayers) why = `layer ${layer} >= num_hidden_layers ${numLayers}`
-    else if (expert !== undefined && moe?.kind === 'moe' && expert >= moe.numExperts) why = `expert ${expert} >= the ${moe.numExperts} experts config.json gives layer ${layer}`
-    else if (expert !== undefined && moe?.kind === 'dense') why = `layer ${layer} is a dense layer by config.json`
-    conflicts.push(`'${t.name}' (${why})`)
+    let why = ''
+    if (layer !== undefined && layer >= numLayers) why = ` (layer ${layer} >= num_hidden_layers ${numLayers})`
+    else if (expert !== undefined && moe?.kind === 'moe' && expert >= moe.numExperts) why = ` (expert ${expert} >= the ${moe.numExperts} experts config.json gives layer ${layer})`
+    else if (expert !== undefined && moe?.kind === 'dense') why = ` (layer ${layer} is a dense layer by config.json)`
+    else offModule = true
+    conflicts.push(`'${t.name}'${why}`)
   }
   if (conflicts.length) {
-    fail('TENSOR_UNUSED', `${dir}: ${conflicts.length} stored tensor(s) belong to modules of ${spec.architecture} that config.json does not use, so the model would silently differ from the file: ${conflicts.slice(0, 5).join('; ')}${conflicts.length > 5 ? '; …' : ''}. Fix config.json to describe the stored model, or remove the tensors.`)
+    fail('TENSOR_UNUSED', `${dir}: ${conflicts.length} stored tensor(s) belong to modules of ${spec.architecture} that config.json does not use, so the model would silently differ from the file: ${conflicts.slice(0, 5).join('; ')}${conflicts.length > 5 ? '; …' : ''}.${offModule ? ' config.json turns some of these modules off (check attention_bias, the shared-expert settings, mlp_only_layers / decoder_sparse_step / first_k_dense_replace / moe_layer_freq).' : ''} Fix config.json to describe the stored model, or remove the tensors.`)
   }
   const warnings: string[] = []
   const unknown = unused.filter(u => u.reason === 'unrecognised')
