@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import path from 'node:path'
 
 export const ROOT = path.resolve(import.meta.dirname, '..', '..')
@@ -18,4 +18,27 @@ export function runCli(args: string[], options: { cwd?: string; env?: Record<str
 export function lastJson(stdout: string): any {
   const lines = stdout.trim().split('\n')
   return JSON.parse(lines[lines.length - 1])
+}
+
+export interface AsyncCliResult extends CliResult { timedOut: boolean; signal: NodeJS.Signals | null }
+
+/**
+ * Runs the real CLI in a child process without blocking the event loop, so several can run at once.
+ * `uid`/`gid` run it as another user (only when the tests run as root). A run past `timeoutMs` is
+ * killed and reported with `timedOut`.
+ */
+export function runCliAsync(args: string[], options: { cwd?: string; env?: Record<string, string | undefined>; timeoutMs?: number; uid?: number; gid?: number } = {}): Promise<AsyncCliResult> {
+  return new Promise(resolve => {
+    const child = spawn(process.execPath, [BIN, ...args], {
+      cwd: options.cwd ?? ROOT, env: { ...process.env, ...options.env }, uid: options.uid, gid: options.gid, stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let stdout = '', stderr = '', timedOut = false
+    child.stdout.setEncoding('utf8').on('data', d => { stdout += d })
+    child.stderr.setEncoding('utf8').on('data', d => { stderr += d })
+    const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL') }, options.timeoutMs ?? 300_000)
+    child.on('close', (code, signal) => {
+      clearTimeout(timer)
+      resolve({ status: code ?? -1, stdout, stderr, timedOut, signal })
+    })
+  })
 }
