@@ -61,11 +61,13 @@ const cases: Case[] = [
   { name: 'v3 FP8 128x128 blocks with partial edges YaRN MTP layer', masks: [[5]],
     options: { version: 'v3', dtype: 'F8_E4M3', seed: 34, nextnLayers: 1, layers: 2, hidden: 136, heads: 2, qLoraRank: 24, experts: 8, nGroup: 2, topkGroup: 1, topK: 2, ffn: 16, denseFfn: 144,
       nSharedExperts: 1, firstKDenseReplace: 1, routedScalingFactor: 2.5, normTopK: true, ropeScaling: yarnV3, maxPositionEmbeddings: 2048 } },
-  // norm_topk_prob on V2: transformers never reads it, the Hub remote code normalises (see
-  // tests/reference/deepseek.ts). The engine may refuse such a config by name; it must never
-  // silently score it another way.
+  // norm_topk_prob on V2: transformers never reads it, the Hub remote code normalises and then
+  // skips routed_scaling_factor (see tests/reference/deepseek.ts). The engine may refuse such a
+  // config by name; it must never silently score it another way.
   { name: 'v2 F32 norm_topk_prob true', masks: [], mayRefuse: /norm_topk_prob/,
     options: { version: 'v2', dtype: 'F32', seed: 24, layers: 2, qLoraRank: null, topkMethod: 'greedy', experts: 6, topK: 3, normTopK: true, routedScalingFactor: 1.0, firstKDenseReplace: 1 } },
+  { name: 'v2 F32 norm_topk_prob true with routed_scaling_factor 2', masks: [], mayRefuse: /norm_topk_prob/,
+    options: { version: 'v2', dtype: 'F32', seed: 25, layers: 2, qLoraRank: null, topkMethod: 'greedy', experts: 6, topK: 3, normTopK: true, routedScalingFactor: 2.0, firstKDenseReplace: 1 } },
 ]
 
 function moeLayers(o: TinyDeepseekOptions): number[] {

@@ -21,8 +21,10 @@
 // - V2 router (DeepseekV2Moe.route_tokens_to_experts): softmax over the experts; greedy top-k, or
 //   group_limited_greedy: group score = max prob in the group, keep topk_group groups, other
 //   groups' scores filled with 0.0, top-k. Weights = probs × routed_scaling_factor. transformers
-//   never reads norm_topk_prob for V2; the Hub remote code normalises when top_k > 1 and
-//   norm_topk_prob, and so does this reference (no published V2 checkpoint sets it).
+//   never reads norm_topk_prob for V2; the Hub remote code (DeepSeek-V2 modeling_deepseek.py
+//   MoEGate) divides by (sum + 1e-20) when top_k > 1 and norm_topk_prob and then does NOT apply
+//   routed_scaling_factor (only its else-branch scales). This reference follows the Hub code (no
+//   published V2 checkpoint sets norm_topk_prob; the engine refuses it with a factor other than 1).
 // - V3 router (DeepseekV3MoE.route_tokens_to_experts): s = sigmoid(logits); choice = s +
 //   e_score_correction_bias; group score = sum of the group's top-2 choices; keep topk_group
 //   groups, others filled with 0.0; top-k on choice; weights = s (bias-free) of the chosen,
@@ -253,5 +255,6 @@ export function route(config: Record<string, any>, v3: boolean, logits: number[]
   const norm = v3 ? !!config.norm_topk_prob : k > 1 && !!config.norm_topk_prob
   if (norm) { const s = weights.reduce((a, b) => a + b, 0) + 1e-20; weights = weights.map(w => w / s) }
   const rsf: number = config.routed_scaling_factor ?? (v3 ? 2.5 : 1)
-  return { selected, weights: weights.map(w => w * rsf) }
+  // V2 (Hub code): the scaling factor only on the unnormalised branch; V3: always.
+  return { selected, weights: !v3 && norm ? weights : weights.map(w => w * rsf) }
 }
