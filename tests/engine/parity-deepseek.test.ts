@@ -2,8 +2,8 @@
 // DeepSeek-V2 / DeepSeek-V3 checkpoints of assorted shapes: q_lora_rank null and set, greedy /
 // group_limited_greedy / noaux_tc routing, YaRN and plain rope, both V3 rope layouts, shared experts,
 // first dense layers, moe_layer_freq > 1, F32 / F16 / BF16 / FP8 (128x128 blocks), with masked
-// experts (equal and unequal per group) and neuron top-k; plus YaRN on an existing family written in
-// the transformers v5 `rope_parameters` form.
+// experts (equal and unequal per group) and neuron top-k, v4 and v5 files (rope_parameters, fused
+// experts); plus YaRN on the four existing families in both config forms.
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -41,8 +41,8 @@ const cases: Case[] = [
   { name: 'v2 F32 q_proj greedy shared×2 first-dense 1', masks: [[1, 6]],
     options: { version: 'v2', dtype: 'F32', seed: 21, layers: 3, qLoraRank: null, topkMethod: 'greedy', experts: 8, topK: 2, nSharedExperts: 2, firstKDenseReplace: 1 } },
   // top-k above topk_group: only then does group_limited_greedy differ from greedy.
-  { name: 'v2 BF16 q_lora group_limited_greedy YaRN', masks: [[0, 7], [4]],
-    options: { version: 'v2', dtype: 'BF16', seed: 22, layers: 2, qLoraRank: 16, topkMethod: 'group_limited_greedy', experts: 12, nGroup: 4, topkGroup: 2, topK: 3,
+  { name: 'v2 BF16 q_lora group_limited_greedy YaRN, v5 files (rope_parameters, fused experts)', masks: [[0, 7], [4]],
+    options: { version: 'v2', dtype: 'BF16', seed: 22, configForm: 'v5', fusedExperts: true, layers: 2, qLoraRank: 16, topkMethod: 'group_limited_greedy', experts: 12, nGroup: 4, topkGroup: 2, topK: 3,
       nSharedExperts: 1, firstKDenseReplace: 1, ropeScaling: yarnV2, maxPositionEmbeddings: 2048, routedScalingFactor: 1.5 } },
   { name: 'v2 F16 moe_layer_freq 2 tied sharded eps 0.02', masks: [[3]],
     options: { version: 'v2', dtype: 'F16', seed: 23, layers: 4, hidden: 40, heads: 2, qLoraRank: null, kvLoraRank: 12, qkNopeHeadDim: 12, qkRopeHeadDim: 8, vHeadDim: 6,
@@ -50,8 +50,8 @@ const cases: Case[] = [
   { name: 'v3 F32 noaux_tc groups YaRN q_lora', masks: [[1, 6], [2]],
     options: { version: 'v3', dtype: 'F32', seed: 31, layers: 3, qLoraRank: 24, experts: 8, nGroup: 2, topkGroup: 1, topK: 2, nSharedExperts: 1, firstKDenseReplace: 1,
       routedScalingFactor: 2.5, normTopK: true, ropeScaling: yarnV3, maxPositionEmbeddings: 2048 } },
-  { name: 'v3 BF16 plain top-k rope_interleave false no norm', masks: [[0, 3]],
-    options: { version: 'v3', dtype: 'BF16', seed: 32, layers: 2, qLoraRank: null, experts: 6, nGroup: 1, topkGroup: 1, topK: 3, nSharedExperts: 2, firstKDenseReplace: 0,
+  { name: 'v3 BF16 plain top-k rope_interleave false no norm fused experts', masks: [[0, 3]],
+    options: { version: 'v3', dtype: 'BF16', seed: 32, fusedExperts: true, layers: 2, qLoraRank: null, experts: 6, nGroup: 1, topkGroup: 1, topK: 3, nSharedExperts: 2, firstKDenseReplace: 0,
       routedScalingFactor: 1.5, normTopK: false, ropeInterleave: false, qkRopeHeadDim: 6 } },
   { name: 'v3 F16 12 experts 3 groups first-dense 0 eps 0.05', masks: [[0, 9]],
     options: { version: 'v3', dtype: 'F16', seed: 33, layers: 3, hidden: 48, heads: 3, qLoraRank: 20, experts: 12, nGroup: 3, topkGroup: 2, topK: 4, nSharedExperts: 1,

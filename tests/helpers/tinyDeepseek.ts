@@ -62,6 +62,15 @@ export interface TinyDeepseekOptions {
   shards?: number
   vocab?: number
   maxPositionEmbeddings?: number
+  /**
+   * transformers v5 files: experts stored fused as `mlp.experts.gate_up_proj` [E, 2·ffn, hidden] (gate
+   * rows first) and `mlp.experts.down_proj` [E, hidden, ffn] (MixtralExperts, which DeepseekV2Experts /
+   * DeepseekV3NaiveMoe extend); the random draws are the same as per-expert, so both layouts of one seed
+   * are one model. Not with F8_E4M3.
+   */
+  fusedExperts?: boolean
+  /** 'v5': rope settings written as `rope_parameters` (rope_type, rope_theta, yarn fields), no rope_theta / rope_scaling. */
+  configForm?: 'v4' | 'v5'
   /** V3 only: num_nextn_predict_layers, written as DeepSeek-V3 ships its MTP layer (model.layers.<layers>.*). */
   nextnLayers?: number
   /** rms_norm_eps (decoder norms only: the latent q_a/kv_a norms keep their module default 1e-6). */
@@ -259,7 +268,27 @@ export function writeTinyDeepseek(dir: string, o: TinyDeepseekOptions): TinyDeep
   const unusedTensors = nextn ? [...stored.keys()].filter(n => !mainNames.has(n) && !n.endsWith('.weight_scale_inv') && tensors.has(n)).sort() : []
   for (const n of unusedTensors) tensors.delete(n)
 
+  if (o.fusedExperts) {
+    if (fp8) throw new Error('writeTinyDeepseek: fusedExperts with F8_E4M3 is not a layout anyone ships')
+    for (let l = 0; l < layers + nextn; l++) {
+      const p = `model.layers.${l}.mlp.experts`
+      if (!stored.has(`${p}.0.gate_proj.weight`)) continue
+      const parts = (names: string[]) => {
+        const bytes = names.map(n => stored.get(n)!.bytes)
+        names.forEach(n => stored.delete(n))
+        return Buffer.concat(bytes.map(b => Buffer.from(b.buffer, b.byteOffset, b.byteLength)))
+      }
+      const gateUp = parts(Array.from({ length: E }, (_, e) => [`${p}.${e}.gate_proj.weight`, `${p}.${e}.up_proj.weight`]).flat())
+      const down = parts(Array.from({ length: E }, (_, e) => `${p}.${e}.down_proj.weight`))
+      stored.set(`${p}.gate_up_proj`, { dtype: plainDtype, shape: [E, 2 * ffn, hidden], bytes: new Uint8Array(gateUp) })
+      stored.set(`${p}.down_proj`, { dtype: plainDtype, shape: [E, hidden, ffn], bytes: new Uint8Array(down) })
+    }
+  }
+
   const ropeScaling = o.ropeScaling ?? null
+  const ropeConfig: Record<string, unknown> = o.configForm === 'v5'
+    ? { rope_parameters: { ...(ropeScaling ? Object.fromEntries(Object.entries(ropeScaling).filter(([k]) => k !== 'type')) : {}), rope_type: ropeScaling ? 'yarn' : 'default', rope_theta: o.ropeTheta ?? 10000 } }
+    : { rope_scaling: ropeScaling, rope_theta: o.ropeTheta ?? 10000 }
   const torchDtype = { F32: 'float32', F16: 'float16', BF16: 'bfloat16', F8_E4M3: 'bfloat16' }[dtype]
   const config: Record<string, unknown> = {
     architectures: [v3 ? 'DeepseekV3ForCausalLM' : 'DeepseekV2ForCausalLM'],
@@ -294,8 +323,7 @@ export function writeTinyDeepseek(dir: string, o: TinyDeepseekOptions): TinyDeep
     qk_rope_head_dim: rope,
     ...(fp8 ? { quantization_config: { activation_scheme: 'dynamic', fmt: 'e4m3', quant_method: 'fp8', weight_block_size: [FP8_BLOCK, FP8_BLOCK] } } : {}),
     rms_norm_eps: o.rmsNormEps ?? 1e-6,
-    rope_scaling: ropeScaling,
-    rope_theta: o.ropeTheta ?? 10000,
+    ...ropeConfig,
     ...(o.ropeInterleave !== undefined ? { rope_interleave: o.ropeInterleave } : {}),
     routed_scaling_factor: o.routedScalingFactor ?? (v3 ? 2.5 : 1.0),
     scoring_func: v3 ? 'sigmoid' : 'softmax',
