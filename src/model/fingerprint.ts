@@ -24,8 +24,8 @@ export function canonicalJson(value: unknown): string {
 const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json']
 
 /**
- * The tokenizer's part: the RESOLVED settings (tokenizer.json's hash, the special tokens with their
- * ids and sources, the tokens transformers would add, lm-eval's prefix token, the options the JS
+ * The tokenizer's part: the RESOLVED settings (tokenizer.json's hash, the special tokens' contents
+ * and ids, the tokens transformers would add, lm-eval's prefix token, the options the JS
  * tokenizer reads), so editing tokenizer_config.json's bos_token changes the fingerprint while
  * re-indenting it does not. A folder without tokenizer.json contributes a marker; one whose files do
  * not resolve (eval would fail on them) contributes their bytes, so the fingerprint never throws

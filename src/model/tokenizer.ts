@@ -24,7 +24,8 @@ export interface TextTokenizer {
 export interface TokenizerIdentity {
   /** sha256 of tokenizer.json's bytes. */
   tokenizerJson: string
-  special: Pick<SpecialTokens, 'tokenizerClass' | 'tokens' | 'added'>
+  /** Each named special token's content and id (not where it came from: that cannot change a score), and the tokens added. */
+  special: { tokens: Record<string, { content: string | null; id: number | null }>; added: SpecialTokens['added'] }
   prefixTokenId: number
   /** tokenizer_config.json fields @huggingface/tokenizers reads (decode and pre-tokenization options). */
   options: Record<string, unknown>
@@ -64,7 +65,10 @@ export function tokenizerIdentity(dir: string, modelConfig: Record<string, unkno
   const { tokCfg, special, prefix, bytes } = load(dir, modelConfig)
   return {
     tokenizerJson: crypto.createHash('sha256').update(bytes).digest('hex'),
-    special: { tokenizerClass: special.tokenizerClass, tokens: special.tokens, added: special.added },
+    special: {
+      tokens: Object.fromEntries(Object.entries(special.tokens).map(([k, t]) => [k, { content: t.content, id: t.id ?? null }])),
+      added: special.added,
+    },
     prefixTokenId: prefix,
     options: Object.fromEntries(OPTION_KEYS.filter(k => k in tokCfg).map(k => [k, tokCfg[k]])),
   }

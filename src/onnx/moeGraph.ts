@@ -30,6 +30,11 @@ export interface CalibrationOutputs {
   expertOutputsAllTokens?: boolean
   /** Per-expert input of the down projection, act(W_gate x) ⊙ W_up x, on routed tokens (Wanda). */
   expertHidden?: boolean
+  /**
+   * Build only what the requested outputs need: the block's output is unused (a peeking slice), so
+   * the down projections (unless expertOutputs), the scatter, novices and shared experts are skipped.
+   */
+  outputsOnly?: boolean
 }
 
 export interface GraphOptions {
@@ -119,7 +124,7 @@ export function buildScoringGraph(ckpt: Checkpoint, variantEdits: VariantEdits, 
     if (!addsMlp && !(slice.peekMlp && 2 * i + 1 === slice.to)) return
     const h2 = rmsNorm(g, x, weights.float(n.postNorm), spec.rmsNormEps)
     // A peeking slice reports the calibration outputs of the peeked layer only.
-    const layerCalib = slice.peekMlp && addsMlp ? {} : calib
+    const layerCalib = slice.peekMlp ? (addsMlp ? {} : { ...calib, outputsOnly: true }) : calib
     let mlp: string
     if (layer.kind === 'dense') {
       mlp = swiglu(g, weights, n.denseMlp!, h2)
@@ -149,8 +154,11 @@ export function buildScoringGraph(ckpt: Checkpoint, variantEdits: VariantEdits, 
   // LogSoftmax is onnxruntime's vectorised path (ReduceLogSumExp + ArgMax cost 8x more here).
   const logSoftmax = g.op('LogSoftmax', [logits], { axis: 1 })
   const lp = g.op('Reshape', [g.op('GatherElements', [logSoftmax, g.op('Unsqueeze', [scoreTgt, g.constInt([1])])], { axis: 1 }), g.constInt([-1])], {}, 'logprobs')
-  // is_greedy: the target reaches the row maximum (an exact float tie at the top also counts).
-  g.op('Equal', [lp, g.op('ReduceMax', [logSoftmax, g.constInt([1])], { keepdims: 0 })], {}, 'greedy')
+  // is_greedy: the target is torch's argmax, the FIRST maximal index (lm-eval HFLM._loglikelihood_tokens:
+  // logits.argmax(dim=-1) == cont_toks), so an exact tie at the top counts only for the earliest token.
+  // TopK k=1 returns the lower index on ties (ONNX TopK spec) and costs less than ArgMax in onnxruntime.
+  const [, top] = g.opN('TopK', [logSoftmax, g.constInt([1])], 2, { axis: 1, largest: 1, sorted: 1 })
+  g.op('Equal', [g.op('Reshape', [top, g.constInt([-1])]), scoreTgt], {}, 'greedy')
   addOutput('logprobs', 'float32', ['M'])
   addOutput('greedy', 'bool', ['M'])
 
@@ -412,7 +420,9 @@ function moeBlock(
 
   let out = g.op('ConstantOfShape', [g.op('Shape', [h])]) // zeros [N, d] (float by default)
   const keepNeurons = hooks.neuronKeep !== undefined && hooks.neuronKeep < 1 ? neuronsKept(hooks.neuronKeep, layer.expertFfn) : 0
+  const outputsOnly = (calib.outputsOnly ?? false) && !calib.moeOutputs
   for (const group of expertGroups(layer, hooks)) {
+    if (outputsOnly && !calib.expertOutputs && !calib.expertHidden) break
     const names = n.experts![group.source]
     if (dense) {
       const gate = g.op('Unsqueeze', [gateOf(group.members), g.constInt([1])])
@@ -421,11 +431,10 @@ function moeBlock(
     }
     const rows = routedRows(group.members)
     const xs = g.op('Gather', [h, rows], { axis: 0 })
-    const gate = g.op('Unsqueeze', [g.op('Gather', [gateOf(group.members), rows], { axis: 0 }), g.constInt([1])])
     const act = silu(g, linear(g, xs, weights.float(names.gate)))
     let hidden = g.op('Mul', [act, linear(g, xs, weights.float(names.up))])
     if (keepNeurons) hidden = neuronTopK(g, act, hidden, keepNeurons, layer.expertFfn)
-    const y = linear(g, hidden, weights.float(names.down))
+    const y = outputsOnly && !calib.expertOutputs ? '' : linear(g, hidden, weights.float(names.down))
     if (calib.expertOutputs || calib.expertHidden) {
       for (const e of group.members) {
         // Bound slots share the computation; each member's own routed rows are reported.
@@ -442,6 +451,8 @@ function moeBlock(
         }
       }
     }
+    if (outputsOnly) continue
+    const gate = g.op('Unsqueeze', [g.op('Gather', [gateOf(group.members), rows], { axis: 0 }), g.constInt([1])])
     out = g.op('ScatterND', [out, g.op('Unsqueeze', [rows, g.constInt([1])]), g.op('Mul', [y, gate])], { reduction: 'add' })
   }
   if (calib.expertOutputsAllTokens) {
@@ -451,6 +462,7 @@ function moeBlock(
       addOutput(`expert_out_all_${L}_${e}`, 'float32', ['N', d])
     }
   }
+  if (outputsOnly) return out
   const novices = Object.entries(hooks.novices ?? {}).map(([k, v]) => [Number(k), v] as const).sort((a, b) => a[0] - b[0])
   if (novices.length) {
     // Each novice slot adds g_e(x) · v_e: gates [N, n] @ vectors [n, d].
