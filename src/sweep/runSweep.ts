@@ -26,7 +26,9 @@ import { methodFileHash } from '../methods/registry.ts'
 import { cellKey, expandVariants, resolveSweepTasks, shardOf, type Shard, type VariantSpec } from './plan.ts'
 
 /** Bump when scoring semantics change (request building, metrics): part of every run's key. */
-export const SCORING_VERSION = 1
+// 2: lm-eval's special tokens and prefix rules, ("", delimiter + choice) unconditional requests,
+// first-index is_greedy, code-point choice lengths (H6, issue 9 §5-§7).
+export const SCORING_VERSION = 2
 
 export interface SweepOptions {
   config: HarnessConfig
