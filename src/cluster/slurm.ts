@@ -23,6 +23,9 @@ function slurm(binary: string, args: string[], timeoutMs = 60_000): { status: nu
  */
 export function submitArray(script: string, array: string): string {
   const r = slurm('sbatch', ['--parsable', `--array=${array}`, script])
+  if (r.status !== 0 && /configuration source|slurm\.conf|Unable to contact slurm controller|Connection refused|Zero Bytes were transmitted|Munge/i.test(r.stderr)) {
+    fail('SLURM_UNAVAILABLE', `sbatch cannot reach a Slurm controller: ${r.stderr.trim()}. Run on a login node of the cluster (or set SLURM_CONF to its slurm.conf); the job script is ${script}.`)
+  }
   if (r.status !== 0) {
     fail('SLURM_REFUSED', `sbatch refused ${script} (exit ${r.status}): ${r.stderr.trim() || r.stdout.trim()}. Fix the #SBATCH options (--partition, --account, --time, --gpus-per-task, --cpus-per-task, or the 'cluster' key of harness.config.ts) and rerun.`)
   }

@@ -1,0 +1,113 @@
+// What `sweep --slurm --dry-run` prints and `--k8s-manifest` writes, and the errors without Slurm:
+// no daemons needed. The scripts are checked for content a Slurm user expects and with `bash -n`.
+import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
+import fs from 'node:fs'
+import path from 'node:path'
+import { describe, it } from 'node:test'
+import { ROOT, runCli } from '../helpers/cli.ts'
+import { tmpDir } from '../helpers/tmp.ts'
+
+const dir = tmpDir()
+const config = path.join(dir, 'harness.config.ts')
+fs.writeFileSync(config, `import { defineConfig } from ${JSON.stringify(path.join(ROOT, 'src/index.ts'))}\nexport default defineConfig(${JSON.stringify({
+  models: { 'tiny-moe': path.join(ROOT, 'models/tiny-moe') },
+  methods: ['frequency-pruning', 'neuron-top-k'],
+  ratios: [0, 0.25, 0.5],
+  tasks: ['brown-cloze', 'brown-agreement'],
+  store: 'out/results.sqlite',
+  cluster: { partition: 'gpu', account: 'moe-lab', time: '04:00:00', gpusPerTask: 1, cpusPerTask: 8, arraySize: 5, sbatch: ['--mem=64G'] },
+}, null, 2)})\n`)
+const listing = () => fs.readdirSync(dir).sort()
+
+describe('cluster job files', () => {
+  it('--slurm --dry-run prints a commented sbatch array script and the plan, and writes nothing', () => {
+    const before = listing()
+    const r = runCli(['sweep', '--slurm', '--dry-run', '--config', config, '--account', 'other-lab', '--sbatch', '--qos=long'])
+    assert.equal(r.status, 0, r.stderr)
+    assert.deepEqual(listing(), before, 'a dry run creates no file')
+    const script = r.stdout.slice(0, r.stdout.indexOf('# ---- plan'))
+    const state = path.join(dir, 'out', 'slurm-results')
+    assert.match(script, /^#!\/bin\/bash\n/)
+    // Config defaults, with the CLI flags winning.
+    for (const line of ['--job-name=moe-harness-sweep', '--array=0-4', `--output=${state}/logs/shard-%A_%a.log`, `--chdir=${dir}`, '--ntasks=1',
+      '--cpus-per-task=8', '--gpus-per-task=1', '--time=04:00:00', '--partition=gpu', '--account=other-lab', '--qos=long']) {
+      assert.ok(script.includes(`#SBATCH ${line}\n`), `missing #SBATCH ${line}:\n${script}`)
+    }
+    assert.ok(!script.includes('--mem=64G'), '--sbatch on the command line replaces cluster.sbatch')
+    assert.match(script, /\nset -euo pipefail\n/)
+    assert.match(script, /^# .*12 cells/m)
+    assert.match(script, /exec node \S+bin\/moe-harness\.mjs sweep \\\n {2}--config \S+harness\.config\.ts \\\n {2}--shard "\$\{SHARD\}\/\$\{SHARDS\}" \\\n {2}--db "\$\{STATE_DIR\}\/shards\/shard-\$\{SHARD\}-of-\$\{SHARDS\}\.sqlite"\n/)
+    // #SBATCH lines must come before the first command, or sbatch ignores them.
+    const firstCommand = script.split('\n').findIndex(l => l && !l.startsWith('#'))
+    assert.ok(script.split('\n').slice(firstCommand).every(l => !l.startsWith('#SBATCH')))
+    const file = path.join(dir, 'check.sbatch')
+    fs.writeFileSync(file, script)
+    const syntax = spawnSync('bash', ['-n', file], { encoding: 'utf8' })
+    fs.rmSync(file)
+    assert.equal(syntax.status, 0, syntax.stderr)
+    // The plan: every cell once, in the shard that owns it.
+    const plan = r.stdout.slice(r.stdout.indexOf('# ---- plan'))
+    assert.match(plan, /12 cells in 5 shards/)
+    assert.equal(plan.match(/^# +tiny-moe /gm)?.length, 12)
+    const sizes = [...plan.matchAll(/shard (\d) \((\d+) cells\)/g)].map(m => Number(m[2]))
+    assert.equal(sizes.reduce((a, b) => a + b, 0), 12)
+    assert.match(script, new RegExp(`cells per shard: ${sizes.join(', ')}`))
+  })
+
+  it('the script runs one shard when Slurm starts it (SLURM_ARRAY_TASK_ID), and refuses to run outside an array', () => {
+    const r = runCli(['sweep', '--slurm', '--dry-run', '--config', config, '--array-size', '2'])
+    const script = r.stdout.slice(0, r.stdout.indexOf('# ---- plan'))
+    // Run it with `node` replaced by a stub that prints its arguments.
+    const bin = path.join(dir, 'stub-bin')
+    fs.mkdirSync(bin, { recursive: true })
+    fs.writeFileSync(path.join(bin, 'node'), '#!/bin/bash\nprintf "%s\\n" "$@"\n', { mode: 0o755 })
+    const file = path.join(dir, 'run.sbatch')
+    fs.writeFileSync(file, script)
+    try {
+      const ok = spawnSync('bash', [file], { encoding: 'utf8', env: { PATH: `${bin}:/usr/bin:/bin`, SLURM_ARRAY_TASK_ID: '1', SLURM_ARRAY_JOB_ID: '77' } })
+      assert.equal(ok.status, 0, ok.stderr)
+      const args = ok.stdout.trim().split('\n')
+      assert.match(args[0], /moe-harness shard 1\/2: job 77_1 on /)
+      assert.deepEqual(args.slice(2), ['sweep', '--config', config, '--shard', '1/2', '--db', path.join(dir, 'out', 'slurm-results', 'shards', 'shard-1-of-2.sqlite')])
+      const outside = spawnSync('bash', [file], { encoding: 'utf8', env: { PATH: `${bin}:/usr/bin:/bin` } })
+      assert.notEqual(outside.status, 0)
+      assert.match(outside.stderr, /run this script with sbatch --array/)
+    } finally {
+      fs.rmSync(file)
+      fs.rmSync(path.join(dir, 'out'), { recursive: true, force: true })
+    }
+  })
+
+  it('--k8s-manifest writes an Indexed Job: one completion per shard, JOB_COMPLETION_INDEX as the shard', () => {
+    const file = path.join(dir, 'job.yaml')
+    const r = runCli(['sweep', '--k8s-manifest', file, '--config', config, '--array-size', '3', '--image', 'registry.example/moe:1'])
+    assert.equal(r.status, 0, r.stderr)
+    const yaml = fs.readFileSync(file, 'utf8')
+    for (const line of ['kind: Job', '  completionMode: Indexed', '  completions: 3', '  parallelism: 3', '      restartPolicy: Never',
+      '          image: "registry.example/moe:1"', '            claimName: "moe-harness"', '              nvidia.com/gpu: "1"', '              cpu: "8"']) {
+      assert.ok(yaml.includes(`${line}\n`), `missing '${line}':\n${yaml}`)
+    }
+    const args = JSON.parse(/ {10}args: (\[.*\])\n/.exec(yaml)![1]) as string[]
+    assert.equal(args.length, 1)
+    assert.match(args[0], /^set -euo pipefail; mkdir -p \/workspace\/out\/slurm-results\/shards && exec node \S+ sweep --config \/workspace\/harness\.config\.ts --shard "\$\{JOB_COMPLETION_INDEX\}\/3" --db "\/workspace\/out\/slurm-results\/shards\/shard-\$\{JOB_COMPLETION_INDEX\}-of-3\.sqlite"$/)
+    // Each line is `key: value` or a list item, indented by two spaces per level (no tabs).
+    for (const line of yaml.split('\n').filter(l => l && !l.startsWith('#'))) assert.match(line, /^( {2})*(- )?[\w.\/-]+:( .+)?$|^( {2})*- /, line)
+    // It never replaces a file it did not write.
+    const other = path.join(dir, 'notes.yaml')
+    fs.writeFileSync(other, 'mine: true\n')
+    const refused = runCli(['sweep', '--k8s-manifest', other, '--config', config])
+    assert.equal(refused.status, 1)
+    assert.match(refused.stderr, /INVALID_ARGUMENT.*exists and is not a manifest this command wrote/)
+    assert.equal(fs.readFileSync(other, 'utf8'), 'mine: true\n')
+  })
+
+  it('without sbatch on PATH: a clear SLURM_UNAVAILABLE error', () => {
+    const bin = path.join(dir, 'node-only')
+    fs.mkdirSync(bin, { recursive: true })
+    fs.symlinkSync(process.execPath, path.join(bin, 'node'))
+    const r = runCli(['sweep', '--slurm', '--config', config, '--db', path.join(dir, 'none', 'r.sqlite')], { env: { PATH: bin } })
+    assert.equal(r.status, 1)
+    assert.match(r.stderr, /error \[SLURM_UNAVAILABLE\]: 'sbatch' is not on PATH: run `moe-harness sweep --slurm` on a Slurm login node.*--dry-run/)
+  })
+})

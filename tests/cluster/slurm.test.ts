@@ -1,0 +1,123 @@
+// `moe-harness sweep --slurm` against a real single-node Slurm (slurmctld + slurmd + munged started by
+// the test): the array runs, one task is cancelled midway, the rerun resubmits only that shard, and the
+// merged store equals a single-process sweep of the same plan. Fails (does not skip) without Slurm.
+import assert from 'node:assert/strict'
+import { spawn, spawnSync } from 'node:child_process'
+import fs from 'node:fs'
+import path from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { ROOT, lastJson, runCli } from '../helpers/cli.ts'
+import { tmpDir } from '../helpers/tmp.ts'
+import { assertSameResults, runCounts, snapshot } from '../sweep/storeSnapshot.ts'
+import { missingSlurmBinaries, startLocalSlurm, type LocalSlurm } from './localSlurm.ts'
+
+const dir = tmpDir()
+const config = path.join(dir, 'harness.config.ts')
+fs.writeFileSync(config, `import { defineConfig } from ${JSON.stringify(path.join(ROOT, 'src/index.ts'))}\nexport default defineConfig(${JSON.stringify({
+  models: { 'tiny-moe': path.join(ROOT, 'models/tiny-moe') },
+  methods: ['frequency-pruning', 'neuron-top-k'],
+  ratios: [0, 0.5],
+  tasks: ['brown-cloze', 'brown-agreement'],
+  subset: { sample: 8 },
+  calibration: { sequences: 4, length: 32 },
+  pool: { workers: 1, threads: 1 },
+  report: { outDir: 'site' },
+  cluster: { arraySize: 3, cpusPerTask: 1, time: '00:10:00' },
+}, null, 2)})\n`)
+const home = { MOE_HARNESS_HOME: path.join(dir, 'home') }
+const BIN = path.join(ROOT, 'bin/moe-harness.mjs')
+
+describe('sweep --slurm on a local Slurm cluster', () => {
+  let slurm: LocalSlurm | undefined
+  const started = Date.now()
+  before(() => {
+    const missing = missingSlurmBinaries()
+    assert.deepEqual(missing, [], `Slurm is not installed (missing: ${missing.join(', ')}): apt-get install -y slurm-wlm munge (.ci/run does this).`)
+    slurm = startLocalSlurm({ cpus: 2 })
+  })
+  after(() => {
+    slurm?.stop()
+    process.stderr.write(`# slurm test: ${((Date.now() - started) / 1000).toFixed(1)} s including the daemons\n`)
+  })
+  const env = () => ({ ...home, ...slurm!.env })
+  const reference = path.join(dir, 'reference.sqlite')
+  const db = path.join(dir, 'results.sqlite')
+  const squeue = (job: string) => spawnSync('squeue', ['--noheader', '--array', '--jobs', job, '--format=%K %T'], { env: { ...process.env, ...env() }, encoding: 'utf8' }).stdout
+
+  it('the reference: one process sweeps the same plan', () => {
+    const r = runCli(['sweep', '--config', config, '--db', reference, '--json'], { env: home })
+    assert.equal(r.status, 0, r.stderr)
+    assert.equal(lastJson(r.stdout).cells, 8)
+  })
+
+  it('sbatch refusing the job is a clear SLURM_REFUSED error naming the options', () => {
+    const r = runCli(['sweep', '--slurm', '--config', config, '--db', path.join(dir, 'refused.sqlite'), '--partition', 'no-such-partition'], { env: env() })
+    assert.equal(r.status, 1)
+    assert.match(r.stderr, /error \[SLURM_REFUSED\]: sbatch refused .*sweep\.sbatch.*(invalid partition|Invalid partition).*--partition/s)
+    assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace')
+  })
+
+  it('runs the array, reports the cancelled shard with its log, resubmits only it, and merges into the single-process result', async () => {
+    const child = spawn(process.execPath, [BIN, 'sweep', '--slurm', '--config', config, '--db', db, '--poll-seconds', '0.5', '--json'], { env: { ...process.env, ...env() }, stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = '', stderr = ''
+    child.stdout!.on('data', d => { stdout += d })
+    child.stderr!.on('data', d => { stderr += d })
+    const exited = new Promise<number | null>(res => child.on('exit', code => res(code)))
+    try {
+      // Wait for the submission, then for the first array task to run; cancel it a moment later, mid-shard.
+      let job: string | undefined
+      let victim: number | undefined
+      const deadline = Date.now() + 120_000
+      while (victim === undefined && Date.now() < deadline && child.exitCode === null) {
+        await new Promise(res => setTimeout(res, 200))
+        job ??= /as job (\d+)/.exec(stderr)?.[1]
+        if (!job) continue
+        const running = /^(\d+) RUNNING$/m.exec(squeue(job))
+        if (running) victim = Number(running[1])
+      }
+      assert.ok(job !== undefined && victim !== undefined, `no array task ran: ${stderr}`)
+      await new Promise(res => setTimeout(res, 1500))
+      const cancel = spawnSync('scancel', [`${job}_${victim}`], { env: { ...process.env, ...env() }, encoding: 'utf8' })
+      assert.equal(cancel.status, 0, cancel.stderr)
+
+      assert.equal(await exited, 1, `a cancelled shard makes the sweep fail: ${stderr}`)
+      const first = lastJson(stdout)
+      assert.deepEqual(first.submitted, [0, 1, 2])
+      assert.equal(first.failed.length, 1, stderr)
+      assert.equal(first.failed[0].shard, victim)
+      assert.equal(first.failed[0].state, 'CANCELLED')
+      const log = first.failed[0].log as string
+      assert.equal(log, path.join(dir, 'slurm-results', 'logs', `shard-${job}_${victim}.log`))
+      assert.ok(fs.existsSync(log), 'the failed shard\'s log exists')
+      assert.match(fs.readFileSync(log, 'utf8'), new RegExp(`moe-harness shard ${victim}/3: job ${job}_${victim}`))
+      assert.match(stderr, new RegExp(`shard ${victim} \\(job ${job}_${victim}\\): CANCELLED.*log: ${log.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`))
+      assert.deepEqual([...first.complete].sort(), [0, 1, 2].filter(i => i !== victim))
+      // The complete shards are already merged: the store has their cells, the cancelled shard's are missing.
+      assert.ok(runCounts(db).runs < runCounts(reference).runs)
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL')
+    }
+
+    const again = runCli(['sweep', '--slurm', '--config', config, '--db', db, '--poll-seconds', '0.5', '--json'], { env: env() })
+    assert.equal(again.status, 0, again.stderr)
+    const second = lastJson(again.stdout)
+    const cancelled = [0, 1, 2].filter(i => !second.alreadyComplete.includes(i))
+    assert.equal(cancelled.length, 1, 'only the cancelled shard was incomplete')
+    assert.deepEqual(second.submitted, cancelled, 'the rerun resubmits only the incomplete shard')
+    assert.deepEqual(second.complete, cancelled)
+    assert.deepEqual(second.failed, [])
+    assert.match(again.stderr, new RegExp(`submitted shards ${cancelled[0]} of 0-2 as job \\d+`))
+    assert.ok(fs.existsSync(path.join(dir, 'site', 'index.html')), 'the report was built')
+
+    // Every cell exactly once, identical to the single-process sweep.
+    assert.deepEqual(runCounts(db), runCounts(reference))
+    assert.equal(runCounts(db).duplicates, 0)
+    assertSameResults(snapshot(reference), snapshot(db))
+
+    // A third run has nothing to submit.
+    const third = runCli(['sweep', '--slurm', '--config', config, '--db', db, '--json'], { env: env() })
+    assert.equal(third.status, 0, third.stderr)
+    assert.deepEqual(lastJson(third.stdout).submitted, [])
+    assert.match(third.stderr, /all 3 shards already complete/)
+  })
+})
