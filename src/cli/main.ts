@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander'
 import { isHarnessError } from '../errors.ts'
+import { fileError } from '../util/fileErrors.ts'
 import { HARNESS_VERSION } from '../version.ts'
 import { stopAllProgress } from './progress.ts'
 import { registerEval } from './commands/eval.ts'
@@ -44,6 +45,13 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (isHarnessError(e)) {
       process.stderr.write(`error [${e.code}]: ${e.message}\n`)
+      return 1
+    }
+    // A file-system error that no boundary mapped still names its path and the fix, not a stack trace.
+    const errno = e as NodeJS.ErrnoException
+    if (typeof errno?.code === 'string' && /^E[A-Z]+$/.test(errno.code) && errno.syscall) {
+      const mapped = fileError(e, errno.path ?? 'a file', errno.syscall === 'open' || errno.syscall === 'read' ? 'read' : errno.syscall)
+      process.stderr.write(`error [${mapped.code}]: ${mapped.message}\n`)
       return 1
     }
     process.stderr.write(`error [INTERNAL]: ${(e as Error)?.stack ?? String(e)}\n`)

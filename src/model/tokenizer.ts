@@ -3,6 +3,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { Tokenizer } from '@huggingface/tokenizers'
 import { fail } from '../errors.ts'
+import { readRegularFile } from '../util/fileErrors.ts'
 import { lmEvalPrefixTokenId, resolveSpecialTokens, type SpecialTokens } from './specialTokens.ts'
 
 export interface TextTokenizer {
@@ -41,7 +42,7 @@ function load(dir: string, modelConfig: Record<string, unknown>): Loaded {
   if (!fs.existsSync(file)) {
     fail('TOKENIZER_INVALID', `No tokenizer.json in ${dir}: copy the checkpoint's tokenizer.json there, or pass token ids with --ids.`)
   }
-  const bytes = fs.readFileSync(file)
+  const bytes = readRegularFile(file, 'read the tokenizer', 'TOKENIZER_INVALID')
   let json: Record<string, unknown>
   try {
     json = JSON.parse(bytes.toString('utf8'))
