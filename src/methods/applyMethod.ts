@@ -46,7 +46,7 @@ function layerTensorNames(ckpt: Checkpoint, index: number): Set<string> {
 }
 
 export function startMethod(method: MethodDefinition, params: ParamValues, ckpt: Checkpoint, seedKey: string, unpruned?: StatsData): MethodRun {
-  const t0 = performance.now()
+  let busy = 0 // milliseconds spent inside the method's own code
   const layout = layoutOf(ckpt)
   const edits = emptyEdits()
   const warnings: string[] = []
@@ -136,11 +136,13 @@ export function startMethod(method: MethodDefinition, params: ParamValues, ckpt:
       const before = new Set(Object.keys(edits.overrides))
       const hooksBefore = JSON.stringify(Object.entries(edits.layers).filter(([l]) => Number(l) !== index).map(([l, h]) => [l, Object.keys(h)]))
       let r: LayerReport
+      const t0 = performance.now()
       try {
         r = await method.applyLayer(ctx as never, spec)
       } catch (e) {
         relabel(e, `applyLayer ${index}`)
       }
+      busy += performance.now() - t0
       if (!r! || typeof r.removed !== 'number' || typeof r.total !== 'number' || !Number.isFinite(r.removed) || !Number.isFinite(r.total)) {
         fail('METHOD_FAILED', `[method ${method.name}] (applyLayer ${index}): must return { removed: number, total: number, notes? }, got ${JSON.stringify(r!)}.`)
       }
@@ -174,15 +176,17 @@ export function startMethod(method: MethodDefinition, params: ParamValues, ckpt:
       } catch (e) {
         fail('METHOD_FAILED', `[method ${method.name}] (apply): produced an invalid variant: ${(e as Error).message}`, e)
       }
-      return { edits, report, warnings, seconds: (performance.now() - t0) / 1000 }
+      return { edits, report, warnings, seconds: busy / 1000 }
     },
     async whole(data: StatsData) {
       stats = data
+      const t0 = performance.now()
       try {
         whole = await method.apply!(ctx as never)
       } catch (e) {
         relabel(e, 'apply')
       }
+      busy += performance.now() - t0
     },
   }
 }

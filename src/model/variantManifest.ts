@@ -13,7 +13,7 @@ export interface VariantManifest {
   format: 'moe-harness-variant'
   version: 1
   /** Per MoE layer hooks the HF format cannot express. */
-  layers: Record<string, { disabled?: number[]; novices?: number[]; neuronKeep?: number; skipSecondBeta?: number }>
+  layers: Record<string, { disabled?: number[]; novices?: number[]; neuronKeep?: number; skipSecondBeta?: number; topK?: number }>
   provenance: Record<string, unknown>
 }
 
@@ -36,6 +36,7 @@ export function readVariantHooks(dir: string): VariantEdits | undefined {
       ...(h.disabled ? { disabled: h.disabled } : {}),
       ...(h.neuronKeep !== undefined ? { neuronKeep: h.neuronKeep } : {}),
       ...(h.skipSecondBeta !== undefined ? { skipSecondBeta: h.skipSecondBeta } : {}),
+      ...(h.topK !== undefined ? { topK: h.topK } : {}),
       ...(h.novices ? {
         novices: Object.fromEntries(h.novices.map(e => {
           const v = novices.get(`layers.${layer}.novice.${e}`) ?? fail('VARIANT_INVALID', `${NOVICES_FILE} lacks the novice of layer ${layer} expert ${e}.`)

@@ -19,14 +19,17 @@ export type ExportFormat = 'hf' | 'harness'
 /** The format a variant can be written in: 'hf' when a stock HF loader would compute exactly the same model. */
 export function exportFormat(ckpt: Checkpoint, edits: VariantEdits): ExportFormat {
   const removedCounts = new Set<number>()
+  const topKs = new Set<number>() // effective top-k per MoE layer (HC-SMoE may lower it)
   for (const layer of ckpt.spec.layers) {
     if (layer.kind !== 'moe') continue
     const h: LayerHooks = edits.layers[layer.index] ?? {}
     if (Object.keys(h.novices ?? {}).length || h.neuronKeep !== undefined || h.skipSecondBeta !== undefined) return 'harness'
     removedCounts.add(h.disabled?.length ?? 0)
+    topKs.add(h.topK ?? layer.topK)
   }
   // One scalar num_experts in config.json cannot describe per-layer counts (reap-mlx#48).
-  return removedCounts.size <= 1 ? 'hf' : 'harness'
+  // Likewise one num_experts_per_tok cannot describe per-layer top-k.
+  return removedCounts.size <= 1 && topKs.size <= 1 ? 'hf' : 'harness'
 }
 
 export function exportVariant(ckpt: Checkpoint, edits: VariantEdits, outDir: string, provenance: Record<string, unknown>, requested: ExportFormat | 'auto' = 'auto'): ExportFormat {
@@ -68,6 +71,7 @@ export function exportVariant(ckpt: Checkpoint, edits: VariantEdits, outDir: str
       if (h.disabled?.length) entry.disabled = [...h.disabled]
       if (h.neuronKeep !== undefined) entry.neuronKeep = h.neuronKeep
       if (h.skipSecondBeta !== undefined) entry.skipSecondBeta = h.skipSecondBeta
+      if (h.topK !== undefined) entry.topK = h.topK
       const nov = Object.entries(h.novices ?? {})
       if (nov.length) {
         entry.novices = nov.map(([e]) => Number(e)).sort((a, b) => a - b)
@@ -104,6 +108,9 @@ export function exportVariant(ckpt: Checkpoint, edits: VariantEdits, outDir: str
       const key = ckpt.spec.family === 'mixtral' ? 'num_local_experts' : 'num_experts'
       config[key] = (config[key] as number) - removed
     }
+    // HC-SMoE's top_k := num_groups (hcsmoe/merging-mixtral.py sets config.num_experts_per_tok); uniform here.
+    const topK = ckpt.spec.layers.map(l => edits.layers[l.index]?.topK).find(k => k !== undefined)
+    if (topK !== undefined) config.num_experts_per_tok = topK
   }
   fs.writeFileSync(path.join(tmp, 'config.json'), JSON.stringify(config, null, 2))
   writeShards(tmp, tensors)
