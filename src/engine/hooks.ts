@@ -93,6 +93,8 @@ function validateLayerHooks(layer: MoeLayerSpec, hooks: LayerHooks, hidden: numb
   if (E - disabled.size < topK) {
     fail('HOOK_INVALID', `${where}: only ${E - disabled.size} experts would remain but top-k is ${topK}; disable at most ${E - topK}.`)
   }
+  const groupProblem = groupedRemovalProblem(layer, [...disabled], topK)
+  if (groupProblem) fail('HOOK_INVALID', `${where}: ${groupProblem}`)
   for (const [slot, src] of Object.entries(hooks.bindings ?? {})) {
     checkSlot(Number(slot), 'bound')
     checkSlot(src, 'binding source')
@@ -110,6 +112,41 @@ function validateLayerHooks(layer: MoeLayerSpec, hooks: LayerHooks, hidden: numb
     if (topK !== 2) fail('HOOK_INVALID', `${where}: dynamic skipping needs top-2 routing (top-k is ${topK}).`)
     if (!(hooks.skipSecondBeta >= 0 && hooks.skipSecondBeta <= 1)) fail('HOOK_INVALID', `${where}: skip threshold beta must be in [0, 1].`)
   }
+}
+
+/**
+ * Why removing `disabled` leaves a group-limited router (DeepSeek group_limited_greedy / noaux_tc,
+ * n_group > 1) unable to route, or null when it can: every group must keep at least one expert, and
+ * any topk_group groups the router may pick must together hold top-k experts (the sum of the
+ * topk_group smallest group sizes >= k). Groups keep their original slots; see moeGraph routeTopK.
+ */
+export function groupedRemovalProblem(layer: MoeLayerSpec, disabled: readonly number[], topK = layer.topK): string | null {
+  const { nGroup, topkGroup } = layer.router
+  if (nGroup <= 1) return null
+  const size = layer.numExperts / nGroup
+  const left = Array.from({ length: nGroup }, () => size)
+  for (const e of new Set(disabled)) left[Math.floor(e / size)]--
+  const empty = left.findIndex(n => n < 1)
+  if (empty >= 0) {
+    return `group ${empty} (experts ${empty * size}..${(empty + 1) * size - 1}) would lose all its experts; the group-limited router (n_group ${nGroup}) needs at least one expert in every group. Remove experts more evenly across groups.`
+  }
+  const worst = [...left].sort((a, b) => a - b).slice(0, topkGroup).reduce((a, b) => a + b, 0)
+  if (worst < topK) {
+    return `the ${topkGroup} smallest expert groups would hold only ${worst} experts (per group: ${left.join(', ')}) but the router picks top-${topK} from its topk_group ${topkGroup} groups. Remove fewer experts, or more evenly across groups.`
+  }
+  return null
+}
+
+/**
+ * Fail-fast check before calibration: the most experts a method may remove from this layer so that
+ * the router can still route, when the removal is spread as evenly as possible over the groups.
+ * Ungrouped routers: E - top-k. Grouped: each group keeps s experts with topk_group · s >= top-k.
+ */
+export function maxRemovableExperts(layer: MoeLayerSpec, topK = layer.topK): number {
+  const { nGroup, topkGroup } = layer.router
+  if (nGroup <= 1) return layer.numExperts - topK
+  const keepPerGroup = Math.max(1, Math.ceil(topK / topkGroup))
+  return layer.numExperts - nGroup * keepPerGroup
 }
 
 /** Number of neurons kept per token for a keep fraction rho: ceil(rho * F), at least 1. */

@@ -222,8 +222,8 @@ export function parseModelSpec(cfg: Json): ModelSpec {
   if (!Number.isInteger(ropeDim) || ropeDim % 2 !== 0) {
     fail('CONFIG_INVALID', `config.json: rotary dimension ${ropeDim} must be an even integer (${deepseek ? 'qk_rope_head_dim' : 'hidden_size / num_attention_heads or head_dim'}).`)
   }
-  // YaRN ships on the Hub for Qwen2/Qwen3-MoE and DeepSeek; Mixtral and OLMoE checkpoints never carry it.
-  const allowYarn = family !== 'mixtral' && family !== 'olmoe'
+  // transformers computes YaRN for every family (ROPE_INIT_FUNCTIONS in each rotary embedding).
+  const allowYarn = true
   const rope = parseRope(cfg, { dim: ropeDim, defaultTheta, maxPositions, allowYarn, family: arch })
   let attentionScale = 1 / Math.sqrt(headDim)
   if (deepseek && rope.yarn?.mscaleAllDim) {
@@ -341,13 +341,12 @@ function deepseekLayers(c: ConfigReader, numLayers: number): LayerSpec[] {
     const grouped = method === 'group_limited_greedy'
     const nGroup = grouped ? c.int('n_group') : 1, topkGroup = grouped ? c.int('topk_group') : 1
     router = { scoring: 'softmax', topkMethod: method, nGroup, topkGroup, routedScalingFactor: scaling, normEpsilon: 1e-20, correctionBias: false }
-    // transformers' DeepseekV2Moe declares norm_topk_prob but never reads it; the Hub remote code
-    // renormalises when top_k > 1 (weights / (sum + 1e-20)), which we follow rather than ignore the key.
-    // The Hub code then skips routed_scaling_factor, a reading nobody else shares: refuse that combination.
+    // transformers' DeepseekV2Moe declares norm_topk_prob but never reads it. Rather than ignore the
+    // key we follow the Hub remote code (modeling_deepseek.py MoEGate): when top_k > 1 and
+    // norm_topk_prob, weights / (sum + 1e-20) and routed_scaling_factor is NOT applied; otherwise
+    // weights × routed_scaling_factor. No published DeepSeek-V2 checkpoint sets it.
     normTopK = topK > 1 && c.bool('norm_topk_prob')
-    if (normTopK && scaling !== 1) {
-      fail('CONFIG_UNSUPPORTED', `config.json: norm_topk_prob true with routed_scaling_factor ${scaling} is ambiguous for DeepseekV2ForCausalLM (transformers ignores norm_topk_prob, the Hub remote code then drops the scaling factor); set norm_topk_prob false, as every published DeepSeek-V2 checkpoint does.`)
-    }
+    if (normTopK) router.routedScalingFactor = 1
   }
   if (E % router.nGroup !== 0) fail('CONFIG_INVALID', `config.json: n_routed_experts (${E}) must be a multiple of n_group (${router.nGroup}).`)
   if (router.topkGroup > router.nGroup) fail('CONFIG_INVALID', `config.json: topk_group (${router.topkGroup}) exceeds n_group (${router.nGroup}).`)
