@@ -134,7 +134,8 @@ class ConfigReader {
   num(key: string): number {
     const v = this.raw(key)
     if (typeof v !== 'number' || !Number.isFinite(v)) {
-      fail('CONFIG_INVALID', `config.json: '${key}' must be a number (got ${JSON.stringify(v)}${key in this.cfg ? '' : ', the transformers default'}).`)
+      if (!this.has(key)) fail('CONFIG_INVALID', `config.json has no '${key}' and the transformers default is ${JSON.stringify(v)}; add '${key}' to config.json.`)
+      fail('CONFIG_INVALID', `config.json: '${key}' must be a number (got ${JSON.stringify(v)}).`)
     }
     return v
   }
