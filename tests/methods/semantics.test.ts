@@ -15,7 +15,7 @@ import { referenceLogprobs, type RefTrace } from '../reference/forward.ts'
 const dir = tmpDir()
 process.env.MOE_HARNESS_HOME = path.join(dir, 'home')
 const E = 8, K = 2, D = 32, F = 16, LAYERS = 2
-const model = writeTinyCheckpoint(path.join(dir, 'model'), { family: 'mixtral', experts: E, topK: K, layers: LAYERS, hidden: D, ffn: F, seed: 77 })
+const model = writeTinyCheckpoint(path.join(dir, 'model'), { family: 'mixtral', experts: E, topK: K, layers: LAYERS, hidden: D, ffn: F, seed: 80 })
 const ckpt = openCheckpoint(model.dir)
 const calibration = { source: 'builtin', sequences: 6, length: 32, seed: 5 }
 const engine = { device: 'cpu' as const, threads: 1 }
@@ -139,7 +139,7 @@ describe('novice-replacement (MoNE-P)', () => {
 
 describe('expert-merging', () => {
   it('hc-smoe: average-linkage clusters of mean outputs over all tokens, frequency-weighted merge', async () => {
-    const v = await run('expert-merging', { ratio: 0.5, algorithm: 'hc-smoe' })
+    const v = await run('hc-smoe', { ratio: 0.5 })
     for (let l = 0; l < LAYERS; l++) {
       const o = ref[l].allSum.map(x => x.map(y => y / ref[l].tokens))
       const dist = (a: number[], b: number[]) => Math.hypot(...a.map((x, j) => x - b[j]))
@@ -159,14 +159,16 @@ describe('expert-merging', () => {
       const got = v.accounting.layers[l]
       const actual = groupsOf([...got.groups, ...got.kept.filter(k => !got.groups.some(g => g.includes(k))).map(k => [k])])
       assert.deepEqual(actual, groupsOf(clusters), `layer ${l}`)
-      // Merged gate weights = Σ ν_i W_i / Σ ν_i over the group, written to the dominant slot.
+      // Merged gate weights = Σ f_i W_i / (Σ f_i + 1e-7) over the group with f = the layer's normalised
+      // usage frequencies (official _merge_mlp_experts_by_usage_frequency_weighting), in the dominant slot.
       for (const g of got.groups) {
         const name = (e: number) => `model.layers.${l}.block_sparse_moe.experts.${e}.w1.weight`
-        const nu = g.map(e => ref[l].count[e])
-        const total = nu.reduce((a, b) => a + b, 0)
+        const layerTotal = ref[l].count.reduce((a, b) => a + b, 0)
+        const f = g.map(e => ref[l].count[e] / layerTotal)
+        const total = f.reduce((a, b) => a + b, 0)
         const merged = v.edits.overrides[name(g[0])]
         for (let i = 0; i < 20; i++) {
-          const expect = g.reduce((s, e, k) => s + (nu[k] / (total + 1e-7)) * model.tensors.get(name(e))!.data[i], 0)
+          const expect = g.reduce((s, e, k) => s + (f[k] / (total + 1e-7)) * model.tensors.get(name(e))!.data[i], 0)
           assert.ok(Math.abs(merged[i] - expect) < 1e-5)
         }
         for (const member of g.slice(1)) assert.equal(v.edits.layers[l].bindings![member], g[0])
@@ -174,8 +176,8 @@ describe('expert-merging', () => {
     }
   })
 
-  it('m-smoe: the most used experts dominate, the rest join the most similar by router-logit cosine', async () => {
-    const v = await run('expert-merging', { ratio: 0.25, algorithm: 'm-smoe' })
+  it('m-smoe (allocation=layer): the most used experts dominate, the rest join the most similar by router-logit cosine', async () => {
+    const v = await run('m-smoe', { ratio: 0.25, allocation: 'layer' })
     for (let l = 0; l < LAYERS; l++) {
       const s = ref[l]
       const dominants = s.count.map((c, e) => ({ c, e })).sort((a, b) => b.c - a.c || a.e - b.e).slice(0, 6).map(x => x.e)
@@ -186,6 +188,48 @@ describe('expert-merging', () => {
         const best = dominants.reduce((b, d) => (sim(e, d) > sim(e, b) ? d : b), dominants[0])
         assert.equal(bindings[e], best, `layer ${l} expert ${e}`)
       }
+    }
+  })
+})
+
+describe('m-smoe defaults', () => {
+  it('chooses the groups of an independent implementation of methods.md §13 (global allocation)', async () => {
+    for (const ratio of [0.25, 0.5]) {
+      const v = await run('m-smoe', { ratio })
+      // methods.md §13 step 3: normalised frequencies, each layer's most used set to 1.0,
+      // threshold = sorted_desc(all)[avgGroups × layers], groups_l = #(freq > threshold).
+      const freqs = ref.map(s => {
+        const total = s.count.reduce((a, b) => a + b, 0)
+        const f = s.count.map(c => c / total)
+        f[f.indexOf(Math.max(...f))] = 1
+        return f
+      })
+      const avgGroups = E - Math.floor(ratio * E)
+      const threshold = freqs.flat().sort((a, b) => b - a)[avgGroups * LAYERS]
+      for (let l = 0; l < LAYERS; l++) {
+        const s = ref[l]
+        const groups = freqs[l].filter(f => f > threshold).length
+        const byUsage = s.count.map((c, e) => ({ c, e })).sort((a, b) => b.c - a.c || a.e - b.e).map(x => x.e)
+        const dominants = byUsage.slice(0, groups)
+        const sim = (i: number, j: number) => (s.gram[i][j] / Math.sqrt(s.gram[i][i] * s.gram[j][j]) + 1) / 2
+        const expected = new Map(dominants.map(d => [d, [d]]))
+        for (const e of byUsage.slice(groups)) {
+          let best = dominants[0]
+          for (const d of dominants) if (sim(e, d) > sim(e, best)) best = d
+          expected.get(best)!.push(e)
+        }
+        const bindings = v.edits.layers[l]?.bindings ?? {}
+        const got = new Map<number, number[]>()
+        for (let e = 0; e < E; e++) {
+          const src = bindings[e] ?? e
+          got.set(src, [...(got.get(src) ?? []), e])
+        }
+        const norm = (m: Map<number, number[]>) => [...m.values()].map(g => [...g].sort((a, b) => a - b)).sort((a, b) => a[0] - b[0])
+        assert.deepEqual(norm(got), norm(expected), `ratio ${ratio} layer ${l}`)
+      }
+      const perLayer = freqs.map(f => f.filter(x => x > threshold).length)
+      assert.ok(new Set(perLayer).size > 1, `the fixture must allocate unevenly to tell global from per-layer allocation (got ${perLayer})`)
+      assert.equal(v.report.achievedRatio, perLayer.reduce((a, g) => a + E - g, 0) / (E * LAYERS))
     }
   })
 })
