@@ -1,6 +1,7 @@
 // Writes a transformed model. When the result is a standard architecture (same number of experts
 // removed in every MoE layer, merges, weight edits), it is a plain HuggingFace checkpoint: removed
-// experts deleted and renumbered, router rows sliced, num_local_experts/num_experts updated, merged
+// experts deleted and renumbered, router rows (and e_score_correction_bias) sliced,
+// num_local_experts/num_experts/n_routed_experts updated, merged
 // weights written into every member slot. Otherwise (novices, per-token rules, uneven removal) it is
 // the same HF files plus moe_harness_variant.json (+ moe_harness_novices.safetensors), which the
 // engine applies whenever it opens the folder.
@@ -26,6 +27,13 @@ export function exportFormat(ckpt: Checkpoint, edits: VariantEdits): ExportForma
     if (Object.keys(h.novices ?? {}).length || h.neuronKeep !== undefined || h.skipSecondBeta !== undefined) return 'harness'
     removedCounts.add(h.disabled?.length ?? 0)
     topKs.add(h.topK ?? layer.topK)
+    // A group-limited router reads the sliced experts as n_group contiguous chunks: only an equal
+    // removal per group keeps every survivor in its group (DeepSeek n_group > 1).
+    if (layer.router.nGroup > 1 && h.disabled?.length) {
+      const size = layer.numExperts / layer.router.nGroup
+      const perGroup = new Set(Array.from({ length: layer.router.nGroup }, (_, g) => h.disabled!.filter(e => Math.floor(e / size) === g).length))
+      if (perGroup.size > 1) return 'harness'
+    }
   }
   // One scalar num_experts in config.json cannot describe per-layer counts (reap-mlx#48).
   // Likewise one num_experts_per_tok cannot describe per-layer top-k.
@@ -88,16 +96,16 @@ export function exportVariant(ckpt: Checkpoint, edits: VariantEdits, outDir: str
     const override = edits.overrides[source]
     let bytes: Uint8Array = override ? encodeFromFloat32(override, srcEntry.dtype) : ckpt.readRaw(source)
     let shape = entry.shape
-    const layer = ckpt.spec.layers.find(l => ckpt.names.layers[l.index].router === name)
+    const layer = ckpt.spec.layers.find(l => ckpt.names.layers[l.index].router === name || ckpt.names.layers[l.index].correctionBias === name)
     if (format === 'hf' && layer?.kind === 'moe' && edits.layers[layer.index]?.disabled?.length) {
-      // Slice the router rows of the removed experts.
+      // Slice the router rows (and DeepSeek-V3's e_score_correction_bias entries) of the removed experts.
       const disabled = edits.layers[layer.index].disabled!
-      const rowBytes = entry.shape[1] * DTYPE_BYTES[entry.dtype]
+      const rowBytes = (entry.shape[1] ?? 1) * DTYPE_BYTES[entry.dtype]
       const rows = Array.from({ length: layer.numExperts }, (_, e) => e).filter(e => !disabled.includes(e))
       const out = new Uint8Array(rows.length * rowBytes)
       rows.forEach((e, i) => out.set(bytes.subarray(e * rowBytes, (e + 1) * rowBytes), i * rowBytes))
       bytes = out
-      shape = [rows.length, entry.shape[1]]
+      shape = [rows.length, ...entry.shape.slice(1)]
     }
     tensors[renamed.get(name) ?? name] = { dtype: entry.dtype, shape, data: bytes }
   }
@@ -105,7 +113,7 @@ export function exportVariant(ckpt: Checkpoint, edits: VariantEdits, outDir: str
   if (format === 'hf') {
     const removed = ckpt.spec.layers.map(l => edits.layers[l.index]?.disabled?.length ?? 0).find(n => n > 0) ?? 0
     if (removed) {
-      const key = ckpt.spec.family === 'mixtral' ? 'num_local_experts' : 'num_experts'
+      const key = ckpt.spec.family === 'mixtral' ? 'num_local_experts' : ckpt.spec.mla ? 'n_routed_experts' : 'num_experts'
       config[key] = (config[key] as number) - removed
     }
     // HC-SMoE's top_k := num_groups (hcsmoe/merging-mixtral.py sets config.num_experts_per_tok); uniform here.
