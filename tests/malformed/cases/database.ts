@@ -94,7 +94,8 @@ export const databaseCases: MalformedCase[] = [
     name: 'db-sweep-read-only-folder', unprivileged: true,
     setup: (dir, fx) => {
       fs.mkdirSync(path.join(dir, 'ro'))
-      fx.harnessDb(path.join(dir, 'ro', 'results.sqlite'))
+      // The file itself is writable; only its folder is not (SQLite needs -wal/-shm there).
+      fs.chmodSync(fx.harnessDb(path.join(dir, 'ro', 'results.sqlite')), 0o666)
       fs.chmodSync(path.join(dir, 'ro'), 0o555)
       return sweepInto(dir, fx, 'ro/results.sqlite')
     },
