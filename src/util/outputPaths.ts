@@ -43,7 +43,8 @@ export interface FileRule {
   isOurs: (file: string) => boolean
 }
 
-interface Marker { writer: 'moe-harness'; kind: OutputKind; version: string }
+/** What the marker records: the writer, the kind of output and every file it wrote (relative, sorted). */
+interface Marker { writer: 'moe-harness'; kind: OutputKind; version: string; files: string[] }
 
 const TEMP_TAG = '.moe-harness-tmp-'
 const OLD_TAG = '.moe-harness-old-'
@@ -73,6 +74,12 @@ export function checkOutputDir(target: string, kind: OutputKind, ctx: OutputCont
       if (marker && marker.kind !== kind) {
         refuse(`${shown} holds a ${marker.kind} output of moe-harness, not a ${kind} output`, `choose another folder, or remove ${target} yourself if you no longer need it`)
       }
+      // Files added to one of our folders afterwards (a database, notes) are not ours to delete.
+      const extra = marker ? listFiles(abs).filter(f => f !== MARKER_FILE && !marker.files.includes(f)) : []
+      if (extra.length) {
+        refuse(`${shown} holds files moe-harness did not write (${extra.slice(0, 5).join(', ')}${extra.length > 5 ? `, … ${extra.length - 5} more` : ''}); replacing the folder would delete them`,
+          `move them out of ${target}, or choose another folder`)
+      }
     }
   }
   return abs
@@ -91,15 +98,15 @@ export function writeOutputDir(target: string, kind: OutputKind, ctx: OutputCont
   const tmp = sibling(abs, TEMP_TAG)
   try {
     fs.mkdirSync(tmp)
-    writeMarker(tmp, kind)
+    // Marked from the start, so a temp left by a killed process is recognisably ours.
+    writeMarker(tmp, kind, [])
     build(tmp)
-    // The marker is rewritten last: a builder may not remove or replace it.
-    writeMarker(tmp, kind)
+    writeMarker(tmp, kind, listFiles(tmp).filter(f => f !== MARKER_FILE))
     swapIn(tmp, abs)
   } catch (e) {
     fs.rmSync(tmp, { recursive: true, force: true })
     if (created) fs.rmSync(created, { recursive: true, force: true })
-    throw writeError(e, named(ctx, target))
+    throw writeError(e, named(ctx, target), tmp, abs)
   }
 }
 
@@ -128,7 +135,7 @@ export function writeOutputFile(target: string, ctx: OutputContext, rule: FileRu
   } catch (e) {
     removeFileAndSidecars(tmp)
     if (created) fs.rmSync(created, { recursive: true, force: true })
-    throw writeError(e, named(ctx, target))
+    throw writeError(e, named(ctx, target), tmp, abs)
   }
 }
 
@@ -200,8 +207,9 @@ function refuse(problem: string, fix: string): never {
   fail('OUTPUT_UNSAFE', `${problem}. Nothing was written; ${fix}.`)
 }
 
-function writeError(e: unknown, shown: string): unknown {
-  if (isHarnessError(e)) return e
+function writeError(e: unknown, shown: string, tmp?: string, abs?: string): unknown {
+  // An error raised while writing the temp names the temp, which is gone by now: name the target.
+  if (isHarnessError(e)) return tmp && abs && e.message.includes(tmp) ? new HarnessError(e.code, e.message.replaceAll(tmp, abs), { cause: e }) : e
   const err = e as NodeJS.ErrnoException
   const hint = err.code === 'EACCES' || err.code === 'EPERM' ? 'check the folder permissions or choose a writable location'
     : err.code === 'ENOSPC' || err.code === 'EFBIG' ? 'free disk space (or raise the file-size limit, ulimit -f) or choose another disk'
@@ -294,15 +302,15 @@ function looksLikeModel(dir: string): boolean {
 function readMarker(dir: string): Marker | undefined {
   try {
     const m = JSON.parse(fs.readFileSync(path.join(dir, MARKER_FILE), 'utf8')) as Marker
-    return m?.writer === 'moe-harness' && (m.kind === 'report' || m.kind === 'transform') ? m : undefined
+    return m?.writer === 'moe-harness' && (m.kind === 'report' || m.kind === 'transform') && Array.isArray(m.files) ? m : undefined
   } catch {
     return undefined
   }
 }
 
 // Deterministic (no time stamp): the same database renders a byte-identical site; the file's mtime says when.
-function writeMarker(dir: string, kind: OutputKind): void {
-  const marker: Marker = { writer: 'moe-harness', kind, version: HARNESS_VERSION }
+function writeMarker(dir: string, kind: OutputKind, files: string[]): void {
+  const marker: Marker = { writer: 'moe-harness', kind, version: HARNESS_VERSION, files }
   fs.writeFileSync(path.join(dir, MARKER_FILE), JSON.stringify(marker, null, 1) + '\n')
 }
 
@@ -311,8 +319,13 @@ function writeMarker(dir: string, kind: OutputKind): void {
  * leaderboard.json; a transformed model carries moe_harness_provenance.json or moe_harness_variant.json.
  */
 function legacyOutput(dir: string, kind: OutputKind, entries: string[]): boolean {
-  if (kind === 'report') return entries.includes('leaderboard.json') && entries.every(f => f === 'leaderboard.json' || (f.endsWith('.html') && fs.statSync(path.join(dir, f)).isFile()))
+  if (kind === 'report') return entries.includes('leaderboard.json') && entries.every(f => f === 'leaderboard.json' || f === MARKER_FILE || (f.endsWith('.html') && fs.statSync(path.join(dir, f)).isFile()))
   return entries.includes('moe_harness_provenance.json') || entries.includes('moe_harness_variant.json')
+}
+
+/** Every file and folder under `dir`, as sorted relative paths with '/' separators. */
+function listFiles(dir: string): string[] {
+  return (fs.readdirSync(dir, { recursive: true }) as string[]).map(f => f.split(path.sep).join('/')).sort()
 }
 
 /** mkdir -p that returns the first folder it created (to remove on failure), or undefined. */
