@@ -78,3 +78,25 @@ for (const m of models) {
     })
   }
 }
+
+describe('transform on a group-limited router (DeepSeek-V3, n_group 2)', () => {
+  const model = writeTinyDeepseek(path.join(dir, 'grouped'), { version: 'v3', seed: 63, layers: 2, experts: 8, topK: 2, nGroup: 2, topkGroup: 1, firstKDenseReplace: 1 })
+  const ckpt = openCheckpoint(model.dir)
+  for (const [disabled, expected] of [[[1, 6], 'hf'], [[0, 1], 'harness']] as const) {
+    it(`removing experts ${disabled} writes a ${expected} checkpoint that scores identically`, async () => {
+      const edits: VariantEdits = { overrides: {}, layers: { 1: { disabled: [...disabled] } } }
+      const out = path.join(dir, `grouped-${disabled.join('-')}`)
+      assert.equal(exportVariant(ckpt, edits, out, { test: true }), expected)
+      const reloaded = openCheckpoint(out)
+      const want = await scoreWith(ckpt, edits)
+      const got = await scoreWith(reloaded, { layers: {}, overrides: {} })
+      want.forEach((seq, i) => seq.forEach((lp, j) => assert.ok(Math.abs(lp - got[i][j]) < 1e-5, `${lp} vs ${got[i][j]}`)))
+      if (expected === 'hf') {
+        const bias = model.tensors.get('model.layers.1.mlp.gate.e_score_correction_bias')!.data
+        const sliced = reloaded.read('model.layers.1.mlp.gate.e_score_correction_bias')
+        assert.deepEqual([...sliced], [0, 2, 3, 4, 5, 7].map(e => bias[e]))
+        assert.equal(JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')).n_routed_experts, 6)
+      }
+    })
+  }
+})
