@@ -45,6 +45,14 @@ export interface Row {
   warnings: string[]
   notes: Record<string, unknown>
   seriesLabel: string
+  /** How the variant was calibrated (null: the method needs no calibration). Rows stored before procedures existed were one-pass. */
+  calibration: { procedure: 'one-pass' | 'sequential'; tokens: number; seconds: number } | null
+}
+
+function calibrationOf(json: string | null): Row['calibration'] {
+  const c = json ? JSON.parse(json) : null
+  if (!c) return null
+  return { procedure: c.procedure === 'sequential' ? 'sequential' : 'one-pass', tokens: Number(c.tokens ?? 0), seconds: Number(c.seconds ?? 0) }
 }
 
 export interface MethodInfo { name: string; slug: string; family: string; description: string; params: Record<string, { type: string; default: unknown; description: string; values?: string[] }>; reference: Record<string, string> | null }
@@ -155,6 +163,7 @@ export function summarize(store: ResultsStore, title: string): LeaderboardData {
         accounting: JSON.parse(v.accounting_json), tokensPerSecond: seconds > 0 ? tokens / seconds : null,
         warnings: JSON.parse(v.warnings_json ?? '[]'), notes: JSON.parse(v.report_json ?? '{}').notes ?? {},
         seriesLabel: isBaseline ? 'unpruned' : paramsLabel ? `${v.method} (${paramsLabel})` : v.method,
+        calibration: calibrationOf(v.calibration_json),
       })
     }
     rows.sort((a, b) => Number(b.isBaseline) - Number(a.isBaseline) || a.method.localeCompare(b.method) || a.paramsLabel.localeCompare(b.paramsLabel) || a.ratio - b.ratio)
