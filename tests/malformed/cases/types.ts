@@ -24,7 +24,7 @@ export interface MalformedCase {
   /**
    * Accepted `error [CODE]:` codes. 'USAGE' is commander's own usage error (`error: ...`, exit 2),
    * raised before any command runs. 'OK' marks a valid input in an unusual place: exit 0, `message`
-   * matched on stdout.
+   * matched on stdout or stderr (with other codes: either a clean success or one of those errors).
    */
   code: string | readonly string[]
   /** What the message must say (it names the problem: the file, field or value). */
