@@ -111,6 +111,16 @@ export const readOnlyOkCases: MalformedCase[] = [
       fs.mkdirSync(path.join(dir, 'ro'))
       fx.harnessDb(path.join(dir, 'ro', 'results.sqlite'))
       fs.chmodSync(path.join(dir, 'ro'), 0o555)
+      return ['report', '--db', path.join(dir, 'ro', 'results.sqlite'), '--out', path.join(dir, 'site')]
+    },
+    code: 'OK', message: /wrote \d+ pages/, mayCreate: ['site'],
+  },
+  {
+    name: 'db-export-from-read-only-folder', unprivileged: true,
+    setup: (dir, fx) => {
+      fs.mkdirSync(path.join(dir, 'ro'))
+      fx.harnessDb(path.join(dir, 'ro', 'results.sqlite'))
+      fs.chmodSync(path.join(dir, 'ro'), 0o555)
       return ['export', '--db', path.join(dir, 'ro', 'results.sqlite'), '--json', path.join(dir, 'out.json')]
     },
     code: 'OK', message: /exported \d+ rows/, mayCreate: ['out.json'],
