@@ -10,7 +10,9 @@
 // Outputs:
 //   logprobs  float32 [M]   log p(target | prefix), log-softmax over the full config vocab
 //   greedy    bool    [M]   target == argmax (first maximum), lm-eval's is_greedy
-// Optional calibration outputs per MoE layer L: router_logits_L [N, E], moe_input_L [N, d],
+// Optional calibration outputs per MoE layer L: router_logits_L [N, E] (raw), router_scores_L [N, E]
+// (softmax over surviving experts, or DeepSeek-V3's sigmoid), topk_indices_L / topk_weights_L [N, k]
+// (the routing and final gate weights the graph used, routed_scaling_factor included), moe_input_L [N, d],
 // moe_output_L [N, d], expert_rows_L_e [n] + expert_out_L_e [n, d] (pre-gate, routed tokens only),
 // expert_out_all_L_e [N, d] (the expert forced on every token).
 import type { Checkpoint } from '../model/checkpoint.ts'
@@ -381,7 +383,13 @@ function moeBlock(
     addOutput(`router_logits_${L}`, 'float32', ['N', E])
   }
   const topK = hooks.topK ?? layer.topK
-  let [topW, topI] = routeTopK(g, layer, weights, routerLogits, hooks.disabled ?? [], topK)
+  let [topW, topI, scores] = routeTopK(g, layer, weights, routerLogits, hooks.disabled ?? [], topK)
+  if (calib.routerLogits) {
+    // The per-expert scores the gates are taken from: softmax over the surviving experts, or
+    // DeepSeek-V3's sigmoid (independent per expert; the correction bias is not in them).
+    g.op('Identity', [scores], {}, `router_scores_${L}`)
+    addOutput(`router_scores_${L}`, 'float32', ['N', E])
+  }
   if (hooks.skipSecondBeta !== undefined) {
     // NAEE: drop the second expert where w2 / w1 < beta (decided on the pre-renormalisation weights).
     const [w1, w2] = g.opN('Split', [topW, g.constInt([1, 1])], 2, { axis: 1 })
@@ -487,7 +495,7 @@ function moeBlock(
  * gives experts of unselected groups. Groups keep their original slots (group of e = e / (E / n_group)),
  * which is exactly the sliced model when each group loses the same number of experts.
  */
-function routeTopK(g: GraphBuilder, layer: MoeLayerSpec, weights: WeightLoader, logits: string, disabled: number[], topK: number): [string, string] {
+function routeTopK(g: GraphBuilder, layer: MoeLayerSpec, weights: WeightLoader, logits: string, disabled: number[], topK: number): [string, string, string] {
   const E = layer.numExperts
   const router = layer.router
   const mask = new Float32Array(E)
@@ -495,7 +503,8 @@ function routeTopK(g: GraphBuilder, layer: MoeLayerSpec, weights: WeightLoader, 
   const masked = (x: string) => (disabled.length ? g.op('Add', [x, g.constFloat(mask, [E])]) : x)
   const scores = router.scoring === 'softmax' ? g.op('Softmax', [masked(logits)], { axis: -1 }) : g.op('Sigmoid', [logits])
   if (router.scoring === 'softmax' && router.nGroup === 1) {
-    return g.opN('TopK', [scores, g.constInt([topK])], 2, { axis: -1, largest: 1, sorted: 1 }) as [string, string]
+    const [w, i] = g.opN('TopK', [scores, g.constInt([topK])], 2, { axis: -1, largest: 1, sorted: 1 })
+    return [w, i, scores]
   }
   let choice = router.correctionBias ? g.op('Add', [scores, weights.float(weights.ckpt.names.layers[layer.index].correctionBias!)]) : scores
   if (router.nGroup > 1) {
@@ -518,7 +527,7 @@ function routeTopK(g: GraphBuilder, layer: MoeLayerSpec, weights: WeightLoader, 
   }
   const [, topI] = g.opN('TopK', [masked(choice), g.constInt([topK])], 2, { axis: -1, largest: 1, sorted: 1 })
   // Weights are the scores of the chosen experts (never the correction bias).
-  return [g.op('GatherElements', [scores, topI], { axis: 1 }), topI]
+  return [g.op('GatherElements', [scores, topI], { axis: 1 }), topI, scores]
 }
 
 function swigluRows(g: GraphBuilder, weights: WeightLoader, names: ExpertNames, h: string, rows: string, keepNeurons: number, ffn: number): { hidden: string; y: string } {

@@ -67,7 +67,7 @@ export function accountVariant(ckpt: Checkpoint, edits: VariantEdits, stats?: St
   let expertParams = 0, baseExpert = 0, active = 0, baseActive = 0
   spec.layers.forEach((layer, i) => {
     const n = ckpt.names.layers[i]
-    const fixed = [n.inputNorm, n.postNorm, n.q, n.k, n.v, n.o, n.qBias, n.kBias, n.vBias, n.oBias, n.qNorm, n.kNorm, n.router, n.sharedExpertGate]
+    const fixed = [n.inputNorm, n.postNorm, n.q, n.k, n.v, n.o, n.qBias, n.kBias, n.vBias, n.oBias, n.qNorm, n.kNorm, n.router, n.sharedExpertGate, n.correctionBias, ...Object.values(n.mla ?? {})]
       .filter((x): x is string => Boolean(x)).reduce((s, name) => s + numel(name), 0)
     const sharedMlp = n.sharedExpert ? numel(n.sharedExpert.gate) * 3 : n.denseMlp ? numel(n.denseMlp.gate) * 3 : 0
     shared += fixed + sharedMlp
