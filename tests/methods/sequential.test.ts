@@ -15,6 +15,7 @@ import { startMethod } from '../../src/methods/applyMethod.ts'
 import { loadMethod, needsOf, resolveParams, unprunedNeedsOf } from '../../src/methods/registry.ts'
 import { planVariant, prepareVariant } from '../../src/variants/prepare.ts'
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
+import { writeTinyDeepseek } from '../helpers/tinyDeepseek.ts'
 import { tmpDir } from '../helpers/tmp.ts'
 
 const dir = tmpDir()
@@ -24,6 +25,8 @@ const calibration = { source: 'builtin', sequences: 6, length: 32, seed: 5 }
 const mixtral = openCheckpoint(writeTinyCheckpoint(path.join(dir, 'mixtral'), { family: 'mixtral', experts: 8, topK: 2, layers: 3, hidden: 32, ffn: 16, seed: 71 }).dir)
 // A dense layer between two MoE layers and a shared expert: slices must run dense MLPs once.
 const qwen = openCheckpoint(writeTinyCheckpoint(path.join(dir, 'qwen'), { family: 'qwen2_moe', experts: 6, topK: 2, layers: 3, hidden: 32, ffn: 12, sharedFfn: 16, mlpOnlyLayers: [1], seed: 72 }).dir)
+// MLA attention, a dense first layer and a shared expert.
+const deepseek = openCheckpoint(writeTinyDeepseek(path.join(dir, 'deepseek'), { version: 'v2', layers: 3, firstKDenseReplace: 1, experts: 8, topK: 2, nSharedExperts: 1, seed: 74 }).dir)
 
 /** The slow reference: for each MoE layer, a full calibration pass of the model edited so far. */
 async function slowSequential(ckpt: Checkpoint, method: string, given: Record<string, number | string | boolean>) {
@@ -61,7 +64,7 @@ function assertClose(a: ArrayLike<number>, b: ArrayLike<number>, what: string, r
 }
 
 describe('sequential calibration', () => {
-  for (const [name, ckpt] of [['mixtral', mixtral], ['qwen2_moe with a dense layer', qwen]] as const) {
+  for (const [name, ckpt] of [['mixtral', mixtral], ['qwen2_moe with a dense layer', qwen], ['deepseek-v2', deepseek]] as const) {
     it(`wanda on ${name}: the same masks and input norms as re-running calibration per layer`, async () => {
       const given = { ratio: 0.5, score: 'wanda' }
       const slow = await slowSequential(ckpt, 'magnitude-pruning', given)
