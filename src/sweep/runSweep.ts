@@ -73,6 +73,21 @@ interface VariantState {
   preparing?: Promise<void>
 }
 
+/**
+ * Whether a lease's owner (host:pid:random) is a process of this machine that has exited: its cells
+ * are taken over at once instead of after the lease expires (a rerun after a crash does not wait).
+ */
+function holderIsGone(holder: string): boolean {
+  const [host, pid] = holder.split(':')
+  if (host !== os.hostname() || !/^\d+$/.test(pid ?? '')) return false
+  try {
+    process.kill(Number(pid), 0)
+    return false
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ESRCH'
+  }
+}
+
 const leaseKeyOf = (k: RunKey) => JSON.stringify([k.model_id, k.content_hash, k.task, k.task_version, k.subset, k.scoring_key])
 
 /**
@@ -267,7 +282,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
       const key = runKey(ckpt, s.contentHash!, cell.task)
       const lease = leaseKeyOf(key)
       if (held.has(lease)) return 'deferred' // another lane of this process is scoring the same run (identical variants)
-      const claim = store.claimCell(key, owner, leaseMs, startedAt)
+      const claim = store.claimCell(key, owner, leaseMs, startedAt, holderIsGone)
       if (claim === 'busy') return 'deferred'
       if (claim === 'complete') {
         const existing = store.run(key)!

@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import { describe, it } from 'node:test'
 import { ResultsStore } from '../../src/store/resultsStore.ts'
@@ -130,6 +131,26 @@ describe('cooperating sweeps on one store', () => {
     const s = lastJson(r.stdout)
     assert.equal(s.completed, 1, 'only the missing cell is scored')
     assert.ok(Date.now() - t0 >= 2000, 'it waited for the lease to expire')
+    assertSameResults(snapshot(reference), snapshot(db))
+  })
+
+  it('a lease left by a dead process of this machine is taken over at once, not after its expiry', async () => {
+    const db = path.join(dir, 'dead-local.sqlite')
+    fs.copyFileSync(reference, db)
+    const store = new ResultsStore(db)
+    const run = store.all<any>('SELECT * FROM runs ORDER BY run_id DESC LIMIT 1')[0]
+    store.db.prepare('DELETE FROM runs WHERE run_id = ?').run(run.run_id)
+    const key = { model_id: run.model_id, content_hash: run.content_hash, task: run.task, task_version: run.task_version, subset: run.subset, scoring_key: run.scoring_key }
+    const gone = spawn('true')
+    await new Promise(res => gone.on('exit', res))
+    // Ten minutes: waiting for it would time the test out.
+    assert.equal(store.claimCell(key, `${os.hostname()}:${gone.pid}:x`, 600_000, new Date().toISOString()), 'claimed')
+    store.close()
+    const r = start(db)
+    const timeout = setTimeout(() => r.child.kill('SIGKILL'), 120_000)
+    assert.equal(await r.exited, 0, r.stderr)
+    clearTimeout(timeout)
+    assert.equal(lastJson(r.stdout).completed, 1)
     assertSameResults(snapshot(reference), snapshot(db))
   })
 })

@@ -83,7 +83,7 @@ Examples:
   cmd.action(async (flags: ClusterFlags) => {
     if (flags.k8sManifest || flags.slurm || flags.dryRun) return clusterAction(flags)
     const summary = await sweepFromFlags(flags)
-    if (flags.json) process.stdout.write(JSON.stringify(summary, (k, v) => (k === 'config' ? undefined : v)) + '\n')
+    if (flags.json) process.stdout.write(JSON.stringify(summary) + '\n')
     if (summary.interrupted) process.exitCode = 130
     else if (summary.failed > 0) process.exitCode = 1
   })
