@@ -117,6 +117,8 @@ export class ResultsStore {
       const kind = identify(this.db, file)
       if (kind.kind === 'foreign') fail('STORE_NOT_HARNESS', notHarnessMessage(file, kind.reason))
       if (kind.kind === 'empty' && this.readonly) fail('STORE_FAILED', `${file} is an empty database with no results; run a sweep with --db ${file} first, or pass the database a sweep wrote.`)
+      // Checked before the journal mode is touched: a newer harness's database stays as it was.
+      if (kind.kind === 'harness' && kind.schemaVersion > SCHEMA_VERSION) fail('STORE_FAILED', `${file} has schema version ${kind.schemaVersion}, newer than this harness (${SCHEMA_VERSION}); upgrade moe-harness.`)
       if (!this.readonly) {
         this.db.pragma('journal_mode = WAL')
         this.db.pragma('synchronous = NORMAL')
@@ -262,10 +264,9 @@ export class ResultsStore {
    * One IMMEDIATE transaction, so two processes can never both win: returns 'complete' when the run is
    * already stored complete (or failed since `retryFailedBefore`, i.e. by a cooperating process of
    * this sweep), 'busy' while another owner's lease is live, else 'claimed'. An expired lease (its
-   * owner crashed or was killed) is taken over, and so is a live one when `holderIsGone(holder)` says
-   * its owner no longer exists.
+   * owner crashed or was killed) is taken over.
    */
-  claimCell(key: RunKey, owner: string, ttlMs: number, retryFailedBefore: string, holderIsGone: (holder: string) => boolean = () => false): 'claimed' | 'busy' | 'complete' {
+  claimCell(key: RunKey, owner: string, ttlMs: number, retryFailedBefore: string): 'claimed' | 'busy' | 'complete' {
     return this.guard(() => {
       const cell = leaseKey(key)
       return this.db.transaction((): 'claimed' | 'busy' | 'complete' => {
@@ -273,7 +274,7 @@ export class ResultsStore {
         if (run && (run.status === 'complete' || run.created_at >= retryFailedBefore)) return 'complete'
         const t = Date.now()
         const lease = this.db.prepare('SELECT claimed_by, expires_at FROM leases WHERE cell_key = ?').get(cell) as { claimed_by: string; expires_at: number } | undefined
-        if (lease && lease.claimed_by !== owner && lease.expires_at > t && !holderIsGone(lease.claimed_by)) return 'busy'
+        if (lease && lease.claimed_by !== owner && lease.expires_at > t) return 'busy'
         this.db.prepare(`INSERT INTO leases (cell_key, claimed_by, claimed_at, heartbeat, expires_at) VALUES (?, ?, ?, ?, ?)
           ON CONFLICT(cell_key) DO UPDATE SET claimed_by = excluded.claimed_by, claimed_at = excluded.claimed_at,
             heartbeat = excluded.heartbeat, expires_at = excluded.expires_at`).run(cell, owner, t, t, t + ttlMs)
