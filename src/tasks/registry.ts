@@ -71,7 +71,7 @@ function watchMissing<T>(value: T, prefix = ''): T {
     get(target, key, receiver) {
       const v = Reflect.get(target, key, receiver)
       if (typeof key !== 'string') return v
-      if (Array.isArray(target)) return /^\d+$/.test(key) ? watchMissing(v, `${prefix}[${key}]`) : typeof v === 'function' ? v.bind(target) : v
+      if (Array.isArray(target)) return /^\d+$/.test(key) ? watchMissing(v, `${prefix.replace(/\.$/, '')}[${key}].`) : typeof v === 'function' ? v.bind(target) : v
       if (v === undefined && !(key in target) && key !== 'then' && key !== 'toJSON') missingFields.push(prefix + key)
       return typeof v === 'function' ? v.bind(target) : watchMissing(v, `${prefix}${key}.`)
     },
