@@ -12,6 +12,9 @@ export interface TextTokenizer {
   /**
    * Token ids with the tokenizer's default special tokens: what tokenizer.encode(text) gives, i.e.
    * tokenizer.json's post_processor applied (a BOS for Llama-style tokenizers, nothing for Qwen's).
+   * This is transformers v5, whose _from_pretrained drops tokenizer_config.json's add_bos_token /
+   * add_eos_token whenever tokenizer.json exists; v4's LlamaTokenizerFast rebuilt the post-processor
+   * from them instead (the two differ only for folders whose files disagree).
    */
   encodeWithSpecials(text: string): number[]
   decode(ids: readonly number[]): string

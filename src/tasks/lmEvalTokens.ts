@@ -11,8 +11,10 @@ export interface EncodedPair { context: number[]; continuation: number[] }
  * encode (special tokens per tokenizer.json's post_processor), except that a text already starting
  * with the decoded prefix token is encoded without special tokens (has_bos_prefix, lm-eval #3347).
  */
+const prefixTexts = new WeakMap<TextTokenizer, string>()
 export function lmEvalEncode(tok: TextTokenizer, text: string): number[] {
-  const prefixText = tok.decode([tok.prefixTokenId])
+  let prefixText = prefixTexts.get(tok)
+  if (prefixText === undefined) prefixTexts.set(tok, (prefixText = tok.decode([tok.prefixTokenId])))
   if (prefixText !== '' && text.startsWith(prefixText)) return tok.encode(text)
   return tok.encodeWithSpecials(text)
 }
