@@ -98,15 +98,32 @@ describe('sweep --slurm on a local Slurm cluster', () => {
       if (child.exitCode === null) child.kill('SIGKILL')
     }
 
-    const again = runCli(['sweep', '--slurm', '--config', config, '--db', db, '--poll-seconds', '0.5', '--json'], { env: env() })
-    assert.equal(again.status, 0, again.stderr)
-    const second = lastJson(again.stdout)
+    // The rerun submits only the cancelled shard; Ctrl-C of the follower leaves that job running.
+    const follower = spawn(process.execPath, [BIN, 'sweep', '--slurm', '--config', config, '--db', db, '--poll-seconds', '0.5', '--json'], { env: { ...process.env, ...env() }, stdio: ['ignore', 'pipe', 'pipe'] })
+    let fout = '', ferr = ''
+    follower.stdout!.on('data', d => { fout += d })
+    follower.stderr!.on('data', d => { ferr += d })
+    const followerExit = new Promise<number | null>(res => follower.on('exit', code => res(code)))
+    const until = Date.now() + 60_000
+    while (!/as job \d+/.test(ferr) && follower.exitCode === null && Date.now() < until) await new Promise(res => setTimeout(res, 100))
+    follower.kill('SIGINT')
+    assert.equal(await followerExit, 130, ferr)
+    assert.match(ferr, /the array job keeps running on the cluster; rerun the same command to follow it/)
+    const second = lastJson(fout)
     const cancelled = [0, 1, 2].filter(i => !second.alreadyComplete.includes(i))
     assert.equal(cancelled.length, 1, 'only the cancelled shard was incomplete')
     assert.deepEqual(second.submitted, cancelled, 'the rerun resubmits only the incomplete shard')
-    assert.deepEqual(second.complete, cancelled)
-    assert.deepEqual(second.failed, [])
-    assert.match(again.stderr, new RegExp(`submitted shards ${cancelled[0]} of 0-2 as job \\d+`))
+    const others = [0, 1, 2].filter(i => i !== cancelled[0])
+    const othersSpec = others[1] === others[0] + 1 ? `${others[0]}-${others[1]}` : others.join(',')
+    assert.match(ferr, new RegExp(`submitted shards ${cancelled[0]} of 0-2 as job \\d+ \\(shards ${othersSpec} already complete\\)`))
+
+    // Run again: the shard still queued (or just finished) is followed or found complete, never submitted twice.
+    const again = runCli(['sweep', '--slurm', '--config', config, '--db', db, '--poll-seconds', '0.5', '--json'], { env: env() })
+    assert.equal(again.status, 0, again.stderr)
+    const third = lastJson(again.stdout)
+    assert.deepEqual(third.submitted, [])
+    assert.deepEqual([...third.followed, ...third.alreadyComplete].sort(), [0, 1, 2])
+    assert.deepEqual(third.failed, [])
     assert.ok(fs.existsSync(path.join(dir, 'site', 'index.html')), 'the report was built')
 
     // Every cell exactly once, identical to the single-process sweep.
@@ -114,10 +131,11 @@ describe('sweep --slurm on a local Slurm cluster', () => {
     assert.equal(runCounts(db).duplicates, 0)
     assertSameResults(snapshot(reference), snapshot(db))
 
-    // A third run has nothing to submit.
-    const third = runCli(['sweep', '--slurm', '--config', config, '--db', db, '--json'], { env: env() })
-    assert.equal(third.status, 0, third.stderr)
-    assert.deepEqual(lastJson(third.stdout).submitted, [])
-    assert.match(third.stderr, /all 3 shards already complete/)
+    // Once more: nothing to submit, nothing to follow.
+    const last = runCli(['sweep', '--slurm', '--config', config, '--db', db, '--json'], { env: env() })
+    assert.equal(last.status, 0, last.stderr)
+    assert.deepEqual(lastJson(last.stdout).submitted, [])
+    assert.match(last.stderr, /all 3 shards already complete/)
+    assertSameResults(snapshot(reference), snapshot(db))
   })
 })
