@@ -128,8 +128,10 @@ export class LayerAccumulator {
   }
 
   add(out: Out, n: number): void {
-    const { E, k, d, F } = this
+    const { E, d, F } = this
     const L = this.layer.index
+    // The graph's own top-k width: a variant's top-k hook (HC-SMoE) may differ from the config's.
+    const k = out[`topk_indices_${L}`].dims[1] ?? this.k
     const logits = out[`router_logits_${L}`].data as Float32Array
     const topI = out[`topk_indices_${L}`].data as BigInt64Array
     const topW = out[`topk_weights_${L}`].data as Float32Array
