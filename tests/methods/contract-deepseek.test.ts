@@ -14,6 +14,7 @@ import { openCheckpoint, type Checkpoint } from '../../src/model/checkpoint.ts'
 import { loadAllMethods } from '../../src/methods/registry.ts'
 import { exportVariant } from '../../src/variants/export.ts'
 import { planVariant, prepareVariant } from '../../src/variants/prepare.ts'
+import { lastJson, runCli } from '../helpers/cli.ts'
 import { writeTinyDeepseek, type TinyDeepseekOptions } from '../helpers/tinyDeepseek.ts'
 import { tmpDir } from '../helpers/tmp.ts'
 
@@ -99,4 +100,23 @@ describe('transform on a group-limited router (DeepSeek-V3, n_group 2)', () => {
       }
     })
   }
+})
+
+describe('moe-harness eval --method on a DeepSeek checkpoint', () => {
+  const model = writeTinyDeepseek(path.join(dir, 'cli'), { version: 'v3', seed: 64, layers: 2, qLoraRank: 16, experts: 8, topK: 2, nSharedExperts: 1, firstKDenseReplace: 1, nGroup: 2, topkGroup: 2 })
+  const env = { MOE_HARNESS_HOME: path.join(dir, 'cli-home') }
+  for (const method of methods) {
+    it(`${method.name} --ratio 0.25 scores a task`, () => {
+      const r = runCli(['eval', '--model', model.dir, '--tasks', 'brown-cloze', '--limit', '4', '--method', method.name, '--ratio', '0.25', '--calibration-sequences', '4', '--calibration-length', '32', '--threads', '1', '--json'], { env })
+      assert.equal(r.status, 0, r.stderr)
+      const acc = lastJson(r.stdout).results['brown-cloze'].acc
+      assert.ok(acc >= 0 && acc <= 1, `acc ${acc}`)
+    })
+  }
+
+  it('a mask that empties an expert group fails before scoring, naming the group', () => {
+    const r = runCli(['score', '--model', model.dir, '--ids', '1,2,3,4', '--mask-experts', '1:0,1,2,3', '--json'], { env })
+    assert.notEqual(r.status, 0)
+    assert.match(r.stderr, /HOOK_INVALID.*layer 1: group 0 \(experts 0\.\.3\) would lose all its experts/)
+  })
 })
