@@ -90,9 +90,9 @@ describe('clear errors on bad inputs', () => {
     expectError(['--model', d, '--ids', '1,2,3'], 'UNKNOWN_ARCHITECTURE', /Did you mean: MixtralForCausalLM/)
   })
 
-  it('rope_scaling is refused, naming the field', () => {
-    const d = fresh(d => editJson(path.join(d, 'config.json'), j => { j.rope_scaling = { rope_type: 'yarn', factor: 4 } }), 'qwen3_moe')
-    expectError(['--model', d, '--ids', '1,2,3'], 'CONFIG_UNSUPPORTED', /rope_scaling/)
+  it('an unsupported rope type is refused, naming the field', () => {
+    const d = fresh(d => editJson(path.join(d, 'config.json'), j => { j.rope_scaling = { rope_type: 'linear', factor: 4 } }), 'qwen3_moe')
+    expectError(['--model', d, '--ids', '1,2,3'], 'CONFIG_UNSUPPORTED', /rope_scaling\.rope_type 'linear'/)
   })
 
   it('an active sliding window is refused for longer inputs', () => {
