@@ -12,6 +12,7 @@ import type { LayerHooks, VariantEdits } from '../engine/hooks.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
 import { encodeFromFloat32, writeSafetensors, DTYPE_BYTES, type TensorToWrite } from '../model/safetensors.ts'
 import { NOVICES_FILE, VARIANT_FILE, type VariantManifest } from '../model/variantManifest.ts'
+import { writeOutputDir, type OutputContext } from '../util/outputPaths.ts'
 
 const SHARD_BYTES = 2 * 1024 ** 3
 
@@ -40,16 +41,24 @@ export function exportFormat(ckpt: Checkpoint, edits: VariantEdits): ExportForma
   return removedCounts.size <= 1 && topKs.size <= 1 ? 'hf' : 'harness'
 }
 
-export function exportVariant(ckpt: Checkpoint, edits: VariantEdits, outDir: string, provenance: Record<string, unknown>, requested: ExportFormat | 'auto' = 'auto'): ExportFormat {
+/**
+ * Writes the variant to `outDir` through the output-path rule (src/util/outputPaths.ts): built in a
+ * hidden sibling folder and swapped in, replacing only a transform output moe-harness wrote; never the
+ * source model, a folder inside a model, or anything that holds a database, the project or the cwd.
+ * Errors: VARIANT_INVALID (format), OUTPUT_UNSAFE (refused path), OUTPUT_FAILED (write error).
+ */
+export function exportVariant(ckpt: Checkpoint, edits: VariantEdits, outDir: string, provenance: Record<string, unknown>, requested: ExportFormat | 'auto' = 'auto', output: OutputContext = { source: 'the output folder' }): ExportFormat {
   const possible = exportFormat(ckpt, edits)
   const format = requested === 'auto' ? possible : requested
   if (format === 'hf' && possible !== 'hf') {
     fail('VARIANT_INVALID', 'This variant cannot be a standard HuggingFace checkpoint (novice experts, per-token rules or uneven expert counts per layer); use --format harness or auto.')
   }
-  if (path.resolve(outDir) === path.resolve(ckpt.dir)) fail('INVALID_ARGUMENT', '--out must differ from the source model folder.')
-  const tmp = `${path.resolve(outDir)}.tmp-${process.pid}`
-  fs.rmSync(tmp, { recursive: true, force: true })
-  fs.mkdirSync(tmp, { recursive: true })
+  writeOutputDir(outDir, 'transform', { ...output, models: [...(output.models ?? []), ckpt.dir] }, tmp => writeVariantFiles(ckpt, edits, tmp, provenance, format))
+  return format
+}
+
+/** Writes the checkpoint files of the variant into the fresh folder `tmp`. */
+function writeVariantFiles(ckpt: Checkpoint, edits: VariantEdits, tmp: string, provenance: Record<string, unknown>, format: ExportFormat): void {
   const config = structuredClone(ckpt.config) as Record<string, unknown>
   const tensors: Record<string, TensorToWrite> = {}
   const bindingSource = new Map<string, string>() // member tensor name → source tensor name
@@ -131,10 +140,6 @@ export function exportVariant(ckpt: Checkpoint, edits: VariantEdits, outDir: str
   } else {
     fs.writeFileSync(path.join(tmp, 'moe_harness_provenance.json'), JSON.stringify(provenance, null, 2))
   }
-  // Never leave a half-written model: build beside the target, then swap it in.
-  fs.rmSync(outDir, { recursive: true, force: true })
-  fs.renameSync(tmp, outDir)
-  return format
 }
 
 function writeShards(dir: string, tensors: Record<string, TensorToWrite>): void {
