@@ -115,7 +115,12 @@ export function openCheckpoint(dirArg: string, options: CheckpointOptions = {}):
   const spec = parseModelSpec(config)
   checkExpertCount(dir, spec, store.tensors)
   const names = tensorNames(spec)
-  const { tensors, used, expertLayout } = resolveTensors(dir, spec, names, expectedShapes(spec), store.tensors, config)
+  const expected = expectedShapes(spec)
+  for (const name of expected.keys()) {
+    const shard = store.unindexed.get(name)
+    if (shard) fail('SAFETENSORS_INVALID', `${dir}/model.safetensors.index.json does not list tensor '${name}', which ${shard} holds; the index decides where every tensor is read, so fix or re-download it.`)
+  }
+  const { tensors, used, expertLayout } = resolveTensors(dir, spec, names, expected, store.tensors, config)
   const { unused, warnings } = auditUnusedTensors(dir, spec, config, store.tensors, used)
   const warn = options.warn ?? ((m: string) => process.stderr.write(`warning: ${m}\n`))
   for (const m of [...store.notes, ...warnings]) warn(m)

@@ -16,6 +16,8 @@ export interface TensorStore {
   files: string[]
   /** What the folder holds that the loader does not read, for a warning (copies the index does not name). */
   notes: string[]
+  /** Tensors a shard holds that the index does not list at all: name → shard file. */
+  unindexed: Map<string, string>
 }
 
 function readIndex(file: string): Record<string, string> {
@@ -44,7 +46,7 @@ export function openTensorStore(dir: string): TensorStore {
   if (fs.existsSync(single)) {
     if (fs.existsSync(index)) notes.push(`${dir} has both ${SINGLE_FILE} and ${INDEX_FILE}; as transformers does, ${SINGLE_FILE} is loaded and the index (and its shards) ignored.`)
     const tensors = new Map(readSafetensorsFile(single).map(t => [t.name, t]))
-    return { tensors, files: [single], notes }
+    return { tensors, files: [single], notes, unindexed: new Map() }
   }
   if (!fs.existsSync(index)) {
     const shards = fs.readdirSync(dir).filter(f => /^model-\d+-of-\d+\.safetensors$/.test(f))
@@ -66,11 +68,16 @@ export function openTensorStore(dir: string): TensorStore {
     tensors.set(name, t)
   }
   const strays: string[] = []
+  const unindexed = new Map<string, string>()
   for (const [shard, inShard] of byShard) {
-    for (const name of inShard.keys()) if (map[name] !== shard) strays.push(`'${name}' in ${shard}`)
+    for (const name of inShard.keys()) {
+      if (map[name] === shard) continue
+      strays.push(`'${name}' in ${shard}`)
+      if (!Object.hasOwn(map, name)) unindexed.set(name, path.join(dir, shard))
+    }
   }
   if (strays.length) {
     notes.push(`${strays.length} stored tensor(s) are not where ${INDEX_FILE} puts them and were not read (the index decides): ${strays.slice(0, 5).join(', ')}${strays.length > 5 ? ', …' : ''}.`)
   }
-  return { tensors, files: shardNames.map(s => path.join(dir, s)), notes }
+  return { tensors, files: shardNames.map(s => path.join(dir, s)), notes, unindexed }
 }
