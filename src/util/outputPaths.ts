@@ -11,6 +11,7 @@
 //   is gone) are cleaned up by the next write to the same path.
 // Every refusal is a HarnessError OUTPUT_UNSAFE naming the path, the reason and the fix; write
 // failures (permissions, disk full) are OUTPUT_FAILED.
+import crypto from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -57,6 +58,10 @@ const OLD_TAG = '.moe-harness-old-'
  * path fails in a second, not after a sweep. Throws OUTPUT_UNSAFE.
  */
 export function checkOutputDir(target: string, kind: OutputKind, ctx: OutputContext): string {
+  return mapFsErrors(named(ctx, target), () => checkDir(target, kind, ctx))
+}
+
+function checkDir(target: string, kind: OutputKind, ctx: OutputContext): string {
   const abs = realTarget(target)
   const shown = named(ctx, target)
   const st = lstat(abs)
@@ -110,12 +115,6 @@ export function writeOutputDir(target: string, kind: OutputKind, ctx: OutputCont
   }
 }
 
-/** True when `dir` carries the marker of a moe-harness output (of `kind`, when given). */
-export function isHarnessOutput(dir: string, kind?: OutputKind): boolean {
-  const m = readMarker(dir)
-  return Boolean(m && (kind === undefined || m.kind === kind))
-}
-
 // -------------------------------------------------------------------------------------------- files
 
 /**
@@ -141,6 +140,10 @@ export function writeOutputFile(target: string, ctx: OutputContext, rule: FileRu
 
 /** The checks of writeOutputFile alone (run them for every output before any work); returns the absolute path. */
 export function checkOutputFile(target: string, ctx: OutputContext, rule: FileRule): string {
+  return mapFsErrors(named(ctx, target), () => checkFile(target, ctx, rule))
+}
+
+function checkFile(target: string, ctx: OutputContext, rule: FileRule): string {
   const abs = realTarget(target)
   const shown = named(ctx, target)
   const st = lstat(abs)
@@ -205,6 +208,15 @@ function named(ctx: OutputContext, target: string): string {
 
 function refuse(problem: string, fix: string): never {
   fail('OUTPUT_UNSAFE', `${problem}. Nothing was written; ${fix}.`)
+}
+
+/** File-system errors while checking a path (permission denied on a folder) become OUTPUT_FAILED naming it. */
+function mapFsErrors<T>(shown: string, check: () => T): T {
+  try {
+    return check()
+  } catch (e) {
+    throw writeError(e, shown)
+  }
 }
 
 function writeError(e: unknown, shown: string, tmp?: string, abs?: string): unknown {
@@ -337,8 +349,12 @@ function mkdirs(dir: string, shown: string): string | undefined {
   }
 }
 
+// Temps carry the host (folders may be shared between machines) and pid of their writer, so only
+// those of dead local processes are ever cleaned up.
+const HOST = crypto.createHash('sha256').update(os.hostname()).digest('hex').slice(0, 6)
+
 function sibling(abs: string, tag: string): string {
-  return path.join(path.dirname(abs), `.${path.basename(abs)}${tag}${process.pid}-${Math.random().toString(36).slice(2, 10)}`)
+  return path.join(path.dirname(abs), `.${path.basename(abs)}${tag}${HOST}-${process.pid}-${crypto.randomBytes(4).toString('hex')}`)
 }
 
 /** Renames `tmp` to `abs`, keeping the old `abs` aside until the new one is in place. */
@@ -386,8 +402,8 @@ function cleanStale(abs: string): void {
   }
   for (const name of names) {
     if (!name.startsWith(base)) continue
-    const m = /^(\.moe-harness-tmp-|\.moe-harness-old-)(\d+)-[a-z0-9]+(-wal|-shm|-journal)?$/.exec(name.slice(base.length))
-    if (!m || alive(Number(m[2]))) continue
+    const m = /^(\.moe-harness-tmp-|\.moe-harness-old-)([0-9a-f]{6})-(\d+)-[0-9a-f]+(-wal|-shm|-journal)?$/.exec(name.slice(base.length))
+    if (!m || m[2] !== HOST || alive(Number(m[3]))) continue
     const p = path.join(dir, name)
     if (m[1] === OLD_TAG && !lstat(abs)) fs.renameSync(p, abs)
     else fs.rmSync(p, { recursive: true, force: true })
