@@ -71,3 +71,6 @@ process.stdout.on('error', e => {
 const code = await main(process.argv.slice(2))
 // A command may have set its own exit code (an interrupted sweep exits 130).
 if (code !== 0 || !process.exitCode) process.exitCode = code
+// Backstop: after a failure nothing may keep the process alive (a handle leaked on some error path
+// would hang scripts and schedulers); everything was awaited and closed before main returned.
+if (process.exitCode) setTimeout(() => process.exit(), 3000).unref()
