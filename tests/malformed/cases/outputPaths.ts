@@ -51,6 +51,24 @@ export const outputPathCases: MalformedCase[] = [
     code: OUT, message: /notes\.txt/,
   },
   {
+    name: 'out-start-report-outdir-dot', area: 'H1',
+    setup: (dir, fx) => {
+      userFiles(dir)
+      const config = { models: { tiny: fx.baseModel }, methods: ['frequency-pruning'], ratios: [0], tasks: ['brown-cloze'], subset: { limit: 2 }, pool: { workers: 1, threads: 1 }, store: 'results.sqlite', report: { outDir: '.' } }
+      return ['start', '--config', fx.config(dir, config)]
+    },
+    code: OUT, message: /report\.outDir/,
+  },
+  {
+    name: 'out-start-report-outdir-model', area: 'H1',
+    setup: (dir, fx) => {
+      fx.model(dir)
+      const config = { models: { tiny: './model' }, methods: ['frequency-pruning'], ratios: [0], tasks: ['brown-cloze'], subset: { limit: 2 }, pool: { workers: 1, threads: 1 }, store: 'results.sqlite', report: { outDir: 'model' } }
+      return ['start', '--config', fx.config(dir, config)]
+    },
+    code: OUT, message: /report\.outDir|model/,
+  },
+  {
     name: 'out-export-over-database', area: 'H1',
     setup: (dir, fx) => { const db = fx.harnessDb(path.join(dir, 'r.sqlite')); return ['export', '--db', db, '--csv', db] },
     code: OUT, message: /r\.sqlite/,
