@@ -5,6 +5,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import type { HarnessConfig } from '../config/defineConfig.ts'
 import { ResultsStore } from '../store/resultsStore.ts'
+import { writeOutputFile, type FileRule, type OutputContext } from '../util/outputPaths.ts'
 import { planCells, type PlannedCell } from '../sweep/plan.ts'
 import { renderSbatchScript } from './sbatchScript.ts'
 import { renderK8sManifest } from './k8sManifest.ts'
@@ -121,15 +122,22 @@ export async function runSlurmSweep(o: ClusterPlanOptions & {
   const n = job.shards
   fs.mkdirSync(path.join(job.stateDir, 'shards'), { recursive: true })
   fs.mkdirSync(logDir(job.stateDir), { recursive: true })
+  // Only files this command wrote are ever replaced in the state folder.
+  const ctx: OutputContext = { source: `the cluster folder of ${o.db}`, databases: [o.db] }
+  const scriptRule: FileRule = { what: 'Slurm script', example: 'sweep.sbatch', isOurs: f => /^#!\/bin\/bash\n# moe-harness .* sweep as a Slurm array job/.test(fs.readFileSync(f, 'utf8')) }
+  const recordRule: FileRule = { what: 'Slurm job record', example: 'job.json', isOurs: f => { try { return Array.isArray(JSON.parse(fs.readFileSync(f, 'utf8')).tasks) } catch { return false } } }
   const scriptFile = path.join(job.stateDir, 'sweep.sbatch')
-  fs.writeFileSync(scriptFile, sbatchScriptFor(plan, o), { mode: 0o755 })
+  writeOutputFile(scriptFile, ctx, scriptRule, tmp => fs.writeFileSync(tmp, sbatchScriptFor(plan, o), { mode: 0o755 }))
   const recordFile = path.join(job.stateDir, 'job.json')
 
   const result: SlurmSweepResult = { stateDir: job.stateDir, script: scriptFile, shards: n, alreadyComplete: [], submitted: [], jobId: null, followed: [], complete: [], failed: [], merged: { runs: 0, skipped: 0 }, interrupted: false }
   // Tasks of an earlier submission that are still queued are followed, not submitted twice.
   const tracked = new Map<number, string>()
-  const record: JobRecord | undefined = fs.existsSync(recordFile) ? JSON.parse(fs.readFileSync(recordFile, 'utf8')) : undefined
-  if (record?.shards === n) {
+  let record: JobRecord | undefined
+  try {
+    record = JSON.parse(fs.readFileSync(recordFile, 'utf8')) as JobRecord
+  } catch { /* no earlier submission (or an unreadable record): nothing to follow */ }
+  if (record?.shards === n && Array.isArray(record.tasks)) {
     for (const jobId of new Set(record.tasks.map(t => t.jobId))) {
       const queued = queuedTasks(jobId) ?? new Map()
       for (const t of record.tasks) if (t.jobId === jobId && queued.has(t.shard)) tracked.set(t.shard, jobId)
@@ -151,7 +159,8 @@ export async function runSlurmSweep(o: ClusterPlanOptions & {
       (result.alreadyComplete.length ? ` (shards ${arraySpec(result.alreadyComplete)} already complete)` : '') + `; script ${scriptFile}`)
   } else if (!tracked.size) o.log(`slurm: all ${n} shards already complete; nothing to submit`)
   if (result.followed.length) o.log(`slurm: following shards ${arraySpec(result.followed)} still queued from an earlier submission`)
-  fs.writeFileSync(recordFile, JSON.stringify({ shards: n, tasks: [...tracked].map(([shard, jobId]) => ({ shard, jobId })) } satisfies JobRecord, null, 2) + '\n')
+  const jobRecord: JobRecord = { shards: n, tasks: [...tracked].map(([shard, jobId]) => ({ shard, jobId })) }
+  writeOutputFile(recordFile, ctx, recordRule, tmp => fs.writeFileSync(tmp, JSON.stringify(jobRecord, null, 2) + '\n'))
 
   // Follow until no tracked task is queued any more.
   const finished = new Set<number>()

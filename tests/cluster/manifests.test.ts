@@ -98,7 +98,10 @@ describe('cluster job files', () => {
     fs.writeFileSync(other, 'mine: true\n')
     const refused = runCli(['sweep', '--k8s-manifest', other, '--config', config])
     assert.equal(refused.status, 1)
-    assert.match(refused.stderr, /INVALID_ARGUMENT.*exists and is not a manifest this command wrote/)
+    assert.match(refused.stderr, /OUTPUT_UNSAFE.*notes\.yaml already exists and is not a Kubernetes manifest of moe-harness/)
+    // Its own earlier manifest is replaced.
+    assert.equal(runCli(['sweep', '--k8s-manifest', file, '--config', config, '--array-size', '2']).status, 0)
+    assert.match(fs.readFileSync(file, 'utf8'), /\n {2}completions: 2\n/)
     assert.equal(fs.readFileSync(other, 'utf8'), 'mine: true\n')
   })
 

@@ -8,7 +8,7 @@ import { describePlan, k8sManifestFor, planClusterJob, runSlurmSweep, sbatchScri
 import { parseShard } from '../../sweep/plan.ts'
 import { runSweep, type SweepSummary } from '../../sweep/runSweep.ts'
 import { createProgress } from '../progress.ts'
-import { checkOutputDir, type OutputContext } from '../../util/outputPaths.ts'
+import { checkOutputDir, writeOutputFile, type FileRule, type OutputContext } from '../../util/outputPaths.ts'
 import { buildReport } from './report.ts'
 
 export interface SweepFlags {
@@ -170,10 +170,12 @@ async function clusterAction(flags: ClusterFlags): Promise<void> {
   if (flags.k8sManifest) {
     const plan = await planClusterJob(options)
     const file = path.resolve(flags.k8sManifest)
-    if (fs.existsSync(file) && !fs.readFileSync(file, 'utf8').startsWith('# moe-harness sweep as a Kubernetes Indexed Job')) {
-      fail('INVALID_ARGUMENT', `--k8s-manifest ${flags.k8sManifest} exists and is not a manifest this command wrote; choose another file name or remove it.`)
+    const rule: FileRule = {
+      what: 'Kubernetes manifest', example: 'sweep-job.yaml',
+      isOurs: f => fs.readFileSync(f, 'utf8').startsWith('# moe-harness sweep as a Kubernetes Indexed Job'),
     }
-    fs.writeFileSync(file, k8sManifestFor(plan, options))
+    const ctx: OutputContext = { source: '--k8s-manifest', databases: [db], models: Object.values(config.models).map(m => path.resolve(loaded.baseDir, m)) }
+    writeOutputFile(file, ctx, rule, tmp => fs.writeFileSync(tmp, k8sManifestFor(plan, options)))
     process.stderr.write(`wrote ${file}: Indexed Job with ${plan.job.shards} completions over ${plan.cells.length} cells; apply with kubectl apply -f ${flags.k8sManifest}\n`)
     if (!flags.slurm) return
   }
