@@ -60,6 +60,8 @@ export function exportVariant(ckpt: Checkpoint, edits: VariantEdits, outDir: str
 /** Writes the checkpoint files of the variant into the fresh folder `tmp`. */
 function writeVariantFiles(ckpt: Checkpoint, edits: VariantEdits, tmp: string, provenance: Record<string, unknown>, format: ExportFormat): void {
   const config = structuredClone(ckpt.config) as Record<string, unknown>
+  // F8 weights are read dequantized and written as F32: the result is no longer an fp8 checkpoint.
+  if ([...ckpt.tensors.values()].some(t => t.fp8)) delete config.quantization_config
   const tensors: Record<string, TensorToWrite> = {}
   const bindingSource = new Map<string, string>() // member tensor name → source tensor name
   const renamed = new Map<string, string>()

@@ -10,6 +10,7 @@ import { emptyEdits } from '../../src/engine/hooks.ts'
 import { createLocalScorer } from '../../src/engine/scorer.ts'
 import { openCheckpoint, type Checkpoint } from '../../src/model/checkpoint.ts'
 import { e4m3ToFloat, floatToE4m3 } from '../../src/model/safetensors.ts'
+import { exportVariant } from '../../src/variants/export.ts'
 import { repackFused } from '../helpers/fusedLayout.ts'
 import { readTensors, writeTensors, type RawTensor } from '../helpers/rawSafetensors.ts'
 import { decodeE4M3, writeTinyDeepseek } from '../helpers/tinyDeepseek.ts'
@@ -158,6 +159,21 @@ describe('FP8 checkpoints', () => {
     }
     assert.deepEqual(c.read('model.layers.0.mlp.experts.3.down_proj.weight'), fusedRef.get('model.layers.0.mlp.experts.down_proj')!.slice(3 * d * 20, 4 * d * 20))
     assert.deepEqual(c.unused, [])
+  })
+
+  it('an exported FP8 model is a plain F32 checkpoint without quantization_config, with the same weights', () => {
+    const d = path.join(root, 'export-src')
+    writeTinyCheckpoint(d, { family: 'qwen3_moe', seed: 12 })
+    const ref = toFp8(d, linear)
+    const out = path.join(root, 'export-out')
+    exportVariant(open(d), emptyEdits(), out, { test: true })
+    const config = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8'))
+    assert.equal(config.quantization_config, undefined)
+    const reopened = open(out)
+    for (const [name, deq] of ref) {
+      assert.equal(reopened.tensors.get(name)!.dtype, 'F32')
+      assert.deepEqual(reopened.read(name), deq)
+    }
   })
 
   it('missing or mis-shaped scales, a missing quantization_config and other quantization methods are clear errors', () => {
