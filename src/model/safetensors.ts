@@ -152,6 +152,8 @@ export function readSafetensorsFile(file: string): StoredTensor[] {
     } catch {
       invalid(file, 'the header is not valid UTF-8; the file is corrupt or not safetensors.')
     }
+    // The reference reader refuses a header whose first byte is not '{' (InvalidHeaderStart).
+    if (!text.startsWith('{')) invalid(file, `the header does not start with '{' (it starts with ${JSON.stringify(text.slice(0, 8))}); the file is corrupt or not safetensors.`)
     let header: unknown
     try {
       header = JSON.parse(text)
