@@ -18,7 +18,8 @@ export interface RecordFile {
  */
 export async function readRecordFile(file: string): Promise<RecordFile> {
   if (file.endsWith('.jsonl')) {
-    const text = decodeText(readRegularFile(file, 'read the data file', 'TASK_INVALID'), file, 'TASK_INVALID')
+    // A byte-order mark (files saved by some Windows editors) is not part of the first record.
+    const text = decodeText(readRegularFile(file, 'read the data file', 'TASK_INVALID'), file, 'TASK_INVALID').replace(/^\uFEFF/, '')
     const records: Record<string, unknown>[] = []
     const lines: number[] = []
     text.split('\n').forEach((line, i) => {

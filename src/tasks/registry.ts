@@ -102,7 +102,10 @@ function checkPrompt(task: TaskDefinition, doc: unknown): void {
   const goldIn = (g: unknown, n: number) => {
     const all = Array.isArray(g) ? g : [g]
     if (all.length === 0) throw new RecordError('gold is an empty list')
-    for (const x of all) if (!Number.isInteger(x) || (x as number) < 0 || (x as number) >= n) throw new RecordError(`gold label ${preview(x)} is out of range (${n} choices: 0 to ${n - 1})`)
+    for (const x of all) {
+      if (x === undefined || x === null) throw new RecordError('it has no gold label')
+      if (!Number.isInteger(x) || (x as number) < 0 || (x as number) >= n) throw new RecordError(`gold label ${preview(x)} is out of range (${n} choices: 0 to ${n - 1})`)
+    }
   }
   const text = (v: unknown, what: string) => { if (!isText(v)) throw new RecordError(`${what} must be a string, got ${preview(v)}`) }
   switch (task.kind) {

@@ -1,6 +1,7 @@
 // Broken task data files in the HF datasets' schemas (jsonl and parquet) for the standard adapters.
 import fs from 'node:fs'
 import path from 'node:path'
+import { parquetWriteFile } from 'hyparquet-writer'
 import { garbage } from '../fixtures.ts'
 import type { Fixtures, MalformedCase } from './types.ts'
 
@@ -87,6 +88,21 @@ export const taskDataCases: MalformedCase[] = [
     name: 'task-parquet-garbage',
     setup: (dir, fx) => evalWith(dir, fx, 'piqa', 'piqa/validation.parquet', garbage(3000, 5)),
     code: TASK, message: /validation\.parquet/,
+  },
+  {
+    name: 'task-parquet-missing-column',
+    setup: (dir, fx) => {
+      const file = path.join(dir, 'data', 'piqa', 'validation.parquet')
+      fs.mkdirSync(path.dirname(file), { recursive: true })
+      parquetWriteFile({ filename: file, columnData: [{ name: 'goal', data: ['Open a jar', 'Dry hair'] }, { name: 'sol1', data: ['twist', 'towel'] }, { name: 'sol2', data: ['kick', 'fork'] }] })
+      return ['eval', '--model', fx.baseModel, '--tasks', 'piqa', '--data-dir', path.join(dir, 'data')]
+    },
+    code: TASK, message: /validation\.parquet row 0\b.*'label' is missing/,
+  },
+  {
+    name: 'task-jsonl-bom-and-crlf-is-valid',
+    setup: (dir, fx) => evalWith(dir, fx, 'arc-easy', 'arc_easy/test.jsonl', '\uFEFF' + [ARC, { ...ARC, id: 'a2', answerKey: 'B' }].map(r => JSON.stringify(r)).join('\r\n') + '\r\n'),
+    code: 'OK', message: /arc-easy/,
   },
   {
     name: 'task-data-is-a-folder',
