@@ -72,13 +72,19 @@ export interface CheckpointOptions {
  */
 function checkLayerCount(dir: string, config: Record<string, unknown>, stored: Map<string, StoredTensor>): void {
   const layers = config.num_hidden_layers
-  if (typeof layers !== 'number' || !Number.isFinite(layers)) return // parseModelSpec names the field
+  if (typeof layers !== 'number' || !Number.isInteger(layers)) return // parseModelSpec names the field
   let present = 0
   for (const name of stored.keys()) {
     const m = /^model\.layers\.(\d+)\./.exec(name)
     if (m) present = Math.max(present, Number(m[1]) + 1)
   }
   if (layers > present) {
+    // Any other config error (an unknown architecture, a bad field) is reported first, as before.
+    try {
+      parseModelSpec({ ...config, num_hidden_layers: Math.max(1, present) })
+    } catch (e) {
+      if (!(e as Error).message.includes('num_hidden_layers')) throw e
+    }
     fail('TENSOR_MISSING', `${dir}: config.json has num_hidden_layers ${layers}, but the checkpoint stores tensors for ${present} layer(s)${present ? ` (model.layers.0 … model.layers.${present - 1})` : ''}; fix num_hidden_layers or restore the missing weight files.`)
   }
 }

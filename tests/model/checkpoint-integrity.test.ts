@@ -179,6 +179,9 @@ describe('config.json against the stored tensors, before any per-layer allocatio
     const t0 = performance.now()
     rejects(() => open(d), 'TENSOR_MISSING', /num_hidden_layers 1000000000/, /stores tensors for 2 layer\(s\) \(model\.layers\.0 … model\.layers\.1\)/)
     assert.ok(performance.now() - t0 < 2000)
+    // Other config errors still come first.
+    editJson(path.join(d, 'config.json'), j => { j.architectures = ['MixtralForCausalLMM'] })
+    rejects(() => open(d), 'UNKNOWN_ARCHITECTURE', /Did you mean: MixtralForCausalLM/)
   })
 
   it('a huge expert count fails fast naming the expert key', () => {
