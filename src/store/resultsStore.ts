@@ -83,6 +83,8 @@ export const APPLICATION_ID = 0x4d6f4548
 const HARNESS_TABLES = ['models', 'variants', 'runs', 'metrics', 'samples', 'sweeps']
 const SQLITE_MAGIC = 'SQLite format 3\0'
 const BUSY_TIMEOUT_MS = 10_000
+/** Writable opens run quick_check on databases up to this size (about 1 s), so opening a huge store stays fast. */
+const QUICK_CHECK_MAX_BYTES = 256 * 1024 * 1024
 
 const now = () => new Date().toISOString()
 /** A lease's cell: the run key, so identical variants (e.g. every method at ratio 0) share one lease. */
@@ -119,6 +121,8 @@ export class ResultsStore {
       if (kind.kind === 'empty' && this.readonly) fail('STORE_FAILED', `${file} is an empty database with no results; run a sweep with --db ${file} first, or pass the database a sweep wrote.`)
       // Checked before the journal mode is touched: a newer harness's database stays as it was.
       if (kind.kind === 'harness' && kind.schemaVersion > SCHEMA_VERSION) fail('STORE_FAILED', `${file} has schema version ${kind.schemaVersion}, newer than this harness (${SCHEMA_VERSION}); upgrade moe-harness.`)
+      // A damaged database is refused before anything is written into it (and before a sweep's work).
+      if (!this.readonly && kind.kind === 'harness' && fs.statSync(abs).size <= QUICK_CHECK_MAX_BYTES) checkIntact(this.db, file, 'nothing was written')
       if (!this.readonly) {
         this.db.pragma('journal_mode = WAL')
         this.db.pragma('synchronous = NORMAL')
@@ -388,9 +392,7 @@ export function validateMergeInputs(inputs: readonly string[], out?: string): vo
     if (!fs.existsSync(file)) fail('STORE_FAILED', `Database ${file} does not exist; check the path of every merge input.`)
     const store = new ResultsStore(file, { readonly: true })
     try {
-      const problems = store.guard(() => store.db.pragma('quick_check(5)') as { quick_check: string }[])
-        .map(r => r.quick_check).filter(r => r !== 'ok')
-      if (problems.length) fail('STORE_CORRUPT', `${file} is damaged (${problems.join('; ')}); nothing was merged. Re-run that shard, or salvage it with \`sqlite3 ${file} .recover\`.`)
+      store.guard(() => checkIntact(store.db, file, 'nothing was merged'))
     } finally {
       store.close()
     }
@@ -400,6 +402,12 @@ export function validateMergeInputs(inputs: readonly string[], out?: string): vo
     if (kind.kind === 'foreign') fail('STORE_NOT_HARNESS', kind.reason)
     if (kind.kind === 'unreadable') throw kind.error
   }
+}
+
+/** SQLite's `quick_check` (page structure, truncation); a problem is STORE_CORRUPT naming the file. */
+function checkIntact(db: Database.Database, file: string, consequence: string): void {
+  const problems = (db.pragma('quick_check(5)') as { quick_check: string }[]).map(r => r.quick_check).filter(r => r !== 'ok')
+  if (problems.length) fail('STORE_CORRUPT', `${file} is damaged (${problems.join('; ')}); ${consequence}. Restore it from a backup or re-run into a new --db; \`sqlite3 ${file} .recover\` can salvage rows.`)
 }
 
 /**
