@@ -81,6 +81,11 @@ export const databaseCases: MalformedCase[] = [
     code: ['STORE_FAILED', 'OUTPUT_UNSAFE'], message: /all\.sqlite is a folder|all\.sqlite/,
   },
   {
+    name: 'db-sweep-into-truncated-db',
+    setup: (dir, fx) => { brokenDb(dir, fx, b => b.subarray(0, Math.floor(b.length * 0.6))); return sweepInto(dir, fx, 'results.sqlite') },
+    code: 'STORE_CORRUPT', message: /results\.sqlite is damaged/,
+  },
+  {
     name: 'db-sweep-db-is-a-folder',
     setup: (dir, fx) => { fs.mkdirSync(path.join(dir, 'store')); return sweepInto(dir, fx, 'store') },
     code: 'STORE_FAILED', message: /store is a folder/,
