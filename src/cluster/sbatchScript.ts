@@ -5,6 +5,11 @@ import { arraySpec, logDir, shardDbName, shellQuote, type ClusterOptions, type S
 
 export interface ScriptPlan { cells: number; cellsPerShard: number[]; store: string }
 
+/**
+ * The array script for `job`: `#SBATCH` lines first (sbatch stops reading them at the first command),
+ * then bash under `set -euo pipefail` that execs one `moe-harness sweep --shard i/N` per task.
+ * Options left undefined are left out, so the cluster's defaults apply.
+ */
 export function renderSbatchScript(job: ShardJob, options: ClusterOptions, plan: ScriptPlan): string {
   const q = shellQuote
   const all = arraySpec(Array.from({ length: job.shards }, (_, i) => i))
@@ -12,6 +17,8 @@ export function renderSbatchScript(job: ShardJob, options: ClusterOptions, plan:
     `--job-name=moe-harness-sweep`,
     `--array=${all}`,
     `--output=${logDir(job.stateDir)}/shard-%A_%a.log`,
+    // A requeued task keeps its job id: append to its log rather than lose the first attempt's.
+    `--open-mode=append`,
     `--chdir=${job.workDir}`,
     `--ntasks=1`,
     ...(options.cpusPerTask ? [`--cpus-per-task=${options.cpusPerTask}`] : []),

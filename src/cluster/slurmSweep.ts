@@ -111,6 +111,13 @@ export interface SlurmProgress { done: number; running: number; pending: number;
 
 interface JobRecord { shards: number; tasks: { shard: number; jobId: string }[] }
 
+/**
+ * Submits the incomplete shards (or follows those of an earlier submission still queued), polls
+ * squeue every `pollMs` until none is queued, then merges every complete shard into `o.db`.
+ * A shard whose file does not hold its whole plan when its task leaves the queue is a failure,
+ * reported with Slurm's end state and its log. Errors: SLURM_UNAVAILABLE, SLURM_REFUSED (from
+ * slurm.ts), OUTPUT_UNSAFE for a state file it did not write, STORE_* from the merge.
+ */
 export async function runSlurmSweep(o: ClusterPlanOptions & {
   pollMs: number
   signal?: AbortSignal

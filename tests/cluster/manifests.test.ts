@@ -30,7 +30,7 @@ describe('cluster job files', () => {
     const state = path.join(dir, 'out', 'slurm-results')
     assert.match(script, /^#!\/bin\/bash\n/)
     // Config defaults, with the CLI flags winning.
-    for (const line of ['--job-name=moe-harness-sweep', '--array=0-4', `--output=${state}/logs/shard-%A_%a.log`, `--chdir=${dir}`, '--ntasks=1',
+    for (const line of ['--job-name=moe-harness-sweep', '--array=0-4', `--output=${state}/logs/shard-%A_%a.log`, '--open-mode=append', `--chdir=${dir}`, '--ntasks=1',
       '--cpus-per-task=8', '--gpus-per-task=1', '--time=04:00:00', '--partition=gpu', '--account=other-lab', '--qos=long']) {
       assert.ok(script.includes(`#SBATCH ${line}\n`), `missing #SBATCH ${line}:\n${script}`)
     }
