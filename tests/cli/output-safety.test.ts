@@ -181,8 +181,15 @@ describe('output safety', () => {
     const stale = path.join(work, `.site.moe-harness-tmp-${host}-${dead}-deadbeef`)
     fs.mkdirSync(stale)
     fs.writeFileSync(path.join(stale, 'index.html'), 'half')
+    // ... and so is a writer killed between its two renames: the old site set aside, the new not yet in.
+    fs.renameSync(site, path.join(work, `.site.moe-harness-old-${host}-${dead}-cafe0123`))
+    // A live writer's temp (this test's pid) is left alone.
+    const live = path.join(work, `.site.moe-harness-tmp-${host}-${process.pid}-0badf00d`)
+    fs.mkdirSync(live)
     assert.equal(cli(['report', '--db', db, '--out', 'site']).status, 0)
-    assert.deepEqual(leftovers(work), [])
+    assert.deepEqual(leftovers(work), [path.basename(live)])
+    fs.rmSync(live, { recursive: true })
+    assert.ok(fs.existsSync(path.join(site, 'index.html')))
     assertSame(before, snapshot(work, others), 'everything but the site', true)
   })
 
