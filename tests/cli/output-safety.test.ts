@@ -241,6 +241,11 @@ describe('output safety', () => {
     const model = snapshot(path.join(work, 'pruned'))
     assertRefused(cli(['report', '--db', db, '--out', 'pruned']), /holds a transform output of moe-harness, not a report output/, 'report over a transformed model')
     assertSame(model, snapshot(path.join(work, 'pruned')), 'the transformed model')
+    // The calibration is cached by now, so the first file the limit stops is the model's own.
+    const limited = cliLimited(0, args)
+    assert.equal(limited.status, 1, limited.stderr)
+    assert.match(limited.stderr, /error \[OUTPUT_FAILED\]: Could not write --out pruned: EFBIG/)
+    assertSame(model, snapshot(path.join(work, 'pruned')), 'the transformed model after a failed rewrite')
     assert.deepEqual(leftovers(work), [])
   })
 
