@@ -12,7 +12,7 @@ export default defineMethod({
   },
   needs: params => (params.ratio > 0 ? ['layerSamples'] : []),
   // The target outputs Z (progressive) and dynamic skipping's beta come from the unpruned model.
-  unprunedNeeds: params => [...(params.ratio > 0 && params.calibration === 'sequential' ? ['layerSamples' as const] : []), ...(params.dynamicSkip ? ['routing' as const] : [])],
+  unprunedNeeds: params => [...(params.ratio > 0 && params.calibration === 'sequential' ? ['layerTargets' as const] : []), ...(params.dynamicSkip ? ['routing' as const] : [])],
   calibration: params => params.calibration,
   validate(params, layout) {
     checkUniformRemoval(params.ratio, layout)
@@ -26,7 +26,8 @@ export default defineMethod({
     let losses: number[] | null = null
     if (drop > 0) {
       const s = stats.layerSamples(layer.index)
-      const target = routedOutput(params.calibration === 'sequential' ? unpruned.layerSamples(layer.index) : s, layer.numExperts, layer.topK, layer.normTopK, layout.hiddenSize, new Set())
+      // progressive: Z is the unpruned model's own output on these tokens; layerwise: from the same samples.
+      const target = params.calibration === 'sequential' ? unpruned.layerTargets(layer.index).outputs : routedOutput(s, layer.numExperts, layer.topK, layer.normTopK, layout.hiddenSize, new Set())
       const best = enumerate(s, target, layer.numExperts, layer.topK, layer.normTopK, drop, layout.hiddenSize)
       losses = best.losses
       for (const e of best.dropped) experts.remove(layer.index, e)

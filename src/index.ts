@@ -7,7 +7,7 @@ export {
   checkUniformRemoval, combinations, dropLowest, kthSmallest, maxWeightAssignment, removalCount, removedShare, removeLowestPerLayer, smallestIndices, stableArgsort, superExperts,
 } from './methods/helpers.ts'
 export { globalGroupAllocation, hcsmoeGroups, MERGE_EPS, mergeGroup, msmoeGroups, uniformGroups, usageFrequencies } from './methods/merging.ts'
-export type { CalibrationStats, LayerExpertOutputs, LayerInputNorms, LayerRouting, LayerSamples, StatNeed } from './calibration/stats.ts'
+export type { CalibrationStats, LayerExpertOutputs, LayerInputNorms, LayerRouting, LayerSamples, LayerTargets, StatNeed } from './calibration/stats.ts'
 export { median } from './calibration/stats.ts'
 export { defineTask } from './tasks/defineTask.ts'
 export type { MetricName, MultipleChoicePrompt, MultipleInputPrompt, RollingPrompt, TaskDefinition } from './tasks/defineTask.ts'

@@ -26,7 +26,7 @@ export function outputsFor(needs: readonly StatNeed[]): CalibrationOutputs {
   return {
     routerLogits: true,
     moeInputs: has('inputNorms') || has('layerSamples'),
-    expertOutputs: has('expertOutputs'),
+    expertOutputs: has('expertOutputs') || has('layerTargets'),
     expertHidden: has('inputNorms'),
     expertOutputsAllTokens: has('expertOutputsAll') || has('layerSamples'),
   }
@@ -37,7 +37,7 @@ export function outputsFor(needs: readonly StatNeed[]): CalibrationOutputs {
  * its sample is the first `sampleTokens` tokens, so later windows would be computed for nothing.
  */
 export function windowsNeeded(windows: number[][], needs: readonly StatNeed[], sampleTokens: number): number[][] {
-  if (needs.length === 1 && needs[0] === 'layerSamples' && windows.length > 0) return windows.slice(0, Math.ceil(sampleTokens / windows[0].length))
+  if (needs.length > 0 && needs.every(n => n === 'layerSamples' || n === 'layerTargets') && windows.length > 0) return windows.slice(0, Math.ceil(sampleTokens / windows[0].length))
   return windows
 }
 
@@ -104,6 +104,7 @@ export class LayerAccumulator {
   private norms?: LayerInputNorms
   private samples?: { inputs: number[]; logits: number[]; outs: number[][]; n: number }
   private ratios: number[] = []
+  private targets?: { z: Float64Array; n: number }
 
   constructor(private layer: MoeLayerSpec, private d: number, private needs: readonly StatNeed[], private sampleCap: number) {
     this.E = layer.numExperts
@@ -125,6 +126,7 @@ export class LayerAccumulator {
       this.norms = { gateUp: new Float64Array(E * d), down: new Float64Array(E * this.F), gateUpWeighted: new Float64Array(E * d), downWeighted: new Float64Array(E * this.F) }
     }
     if (needs.includes('layerSamples')) this.samples = { inputs: [], logits: [], outs: Array.from({ length: E }, () => []), n: 0 }
+    if (needs.includes('layerTargets')) this.targets = { z: new Float64Array(sampleCap * d), n: 0 }
   }
 
   add(out: Out, n: number): void {
@@ -224,6 +226,23 @@ export class LayerAccumulator {
         for (let t = 0; t < n; t++) for (let j = 0; j < d; j++) this.allSum[e * d + j] += all[t * d + j]
       }
     }
+    if (this.targets && this.targets.n < this.sampleCap) {
+      // Z on the same first tokens as the samples: the routed experts' outputs times the family's gates.
+      const z = this.targets
+      const take = Math.min(n, this.sampleCap - z.n)
+      const gate = this.layer.normTopK ? renorm : probs
+      for (let e = 0; e < E; e++) {
+        const rows = out[`expert_rows_${L}_${e}`].data as BigInt64Array
+        const y = out[`expert_out_${L}_${e}`].data as Float32Array
+        for (let i = 0; i < rows.length; i++) {
+          const t = Number(rows[i])
+          if (t >= take) continue
+          const g = gate[t * E + e]
+          for (let j = 0; j < d; j++) z.z[(z.n + t) * d + j] += g * y[i * d + j]
+        }
+      }
+      z.n += take
+    }
     if (this.samples && inputs && this.samples.n < this.sampleCap) {
       const s = this.samples
       const take = Math.min(n, this.sampleCap - s.n)
@@ -258,6 +277,7 @@ export class LayerAccumulator {
       const samples: LayerSamples = { tokens: s.n, inputs: Float32Array.from(s.inputs), routerLogits: Float32Array.from(s.logits), expertOutputs: outs }
       ;(data.layerSamples ??= {})[index] = samples
     }
+    if (this.targets) (data.layerTargets ??= {})[index] = { tokens: this.targets.n, outputs: this.targets.z.slice(0, this.targets.n * this.d) }
   }
 
   private totalTokens(): number {

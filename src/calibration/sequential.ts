@@ -82,7 +82,7 @@ function readCache(file: string): StatsData | undefined {
   }
 }
 
-const TABLES = ['routing', 'expertOutputs', 'expertOutputsAll', 'inputNorms', 'layerSamples'] as const
+const TABLES = ['routing', 'expertOutputs', 'expertOutputsAll', 'inputNorms', 'layerSamples', 'layerTargets'] as const
 
 function copyLayer(from: StatsData, to: StatsData, layer: number): void {
   for (const t of TABLES) {

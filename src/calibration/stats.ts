@@ -14,8 +14,14 @@ export type StatNeed =
   | 'inputNorms'
   /** A token sample per layer (inputs, router logits, forced outputs of every expert) for subset enumeration (NAEE). */
   | 'layerSamples'
+  /**
+   * The MoE layer's routed output Z on the 'layerSamples' tokens, with the model's own routing and the
+   * family's gates (NAEE progressive's target from the unpruned model). One plain pass: no expert is
+   * forced on every token.
+   */
+  | 'layerTargets'
 
-export const ALL_NEEDS: readonly StatNeed[] = ['routing', 'expertOutputs', 'expertOutputsAll', 'inputNorms', 'layerSamples']
+export const ALL_NEEDS: readonly StatNeed[] = ['routing', 'expertOutputs', 'expertOutputsAll', 'inputNorms', 'layerSamples', 'layerTargets']
 
 export interface LayerRouting {
   /** Valid tokens that reached the layer. */
@@ -72,6 +78,13 @@ export interface LayerSamples {
   expertOutputs: Float32Array
 }
 
+export interface LayerTargets {
+  /** The first `tokens` calibration tokens, as in LayerSamples. */
+  tokens: number
+  /** Σ over the token's routed experts of g_e(x)·E_e(x) (gates renormalised over the top-k iff norm_topk_prob), [n, d], float64. */
+  outputs: Float64Array
+}
+
 export interface CalibrationStats {
   /** What was computed and on which data. */
   readonly info: {
@@ -87,6 +100,7 @@ export interface CalibrationStats {
   expertOutputsAll(layer: number): Float64Array
   inputNorms(layer: number): LayerInputNorms
   layerSamples(layer: number): LayerSamples
+  layerTargets(layer: number): LayerTargets
 }
 
 /** Serializable payload behind CalibrationStats. */
@@ -97,6 +111,7 @@ export interface StatsData {
   expertOutputsAll?: Record<number, Float64Array>
   inputNorms?: Record<number, LayerInputNorms>
   layerSamples?: Record<number, LayerSamples>
+  layerTargets?: Record<number, LayerTargets>
 }
 
 /** Wraps the data; reading a statistic that was not declared is a clear error for the plugin author. */
@@ -114,6 +129,7 @@ export function statsView(data: StatsData, allowed: readonly StatNeed[]): Calibr
     expertOutputsAll: l => get('expertOutputsAll', data.expertOutputsAll, l),
     inputNorms: l => get('inputNorms', data.inputNorms, l),
     layerSamples: l => get('layerSamples', data.layerSamples, l),
+    layerTargets: l => get('layerTargets', data.layerTargets, l),
   }
 }
 

@@ -93,6 +93,24 @@ describe('sequential calibration', () => {
     })
   }
 
+  it("layerTargets (NAEE progressive's Z) equals the routed output recomputed from the forced samples", async () => {
+    const { data } = await getCalibrationStats(mixtral, calibration, ['layerSamples', 'layerTargets'], engine)
+    for (const l of moeLayers(mixtral.spec)) {
+      const s = data.layerSamples![l.index], z = data.layerTargets![l.index]
+      assert.equal(z.tokens, s.tokens)
+      const E = l.numExperts, d = mixtral.spec.hiddenSize
+      const expected = new Float64Array(s.tokens * d)
+      for (let t = 0; t < s.tokens; t++) {
+        const logits = Array.from(s.routerLogits.subarray(t * E, (t + 1) * E))
+        const ex = logits.map(v => Math.exp(v - Math.max(...logits)))
+        const top = ex.map((_, e) => e).sort((a, b) => ex[b] - ex[a] || a - b).slice(0, l.topK)
+        const sum = top.reduce((a, e) => a + ex[e], 0) // Mixtral renormalises over the top-k
+        for (const e of top) for (let j = 0; j < d; j++) expected[t * d + j] += (ex[e] / sum) * s.expertOutputs[(e * s.tokens + t) * d + j]
+      }
+      assertClose(z.outputs, expected, `layer ${l.index}`, 1e-5)
+    }
+  })
+
   it('layer 0 sees the unpruned model; later layers see the earlier edits', async () => {
     const seq = await engineSequential(mixtral, 'magnitude-pruning', { ratio: 0.5, score: 'wanda' })
     const one = (await getCalibrationStats(mixtral, calibration, ['inputNorms'], engine)).data
