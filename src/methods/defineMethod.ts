@@ -123,7 +123,9 @@ export interface LayerReport {
  * - 'sequential': layer by layer; layer L's statistics are collected on the model whose MoE layers
  *   before L already carry the method's edits (Wanda's `prune_wanda`, NAEE's `progressive_pruning`).
  *   The engine keeps the hidden states entering each layer and runs one layer at a time on them, so
- *   the cost stays about one forward pass (src/calibration/sequential.ts).
+ *   the cost stays about one forward pass (src/calibration/sequential.ts). Statistics are cached per
+ *   layer, keyed by (model, data, settings, needs, the edits of the earlier layers). The procedure is
+ *   recorded with the variant (calibration_json) and shown on the report's method page.
  */
 export type CalibrationProcedure = 'one-pass' | 'sequential'
 
@@ -160,7 +162,8 @@ export interface MethodDefinition<P extends ParamShape = ParamShape> {
    * With one-pass calibration ctx.stats holds every layer of the unpruned model; with sequential
    * calibration ctx.stats holds `layer`'s statistics collected with the edits of the earlier layers
    * applied. Either way the result is the same function of the statistics each call sees, so one
-   * implementation serves both procedures. achievedRatio = Σ removed / Σ total over layers.
+   * implementation serves both procedures. A layer's edits are final when its call returns (the
+   * next layers' statistics are collected on them). achievedRatio = Σ removed / Σ total over layers.
    */
   applyLayer?: (ctx: MethodContext<ParamValues<P>>, layer: MoeLayerSpec) => LayerReport | Promise<LayerReport>
   /** Paper and code the implementation follows. */
