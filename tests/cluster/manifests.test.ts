@@ -23,7 +23,7 @@ const listing = () => fs.readdirSync(dir).sort()
 describe('cluster job files', () => {
   it('--slurm --dry-run prints a commented sbatch array script and the plan, and writes nothing', () => {
     const before = listing()
-    const r = runCli(['sweep', '--slurm', '--dry-run', '--config', config, '--account', 'other-lab', '--sbatch', '--qos=long'])
+    const r = runCli(['sweep', '--slurm', '--dry-run', '--config', config, '--account', 'other-lab', '--sbatch', '--qos=long'], { cwd: dir })
     assert.equal(r.status, 0, r.stderr)
     assert.deepEqual(listing(), before, 'a dry run creates no file')
     const script = r.stdout.slice(0, r.stdout.indexOf('# ---- plan'))
@@ -56,7 +56,7 @@ describe('cluster job files', () => {
   })
 
   it('the script runs one shard when Slurm starts it (SLURM_ARRAY_TASK_ID), and refuses to run outside an array', () => {
-    const r = runCli(['sweep', '--slurm', '--dry-run', '--config', config, '--array-size', '2'])
+    const r = runCli(['sweep', '--slurm', '--dry-run', '--config', config, '--array-size', '2'], { cwd: dir })
     const script = r.stdout.slice(0, r.stdout.indexOf('# ---- plan'))
     // Run it with `node` replaced by a stub that prints its arguments.
     const bin = path.join(dir, 'stub-bin')
@@ -81,7 +81,7 @@ describe('cluster job files', () => {
 
   it('--k8s-manifest writes an Indexed Job: one completion per shard, JOB_COMPLETION_INDEX as the shard', () => {
     const file = path.join(dir, 'job.yaml')
-    const r = runCli(['sweep', '--k8s-manifest', file, '--config', config, '--array-size', '3', '--image', 'registry.example/moe:1'])
+    const r = runCli(['sweep', '--k8s-manifest', file, '--config', config, '--array-size', '3', '--image', 'registry.example/moe:1'], { cwd: dir })
     assert.equal(r.status, 0, r.stderr)
     const yaml = fs.readFileSync(file, 'utf8')
     for (const line of ['kind: Job', '  completionMode: Indexed', '  completions: 3', '  parallelism: 3', '      restartPolicy: Never',
@@ -96,11 +96,11 @@ describe('cluster job files', () => {
     // It never replaces a file it did not write.
     const other = path.join(dir, 'notes.yaml')
     fs.writeFileSync(other, 'mine: true\n')
-    const refused = runCli(['sweep', '--k8s-manifest', other, '--config', config])
+    const refused = runCli(['sweep', '--k8s-manifest', other, '--config', config], { cwd: dir })
     assert.equal(refused.status, 1)
     assert.match(refused.stderr, /OUTPUT_UNSAFE.*notes\.yaml already exists and is not a Kubernetes manifest of moe-harness/)
     // Its own earlier manifest is replaced.
-    assert.equal(runCli(['sweep', '--k8s-manifest', file, '--config', config, '--array-size', '2']).status, 0)
+    assert.equal(runCli(['sweep', '--k8s-manifest', file, '--config', config, '--array-size', '2'], { cwd: dir }).status, 0)
     assert.match(fs.readFileSync(file, 'utf8'), /\n {2}completions: 2\n/)
     assert.equal(fs.readFileSync(other, 'utf8'), 'mine: true\n')
   })

@@ -161,7 +161,7 @@ async function clusterAction(flags: ClusterFlags): Promise<void> {
   const sweepArgs: string[] = []
   if (flags.workers) { config.pool.workers = positiveInt('--workers', flags.workers); sweepArgs.push('--workers', flags.workers) }
   if (flags.threads) { config.pool.threads = positiveInt('--threads', flags.threads); sweepArgs.push('--threads', flags.threads) }
-  const db = path.resolve(flags.db ?? path.resolve(loaded.baseDir, config.store))
+  const db = path.resolve(flags.db ?? config.store) // as in sweepFromFlags and start
   const options: ClusterPlanOptions = {
     config, baseDir: loaded.baseDir, configFile: loaded.file!, db, cluster, sweepArgs,
     shards: flags.arraySize !== undefined ? positiveInt('--array-size', flags.arraySize) : c.arraySize,
