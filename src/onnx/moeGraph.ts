@@ -525,9 +525,11 @@ function routeTopK(g: GraphBuilder, layer: MoeLayerSpec, weights: WeightLoader, 
     const expertKept = g.op('Gather', [groupKept, g.constInt(Array.from({ length: E }, (_, e) => Math.floor(e / S)))], { axis: 1 }) // [N, E]
     choice = g.op('Where', [g.op('Greater', [expertKept, g.scalarFloat(0)]), choice, g.scalarFloat(0)])
   }
-  const [, topI] = g.opN('TopK', [masked(choice), g.constInt([topK])], 2, { axis: -1, largest: 1, sorted: 1 })
-  // Weights are the scores of the chosen experts (never the correction bias).
-  return [g.op('GatherElements', [scores, topI], { axis: 1 }), topI, scores]
+  const [, chosen] = g.opN('TopK', [masked(choice), g.constInt([topK])], 2, { axis: -1, largest: 1, sorted: 1 })
+  // Weights are the scores of the chosen experts (never the correction bias), ordered by weight so
+  // that "the second expert" (NAEE) means the lighter one as it does on softmax routers.
+  const [topW, order] = g.opN('TopK', [g.op('GatherElements', [scores, chosen], { axis: 1 }), g.constInt([topK])], 2, { axis: -1, largest: 1, sorted: 1 })
+  return [topW, g.op('GatherElements', [chosen, order], { axis: 1 }), scores]
 }
 
 function swigluRows(g: GraphBuilder, weights: WeightLoader, names: ExpertNames, h: string, rows: string, keepNeurons: number, ffn: number): { hidden: string; y: string } {
