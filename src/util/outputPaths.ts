@@ -67,7 +67,7 @@ function checkDir(target: string, kind: OutputKind, ctx: OutputContext): string 
   const st = lstat(abs)
   if (st?.isSymbolicLink()) refuse(`${shown} is a symbolic link`, `pass the folder it points to, or a new folder`)
   if (st && !st.isDirectory()) refuse(`${shown} is an existing ${st.isFile() ? 'file' : 'non-folder'}, not a folder`, `choose a new folder for the ${kind} output`)
-  checkProtected(abs, shown, ctx, true)
+  checkProtected(abs, shown, ctx)
   if (st) {
     const entries = fs.readdirSync(abs)
     if (entries.length) {
@@ -270,11 +270,11 @@ function samePath(a: string, b: string): boolean {
 /** True when `child` is `parent` or inside it. */
 function within(child: string, parent: string): boolean {
   const rel = path.relative(parent, child)
-  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel))
+  return rel === '' || (rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel))
 }
 
 /** Refuses a folder target that is or contains something the harness must never delete. */
-function checkProtected(abs: string, shown: string, ctx: OutputContext, isFolder: boolean): void {
+function checkProtected(abs: string, shown: string, ctx: OutputContext): void {
   const protectedPaths: { p: string; what: string }[] = [
     ...(ctx.databases ?? []).map(db => ({ p: realPath(db), what: `the results database ${db}` })),
     { p: realPath(process.cwd()), what: 'the current folder' },
@@ -286,7 +286,7 @@ function checkProtected(abs: string, shown: string, ctx: OutputContext, isFolder
   ]
   for (const { p, what } of protectedPaths) if (samePath(abs, p)) refuse(`${shown} is ${what}`, 'choose a new folder for the output')
   for (const { p, what } of protectedPaths) {
-    if (isFolder && within(p, abs)) refuse(`${shown} contains ${what}; replacing it would delete it`, 'choose a new folder for the output')
+    if (within(p, abs)) refuse(`${shown} contains ${what}; replacing it would delete it`, 'choose a new folder for the output')
   }
   const model = enclosingModel(path.dirname(abs), ctx.models ?? [])
   if (model) refuse(`${shown} is inside the model folder ${model}`, 'write outputs outside model folders')
