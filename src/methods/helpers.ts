@@ -1,5 +1,6 @@
 // Deterministic building blocks shared by the method plugins (exported to plugin authors).
 import { fail } from '../errors.ts'
+import { maxRemovableExperts } from '../engine/hooks.ts'
 import type { LayerExpertOutputs } from '../calibration/stats.ts'
 import type { ExpertControls, MoeLayout } from './defineMethod.ts'
 
@@ -35,6 +36,11 @@ export function checkUniformRemoval(ratio: number, layout: MoeLayout, what = 're
     if (drop === 0) throw new Error(`ratio ${ratio} ${what} no expert in layer ${l.index} (floor(${ratio} × ${l.numExperts}) = 0); use a ratio of at least ${(1 / l.numExperts).toFixed(4)}`)
     if (l.numExperts - drop < l.topK) {
       throw new Error(`ratio ${ratio} leaves ${l.numExperts - drop} experts in layer ${l.index} but the router picks top-${l.topK}; the largest feasible ratio is ${((l.numExperts - l.topK) / l.numExperts).toFixed(4)}`)
+    }
+    // Group-limited routers (DeepSeek n_group > 1) also need experts in every group (engine/hooks.ts).
+    const most = maxRemovableExperts(l)
+    if (drop > most) {
+      throw new Error(`ratio ${ratio} removes ${drop} of ${l.numExperts} experts in layer ${l.index}, but its router picks top-${l.topK} from ${l.router.topkGroup} of ${l.router.nGroup} expert groups, which needs at least ${l.numExperts - most} experts spread over the groups; the largest feasible ratio is ${(most / l.numExperts).toFixed(4)}`)
     }
   }
 }
