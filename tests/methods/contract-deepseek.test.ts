@@ -8,6 +8,7 @@ import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import path from 'node:path'
 import { describe, it } from 'node:test'
+import { HarnessError } from '../../src/errors.ts'
 import { isEmptyEdits, type VariantEdits } from '../../src/engine/hooks.ts'
 import { createLocalScorer } from '../../src/engine/scorer.ts'
 import { openCheckpoint, type Checkpoint } from '../../src/model/checkpoint.ts'
@@ -79,6 +80,25 @@ for (const m of models) {
     })
   }
 }
+
+describe('expert removal on a group-limited router fails before calibration when groups cannot route', () => {
+  const model = writeTinyDeepseek(path.join(dir, 'grouped4'), { version: 'v3', seed: 65, layers: 2, experts: 8, topK: 2, nGroup: 4, topkGroup: 2, firstKDenseReplace: 1 })
+  const ckpt = openCheckpoint(model.dir)
+  for (const method of methods.filter(m => m.family === 'expert-pruning')) {
+    it(method.name, async () => {
+      const home = path.join(dir, `fresh-grouped-${method.name}`)
+      const saved = process.env.MOE_HARNESS_HOME
+      process.env.MOE_HARNESS_HOME = home
+      try {
+        // 6 of 8 removed would leave top-2 from 2 of 4 groups with fewer than 2 experts somewhere.
+        await assert.rejects(planVariant(ckpt, method.name, { ratio: 0.75 }), (e: unknown) => e instanceof HarnessError && e.code === 'METHOD_INFEASIBLE' && /expert groups/.test(e.message))
+        assert.equal(fs.existsSync(path.join(home, 'calibration')), false, 'no calibration was run')
+      } finally {
+        process.env.MOE_HARNESS_HOME = saved
+      }
+    })
+  }
+})
 
 describe('transform on a group-limited router (DeepSeek-V3, n_group 2)', () => {
   const model = writeTinyDeepseek(path.join(dir, 'grouped'), { version: 'v3', seed: 63, layers: 2, experts: 8, topK: 2, nGroup: 2, topkGroup: 1, firstKDenseReplace: 1 })
