@@ -223,8 +223,11 @@ export function parseModelSpec(cfg: Json): ModelSpec {
   if (!Number.isInteger(ropeDim) || ropeDim % 2 !== 0) {
     fail('CONFIG_INVALID', `config.json: rotary dimension ${ropeDim} must be an even integer (${deepseek ? 'qk_rope_head_dim' : 'hidden_size / num_attention_heads or head_dim'}).`)
   }
-  // transformers computes YaRN for every family (ROPE_INIT_FUNCTIONS in each rotary embedding).
-  const allowYarn = true
+  // transformers could compute YaRN for every family (ROPE_INIT_FUNCTIONS in each rotary embedding),
+  // but only the Qwen-MoE and DeepSeek families publish checkpoints that carry it. On Mixtral and
+  // OLMoE a non-default rope type is refused by name, as the project's acceptance case 01 requires:
+  // such a config is far more likely a mistake than a real checkpoint.
+  const allowYarn = family !== 'mixtral' && family !== 'olmoe'
   const rope = parseRope(cfg, { dim: ropeDim, defaultTheta, maxPositions, allowYarn, family: arch })
   let attentionScale = 1 / Math.sqrt(headDim)
   if (deepseek && rope.yarn?.mscaleAllDim) {

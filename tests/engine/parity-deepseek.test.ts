@@ -138,11 +138,12 @@ describe('DeepSeek ONNX log-probs match the float64 reference within 1e-4', () =
     ])
   })
 
-  // transformers builds every one of these families' rotary embedding through ROPE_INIT_FUNCTIONS
-  // from rope_scaling (v4) or rope_parameters (v5), so each may carry YaRN; both forms are covered.
+  // The Qwen-MoE families publish YaRN checkpoints (rope_scaling in v4, rope_parameters in v5);
+  // both forms are covered. Mixtral and OLMoE refuse any rope type but 'default', naming the field.
   const yarnFamilies = [['mixtral', 'v4'], ['olmoe', 'v5'], ['qwen2_moe', 'v4'], ['qwen3_moe', 'v5']] as const
   for (const [family, form] of yarnFamilies) {
-    it(`YaRN on ${family} in the transformers ${form} form (${form === 'v4' ? 'rope_scaling' : 'rope_parameters'})`, async () => {
+    const refused = family === 'mixtral' || family === 'olmoe'
+    it(`YaRN on ${family} in the transformers ${form} form (${form === 'v4' ? 'rope_scaling' : 'rope_parameters'})${refused ? ' is refused' : ''}`, async () => {
       const model = writeTinyCheckpoint(path.join(dir, `${family}_yarn_${form}`), { family, seed: 41, ropeTheta: 1e5 })
       const yarn = { factor: 4.0, original_max_position_embeddings: 512, beta_fast: 16, beta_slow: 2 }
       const config: Record<string, any> = { ...model.config, max_position_embeddings: 2048 }
@@ -153,6 +154,11 @@ describe('DeepSeek ONNX log-probs match the float64 reference within 1e-4', () =
         config.rope_parameters = { rope_type: 'yarn', rope_theta: 1e5, ...yarn }
       }
       fs.writeFileSync(path.join(model.dir, 'config.json'), JSON.stringify(config, null, 2))
+      if (refused) {
+        const field = form === 'v4' ? /rope_scaling\.rope_type 'yarn' is not supported/ : /rope_parameters\.rope_type 'yarn' is not supported/
+        assert.throws(() => openCheckpoint(model.dir), (e: unknown) => (e as { code?: string }).code === 'CONFIG_UNSUPPORTED' && field.test((e as Error).message))
+        return
+      }
       await assertParity(model.dir, config, model.tensors, [
         { name: 'plain', ref: {}, edits: emptyEdits() },
         { name: 'mask 0:1', ref: { disabled: { 0: [1] } }, edits: { overrides: {}, layers: { 0: { disabled: [1] } } } },

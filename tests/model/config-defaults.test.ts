@@ -145,6 +145,9 @@ describe('rope parameters in both transformers file generations', () => {
     throwsCode(() => parseModelSpec(minimal('olmoe', { rope_parameters: { rope_type: 'llama3', rope_theta: 1e4, factor: 8 } })), 'CONFIG_UNSUPPORTED', /rope_parameters\.rope_type 'llama3'/)
     throwsCode(() => parseModelSpec(minimal('deepseek_v3', { rope_scaling: { type: 'dynamic', factor: 2 } })), 'CONFIG_UNSUPPORTED', /rope_scaling\.rope_type 'dynamic'/)
     throwsCode(() => parseModelSpec(minimal('qwen3_moe', { rope_parameters: { rope_type: 'yarn', factor: 'big' } })), 'CONFIG_INVALID', /rope_parameters\.factor/)
+    // Case 01's kind: YaRN on a family whose published checkpoints never carry it is refused, in both forms.
+    throwsCode(() => parseModelSpec(minimal('mixtral', { rope_parameters: { rope_type: 'yarn', rope_theta: 1e4, factor: 4, original_max_position_embeddings: 64 } })), 'CONFIG_UNSUPPORTED', /rope_parameters\.rope_type 'yarn' is not supported for MixtralForCausalLM/)
+    throwsCode(() => parseModelSpec(minimal('olmoe', { rope_scaling: { type: 'yarn', factor: 4, original_max_position_embeddings: 64 } })), 'CONFIG_UNSUPPORTED', /rope_scaling\.rope_type 'yarn' is not supported for OlmoeForCausalLM/)
   })
 })
 
