@@ -1,4 +1,6 @@
-// Reads the SQLite store (only) into the plain, schema-versioned data every page is rendered from.
+// Reads the results store (only, through its typed queries) into the plain, schema-versioned data every
+// page is rendered from (renderSite.ts buildPages turns it into pages).
+import type { StoredCalibration, StoredParamSpec } from '../store/reads.ts'
 import type { ResultsStore } from '../store/resultsStore.ts'
 import type { VariantAccounting } from '../variants/accounting.ts'
 import { compareCorrectness, comparePerplexity, type PairedResult } from './significance.ts'
@@ -46,16 +48,10 @@ export interface Row {
   notes: Record<string, unknown>
   seriesLabel: string
   /** How the variant was calibrated (null: the method needs no calibration). Rows stored before procedures existed were one-pass. */
-  calibration: { procedure: 'one-pass' | 'sequential'; tokens: number; seconds: number } | null
+  calibration: StoredCalibration | null
 }
 
-function calibrationOf(json: string | null): Row['calibration'] {
-  const c = json ? JSON.parse(json) : null
-  if (!c) return null
-  return { procedure: c.procedure === 'sequential' ? 'sequential' : 'one-pass', tokens: Number(c.tokens ?? 0), seconds: Number(c.seconds ?? 0) }
-}
-
-export interface MethodInfo { name: string; slug: string; family: string; description: string; params: Record<string, { type: string; default: unknown; description: string; values?: string[] }>; reference: Record<string, string> | null }
+export interface MethodInfo { name: string; slug: string; family: string; description: string; params: Record<string, StoredParamSpec>; reference: Record<string, string> | null }
 
 export interface ModelData {
   id: string
@@ -83,16 +79,24 @@ export function slugify(text: string): string {
   return s || 'x'
 }
 
-interface SampleData { doc: number; gold: number | number[] | null; lls: number[]; greedy: boolean[]; preds: Record<string, number>; counts: { words: number; bytes: number } | null }
+/** The store's typed reads the report uses (ResultsStore implements them; src/store/reads.ts has the shapes). */
+export type ReportSource = Pick<ResultsStore,
+  'storedMethods' | 'storedTasks' | 'storedModels' | 'storedVariants' | 'completeRuns' | 'runMetric' | 'metricHigherIsBetter'
+  | 'sampleCorrectness' | 'perplexitySamples' | 'routingLoad' | 'sweepSummary'>
 
-export function summarize(store: ResultsStore, title: string): LeaderboardData {
-  const methodRows = store.all<any>('SELECT * FROM method_info ORDER BY name')
-  const methods: MethodInfo[] = methodRows.map(m => ({
-    name: m.name, slug: slugify(m.name), family: m.family, description: m.description, params: JSON.parse(m.params_json), reference: m.reference_json ? JSON.parse(m.reference_json) : null,
+/**
+ * Reads everything the site shows from the store's typed queries (no SQL here): per model, the
+ * tasks of its complete runs, one row per ready variant (the unpruned model once), failed variants,
+ * and paired significance (evaluation-protocol.md §5) against the unpruned model and against the
+ * best row at the same ratio. Higher-is-better is the flag the evaluation stored with the metric;
+ * a task whose primary metric no complete run stored (so it has no cells) counts as higher-is-better.
+ */
+export function summarize(store: ReportSource, title: string): LeaderboardData {
+  const methods: MethodInfo[] = store.storedMethods().map(m => ({
+    name: m.name, slug: slugify(m.name), family: m.family, description: m.description, params: m.params, reference: m.reference,
   }))
   const familyOf = new Map(methods.map(m => [m.name, m.family]))
-  const taskRows = store.all<any>('SELECT * FROM task_info ORDER BY name, version')
-  const taskMeta = new Map(taskRows.map(t => [`${t.name}@${t.version}`, t]))
+  const taskMeta = new Map(store.storedTasks().map(t => [`${t.name}@${t.version}`, t]))
   const models: ModelData[] = []
   const usedSlugs = new Set<string>()
   const unique = (base: string) => {
@@ -101,69 +105,59 @@ export function summarize(store: ResultsStore, title: string): LeaderboardData {
     usedSlugs.add(s)
     return s
   }
-  for (const m of store.all<any>('SELECT * FROM models ORDER BY name, model_id')) {
-    const runs = store.all<any>(`SELECT * FROM runs WHERE model_id = ? AND status = 'complete' ORDER BY task, run_id`, m.model_id)
-    const taskKeys = [...new Set(runs.map(r => `${r.task}@${r.task_version}`))].sort()
+  for (const m of store.storedModels()) {
+    const runs = store.completeRuns(m.id)
+    const taskKeys = [...new Set(runs.map(r => `${r.task}@${r.taskVersion}`))].sort()
     const tasks: TaskInfo[] = taskKeys.map(k => {
       const t = taskMeta.get(k)
       const [name, version] = k.split('@')
-      const metric = t?.primary_metric ?? 'acc'
-      const higherIsBetter = !/perplexity|bits_per_byte/.test(metric)
+      const metric = t?.primaryMetric ?? 'acc'
+      const higherIsBetter = store.metricHigherIsBetter(name, Number(version), metric) ?? true
       return { name, slug: slugify(name), version: Number(version), kind: t?.kind ?? 'unknown', description: t?.description ?? '', metric, higherIsBetter, isAccuracy: higherIsBetter }
     })
-    const variants = store.all<any>(`SELECT * FROM variants WHERE model_id = ? ORDER BY method, params_json, ratio, variant_id`, m.model_id)
-    const runOf = (hash: string, task: TaskInfo) => runs.find(r => r.content_hash === hash && r.task === task.name && r.task_version === task.version)
-    const samplesCache = new Map<number, SampleData[]>()
-    const samplesOf = (runId: number): SampleData[] => {
-      let s = samplesCache.get(runId)
-      if (!s) {
-        s = store.all<any>('SELECT * FROM samples WHERE run_id = ? ORDER BY doc', runId).map(x => ({
-          doc: x.doc, gold: JSON.parse(x.gold_json), lls: JSON.parse(x.lls_json), greedy: JSON.parse(x.greedy_json), preds: JSON.parse(x.preds_json), counts: x.counts_json ? JSON.parse(x.counts_json) : null,
-        }))
-        samplesCache.set(runId, s)
-      }
-      return s
+    const variants = store.storedVariants(m.id)
+    const runOf = (hash: string, task: TaskInfo) => runs.find(r => r.contentHash === hash && r.task === task.name && r.taskVersion === task.version)
+    const correctnessCache = new Map<number, number[] | null>()
+    const correctness = (runId: number, task: TaskInfo): number[] | null => {
+      if (!correctnessCache.has(runId)) correctnessCache.set(runId, store.sampleCorrectness(runId, task.kind, task.metric))
+      return correctnessCache.get(runId) ?? null
     }
-    const correctness = (runId: number, task: TaskInfo) => samplesOf(runId).map(s => {
-      if (task.kind === 'loglikelihood') return s.greedy[0] ? 1 : 0
-      const pred = s.preds[task.metric]
-      return Array.isArray(s.gold) ? (s.gold.includes(pred) ? 1 : 0) : pred === s.gold ? 1 : 0
-    })
     const failures: ModelData['failures'] = []
     const rows: Row[] = []
+    const hashOf = new Map<string, string>()
     let baselineSeen = false
     for (const v of variants) {
       if (v.status !== 'ready') {
-        failures.push({ method: v.method, params: v.params_json, error: v.error ?? 'failed' })
+        failures.push({ method: v.method, params: v.paramsJson, error: v.error ?? 'failed' })
         continue
       }
-      const isBaseline = v.content_hash === BASELINE_CONTENT && Number(v.ratio) === 0
+      const isBaseline = v.contentHash === BASELINE_CONTENT && v.ratio === 0
       if (isBaseline && baselineSeen) continue
-      const params = JSON.parse(v.params_json) as Record<string, unknown>
+      hashOf.set(v.variantId, v.contentHash)
       // Only what differs from the method's defaults names a series.
       const defaults = methods.find(x => x.name === v.method)?.params ?? {}
-      const paramsLabel = Object.entries(params).filter(([k, x]) => k !== 'ratio' && defaults[k]?.default !== x).map(([k, x]) => `${k}=${x}`).join(' ')
+      const paramsLabel = Object.entries(v.params).filter(([k, x]) => k !== 'ratio' && defaults[k]?.default !== x).map(([k, x]) => `${k}=${x}`).join(' ')
       const cells: Record<string, Cell> = {}
       let tokens = 0, seconds = 0
       for (const t of tasks) {
-        const run = runOf(v.content_hash, t)
+        const run = runOf(v.contentHash, t)
         if (!run) continue
-        const metric = store.all<any>('SELECT value, stderr FROM metrics WHERE run_id = ? AND metric = ?', run.run_id, t.metric)[0]
+        const metric = store.runMetric(run.runId, t.metric)
         if (!metric) continue
         cells[t.name] = { value: metric.value, stderr: metric.stderr, docs: run.docs }
-        tokens += run.tokens_processed
+        tokens += run.tokensProcessed
         seconds += run.seconds
       }
       if (isBaseline) baselineSeen = true
       const accuracyTasks = tasks.filter(t => t.isAccuracy && cells[t.name])
       const average = accuracyTasks.length ? accuracyTasks.reduce((s, t) => s + cells[t.name].value, 0) / accuracyTasks.length : null
       rows.push({
-        variantId: v.variant_id, slug: '', method: isBaseline ? 'unpruned' : v.method, family: isBaseline ? 'baseline' : familyOf.get(v.method) ?? 'unknown',
-        params, paramsLabel: isBaseline ? '' : paramsLabel, ratio: Number(v.ratio), achievedRatio: Number(v.achieved_ratio ?? 0), isBaseline, cells, average, recovery: null,
-        accounting: JSON.parse(v.accounting_json), tokensPerSecond: seconds > 0 ? tokens / seconds : null,
-        warnings: JSON.parse(v.warnings_json ?? '[]'), notes: JSON.parse(v.report_json ?? '{}').notes ?? {},
+        variantId: v.variantId, slug: '', method: isBaseline ? 'unpruned' : v.method, family: isBaseline ? 'baseline' : familyOf.get(v.method) ?? 'unknown',
+        params: v.params, paramsLabel: isBaseline ? '' : paramsLabel, ratio: v.ratio, achievedRatio: v.achievedRatio, isBaseline, cells, average, recovery: null,
+        accounting: v.accounting, tokensPerSecond: seconds > 0 ? tokens / seconds : null,
+        warnings: v.warnings, notes: v.notes,
         seriesLabel: isBaseline ? 'unpruned' : paramsLabel ? `${v.method} (${paramsLabel})` : v.method,
-        calibration: calibrationOf(v.calibration_json),
+        calibration: v.calibration,
       })
     }
     rows.sort((a, b) => Number(b.isBaseline) - Number(a.isBaseline) || a.method.localeCompare(b.method) || a.paramsLabel.localeCompare(b.paramsLabel) || a.ratio - b.ratio)
@@ -174,14 +168,17 @@ export function summarize(store: ResultsStore, title: string): LeaderboardData {
     }
     // Paired significance against the unpruned model and the best row at the same ratio.
     for (const t of tasks) {
-      const hashOf = (r: Row) => variants.find(v => v.variant_id === r.variantId)!.content_hash as string
       const compare = (a: Row, b: Row): PairedResult | undefined => {
-        const ra = runOf(hashOf(a), t), rb = runOf(hashOf(b), t)
+        const ra = runOf(hashOf.get(a.variantId) ?? '', t), rb = runOf(hashOf.get(b.variantId) ?? '', t)
         if (!ra || !rb) return undefined
-        if (t.isAccuracy) return compareCorrectness(correctness(ra.run_id, t), correctness(rb.run_id, t))
-        const sa = samplesOf(ra.run_id), sb = samplesOf(rb.run_id)
-        if (!sa[0]?.counts) return undefined
-        return comparePerplexity(sa.map(s => s.lls[0]), sb.map(s => s.lls[0]), sa.map(s => (t.metric === 'word_perplexity' ? s.counts!.words : s.counts!.bytes)))
+        if (t.isAccuracy) {
+          const ca = correctness(ra.runId, t), cb = correctness(rb.runId, t)
+          return ca && cb ? compareCorrectness(ca, cb) : undefined
+        }
+        const sa = store.perplexitySamples(ra.runId), sb = store.perplexitySamples(rb.runId)
+        if (!sa || !sb) return undefined
+        // Word perplexity is weighted by words, byte perplexity and bits per byte by bytes (lm-eval).
+        return comparePerplexity(sa.map(s => s.ll), sb.map(s => s.ll), sa.map(s => (t.metric === 'word_perplexity' ? s.words : s.bytes)))
       }
       for (const r of rows) {
         const cell = r.cells[t.name]
@@ -197,12 +194,10 @@ export function summarize(store: ResultsStore, title: string): LeaderboardData {
         }
       }
     }
-    const cal = store.all<any>('SELECT routing_load_json FROM calibrations WHERE model_id = ? AND routing_load_json IS NOT NULL ORDER BY calibration_key', m.model_id)[0]
     models.push({
-      id: m.model_id, name: m.name, slug: unique(slugify(m.name)), architecture: m.architecture, config: JSON.parse(m.config_json), tasks, rows, baseline,
-      routingLoad: cal ? JSON.parse(cal.routing_load_json) : null, failures,
+      id: m.id, name: m.name, slug: unique(slugify(m.name)), architecture: m.architecture, config: m.config, tasks, rows, baseline,
+      routingLoad: store.routingLoad(m.id), failures,
     })
   }
-  const sweeps = store.all<any>('SELECT COUNT(*) AS n, MAX(finished_at) AS last FROM sweeps')[0]
-  return { version: LEADERBOARD_VERSION, title, models, methods, generatedFrom: { sweeps: sweeps.n, lastSweep: sweeps.last } }
+  return { version: LEADERBOARD_VERSION, title, models, methods, generatedFrom: store.sweepSummary() }
 }

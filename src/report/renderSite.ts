@@ -1,5 +1,7 @@
-// Renders the static site (handlebars + inline SVG charts + inline CSS/JS) from LeaderboardData.
-// Deterministic: the same database gives byte-identical pages. Works from file:// with no network.
+// The static site in two steps: buildPages() is a pure step from LeaderboardData and a Theme (the
+// handlebars templates and assets, loadTheme()) to pages (handlebars + inline SVG charts + inline
+// CSS/JS); writeSite() writes them through the output-path rule. Deterministic: the same database
+// gives byte-identical pages. Works from file:// with no network.
 import fs from 'node:fs'
 import path from 'node:path'
 import Handlebars from 'handlebars'
@@ -8,11 +10,26 @@ import { writeOutputDir, type OutputContext } from '../util/outputPaths.ts'
 import { expertMap, paretoChart, ratioCurves, routingHeatmap } from './charts.ts'
 import type { Cell, LeaderboardData, ModelData, Row, TaskInfo } from './leaderboardData.ts'
 
-const TEMPLATES = path.join(REPORTS_DIR, 'templates')
-const ASSETS = path.join(REPORTS_DIR, 'assets')
 const SIGNIFICANT = 0.05
 
-function createEngine(): typeof Handlebars {
+/** One output file of the site: `path` relative to the site folder (no folders), `content` UTF-8 text. */
+export interface Page { path: string; content: string }
+
+/** What the pages are made of: page templates and partials by name (file name without .hbs), and the inlined CSS and JS. */
+export interface Theme { templates: Record<string, string>; partials: Record<string, string>; css: string; js: string }
+
+/** Reads a theme from `dir` (templates/*.hbs, templates/partials/*.hbs, assets/site.css, assets/site.js); default: reports/. */
+export function loadTheme(dir: string = REPORTS_DIR): Theme {
+  const hbs = (folder: string) => Object.fromEntries(fs.readdirSync(folder).filter(f => f.endsWith('.hbs')).sort().map(f => [f.replace(/\.hbs$/, ''), fs.readFileSync(path.join(folder, f), 'utf8')]))
+  return {
+    templates: hbs(path.join(dir, 'templates')),
+    partials: hbs(path.join(dir, 'templates', 'partials')),
+    css: fs.readFileSync(path.join(dir, 'assets', 'site.css'), 'utf8'),
+    js: fs.readFileSync(path.join(dir, 'assets', 'site.js'), 'utf8'),
+  }
+}
+
+function createEngine(theme: Theme): typeof Handlebars {
   const hb = Handlebars.create()
   const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : null)
   hb.registerHelper('fixed', (v: unknown, digits: number) => (num(v) === null ? '–' : (v as number).toFixed(digits)))
@@ -50,9 +67,7 @@ function createEngine(): typeof Handlebars {
     }
     return new hb.SafeString(out)
   })
-  for (const f of fs.readdirSync(path.join(TEMPLATES, 'partials'))) {
-    hb.registerPartial(f.replace(/\.hbs$/, ''), fs.readFileSync(path.join(TEMPLATES, 'partials', f), 'utf8'))
-  }
+  for (const [name, source] of Object.entries(theme.partials)) hb.registerPartial(name, source)
   return hb
 }
 
@@ -64,16 +79,20 @@ interface SiteModel extends ModelData {
 }
 
 /**
- * Renders every page and writes the site to `outDir` through the output-path rule
- * (src/util/outputPaths.ts): OUTPUT_UNSAFE when `outDir` is not ours to replace, OUTPUT_FAILED on
- * write errors; either way the previous site is untouched. Returns the page file names.
+ * Every page of the site for `data`, sorted by path: the HTML pages, then leaderboard.json (the data
+ * itself). Pure: it reads nothing but its arguments (the default theme is read from reports/) and
+ * writes no file.
+ * Errors: a template the theme lacks (TypeError from handlebars) or one that fails to compile.
  */
-export async function renderSite(data: LeaderboardData, outDir: string, output: OutputContext = { source: 'the report folder' }): Promise<string[]> {
-  const hb = createEngine()
-  const template = (name: string) => hb.compile(fs.readFileSync(path.join(TEMPLATES, `${name}.hbs`), 'utf8'), { strict: false })
+export async function buildPages(data: LeaderboardData, theme: Theme = loadTheme()): Promise<Page[]> {
+  const hb = createEngine(theme)
+  const template = (name: string) => {
+    const source = theme.templates[name]
+    if (source === undefined) throw new TypeError(`the report theme has no template ${name}.hbs`)
+    return hb.compile(source, { strict: false })
+  }
   const layout = template('layout')
-  const css = fs.readFileSync(path.join(ASSETS, 'site.css'), 'utf8')
-  const js = fs.readFileSync(path.join(ASSETS, 'site.js'), 'utf8')
+  const { css, js } = theme
   const site = { title: data.title, models: data.models.map(m => ({ name: m.name, slug: m.slug })), generatedFrom: data.generatedFrom }
   const pages = new Map<string, string>()
   const page = (file: string, name: string, title: string, context: object) => {
@@ -136,10 +155,26 @@ export async function renderSite(data: LeaderboardData, outDir: string, output: 
     page(`task-${task.slug}.html`, 'task', task.name, { task, models: perModel })
   }
 
-  // Built beside the target and swapped in; only a site the harness wrote is ever replaced.
+  return [
+    ...[...pages.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([file, content]) => ({ path: file, content })),
+    { path: 'leaderboard.json', content: JSON.stringify(data, null, 1) },
+  ]
+}
+
+/**
+ * Writes `pages` as the site in `outDir` through the output-path rule (src/util/outputPaths.ts):
+ * built beside the target and swapped in; OUTPUT_UNSAFE when `outDir` is not ours to replace,
+ * OUTPUT_FAILED on write errors; either way the previous site is untouched.
+ */
+export function writeSite(pages: readonly Page[], outDir: string, output: OutputContext = { source: 'the report folder' }): void {
   writeOutputDir(outDir, 'report', output, tmp => {
-    for (const [file, html] of [...pages.entries()].sort()) fs.writeFileSync(path.join(tmp, file), html)
-    fs.writeFileSync(path.join(tmp, 'leaderboard.json'), JSON.stringify(data, null, 1))
+    for (const p of pages) fs.writeFileSync(path.join(tmp, p.path), p.content)
   })
-  return [...pages.keys()].sort()
+}
+
+/** buildPages() then writeSite(); returns the HTML page file names, sorted. */
+export async function renderSite(data: LeaderboardData, outDir: string, output: OutputContext = { source: 'the report folder' }): Promise<string[]> {
+  const pages = await buildPages(data)
+  writeSite(pages, outDir, output)
+  return pages.map(p => p.path).filter(p => p.endsWith('.html'))
 }

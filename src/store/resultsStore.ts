@@ -8,6 +8,7 @@ import path from 'node:path'
 import Database from 'better-sqlite3'
 import { fail, HarnessError } from '../errors.ts'
 import { fileError } from '../util/fileErrors.ts'
+import { parseCalibration, sampleCorrectness, type PerplexitySample, type StoredMethod, type StoredModel, type StoredRun, type StoredMetric, type StoredTask, type StoredVariant } from './reads.ts'
 
 export interface ModelRow { model_id: string; name: string; path: string; architecture: string; config_json: string; total_params: number; created_at: string }
 export interface VariantRow {
@@ -306,6 +307,99 @@ export class ResultsStore {
 
   all<T>(sql: string, ...params: unknown[]): T[] {
     return this.guard(() => this.db.prepare(sql).all(...params) as T[])
+  }
+
+  // ------------------------------------------------------------------ typed reads (domain objects, src/store/reads.ts)
+
+  /** Every method the sweeps described, by name. */
+  storedMethods(): StoredMethod[] {
+    return this.all<{ name: string; family: string; description: string; params_json: string; reference_json: string | null }>('SELECT * FROM method_info ORDER BY name')
+      .map(m => ({ name: m.name, family: m.family, description: m.description, params: JSON.parse(m.params_json), reference: m.reference_json ? JSON.parse(m.reference_json) : null }))
+  }
+
+  /** Every task version the sweeps described, by name then version. */
+  storedTasks(): StoredTask[] {
+    return this.all<{ name: string; version: number; kind: string; description: string; metrics_json: string; primary_metric: string }>('SELECT * FROM task_info ORDER BY name, version')
+      .map(t => ({ name: t.name, version: t.version, kind: t.kind, description: t.description, metrics: JSON.parse(t.metrics_json), primaryMetric: t.primary_metric }))
+  }
+
+  /** Every model, by name then id. */
+  storedModels(): StoredModel[] {
+    return this.all<ModelRow>('SELECT * FROM models ORDER BY name, model_id')
+      .map(m => ({ id: m.model_id, name: m.name, path: m.path, architecture: m.architecture, config: JSON.parse(m.config_json), totalParams: m.total_params }))
+  }
+
+  /** A model's variants, ready and failed, by method, parameters (JSON text), ratio, id. */
+  storedVariants(modelId: string): StoredVariant[] {
+    return this.all<VariantRow>('SELECT * FROM variants WHERE model_id = ? ORDER BY method, params_json, ratio, variant_id', modelId).map((v): StoredVariant => {
+      const common = { variantId: v.variant_id, method: v.method, paramsJson: v.params_json, ratio: Number(v.ratio) }
+      if (v.status !== 'ready') return { status: 'failed', ...common, error: v.error }
+      return {
+        status: 'ready', ...common, params: JSON.parse(v.params_json), achievedRatio: Number(v.achieved_ratio ?? 0), contentHash: v.content_hash ?? '',
+        accounting: JSON.parse(v.accounting_json ?? 'null'), warnings: JSON.parse(v.warnings_json ?? '[]'),
+        notes: (JSON.parse(v.report_json ?? '{}') as { notes?: Record<string, unknown> }).notes ?? {}, calibration: parseCalibration(v.calibration_json),
+      }
+    })
+  }
+
+  /** A model's complete runs (failed attempts are not results), by task then run id. */
+  completeRuns(modelId: string): StoredRun[] {
+    return this.all<RunRow>(`SELECT * FROM runs WHERE model_id = ? AND status = 'complete' ORDER BY task, run_id`, modelId)
+      .map(r => ({ runId: r.run_id, contentHash: r.content_hash, task: r.task, taskVersion: r.task_version, docs: r.docs, seconds: r.seconds, tokensProcessed: r.tokens_processed }))
+  }
+
+  /** One metric of a run, or undefined when the run did not compute it. */
+  runMetric(runId: number, metric: string): StoredMetric | undefined {
+    const m = this.all<MetricRow>('SELECT * FROM metrics WHERE run_id = ? AND metric = ?', runId, metric)[0]
+    return m && { value: m.value, stderr: m.stderr, higherIsBetter: m.higher_is_better === 1 }
+  }
+
+  /**
+   * Whether higher values of `metric` are better, as the evaluations that wrote it stored it (any
+   * complete run of task `task` version `version`); undefined when no such run stored that metric.
+   */
+  metricHigherIsBetter(task: string, version: number, metric: string): boolean | undefined {
+    const m = this.all<{ higher_is_better: number }>(`SELECT m.higher_is_better FROM metrics m JOIN runs r ON r.run_id = m.run_id
+      WHERE r.task = ? AND r.task_version = ? AND r.status = 'complete' AND m.metric = ? ORDER BY m.run_id LIMIT 1`, task, version, metric)[0]
+    return m && m.higher_is_better === 1
+  }
+
+  /**
+   * Per-document correctness (1/0, by document index) of a run under accuracy metric `metric` of a
+   * task of kind `kind`, derived by sampleCorrectness() (src/store/reads.ts: the one place, since the
+   * samples table stores predictions, not correctness); null when `metric` is not an accuracy.
+   */
+  sampleCorrectness(runId: number, kind: string, metric: string): number[] | null {
+    const rows = this.all<SampleRow>('SELECT * FROM samples WHERE run_id = ? ORDER BY doc', runId)
+    const out: number[] = []
+    for (const row of rows) {
+      const c = sampleCorrectness(kind, metric, row)
+      if (c === null) return null
+      out.push(c)
+    }
+    return out
+  }
+
+  /** A rolling run's documents (by index) with their word / byte counts; null when the run stored no counts. */
+  perplexitySamples(runId: number): PerplexitySample[] | null {
+    const rows = this.all<SampleRow>('SELECT * FROM samples WHERE run_id = ? ORDER BY doc', runId)
+    if (!rows[0]?.counts_json) return null
+    return rows.map(row => {
+      const counts = JSON.parse(row.counts_json ?? 'null') as { words: number; bytes: number } | null
+      return { ll: (JSON.parse(row.lls_json) as number[])[0], words: counts?.words ?? 0, bytes: counts?.bytes ?? 0 }
+    })
+  }
+
+  /** The unpruned model's routing load per layer (share of tokens per expert) from its first calibration that recorded one. */
+  routingLoad(modelId: string): { layer: number; load: number[] }[] | null {
+    const c = this.all<{ routing_load_json: string }>('SELECT routing_load_json FROM calibrations WHERE model_id = ? AND routing_load_json IS NOT NULL ORDER BY calibration_key', modelId)[0]
+    return c ? JSON.parse(c.routing_load_json) : null
+  }
+
+  /** How many sweeps wrote this store and when the last one finished (ISO time; null when none finished). */
+  sweepSummary(): { sweeps: number; lastSweep: string | null } {
+    const s = this.all<{ n: number; last: string | null }>('SELECT COUNT(*) AS n, MAX(finished_at) AS last FROM sweeps')[0]
+    return { sweeps: s?.n ?? 0, lastSweep: s?.last ?? null }
   }
 
   /** Copies every row of another store into this one; identical keys are kept once. */
