@@ -5,6 +5,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { describe, it } from 'node:test'
 import { chromium } from 'playwright-core'
+import { ResultsStore } from '../../src/store/resultsStore.ts'
 import { ROOT, runCli } from '../helpers/cli.ts'
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
 import { tmpDir } from '../helpers/tmp.ts'
@@ -61,6 +62,36 @@ describe('moe-harness report', () => {
       assert.ok([...a.keys()].some(f => f.startsWith('run-') && f.includes('frequency-pruning')))
     } finally {
       fs.renameSync(`${modelDir}.moved`, modelDir)
+    }
+  })
+
+  it("derives per-document correctness that averages to every stored accuracy, and reads the stored higher-is-better flag", () => {
+    const store = new ResultsStore(db, { readonly: true })
+    try {
+      const tasks = new Map(store.storedTasks().map(t => [t.name, t]))
+      let checked = 0
+      for (const m of store.storedModels()) {
+        for (const run of store.completeRuns(m.id)) {
+          const task = tasks.get(run.task)!
+          for (const metric of task.metrics) {
+            const stored = store.runMetric(run.runId, metric)
+            const correct = store.sampleCorrectness(run.runId, task.kind, metric)
+            if (!stored?.higherIsBetter) {
+              assert.equal(correct, null, `${run.task} ${metric} is not an accuracy`)
+              continue
+            }
+            assert.ok(correct && correct.length === run.docs, `${run.task} ${metric}: one outcome per document`)
+            assert.ok(Math.abs(correct.reduce((a, b) => a + b, 0) / correct.length - stored.value) < 1e-12, `${run.task} ${metric} run ${run.runId}`)
+            checked++
+          }
+        }
+      }
+      assert.ok(checked >= 20, `${checked} accuracy runs checked`)
+      assert.equal(store.metricHigherIsBetter('brown-cloze', 1, 'acc'), true)
+      assert.equal(store.metricHigherIsBetter('brown-perplexity', 1, 'word_perplexity'), false)
+      assert.equal(store.metricHigherIsBetter('brown-cloze', 1, 'no_such_metric'), undefined)
+    } finally {
+      store.close()
     }
   })
 
