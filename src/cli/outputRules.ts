@@ -66,5 +66,5 @@ export const RESULTS_DATABASE: FileRule = {
 
 /** The model folders a store's results came from. */
 export function modelsOf(store: ResultsStore): string[] {
-  return store.all<{ path: string }>('SELECT path FROM models').map(m => m.path).filter(Boolean)
+  return store.storedModels().map(m => m.path).filter(Boolean)
 }

@@ -74,11 +74,9 @@ export function shardComplete(plan: ClusterPlan, config: HarnessConfig, index: n
   let store: ResultsStore | undefined
   try {
     store = new ResultsStore(file, { readonly: true })
-    const rows = store.all<{ config_json: string; finished_at: string | null; cells: number; completed: number; failed: number }>(
-      'SELECT config_json, finished_at, cells, completed, failed FROM sweeps ORDER BY sweep_id DESC LIMIT 1')
-    const last = rows[0]
-    if (!last?.finished_at || last.failed > 0 || last.completed !== last.cells || last.cells !== plan.cellsPerShard[index]) return false
-    const ran = JSON.parse(last.config_json) as { config: HarnessConfig; shard: { index: number; count: number } | null }
+    const last = store.latestSweep()
+    if (!last?.finishedAt || last.failed > 0 || last.completed !== last.cells || last.cells !== plan.cellsPerShard[index]) return false
+    const ran = last.config as { config: HarnessConfig; shard: { index: number; count: number } | null }
     const sameConfig = JSON.stringify({ ...ran.config, pool: null }) === JSON.stringify({ ...config, pool: null })
     return sameConfig && ran.shard?.index === index && ran.shard?.count === plan.job.shards
   } catch {

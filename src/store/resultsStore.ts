@@ -396,6 +396,16 @@ export class ResultsStore {
     return c ? JSON.parse(c.routing_load_json) : null
   }
 
+  /**
+   * The most recent sweep's record: `config` is what the sweep stored as its config (parsed JSON; the
+   * CLI stores `{ config, shard }`), `finishedAt` null while it runs or when it was killed; undefined
+   * when no sweep wrote this store.
+   */
+  latestSweep(): { config: unknown; startedAt: string; finishedAt: string | null; cells: number; completed: number; failed: number } | undefined {
+    const s = this.all<{ config_json: string; started_at: string; finished_at: string | null; cells: number; completed: number; failed: number }>('SELECT * FROM sweeps ORDER BY sweep_id DESC LIMIT 1')[0]
+    return s && { config: JSON.parse(s.config_json), startedAt: s.started_at, finishedAt: s.finished_at, cells: s.cells, completed: s.completed, failed: s.failed }
+  }
+
   /** How many sweeps wrote this store and when the last one finished (ISO time; null when none finished). */
   sweepSummary(): { sweeps: number; lastSweep: string | null } {
     const s = this.all<{ n: number; last: string | null }>('SELECT COUNT(*) AS n, MAX(finished_at) AS last FROM sweeps')[0]

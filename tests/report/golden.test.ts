@@ -10,6 +10,7 @@ import path from 'node:path'
 import { describe, it } from 'node:test'
 import { BASELINE_CONTENT, summarize } from '../../src/report/leaderboardData.ts'
 import { buildPages, type Page } from '../../src/report/renderSite.ts'
+import { parseCalibration, sampleCorrectness } from '../../src/store/reads.ts'
 import { ResultsStore } from '../../src/store/resultsStore.ts'
 import { mulberry32 } from '../../src/util/rng.ts'
 import type { VariantAccounting } from '../../src/variants/accounting.ts'
@@ -186,6 +187,40 @@ describe('report golden pages', () => {
       else problems.push(`${f}: golden snapshot of a page the site no longer has; remove it (UPDATE_GOLDEN=1 does)`)
     }
     assert.equal(problems.length, 0, `${problems.length} page(s) differ from tests/report/golden:\n\n${problems.join('\n\n')}`)
+  })
+
+  it("the store's typed reads return domain objects: variants by status, legacy calibration, sweeps, derived correctness", () => {
+    const store = buildStore(path.join(tmpDir(), 'reads.sqlite'))
+    try {
+      const variants = store.storedVariants('synthetic-model-0001')
+      // By method, then the params' JSON text ({"ratio":0.25} sorts before {"ratio":0}).
+      assert.deepEqual(variants.map(v => `${v.variantId}:${v.status}`), ['v-fp25:ready', 'v-fp50:ready', 'v-base:ready', 'v-nt25:failed', 'v-nt50:ready'])
+      const fp50 = variants.find(v => v.variantId === 'v-fp50')
+      assert.ok(fp50?.status === 'ready')
+      assert.deepEqual(fp50.calibration, { procedure: 'sequential', tokens: 256, seconds: 1.25 })
+      assert.deepEqual(fp50.accounting.layers[1].removed, [0, 1])
+      assert.deepEqual(fp50.notes, { scored: 'frequency' })
+      const failed = variants.find(v => v.variantId === 'v-nt25')
+      assert.ok(failed?.status === 'failed' && failed.error === 'METHOD_FAILED: <calibration> produced NaN scores')
+      const last = store.latestSweep()
+      assert.deepEqual([last?.config, last?.cells, last?.completed, last?.failed], [{}, 15, 15, 1])
+      assert.match(last?.finishedAt ?? '', /^\d{4}-\d\d-\d\dT/)
+      assert.deepEqual(store.sweepSummary(), { sweeps: 1, lastSweep: last?.finishedAt })
+      const run = store.completeRuns('synthetic-model-0001').find(r => r.task === 'll-task' && r.contentHash === 'hash-fp25')!
+      const correct = store.sampleCorrectness(run.runId, 'loglikelihood', 'acc')!
+      assert.equal(correct.length, 24)
+      assert.equal(correct.reduce((a, b) => a + b, 0) / 24, store.runMetric(run.runId, 'acc')?.value)
+      assert.equal(store.sampleCorrectness(run.runId, 'loglikelihood', 'perplexity'), null)
+    } finally {
+      store.close()
+    }
+    // Rows from before calibration procedures were one-pass; exact_match is "a gold choice is greedy".
+    assert.deepEqual(parseCalibration(JSON.stringify({ tokens: 64, seconds: 2 })), { procedure: 'one-pass', tokens: 64, seconds: 2 })
+    const row = (gold: unknown, greedy: boolean[], preds: object) => ({ gold_json: JSON.stringify(gold), greedy_json: JSON.stringify(greedy), preds_json: JSON.stringify(preds) })
+    assert.equal(sampleCorrectness('generate_until', 'exact_match', row([1, 2], [false, false, true], {})), 1)
+    assert.equal(sampleCorrectness('generate_until', 'exact_match', row(0, [false, true], {})), 0)
+    assert.equal(sampleCorrectness('multiple_choice', 'acc_norm', row([1, 3], [false], { acc: 0, acc_norm: 3 })), 1)
+    assert.equal(sampleCorrectness('multiple_choice', 'acc', row([1, 3], [false], { acc: 0, acc_norm: 3 })), 0)
   })
 
   it('normalises only times, and the diff points at the changed column', () => {
