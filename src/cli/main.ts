@@ -1,5 +1,5 @@
 import { Command, CommanderError } from 'commander'
-import { isHarnessError } from '../errors.ts'
+import { formatContext, isHarnessError } from '../errors.ts'
 import { fileError } from '../util/fileErrors.ts'
 import { HARNESS_VERSION } from '../version.ts'
 import { stopAllProgress } from './progress.ts'
@@ -44,7 +44,8 @@ export async function main(argv: string[]): Promise<number> {
       return e.exitCode === 0 ? 0 : 2
     }
     if (isHarnessError(e)) {
-      process.stderr.write(`error [${e.code}]: ${e.message}\n`)
+      // `error [CODE] (method naee, phase apply, task arc_easy): message`; no parentheses without context.
+      process.stderr.write(`error [${e.code}]${formatContext(e)}: ${e.message}\n`)
       return 1
     }
     // A file-system error that no boundary mapped still names its path and the fix, not a stack trace.

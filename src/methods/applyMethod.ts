@@ -2,8 +2,8 @@
 // VariantEdits. Whole-model methods run `apply` once; per-layer methods run `applyLayer` for every
 // MoE layer in order, either all at once (one-pass statistics) or interleaved with the sequential
 // calibration engine (src/calibration/sequential.ts), which reads `edits` after each layer.
-// Plugin exceptions are re-labelled with the method's name and phase.
-import { fail, HarnessError } from '../errors.ts'
+// Plugin exceptions are re-labelled METHOD_FAILED with the method's name and phase as error fields.
+import { fail, failIn, HarnessError } from '../errors.ts'
 import { emptyEdits, validateEdits, type LayerHooks, type VariantEdits } from '../engine/hooks.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
 import { decodeToFloat32, encodeFromFloat32 } from '../model/safetensors.ts'
@@ -117,9 +117,11 @@ export function startMethod(method: MethodDefinition, params: ParamValues, ckpt:
       info: () => {},
     },
   }
+  const where = (phase?: string) => (phase === undefined ? { method: method.name } : { method: method.name, phase })
   const relabel = (e: unknown, phase: string): never => {
-    if (e instanceof HarnessError) fail(e.code === 'METHOD_INFEASIBLE' ? e.code : 'METHOD_FAILED', `[method ${method.name}] (${phase}): ${e.message}`, e)
-    fail('METHOD_FAILED', `[method ${method.name}] (${phase}): ${(e as Error)?.message ?? String(e)}`, e)
+    // A plugin's own HarnessError keeps its code in the message (METHOD_FAILED: HOOK_INVALID: ...).
+    if (e instanceof HarnessError) failIn(where(phase), e.code === 'METHOD_INFEASIBLE' ? e.code : 'METHOD_FAILED', e.code === 'METHOD_INFEASIBLE' ? e.message : `${e.code}: ${e.message}`, e)
+    failIn(where(phase), 'METHOD_FAILED', (e as Error)?.message ?? String(e), e)
   }
   const layerReports: LayerReport[] = []
   let done = 0
@@ -129,7 +131,7 @@ export function startMethod(method: MethodDefinition, params: ParamValues, ckpt:
     async layer(index, data) {
       if (!method.applyLayer) fail('METHOD_INVALID', `Method '${method.name}' has no applyLayer(ctx, layer); it can only run with one-pass calibration.`)
       const spec = layout.layers[done]
-      if (!spec || spec.index !== index) fail('METHOD_FAILED', `[method ${method.name}] (applyLayer): layer ${index} out of order (expected ${spec?.index ?? 'none'})`)
+      if (!spec || spec.index !== index) failIn(where('applyLayer'), 'METHOD_FAILED', `layer ${index} out of order (expected ${spec?.index ?? 'none'})`)
       stats = data
       // Edits must stay inside the layer: the sequential engine relies on it (earlier layers are final).
       const ownTensors = layerTensorNames(ckpt, index)
@@ -144,18 +146,18 @@ export function startMethod(method: MethodDefinition, params: ParamValues, ckpt:
       }
       busy += performance.now() - t0
       if (!r! || typeof r.removed !== 'number' || typeof r.total !== 'number' || !Number.isFinite(r.removed) || !Number.isFinite(r.total)) {
-        fail('METHOD_FAILED', `[method ${method.name}] (applyLayer ${index}): must return { removed: number, total: number, notes? }, got ${JSON.stringify(r!)}.`)
+        failIn(where(`applyLayer ${index}`), 'METHOD_FAILED', `must return { removed: number, total: number, notes? }, got ${JSON.stringify(r!)}.`)
       }
       for (const name of Object.keys(edits.overrides)) {
-        if (!before.has(name) && !ownTensors.has(name)) fail('METHOD_FAILED', `[method ${method.name}] (applyLayer ${index}): edited tensor '${name}', which is not part of layer ${index}; applyLayer may only edit its own layer.`)
+        if (!before.has(name) && !ownTensors.has(name)) failIn(where(`applyLayer ${index}`), 'METHOD_FAILED', `edited tensor '${name}', which is not part of layer ${index}; applyLayer may only edit its own layer.`)
       }
       const hooksAfter = JSON.stringify(Object.entries(edits.layers).filter(([l]) => Number(l) !== index).map(([l, h]) => [l, Object.keys(h)]))
-      if (hooksAfter !== hooksBefore) fail('METHOD_FAILED', `[method ${method.name}] (applyLayer ${index}): set hooks on another layer; applyLayer may only edit its own layer.`)
+      if (hooksAfter !== hooksBefore) failIn(where(`applyLayer ${index}`), 'METHOD_FAILED', `set hooks on another layer; applyLayer may only edit its own layer.`)
       layerReports.push(r!)
       done++
     },
     finish() {
-      if (method.applyLayer && done !== layout.layers.length) fail('METHOD_FAILED', `[method ${method.name}]: applyLayer ran on ${done} of ${layout.layers.length} MoE layers.`)
+      if (method.applyLayer && done !== layout.layers.length) failIn(where(), 'METHOD_FAILED', `applyLayer ran on ${done} of ${layout.layers.length} MoE layers.`)
       let report: MethodReport
       if (method.applyLayer) {
         const removed = layerReports.reduce((s, r) => s + r.removed, 0), total = layerReports.reduce((s, r) => s + r.total, 0)
@@ -166,15 +168,15 @@ export function startMethod(method: MethodDefinition, params: ParamValues, ckpt:
         report = whole!
       }
       if (!report || typeof report.achievedRatio !== 'number' || !Number.isFinite(report.achievedRatio)) {
-        fail('METHOD_FAILED', `[method ${method.name}] (apply): must return { achievedRatio: number, ... }, got ${JSON.stringify(report)}.`)
+        failIn(where('apply'), 'METHOD_FAILED', `must return { achievedRatio: number, ... }, got ${JSON.stringify(report)}.`)
       }
       for (const [name, data] of Object.entries(edits.overrides)) {
-        if (data.some(v => !Number.isFinite(v))) fail('METHOD_FAILED', `[method ${method.name}] (apply): tensor '${name}' has non-finite values after the method ran.`)
+        if (data.some(v => !Number.isFinite(v))) failIn(where('apply'), 'METHOD_FAILED', `tensor '${name}' has non-finite values after the method ran.`)
       }
       try {
         validateEdits(ckpt.spec, edits)
       } catch (e) {
-        fail('METHOD_FAILED', `[method ${method.name}] (apply): produced an invalid variant: ${(e as Error).message}`, e)
+        failIn(where('apply'), 'METHOD_FAILED', `produced an invalid variant: ${(e as Error).message}`, e)
       }
       return { edits, report, warnings, seconds: busy / 1000 }
     },

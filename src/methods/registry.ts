@@ -1,7 +1,7 @@
 // Finds method files in methods/, validates parameters, and runs the fail-fast checks.
 import fs from 'node:fs'
 import crypto from 'node:crypto'
-import { fail, HarnessError } from '../errors.ts'
+import { fail, failIn, HarnessError, withContext } from '../errors.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
 import { moeLayers } from '../model/modelSpec.ts'
 import { loadAllPlugins, loadPlugin, pluginFiles } from '../plugins/discover.ts'
@@ -112,12 +112,13 @@ export function procedureOf(method: MethodDefinition, params: ParamValues): Cali
 
 /** Runs the method's own feasibility check before any calibration; errors name the method and phase. */
 export function validateMethod(method: MethodDefinition, params: ParamValues, layout: MoeLayout): void {
-  if (layout.layers.length === 0) fail('METHOD_INFEASIBLE', `[method ${method.name}] (validate): the model has no MoE layers.`)
+  const where = { method: method.name, phase: 'validate' }
+  if (layout.layers.length === 0) failIn(where, 'METHOD_INFEASIBLE', 'the model has no MoE layers.')
   try {
     method.validate?.(params as never, layout)
   } catch (e) {
-    if (e instanceof HarnessError && e.code === 'METHOD_INFEASIBLE') throw e
-    fail('METHOD_INFEASIBLE', `[method ${method.name}] (validate): ${(e as Error).message}`, e)
+    if (e instanceof HarnessError && e.code === 'METHOD_INFEASIBLE') throw withContext(e, where)
+    failIn(where, 'METHOD_INFEASIBLE', (e as Error).message, e)
   }
 }
 

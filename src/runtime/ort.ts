@@ -4,6 +4,7 @@ import { createRequire } from 'node:module'
 import path from 'node:path'
 import * as ort from 'onnxruntime-node'
 import { fail } from '../errors.ts'
+import { closest } from '../util/suggest.ts'
 
 export type Device = 'cpu' | 'cuda'
 
@@ -27,8 +28,17 @@ export interface Fetched {
   dims: number[]
 }
 
+/** What a session expects of one input: element type and shape (a string is a symbolic dimension, e.g. 'B'). */
+export interface InputSpec {
+  name: string
+  type: string
+  /** Empty when the graph does not declare a shape. */
+  shape: readonly (number | string)[]
+}
+
 export interface Session {
   readonly inputNames: readonly string[]
+  readonly inputs: readonly InputSpec[]
   readonly outputNames: readonly string[]
   readonly device: Device
   run(feeds: Record<string, Feed>, outputs?: readonly string[]): Promise<Record<string, Fetched>>
@@ -78,14 +88,22 @@ export async function createSession(graph: GraphBytes, settings: SessionSettings
     if (settings.device === 'cuda') fail('DEVICE_UNAVAILABLE', `${cudaInstallHint()} (onnxruntime said: ${message.split('\n')[0]})`)
     fail('SESSION_FAILED', `onnxruntime could not create the session: ${message}`)
   }
+  const inputs: InputSpec[] = session.inputMetadata.map(m => (m.isTensor ? { name: m.name, type: m.type, shape: [...m.shape] } : { name: m.name, type: 'non-tensor', shape: [] }))
   return {
     inputNames: session.inputNames,
+    inputs,
     outputNames: session.outputNames,
     device: settings.device,
     async run(feeds, outputs) {
+      checkFeeds(inputs, feeds)
       const tensors: Record<string, ort.Tensor> = {}
       for (const [name, f] of Object.entries(feeds)) tensors[name] = new ort.Tensor(f.type, f.data, f.dims)
-      const result = outputs ? await session.run(tensors, [...outputs]) : await session.run(tensors)
+      let result: ort.InferenceSession.ReturnType
+      try {
+        result = outputs ? await session.run(tensors, [...outputs]) : await session.run(tensors)
+      } catch (e) {
+        fail('SESSION_FAILED', describeRunFailure((e as Error)?.message ?? String(e), feeds), e)
+      }
       const out: Record<string, Fetched> = {}
       for (const [name, t] of Object.entries(result)) {
         out[name] = { data: t.data as Fetched['data'], dims: [...t.dims] }
@@ -97,4 +115,60 @@ export async function createSession(graph: GraphBytes, settings: SessionSettings
       await session.release()
     },
   }
+}
+
+const describeFeed = (name: string, f: Feed) => `${name} ${f.type}[${f.dims.join(', ')}]`
+const describeFeeds = (feeds: Record<string, Feed>) => Object.entries(feeds).map(([n, f]) => describeFeed(n, f)).join(', ')
+const describeInput = (i: InputSpec) => `${i.name} ${i.type}[${i.shape.join(', ')}]`
+
+/**
+ * Checks feeds against what the session declares, before onnxruntime sees them: every input fed and
+ * nothing else, element types, ranks, fixed dimensions, one size per symbolic dimension across inputs
+ * (input_ids and position_ids share 'B' and 'T'), and data lengths. Throws FEED_INVALID naming the
+ * input, its shape and what the session expects; onnxruntime's own message would name neither.
+ */
+export function checkFeeds(inputs: readonly InputSpec[], feeds: Record<string, Feed>): void {
+  const expected = `the session expects ${inputs.map(describeInput).join(', ')}`
+  const names = inputs.map(i => i.name)
+  for (const name of Object.keys(feeds)) {
+    if (!names.includes(name)) {
+      const near = closest(name, names)
+      fail('FEED_INVALID', `Feed '${name}' is not an input of this graph${near.length ? ` (did you mean ${near.join(', ')}?)` : ''}; ${expected}.`)
+    }
+  }
+  const symbols = new Map<string, { size: number; input: string }>()
+  for (const input of inputs) {
+    const f = feeds[input.name]
+    if (!f) fail('FEED_INVALID', `Input '${input.name}' was not fed (fed: ${describeFeeds(feeds) || 'nothing'}); ${expected}.`)
+    if (input.type !== f.type) fail('FEED_INVALID', `Input '${input.name}' must be ${input.type}, got ${describeFeed(input.name, f)}; ${expected}.`)
+    const numel = f.dims.reduce((a, b) => a * b, 1)
+    if (f.dims.some(d => !Number.isInteger(d) || d < 0) || f.data.length !== numel) {
+      fail('FEED_INVALID', `Input '${input.name}': ${f.data.length} values do not fill dims [${f.dims.join(', ')}] (${numel} values).`)
+    }
+    if (input.shape.length === 0) continue
+    if (f.dims.length !== input.shape.length) fail('FEED_INVALID', `Input '${input.name}' must have rank ${input.shape.length} [${input.shape.join(', ')}], got ${describeFeed(input.name, f)}; ${expected}.`)
+    input.shape.forEach((dim, axis) => {
+      const size = f.dims[axis]!
+      if (typeof dim === 'number') {
+        if (dim > 0 && dim !== size) fail('FEED_INVALID', `Input '${input.name}' must have ${dim} along axis ${axis}, got ${describeFeed(input.name, f)}; ${expected}.`)
+        return
+      }
+      if (dim === '') return // an unnamed free dimension
+      const seen = symbols.get(dim)
+      if (seen && seen.size !== size) {
+        fail('FEED_INVALID', `Dimension '${dim}' is ${seen.size} in '${seen.input}' but ${size} in '${input.name}'; they must agree. Fed: ${describeFeeds(feeds)}.`)
+      }
+      if (!seen) symbols.set(dim, { size, input: input.name })
+    })
+  }
+}
+
+/**
+ * onnxruntime's run error ("Non-zero status code returned while running Gather node. Name:'n_Gather_6'
+ * Status Message: ...") restated with the failing node and the shapes that were fed.
+ */
+export function describeRunFailure(message: string, feeds: Record<string, Feed>): string {
+  const m = /running (\S+) node\. Name:'([^']*)' Status Message: ([\s\S]*)/.exec(message)
+  const what = m ? `node '${m[2]}' (${m[1]}) failed: ${m[3]!.trim()}` : `run failed: ${message.trim()}`
+  return `onnxruntime ${what}. Feeds: ${describeFeeds(feeds)}. Check the inputs against the graph (ids within the vocabulary, positions within the model's range); if they are valid this is a graph-building bug.`
 }

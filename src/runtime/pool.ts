@@ -1,9 +1,10 @@
 // The scoring worker pool (piscina). Workers × intra-op threads should not exceed the cores. The main
-// thread packs batches and owns the database; workers only turn token ids into numbers.
+// thread packs batches and owns the database; workers only turn token ids into numbers. A worker's
+// HarnessError arrives here as data and is rethrown with the same code, message and context.
 import os from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { Piscina } from 'piscina'
-import { fail } from '../errors.ts'
+import { fail, HarnessError } from '../errors.ts'
 import type { BatchRunner } from '../engine/scorer.ts'
 import type { Device } from './ort.ts'
 import type { WorkerResult, WorkerTask } from './poolWorker.ts'
@@ -50,10 +51,10 @@ export function createPool(options: PoolOptions): ScoringPool {
           void running.catch(() => {}).finally(() => inflight.delete(running))
           result = await running
         } catch (e) {
-          const err = e as Error & { code?: string }
-          if (err.code && /DEVICE_UNAVAILABLE|SESSION_FAILED|VARIANT_INVALID/.test(err.code)) fail(err.code as never, err.message)
-          fail('SESSION_FAILED', `worker failed: ${err.message}`)
+          // The worker itself died (out of memory, a native crash): there is no error data to rebuild.
+          fail('SESSION_FAILED', `worker failed: ${(e as Error)?.message ?? String(e)}`, e)
         }
+        if (!result.ok) throw HarnessError.fromData(result.error)
         build += result.buildSeconds
         runTime += result.runSeconds
         return { logprobs: result.logprobs, greedy: result.greedy }

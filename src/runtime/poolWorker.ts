@@ -1,10 +1,13 @@
 // Runs inside a piscina worker: receives a prepared variant's folder and a packed batch, returns the
 // scores. Sessions are kept per variant (a small LRU), so a worker builds each variant's graph once.
+// Errors come back as data, not thrown: structured clone turns a thrown HarnessError into a plain
+// Error without its code, so the reply carries HarnessErrorData and pool.ts rebuilds the error.
 import { openCheckpoint, type Checkpoint } from '../model/checkpoint.ts'
 import { buildScoringGraph } from '../onnx/moeGraph.ts'
 import { readVariantFiles } from '../variants/variantFiles.ts'
 import { batchFeeds } from '../engine/scorer.ts'
 import type { PackedBatch } from '../engine/packing.ts'
+import { errorData, fail, withContext, type HarnessErrorData } from '../errors.ts'
 import { createSession, type Device, type Session } from './ort.ts'
 
 export interface WorkerTask {
@@ -14,7 +17,8 @@ export interface WorkerTask {
   threads: number
 }
 
-export interface WorkerResult {
+export interface WorkerScores {
+  ok: true
   logprobs: Float32Array
   greedy: Uint8Array
   /** Seconds spent building a session for this task (0 when cached). */
@@ -23,16 +27,44 @@ export interface WorkerResult {
   runSeconds: number
 }
 
+/** A failure inside the worker, as data (see the note at the top). */
+export interface WorkerFailure {
+  ok: false
+  error: HarnessErrorData
+}
+
+export type WorkerResult = WorkerScores | WorkerFailure
+
 const MAX_SESSIONS = 2
 const sessions = new Map<string, Promise<Session>>()
 const checkpoints = new Map<string, Checkpoint>()
+/** Vocabulary size of each variant folder's checkpoint. */
+const vocab = new Map<string, number>()
+const vocabOf = (variantDir: string) => vocab.get(variantDir) ?? fail('SESSION_FAILED', `worker lost the checkpoint of ${variantDir}`)
 
-async function sessionFor(task: WorkerTask): Promise<{ session: Session; built: number }> {
+/**
+ * Token ids and score targets within the vocabulary of the checkpoint this worker opened. The main
+ * thread checks requests too (packing.ts); this guards the batch at the boundary, so a bad id is
+ * TOKEN_OUT_OF_RANGE rather than onnxruntime's Gather failure.
+ */
+function checkTokens(batch: PackedBatch, vocabSize: number): void {
+  const end = BigInt(vocabSize)
+  for (const [field, ids] of [['input_ids', batch.inputIds], ['score_targets', batch.scoreTargets]] as const) {
+    for (let i = 0; i < ids.length; i++) {
+      const t = ids[i]!
+      if (t < 0n || t >= end) {
+        fail('TOKEN_OUT_OF_RANGE', `Token id ${t} (${field}[${i}]) is outside the model's vocabulary 0..${vocabSize - 1}; check the ids or the tokenizer.`)
+      }
+    }
+  }
+}
+
+async function sessionFor(task: WorkerTask): Promise<{ session: Session; built: number; vocabSize: number }> {
   const hit = sessions.get(task.variantDir)
   if (hit) {
     sessions.delete(task.variantDir)
     sessions.set(task.variantDir, hit) // most recently used last
-    return { session: await hit, built: 0 }
+    return { session: await hit, built: 0, vocabSize: vocabOf(task.variantDir) }
   }
   const t0 = performance.now()
   const created = (async () => {
@@ -40,25 +72,42 @@ async function sessionFor(task: WorkerTask): Promise<{ session: Session; built: 
     let ckpt = checkpoints.get(modelDir)
     // The main thread opened this checkpoint first and printed its warnings.
     if (!ckpt) checkpoints.set(modelDir, (ckpt = openCheckpoint(modelDir, { warn: () => {} })))
+    vocab.set(task.variantDir, ckpt.spec.vocabSize)
     return createSession(buildScoringGraph(ckpt, edits), { device: task.device, threads: task.threads })
   })()
   sessions.set(task.variantDir, created)
   while (sessions.size > MAX_SESSIONS) {
     const [oldest, s] = sessions.entries().next().value as [string, Promise<Session>]
     sessions.delete(oldest)
-    void s.then(x => x.release())
+    void s.then(x => x.release(), () => {}) // a failed build has nothing to release
   }
   try {
-    return { session: await created, built: (performance.now() - t0) / 1000 }
+    return { session: await created, built: (performance.now() - t0) / 1000, vocabSize: vocabOf(task.variantDir) }
   } catch (e) {
     sessions.delete(task.variantDir)
     throw e
   }
 }
 
-export default async function score(task: WorkerTask): Promise<WorkerResult> {
-  const { session, built } = await sessionFor(task)
+async function scoreBatch(task: WorkerTask): Promise<WorkerScores> {
+  // The phase tells a broken variant (every batch fails at 'session build') from a bad batch.
+  const { session, built, vocabSize } = await sessionFor(task).catch(e => { throw withContext(e, { phase: 'session build' }) })
   const t0 = performance.now()
-  const out = await session.run(batchFeeds(task.batch), ['logprobs', 'greedy'])
-  return { logprobs: out.logprobs.data as Float32Array, greedy: out.greedy.data as Uint8Array, buildSeconds: built, runSeconds: (performance.now() - t0) / 1000 }
+  let out: Awaited<ReturnType<Session['run']>>
+  try {
+    checkTokens(task.batch, vocabSize)
+    out = await session.run(batchFeeds(task.batch), ['logprobs', 'greedy'])
+  } catch (e) {
+    throw withContext(e, { phase: 'batch run' })
+  }
+  return { ok: true, logprobs: out.logprobs.data as Float32Array, greedy: out.greedy.data as Uint8Array, buildSeconds: built, runSeconds: (performance.now() - t0) / 1000 }
+}
+
+export default async function score(task: WorkerTask): Promise<WorkerResult> {
+  try {
+    return await scoreBatch(task)
+  } catch (e) {
+    // An unexpected exception keeps its message; its stack stays in this thread.
+    return { ok: false, error: errorData(e, 'SESSION_FAILED', {}, 'worker failed: ') }
+  }
 }

@@ -15,11 +15,15 @@ export interface VariantRow {
   variant_id: string; model_id: string; method: string; params_json: string; ratio: number; achieved_ratio: number | null
   content_hash: string | null; accounting_json: string | null; report_json: string | null; warnings_json: string | null
   calibration_json: string | null; transform_seconds: number | null; status: 'ready' | 'failed'; error: string | null; created_at: string
+  /** The error as HarnessErrorData JSON ({code, message, method?, phase?, task?}); null for rows from before schema 4. */
+  error_json: string | null
 }
 export interface RunRow {
   run_id: number; model_id: string; content_hash: string; task: string; task_version: number; subset: string; scoring_key: string
   harness_version: string; ort_version: string; device: string; status: 'complete' | 'failed'; error: string | null
   docs: number; seconds: number; tokens_processed: number; tokens_per_choice: number; created_at: string
+  /** The error as HarnessErrorData JSON ({code, message, method?, phase?, task?}); null for rows from before schema 4. */
+  error_json: string | null
 }
 export interface MetricRow { run_id: number; metric: string; value: number; stderr: number | null; higher_is_better: number }
 export interface SampleRow { run_id: number; doc: number; gold_json: string; lls_json: string; lls_unconditional_json: string | null; greedy_json: string; preds_json: string; counts_json: string | null }
@@ -67,6 +71,9 @@ const MIGRATIONS: string[] = [
   // 3: leases, so several sweep processes on one store split the cells instead of scoring them twice
   `CREATE TABLE leases (
      cell_key TEXT PRIMARY KEY, claimed_by TEXT NOT NULL, claimed_at REAL NOT NULL, heartbeat REAL NOT NULL, expires_at REAL NOT NULL);`,
+  // 4: a failure's structure (code, message, method, phase, task) beside its one-line `error` text
+  `ALTER TABLE runs ADD COLUMN error_json TEXT;
+   ALTER TABLE variants ADD COLUMN error_json TEXT;`,
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS.length
@@ -190,12 +197,12 @@ export class ResultsStore {
     return this.guard(() => this.db.prepare('SELECT * FROM variants WHERE variant_id = ?').get(variantId) as VariantRow | undefined)
   }
 
-  saveVariant(v: Omit<VariantRow, 'created_at'>): void {
+  saveVariant(v: Omit<VariantRow, 'created_at' | 'error_json'> & { error_json?: string | null }): void {
     this.guard(() => {
       this.db.prepare(`INSERT OR REPLACE INTO variants (variant_id, model_id, method, params_json, ratio, achieved_ratio, content_hash,
-          accounting_json, report_json, warnings_json, calibration_json, transform_seconds, status, error, created_at)
+          accounting_json, report_json, warnings_json, calibration_json, transform_seconds, status, error, error_json, created_at)
         VALUES (@variant_id, @model_id, @method, @params_json, @ratio, @achieved_ratio, @content_hash, @accounting_json, @report_json,
-          @warnings_json, @calibration_json, @transform_seconds, @status, @error, @created_at)`).run({ ...v, created_at: now() })
+          @warnings_json, @calibration_json, @transform_seconds, @status, @error, @error_json, @created_at)`).run({ error_json: null, ...v, created_at: now() })
     })
   }
 
@@ -209,15 +216,15 @@ export class ResultsStore {
   }
 
   /** Writes a finished run with all its metrics and samples atomically (replacing a failed attempt). */
-  saveRun(run: Omit<RunRow, 'run_id' | 'created_at'>, metrics: Omit<MetricRow, 'run_id'>[], samples: Omit<SampleRow, 'run_id'>[]): number {
+  saveRun(run: Omit<RunRow, 'run_id' | 'created_at' | 'error_json'> & { error_json?: string | null }, metrics: Omit<MetricRow, 'run_id'>[], samples: Omit<SampleRow, 'run_id'>[]): number {
     return this.guard(() => {
       return this.db.transaction(() => {
         this.db.prepare(`DELETE FROM runs WHERE model_id = @model_id AND content_hash = @content_hash AND task = @task
           AND task_version = @task_version AND subset = @subset AND scoring_key = @scoring_key`).run(run)
         const info = this.db.prepare(`INSERT INTO runs (model_id, content_hash, task, task_version, subset, scoring_key, harness_version,
-            ort_version, device, status, error, docs, seconds, tokens_processed, tokens_per_choice, created_at)
+            ort_version, device, status, error, error_json, docs, seconds, tokens_processed, tokens_per_choice, created_at)
           VALUES (@model_id, @content_hash, @task, @task_version, @subset, @scoring_key, @harness_version, @ort_version, @device,
-            @status, @error, @docs, @seconds, @tokens_processed, @tokens_per_choice, @created_at)`).run({ ...run, created_at: now() })
+            @status, @error, @error_json, @docs, @seconds, @tokens_processed, @tokens_per_choice, @created_at)`).run({ error_json: null, ...run, created_at: now() })
         const runId = Number(info.lastInsertRowid)
         const m = this.db.prepare('INSERT INTO metrics (run_id, metric, value, stderr, higher_is_better) VALUES (?, ?, ?, ?, ?)')
         for (const x of metrics) m.run(runId, x.metric, x.value, x.stderr, x.higher_is_better)
@@ -269,9 +276,10 @@ export class ResultsStore {
    * One IMMEDIATE transaction, so two processes can never both win: returns 'complete' when the run is
    * already stored complete (or failed since `retryFailedBefore`, i.e. by a cooperating process of
    * this sweep), 'busy' while another owner's lease is live, else 'claimed'. An expired lease (its
-   * owner crashed or was killed) is taken over.
+   * owner crashed or was killed) is taken over, and so is a live one when `holderIsGone(holder)` says
+   * its owner no longer exists.
    */
-  claimCell(key: RunKey, owner: string, ttlMs: number, retryFailedBefore: string): 'claimed' | 'busy' | 'complete' {
+  claimCell(key: RunKey, owner: string, ttlMs: number, retryFailedBefore: string, holderIsGone: (holder: string) => boolean = () => false): 'claimed' | 'busy' | 'complete' {
     return this.guard(() => {
       const cell = leaseKey(key)
       return this.db.transaction((): 'claimed' | 'busy' | 'complete' => {
@@ -279,7 +287,7 @@ export class ResultsStore {
         if (run && (run.status === 'complete' || run.created_at >= retryFailedBefore)) return 'complete'
         const t = Date.now()
         const lease = this.db.prepare('SELECT claimed_by, expires_at FROM leases WHERE cell_key = ?').get(cell) as { claimed_by: string; expires_at: number } | undefined
-        if (lease && lease.claimed_by !== owner && lease.expires_at > t) return 'busy'
+        if (lease && lease.claimed_by !== owner && lease.expires_at > t && !holderIsGone(lease.claimed_by)) return 'busy'
         this.db.prepare(`INSERT INTO leases (cell_key, claimed_by, claimed_at, heartbeat, expires_at) VALUES (?, ?, ?, ?, ?)
           ON CONFLICT(cell_key) DO UPDATE SET claimed_by = excluded.claimed_by, claimed_at = excluded.claimed_at,
             heartbeat = excluded.heartbeat, expires_at = excluded.expires_at`).run(cell, owner, t, t, t + ttlMs)
@@ -429,9 +437,9 @@ export class ResultsStore {
           const mine = this.variant(v.variant_id)
           if (!mine || (mine.status === 'failed' && v.status === 'ready')) {
             this.db.prepare(`INSERT OR REPLACE INTO variants (variant_id, model_id, method, params_json, ratio, achieved_ratio, content_hash,
-                accounting_json, report_json, warnings_json, calibration_json, transform_seconds, status, error, created_at)
+                accounting_json, report_json, warnings_json, calibration_json, transform_seconds, status, error, error_json, created_at)
               VALUES (@variant_id, @model_id, @method, @params_json, @ratio, @achieved_ratio, @content_hash, @accounting_json, @report_json,
-                @warnings_json, @calibration_json, @transform_seconds, @status, @error, @created_at)`).run(v)
+                @warnings_json, @calibration_json, @transform_seconds, @status, @error, @error_json, @created_at)`).run(v)
           }
         }
         for (const r of src.all<RunRow>('SELECT * FROM runs')) {

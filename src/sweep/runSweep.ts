@@ -6,7 +6,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import type { HarnessConfig } from '../config/defineConfig.ts'
-import { fail, HarnessError } from '../errors.ts'
+import { errorData, fail, formatError, HarnessError, isHarnessErrorData, withContext, type ErrorCode, type HarnessErrorData } from '../errors.ts'
 import { defaultCalibration, type CalibrationSpec } from '../calibration/source.ts'
 import type { StatNeed } from '../calibration/stats.ts'
 import { scoreRequests } from '../engine/scorer.ts'
@@ -47,6 +47,20 @@ export interface SweepOptions {
 
 export interface SweepProgress { done: number; total: number; label: string }
 
+export type CellFailure = { cell: string; error: string } & HarnessErrorData
+
+/** A stored failure's structure: error_json, or for rows from before it existed, the code before the first ':' of the text. */
+function storedError(error: string | null, errorJson: string | null): HarnessErrorData {
+  if (errorJson) {
+    try {
+      const d: unknown = JSON.parse(errorJson)
+      if (isHarnessErrorData(d)) return d
+    } catch { /* fall back to the text */ }
+  }
+  const m = /^([A-Z][A-Z0-9_]*): ([\s\S]*)$/.exec(error ?? '')
+  return m ? { code: m[1] as ErrorCode, message: m[2]! } : { code: 'INTERNAL', message: error ?? 'failed' }
+}
+
 export interface SweepSummary {
   cells: number
   skipped: number
@@ -55,8 +69,11 @@ export interface SweepSummary {
   interrupted: boolean
   timings: Record<string, number>
   tokensScored: number
-  /** Which cells failed and why (model method params task: CODE: message). */
-  failures: { cell: string; error: string }[]
+  /**
+   * Which cells failed and why: `cell` is 'model method params task', `error` the one-line
+   * `CODE (method m, phase p, task t): message`, and the error's fields beside them.
+   */
+  failures: CellFailure[]
   /** Cells another process was scoring when this one reached them, then found complete. */
   scoredElsewhere: number
   /** This process's lease owner id (host:pid:random). */
@@ -68,7 +85,7 @@ interface VariantState {
   variantId?: string
   contentHash?: string
   plan?: PlannedVariant
-  error?: string
+  error?: HarnessErrorData
   dir?: string
   preparing?: Promise<void>
 }
@@ -160,8 +177,8 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
     try {
       states.push({ spec, plan: await planVariant(ckpt, spec.method, spec.params) })
     } catch (e) {
-      if (!(e instanceof HarnessError) || !['METHOD_INFEASIBLE'].includes(e.code)) throw e
-      states.push({ spec, error: `${e.code}: ${e.message}` })
+      if (!(e instanceof HarnessError) || !['METHOD_INFEASIBLE'].includes(e.code)) throw withContext(e, { method: spec.method, phase: 'plan' })
+      states.push({ spec, error: errorData(e, 'METHOD_INFEASIBLE', { method: spec.method, phase: 'plan' }) })
       log(`skipping ${spec.model}/${spec.method} ${JSON.stringify(spec.params)}: ${e.message}`)
     }
   }
@@ -225,7 +242,8 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
     const saveFailedVariant = (s: VariantState, ckpt: Checkpoint) => store.saveVariant({
       variant_id: `failed-${crypto.createHash('sha256').update(JSON.stringify(s.spec)).digest('hex').slice(0, 20)}`, model_id: ckpt.fingerprint(),
       method: s.spec.method, params_json: JSON.stringify(s.plan?.params ?? s.spec.params), ratio: Number(s.spec.params.ratio), achieved_ratio: null,
-      content_hash: null, accounting_json: null, report_json: null, warnings_json: null, calibration_json: null, transform_seconds: null, status: 'failed', error: s.error!,
+      content_hash: null, accounting_json: null, report_json: null, warnings_json: null, calibration_json: null, transform_seconds: null, status: 'failed',
+      error: formatError(s.error!), error_json: JSON.stringify(s.error),
     })
     const prepareOnce = async (s: VariantState): Promise<void> => {
       const ckpt = models.get(s.spec.model)!
@@ -258,13 +276,14 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
         })
         timings.database += (performance.now() - td) / 1000
       } catch (e) {
-        s.error = `${(e as HarnessError).code ?? 'METHOD_FAILED'}: ${(e as Error).message}`
+        s.error = errorData(e, 'METHOD_FAILED', { method: s.spec.method, phase: 'prepare' })
         saveFailedVariant(s, ckpt)
       }
       timings.transform += (performance.now() - tt) / 1000
     }
 
     const cellName = (cell: { state: VariantState; task: TaskDefinition }) => `${cell.state.spec.model} ${cell.state.spec.method} ${JSON.stringify(cell.state.spec.params)} ${cell.task.name}`
+    const cellFailure = (cell: { state: VariantState; task: TaskDefinition }, error: HarnessErrorData): CellFailure => ({ cell: cellName(cell), error: formatError(error), ...error })
     /** Scores one cell unless it is complete or another lane/process holds it ('deferred': try again later). */
     const runCell = async (cell: { state: VariantState; task: TaskDefinition }, deferredBefore = false): Promise<'done' | 'deferred'> => {
       const s = cell.state
@@ -274,7 +293,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
       await prepare(s)
       if (s.error) {
         summary.failed++
-        summary.failures.push({ cell: cellName(cell), error: s.error })
+        summary.failures.push(cellFailure(cell, s.error))
         done++
         report(`failed ${label}`)
         return 'done'
@@ -288,7 +307,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
         const existing = store.run(key)!
         if (existing.status === 'failed') {
           summary.failed++
-          summary.failures.push({ cell: cellName(cell), error: existing.error ?? 'failed' })
+          summary.failures.push(cellFailure(cell, storedError(existing.error, existing.error_json)))
         } else summary.skipped++
         if (deferredBefore) summary.scoredElsewhere++
         done++
@@ -314,7 +333,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
       const { task, docs } = taskDocs.get(cell.task.name)!
       const ts = performance.now()
       let evaluation: TaskEvaluation | undefined
-      let error: string | null = null
+      let error: HarnessErrorData | null = null
       try {
         evaluation = await evaluateTask(task, docs, {
           tokenizer: ckpt.tokenizer(), maxLength: ckpt.spec.maxPositions,
@@ -325,7 +344,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
         }
       } catch (e) {
         if (options.signal?.aborted) return
-        error = `${(e as HarnessError).code ?? 'INTERNAL'}: ${(e as Error).message}`
+        error = errorData(e, 'INTERNAL', { method: s.spec.method, phase: 'score', task: cell.task.name })
       }
       timings.cellWall += (performance.now() - ts) / 1000
       if (options.signal?.aborted) return
@@ -336,15 +355,16 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
         greedy_json: JSON.stringify(x.greedy), preds_json: JSON.stringify(x.preds), counts_json: x.counts ? JSON.stringify(x.counts) : null,
       })) : []
       store.saveRun({
-        ...key, harness_version: HARNESS_VERSION, ort_version: ORT_VERSION, device, status: error ? 'failed' : 'complete', error,
+        ...key, harness_version: HARNESS_VERSION, ort_version: ORT_VERSION, device, status: error ? 'failed' : 'complete',
+        error: error && formatError(error), error_json: error && JSON.stringify(error),
         docs: docs.length, seconds: (performance.now() - ts) / 1000, tokens_processed: evaluation?.tokens.processed ?? 0, tokens_per_choice: evaluation?.tokens.perChoiceEquivalent ?? 0,
       }, metrics, samples)
       timings.database += (performance.now() - td) / 1000
       summary.tokensScored += evaluation?.tokens.processed ?? 0
       if (error) {
         summary.failed++
-        summary.failures.push({ cell: cellName(cell), error })
-        log(`cell failed: ${label}: ${error}`)
+        summary.failures.push(cellFailure(cell, error))
+        log(`cell failed: ${label}: ${formatError(error)}`)
       } else summary.completed++
       done++
       report(label)

@@ -1,6 +1,6 @@
 // Turns a task's documents into scoring requests, scores them, and computes lm-eval's metrics.
 // Choices of a multiple-choice item share one pass over their context (branches of one request).
-import { fail } from '../errors.ts'
+import { fail, withContext } from '../errors.ts'
 import { packedLength, type ScoreRequest, type ScoreResult } from '../engine/packing.ts'
 import type { TextTokenizer } from '../model/tokenizer.ts'
 import type { MetricName, TaskDefinition } from './defineTask.ts'
@@ -43,7 +43,12 @@ interface Plan {
 
 const sum = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0)
 
+/** Scores `docs` of `task`; a HarnessError raised on the way (tokenizing, scoring, metrics) carries `task`. */
 export async function evaluateTask<Doc>(task: TaskDefinition<Doc>, docs: readonly { index: number; doc: Doc }[], env: EvalEnvironment): Promise<TaskEvaluation> {
+  return evaluateDocs(task, docs, env).catch(e => { throw withContext(e, { task: task.name }) })
+}
+
+async function evaluateDocs<Doc>(task: TaskDefinition<Doc>, docs: readonly { index: number; doc: Doc }[], env: EvalEnvironment): Promise<TaskEvaluation> {
   const requests: ScoreRequest[] = []
   let perChoice = 0
   // Identical requests (a distractor sentence scored unconditionally for several documents, say) are

@@ -100,7 +100,7 @@ function check(c: MalformedCase, o: Outcome): void {
     assert.equal(r.status, 0, `expected success\n${shown}`)
     assert.match(r.stdout + r.stderr, c.message, shown)
   } else {
-    const m = r.stderr.match(/^error \[([A-Z_]+)\]: ([\s\S]*)$/m)
+    const m = r.stderr.match(/^error \[([A-Z_]+)\](?: \((?:method|phase|task) [^)]*\))?: ([\s\S]*)$/m)
     if (m) {
       assert.equal(r.status, 1, `a HarnessError exits 1\n${shown}`)
       assert.ok(codes.includes(m[1]), `code ${m[1]}, expected ${codes.join(' or ')}\n${shown}`)

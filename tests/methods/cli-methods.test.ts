@@ -49,7 +49,7 @@ describe('method commands', () => {
     assert.equal(out.config.layers[0].removed.length, 3)
     const bad = runCli(['eval', '--model', model.dir, '--tasks', 'brown-cloze', '--method', 'reap', '--ratio', '0.9', ...calib], { env: { MOE_HARNESS_HOME: path.join(dir, 'untouched') } })
     assert.notEqual(bad.status, 0)
-    assert.match(bad.stderr, /METHOD_INFEASIBLE.*\[method reap\] \(validate\).*top-2/)
+    assert.match(bad.stderr, /error \[METHOD_INFEASIBLE\] \(method reap, phase validate\): .*top-2/)
     assert.equal(fs.existsSync(path.join(dir, 'untouched')), false, 'nothing was calibrated')
     assert.match(runCli(['eval', '--model', model.dir, '--method', 'reaap']).stderr, /Unknown method 'reaap'\. Did you mean: reap/)
     assert.match(runCli(['eval', '--model', model.dir, '--method', 'reap', '--param', 'renormalize=true']).stderr, /Did you mean: renormalizeRouterWeights/)

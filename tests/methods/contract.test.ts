@@ -72,7 +72,7 @@ for (const method of methods) {
         const saved = process.env.MOE_HARNESS_HOME
         process.env.MOE_HARNESS_HOME = home
         try {
-          await assert.rejects(planVariant(ckpt, method.name, { ratio: 0.9 }), (e: unknown) => e instanceof HarnessError && e.code === 'METHOD_INFEASIBLE' && e.message.includes(`[method ${method.name}]`) && /top-2/.test(e.message))
+          await assert.rejects(planVariant(ckpt, method.name, { ratio: 0.9 }), (e: unknown) => e instanceof HarnessError && e.code === 'METHOD_INFEASIBLE' && e.method === method.name && e.phase === 'validate' && /top-2/.test(e.message))
           assert.equal(fs.existsSync(path.join(home, 'calibration')), false, 'no calibration was run')
         } finally {
           process.env.MOE_HARNESS_HOME = saved

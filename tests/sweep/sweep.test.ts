@@ -157,10 +157,11 @@ describe('moe-harness sweep', () => {
     // The summary names each failed cell and why.
     assert.match(r.stderr, /4 cell\(s\) failed:/)
     for (const ratio of [0, 0.5]) for (const task of ['brown-cloze', 'brown-agreement']) {
-      // The code is NUMERIC_FAILURE (NaN scores) or the checkpoint's non-finite check; either names the NaN.
-      assert.match(r.stderr, new RegExp(`\\n  c neuron-top-k \\{"ratio":${ratio}\\} ${task}: [A-Z_]+: .*NaN`))
+      // The worker's non-finite check fails building the session; its code and fields survive the pool.
+      assert.match(r.stderr, new RegExp(`\\n  c neuron-top-k \\{"ratio":${ratio}\\} ${task}: TENSOR_NONFINITE \\(method neuron-top-k, phase session build, task ${task}\\): .*NaN`))
     }
     assert.equal(summary.failures.length, 4)
+    assert.ok(summary.failures.every((f: any) => f.code === 'TENSOR_NONFINITE' && f.method === 'neuron-top-k' && f.phase === 'session build'), JSON.stringify(summary.failures))
     // start: the same sweep (all cells stored now, the failed ones retried), the site, and exit 1.
     const site = path.join(dir, 'broken-site')
     fs.writeFileSync(cfg, fs.readFileSync(cfg, 'utf8').replace('"pool"', `"report": { "outDir": ${JSON.stringify(site)} },\n  "pool"`))
@@ -169,10 +170,11 @@ describe('moe-harness sweep', () => {
     assert.match(st.stderr, /4 cell\(s\) failed:/)
     assert.ok(fs.existsSync(path.join(site, 'index.html')), 'the site is still built')
     const s = new ResultsStore(db, { readonly: true })
-    const failed = s.all<any>("SELECT error FROM runs WHERE status = 'failed'")
+    const failed = s.all<any>("SELECT task, error, error_json FROM runs WHERE status = 'failed'")
     s.close()
     assert.equal(failed.length, 4)
-    assert.ok(failed.every(f => /NUMERIC_FAILURE|NaN/.test(f.error)), JSON.stringify(failed))
+    assert.ok(failed.every(f => /^TENSOR_NONFINITE \(method neuron-top-k, phase session build, task [a-z-]+\): .*NaN/.test(f.error)), JSON.stringify(failed))
+    assert.ok(failed.every(f => JSON.parse(f.error_json).code === 'TENSOR_NONFINITE' && JSON.parse(f.error_json).task === f.task), JSON.stringify(failed))
   })
 
   it('two models sharing one database never reuse each other\'s results', () => {
