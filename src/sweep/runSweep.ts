@@ -224,7 +224,8 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
       const needs = [...new Set(pending.flatMap(s => s.plan!.onePassNeeds))] as StatNeed[] // sequential variants calibrate on their own
       if (needs.length === 0) continue
       const tc = performance.now()
-      const result = (await calibrateFor(ckpt, needs, { calibration: calibration(ckpt), device, threads: workers * threads, onCalibration: (d, t) => options.onProgress?.({ done: 0, total: cells.length, label: `calibrating ${name} ${d}/${t}` }) }))!
+      const result = (await calibrateFor(ckpt, needs, { calibration: calibration(ckpt), device, threads: workers * threads, onCalibration: (d, t) => options.onProgress?.({ done: 0, total: cells.length, label: `calibrating ${name} ${d}/${t}` }) })
+        .catch(e => { throw withContext(e, { phase: 'calibrate' }) }))!
       timings.calibration += (performance.now() - tc) / 1000
       log(`calibration for ${name}: ${result.fromCache ? 'cached' : 'computed'} (${needs.join(', ')})`)
       const routing = result.data.routing
