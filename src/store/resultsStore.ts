@@ -313,6 +313,7 @@ export class ResultsStore {
 
   // ------------------------------------------------------------------ reading
 
+  /** Raw query behind the error boundary: for this file and for tests that inspect tables; other modules use the typed reads below. */
   all<T>(sql: string, ...params: unknown[]): T[] {
     return this.guard(() => this.db.prepare(sql).all(...params) as T[])
   }
