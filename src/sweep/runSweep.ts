@@ -21,7 +21,7 @@ import { evaluateTask, type TaskEvaluation } from '../tasks/evaluate.ts'
 import { loadTaskDocs, selectDocs, subsetKey, type SubsetSpec } from '../tasks/registry.ts'
 import { HARNESS_VERSION } from '../version.ts'
 import { calibrateFor, planVariant, prepareVariant, variantId, type PlannedVariant, type PreparedVariant } from '../variants/prepare.ts'
-import { writeVariantFiles } from '../variants/variantFiles.ts'
+import { readVariantFiles, writeVariantFiles } from '../variants/variantFiles.ts'
 import { methodFileHash } from '../methods/registry.ts'
 import { cellKey, expandVariants, resolveSweepTasks, shardOf, type Shard, type VariantSpec } from './plan.ts'
 
@@ -112,8 +112,25 @@ const leaseKeyOf = (k: RunKey) => JSON.stringify([k.model_id, k.content_hash, k.
  * the files are staged under a private name and renamed into place; if a cooperating process
  * published the same (identical) folder first, ours is dropped.
  */
-function publishVariantFiles(dir: string, write: (staged: string) => void): void {
-  if (fs.existsSync(path.join(dir, 'edits.json'))) return
+function publishVariantFiles(dir: string, modelDir: string, write: (staged: string) => void): void {
+  const published = fs.existsSync(path.join(dir, 'edits.json'))
+  // The folder is keyed by content (fingerprint + edits), but names the model folder it was built
+  // from: the same weights at a new path (a moved or re-created checkpoint) need it re-published.
+  if (published && readVariantFiles(dir).modelDir === modelDir) return
+  if (published) {
+    const staged = `${dir}.staged-${process.pid}-${crypto.randomBytes(3).toString('hex')}`
+    const aside = `${dir}.old-${process.pid}-${crypto.randomBytes(3).toString('hex')}`
+    write(staged)
+    try {
+      fs.renameSync(dir, aside)
+      fs.renameSync(staged, dir)
+    } catch {
+      // Another process on this store re-published it first: its copy is as good as ours.
+      fs.rmSync(staged, { recursive: true, force: true })
+    }
+    fs.rmSync(aside, { recursive: true, force: true })
+    return
+  }
   const staged = `${dir}.staged-${process.pid}-${crypto.randomBytes(3).toString('hex')}`
   write(staged)
   try {
@@ -267,7 +284,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
         s.variantId = prepared.variantId
         s.contentHash = contentHash(prepared)
         s.dir = variantDir(ckpt, s.contentHash)
-        publishVariantFiles(s.dir, dir => writeVariantFiles(dir, ckpt.dir, prepared.edits, n => ckpt.tensors.get(n)!.dtype))
+        publishVariantFiles(s.dir, ckpt.dir, dir => writeVariantFiles(dir, ckpt.dir, prepared.edits, n => ckpt.tensors.get(n)!.dtype))
         const td = performance.now()
         store.saveVariant({
           variant_id: prepared.variantId, model_id: ckpt.fingerprint(), method: prepared.method, params_json: JSON.stringify(prepared.params),

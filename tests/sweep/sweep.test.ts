@@ -195,6 +195,20 @@ describe('moe-harness sweep', () => {
     assert.notDeepEqual(accA, accB)
   })
 
+  it('a checkpoint moved to another folder re-publishes its prepared variants (no stale model path)', () => {
+    // Variant folders are keyed by content; the path they name must follow the checkpoint.
+    writeTinyCheckpoint(path.join(dir, 'moved-1'), { family: 'mixtral', experts: 6, topK: 2, layers: 2, hidden: 32, ffn: 16, seed: 63 })
+    const one = { ...base, methods: ['frequency-pruning'], ratios: [0.5], tasks: ['brown-cloze'] }
+    const first = runCli(['sweep', '--config', writeConfig('moved-1', { ...one, models: { m: 'moved-1' } }), '--db', path.join(dir, 'moved-1.sqlite')], { env })
+    assert.equal(first.status, 0, first.stderr)
+    fs.renameSync(path.join(dir, 'moved-1'), path.join(dir, 'moved-2'))
+    const second = runCli(['sweep', '--config', writeConfig('moved-2', { ...one, models: { m: 'moved-2' } }), '--db', path.join(dir, 'moved-2.sqlite'), '--json'], { env })
+    assert.equal(second.status, 0, second.stderr)
+    const r = JSON.parse(second.stdout.trim().split('\n').pop()!)
+    assert.equal(r.completed, 1)
+    assert.deepEqual(snapshot(path.join(dir, 'moved-1.sqlite')).map(c => c.lls), snapshot(path.join(dir, 'moved-2.sqlite')).map(c => c.lls))
+  })
+
   it('shards run separately and merge into the full result', () => {
     const parts = [0, 1].map(i => path.join(dir, `shard${i}.sqlite`))
     parts.forEach((db, i) => assert.equal(runCli(['sweep', '--config', config, '--db', db, '--shard', `${i}/2`], { env }).status, 0))
