@@ -1,0 +1,579 @@
+// npm run bench:scale: how the scoring engine copes with real MoE sizes (issue 10 §1), measured on
+// synthetic random BF16 checkpoints in the exact shapes of four published configs, each against a
+// PyTorch eager forward of the same files and tokens in the same run (bench/peers/torch_moe.py):
+//  (a) depth: full layer and expert counts at tiny width (hidden 64) - graph build seconds, session
+//      creation seconds, graph nodes and model bytes, at 4/8/12/24/48 layers of the Qwen3-30B-A3B
+//      shape (growth) and at full depth of the others; the peer's load time and both engines' forward on
+//      a short window as ratios. Every measurement runs in a child process killed at a cap: a
+//      measurement over the cap is reported as timed out at that cap, with nothing extrapolated.
+//  (b) width: real hidden / heads / experts / expert ffn / vocab with 1 layer (DeepSeek-V2-Lite 2: its
+//      layer 0 is dense), one 2048-token window - tokens/s, session build seconds, peak RSS (VmHWM
+//      of the measuring child) for the engine and the peer, and their ratios; plus the largest
+//      |logprob difference| between the two, which shows both ran the same model.
+// Each measurement is its own child process, so peak RSS is that of one worker doing that one
+// thing; `baselineRssBytes` is the child's RSS before it loads anything (the runtime's fixed part).
+// Options (environment, or --name=value flags with the same name lower-cased without the prefix,
+// e.g. --configs=qwen3,olmoe --cap-seconds=60):
+//   BENCH_SCALE_CONFIGS        olmoe,qwen3,deepseek,mixtral   which shapes
+//   BENCH_SCALE_PARTS          depth,width                    which parts
+//   BENCH_SCALE_DEPTHS         4,8,12,24,48                   Qwen3-30B-A3B layer counts of part (a); once one
+//                                                             exceeds the cap the larger ones are skipped
+//   BENCH_SCALE_CAP_SECONDS    90                             part (a) cap per child process (engine or peer)
+//   BENCH_SCALE_WIDTH_CAP_SECONDS 420                         part (b) cap per child process
+//   BENCH_SCALE_THREADS        2                              intra-op threads, a list (e.g. 1,2)
+//   BENCH_SCALE_CONTEXT        2048                           tokens of the part (b) window
+//   BENCH_SCALE_SHORT          64                             tokens of the part (a) forward and the warm-ups
+//   BENCH_SCALE_VOCAB          real                           part (b) vocab: real, or a number
+//   BENCH_SCALE_WIDTH_LAYERS   (1; DeepSeek 2)                part (b) layer count
+//   BENCH_SCALE_SMOKE          0                              1: tiny width in part (b) and depths capped at 2 (development)
+//   BENCH_SCALE_PYTHON         /usr/bin/python3               Debian's python3 with python3-torch
+//   BENCH_SCALE_OPENBLAS       (found)                        folder with OpenBLAS's libblas.so.3 for the peer only
+//   BENCH_SCALE_MEMORY_GUARD   1                              0: run part (b) shapes even when 4.5x their bytes exceeds MemAvailable
+// The last line printed is one JSON object with every figure and the machine's load average.
+import { spawn } from 'node:child_process'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { fromBinary } from '@bufbuild/protobuf'
+import { ModelProtoSchema } from 'onnx-buf'
+import { mulberry32 } from '../src/util/rng.ts'
+
+type Config = Record<string, unknown>
+
+/**
+ * The published config.json of each model, key for key as on the Hugging Face Hub (values checked
+ * against the Hub files as quoted by transformers' docs, Megatron/MaxText model configs and
+ * third-party config dumps found with the code search). The benchmark overrides only
+ * num_hidden_layers, and in part (a) the widths (tinyWidth below) - never routing settings.
+ */
+const REAL: Record<string, { model: string; source: string; config: Config }> = {
+  olmoe: {
+    model: 'OLMoE-1B-7B-0924',
+    source: 'https://huggingface.co/allenai/OLMoE-1B-7B-0924/blob/main/config.json',
+    config: {
+      architectures: ['OlmoeForCausalLM'], attention_bias: false, attention_dropout: 0.0, clip_qkv: null, eos_token_id: 50279,
+      hidden_act: 'silu', hidden_size: 2048, initializer_range: 0.02, intermediate_size: 1024, max_position_embeddings: 4096,
+      model_type: 'olmoe', norm_topk_prob: false, num_attention_heads: 16, num_experts: 64, num_experts_per_tok: 8,
+      num_hidden_layers: 16, num_key_value_heads: 16, output_router_logits: false, pad_token_id: 1, rms_norm_eps: 1e-5,
+      rope_scaling: null, rope_theta: 10000.0, router_aux_loss_coef: 0.01, tie_word_embeddings: false, torch_dtype: 'bfloat16',
+      use_cache: true, vocab_size: 50304,
+    },
+  },
+  qwen3: {
+    model: 'Qwen3-30B-A3B',
+    source: 'https://huggingface.co/Qwen/Qwen3-30B-A3B/blob/main/config.json',
+    config: {
+      architectures: ['Qwen3MoeForCausalLM'], attention_bias: false, attention_dropout: 0.0, bos_token_id: 151643,
+      decoder_sparse_step: 1, eos_token_id: 151645, head_dim: 128, hidden_act: 'silu', hidden_size: 2048,
+      initializer_range: 0.02, intermediate_size: 6144, max_position_embeddings: 40960, max_window_layers: 48,
+      mlp_only_layers: [], model_type: 'qwen3_moe', moe_intermediate_size: 768, norm_topk_prob: true,
+      num_attention_heads: 32, num_experts: 128, num_experts_per_tok: 8, num_hidden_layers: 48, num_key_value_heads: 4,
+      output_router_logits: false, rms_norm_eps: 1e-6, rope_scaling: null, rope_theta: 1000000.0, router_aux_loss_coef: 0.001,
+      sliding_window: null, tie_word_embeddings: false, torch_dtype: 'bfloat16', use_cache: true, use_sliding_window: false,
+      vocab_size: 151936,
+    },
+  },
+  deepseek: {
+    model: 'DeepSeek-V2-Lite',
+    source: 'https://huggingface.co/deepseek-ai/DeepSeek-V2-Lite/blob/main/config.json',
+    config: {
+      architectures: ['DeepseekV2ForCausalLM'], attention_bias: false, attention_dropout: 0.0, aux_loss_alpha: 0.001,
+      bos_token_id: 100000, eos_token_id: 100001, first_k_dense_replace: 1, hidden_act: 'silu', hidden_size: 2048,
+      initializer_range: 0.02, intermediate_size: 10944, kv_lora_rank: 512, max_position_embeddings: 163840,
+      model_type: 'deepseek_v2', moe_intermediate_size: 1408, moe_layer_freq: 1, n_group: 1, n_routed_experts: 64,
+      n_shared_experts: 2, norm_topk_prob: false, num_attention_heads: 16, num_experts_per_tok: 6, num_hidden_layers: 27,
+      num_key_value_heads: 16, pretraining_tp: 1, q_lora_rank: null, qk_nope_head_dim: 128, qk_rope_head_dim: 64,
+      rms_norm_eps: 1e-6,
+      rope_scaling: { beta_fast: 32, beta_slow: 1, factor: 40, mscale: 0.707, mscale_all_dim: 0.707, original_max_position_embeddings: 4096, type: 'yarn' },
+      rope_theta: 10000, routed_scaling_factor: 1.0, scoring_func: 'softmax', seq_aux: true, tie_word_embeddings: false,
+      topk_group: 1, topk_method: 'greedy', torch_dtype: 'bfloat16', use_cache: true, v_head_dim: 128, vocab_size: 102400,
+    },
+  },
+  mixtral: {
+    model: 'Mixtral-8x7B-v0.1',
+    source: 'https://huggingface.co/mistralai/Mixtral-8x7B-v0.1/blob/main/config.json',
+    config: {
+      architectures: ['MixtralForCausalLM'], attention_dropout: 0.0, bos_token_id: 1, eos_token_id: 2, hidden_act: 'silu',
+      hidden_size: 4096, initializer_range: 0.02, intermediate_size: 14336, max_position_embeddings: 32768,
+      model_type: 'mixtral', num_attention_heads: 32, num_experts_per_tok: 2, num_hidden_layers: 32, num_key_value_heads: 8,
+      num_local_experts: 8, output_router_logits: false, rms_norm_eps: 1e-5, rope_theta: 1000000.0,
+      router_aux_loss_coef: 0.02, sliding_window: null, tie_word_embeddings: false, torch_dtype: 'bfloat16', use_cache: true,
+      vocab_size: 32000,
+    },
+  },
+}
+
+/** Part (a)'s width: every size that is not a count of layers, experts or routed experts made tiny. */
+function tinyWidth(c: Config): Config {
+  const t: Config = { ...c, hidden_size: 64, vocab_size: 512, intermediate_size: 64 }
+  if (c.model_type === 'deepseek_v2') {
+    return { ...t, num_attention_heads: 4, num_key_value_heads: 4, kv_lora_rank: 16, qk_nope_head_dim: 16, qk_rope_head_dim: 8, v_head_dim: 16, moe_intermediate_size: 32 }
+  }
+  if (c.model_type === 'mixtral') return { ...t, intermediate_size: 32, num_attention_heads: 4, num_key_value_heads: 2 }
+  if (c.model_type === 'qwen3_moe') return { ...t, moe_intermediate_size: 32, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 16 }
+  return { ...t, intermediate_size: 32, num_attention_heads: 4, num_key_value_heads: 4 } // olmoe: experts use intermediate_size
+}
+
+/** Tensor name, shape and the standard deviation of its random values ('norm': 1 + small noise). */
+type TensorPlan = [name: string, shape: number[], std: number | 'norm']
+
+/** Every tensor of a config, with the Hub checkpoints' names (as tests/helpers/tinyCheckpoint.ts / tinyDeepseek.ts write). */
+function tensorPlan(c: Config): TensorPlan[] {
+  const n = (k: string) => c[k] as number
+  const d = n('hidden_size'), V = n('vocab_size'), H = n('num_attention_heads'), KV = n('num_key_value_heads') ?? H
+  const out: TensorPlan[] = [['model.embed_tokens.weight', [V, d], 1], ['model.norm.weight', [d], 'norm'], ['lm_head.weight', [V, d], 1 / Math.sqrt(d)]]
+  const lin = (name: string, o: number, i: number) => out.push([`${name}.weight`, [o, i], 1 / Math.sqrt(i)])
+  const mlp = (p: string, f: number, [g, u, dn]: string[]) => { lin(`${p}.${g}`, f, d); lin(`${p}.${u}`, f, d); lin(`${p}.${dn}`, d, f) }
+  const hf = ['gate_proj', 'up_proj', 'down_proj']
+  for (let l = 0; l < n('num_hidden_layers'); l++) {
+    const p = `model.layers.${l}`
+    out.push([`${p}.input_layernorm.weight`, [d], 'norm'], [`${p}.post_attention_layernorm.weight`, [d], 'norm'])
+    if (c.model_type === 'deepseek_v2') {
+      const nope = n('qk_nope_head_dim'), rope = n('qk_rope_head_dim'), vd = n('v_head_dim'), r = n('kv_lora_rank')
+      lin(`${p}.self_attn.q_proj`, H * (nope + rope), d)
+      lin(`${p}.self_attn.kv_a_proj_with_mqa`, r + rope, d)
+      out.push([`${p}.self_attn.kv_a_layernorm.weight`, [r], 'norm'])
+      lin(`${p}.self_attn.kv_b_proj`, H * (nope + vd), r)
+      lin(`${p}.self_attn.o_proj`, d, H * vd)
+      if (l < n('first_k_dense_replace') || l % n('moe_layer_freq') !== 0) { mlp(`${p}.mlp`, n('intermediate_size'), hf); continue }
+      out.push([`${p}.mlp.gate.weight`, [n('n_routed_experts'), d], 1 / Math.sqrt(d)])
+      for (let e = 0; e < n('n_routed_experts'); e++) mlp(`${p}.mlp.experts.${e}`, n('moe_intermediate_size'), hf)
+      mlp(`${p}.mlp.shared_experts`, n('moe_intermediate_size') * n('n_shared_experts'), hf)
+      continue
+    }
+    const hd = (c.head_dim as number | undefined) ?? d / H
+    lin(`${p}.self_attn.q_proj`, H * hd, d)
+    lin(`${p}.self_attn.k_proj`, KV * hd, d)
+    lin(`${p}.self_attn.v_proj`, KV * hd, d)
+    lin(`${p}.self_attn.o_proj`, d, H * hd)
+    if (c.model_type === 'olmoe') out.push([`${p}.self_attn.q_norm.weight`, [H * hd], 'norm'], [`${p}.self_attn.k_norm.weight`, [KV * hd], 'norm'])
+    if (c.model_type === 'qwen3_moe') out.push([`${p}.self_attn.q_norm.weight`, [hd], 'norm'], [`${p}.self_attn.k_norm.weight`, [hd], 'norm'])
+    if (c.model_type === 'mixtral') {
+      out.push([`${p}.block_sparse_moe.gate.weight`, [n('num_local_experts'), d], 1 / Math.sqrt(d)])
+      for (let e = 0; e < n('num_local_experts'); e++) mlp(`${p}.block_sparse_moe.experts.${e}`, n('intermediate_size'), ['w1', 'w3', 'w2'])
+    } else {
+      out.push([`${p}.mlp.gate.weight`, [n('num_experts'), d], 1 / Math.sqrt(d)])
+      const f = n(c.model_type === 'qwen3_moe' ? 'moe_intermediate_size' : 'intermediate_size')
+      for (let e = 0; e < n('num_experts'); e++) mlp(`${p}.mlp.experts.${e}`, f, hf)
+    }
+  }
+  return out
+}
+
+const POOL = 1 << 20, CHUNK = 1 << 16
+
+const F32 = new Float32Array(1), U32 = new Uint32Array(F32.buffer)
+
+/** bf16 bits of x, round to nearest even. */
+function bf16(x: number): number {
+  F32[0] = x
+  const u = U32[0]
+  return (u + 0x7fff + ((u >>> 16) & 1)) >>> 16
+}
+
+/**
+ * Writes config.json, a tokenizer and one BF16 model.safetensors, streaming: values are 64K-long
+ * runs taken at random offsets from a pool of 1M uniform draws per standard deviation, so a
+ * multi-GB checkpoint costs seconds and no more memory than one pool. Returns the file's bytes.
+ */
+async function writeCheckpoint(dir: string, config: Config, seed: number): Promise<number> {
+  const { tinyTokenizerJson } = await import('../tests/helpers/tinyCheckpoint.ts')
+  fs.mkdirSync(dir, { recursive: true })
+  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config, null, 2))
+  fs.writeFileSync(path.join(dir, 'tokenizer.json'), tinyTokenizerJson())
+  fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify({ bos_token: '<|endoftext|>', eos_token: '<|endoftext|>' }))
+  const plan = tensorPlan(config)
+  const header: Record<string, unknown> = { __metadata__: { format: 'pt' } }
+  let offset = 0
+  for (const [name, shape] of plan) {
+    const bytes = 2 * shape.reduce((a, b) => a * b, 1)
+    header[name] = { dtype: 'BF16', shape, data_offsets: [offset, offset + bytes] }
+    offset += bytes
+  }
+  let json = JSON.stringify(header)
+  json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8)
+  const len = Buffer.alloc(8)
+  len.writeBigUInt64LE(BigInt(Buffer.byteLength(json)))
+  const rng = mulberry32(seed)
+  const pools = new Map<string, Uint16Array>()
+  const pool = (std: number | 'norm') => {
+    const key = String(std)
+    let p = pools.get(key)
+    if (!p) {
+      p = new Uint16Array(POOL + CHUNK)
+      const a = std === 'norm' ? 0.1 * Math.sqrt(3) : std * Math.sqrt(3)
+      for (let i = 0; i < p.length; i++) p[i] = bf16((std === 'norm' ? 1 : 0) + a * (2 * rng() - 1))
+      pools.set(key, p)
+    }
+    return p
+  }
+  const file = path.join(dir, 'model.safetensors')
+  const fd = fs.openSync(file, 'w')
+  try {
+    fs.writeSync(fd, len)
+    fs.writeSync(fd, Buffer.from(json, 'utf8'))
+    for (const [, shape, std] of plan) {
+      const p = pool(std)
+      let left = shape.reduce((a, b) => a * b, 1)
+      while (left > 0) {
+        const n = Math.min(left, CHUNK)
+        const at = Math.floor(rng() * POOL)
+        fs.writeSync(fd, new Uint8Array(p.buffer, 2 * at, 2 * n))
+        left -= n
+      }
+    }
+  } finally {
+    fs.closeSync(fd)
+  }
+  return fs.statSync(file).size
+}
+
+// ---------------------------------------------------------------- measuring child (the engine)
+
+interface ChildJob { dir: string; threads: number; tokens: string; warmup: number; out?: string }
+
+function statusBytes(field: string): number {
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(fs.readFileSync('/proc/self/status', 'utf8'))
+  return m ? Number(m[1]) * 1024 : 0
+}
+
+/**
+ * One engine measurement: open the checkpoint, build the scoring graph, create the session, run a
+ * warm-up window and the timed window. Each phase prints a JSON line as soon as it ends, so a child
+ * killed at the cap still reports what it finished. Imports happen here, not at the top, so the
+ * parent never loads onnxruntime and `baselineRssBytes` is measured before any model work.
+ */
+async function engineChild(job: ChildJob): Promise<void> {
+  const emit = (o: object) => console.log(JSON.stringify(o))
+  const { openCheckpoint } = await import('../src/model/checkpoint.ts')
+  const { emptyEdits } = await import('../src/engine/hooks.ts')
+  const { buildScoringGraph } = await import('../src/onnx/moeGraph.ts')
+  const { createSession } = await import('../src/runtime/ort.ts')
+  const { packBatch } = await import('../src/engine/packing.ts')
+  const { batchFeeds } = await import('../src/engine/scorer.ts')
+  emit({ phase: 'baseline', baselineRssBytes: statusBytes('VmRSS') })
+  let t = performance.now()
+  const lap = () => { const s = (performance.now() - t) / 1000; t = performance.now(); return s }
+  const ckpt = openCheckpoint(job.dir)
+  emit({ phase: 'open', seconds: lap() })
+  const graph = await buildScoringGraph(ckpt, emptyEdits())
+  const graphSeconds = lap()
+  const proto = fromBinary(ModelProtoSchema, graph.model)
+  const functionNodes = proto.functions.reduce((s, f) => s + f.node.length, 0)
+  const externalBytes = [...graph.external.values()].reduce((s, b) => s + b.byteLength, 0)
+  emit({ phase: 'graph', seconds: graphSeconds, nodes: proto.graph?.node.length ?? 0, functionNodes, modelBytes: graph.model.byteLength, externalBytes })
+  lap()
+  const session = await createSession(graph, { device: 'cpu', threads: job.threads })
+  emit({ phase: 'session', seconds: lap() })
+  const ids = Array.from(new BigInt64Array(Uint8Array.from(fs.readFileSync(job.tokens)).buffer), Number)
+  const run = async (tokens: number[]) => {
+    const batch = packBatch([{ prefix: tokens, branches: [], scorePrefixFrom: 1 }], [0])
+    const out = await session.run(batchFeeds(batch), ['logprobs'])
+    return out.logprobs.data as Float32Array
+  }
+  if (job.warmup > 0) {
+    lap()
+    await run(ids.slice(0, job.warmup))
+    emit({ phase: 'warmup', seconds: lap() })
+  }
+  lap()
+  const logprobs = await run(ids)
+  const seconds = lap()
+  if (job.out) fs.writeFileSync(job.out, new Uint8Array(logprobs.buffer, logprobs.byteOffset, logprobs.byteLength))
+  emit({ phase: 'forward', seconds, tokens: ids.length })
+  emit({ phase: 'end', peakRssBytes: statusBytes('VmHWM') })
+  await session.release()
+}
+
+// ---------------------------------------------------------------- parent
+
+const HERE = path.dirname(fileURLToPath(import.meta.url))
+
+function option(name: string, fallback: string): string {
+  const flag = process.argv.find(a => a.startsWith(`--${name}=`))
+  if (flag) return flag.slice(name.length + 3)
+  return process.env[`BENCH_SCALE_${name.toUpperCase().replace(/-/g, '_')}`] ?? fallback
+}
+const list = (s: string) => s.split(',').map(x => x.trim()).filter(Boolean)
+
+interface ChildResult {
+  /** Every JSON line the child printed, by phase (the peer's last line under 'result'). */
+  phases: Record<string, Record<string, unknown>>
+  timedOut: boolean
+  exitCode: number | null
+  /** The child's VmHWM as last polled from outside (covers a child killed at the cap). */
+  polledPeakRssBytes: number
+  stderrTail: string
+  wallSeconds: number
+}
+
+/** Runs a child, polls its VmHWM, kills it (process group) at `capSeconds`; collects its JSON lines. */
+function runChild(cmd: string, args: string[], env: NodeJS.ProcessEnv, capSeconds: number): Promise<ChildResult> {
+  return new Promise(resolve => {
+    const t0 = performance.now()
+    const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
+    const phases: ChildResult['phases'] = {}
+    let stdout = '', stderr = '', timedOut = false, polled = 0
+    const take = (line: string) => {
+      if (!line.startsWith('{')) return
+      try {
+        const o = JSON.parse(line) as Record<string, unknown>
+        phases[typeof o.phase === 'string' ? o.phase : 'result'] = o
+      } catch { /* not ours */ }
+    }
+    child.stdout.on('data', (b: Buffer) => {
+      stdout += b.toString()
+      const lines = stdout.split('\n')
+      stdout = lines.pop()!
+      lines.forEach(take)
+    })
+    child.stderr.on('data', (b: Buffer) => { stderr = (stderr + b.toString()).slice(-4000) })
+    const poll = setInterval(() => {
+      try {
+        const m = /^VmHWM:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${child.pid}/status`, 'utf8'))
+        if (m) polled = Math.max(polled, Number(m[1]) * 1024)
+      } catch { /* exited */ }
+    }, 250)
+    const timer = setTimeout(() => {
+      timedOut = true
+      try { process.kill(-child.pid!, 'SIGKILL') } catch { /* gone */ }
+    }, capSeconds * 1000)
+    child.on('close', code => {
+      clearInterval(poll)
+      clearTimeout(timer)
+      if (stdout) take(stdout)
+      resolve({ phases, timedOut, exitCode: code, polledPeakRssBytes: polled, stderrTail: stderr.trim().split('\n').slice(-3).join(' | '), wallSeconds: (performance.now() - t0) / 1000 })
+    })
+  })
+}
+
+function findOpenBlas(): string | null {
+  const given = option('openblas', '')
+  const candidates = [given, '/usr/lib/x86_64-linux-gnu/openblas-pthread', '/opt/moe-bench-openblas/usr/lib/x86_64-linux-gnu/openblas-pthread'].filter(Boolean)
+  return candidates.find(d => fs.existsSync(path.join(d, 'libblas.so.3'))) ?? null
+}
+
+interface Settings { cap: number; threads: number[]; short: number; python: string; openblas: string | null; memoryGuard: boolean }
+
+async function engine(dir: string, threads: number, tokens: string, warmup: number, cap: number, out?: string): Promise<ChildResult> {
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), 'moe-scale-home-'))
+  try {
+    const job: ChildJob = { dir, threads, tokens, warmup, out }
+    // A fresh MOE_HARNESS_HOME: a graph cache (issue 10 §2) must not turn a cold build into a hit.
+    return await runChild(process.execPath, ['--import', 'tsx', path.join(HERE, 'scale.bench.ts')],
+      { ...process.env, SCALE_BENCH_CHILD: JSON.stringify(job), MOE_HARNESS_HOME: home }, cap)
+  } finally {
+    fs.rmSync(home, { recursive: true, force: true })
+  }
+}
+
+function peer(s: Settings, dir: string, threads: number, tokens: string, warmup: number, out?: string): Promise<ChildResult> {
+  const env: NodeJS.ProcessEnv = { ...process.env, OMP_NUM_THREADS: String(threads), OPENBLAS_NUM_THREADS: String(threads) }
+  // environment.md: these two are unset together, in the peer's environment only.
+  delete env.OPENBLAS_CORETYPE
+  delete env.OPENBLAS_L2_SIZE
+  if (s.openblas) env.LD_LIBRARY_PATH = [s.openblas, env.LD_LIBRARY_PATH].filter(Boolean).join(':')
+  const args = [path.join(HERE, 'peers', 'torch_moe.py'), '--model', dir, '--tokens', tokens, '--threads', String(threads), '--warmup', String(warmup)]
+  if (out) args.push('--out', out)
+  return runChild(s.python, args, env, s.cap)
+}
+
+const num = (o: Record<string, unknown> | undefined, k: string) => (o && typeof o[k] === 'number' ? (o[k] as number) : null)
+const ratio = (a: number | null, b: number | null) => (a !== null && b !== null && b > 0 ? a / b : null)
+const round = (x: number | null, digits = 3) => (x === null ? null : Number(x.toFixed(digits)))
+
+/** What a child finished, and for the first phase it did not finish, that it hit the cap. */
+function summarizeEngine(r: ChildResult, cap: number) {
+  const p = r.phases
+  const unfinished = ['open', 'graph', 'session', 'warmup', 'forward', 'end'].find(k => !p[k])
+  return {
+    graphSeconds: round(num(p.graph, 'seconds')), sessionSeconds: round(num(p.session, 'seconds')),
+    nodes: num(p.graph, 'nodes'), functionNodes: num(p.graph, 'functionNodes'), modelBytes: num(p.graph, 'modelBytes'), externalBytes: num(p.graph, 'externalBytes'),
+    warmupSeconds: round(num(p.warmup, 'seconds')), forwardSeconds: round(num(p.forward, 'seconds')),
+    peakRssBytes: num(p.end, 'peakRssBytes') ?? (r.polledPeakRssBytes || null), baselineRssBytes: num(p.baseline, 'baselineRssBytes'),
+    ...(r.timedOut ? { timedOut: { capSeconds: cap, during: unfinished } } : {}),
+    ...(!r.timedOut && r.exitCode !== 0 ? { failed: { exitCode: r.exitCode, during: unfinished, stderr: r.stderrTail } } : {}),
+  }
+}
+
+/** The BLAS libraries the first peer that finished had mapped (the same for every peer of a run). */
+let peerBlas: unknown = null
+
+function summarizePeer(r: ChildResult, cap: number) {
+  const p = r.phases.result
+  peerBlas ??= p?.blas ?? null
+  return {
+    loadSeconds: round(num(r.phases.load, 'seconds')), warmupSeconds: round(num(r.phases.warmup, 'seconds')), forwardSeconds: round(num(r.phases.forward, 'seconds')),
+    peakRssBytes: num(p, 'peakRssBytes') ?? (r.polledPeakRssBytes || null), baselineRssBytes: num(p, 'baselineRssBytes'),
+    torch: p?.torch ?? null,
+    ...(r.timedOut ? { timedOut: { capSeconds: cap, during: ['load', 'warmup', 'forward'].find(k => !r.phases[k]) } } : {}),
+    ...(!r.timedOut && r.exitCode !== 0 ? { failed: { exitCode: r.exitCode, stderr: r.stderrTail } } : {}),
+  }
+}
+
+function writeTokens(file: string, n: number, vocab: number, seed: number): void {
+  const rng = mulberry32(seed)
+  fs.writeFileSync(file, new Uint8Array(BigInt64Array.from({ length: n }, () => BigInt(Math.floor(rng() * vocab))).buffer))
+}
+
+function compareLogprobs(a: string, b: string): { maxAbsDiff: number; meanAbsDiff: number } | null {
+  if (!fs.existsSync(a) || !fs.existsSync(b)) return null
+  const x = new Float32Array(Uint8Array.from(fs.readFileSync(a)).buffer), y = new Float32Array(Uint8Array.from(fs.readFileSync(b)).buffer)
+  if (x.length !== y.length || x.length === 0) return null
+  let max = 0, sum = 0
+  for (let i = 0; i < x.length; i++) { const e = Math.abs(x[i] - y[i]); max = Math.max(max, e); sum += e }
+  return { maxAbsDiff: Number(max.toPrecision(3)), meanAbsDiff: Number((sum / x.length).toPrecision(3)) }
+}
+
+const mb = (b: number | null) => (b === null ? '-' : `${(b / 2 ** 20).toFixed(0)} MB`)
+const sec = (x: number | null) => (x === null ? '-' : `${x.toFixed(1)} s`)
+
+async function depthPart(s: Settings, names: string[], depths: number[], smoke: boolean, work: string) {
+  const rows: Record<string, unknown>[] = []
+  const cases: [string, number][] = []
+  for (const name of names) {
+    if (name === 'qwen3') for (const L of smoke ? [2] : depths) cases.push([name, L])
+    else cases.push([name, REAL[name].config.num_hidden_layers as number])
+  }
+  const exceeded = new Set<string>()
+  for (const [name, fullLayers] of cases) {
+    const layers = smoke ? Math.min(fullLayers, 2) : fullLayers
+    const config: Config = { ...tinyWidth(REAL[name].config), num_hidden_layers: layers }
+    const tag = `${name}-L${layers}`
+    if (exceeded.has(name)) {
+      // The same shape with fewer layers already passed the cap: running it would only burn the cap again.
+      rows.push({ config: name, model: REAL[name].model, layers, experts: expertsOf(config), skipped: `a smaller depth of ${name} already exceeded the ${s.cap} s cap` })
+      console.log(`(a) ${tag}: skipped (a smaller depth exceeded the cap)`)
+      continue
+    }
+    const dir = path.join(work, tag)
+    const bytes = await writeCheckpoint(dir, config, 11)
+    const tokens = path.join(work, `${tag}.tokens`)
+    writeTokens(tokens, s.short, config.vocab_size as number, 5)
+    const threads = s.threads[s.threads.length - 1]
+    const e = summarizeEngine(await engine(dir, threads, tokens, 0, s.cap), s.cap)
+    const p = summarizePeer(await peer(s, dir, threads, tokens, 0), s.cap)
+    fs.rmSync(dir, { recursive: true, force: true })
+    if ('timedOut' in e) exceeded.add(name)
+    const buildPlusSession = e.graphSeconds !== null && e.sessionSeconds !== null ? e.graphSeconds + e.sessionSeconds : null
+    const row = {
+      config: name, model: REAL[name].model, layers, experts: expertsOf(config), checkpointBytes: bytes, threads, tokens: s.short,
+      engine: e, peer: p,
+      ratios: { buildPlusSessionOverPeerLoad: round(ratio(buildPlusSession, p.loadSeconds)), forwardPeerOverEngine: round(ratio(p.forwardSeconds, e.forwardSeconds)) },
+    }
+    rows.push(row)
+    console.log(`(a) ${tag} E${expertsOf(config)}: graph ${sec(e.graphSeconds)} (${e.nodes ?? '-'} nodes, ${mb(e.modelBytes)} + ${mb(e.externalBytes)} external), session ${sec(e.sessionSeconds)}` +
+      `${'timedOut' in e ? ` TIMED OUT at ${s.cap} s during ${e.timedOut!.during}` : ''}${'failed' in e ? ` FAILED during ${e.failed!.during}: ${e.failed!.stderr}` : ''}; ` +
+      `peer load ${sec(p.loadSeconds)}, ${s.short}-token forward engine ${sec(e.forwardSeconds)} vs peer ${sec(p.forwardSeconds)}`)
+  }
+  return rows
+}
+
+function expertsOf(c: Config): number {
+  return (c.num_experts ?? c.num_local_experts ?? c.n_routed_experts) as number
+}
+
+/** Peak RSS of the engine over the checkpoint's BF16 bytes as measured in November 2026 (3.9x) and a margin. */
+const MEMORY_FACTOR = 4.5
+
+function memAvailableBytes(): number {
+  const m = /^MemAvailable:\s+(\d+) kB/m.exec(fs.readFileSync('/proc/meminfo', 'utf8'))
+  return m ? Number(m[1]) * 1024 : os.freemem()
+}
+
+async function widthPart(s: Settings, names: string[], context: number, vocabOpt: string, layersOpt: string, smoke: boolean, work: string) {
+  const rows: Record<string, unknown>[] = []
+  for (const name of names) {
+    const real = REAL[name].config
+    const layers = layersOpt ? Number(layersOpt) : name === 'deepseek' ? 2 : 1
+    const vocab = vocabOpt === 'real' ? (real.vocab_size as number) : Number(vocabOpt)
+    const config: Config = { ...(smoke ? tinyWidth(real) : real), num_hidden_layers: layers, vocab_size: smoke ? 512 : vocab }
+    const tag = `${name}-full-L${layers}`
+    const dir = path.join(work, tag)
+    const planned = tensorPlan(config).reduce((sum, [, shape]) => sum + 2 * shape.reduce((a, b) => a * b, 1), 0)
+    const available = memAvailableBytes()
+    if (s.memoryGuard && MEMORY_FACTOR * planned > available) {
+      // Machines are shared: a child the kernel's OOM killer meets may take someone else's process with it.
+      const skipped = `needs about ${mb(MEMORY_FACTOR * planned)} (${MEMORY_FACTOR} x the ${mb(planned)} checkpoint, as measured), ${mb(available)} available; BENCH_SCALE_MEMORY_GUARD=0 runs it anyway`
+      rows.push({ config: name, model: REAL[name].model, layers, hidden: config.hidden_size, experts: expertsOf(config), vocab: config.vocab_size, checkpointBytes: planned, skipped })
+      console.log(`(b) ${tag}: skipped, ${skipped}`)
+      continue
+    }
+    const t0 = performance.now()
+    const bytes = await writeCheckpoint(dir, config, 13)
+    const writeSeconds = (performance.now() - t0) / 1000
+    const tokens = path.join(work, `${tag}.tokens`)
+    writeTokens(tokens, context, config.vocab_size as number, 7)
+    for (const threads of s.threads) {
+      const eOut = path.join(work, `${tag}-t${threads}.engine.f32`), pOut = path.join(work, `${tag}-t${threads}.peer.f32`)
+      const e = summarizeEngine(await engine(dir, threads, tokens, s.short, s.cap, eOut), s.cap)
+      const p = summarizePeer(await peer(s, dir, threads, tokens, s.short, pOut), s.cap)
+      const eTps = e.forwardSeconds ? context / e.forwardSeconds : null, pTps = p.forwardSeconds ? context / p.forwardSeconds : null
+      const engineBuild = e.graphSeconds !== null && e.sessionSeconds !== null ? e.graphSeconds + e.sessionSeconds : null
+      const row = {
+        config: name, model: REAL[name].model, layers, hidden: config.hidden_size, experts: expertsOf(config), vocab: config.vocab_size,
+        checkpointBytes: bytes, writeSeconds: round(writeSeconds), threads, contextTokens: context,
+        engine: { ...e, tokensPerSecond: round(eTps, 1) }, peer: { ...p, tokensPerSecond: round(pTps, 1) },
+        parity: compareLogprobs(eOut, pOut),
+        ratios: {
+          tokensPerSecondEngineOverPeer: round(ratio(eTps, pTps)),
+          peakRssEngineOverPeer: round(ratio(e.peakRssBytes, p.peakRssBytes)),
+          peakRssEngineOverCheckpoint: round(ratio(e.peakRssBytes, bytes)),
+          peakRssPeerOverCheckpoint: round(ratio(p.peakRssBytes, bytes)),
+          engineBuildOverPeerLoad: round(ratio(engineBuild, p.loadSeconds)),
+        },
+      }
+      rows.push(row)
+      console.log(`(b) ${tag} d${config.hidden_size} E${expertsOf(config)} V${config.vocab_size} (${mb(bytes)}), ${threads} thread(s), ${context} tokens: ` +
+        `engine ${round(eTps, 1) ?? '-'} tok/s, build ${sec(engineBuild)}, peak ${mb(e.peakRssBytes)}` +
+        `${'timedOut' in e ? ` TIMED OUT at ${s.cap} s during ${e.timedOut!.during}` : ''}${'failed' in e ? ` FAILED during ${e.failed!.during}: ${e.failed!.stderr}` : ''}; ` +
+        `peer ${round(pTps, 1) ?? '-'} tok/s, load ${sec(p.loadSeconds)}, peak ${mb(p.peakRssBytes)}${'timedOut' in p ? ` TIMED OUT at ${s.cap} s` : ''}${'failed' in p ? ` FAILED: ${p.failed!.stderr}` : ''}; ` +
+        `engine/peer tok/s ${row.ratios.tokensPerSecondEngineOverPeer ?? '-'}, max |dlogp| ${row.parity?.maxAbsDiff ?? '-'}`)
+      fs.rmSync(eOut, { force: true })
+      fs.rmSync(pOut, { force: true })
+    }
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
+  return rows
+}
+
+async function main(): Promise<void> {
+  const names = list(option('configs', 'olmoe,qwen3,deepseek,mixtral'))
+  for (const n of names) if (!REAL[n]) throw new Error(`bench:scale: unknown config '${n}'; choose from ${Object.keys(REAL).join(', ')}`)
+  const parts = list(option('parts', 'depth,width'))
+  const smoke = option('smoke', '0') === '1'
+  const s: Settings = {
+    cap: Number(option('cap-seconds', '90')),
+    threads: list(option('threads', '2')).map(Number),
+    short: Number(option('short', '64')),
+    python: option('python', '/usr/bin/python3'),
+    openblas: findOpenBlas(),
+    memoryGuard: option('memory-guard', '1') !== '0',
+  }
+  const context = Number(option('context', smoke ? '128' : '2048'))
+  const depths = list(option('depths', '4,8,12,24,48')).map(Number)
+  if (!s.openblas) console.log('warning: no OpenBLAS found for the peer (install libopenblas0-pthread, or set BENCH_SCALE_OPENBLAS); the reference BLAS makes a meaningless peer')
+  const load = [os.loadavg()]
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'moe-bench-scale-'))
+  const t0 = performance.now()
+  try {
+    const depth = parts.includes('depth') ? await depthPart(s, names, depths, smoke, work) : []
+    load.push(os.loadavg())
+    const width = parts.includes('width') ? await widthPart({ ...s, cap: Number(option('width-cap-seconds', '420')) }, names, context, option('vocab', 'real'), option('width-layers', ''), smoke, work) : []
+    load.push(os.loadavg())
+    console.log(JSON.stringify({
+      benchmark: 'scale', cpus: os.cpus().length, memoryBytes: os.totalmem(), smoke, capSeconds: { depth: s.cap, width: Number(option('width-cap-seconds', '420')) }, threads: s.threads,
+      peer: { python: s.python, openblas: s.openblas, blasLoaded: peerBlas, malloc: 'glibc defaults for both (no MALLOC_* settings)' },
+      loadAverage1m: { start: round(load[0][0], 2), afterDepth: round(load[1]?.[0] ?? null, 2), end: round(load[load.length - 1][0], 2) },
+      totalSeconds: round((performance.now() - t0) / 1000, 1),
+      sources: Object.fromEntries(names.map(n => [n, REAL[n].source])),
+      depth, width,
+    }))
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true })
+  }
+}
+
+if (process.env.SCALE_BENCH_CHILD) await engineChild(JSON.parse(process.env.SCALE_BENCH_CHILD) as ChildJob)
+else await main()
