@@ -7,6 +7,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { decodeToFloat32, encodeFromFloat32 } from '../../src/model/safetensors.ts'
 import { mulberry32, normal } from '../../src/util/rng.ts'
+import { writeTensors, type RawTensor } from './rawSafetensors.ts'
 import { tinyTokenizerJson, type TinyModel } from './tinyCheckpoint.ts'
 
 export type DeepseekDType = 'F32' | 'F16' | 'BF16' | 'F8_E4M3'
@@ -125,7 +126,7 @@ function roundHalfEven(v: number): number {
   return f % 2 === 0 ? f : f + 1
 }
 
-interface Stored { dtype: string; shape: number[]; bytes: Uint8Array }
+type Stored = RawTensor
 
 /**
  * Writes the checkpoint into `dir` and returns it with every tensor as the engine will see it:
@@ -345,34 +346,16 @@ export function writeTinyDeepseek(dir: string, o: TinyDeepseekOptions): TinyDeep
   const names = [...stored.keys()].sort()
   const shards = o.shards ?? 1
   if (shards <= 1) {
-    writeRawSafetensors(path.join(dir, 'model.safetensors'), names, stored)
+    writeTensors(path.join(dir, 'model.safetensors'), new Map(names.map(n => [n, stored.get(n)!])))
   } else {
     const weightMap: Record<string, string> = {}
     for (let s = 0; s < shards; s++) {
       const file = `model-${String(s + 1).padStart(5, '0')}-of-${String(shards).padStart(5, '0')}.safetensors`
       const part = names.filter((_, i) => i % shards === s)
       part.forEach(n => { weightMap[n] = file })
-      writeRawSafetensors(path.join(dir, file), part, stored)
+      writeTensors(path.join(dir, file), new Map(part.map(n => [n, stored.get(n)!])))
     }
     fs.writeFileSync(path.join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: weightMap }, null, 2))
   }
   return { dir, config, tensors, fp8Weights: fp8Weights.filter(n => tensors.has(n)), unusedTensors }
-}
-
-// A byte-level safetensors writer of its own: the project's writer knows only the dtypes the
-// engine computes in, and a test oracle should not lean on the reader's sibling for F8_E4M3.
-function writeRawSafetensors(file: string, names: string[], stored: Map<string, Stored>): void {
-  const header: Record<string, unknown> = { __metadata__: { format: 'pt' } }
-  let offset = 0
-  for (const n of names) {
-    const t = stored.get(n)!
-    header[n] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + t.bytes.byteLength] }
-    offset += t.bytes.byteLength
-  }
-  let json = JSON.stringify(header)
-  json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8)
-  const head = Buffer.from(json, 'utf8')
-  const len = Buffer.alloc(8)
-  len.writeBigUInt64LE(BigInt(head.length))
-  fs.writeFileSync(file, Buffer.concat([len, head, ...names.map(n => Buffer.from(stored.get(n)!.bytes))]))
 }
