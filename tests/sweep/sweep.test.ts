@@ -9,6 +9,7 @@ import { ResultsStore } from '../../src/store/resultsStore.ts'
 import { mulberry32 } from '../../src/util/rng.ts'
 import { ROOT, runCli } from '../helpers/cli.ts'
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
+import { snapshot } from './storeSnapshot.ts'
 import { tmpDir } from '../helpers/tmp.ts'
 
 const dir = tmpDir()
@@ -31,21 +32,6 @@ const base = {
 }
 const env = { MOE_HARNESS_HOME: path.join(dir, 'home') }
 
-/** Everything that must be identical between two stores: per cell, every metric and per-sample log-likelihood. */
-function snapshot(db: string) {
-  const s = new ResultsStore(db, { readonly: true })
-  try {
-    const cells = s.all<any>(`SELECT v.method, v.params_json, m.name AS model, r.task, r.status, r.run_id FROM variants v JOIN models m USING (model_id)
-      JOIN runs r ON r.model_id = v.model_id AND r.content_hash = v.content_hash ORDER BY m.name, v.method, v.params_json, r.task`)
-    return cells.map(c => ({
-      cell: `${c.model}|${c.method}|${c.params_json}|${c.task}`, status: c.status,
-      metrics: s.all<any>('SELECT metric, value, stderr FROM metrics WHERE run_id = ? ORDER BY metric', c.run_id),
-      lls: s.all<any>('SELECT doc, lls_json FROM samples WHERE run_id = ? ORDER BY doc', c.run_id).map(x => [x.doc, JSON.parse(x.lls_json)]),
-    }))
-  } finally {
-    s.close()
-  }
-}
 function maxDiff(a: ReturnType<typeof snapshot>, b: ReturnType<typeof snapshot>): number {
   assert.deepEqual(a.map(x => x.cell), b.map(x => x.cell))
   let worst = 0
