@@ -1,17 +1,17 @@
 // Calibration statistics are cached by (model fingerprint, calibration data fingerprint, settings)
 // and reused by every method and ratio. A request for statistics the cache lacks recomputes the
 // union in one pass, so a sweep that asks for everything up front calibrates exactly once.
-import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import v8 from 'node:v8'
+import { calibrationKeyOf, STATS_VERSION } from '../identity/keys.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
 import { collectStats, type CollectOptions } from './collect.ts'
 import { calibrationFingerprint, calibrationWindows, type CalibrationSpec } from './source.ts'
 import { ALL_NEEDS, type StatNeed, type StatsData } from './stats.ts'
 
-/** Bump when the statistics' definitions change; part of the cache key. */
-export const STATS_VERSION = 1
+// STATS_VERSION and the key's derivation live in src/identity/keys.ts.
+export { STATS_VERSION }
 
 export function harnessHome(): string {
   return path.resolve(process.env.MOE_HARNESS_HOME ?? '.harness')
@@ -25,9 +25,7 @@ export interface CalibrationResult {
 
 /** (model fingerprint, calibration data fingerprint, settings) → the cache key. */
 export async function calibrationKey(ckpt: Checkpoint, spec: CalibrationSpec): Promise<string> {
-  return crypto.createHash('sha256').update(JSON.stringify({
-    v: STATS_VERSION, model: ckpt.fingerprint(), data: await calibrationFingerprint(spec), sequences: spec.sequences, length: spec.length, seed: spec.seed,
-  })).digest('hex').slice(0, 32)
+  return calibrationKeyOf({ modelId: ckpt.fingerprint(), dataFingerprint: await calibrationFingerprint(spec), sequences: spec.sequences, length: spec.length, seed: spec.seed })
 }
 
 export async function getCalibrationStats(ckpt: Checkpoint, spec: CalibrationSpec, needs: readonly StatNeed[], options: CollectOptions & { cacheDir?: string }): Promise<CalibrationResult> {

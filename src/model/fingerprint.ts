@@ -5,11 +5,12 @@ import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import { isHarnessError } from '../errors.ts'
+import { FINGERPRINT_VERSION } from '../identity/keys.ts'
 import { readTensorBytes, type StoredTensor } from './safetensors.ts'
 import { tokenizerIdentity } from './tokenizer.ts'
 
-/** Bump when what the fingerprint covers changes (every stored key changes with it). */
-export const FINGERPRINT_VERSION = 2
+// FINGERPRINT_VERSION lives with every other key's version in src/identity/keys.ts.
+export { FINGERPRINT_VERSION }
 
 /** JSON with object keys sorted at every level, so formatting and key order never matter. */
 export function canonicalJson(value: unknown): string {

@@ -1,13 +1,12 @@
 // Reads the results store (only, through its typed queries) into the plain, schema-versioned data every
 // page is rendered from (renderSite.ts buildPages turns it into pages).
+import { isBaselineContent } from '../identity/keys.ts'
 import type { StoredCalibration, StoredParamSpec } from '../store/reads.ts'
 import type { ResultsStore } from '../store/resultsStore.ts'
 import type { VariantAccounting } from '../variants/accounting.ts'
 import { compareCorrectness, comparePerplexity, type PairedResult } from './significance.ts'
 
 export const LEADERBOARD_VERSION = 1
-/** Content hash of a variant with no edits: the unpruned model. */
-export const BASELINE_CONTENT = 'e3b0c44298fc1c149afbf4c8'
 
 export interface TaskInfo {
   name: string
@@ -116,7 +115,8 @@ export function summarize(store: ReportSource, title: string): LeaderboardData {
       return { name, slug: slugify(name), version: Number(version), kind: t?.kind ?? 'unknown', description: t?.description ?? '', metric, higherIsBetter, isAccuracy: higherIsBetter }
     })
     const variants = store.storedVariants(m.id)
-    const runOf = (hash: string, task: TaskInfo) => runs.find(r => r.contentHash === hash && r.task === task.name && r.taskVersion === task.version)
+    // The latest run wins: a cell re-scored under a new key (other task data, scoring version) supersedes older rows.
+    const runOf = (hash: string, task: TaskInfo) => runs.findLast(r => r.contentHash === hash && r.task === task.name && r.taskVersion === task.version)
     const correctnessCache = new Map<number, number[] | null>()
     const correctness = (runId: number, task: TaskInfo): number[] | null => {
       if (!correctnessCache.has(runId)) correctnessCache.set(runId, store.sampleCorrectness(runId, task.kind, task.metric))
@@ -131,7 +131,7 @@ export function summarize(store: ReportSource, title: string): LeaderboardData {
         failures.push({ method: v.method, params: v.paramsJson, error: v.error ?? 'failed' })
         continue
       }
-      const isBaseline = v.contentHash === BASELINE_CONTENT && v.ratio === 0
+      const isBaseline = isBaselineContent(v.contentHash) && v.ratio === 0
       if (isBaseline && baselineSeen) continue
       hashOf.set(v.variantId, v.contentHash)
       // Only what differs from the method's defaults names a series.

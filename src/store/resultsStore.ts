@@ -7,6 +7,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import Database from 'better-sqlite3'
 import { fail, HarnessError } from '../errors.ts'
+import { runKeyText, type RunKey } from '../identity/keys.ts'
 import { fileError } from '../util/fileErrors.ts'
 import { parseCalibration, sampleCorrectness, type PerplexitySample, type StoredMethod, type StoredModel, type StoredRun, type StoredMetric, type StoredTask, type StoredVariant } from './reads.ts'
 
@@ -24,11 +25,16 @@ export interface RunRow {
   docs: number; seconds: number; tokens_processed: number; tokens_per_choice: number; created_at: string
   /** The error as HarnessErrorData JSON ({code, message, method?, phase?, task?}); null for rows from before schema 4. */
   error_json: string | null
+  /** The task data file read (provenance only, not in the key); null for rows from before schema 5. */
+  data_file: string | null
+  /** sha256 of the task data file's bytes (in the key); '' for rows from before schema 5, which no new key matches. */
+  data_sha256: string
 }
 export interface MetricRow { run_id: number; metric: string; value: number; stderr: number | null; higher_is_better: number }
 export interface SampleRow { run_id: number; doc: number; gold_json: string; lls_json: string; lls_unconditional_json: string | null; greedy_json: string; preds_json: string; counts_json: string | null }
 
-export interface RunKey { model_id: string; content_hash: string; task: string; task_version: number; subset: string; scoring_key: string }
+/** What makes two runs the same result: owned by src/identity/keys.ts. */
+export type { RunKey }
 
 const MIGRATIONS: string[] = [
   // 1: initial schema
@@ -74,6 +80,25 @@ const MIGRATIONS: string[] = [
   // 4: a failure's structure (code, message, method, phase, task) beside its one-line `error` text
   `ALTER TABLE runs ADD COLUMN error_json TEXT;
    ALTER TABLE variants ADD COLUMN error_json TEXT;`,
+  // 5: the task data file and its sha256 (provenance, issue 12 §1). The sha enters the unique run key, so
+  // the table is rebuilt (SQLite cannot alter a UNIQUE constraint; run ids, metrics and samples are
+  // kept: migrate() turns foreign keys off around it). Old rows get '' and stay readable, but no new
+  // key (always a real sha256) matches them: their data file is unknown, so they are never reused.
+  `CREATE TABLE runs_v5 (
+     run_id INTEGER PRIMARY KEY AUTOINCREMENT, model_id TEXT NOT NULL REFERENCES models(model_id), content_hash TEXT NOT NULL,
+     task TEXT NOT NULL, task_version INTEGER NOT NULL, subset TEXT NOT NULL, scoring_key TEXT NOT NULL,
+     harness_version TEXT NOT NULL, ort_version TEXT NOT NULL, device TEXT NOT NULL,
+     status TEXT NOT NULL CHECK (status IN ('complete', 'failed')), error TEXT, docs INTEGER NOT NULL,
+     seconds REAL NOT NULL, tokens_processed INTEGER NOT NULL, tokens_per_choice INTEGER NOT NULL, created_at TEXT NOT NULL,
+     error_json TEXT, data_file TEXT, data_sha256 TEXT NOT NULL DEFAULT '',
+     UNIQUE (model_id, content_hash, task, task_version, subset, scoring_key, data_sha256));
+   INSERT INTO runs_v5 (run_id, model_id, content_hash, task, task_version, subset, scoring_key, harness_version, ort_version, device,
+       status, error, docs, seconds, tokens_processed, tokens_per_choice, created_at, error_json)
+     SELECT run_id, model_id, content_hash, task, task_version, subset, scoring_key, harness_version, ort_version, device,
+       status, error, docs, seconds, tokens_processed, tokens_per_choice, created_at, error_json FROM runs;
+   DROP TABLE runs;
+   ALTER TABLE runs_v5 RENAME TO runs;
+   DELETE FROM leases;`,
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS.length
@@ -95,8 +120,10 @@ const BUSY_TIMEOUT_MS = 10_000
 const QUICK_CHECK_MAX_BYTES = 256 * 1024 * 1024
 
 const now = () => new Date().toISOString()
+/** A run key's fields alone (a row, or a key from before data_sha256, is narrowed to exactly the key). */
+const keyOf = (k: RunKey): RunKey => ({ model_id: k.model_id, content_hash: k.content_hash, task: k.task, task_version: k.task_version, subset: k.subset, scoring_key: k.scoring_key, data_sha256: k.data_sha256 })
 /** A lease's cell: the run key, so identical variants (e.g. every method at ratio 0) share one lease. */
-const leaseKey = (k: RunKey) => JSON.stringify([k.model_id, k.content_hash, k.task, k.task_version, k.subset, k.scoring_key])
+const leaseKey = runKeyText
 
 export type DatabaseKind =
   | { kind: 'missing' }
@@ -151,11 +178,20 @@ export class ResultsStore {
     if (version === SCHEMA_VERSION) return
     if (readonly) fail('STORE_FAILED', `${this.file} has schema version ${version}; open it once read-write (e.g. moe-harness sweep) to migrate it to ${SCHEMA_VERSION}.`)
     // IMMEDIATE, and the version read again inside: cooperating sweeps may open a new store at once.
-    this.db.transaction(() => {
-      const current = this.db.pragma('user_version', { simple: true }) as number
-      for (let v = current; v < SCHEMA_VERSION; v++) this.db.exec(MIGRATIONS[v])
-      if (current < SCHEMA_VERSION) this.db.pragma(`user_version = ${SCHEMA_VERSION}`)
-    }).immediate()
+    // Foreign keys are off while migrating (a pragma that is ignored inside a transaction): a rebuilt
+    // table (migration 5) is dropped and replaced, which must not cascade into metrics and samples.
+    this.db.pragma('foreign_keys = OFF')
+    try {
+      this.db.transaction(() => {
+        const current = this.db.pragma('user_version', { simple: true }) as number
+        for (let v = current; v < SCHEMA_VERSION; v++) this.db.exec(MIGRATIONS[v])
+        if (current < SCHEMA_VERSION) this.db.pragma(`user_version = ${SCHEMA_VERSION}`)
+        const broken = this.db.pragma('foreign_key_check') as unknown[]
+        if (broken.length) fail('STORE_CORRUPT', `${this.file}: migrating to schema ${SCHEMA_VERSION} found ${broken.length} rows whose references are broken; nothing was changed. Restore the store from a backup or start a new one.`)
+      }).immediate()
+    } finally {
+      this.db.pragma('foreign_keys = ON')
+    }
   }
 
   /**
@@ -211,20 +247,21 @@ export class ResultsStore {
   run(key: RunKey): RunRow | undefined {
     return this.guard(() => {
       return this.db.prepare(`SELECT * FROM runs WHERE model_id = @model_id AND content_hash = @content_hash AND task = @task
-        AND task_version = @task_version AND subset = @subset AND scoring_key = @scoring_key`).get(key) as RunRow | undefined
+        AND task_version = @task_version AND subset = @subset AND scoring_key = @scoring_key AND data_sha256 = @data_sha256`).get(keyOf(key)) as RunRow | undefined
     })
   }
 
   /** Writes a finished run with all its metrics and samples atomically (replacing a failed attempt). */
-  saveRun(run: Omit<RunRow, 'run_id' | 'created_at' | 'error_json'> & { error_json?: string | null }, metrics: Omit<MetricRow, 'run_id'>[], samples: Omit<SampleRow, 'run_id'>[]): number {
+  saveRun(run: Omit<RunRow, 'run_id' | 'created_at' | 'error_json' | 'data_file' | 'data_sha256'> & { error_json?: string | null; data_file?: string | null; data_sha256?: string }, metrics: Omit<MetricRow, 'run_id'>[], samples: Omit<SampleRow, 'run_id'>[]): number {
     return this.guard(() => {
       return this.db.transaction(() => {
+        const row = { error_json: null, data_file: null, data_sha256: '', ...run, created_at: now() }
         this.db.prepare(`DELETE FROM runs WHERE model_id = @model_id AND content_hash = @content_hash AND task = @task
-          AND task_version = @task_version AND subset = @subset AND scoring_key = @scoring_key`).run(run)
-        const info = this.db.prepare(`INSERT INTO runs (model_id, content_hash, task, task_version, subset, scoring_key, harness_version,
-            ort_version, device, status, error, error_json, docs, seconds, tokens_processed, tokens_per_choice, created_at)
-          VALUES (@model_id, @content_hash, @task, @task_version, @subset, @scoring_key, @harness_version, @ort_version, @device,
-            @status, @error, @error_json, @docs, @seconds, @tokens_processed, @tokens_per_choice, @created_at)`).run({ error_json: null, ...run, created_at: now() })
+          AND task_version = @task_version AND subset = @subset AND scoring_key = @scoring_key AND data_sha256 = @data_sha256`).run(keyOf(row))
+        const info = this.db.prepare(`INSERT INTO runs (model_id, content_hash, task, task_version, subset, scoring_key, data_sha256, data_file,
+            harness_version, ort_version, device, status, error, error_json, docs, seconds, tokens_processed, tokens_per_choice, created_at)
+          VALUES (@model_id, @content_hash, @task, @task_version, @subset, @scoring_key, @data_sha256, @data_file, @harness_version,
+            @ort_version, @device, @status, @error, @error_json, @docs, @seconds, @tokens_processed, @tokens_per_choice, @created_at)`).run(row)
         const runId = Number(info.lastInsertRowid)
         const m = this.db.prepare('INSERT INTO metrics (run_id, metric, value, stderr, higher_is_better) VALUES (?, ?, ?, ?, ?)')
         for (const x of metrics) m.run(runId, x.metric, x.value, x.stderr, x.higher_is_better)

@@ -19,16 +19,14 @@ import { ResultsStore, type RunKey } from '../store/resultsStore.ts'
 import type { TaskDefinition } from '../tasks/defineTask.ts'
 import { evaluateTask, type TaskEvaluation } from '../tasks/evaluate.ts'
 import { loadTaskDocs, selectDocs, subsetKey, type SubsetSpec } from '../tasks/registry.ts'
-import { HARNESS_VERSION } from '../version.ts'
+import { editsContentHash, failedVariantKey, HARNESS_VERSION, runKey, runKeyText, scoringKey, variantFolderName } from '../identity/keys.ts'
 import { calibrateFor, planVariant, prepareVariant, variantId, type PlannedVariant, type PreparedVariant } from '../variants/prepare.ts'
 import { readVariantFiles, writeVariantFiles } from '../variants/variantFiles.ts'
 import { methodFileHash } from '../methods/registry.ts'
 import { cellKey, expandVariants, resolveSweepTasks, shardOf, type Shard, type VariantSpec } from './plan.ts'
 
-/** Bump when scoring semantics change (request building, metrics): part of every run's key. */
-// 2: lm-eval's special tokens and prefix rules, ("", delimiter + choice) unconditional requests,
-// first-index is_greedy, code-point choice lengths (H6, issue 9 §5-§7).
-export const SCORING_VERSION = 2
+// SCORING_VERSION and every key's derivation live in src/identity/keys.ts.
+export { SCORING_VERSION } from '../identity/keys.ts'
 
 export interface SweepOptions {
   config: HarnessConfig
@@ -105,7 +103,6 @@ function holderIsGone(holder: string): boolean {
   }
 }
 
-const leaseKeyOf = (k: RunKey) => JSON.stringify([k.model_id, k.content_hash, k.task, k.task_version, k.subset, k.scoring_key])
 
 /**
  * Writes a content-addressed variant folder without ever removing one another process may be reading:
@@ -148,21 +145,9 @@ function publishVariantFiles(dir: string, modelDir: string, write: (staged: stri
   }
 }
 
+/** The content hash of a prepared variant's edits (src/identity/keys.ts editsContentHash). */
 export function contentHash(prepared: PreparedVariant): string {
-  const h = crypto.createHash('sha256')
-  const layers = Object.keys(prepared.edits.layers).map(Number).sort((a, b) => a - b)
-  for (const l of layers) {
-    const hooks = prepared.edits.layers[l]
-    const { novices, ...rest } = hooks
-    if (Object.keys(hooks).length === 0) continue
-    h.update(`L${l}:${JSON.stringify(rest, Object.keys(rest).sort())}`)
-    for (const e of Object.keys(novices ?? {}).map(Number).sort((a, b) => a - b)) h.update(`n${e}:`).update(new Uint8Array(novices![e].buffer))
-  }
-  for (const name of Object.keys(prepared.edits.overrides).sort()) {
-    const data = prepared.edits.overrides[name]
-    h.update(`o:${name}:`).update(new Uint8Array(data.buffer, data.byteOffset, data.byteLength))
-  }
-  return h.digest('hex').slice(0, 24)
+  return editsContentHash(prepared.edits)
 }
 
 export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
@@ -180,10 +165,11 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
   const tasks = await resolveSweepTasks(config)
   const subset: SubsetSpec = config.subset
   const dataDir = config.dataDir ? path.resolve(options.baseDir, config.dataDir) : defaultDataDir()
-  const taskDocs = new Map<string, { task: TaskDefinition; docs: { index: number; doc: unknown }[] }>()
+  // The data file and its sha256 enter every run's key: other content re-scores, a copy elsewhere does not.
+  const taskDocs = new Map<string, { task: TaskDefinition; docs: { index: number; doc: unknown }[]; file: string; sha256: string }>()
   for (const task of tasks) {
     const loaded = await loadTaskDocs(task, dataDir)
-    taskDocs.set(task.name, { task, docs: selectDocs(task, loaded.docs, subset) })
+    taskDocs.set(task.name, { task, docs: selectDocs(task, loaded.docs, subset), file: loaded.file, sha256: loaded.sha256 })
   }
   const specs = await expandVariants(config, options.baseDir)
   const models = new Map<string, Checkpoint>()
@@ -222,9 +208,9 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
       store.saveMethodInfo({ name: method.name, family: method.family, description: method.description, params_json: JSON.stringify(method.params), reference_json: method.reference ? JSON.stringify(method.reference) : null, code_hash: methodFileHash(method.name) })
     }
     for (const t of tasks) store.saveTaskInfo({ name: t.name, version: t.version, kind: t.kind, description: t.description, metrics_json: JSON.stringify(t.metrics), primary_metric: t.primaryMetric })
-    const scoringKey = (ckpt: Checkpoint) => crypto.createHash('sha256').update(JSON.stringify({ v: SCORING_VERSION, maxLength: ckpt.spec.maxPositions, device, ort: ORT_VERSION })).digest('hex').slice(0, 16)
-    const runKey = (ckpt: Checkpoint, hash: string, task: TaskDefinition): RunKey => ({
-      model_id: ckpt.fingerprint(), content_hash: hash, task: task.name, task_version: task.version, subset: subsetText, scoring_key: scoringKey(ckpt),
+    const cellRunKey = (ckpt: Checkpoint, hash: string, task: TaskDefinition): RunKey => runKey({
+      modelId: ckpt.fingerprint(), contentHash: hash, task: task.name, taskVersion: task.version, subset: subsetText,
+      scoringKey: scoringKey({ maxLength: ckpt.spec.maxPositions, device, ortVersion: ORT_VERSION }), dataSha256: taskDocs.get(task.name)!.sha256,
     })
     const mine = (s: VariantState, task: TaskDefinition) => !options.shard || shardOf(cellKey(s.spec, task.name), options.shard.count) === options.shard.index
     const cells = states.flatMap(s => tasks.filter(t => mine(s, t)).map(t => ({ state: s, task: t })))
@@ -254,11 +240,11 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
 
     let done = 0
     const report = (label: string) => options.onProgress?.({ done, total: cells.length, label })
-    const variantDir = (ckpt: Checkpoint, hash: string) => path.join(harnessHome(), 'variants', `${ckpt.fingerprint().slice(0, 16)}-${hash}`)
+    const variantDir = (ckpt: Checkpoint, hash: string) => path.join(harnessHome(), 'variants', variantFolderName(ckpt.fingerprint(), hash))
 
     const prepare = (s: VariantState): Promise<void> => (s.preparing ??= prepareOnce(s))
     const saveFailedVariant = (s: VariantState, ckpt: Checkpoint) => store.saveVariant({
-      variant_id: `failed-${crypto.createHash('sha256').update(JSON.stringify(s.spec)).digest('hex').slice(0, 20)}`, model_id: ckpt.fingerprint(),
+      variant_id: failedVariantKey(s.spec), model_id: ckpt.fingerprint(),
       method: s.spec.method, params_json: JSON.stringify(s.plan?.params ?? s.spec.params), ratio: Number(s.spec.params.ratio), achieved_ratio: null,
       content_hash: null, accounting_json: null, report_json: null, warnings_json: null, calibration_json: null, transform_seconds: null, status: 'failed',
       error: formatError(s.error!), error_json: JSON.stringify(s.error),
@@ -316,8 +302,8 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
         report(`failed ${label}`)
         return 'done'
       }
-      const key = runKey(ckpt, s.contentHash!, cell.task)
-      const lease = leaseKeyOf(key)
+      const key = cellRunKey(ckpt, s.contentHash!, cell.task)
+      const lease = runKeyText(key)
       if (held.has(lease)) return 'deferred' // another lane of this process is scoring the same run (identical variants)
       const claim = store.claimCell(key, owner, leaseMs, startedAt, holderIsGone)
       if (claim === 'busy') return 'deferred'
@@ -348,7 +334,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
       const s = cell.state
       const ckpt = models.get(s.spec.model)!
       report(label)
-      const { task, docs } = taskDocs.get(cell.task.name)!
+      const { task, docs, file: dataFile } = taskDocs.get(cell.task.name)!
       const ts = performance.now()
       let evaluation: TaskEvaluation | undefined
       let error: HarnessErrorData | null = null
@@ -373,7 +359,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
         greedy_json: JSON.stringify(x.greedy), preds_json: JSON.stringify(x.preds), counts_json: x.counts ? JSON.stringify(x.counts) : null,
       })) : []
       store.saveRun({
-        ...key, harness_version: HARNESS_VERSION, ort_version: ORT_VERSION, device, status: error ? 'failed' : 'complete',
+        ...key, data_file: dataFile, harness_version: HARNESS_VERSION, ort_version: ORT_VERSION, device, status: error ? 'failed' : 'complete',
         error: error && formatError(error), error_json: error && JSON.stringify(error),
         docs: docs.length, seconds: (performance.now() - ts) / 1000, tokens_processed: evaluation?.tokens.processed ?? 0, tokens_per_choice: evaluation?.tokens.perChoiceEquivalent ?? 0,
       }, metrics, samples)

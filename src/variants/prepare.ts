@@ -1,11 +1,11 @@
 // From (model, method, params) to a ready variant: validate, calibrate (cached; one-pass, or
 // sequential interleaved with the method's per-layer edits), apply, account.
-import crypto from 'node:crypto'
 import { calibrationKey, getCalibrationStats } from '../calibration/cache.ts'
 import { sequentialStats } from '../calibration/sequential.ts'
 import type { CalibrationSpec } from '../calibration/source.ts'
 import type { StatNeed, StatsData } from '../calibration/stats.ts'
 import type { VariantEdits } from '../engine/hooks.ts'
+import { BUILD_FORMAT_VERSION, variantKey } from '../identity/keys.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
 import type { Device } from '../runtime/ort.ts'
 import { applyMethod, startMethod } from '../methods/applyMethod.ts'
@@ -13,8 +13,8 @@ import type { CalibrationProcedure, MethodDefinition, MethodReport } from '../me
 import { layoutOf, loadMethod, methodFileHash, needsOf, procedureOf, resolveParams, unprunedNeedsOf, validateMethod, type ParamValues } from '../methods/registry.ts'
 import { accountVariant, type VariantAccounting } from './accounting.ts'
 
-/** Bump when the meaning of a built variant changes (graph semantics, edit encoding). */
-export const BUILD_FORMAT_VERSION = 1
+// BUILD_FORMAT_VERSION and the id's derivation live in src/identity/keys.ts.
+export { BUILD_FORMAT_VERSION }
 
 export interface PlannedVariant {
   method: MethodDefinition
@@ -66,13 +66,10 @@ export async function planVariant(ckpt: Checkpoint, methodName: string, given: P
 }
 
 export function variantId(ckpt: Checkpoint, plan: { method: MethodDefinition; params: ParamValues; needs: readonly StatNeed[]; procedure?: CalibrationProcedure }, calibrationKey: string | null): string {
-  const identity = {
-    v: BUILD_FORMAT_VERSION, model: ckpt.fingerprint(), method: plan.method.name, code: methodFileHash(plan.method.name),
-    params: plan.params, calibration: plan.needs.length ? calibrationKey : null,
-    // Only sequential variants carry the field, so one-pass variant ids are unchanged.
-    ...(plan.procedure === 'sequential' ? { procedure: 'sequential' } : {}),
-  }
-  return crypto.createHash('sha256').update(JSON.stringify(identity)).digest('hex').slice(0, 24)
+  return variantKey({
+    modelId: ckpt.fingerprint(), method: plan.method.name, methodCode: methodFileHash(plan.method.name), params: plan.params,
+    calibrationKey: plan.needs.length ? calibrationKey : null, sequential: plan.procedure === 'sequential',
+  })
 }
 
 export interface PrepareOptions {

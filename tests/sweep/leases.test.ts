@@ -121,7 +121,7 @@ describe('cooperating sweeps on one store', () => {
     const store = new ResultsStore(db)
     const run = store.all<any>('SELECT * FROM runs ORDER BY run_id LIMIT 1')[0]
     store.db.prepare('DELETE FROM runs WHERE run_id = ?').run(run.run_id)
-    const key = { model_id: run.model_id, content_hash: run.content_hash, task: run.task, task_version: run.task_version, subset: run.subset, scoring_key: run.scoring_key }
+    const key = { model_id: run.model_id, content_hash: run.content_hash, task: run.task, task_version: run.task_version, subset: run.subset, scoring_key: run.scoring_key, data_sha256: run.data_sha256 }
     assert.equal(store.claimCell(key, 'dead-host:1:x', 3000, new Date().toISOString()), 'claimed')
     assert.equal(store.claimCell(key, 'other:2:y', 3000, new Date().toISOString()), 'busy', 'a live lease is exclusive')
     store.close()
@@ -140,7 +140,7 @@ describe('cooperating sweeps on one store', () => {
     const store = new ResultsStore(db)
     const run = store.all<any>('SELECT * FROM runs ORDER BY run_id DESC LIMIT 1')[0]
     store.db.prepare('DELETE FROM runs WHERE run_id = ?').run(run.run_id)
-    const key = { model_id: run.model_id, content_hash: run.content_hash, task: run.task, task_version: run.task_version, subset: run.subset, scoring_key: run.scoring_key }
+    const key = { model_id: run.model_id, content_hash: run.content_hash, task: run.task, task_version: run.task_version, subset: run.subset, scoring_key: run.scoring_key, data_sha256: run.data_sha256 }
     const gone = spawn('true')
     await new Promise(res => gone.on('exit', res))
     // Ten minutes: waiting for it would time the test out.
