@@ -3,6 +3,7 @@
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
+import { DEFAULTS, defaultCalibrationLength } from '../defaults.ts'
 import { fail } from '../errors.ts'
 import type { TextTokenizer } from '../model/tokenizer.ts'
 import { TASK_DATA_DIR } from '../paths.ts'
@@ -25,7 +26,7 @@ export const BUILTIN_CALIBRATION = path.join(TASK_DATA_DIR, 'calibration-validat
 
 /** Papers' defaults (NAEE/Wanda: 128 × 2048), shortened to the model's context when it is smaller. */
 export function defaultCalibration(maxPositions: number): CalibrationSpec {
-  return { source: 'builtin', sequences: 128, length: Math.min(2048, maxPositions), seed: 42 }
+  return { source: DEFAULTS.calibration.source, sequences: DEFAULTS.calibration.sequences, length: defaultCalibrationLength(maxPositions), seed: DEFAULTS.calibration.seed }
 }
 
 async function documents(spec: CalibrationSpec): Promise<{ texts: string[]; fingerprint: string }> {
@@ -62,7 +63,7 @@ async function documents(spec: CalibrationSpec): Promise<{ texts: string[]; fing
     if (texts.length === 0) fail('CALIBRATION_FAILED', `Calibration source ${file} has no text (it is empty or blank); pass a .txt file with documents separated by blank lines.`)
     return { texts, fingerprint: `file:${sha}` }
   }
-  const field = spec.field ?? 'text'
+  const field = spec.field ?? DEFAULTS.calibration.field
   const { records, where } = await readRecordFile(file)
   if (records.length === 0) fail('CALIBRATION_FAILED', `Calibration source ${file} has no records; pass a file with one {"${field}": "..."} object per line.`)
   const texts = records.map((r, i) => {

@@ -1,6 +1,6 @@
 // Options shared by every command that runs the engine: device, threads and the direct hook flags.
-import os from 'node:os'
 import { Option, type Command } from 'commander'
+import { defaultThreads } from '../defaults.ts'
 import { fail } from '../errors.ts'
 import { emptyEdits, parseExpertMask, type VariantEdits } from '../engine/hooks.ts'
 import type { CheckpointOptions } from '../model/checkpoint.ts'
@@ -34,7 +34,7 @@ export function addHookOptions(cmd: Command): Command {
 }
 
 export function threadCount(flags: EngineFlags): number {
-  if (flags.threads === undefined) return Math.max(1, os.availableParallelism())
+  if (flags.threads === undefined) return defaultThreads()
   const n = Number(flags.threads)
   if (!Number.isInteger(n) || n < 1) fail('INVALID_ARGUMENT', `--threads must be a positive integer, got '${flags.threads}'.`)
   return n

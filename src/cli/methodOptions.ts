@@ -1,5 +1,6 @@
 // --method / --ratio / --param and the calibration flags, shared by eval, transform and score.
 import type { Command } from 'commander'
+import { DEFAULTS } from '../defaults.ts'
 import { fail } from '../errors.ts'
 import { defaultCalibration, type CalibrationSpec } from '../calibration/source.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
@@ -26,11 +27,11 @@ export function addMethodOptions(cmd: Command): Command {
     .option('--method <name>', 'sparsification method (a file in methods/; see `moe-harness methods`)')
     .option('--ratio <r>', "the method's ratio in [0, 1) (default: the method's default)")
     .option('--param <k=v>', 'a method parameter, repeatable (e.g. --param scope=global)', collect, [])
-    .option('--calibration <source>', "calibration text: 'builtin' (held-out validation text), task:<name>, or a .txt/.jsonl/.parquet file", 'builtin')
-    .option('--calibration-field <name>', 'jsonl/parquet field with the text', 'text')
-    .option('--calibration-sequences <n>', 'calibration sequences (default 128, as NAEE and Wanda)')
-    .option('--calibration-length <n>', "tokens per calibration sequence (default min(2048, the model's context))")
-    .option('--calibration-seed <n>', 'seed of the calibration sample', '42')
+    .option('--calibration <source>', "calibration text: 'builtin' (held-out validation text), task:<name>, or a .txt/.jsonl/.parquet file", DEFAULTS.calibration.source)
+    .option('--calibration-field <name>', 'jsonl/parquet field with the text', DEFAULTS.calibration.field)
+    .option('--calibration-sequences <n>', `calibration sequences (default ${DEFAULTS.calibration.sequences}, as NAEE and Wanda)`)
+    .option('--calibration-length <n>', `tokens per calibration sequence (default min(${DEFAULTS.calibration.maxLength}, the model's context))`)
+    .option('--calibration-seed <n>', 'seed of the calibration sample', String(DEFAULTS.calibration.seed))
 }
 
 function intFlag(name: string, v: string | undefined, fallback: number): number {

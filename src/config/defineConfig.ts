@@ -4,6 +4,7 @@ import path from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { createJiti } from 'jiti'
 import { z } from 'zod'
+import { DEFAULTS } from '../defaults.ts'
 import { fail } from '../errors.ts'
 
 const paramValue = z.union([z.number(), z.boolean(), z.string()])
@@ -28,18 +29,18 @@ export const configSchema = z.object({
   /** Task names (tasks/<name>.ts); omitted = the built-in tasks. */
   tasks: z.array(z.string()).optional(),
   /** The same document subset for every method: the first `limit`, or a seeded stratified `sample`. */
-  subset: z.object({ limit: z.number().positive().optional(), sample: z.number().int().positive().optional(), seed: z.number().int().default(1234) })
-    .strict().refine(s => !(s.limit !== undefined && s.sample !== undefined), 'use either limit or sample').default({ seed: 1234 }),
-  /** Calibration text and size; defaults: the built-in validation text, 128 sequences of min(2048, context) tokens, seed 42. */
+  subset: z.object({ limit: z.number().positive().optional(), sample: z.number().int().positive().optional(), seed: z.number().int().default(DEFAULTS.sampleSeed) })
+    .strict().refine(s => !(s.limit !== undefined && s.sample !== undefined), 'use either limit or sample').default({ seed: DEFAULTS.sampleSeed }),
+  /** Calibration text and size; defaults (src/defaults.ts): the built-in validation text, 128 sequences of min(2048, context) tokens, seed 42. */
   calibration: z.object({
-    source: z.string().default('builtin'), field: z.string().optional(), sequences: z.number().int().positive().optional(),
-    length: z.number().int().min(2).optional(), seed: z.number().int().default(42),
-  }).strict().default({ source: 'builtin', seed: 42 }),
-  /** Worker pool: workers × intra-op threads should not exceed the cores. */
-  pool: z.object({ workers: z.number().int().positive().default(1), threads: z.number().int().positive().optional() }).strict().default({ workers: 1 }),
+    source: z.string().default(DEFAULTS.calibration.source), field: z.string().optional(), sequences: z.number().int().positive().optional(),
+    length: z.number().int().min(2).optional(), seed: z.number().int().default(DEFAULTS.calibration.seed),
+  }).strict().default({ source: DEFAULTS.calibration.source, seed: DEFAULTS.calibration.seed }),
+  /** Worker pool: workers × intra-op threads should not exceed the cores; threads default to the cores / workers (src/defaults.ts). */
+  pool: z.object({ workers: z.number().int().positive().default(DEFAULTS.workers), threads: z.number().int().positive().optional() }).strict().default({ workers: DEFAULTS.workers }),
   device: z.enum(['cpu', 'cuda']).default('cpu'),
   /** Padded tokens per batch (scores do not depend on it). */
-  batchTokens: z.number().int().positive().default(2048),
+  batchTokens: z.number().int().positive().default(DEFAULTS.batchTokens),
   /** Folder with local copies of the standard datasets. */
   dataDir: z.string().optional(),
   /** The SQLite results store. */

@@ -1,5 +1,6 @@
 // Scores requests with a scoring graph: plans batches, runs them on a backend (an in-process session
 // or the worker pool), and reassembles per-request log-probabilities in request order.
+import { DEFAULTS } from '../defaults.ts'
 import { fail } from '../errors.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
 import { buildScoringGraph } from '../onnx/moeGraph.ts'
@@ -20,7 +21,7 @@ export interface ScoreOptions {
   signal?: AbortSignal
 }
 
-export const DEFAULT_BATCH_TOKENS = 2048
+export const DEFAULT_BATCH_TOKENS = DEFAULTS.batchTokens
 
 export async function scoreRequests(
   requests: readonly ScoreRequest[], run: BatchRunner, limits: { vocabSize: number; maxLength: number | null }, options: ScoreOptions = {},

@@ -6,6 +6,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import type { HarnessConfig } from '../config/defineConfig.ts'
+import { defaultThreads } from '../defaults.ts'
 import { errorData, fail, formatError, HarnessError, isHarnessErrorData, withContext, type ErrorCode, type HarnessErrorData } from '../errors.ts'
 import { defaultCalibration, type CalibrationSpec } from '../calibration/source.ts'
 import type { StatNeed } from '../calibration/stats.ts'
@@ -159,7 +160,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
   const t0 = performance.now()
   const device: Device = config.device
   const workers = config.pool.workers
-  const threads = config.pool.threads ?? Math.max(1, Math.floor(os.availableParallelism() / workers))
+  const threads = config.pool.threads ?? defaultThreads(workers)
 
   // ---- validate everything before any expensive work
   const tasks = await resolveSweepTasks(config)

@@ -1,4 +1,5 @@
 // Finds task files in tasks/, loads their documents, and picks the evaluated subset.
+import { DEFAULTS } from '../defaults.ts'
 import { fail } from '../errors.ts'
 import { loadAllPlugins, loadPlugin, pluginFiles } from '../plugins/discover.ts'
 import { defaultDataDir, TASK_DATA_DIR, TASKS_DIR } from '../paths.ts'
@@ -153,7 +154,7 @@ export interface SubsetSpec {
 
 /** Canonical text of a subset, part of every stored result's key. */
 export function subsetKey(spec: SubsetSpec): string {
-  if (spec.sample !== undefined) return `sample:${spec.sample}:seed${spec.seed ?? 1234}`
+  if (spec.sample !== undefined) return `sample:${spec.sample}:seed${spec.seed ?? DEFAULTS.sampleSeed}`
   if (spec.limit !== undefined) return `limit:${spec.limit}`
   return 'all'
 }
@@ -167,7 +168,7 @@ export function selectDocs<Doc>(task: TaskDefinition<Doc>, docs: { index: number
   }
   if (spec.sample !== undefined) {
     if (!Number.isInteger(spec.sample) || spec.sample < 1) fail('INVALID_ARGUMENT', `--sample must be a positive integer, got ${spec.sample}.`)
-    return stratifiedSample(task, docs, spec.sample, spec.seed ?? 1234)
+    return stratifiedSample(task, docs, spec.sample, spec.seed ?? DEFAULTS.sampleSeed)
   }
   return docs
 }

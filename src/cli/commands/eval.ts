@@ -1,7 +1,8 @@
 import type { Command } from 'commander'
 import { fail } from '../../errors.ts'
 import { mergeEdits, validateEdits } from '../../engine/hooks.ts'
-import { createLocalScorer, DEFAULT_BATCH_TOKENS } from '../../engine/scorer.ts'
+import { DEFAULTS } from '../../defaults.ts'
+import { createLocalScorer } from '../../engine/scorer.ts'
 import { openCheckpoint } from '../../model/checkpoint.ts'
 import { defaultDataDir } from '../../paths.ts'
 import type { MetricName, TaskDefinition } from '../../tasks/defineTask.ts'
@@ -32,10 +33,10 @@ export function registerEval(program: Command): void {
     .option('--tasks <names>', 'comma-separated task names (default: the built-in tasks); see `moe-harness tasks`')
     .option('--limit <n>', 'only the first N documents of each task (a fraction in (0, 1) takes that share), as lm-eval --limit')
     .option('--sample <n>', 'a seeded subsample of N documents per task, stratified by the answer; the same for every method')
-    .option('--seed <n>', 'seed of --sample', '1234')
+    .option('--seed <n>', 'seed of --sample', String(DEFAULTS.sampleSeed))
     .option('--data-dir <dir>', 'folder with local copies of the standard datasets (default: $MOE_HARNESS_DATA or ./data)')
     .option('--max-length <n>', "longest model input (default: the model's max_position_embeddings, as lm-eval)")
-    .option('--batch-tokens <n>', 'padded tokens per batch; results do not depend on it', String(DEFAULT_BATCH_TOKENS))
+    .option('--batch-tokens <n>', 'padded tokens per batch; results do not depend on it', String(DEFAULTS.batchTokens))
     .option('--json', 'print one JSON object with all results as the last line')
   addMethodOptions(addHookOptions(addDeviceOptions(cmd)))
   cmd.addHelpText('after', `
