@@ -1,4 +1,4 @@
-import { defineMethod, p } from '../src/index.ts'
+import { defineMethod, neuronsKept, p } from '../src/index.ts'
 
 export default defineMethod({
   name: 'neuron-top-k',
@@ -13,7 +13,7 @@ export default defineMethod({
     for (const layer of layout.layers) {
       const rho = 1 - params.ratio
       runtime.neuronTopK(layer.index, rho)
-      kept += Math.max(1, Math.min(layer.expertFfn, Math.ceil(rho * layer.expertFfn - 1e-9)))
+      kept += neuronsKept(rho, layer.expertFfn)
       total += layer.expertFfn
     }
     return { achievedRatio: 1 - kept / total, notes: { rho: 1 - params.ratio } }

@@ -14,3 +14,5 @@ export type { MetricName, MultipleChoicePrompt, MultipleInputPrompt, RollingProm
 export { defineConfig } from './config/defineConfig.ts'
 export type { HarnessConfig, HarnessConfigInput } from './config/defineConfig.ts'
 export type { MoeLayerSpec } from './model/modelSpec.ts'
+export { neuronsKept } from './edits/variantEdits.ts'
+export type { LayerHooks, VariantEdits } from './edits/variantEdits.ts'

@@ -2,7 +2,7 @@
 import { Option, type Command } from 'commander'
 import { defaultThreads } from '../defaults.ts'
 import { fail } from '../errors.ts'
-import { emptyEdits, parseExpertMask, type VariantEdits } from '../engine/hooks.ts'
+import { emptyEdits, parseExpertMask, type VariantEdits } from '../edits/variantEdits.ts'
 import type { CheckpointOptions } from '../model/checkpoint.ts'
 import type { ModelSpec } from '../model/modelSpec.ts'
 import type { Device } from '../runtime/ort.ts'

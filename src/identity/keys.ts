@@ -3,7 +3,7 @@
 // constants that invalidate them, so "may this stored result be reused?" has one answer.
 // Low altitude: only node:crypto and types; callers pass plain values (fingerprints, hashes, names).
 import crypto from 'node:crypto'
-import type { VariantEdits } from '../engine/hooks.ts'
+import type { VariantEdits } from '../edits/variantEdits.ts'
 import { HARNESS_VERSION } from '../version.ts'
 
 export { HARNESS_VERSION }

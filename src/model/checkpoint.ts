@@ -16,7 +16,7 @@ import { expectedShapes, tensorNames, type ModelNames } from './tensorNames.ts'
 import { loadTokenizer, type TextTokenizer } from './tokenizer.ts'
 import { checkpointFingerprint } from './fingerprint.ts'
 import { NOVICES_FILE, readVariantHooks, VARIANT_FILE } from './variantManifest.ts'
-import type { VariantEdits } from '../engine/hooks.ts'
+import type { VariantEdits } from '../edits/variantEdits.ts'
 
 export interface Checkpoint {
   dir: string

@@ -3,7 +3,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { fail } from '../errors.ts'
-import { emptyEdits, type VariantEdits } from '../engine/hooks.ts'
+import { emptyEdits, type VariantEdits } from '../edits/variantEdits.ts'
 import { decodeToFloat32, readSafetensorsHeader, readTensorBytes } from './safetensors.ts'
 
 export const VARIANT_FILE = 'moe_harness_variant.json'

@@ -2,7 +2,6 @@
 // score cells in the worker pool, and write every finished cell atomically. Safe to kill at any
 // moment: a rerun resumes and ends with every cell complete exactly once.
 import crypto from 'node:crypto'
-import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import type { HarnessConfig } from '../config/defineConfig.ts'
@@ -22,7 +21,7 @@ import { evaluateTask, type TaskEvaluation } from '../tasks/evaluate.ts'
 import { loadTaskDocs, selectDocs, subsetKey, type SubsetSpec } from '../tasks/registry.ts'
 import { editsContentHash, failedVariantKey, HARNESS_VERSION, runKey, runKeyText, scoringKey, variantFolderName } from '../identity/keys.ts'
 import { calibrateFor, planVariant, prepareVariant, variantId, type PlannedVariant, type PreparedVariant } from '../variants/prepare.ts'
-import { readVariantFiles, writeVariantFiles } from '../variants/variantFiles.ts'
+import { isVariantFolder, publishVariantFolder } from '../edits/variantFolder.ts'
 import { methodFileHash } from '../methods/registry.ts'
 import { cellKey, expandVariants, resolveSweepTasks, shardOf, type Shard, type VariantSpec } from './plan.ts'
 
@@ -104,47 +103,6 @@ function holderIsGone(holder: string): boolean {
   }
 }
 
-
-/**
- * Writes a content-addressed variant folder without ever removing one another process may be reading:
- * the files are staged under a private name and renamed into place; if a cooperating process
- * published the same (identical) folder first, ours is dropped.
- */
-function publishVariantFiles(dir: string, modelDir: string, write: (staged: string) => void): void {
-  const published = fs.existsSync(path.join(dir, 'edits.json'))
-  // The folder is keyed by content (fingerprint + edits), but names the model folder it was built
-  // from: the same weights at a new path (a moved or re-created checkpoint) need it re-published.
-  if (published && readVariantFiles(dir).modelDir === modelDir) return
-  if (published) {
-    const staged = `${dir}.staged-${process.pid}-${crypto.randomBytes(3).toString('hex')}`
-    const aside = `${dir}.old-${process.pid}-${crypto.randomBytes(3).toString('hex')}`
-    write(staged)
-    try {
-      fs.renameSync(dir, aside)
-      fs.renameSync(staged, dir)
-    } catch {
-      // Another process on this store re-published it first: its copy is as good as ours.
-      fs.rmSync(staged, { recursive: true, force: true })
-    }
-    fs.rmSync(aside, { recursive: true, force: true })
-    return
-  }
-  const staged = `${dir}.staged-${process.pid}-${crypto.randomBytes(3).toString('hex')}`
-  write(staged)
-  try {
-    fs.renameSync(staged, dir)
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code
-    if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw e
-    if (!fs.existsSync(path.join(dir, 'edits.json'))) {
-      // A folder left without its files (by an older harness): replace it.
-      fs.rmSync(dir, { recursive: true, force: true })
-      fs.renameSync(staged, dir)
-      return
-    }
-    fs.rmSync(staged, { recursive: true, force: true })
-  }
-}
 
 /** The content hash of a prepared variant's edits (src/identity/keys.ts editsContentHash). */
 export function contentHash(prepared: PreparedVariant): string {
@@ -260,7 +218,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
       // A variant prepared by an earlier run is known by its id; it is rebuilt only if its files are gone.
       const id = variantId(ckpt, s.plan!, s.plan!.needs.length ? await calibrationKey(ckpt, calibration(ckpt)) : null)
       const known = store.variant(id)
-      if (known?.status === 'ready' && known.content_hash && fs.existsSync(path.join(variantDir(ckpt, known.content_hash), 'edits.json'))) {
+      if (known?.status === 'ready' && known.content_hash && isVariantFolder(variantDir(ckpt, known.content_hash))) {
         s.variantId = id
         s.contentHash = known.content_hash
         s.dir = variantDir(ckpt, known.content_hash)
@@ -271,7 +229,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
         s.variantId = prepared.variantId
         s.contentHash = contentHash(prepared)
         s.dir = variantDir(ckpt, s.contentHash)
-        publishVariantFiles(s.dir, ckpt.dir, dir => writeVariantFiles(dir, ckpt.dir, prepared.edits, n => ckpt.tensors.get(n)!.dtype))
+        publishVariantFolder(s.dir, ckpt.dir, prepared.edits, n => ckpt.tensors.get(n)!.dtype)
         const td = performance.now()
         store.saveVariant({
           variant_id: prepared.variantId, model_id: ckpt.fingerprint(), method: prepared.method, params_json: JSON.stringify(prepared.params),

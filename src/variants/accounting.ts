@@ -1,7 +1,7 @@
 // What a variant costs: stored parameters and bytes, non-zero weights, and parameters active per
 // token, derived from the edits themselves (never from what a method claims).
 import type { StatsData } from '../calibration/stats.ts'
-import type { VariantEdits } from '../engine/hooks.ts'
+import { neuronsKept, type VariantEdits } from '../edits/variantEdits.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
 import { DTYPE_BYTES } from '../model/safetensors.ts'
 
@@ -89,8 +89,8 @@ export function accountVariant(ckpt: Checkpoint, edits: VariantEdits, stats?: St
         computed -= skipped
       }
     }
-    // Neuron top-k computes the gate projection in full and up/down for the kept neurons only.
-    const perToken = s.neuronKeep !== undefined ? d * layer.expertFfn * (1 + 2 * s.neuronKeep) : perExpert
+    // Neuron top-k computes the gate projection in full and up/down for the ceil(rho F) kept neurons only.
+    const perToken = s.neuronKeep !== undefined ? d * (layer.expertFfn + 2 * neuronsKept(s.neuronKeep, layer.expertFfn)) : perExpert
     active += computed * perToken
   })
   let zeros = 0

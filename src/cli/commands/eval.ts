@@ -1,6 +1,6 @@
 import type { Command } from 'commander'
 import { fail } from '../../errors.ts'
-import { mergeEdits, validateEdits } from '../../engine/hooks.ts'
+import { mergeEdits, validateEdits } from '../../edits/variantEdits.ts'
 import { DEFAULTS } from '../../defaults.ts'
 import { createLocalScorer } from '../../engine/scorer.ts'
 import { openCheckpoint } from '../../model/checkpoint.ts'

@@ -1,7 +1,7 @@
 import type { Command } from 'commander'
 import { fail } from '../../errors.ts'
 import { createLocalScorer } from '../../engine/scorer.ts'
-import { validateEdits } from '../../engine/hooks.ts'
+import { validateEdits } from '../../edits/variantEdits.ts'
 import { openCheckpoint } from '../../model/checkpoint.ts'
 import { checkpointOptions, addDeviceOptions, addHookOptions, editsFromFlags, threadCount, type EngineFlags } from '../engineOptions.ts'
 
