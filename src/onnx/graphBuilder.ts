@@ -15,6 +15,7 @@ import {
   TypeProtoSchema,
   ValueInfoProtoSchema,
   type AttributeProto,
+  type GraphProto,
   type NodeProto,
   type TensorProto,
   type ValueInfoProto,
@@ -25,7 +26,7 @@ const ELEM: Record<ElemType, number> = { float32: 1, float16: 10, bfloat16: 16, 
 
 /** A float attribute whose value happens to be an integer (e.g. alpha = 1). */
 export interface FloatAttr { f: number }
-export type AttrValue = number | number[] | string | FloatAttr
+export type AttrValue = number | number[] | string | FloatAttr | GraphProto
 export type Dim = number | string
 
 export const OPSET = 21
@@ -38,11 +39,35 @@ export class GraphBuilder {
   private counter = 0
   private constCache = new Map<string, string>()
   /** External data blobs by key, in the order they were declared. */
-  readonly external = new Map<string, Uint8Array>()
+  readonly external: Map<string, Uint8Array>
+  /** The outermost graph: a subgraph's names, constants and initializers live there. */
+  private readonly root: GraphBuilder
 
-  constructor(readonly name: string) {}
+  constructor(readonly name: string, parent?: GraphBuilder) {
+    this.root = parent ? parent.root : this
+    this.external = this.root === this ? new Map() : this.root.external
+  }
+
+  /**
+   * A builder for a control-flow body (If / Loop branch). Its nodes stay in the subgraph; names,
+   * constants and initializers are the root graph's, which the body reads as outer-scope values.
+   */
+  subgraph(name: string): GraphBuilder {
+    return new GraphBuilder(name, this)
+  }
+
+  /** This builder's nodes as a body graph returning `outputs` (name, type, dims). */
+  toGraph(outputs: { name: string; type: ElemType; dims: Dim[] }[]): GraphProto {
+    return create(GraphProtoSchema, { name: this.name, node: this.nodes, output: outputs.map(o => valueInfo(o.name, o.type, o.dims)) })
+  }
+
+  /** Number of nodes in this graph (not counting its subgraphs). */
+  get nodeCount(): number {
+    return this.nodes.length
+  }
 
   fresh(prefix: string): string {
+    if (this.root !== this) return this.root.fresh(prefix)
     return `${prefix}_${this.counter++}`
   }
 
@@ -57,6 +82,7 @@ export class GraphBuilder {
 
   /** An initializer whose bytes travel as external data under `key`. */
   externalInitializer(name: string, type: ElemType, dims: number[], key: string, data: Uint8Array): string {
+    if (this.root !== this) return this.root.externalInitializer(name, type, dims, key, data)
     this.external.set(key, data)
     this.inits.push(create(TensorProtoSchema, {
       name,
@@ -74,6 +100,7 @@ export class GraphBuilder {
 
   /** A small initializer stored inside the proto. */
   rawInitializer(name: string, type: ElemType, dims: number[], data: Uint8Array): string {
+    if (this.root !== this) return this.root.rawInitializer(name, type, dims, data)
     this.inits.push(create(TensorProtoSchema, { name, dataType: ELEM[type], dims: dims.map(BigInt), rawData: new Uint8Array(data) }))
     return name
   }
@@ -97,6 +124,7 @@ export class GraphBuilder {
   }
 
   private cached(key: string, make: (name: string) => string): string {
+    if (this.root !== this) return this.root.cached(key, make)
     const hit = this.constCache.get(key)
     if (hit) return hit
     const name = make(this.fresh('const'))
@@ -139,6 +167,7 @@ export class GraphBuilder {
 function attribute(name: string, v: AttrValue): AttributeProto {
   if (typeof v === 'string') return create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.STRING, s: new TextEncoder().encode(v) })
   if (Array.isArray(v)) return create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.INTS, ints: v.map(BigInt) })
+  if (typeof v === 'object' && '$typeName' in v) return create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.GRAPH, g: v })
   if (typeof v === 'object') return create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.FLOAT, f: v.f })
   if (Number.isInteger(v)) return create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.INT, i: BigInt(v) })
   return create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.FLOAT, f: v })

@@ -348,6 +348,9 @@ function qRopeOf(g: GraphBuilder, q3: string, nope: number, r: number): string {
   return g.op('Slice', [q3, g.constInt([nope]), g.constInt([nope + r]), g.constInt([2])])
 }
 
+/** Expert groups per If body in the scoring path (moeBlock): small enough that planning a body is cheap. */
+const EXPERTS_PER_BODY = 16
+
 interface ExpertGroup {
   /** Slots routed to this weight set (one unless slots are bound together). */
   members: number[]
@@ -419,17 +422,44 @@ function moeBlock(
   const onehot = g.op('Cast', [g.op('Equal', [g.op('Unsqueeze', [topI, g.constInt([2])]), g.constInt(Array.from({ length: E }, (_, e) => e))])], { to: 1 }) // [N, k, E]
   const gates = g.op('ReduceSum', [g.op('Mul', [onehot, g.op('Unsqueeze', [topW, g.constInt([2])])]), g.constInt([1])], { keepdims: 0 })
   const routedMatrix = g.op('Mul', [g.op('ReduceSum', [onehot, g.constInt([1])], { keepdims: 0 }), g.op('Unsqueeze', [g.op('Cast', [valid], { to: 1 }), g.constInt([1])])])
-  const column = (m: string, slots: number[]) => {
-    const cols = slots.map(e => g.op('Gather', [m, g.scalarInt(e)], { axis: 1 }))
-    return cols.reduce((a, b) => g.op('Add', [a, b]))
+  // `b` is the graph the nodes go to: the main graph, or an expert chunk's body (see below).
+  const column = (m: string, slots: number[], b = g) => {
+    const cols = slots.map(e => b.op('Gather', [m, b.scalarInt(e)], { axis: 1 }))
+    return cols.reduce((x, y) => b.op('Add', [x, y]))
   }
-  const gateOf = (slots: number[]) => column(gates, slots)
-  const routedRows = (slots: number[]) => g.op('Reshape', [g.op('NonZero', [g.op('Greater', [column(routedMatrix, slots), g.scalarFloat(0)])]), g.constInt([-1])])
+  const gateOf = (slots: number[], b = g) => column(gates, slots, b)
+  const routedRows = (slots: number[], b = g) => b.op('Reshape', [b.op('NonZero', [b.op('Greater', [column(routedMatrix, slots, b), b.scalarFloat(0)])]), b.constInt([-1])])
 
   let out = g.op('ConstantOfShape', [g.op('Shape', [h])]) // zeros [N, d] (float by default)
   const keepNeurons = hooks.neuronKeep !== undefined && hooks.neuronKeep < 1 ? neuronsKept(hooks.neuronKeep, layer.expertFfn) : 0
   const outputsOnly = (calib.outputsOnly ?? false) && !calib.moeOutputs
-  for (const group of expertGroups(layer, hooks)) {
+  const groups = expertGroups(layer, hooks)
+  const chunked = !dense && !outputsOnly && !calib.expertOutputs && !calib.expertHidden
+  if (chunked) {
+    // Scoring path. The per-expert nodes are the same as below, but every EXPERTS_PER_BODY groups go
+    // into the body of an If whose condition is always true (computed from the input so onnxruntime
+    // cannot fold it and inline the body). onnxruntime's allocation planner grows superlinearly with
+    // the number of dynamically shaped values in one graph (2 layers x 128 experts: 4.8 s, 4 layers:
+    // 24 s, 8 layers: 165 s, optimisation disabled or not); bodies are planned separately, so session
+    // creation becomes linear in layers x experts. Same nodes in the same order: identical numbers.
+    const always = g.op('GreaterOrEqual', [g.op('Size', [h]), g.scalarInt(0)])
+    for (let c = 0; c < groups.length; c += EXPERTS_PER_BODY) {
+      const body = g.subgraph(`moe_${L}_experts_${c}`)
+      let acc = out
+      for (const group of groups.slice(c, c + EXPERTS_PER_BODY)) {
+        const names = n.experts![group.source]
+        const rows = routedRows(group.members, body)
+        const { y } = swigluRows(body, weights, names, h, rows, keepNeurons, layer.expertFfn)
+        const gate = body.op('Unsqueeze', [body.op('Gather', [gateOf(group.members, body), rows], { axis: 0 }), body.constInt([1])])
+        acc = body.op('ScatterND', [acc, body.op('Unsqueeze', [rows, body.constInt([1])]), body.op('Mul', [y, gate])], { reduction: 'add' })
+      }
+      const keep = g.subgraph(`moe_${L}_skip_${c}`)
+      const kept = keep.op('Identity', [out])
+      const sum = { type: 'float32' as const, dims: ['N', d] }
+      out = g.op('If', [always], { then_branch: body.toGraph([{ name: acc, ...sum }]), else_branch: keep.toGraph([{ name: kept, ...sum }]) })
+    }
+  }
+  for (const group of chunked ? [] : groups) {
     if (outputsOnly && !calib.expertOutputs && !calib.expertHidden) break
     const names = n.experts![group.source]
     if (dense) {
