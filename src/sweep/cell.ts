@@ -1,0 +1,125 @@
+// One cell of a sweep (variant × task) as a unit: prepare its variant, claim its run key, score it in
+// the pool, record run + metrics + samples in one transaction. The scheduler (runSweep.ts) only
+// counts what each cell returns.
+import { scoreRequests } from '../engine/scorer.ts'
+import { errorData, fail, formatError, isHarnessErrorData, type ErrorCode, type HarnessErrorData } from '../errors.ts'
+import { HARNESS_VERSION, runKey, scoringKey, type RunKey } from '../identity/keys.ts'
+import { ORT_VERSION } from '../runtime/ort.ts'
+import type { ScoringPool } from '../runtime/pool.ts'
+import type { RunRow } from '../store/resultsStore.ts'
+import { evaluateTask, type TaskEvaluation } from '../tasks/evaluate.ts'
+import { subsetKey } from '../tasks/registry.ts'
+import type { TaskData } from './inputs.ts'
+import type { CellLeases } from './leases.ts'
+import { prepared, type PrepareContext, type VariantSlot } from './variantSlots.ts'
+
+export interface Cell { slot: VariantSlot; data: TaskData }
+
+export type CellFailure = { cell: string; error: string } & HarnessErrorData
+
+/** What became of a cell: the scheduler counts it (deferred cells are tried again later). */
+export type CellOutcome =
+  | { kind: 'aborted' }
+  | { kind: 'deferred' }
+  | { kind: 'variantFailed'; error: HarnessErrorData }
+  | { kind: 'stored'; run: RunRow }
+  | { kind: 'scored'; error: HarnessErrorData | null; tokens: number }
+
+export interface CellContext extends PrepareContext {
+  pool: ScoringPool
+  leases: CellLeases
+  signal?: AbortSignal
+  timings: PrepareContext['timings'] & { cellWall: number }
+  /** Called as scoring starts (progress label). */
+  onScoring(cell: Cell): void
+}
+
+/** 'model method params task', as failures name a cell. */
+export const cellName = (c: Cell) => `${c.slot.spec.model} ${c.slot.spec.method} ${JSON.stringify(c.slot.spec.params)} ${c.data.task.name}`
+/** 'model method r=ratio task', as progress labels name a cell. */
+export const cellLabel = (c: Cell) => `${c.slot.spec.model} ${c.slot.spec.method} r=${c.slot.spec.params.ratio} ${c.data.task.name}`
+export const cellFailure = (c: Cell, error: HarnessErrorData): CellFailure => ({ cell: cellName(c), error: formatError(error), ...error })
+
+/** Runs one cell unless it is complete, its variant failed, or another lane/process holds it. */
+export async function runCell(cell: Cell, ctx: CellContext): Promise<CellOutcome> {
+  if (ctx.signal?.aborted) return { kind: 'aborted' }
+  const variant = await prepared(cell.slot, ctx)
+  if (variant.status === 'failed') return { kind: 'variantFailed', error: variant.error }
+  const key = cellRunKey(cell, variant, ctx)
+  const claim = ctx.leases.claim(key)
+  if (claim === 'busy' || claim === 'held-here') return { kind: 'deferred' }
+  if (claim === 'complete') return { kind: 'stored', run: ctx.store.run(key)! }
+  try {
+    ctx.onScoring(cell)
+    const scored = await score(cell, variant, ctx)
+    if (!scored) return { kind: 'aborted' }
+    record(cell, key, scored, ctx)
+    return { kind: 'scored', error: scored.error, tokens: scored.evaluation?.tokens.processed ?? 0 }
+  } finally {
+    ctx.leases.release(key)
+  }
+}
+
+function cellRunKey(cell: Cell, variant: { contentHash: string }, ctx: CellContext): RunKey {
+  const { ckpt } = cell.slot
+  const { config, device } = ctx.inputs
+  return runKey({
+    modelId: ckpt.fingerprint(), contentHash: variant.contentHash, task: cell.data.task.name, taskVersion: cell.data.task.version,
+    subset: subsetKey(config.subset), scoringKey: scoringKey({ maxLength: ckpt.spec.maxPositions, device, ortVersion: ORT_VERSION }), dataSha256: cell.data.sha256,
+  })
+}
+
+interface Scored { evaluation: TaskEvaluation | undefined; error: HarnessErrorData | null; seconds: number }
+
+/** Builds the requests (main thread), scores them in the pool and computes the metrics; undefined when the sweep was aborted. */
+async function score(cell: Cell, variant: { dir: string }, ctx: CellContext): Promise<Scored | undefined> {
+  const { ckpt, spec } = cell.slot
+  const { config, workers } = ctx.inputs
+  const ts = performance.now()
+  let evaluation: TaskEvaluation | undefined
+  let error: HarnessErrorData | null = null
+  try {
+    evaluation = await evaluateTask(cell.data.task, cell.data.docs, {
+      tokenizer: ckpt.tokenizer(), maxLength: ckpt.spec.maxPositions,
+      score: requests => scoreRequests(requests, ctx.pool.runner(variant.dir), { vocabSize: ckpt.spec.vocabSize, maxLength: ckpt.spec.slidingWindow }, { maxBatchTokens: config.batchTokens, concurrency: workers + 1, signal: ctx.signal }),
+    })
+    for (const sample of evaluation.samples) {
+      if (sample.lls.some(v => !Number.isFinite(v))) fail('NUMERIC_FAILURE', `non-finite log-likelihood for document ${sample.doc}`)
+    }
+  } catch (e) {
+    if (ctx.signal?.aborted) return undefined
+    error = errorData(e, 'INTERNAL', { method: spec.method, phase: 'score', task: cell.data.task.name })
+  }
+  ctx.timings.cellWall += (performance.now() - ts) / 1000
+  if (ctx.signal?.aborted) return undefined
+  return { evaluation, error, seconds: (performance.now() - ts) / 1000 }
+}
+
+/** Writes the run (complete, or failed with its error), its metrics and samples in one transaction. */
+function record(cell: Cell, key: RunKey, scored: Scored, ctx: CellContext): void {
+  const { evaluation, error } = scored
+  const td = performance.now()
+  const metrics = evaluation ? Object.entries(evaluation.metrics).map(([metric, m]) => ({ metric, value: m!.value, stderr: m!.stderr, higher_is_better: m!.higherIsBetter ? 1 : 0 })) : []
+  const samples = evaluation ? evaluation.samples.map(x => ({
+    doc: x.doc, gold_json: JSON.stringify(x.gold), lls_json: JSON.stringify(x.lls), lls_unconditional_json: x.llsUnconditional ? JSON.stringify(x.llsUnconditional) : null,
+    greedy_json: JSON.stringify(x.greedy), preds_json: JSON.stringify(x.preds), counts_json: x.counts ? JSON.stringify(x.counts) : null,
+  })) : []
+  ctx.store.saveRun({
+    ...key, data_file: cell.data.file, harness_version: HARNESS_VERSION, ort_version: ORT_VERSION, device: ctx.inputs.device, status: error ? 'failed' : 'complete',
+    error: error && formatError(error), error_json: error && JSON.stringify(error),
+    docs: cell.data.docs.length, seconds: scored.seconds, tokens_processed: evaluation?.tokens.processed ?? 0, tokens_per_choice: evaluation?.tokens.perChoiceEquivalent ?? 0,
+  }, metrics, samples)
+  ctx.timings.database += (performance.now() - td) / 1000
+}
+
+/** A stored failure's structure: error_json, or for rows from before it existed, the code before the first ':' of the text. */
+export function storedError(run: RunRow): HarnessErrorData {
+  if (run.error_json) {
+    try {
+      const d: unknown = JSON.parse(run.error_json)
+      if (isHarnessErrorData(d)) return d
+    } catch { /* fall back to the text */ }
+  }
+  const m = /^([A-Z][A-Z0-9_]*): ([\s\S]*)$/.exec(run.error ?? '')
+  return m ? { code: m[1] as ErrorCode, message: m[2]! } : { code: 'INTERNAL', message: run.error ?? 'failed' }
+}

@@ -1,0 +1,71 @@
+// What a sweep works on, validated before any expensive work: the tasks with their documents and data
+// file hashes, the models (opened and checked), every variant's plan (infeasible ones recorded, not
+// thrown), the pool's shape and the calibration each model uses.
+import path from 'node:path'
+import { defaultCalibration, type CalibrationSpec } from '../calibration/source.ts'
+import type { HarnessConfig } from '../config/defineConfig.ts'
+import { defaultThreads } from '../defaults.ts'
+import { errorData, HarnessError, withContext } from '../errors.ts'
+import { openCheckpoint, type Checkpoint } from '../model/checkpoint.ts'
+import { defaultDataDir } from '../paths.ts'
+import type { Device } from '../runtime/ort.ts'
+import type { TaskDefinition } from '../tasks/defineTask.ts'
+import { loadTaskDocs, selectDocs } from '../tasks/registry.ts'
+import { planVariant } from '../variants/prepare.ts'
+import { expandVariants, resolveSweepTasks } from './plan.ts'
+import type { VariantSlot } from './variantSlots.ts'
+
+/** A task's selected documents and the data file they came from (its sha256 enters every run key). */
+export interface TaskData {
+  task: TaskDefinition
+  docs: { index: number; doc: unknown }[]
+  file: string
+  sha256: string
+}
+
+export interface SweepInputs {
+  config: HarnessConfig
+  device: Device
+  workers: number
+  /** Intra-op threads per worker. */
+  threads: number
+  tasks: TaskDefinition[]
+  taskData: Map<string, TaskData>
+  /** Model name → opened checkpoint. */
+  models: Map<string, Checkpoint>
+  /** Every variant of the config, in config order. */
+  slots: VariantSlot[]
+  /** The calibration a model's variants use (config values, else the defaults for its context). */
+  calibration(ckpt: Checkpoint): CalibrationSpec
+}
+
+export async function loadSweepInputs(config: HarnessConfig, baseDir: string, log: (line: string) => void): Promise<SweepInputs> {
+  const tasks = await resolveSweepTasks(config)
+  const dataDir = config.dataDir ? path.resolve(baseDir, config.dataDir) : defaultDataDir()
+  const taskData = new Map<string, TaskData>()
+  for (const task of tasks) {
+    const loaded = await loadTaskDocs(task, dataDir)
+    taskData.set(task.name, { task, docs: selectDocs(task, loaded.docs, config.subset), file: loaded.file, sha256: loaded.sha256 })
+  }
+  const specs = await expandVariants(config, baseDir)
+  const models = new Map<string, Checkpoint>()
+  for (const s of specs) if (!models.has(s.model)) models.set(s.model, openCheckpoint(s.modelDir))
+  const slots: VariantSlot[] = []
+  for (const spec of specs) {
+    const ckpt = models.get(spec.model)!
+    try {
+      slots.push({ spec, ckpt, planned: { status: 'planned', plan: await planVariant(ckpt, spec.method, spec.params) } })
+    } catch (e) {
+      if (!(e instanceof HarnessError) || e.code !== 'METHOD_INFEASIBLE') throw withContext(e, { method: spec.method, phase: 'plan' })
+      slots.push({ spec, ckpt, planned: { status: 'infeasible', error: errorData(e, 'METHOD_INFEASIBLE', { method: spec.method, phase: 'plan' }) } })
+      log(`skipping ${spec.model}/${spec.method} ${JSON.stringify(spec.params)}: ${e.message}`)
+    }
+  }
+  const workers = config.pool.workers
+  const calibration = (ckpt: Checkpoint): CalibrationSpec => {
+    const d = defaultCalibration(ckpt.spec.maxPositions)
+    const c = config.calibration
+    return { source: c.source, field: c.field, sequences: c.sequences ?? d.sequences, length: c.length ?? d.length, seed: c.seed }
+  }
+  return { config, device: config.device, workers, threads: config.pool.threads ?? defaultThreads(workers), tasks, taskData, models, slots, calibration }
+}

@@ -1,0 +1,114 @@
+// A sweep's variants: each planned once (or recorded infeasible), calibrated together per model, and
+// prepared once however many cells use it (apply the method, publish its folder, store its row). A
+// variant prepared by an earlier run is known by its id and reused while its folder exists.
+import path from 'node:path'
+import { calibrationKey, harnessHome } from '../calibration/cache.ts'
+import type { StatNeed } from '../calibration/stats.ts'
+import { contentHash } from '../edits/variantEdits.ts'
+import { isVariantFolder, publishVariantFolder } from '../edits/variantFolder.ts'
+import { errorData, formatError, withContext, type HarnessErrorData } from '../errors.ts'
+import { failedVariantKey, variantFolderName } from '../identity/keys.ts'
+import type { Checkpoint } from '../model/checkpoint.ts'
+import type { ResultsStore } from '../store/resultsStore.ts'
+import type { ParamValues } from '../methods/registry.ts'
+import { calibrateFor, prepareVariant, variantId, type PlannedVariant } from '../variants/prepare.ts'
+import type { SweepInputs } from './inputs.ts'
+import type { VariantSpec } from './plan.ts'
+
+export type VariantPlan =
+  | { status: 'planned'; plan: PlannedVariant }
+  | { status: 'infeasible'; error: HarnessErrorData }
+
+export type PreparedSlot =
+  | { status: 'ready'; variantId: string; contentHash: string; dir: string }
+  | { status: 'failed'; error: HarnessErrorData }
+
+export interface VariantSlot {
+  spec: VariantSpec
+  ckpt: Checkpoint
+  planned: VariantPlan
+  /** Set by the first cell that needs the variant; every other cell awaits the same preparation. */
+  preparation?: Promise<PreparedSlot>
+}
+
+/** Where the sweep's prepared variants go, and the seconds it spends on them. */
+export interface PrepareContext {
+  inputs: SweepInputs
+  store: ResultsStore
+  timings: { transform: number; database: number }
+}
+
+const variantDir = (ckpt: Checkpoint, hash: string) => path.join(harnessHome(), 'variants', variantFolderName(ckpt.fingerprint(), hash))
+
+/** The variant of a slot, prepared on first use. */
+export function prepared(slot: VariantSlot, ctx: PrepareContext): Promise<PreparedSlot> {
+  return (slot.preparation ??= prepareSlot(slot, ctx))
+}
+
+async function prepareSlot(slot: VariantSlot, ctx: PrepareContext): Promise<PreparedSlot> {
+  const { ckpt } = slot
+  if (slot.planned.status === 'infeasible') {
+    saveFailedVariant(ctx.store, slot, slot.spec.params, slot.planned.error) // recorded so the report lists it
+    return { status: 'failed', error: slot.planned.error }
+  }
+  const plan = slot.planned.plan
+  const { calibration, device, workers, threads } = ctx.inputs
+  const tt = performance.now()
+  const id = variantId(ckpt, plan, plan.needs.length ? await calibrationKey(ckpt, calibration(ckpt)) : null)
+  const known = ctx.store.variant(id)
+  if (known?.status === 'ready' && known.content_hash && isVariantFolder(variantDir(ckpt, known.content_hash))) {
+    return { status: 'ready', variantId: id, contentHash: known.content_hash, dir: variantDir(ckpt, known.content_hash) }
+  }
+  let result: PreparedSlot
+  try {
+    const variant = await prepareVariant(ckpt, plan, { calibration: calibration(ckpt), device, threads: workers * threads })
+    const hash = contentHash(variant.edits)
+    const dir = variantDir(ckpt, hash)
+    publishVariantFolder(dir, ckpt.dir, variant.edits, n => ckpt.tensors.get(n)!.dtype)
+    const td = performance.now()
+    ctx.store.saveVariant({
+      variant_id: variant.variantId, model_id: ckpt.fingerprint(), method: variant.method, params_json: JSON.stringify(variant.params),
+      ratio: Number(variant.params.ratio), achieved_ratio: variant.report.achievedRatio, content_hash: hash,
+      accounting_json: JSON.stringify(variant.accounting), report_json: JSON.stringify(variant.report), warnings_json: JSON.stringify(variant.warnings),
+      calibration_json: JSON.stringify(variant.calibration), transform_seconds: variant.transformSeconds, status: 'ready', error: null,
+    })
+    ctx.timings.database += (performance.now() - td) / 1000
+    result = { status: 'ready', variantId: variant.variantId, contentHash: hash, dir }
+  } catch (e) {
+    const error = errorData(e, 'METHOD_FAILED', { method: slot.spec.method, phase: 'prepare' })
+    saveFailedVariant(ctx.store, slot, plan.params, error)
+    result = { status: 'failed', error }
+  }
+  ctx.timings.transform += (performance.now() - tt) / 1000
+  return result
+}
+
+function saveFailedVariant(store: ResultsStore, slot: VariantSlot, params: ParamValues, error: HarnessErrorData): void {
+  store.saveVariant({
+    variant_id: failedVariantKey(slot.spec), model_id: slot.ckpt.fingerprint(), method: slot.spec.method, params_json: JSON.stringify(params),
+    ratio: Number(slot.spec.params.ratio), achieved_ratio: null, content_hash: null, accounting_json: null, report_json: null, warnings_json: null,
+    calibration_json: null, transform_seconds: null, status: 'failed', error: formatError(error), error_json: JSON.stringify(error),
+  })
+}
+
+/**
+ * Calibrates each model once for the union of the one-pass statistics its pending variants need
+ * (sequential variants calibrate on their own) and stores the calibration's telemetry.
+ */
+export async function calibrateModels(slots: readonly VariantSlot[], ctx: PrepareContext, timings: { calibration: number }, log: (line: string) => void, progress: (label: string) => void): Promise<void> {
+  const { calibration, device, workers, threads, models } = ctx.inputs
+  for (const [name, ckpt] of models) {
+    const needs = [...new Set(slots.flatMap(s => s.spec.model === name && s.planned.status === 'planned' ? s.planned.plan.onePassNeeds : []))] as StatNeed[]
+    if (needs.length === 0) continue
+    const tc = performance.now()
+    const result = (await calibrateFor(ckpt, needs, { calibration: calibration(ckpt), device, threads: workers * threads, onCalibration: (d, t) => progress(`calibrating ${name} ${d}/${t}`) })
+      .catch(e => { throw withContext(e, { phase: 'calibrate' }) }))!
+    timings.calibration += (performance.now() - tc) / 1000
+    log(`calibration for ${name}: ${result.fromCache ? 'cached' : 'computed'} (${needs.join(', ')})`)
+    const routing = result.data.routing
+    ctx.store.saveCalibration({
+      model_id: ckpt.fingerprint(), calibration_key: result.key, info_json: JSON.stringify(result.data.info),
+      routing_load_json: routing ? JSON.stringify(Object.entries(routing).map(([layer, r]) => ({ layer: Number(layer), load: Array.from(r.count, c => c / Math.max(1, r.tokens)) }))) : null,
+    })
+  }
+}
