@@ -17,7 +17,7 @@
 // expert_out_all_L_e [N, d] (the expert forced on every token).
 import type { Checkpoint } from '../model/checkpoint.ts'
 import type { ModelSpec, MoeLayerSpec } from '../model/modelSpec.ts'
-import { encodeFromFloat32, type DType } from '../model/safetensors.ts'
+import { decodeToFloat32, encodeFromFloat32 } from '../model/safetensors.ts'
 import type { ExpertNames } from '../model/tensorNames.ts'
 import { mergeEdits, neuronsKept, validateEdits, type LayerHooks, type VariantEdits } from '../engine/hooks.ts'
 import { GraphBuilder, type ElemType } from './graphBuilder.ts'
@@ -74,7 +74,6 @@ export interface BuiltGraph {
   outputNames: string[]
 }
 
-const ELEM_OF: Record<DType, ElemType> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' }
 const NEG_INF = -Infinity
 
 export function buildScoringGraph(ckpt: Checkpoint, variantEdits: VariantEdits, options: GraphOptions = {}): BuiltGraph {
@@ -167,7 +166,12 @@ export function buildScoringGraph(ckpt: Checkpoint, variantEdits: VariantEdits, 
   return { model: g.toBytes({ architecture: spec.architecture }), external: g.external, outputNames }
 }
 
-/** Loads checkpoint tensors (or their overrides) as external initializers, cast to float32 in the graph. */
+/**
+ * Loads checkpoint tensors (or their overrides, rounded to the checkpoint's dtype as a saved variant
+ * would be) as float32 external initializers. Half-precision tensors are widened here in JS (exact:
+ * BF16/F16 -> F32 loses nothing) rather than by an in-graph Cast: 48 layers x 128 experts put 18k
+ * Cast nodes in the main graph, which onnxruntime folds at session creation in superlinear time.
+ */
 class WeightLoader {
   private floats = new Map<string, string>()
   constructor(private g: GraphBuilder, readonly ckpt: Checkpoint, private edits: VariantEdits) {}
@@ -178,12 +182,14 @@ class WeightLoader {
     const entry = this.ckpt.tensors.get(name)!
     const override = this.edits.overrides[name]
     const bytes = override ? encodeFromFloat32(override, entry.dtype) : this.ckpt.readRaw(name)
-    const raw = this.g.externalInitializer(`w:${name}`, ELEM_OF[entry.dtype], entry.shape, name, bytes)
-    const out = entry.dtype === 'F32' ? raw : this.g.op('Cast', [raw], { to: 1 })
+    const data = entry.dtype === 'F32' ? bytes : asBytes(decodeToFloat32(bytes, entry.dtype))
+    const out = this.g.externalInitializer(`w:${name}`, 'float32', entry.shape, name, data)
     this.floats.set(name, out)
     return out
   }
 }
+
+const asBytes = (a: Float32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength)
 
 function rmsNorm(g: GraphBuilder, x: string, weight: string, eps: number): string {
   const variance = g.op('ReduceMean', [g.op('Mul', [x, x]), g.constInt([-1])], { keepdims: 1 })
