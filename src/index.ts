@@ -1,7 +1,8 @@
 // The public surface for plugin authors: methods/*.ts, tasks/*.ts and harness.config.ts import from here.
 export { defineMethod, p } from './methods/defineMethod.ts'
 export type {
-  CalibrationProcedure, ExpertControls, LayerReport, MethodContext, MethodDefinition, MethodFamily, MethodLogger, MethodReport, MoeLayout, ParamShape, ParamSpec, RuntimeKnobs, WeightStore,
+  BooleanParam, CalibrationProcedure, EnumParam, ExpertControls, IntegerParam, LayerReport, MethodContext, MethodDefinition, MethodFamily, MethodLogger, MethodReport, MoeLayout, NumberParam,
+  ParamShape, ParamSpec, ParamValues, RuntimeKnobs, WeightStore,
 } from './methods/defineMethod.ts'
 export {
   checkUniformRemoval, combinations, dropLowest, kthSmallest, maxWeightAssignment, removalCount, removedShare, removeLowestPerLayer, smallestIndices, stableArgsort, superExperts,
@@ -11,6 +12,8 @@ export type { CalibrationStats, LayerExpertOutputs, LayerInputNorms, LayerRoutin
 export { median } from './calibration/stats.ts'
 export { defineTask } from './tasks/defineTask.ts'
 export type { MetricName, MultipleChoicePrompt, MultipleInputPrompt, RollingPrompt, TaskDefinition } from './tasks/defineTask.ts'
+// Python's string semantics for ports of lm-eval task code (never JS .length / trim / \s).
+export * from './util/pyString.ts'
 export { defineConfig } from './config/defineConfig.ts'
 export type { HarnessConfig, HarnessConfigInput } from './config/defineConfig.ts'
 export type { MoeLayerSpec } from './model/modelSpec.ts'

@@ -1,4 +1,4 @@
-import { defineTask } from '../src/tasks/defineTask.ts'
+import { defineTask } from '../src/index.ts'
 import { arcPrompt, type ArcDoc } from './shared/arc.ts'
 
 export default defineTask<ArcDoc>({

@@ -1,4 +1,4 @@
-import { defineTask } from '../src/tasks/defineTask.ts'
+import { defineTask } from '../src/index.ts'
 
 interface NextSentenceDoc { id: string; context: string; choices: string[]; gold: number }
 

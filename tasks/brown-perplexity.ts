@@ -1,4 +1,4 @@
-import { defineTask } from '../src/tasks/defineTask.ts'
+import { defineTask } from '../src/index.ts'
 
 export default defineTask<{ id: string; text: string }>({
   name: 'brown-perplexity',

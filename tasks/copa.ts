@@ -1,5 +1,4 @@
-import { defineTask } from '../src/tasks/defineTask.ts'
-import { pyDropLast, pyHeadTail, pyLower, pyStrip } from '../src/util/pyString.ts'
+import { defineTask, pyDropLast, pyHeadTail, pyLower, pyStrip } from '../src/index.ts'
 
 interface CopaDoc { premise: string; choice1: string; choice2: string; question: 'cause' | 'effect'; label: number }
 

@@ -1,5 +1,4 @@
-import { defineTask } from '../src/tasks/defineTask.ts'
-import { pyCapitalize, pyStrip } from '../src/util/pyString.ts'
+import { defineTask, pyCapitalize, pyStrip } from '../src/index.ts'
 
 interface RawHellaswag { activity_label: string; ctx_a: string; ctx_b: string; endings: string[]; label: string | number }
 interface HellaswagDoc { query: string; choices: string[]; gold: number }

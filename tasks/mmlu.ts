@@ -1,5 +1,4 @@
-import { defineTask } from '../src/tasks/defineTask.ts'
-import { pyStrip } from '../src/util/pyString.ts'
+import { defineTask, pyStrip } from '../src/index.ts'
 
 interface MmluDoc { question: string; subject: string; choices: string[]; answer: number }
 

@@ -1,5 +1,4 @@
-import { defineTask } from '../src/tasks/defineTask.ts'
-import { pyLstrip } from '../src/util/pyString.ts'
+import { defineTask, pyLstrip } from '../src/index.ts'
 
 interface ObqaDoc { id: string; question_stem: string; choices: { text: string[]; label: string[] }; answerKey: string }
 

@@ -1,4 +1,4 @@
-import { defineTask } from '../src/tasks/defineTask.ts'
+import { defineTask } from '../src/index.ts'
 
 interface PiqaDoc { goal: string; sol1: string; sol2: string; label: number }
 

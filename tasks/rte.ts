@@ -1,4 +1,4 @@
-import { defineTask } from '../src/tasks/defineTask.ts'
+import { defineTask } from '../src/index.ts'
 
 interface RteDoc { sentence1: string; sentence2: string; label: number }
 

@@ -1,5 +1,4 @@
-import { defineTask } from '../src/tasks/defineTask.ts'
-import { PY_SPACE } from '../src/util/pyString.ts'
+import { defineTask, PY_SPACE } from '../src/index.ts'
 
 // Python's \s (re on str): Unicode whitespace as str.isspace(), not JS \s.
 const S = PY_SPACE

@@ -1,4 +1,4 @@
-import type { MultipleChoicePrompt } from '../../src/tasks/defineTask.ts'
+import type { MultipleChoicePrompt } from '../../src/index.ts'
 
 export interface ArcDoc { id: string; question: string; choices: { text: string[]; label: string[] }; answerKey: string }
 
