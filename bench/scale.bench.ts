@@ -2,7 +2,8 @@
 // synthetic random BF16 checkpoints in the exact shapes of four published configs, each against a
 // PyTorch eager forward of the same files and tokens in the same run (bench/peers/torch_moe.py):
 //  (a) depth: full layer and expert counts at tiny width (hidden 64) - graph build seconds, session
-//      creation seconds, graph nodes and model bytes, at 4/8/12/24/48 layers of the Qwen3-30B-A3B
+//      creation seconds, graph nodes (counted inside If/Loop bodies and local functions too) and
+//      model bytes, at 2/4/8/12/24/48 layers of the Qwen3-30B-A3B
 //      shape (growth) and at full depth of the others; the peer's load time and both engines' forward on
 //      a short window as ratios. Every measurement runs in a child process killed at a cap: a
 //      measurement over the cap is reported as timed out at that cap, with nothing extrapolated.
@@ -16,7 +17,7 @@
 // e.g. --configs=qwen3,olmoe --cap-seconds=60):
 //   BENCH_SCALE_CONFIGS        olmoe,qwen3,deepseek,mixtral   which shapes
 //   BENCH_SCALE_PARTS          depth,width                    which parts
-//   BENCH_SCALE_DEPTHS         4,8,12,24,48                   Qwen3-30B-A3B layer counts of part (a); once one
+//   BENCH_SCALE_DEPTHS         2,4,8,12,24,48                 Qwen3-30B-A3B layer counts of part (a); once one
 //                                                             exceeds the cap the larger ones are skipped
 //   BENCH_SCALE_CAP_SECONDS    90                             part (a) cap per child process (engine or peer)
 //   BENCH_SCALE_WIDTH_CAP_SECONDS 420                         part (b) cap per child process
@@ -28,7 +29,7 @@
 //   BENCH_SCALE_SMOKE          0                              1: tiny width in part (b) and depths capped at 2 (development)
 //   BENCH_SCALE_PYTHON         /usr/bin/python3               Debian's python3 with python3-torch
 //   BENCH_SCALE_OPENBLAS       (found)                        folder with OpenBLAS's libblas.so.3 for the peer only
-//   BENCH_SCALE_MEMORY_GUARD   1                              0: run part (b) shapes even when 4.5x their bytes exceeds MemAvailable
+//   BENCH_SCALE_MEMORY_GUARD   1                              0: run part (b) shapes even when 5.5x their bytes exceeds MemAvailable
 // The last line printed is one JSON object with every figure and the machine's load average.
 import { spawn } from 'node:child_process'
 import fs from 'node:fs'
@@ -231,6 +232,21 @@ async function writeCheckpoint(dir: string, config: Config, seed: number): Promi
 
 // ---------------------------------------------------------------- measuring child (the engine)
 
+interface NodeLike { attribute: { g?: { node: NodeLike[] }; graphs: { node: NodeLike[] }[] }[] }
+
+/** Nodes including those inside control-flow bodies (If / Loop / Scan attributes), at any depth. */
+function countNodes(nodes: readonly NodeLike[]): number {
+  let n = 0
+  for (const node of nodes) {
+    n++
+    for (const a of node.attribute) {
+      if (a.g) n += countNodes(a.g.node)
+      for (const sub of a.graphs) n += countNodes(sub.node)
+    }
+  }
+  return n
+}
+
 interface ChildJob { dir: string; threads: number; tokens: string; warmup: number; out?: string }
 
 function statusBytes(field: string): number {
@@ -260,9 +276,11 @@ async function engineChild(job: ChildJob): Promise<void> {
   const graph = await buildScoringGraph(ckpt, emptyEdits())
   const graphSeconds = lap()
   const proto = fromBinary(ModelProtoSchema, graph.model)
-  const functionNodes = proto.functions.reduce((s, f) => s + f.node.length, 0)
   const externalBytes = [...graph.external.values()].reduce((s, b) => s + b.byteLength, 0)
-  emit({ phase: 'graph', seconds: graphSeconds, nodes: proto.graph?.node.length ?? 0, functionNodes, modelBytes: graph.model.byteLength, externalBytes })
+  emit({
+    phase: 'graph', seconds: graphSeconds, nodes: countNodes(proto.graph?.node ?? []), topLevelNodes: proto.graph?.node.length ?? 0,
+    functionNodes: proto.functions.reduce((s, f) => s + countNodes(f.node), 0), modelBytes: graph.model.byteLength, externalBytes,
+  })
   lap()
   const session = await createSession(graph, { device: 'cpu', threads: job.threads })
   emit({ phase: 'session', seconds: lap() })
@@ -389,7 +407,7 @@ function summarizeEngine(r: ChildResult, cap: number) {
   const unfinished = ['open', 'graph', 'session', 'warmup', 'forward', 'end'].find(k => !p[k])
   return {
     graphSeconds: round(num(p.graph, 'seconds')), sessionSeconds: round(num(p.session, 'seconds')),
-    nodes: num(p.graph, 'nodes'), functionNodes: num(p.graph, 'functionNodes'), modelBytes: num(p.graph, 'modelBytes'), externalBytes: num(p.graph, 'externalBytes'),
+    nodes: num(p.graph, 'nodes'), topLevelNodes: num(p.graph, 'topLevelNodes'), functionNodes: num(p.graph, 'functionNodes'), modelBytes: num(p.graph, 'modelBytes'), externalBytes: num(p.graph, 'externalBytes'),
     warmupSeconds: round(num(p.warmup, 'seconds')), forwardSeconds: round(num(p.forward, 'seconds')),
     peakRssBytes: num(p.end, 'peakRssBytes') ?? (r.polledPeakRssBytes || null), baselineRssBytes: num(p.baseline, 'baselineRssBytes'),
     ...(r.timedOut ? { timedOut: { capSeconds: cap, during: unfinished } } : {}),
@@ -474,8 +492,8 @@ function expertsOf(c: Config): number {
   return (c.num_experts ?? c.num_local_experts ?? c.n_routed_experts) as number
 }
 
-/** Peak RSS of the engine over the checkpoint's BF16 bytes as measured in November 2026 (3.9x) and a margin. */
-const MEMORY_FACTOR = 4.5
+/** Peak RSS of the engine over the checkpoint's BF16 bytes as measured in November 2026 (4.2-5.0x), with a margin. */
+const MEMORY_FACTOR = 5.5
 
 function memAvailableBytes(): number {
   const m = /^MemAvailable:\s+(\d+) kB/m.exec(fs.readFileSync('/proc/meminfo', 'utf8'))
@@ -552,7 +570,7 @@ async function main(): Promise<void> {
     memoryGuard: option('memory-guard', '1') !== '0',
   }
   const context = Number(option('context', smoke ? '128' : '2048'))
-  const depths = list(option('depths', '4,8,12,24,48')).map(Number)
+  const depths = list(option('depths', '2,4,8,12,24,48')).map(Number)
   if (!s.openblas) console.log('warning: no OpenBLAS found for the peer (install libopenblas0-pthread, or set BENCH_SCALE_OPENBLAS); the reference BLAS makes a meaningless peer')
   const load = [os.loadavg()]
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'moe-bench-scale-'))
