@@ -13,6 +13,8 @@
 //      |logprob difference| between the two, which shows both ran the same model.
 // Each measurement is its own child process, so peak RSS is that of one worker doing that one
 // thing; `baselineRssBytes` is the child's RSS before it loads anything (the runtime's fixed part).
+// The peer maps the safetensors files (np.memmap, as the safetensors package does), so its peak
+// counts the file pages it read plus its float32 copies; the engine's counts whatever it keeps.
 // Options (environment, or --name=value flags with the same name lower-cased without the prefix,
 // e.g. --configs=qwen3,olmoe --cap-seconds=60):
 //   BENCH_SCALE_CONFIGS        olmoe,qwen3,deepseek,mixtral   which shapes
