@@ -449,14 +449,20 @@ function moeBlock(
     // 24 s, 8 layers: 165 s, optimisation disabled or not); bodies are planned separately, so session
     // creation becomes linear in layers x experts. Same nodes in the same order: identical numbers.
     const always = g.op('GreaterOrEqual', [g.op('Size', [h]), g.scalarInt(0)])
+    // Fewer nodes per expert than the flat path, same values: the routed test is made once per
+    // layer, and a gate column is gathered with a 1-D index so it is already [N, 1].
+    const routedBool = g.op('Greater', [routedMatrix, g.scalarFloat(0)])
+    const gateColumn = (slots: number[], b: GraphBuilder) => slots.map(e => b.op('Gather', [gates, b.constInt([e])], { axis: 1 })).reduce((x, y) => b.op('Add', [x, y]))
     for (let c = 0; c < groups.length; c += EXPERTS_PER_BODY) {
       const body = g.subgraph(`moe_${L}_experts_${c}`)
       let acc = out
       for (const group of groups.slice(c, c + EXPERTS_PER_BODY)) {
         const names = n.experts![group.source]
-        const rows = routedRows(group.members, body)
+        const rows = group.members.length === 1
+          ? body.op('Reshape', [body.op('NonZero', [body.op('Gather', [routedBool, body.scalarInt(group.members[0]!)], { axis: 1 })]), body.constInt([-1])])
+          : routedRows(group.members, body)
         const { y } = swigluRows(body, weights, names, h, rows, keepNeurons, layer.expertFfn)
-        const gate = body.op('Unsqueeze', [body.op('Gather', [gateOf(group.members, body), rows], { axis: 0 }), body.constInt([1])])
+        const gate = body.op('Gather', [gateColumn(group.members, body), rows], { axis: 0 }) // [n, 1]
         acc = body.op('ScatterND', [acc, body.op('Unsqueeze', [rows, body.constInt([1])]), body.op('Mul', [y, gate])], { reduction: 'add' })
       }
       const keep = g.subgraph(`moe_${L}_skip_${c}`)
