@@ -5,7 +5,7 @@ import path from 'node:path'
 import { calibrationKey, harnessHome } from '../calibration/cache.ts'
 import type { StatNeed } from '../calibration/stats.ts'
 import { contentHash } from '../edits/variantEdits.ts'
-import { isVariantFolder, publishVariantFolder } from '../edits/variantFolder.ts'
+import { publishVariantFolder, variantFolderState } from '../edits/variantFolder.ts'
 import { errorData, formatError, withContext, type HarnessErrorData } from '../errors.ts'
 import { failedVariantKey, variantFolderName } from '../identity/keys.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
@@ -56,15 +56,19 @@ async function prepareSlot(slot: VariantSlot, ctx: PrepareContext): Promise<Prep
   const tt = performance.now()
   const id = variantId(ckpt, plan, plan.needs.length ? await calibrationKey(ckpt, calibration(ckpt)) : null)
   const known = ctx.store.variant(id)
-  if (known?.status === 'ready' && known.content_hash && isVariantFolder(variantDir(ckpt, known.content_hash))) {
-    return { status: 'ready', variantId: id, contentHash: known.content_hash, dir: variantDir(ckpt, known.content_hash) }
+  // A damaged folder (truncated edits.json, say) is warned about once, here or when publishing, and rebuilt.
+  let warned = false
+  if (known?.status === 'ready' && known.content_hash) {
+    const state = variantFolderState(variantDir(ckpt, known.content_hash))
+    if (state === 'valid') return { status: 'ready', variantId: id, contentHash: known.content_hash, dir: variantDir(ckpt, known.content_hash) }
+    warned = state === 'damaged'
   }
   let result: PreparedSlot
   try {
     const variant = await prepareVariant(ckpt, plan, { calibration: calibration(ckpt), device, threads: workers * threads })
     const hash = contentHash(variant.edits)
     const dir = variantDir(ckpt, hash)
-    publishVariantFolder(dir, ckpt.dir, variant.edits, n => ckpt.tensors.get(n)!.dtype)
+    publishVariantFolder(dir, ckpt.dir, variant.edits, n => ckpt.tensors.get(n)!.dtype, warned ? () => {} : undefined)
     const td = performance.now()
     ctx.store.saveVariant({
       variant_id: variant.variantId, model_id: ckpt.fingerprint(), method: variant.method, params_json: JSON.stringify(variant.params),
