@@ -46,6 +46,13 @@ export interface GraphOptions {
    * benchmark compares the sparse dispatch with. Same numbers, far more work.
    */
   denseExperts?: boolean
+  /**
+   * Expert masks as inputs, so variants that only remove experts share one session (issue 10 §4):
+   * each MoE layer L takes `expert_mask_L` float32 [E] (0 = kept, -inf = removed, see
+   * expertMaskFeeds), added to the router exactly where a `disabled` hook's constant mask is. The
+   * edits (and the checkpoint's own) must then have no `disabled` hooks.
+   */
+  maskInputs?: boolean
   /** Build only part of the decoder (sequential calibration, src/calibration/sequential.ts). */
   slice?: GraphSlice
 }
@@ -130,7 +137,10 @@ export function buildScoringGraph(ckpt: Checkpoint, variantEdits: VariantEdits, 
     if (layer.kind === 'dense') {
       mlp = swiglu(g, weights, n.denseMlp!, h2)
     } else {
-      mlp = moeBlock(g, spec, weights, layer, h2, valid, edits.layers[layer.index] ?? {}, layerCalib, addOutput, options.denseExperts ?? false)
+      const hooks = edits.layers[layer.index] ?? {}
+      if (options.maskInputs && hooks.disabled?.length) throw new Error(`graph with mask inputs: layer ${layer.index} has disabled experts in its edits; feed them as expert_mask_${layer.index} instead`)
+      const maskInput = options.maskInputs ? g.input(`expert_mask_${layer.index}`, 'float32', [layer.numExperts]) : undefined
+      mlp = moeBlock(g, spec, weights, layer, h2, valid, hooks, layerCalib, addOutput, options.denseExperts ?? false, maskInput)
       if (layerCalib.moeInputs) {
         g.op('Identity', [h2], {}, `moe_input_${layer.index}`)
         addOutput(`moe_input_${layer.index}`, 'float32', ['N', d])
@@ -164,6 +174,26 @@ export function buildScoringGraph(ckpt: Checkpoint, variantEdits: VariantEdits, 
   addOutput('greedy', 'bool', ['M'])
 
   return { model: g.toBytes({ architecture: spec.architecture }), external: g.external, outputNames }
+}
+
+/**
+ * The `expert_mask_L` inputs of a graph built with `maskInputs`: float32 [E] per MoE layer, -inf at
+ * the edits' disabled experts and 0 elsewhere (the constant a `disabled` hook puts in the graph).
+ */
+export function expertMaskFeeds(spec: ModelSpec, edits: VariantEdits): Record<string, Float32Array> {
+  const out: Record<string, Float32Array> = {}
+  for (const layer of spec.layers) {
+    if (layer.kind !== 'moe') continue
+    const mask = new Float32Array(layer.numExperts)
+    for (const e of edits.layers[layer.index]?.disabled ?? []) mask[e] = NEG_INF
+    out[`expert_mask_${layer.index}`] = mask
+  }
+  return out
+}
+
+/** Whether a variant differs from its base only by removed experts (it can share a maskInputs session). */
+export function isMaskOnly(edits: VariantEdits): boolean {
+  return Object.keys(edits.overrides).length === 0 && Object.values(edits.layers).every(h => Object.entries(h).every(([k, v]) => k === 'disabled' || v === undefined))
 }
 
 /**
@@ -380,7 +410,7 @@ function expertGroups(layer: MoeLayerSpec, hooks: LayerHooks): ExpertGroup[] {
 function moeBlock(
   g: GraphBuilder, spec: ModelSpec, weights: WeightLoader, layer: MoeLayerSpec, h: string, valid: string,
   hooks: LayerHooks, calib: CalibrationOutputs, addOutput: (name: string, type: ElemType, dims: (string | number)[]) => void,
-  dense: boolean,
+  dense: boolean, maskInput?: string,
 ): string {
   const n = weights.ckpt.names.layers[layer.index]
   const L = layer.index
@@ -392,7 +422,7 @@ function moeBlock(
     addOutput(`router_logits_${L}`, 'float32', ['N', E])
   }
   const topK = hooks.topK ?? layer.topK
-  let [topW, topI, scores] = routeTopK(g, layer, weights, routerLogits, hooks.disabled ?? [], topK)
+  let [topW, topI, scores] = routeTopK(g, layer, weights, routerLogits, hooks.disabled ?? [], topK, maskInput)
   if (calib.routerLogits) {
     // The per-expert scores the gates are taken from: softmax over the surviving experts, or
     // DeepSeek-V3's sigmoid (independent per expert; the correction bias is not in them).
@@ -537,12 +567,12 @@ function moeBlock(
  * gives experts of unselected groups. Groups keep their original slots (group of e = e / (E / n_group)),
  * which is exactly the sliced model when each group loses the same number of experts.
  */
-function routeTopK(g: GraphBuilder, layer: MoeLayerSpec, weights: WeightLoader, logits: string, disabled: number[], topK: number): [string, string, string] {
+function routeTopK(g: GraphBuilder, layer: MoeLayerSpec, weights: WeightLoader, logits: string, disabled: number[], topK: number, maskInput?: string): [string, string, string] {
   const E = layer.numExperts
   const router = layer.router
   const mask = new Float32Array(E)
   for (const e of disabled) mask[e] = NEG_INF
-  const masked = (x: string) => (disabled.length ? g.op('Add', [x, g.constFloat(mask, [E])]) : x)
+  const masked = (x: string) => (maskInput ? g.op('Add', [x, maskInput]) : disabled.length ? g.op('Add', [x, g.constFloat(mask, [E])]) : x)
   const scores = router.scoring === 'softmax' ? g.op('Softmax', [masked(logits)], { axis: -1 }) : g.op('Sigmoid', [logits])
   if (router.scoring === 'softmax' && router.nGroup === 1) {
     const [w, i] = g.opN('TopK', [scores, g.constInt([topK])], 2, { axis: -1, largest: 1, sorted: 1 })

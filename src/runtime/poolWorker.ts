@@ -1,14 +1,16 @@
 // Runs inside a piscina worker: receives a prepared variant's folder and a packed batch, returns the
-// scores. Sessions are kept per variant (a small LRU), so a worker builds each variant's graph once.
+// scores. Sessions are kept per variant (a small LRU), so a worker builds each variant's graph once;
+// variants that only remove experts share their checkpoint's session (planFor).
 // Errors come back as data, not thrown: structured clone turns a thrown HarnessError into a plain
 // Error without its code, so the reply carries HarnessErrorData and pool.ts rebuilds the error.
 import { openCheckpoint, type Checkpoint } from '../model/checkpoint.ts'
-import { buildScoringGraph } from '../onnx/moeGraph.ts'
+import { buildScoringGraph, expertMaskFeeds, isMaskOnly } from '../onnx/moeGraph.ts'
+import { emptyEdits, validateEdits, type VariantEdits } from '../edits/variantEdits.ts'
 import { readVariantFiles } from '../variants/variantFiles.ts'
 import { batchFeeds } from '../engine/scorer.ts'
 import type { PackedBatch } from '../engine/packing.ts'
 import { errorData, fail, withContext, type HarnessErrorData } from '../errors.ts'
-import { createSession, type Device, type Session } from './ort.ts'
+import { createSession, type Device, type Feed, type Session } from './ort.ts'
 
 export interface WorkerTask {
   variantDir: string
@@ -36,11 +38,43 @@ export interface WorkerFailure {
 export type WorkerResult = WorkerScores | WorkerFailure
 
 const MAX_SESSIONS = 2
+/** Sessions by key: a variant folder, or `masks:<model>` for the session its mask-only variants share. */
 const sessions = new Map<string, Promise<Session>>()
 const checkpoints = new Map<string, Checkpoint>()
-/** Vocabulary size of each variant folder's checkpoint. */
-const vocab = new Map<string, number>()
-const vocabOf = (variantDir: string) => vocab.get(variantDir) ?? fail('SESSION_FAILED', `worker lost the checkpoint of ${variantDir}`)
+
+/** How a variant folder is scored: which session, and the extra feeds that select the variant in it. */
+interface VariantPlan {
+  key: string
+  ckpt: Checkpoint
+  edits: VariantEdits
+  shared: boolean
+  extraFeeds: Record<string, Feed>
+}
+const plans = new Map<string, VariantPlan>()
+
+/**
+ * Variants that only remove experts (expert pruning at any ratio, and the base model itself) share one
+ * session per checkpoint built with expert masks as inputs (moeGraph.ts maskInputs): a second such
+ * variant costs no graph build and no session creation, only its masks. The masks add -inf exactly
+ * where a variant's own graph would, so the scores are the same (tests/engine/scale-variants.test.ts).
+ */
+function planFor(variantDir: string): VariantPlan {
+  const hit = plans.get(variantDir)
+  if (hit) return hit
+  const { modelDir, edits } = readVariantFiles(variantDir)
+  let ckpt = checkpoints.get(modelDir)
+  // The main thread opened this checkpoint first and printed its warnings.
+  if (!ckpt) checkpoints.set(modelDir, (ckpt = openCheckpoint(modelDir, { warn: () => {} })))
+  const shared = !ckpt.baseEdits && isMaskOnly(edits)
+  const extraFeeds: Record<string, Feed> = {}
+  if (shared) {
+    validateEdits(ckpt.spec, edits)
+    for (const [name, data] of Object.entries(expertMaskFeeds(ckpt.spec, edits))) extraFeeds[name] = { type: 'float32', data, dims: [data.length] }
+  }
+  const plan = { key: shared ? `masks:${modelDir}` : variantDir, ckpt, edits, shared, extraFeeds }
+  plans.set(variantDir, plan)
+  return plan
+}
 
 /**
  * Token ids and score targets within the vocabulary of the checkpoint this worker opened. The main
@@ -59,44 +93,42 @@ function checkTokens(batch: PackedBatch, vocabSize: number): void {
   }
 }
 
-async function sessionFor(task: WorkerTask): Promise<{ session: Session; built: number; vocabSize: number }> {
-  const hit = sessions.get(task.variantDir)
+async function sessionFor(task: WorkerTask): Promise<{ session: Session; built: number; plan: VariantPlan }> {
+  const plan = planFor(task.variantDir)
+  const hit = sessions.get(plan.key)
   if (hit) {
-    sessions.delete(task.variantDir)
-    sessions.set(task.variantDir, hit) // most recently used last
-    return { session: await hit, built: 0, vocabSize: vocabOf(task.variantDir) }
+    sessions.delete(plan.key)
+    sessions.set(plan.key, hit) // most recently used last
+    return { session: await hit, built: 0, plan }
   }
   const t0 = performance.now()
   const created = (async () => {
-    const { modelDir, edits } = readVariantFiles(task.variantDir)
-    let ckpt = checkpoints.get(modelDir)
-    // The main thread opened this checkpoint first and printed its warnings.
-    if (!ckpt) checkpoints.set(modelDir, (ckpt = openCheckpoint(modelDir, { warn: () => {} })))
-    vocab.set(task.variantDir, ckpt.spec.vocabSize)
-    return createSession(buildScoringGraph(ckpt, edits), { device: task.device, threads: task.threads })
+    const graph = plan.shared ? buildScoringGraph(plan.ckpt, emptyEdits(), { maskInputs: true }) : buildScoringGraph(plan.ckpt, plan.edits)
+    return createSession(graph, { device: task.device, threads: task.threads })
   })()
-  sessions.set(task.variantDir, created)
+  sessions.set(plan.key, created)
   while (sessions.size > MAX_SESSIONS) {
     const [oldest, s] = sessions.entries().next().value as [string, Promise<Session>]
     sessions.delete(oldest)
     void s.then(x => x.release(), () => {}) // a failed build has nothing to release
   }
   try {
-    return { session: await created, built: (performance.now() - t0) / 1000, vocabSize: vocabOf(task.variantDir) }
+    return { session: await created, built: (performance.now() - t0) / 1000, plan }
   } catch (e) {
-    sessions.delete(task.variantDir)
+    sessions.delete(plan.key)
+    plans.delete(task.variantDir)
     throw e
   }
 }
 
 async function scoreBatch(task: WorkerTask): Promise<WorkerScores> {
   // The phase tells a broken variant (every batch fails at 'session build') from a bad batch.
-  const { session, built, vocabSize } = await sessionFor(task).catch(e => { throw withContext(e, { phase: 'session build' }) })
+  const { session, built, plan } = await sessionFor(task).catch(e => { throw withContext(e, { phase: 'session build' }) })
   const t0 = performance.now()
   let out: Awaited<ReturnType<Session['run']>>
   try {
-    checkTokens(task.batch, vocabSize)
-    out = await session.run(batchFeeds(task.batch), ['logprobs', 'greedy'])
+    checkTokens(task.batch, plan.ckpt.spec.vocabSize)
+    out = await session.run({ ...batchFeeds(task.batch), ...plan.extraFeeds }, ['logprobs', 'greedy'])
   } catch (e) {
     throw withContext(e, { phase: 'batch run' })
   }
