@@ -6,7 +6,7 @@
 import { openCheckpoint, type Checkpoint } from '../model/checkpoint.ts'
 import { buildScoringGraph, expertMaskFeeds, isMaskOnly } from '../onnx/moeGraph.ts'
 import { emptyEdits, validateEdits, type VariantEdits } from '../edits/variantEdits.ts'
-import { readVariantFiles } from '../variants/variantFiles.ts'
+import { readVariantFiles } from '../edits/variantFolder.ts'
 import { batchFeeds } from '../engine/scorer.ts'
 import type { PackedBatch } from '../engine/packing.ts'
 import { errorData, fail, withContext, type HarnessErrorData } from '../errors.ts'
