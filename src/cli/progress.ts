@@ -25,6 +25,8 @@ export function createProgress(title: string, total: number, options: { quiet?: 
     hideCursor: tty,
     etaBuffer: 20,
     clearOnComplete: false,
+    // Until a rate is known cli-progress's eta is the string '0', 'INF' or 'NULL' (printed as '0s', 'NFs'): say '--'.
+    formatTime: (t: number | string, o: cliProgress.Options, round: number) => (typeof t === 'number' && Number.isFinite(t) ? cliProgress.Format.TimeFormat(t, o, round) : '--'),
   }, cliProgress.Presets.shades_classic)
   bar.start(total, 0, { label: '' })
   let stopped = false
