@@ -540,9 +540,16 @@ export function validateMergeInputs(inputs: readonly string[], out?: string): vo
   if (inputs.length === 0) fail('INVALID_ARGUMENT', 'merge needs at least one input database.')
   for (const file of inputs) {
     if (!fs.existsSync(file)) fail('STORE_FAILED', `Database ${file} does not exist; check the path of every merge input.`)
-    const store = new ResultsStore(file, { readonly: true })
+    let store: ResultsStore
     try {
-      store.guard(() => checkIntact(store.db, file, 'nothing was merged'))
+      store = new ResultsStore(file, { readonly: true })
+    } catch (e) {
+      // The open-time text advises sweeps (--db); a merge input's fix is to leave it out.
+      if (e instanceof HarnessError && e.code === 'STORE_CORRUPT') fail('STORE_CORRUPT', `${file} is damaged (SQLite cannot read it: truncated or overwritten); nothing was merged. Restore it from a backup, or leave it out of the merge; \`sqlite3 ${file} .recover\` can salvage rows.`)
+      throw e
+    }
+    try {
+      store.guard(() => checkIntact(store.db, file, 'nothing was merged', 'Restore it from a backup, or leave it out of the merge'))
     } finally {
       store.close()
     }
@@ -555,9 +562,11 @@ export function validateMergeInputs(inputs: readonly string[], out?: string): vo
 }
 
 /** SQLite's `quick_check` (page structure, truncation); a problem is STORE_CORRUPT naming the file. */
-function checkIntact(db: Database.Database, file: string, consequence: string): void {
+function checkIntact(db: Database.Database, file: string, consequence: string, fix = 'Restore it from a backup or re-run into a new --db'): void {
   const problems = (db.pragma('quick_check(5)') as { quick_check: string }[]).map(r => r.quick_check).filter(r => r !== 'ok')
-  if (problems.length) fail('STORE_CORRUPT', `${file} is damaged (${problems.join('; ')}); ${consequence}. Restore it from a backup or re-run into a new --db; \`sqlite3 ${file} .recover\` can salvage rows.`)
+  // SQLite's own lines ("On tree page 3 cell 0: btreeInitPage() returns error code 11") mean nothing
+  // to a user: say how much is broken in one short clause.
+  if (problems.length) fail('STORE_CORRUPT', `${file} is damaged (SQLite's integrity check found ${problems.length >= 5 ? '5 or more problems' : `${problems.length} problem${problems.length > 1 ? 's' : ''}`} in its pages); ${consequence}. ${fix}; \`sqlite3 ${file} .recover\` can salvage rows.`)
 }
 
 /**
@@ -675,7 +684,7 @@ function storeError(e: unknown, file: string, readonly: boolean): HarnessError {
   const detail = (e as Error)?.message ?? String(e)
   if (!code.startsWith('SQLITE_')) return fileError(e, file, readonly ? 'read the database' : 'write the database', 'STORE_FAILED')
   if (code === 'SQLITE_NOTADB' || code.startsWith('SQLITE_CORRUPT')) {
-    return new HarnessError('STORE_CORRUPT', `${file} is damaged (${detail}): it may be truncated or overwritten. Restore it from a backup or re-run the sweep into a new --db; \`sqlite3 ${file} .recover\` can salvage rows. The harness did not modify it.`, { cause: e })
+    return new HarnessError('STORE_CORRUPT', `${file} is damaged (${detail.split('\n')[0]!.slice(0, 120)}): it may be truncated or overwritten. Restore it from a backup, or write new results to another file (--db for sweep, --out for merge); \`sqlite3 ${file} .recover\` can salvage rows. The harness did not modify it.`, { cause: e })
   }
   if (code === 'SQLITE_READONLY_DIRECTORY' || code === 'SQLITE_READONLY_CANTINIT' || code === 'SQLITE_READONLY_CANTLOCK') {
     return new HarnessError('STORE_READONLY', `Cannot use ${file}: its folder ${path.dirname(path.resolve(file))} is not writable and SQLite needs its journal files (-wal, -shm) there (${detail}). Make the folder writable, or copy the database to a writable folder.`, { cause: e })

@@ -4,7 +4,8 @@
 // - Output folders get a marker file (MARKER_FILE) saying which command wrote them; an existing
 //   folder is replaced only when it carries our marker for the same kind of output (or is empty).
 //   A folder that is, or contains, a results database, the current folder, the project, a model in
-//   play, the home folder or `/` is refused, and so is any path inside a model folder.
+//   play, the home folder or `/` is refused, and so is any path inside a model folder or inside
+//   another harness output folder (a folder with our marker).
 // - New output is built in a hidden sibling temp folder/file and swapped in by rename; the old one
 //   is moved aside first and removed only once the new one is in place, so a failure at any point
 //   leaves the previous output untouched and no temp behind. Temps left by a killed process (its pid
@@ -158,6 +159,7 @@ function checkFile(target: string, ctx: OutputContext, rule: FileRule): string {
   }
   const model = enclosingModel(path.dirname(abs), ctx.models ?? [])
   if (model) refuse(`${shown} is inside the model folder ${model}`, 'write outputs outside model folders')
+  refuseInsideOutput(abs, shown)
   if (st && !rule.isOurs(abs)) {
     refuse(`${shown} already exists and is not a ${rule.what} of moe-harness; replacing it would lose its contents`, 'choose a new file name, or move the file away first')
   }
@@ -290,6 +292,20 @@ function checkProtected(abs: string, shown: string, ctx: OutputContext): void {
   }
   const model = enclosingModel(path.dirname(abs), ctx.models ?? [])
   if (model) refuse(`${shown} is inside the model folder ${model}`, 'write outputs outside model folders')
+  refuseInsideOutput(abs, shown)
+}
+
+/**
+ * Refuses a path inside another harness output folder (one carrying our marker): the next rewrite
+ * of that folder would find a file it did not write and refuse forever ("holds files moe-harness
+ * did not write"), or, had it not, delete the nested output.
+ */
+function refuseInsideOutput(abs: string, shown: string): void {
+  for (let d = path.dirname(abs); ; d = path.dirname(d)) {
+    const marker = readMarker(d)
+    if (marker) refuse(`${shown} is inside ${d}, a ${marker.kind} output folder of moe-harness; that folder is replaced as a whole when it is rewritten`, `write the output outside it (e.g. beside it: ${path.join(path.dirname(d), path.basename(abs))})`)
+    if (path.dirname(d) === d) return
+  }
 }
 
 /** The model folder (in play, or any HF checkpoint folder) that is `dir` or an ancestor of it. */

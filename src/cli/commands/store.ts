@@ -46,9 +46,15 @@ export function registerStore(program: Command): void {
       // The output path first (a folder, a foreign file, a model folder), then every input (ours,
       // readable, not corrupt), all before the output is created or touched.
       checkOutputFile(flags.out, ctx, RESULTS_DATABASE)
-      const inputs = dbs.filter(db => path.resolve(db) !== path.resolve(flags.out))
+      // The output named as an input too: it is already "merged into" itself, so it is skipped —
+      // and said so, rather than silently dropped (or reported as "no input").
+      const isOut = (db: string) => path.resolve(db) === path.resolve(flags.out)
+      const inputs = dbs.filter(db => !isOut(db))
+      if (inputs.length === 0) {
+        fail('INVALID_ARGUMENT', `merge: the only input, ${dbs[0]}, is also the output --out ${flags.out}; a database cannot be merged into itself. Pass the databases to merge and a different --out (or the existing store to extend as --out, and the others as inputs).`)
+      }
       validateMergeInputs(inputs, flags.out)
-      const lines: string[] = []
+      const lines: string[] = dbs.filter(isOut).slice(0, 1).map(db => `${db}: skipped, it is the output --out (its runs are already there)\n`)
       const mergeInto = (file: string) => {
         const out = new ResultsStore(file)
         try {
