@@ -7,6 +7,7 @@
 //                                           branch, so several continuations share one scored context.
 //   score_positions          int64 [M]      flat indices b*T + t whose next token is scored
 //   score_targets            int64 [M]      the token expected after each scored position
+//   expert_mask_L            float32 [E]    only with options.maskInputs: per MoE layer, 0 = kept, -inf = removed
 // Outputs:
 //   logprobs  float32 [M]   log p(target | prefix), log-softmax over the full config vocab
 //   greedy    bool    [M]   target == argmax (first maximum), lm-eval's is_greedy
