@@ -39,6 +39,11 @@ export const configSchema = z.object({
   /** Worker pool: workers × intra-op threads should not exceed the cores; threads default to the cores / workers (src/defaults.ts). */
   pool: z.object({ workers: z.number().int().positive().default(DEFAULTS.workers), threads: z.number().int().positive().optional() }).strict().default({ workers: DEFAULTS.workers }),
   device: z.enum(['cpu', 'cuda']).default('cpu'),
+  /**
+   * Score checkpoints whose weights hold NaN/Inf instead of refusing them (TENSOR_NONFINITE): `true`
+   * for every model, or a list of model names (keys of `models`). `sweep --allow-nonfinite` sets it to true.
+   */
+  allowNonfinite: z.union([z.boolean(), z.array(z.string())]).default(false),
   /** Padded tokens per batch (scores do not depend on it). */
   batchTokens: z.number().int().positive().default(DEFAULTS.batchTokens),
   /** Folder with local copies of the standard datasets. */
@@ -83,7 +88,17 @@ export function parseConfig(raw: unknown, where: string): HarnessConfig {
     const issues = result.error.issues.map(i => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')
     fail('HARNESS_CONFIG_INVALID', `${where} is invalid: ${issues}.`)
   }
+  const allowed = result.data.allowNonfinite
+  if (Array.isArray(allowed)) {
+    const unknown = allowed.filter(m => !(m in result.data.models))
+    if (unknown.length) fail('HARNESS_CONFIG_INVALID', `${where} is invalid: allowNonfinite names ${unknown.map(m => `'${m}'`).join(', ')}, not a key of models (${Object.keys(result.data.models).join(', ')}).`)
+  }
   return result.data
+}
+
+/** Whether the config lets `model` (a key of models) be scored with non-finite weights. */
+export function allowsNonfinite(config: Pick<HarnessConfig, 'allowNonfinite'>, model: string): boolean {
+  return config.allowNonfinite === true || (Array.isArray(config.allowNonfinite) && config.allowNonfinite.includes(model))
 }
 
 export async function loadConfig(file?: string): Promise<LoadedConfig> {

@@ -105,7 +105,7 @@ function checkExpertCount(dir: string, spec: ModelSpec, stored: Map<string, Stor
 
 function describeNonFinite(file: string, name: string, nan: number, inf: number, total: number): string {
   const parts = [nan ? `${nan} NaN` : '', inf ? `${inf} ±Inf` : ''].filter(Boolean).join(' and ')
-  return `${file}: tensor '${name}' holds ${parts} of its ${total} values, so every score would be NaN; the checkpoint is corrupt (or saved from a diverged run). Re-export it, or pass --allow-nonfinite to score it anyway.`
+  return `${file}: tensor '${name}' holds ${parts} of its ${total} values, so every score would be NaN; the checkpoint is corrupt (or saved from a diverged run). Re-export it, or pass --allow-nonfinite to score it anyway (in a sweep config: allowNonfinite: true, or a list of model names).`
 }
 
 export function openCheckpoint(dirArg: string, options: CheckpointOptions = {}): Checkpoint {

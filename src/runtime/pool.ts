@@ -13,6 +13,8 @@ export interface PoolOptions {
   workers: number
   threads: number
   device: Device
+  /** Model folders whose NaN/Inf weights workers score instead of refusing (--allow-nonfinite / config allowNonfinite). */
+  allowNonfinite?: readonly string[]
 }
 
 export interface ScoringPool {
@@ -43,7 +45,7 @@ export function createPool(options: PoolOptions): ScoringPool {
   return {
     runner(variantDir) {
       return async batch => {
-        const task: WorkerTask = { variantDir, batch, device: options.device, threads: options.threads }
+        const task: WorkerTask = { variantDir, batch, device: options.device, threads: options.threads, ...(options.allowNonfinite?.length ? { allowNonfinite: [...options.allowNonfinite] } : {}) }
         let result: WorkerResult
         try {
           const running = piscina.run(task) as Promise<WorkerResult>

@@ -17,6 +17,8 @@ export interface WorkerTask {
   batch: PackedBatch
   device: Device
   threads: number
+  /** Model folders opened with allowNonfinite (the sweep's --allow-nonfinite / config allowNonfinite). */
+  allowNonfinite?: string[]
 }
 
 export interface WorkerScores {
@@ -58,13 +60,13 @@ const plans = new Map<string, VariantPlan>()
  * variant costs no graph build and no session creation, only its masks. The masks add -inf exactly
  * where a variant's own graph would, so the scores are the same (tests/engine/scale-variants.test.ts).
  */
-function planFor(variantDir: string): VariantPlan {
+function planFor(variantDir: string, allowNonfinite: readonly string[] = []): VariantPlan {
   const hit = plans.get(variantDir)
   if (hit) return hit
   const { modelDir, edits } = readVariantFiles(variantDir)
   let ckpt = checkpoints.get(modelDir)
   // The main thread opened this checkpoint first and printed its warnings.
-  if (!ckpt) checkpoints.set(modelDir, (ckpt = openCheckpoint(modelDir, { warn: () => {} })))
+  if (!ckpt) checkpoints.set(modelDir, (ckpt = openCheckpoint(modelDir, { warn: () => {}, allowNonfinite: allowNonfinite.includes(modelDir) })))
   const shared = !ckpt.baseEdits && isMaskOnly(edits)
   const extraFeeds: Record<string, Feed> = {}
   if (shared) {
@@ -94,7 +96,7 @@ function checkTokens(batch: PackedBatch, vocabSize: number): void {
 }
 
 async function sessionFor(task: WorkerTask): Promise<{ session: Session; built: number; plan: VariantPlan }> {
-  const plan = planFor(task.variantDir)
+  const plan = planFor(task.variantDir, task.allowNonfinite)
   const hit = sessions.get(plan.key)
   if (hit) {
     sessions.delete(plan.key)

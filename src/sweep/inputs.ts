@@ -3,7 +3,7 @@
 // thrown), the pool's shape and the calibration each model uses.
 import path from 'node:path'
 import { defaultCalibration, type CalibrationSpec } from '../calibration/source.ts'
-import type { HarnessConfig } from '../config/defineConfig.ts'
+import { allowsNonfinite, type HarnessConfig } from '../config/defineConfig.ts'
 import { defaultThreads } from '../defaults.ts'
 import { errorData, HarnessError, withContext } from '../errors.ts'
 import { openCheckpoint, type Checkpoint } from '../model/checkpoint.ts'
@@ -49,7 +49,7 @@ export async function loadSweepInputs(config: HarnessConfig, baseDir: string, lo
   }
   const specs = await expandVariants(config, baseDir)
   const models = new Map<string, Checkpoint>()
-  for (const s of specs) if (!models.has(s.model)) models.set(s.model, openCheckpoint(s.modelDir))
+  for (const s of specs) if (!models.has(s.model)) models.set(s.model, openCheckpoint(s.modelDir, { allowNonfinite: allowsNonfinite(config, s.model) }))
   const slots: VariantSlot[] = []
   for (const spec of specs) {
     const ckpt = models.get(spec.model)!

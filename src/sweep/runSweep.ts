@@ -1,7 +1,7 @@
 // The sweep: plan cells, skip the complete ones, calibrate once per model, prepare each variant once,
 // score cells in the worker pool, and write every finished cell atomically. Safe to kill at any
 // moment: a rerun resumes and ends with every cell complete exactly once.
-import type { HarnessConfig } from '../config/defineConfig.ts'
+import { allowsNonfinite, type HarnessConfig } from '../config/defineConfig.ts'
 import { methodFileHash } from '../methods/registry.ts'
 import { createPool } from '../runtime/pool.ts'
 import { ResultsStore } from '../store/resultsStore.ts'
@@ -27,6 +27,11 @@ export interface SweepOptions {
    * store take over the cells of a process that died once its leases expire.
    */
   leaseSeconds?: number
+  /**
+   * Cell keys (plan.ts cellKey) not to plan at all: `sweep --slurm` passes the cells its main store
+   * already holds, so a shard never scores them again in its own file.
+   */
+  skipCells?: ReadonlySet<string>
 }
 
 export interface SweepProgress { done: number; total: number; label: string }
@@ -61,13 +66,17 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
   const t0 = performance.now()
   const inputs = await loadSweepInputs(config, options.baseDir, log) // everything cheap is validated first
   const store = new ResultsStore(options.db)
-  const pool = createPool({ workers: inputs.workers, threads: inputs.threads, device: inputs.device })
+  const allowNonfinite = [...inputs.models].filter(([name]) => allowsNonfinite(config, name)).map(([, ckpt]) => ckpt.dir)
+  const pool = createPool({ workers: inputs.workers, threads: inputs.threads, device: inputs.device, allowNonfinite })
   const leases = new CellLeases(store, 1000 * (options.leaseSeconds ?? 60))
   const summary: SweepSummary = { cells: 0, skipped: 0, completed: 0, failed: 0, interrupted: false, timings, tokensScored: 0, failures: [], scoredElsewhere: 0, owner: leases.owner }
   let sweepId = 0
   try {
     describeInputs(store, inputs)
-    const mine = (cell: Cell) => !options.shard || shardOf(cellKey(cell.slot.spec, cell.data.task.name), options.shard.count) === options.shard.index
+    const mine = (cell: Cell) => {
+      const key = cellKey(cell.slot.spec, cell.data.task.name)
+      return (!options.shard || shardOf(key, options.shard.count) === options.shard.index) && !options.skipCells?.has(key)
+    }
     // Cells of one variant run back to back (workers keep its session).
     const cells = inputs.slots.flatMap(slot => inputs.tasks.map(t => ({ slot, data: inputs.taskData.get(t.name)! }))).filter(mine)
     summary.cells = cells.length

@@ -1,9 +1,9 @@
 import fs from 'node:fs'
 import path from 'node:path'
-import type { Command } from 'commander'
+import { Option, type Command } from 'commander'
 import { loadConfig, type HarnessConfig } from '../../config/defineConfig.ts'
 import { fail } from '../../errors.ts'
-import type { ClusterOptions } from '../../cluster/jobSpec.ts'
+import { readSkipCells, type ClusterOptions } from '../../cluster/jobSpec.ts'
 import { describePlan, k8sManifestFor, planClusterJob, runSlurmSweep, sbatchScriptFor, type ClusterPlanOptions, type SlurmSweepResult } from '../../cluster/slurmSweep.ts'
 import { parseShard } from '../../sweep/plan.ts'
 import { runSweep, type SweepSummary } from '../../sweep/runSweep.ts'
@@ -18,7 +18,10 @@ export interface SweepFlags {
   workers?: string
   threads?: string
   leaseSeconds?: string
+  allowNonfinite?: boolean
   json?: boolean
+  /** Written by `sweep --slurm` for its array tasks: cells the main store already holds. */
+  skipCells?: string
 }
 
 interface ClusterFlags extends SweepFlags {
@@ -44,6 +47,7 @@ export function addSweepOptions(cmd: Command): Command {
     .option('--shard <i/n>', 'run only shard i of n (0-based, e.g. $SLURM_ARRAY_TASK_ID/8); combine shards with `moe-harness merge`')
     .option('--workers <n>', 'pool workers (overrides the config)')
     .option('--threads <n>', 'intra-op threads per worker (overrides the config)')
+    .option('--allow-nonfinite', 'score checkpoints whose weights hold NaN/Inf (refused by default; config: allowNonfinite)')
     .option('--lease-seconds <s>', 'how long a cell claimed by this process stays reserved without a heartbeat (default 60); several sweeps on one store split the cells', )
 }
 
@@ -69,6 +73,7 @@ export function registerSweep(program: Command): void {
     .option('--image <image>', 'Kubernetes container image (default: cluster.image)')
     .option('--pvc <claim>', 'Kubernetes PersistentVolumeClaim holding the project (default: cluster.pvc)')
     .option('--poll-seconds <s>', 'with --slurm: seconds between squeue polls (default 10)')
+    .addOption(new Option('--skip-cells <file>', 'cells not to score (the array tasks of --slurm get the cells the main store holds)').hideHelp())
   cmd.addHelpText('after', `
 Complete cells are skipped, so rerunning after a crash or Ctrl-C resumes where it stopped. Several
 sweep processes on the same store split the cells between them (each cell is leased while scored).
@@ -113,6 +118,7 @@ export async function sweepFromFlags(flags: SweepFlags): Promise<SweepSummary & 
   const config = structuredClone(loaded.config)
   if (flags.workers) config.pool.workers = positiveInt('--workers', flags.workers)
   if (flags.threads) config.pool.threads = positiveInt('--threads', flags.threads)
+  if (flags.allowNonfinite) config.allowNonfinite = true
   const leaseSeconds = flags.leaseSeconds ? positiveNumber('--lease-seconds', flags.leaseSeconds) : undefined
   const db = flags.db ?? config.store
   const controller = new AbortController()
@@ -127,6 +133,7 @@ export async function sweepFromFlags(flags: SweepFlags): Promise<SweepSummary & 
   try {
     const summary = await runSweep({
       config, baseDir: loaded.baseDir, db, shard: parseShard(flags.shard), signal: controller.signal, leaseSeconds,
+      skipCells: flags.skipCells ? readSkipCells(flags.skipCells) : undefined,
       log: line => process.stderr.write(`${line}\n`),
       onProgress: p => { (bar ??= createProgress('sweep', p.total)).update(p.done, p.label) },
     })
@@ -158,9 +165,14 @@ async function clusterAction(flags: ClusterFlags): Promise<void> {
     cpusPerTask: flags.cpusPerTask !== undefined ? positiveInt('--cpus-per-task', flags.cpusPerTask) : c.cpusPerTask,
     sbatch: flags.sbatch ?? c.sbatch, image: flags.image ?? c.image, pvc: flags.pvc ?? c.pvc,
   }
+  if (cluster.gpusPerTask && config.device === 'cpu') {
+    // Not an error: the job still runs correctly, it only holds GPUs it never uses.
+    process.stderr.write(`warning: ${flags.gpusPerTask !== undefined ? '--gpus-per-task' : 'cluster.gpusPerTask'} ${cluster.gpusPerTask} reserves GPUs for every shard, but device is 'cpu' in ${loaded.file ?? 'the config'}${loaded.config.device === 'cpu' ? ' (the default)' : ''}, so the shards score on CPUs and the GPUs sit idle: set device: 'cuda' in the config to use them, or drop the GPU request.\n`)
+  }
   const sweepArgs: string[] = []
   if (flags.workers) { config.pool.workers = positiveInt('--workers', flags.workers); sweepArgs.push('--workers', flags.workers) }
   if (flags.threads) { config.pool.threads = positiveInt('--threads', flags.threads); sweepArgs.push('--threads', flags.threads) }
+  if (flags.allowNonfinite) { config.allowNonfinite = true; sweepArgs.push('--allow-nonfinite') }
   const db = path.resolve(flags.db ?? config.store) // as in sweepFromFlags and start
   const options: ClusterPlanOptions = {
     config, baseDir: loaded.baseDir, configFile: loaded.file!, db, cluster, sweepArgs,
