@@ -10,7 +10,7 @@ export {
 export { globalGroupAllocation, hcsmoeGroups, MERGE_EPS, mergeGroup, msmoeGroups, uniformGroups, usageFrequencies } from './methods/merging.ts'
 export type { CalibrationStats, LayerExpertOutputs, LayerInputNorms, LayerRouting, LayerSamples, LayerTargets, StatNeed } from './calibration/stats.ts'
 export { median } from './calibration/stats.ts'
-export { defineTask } from './tasks/defineTask.ts'
+export { defineTask, InvalidRecordError, labelIndex } from './tasks/defineTask.ts'
 export type { MetricName, MultipleChoicePrompt, MultipleInputPrompt, RollingPrompt, TaskDefinition } from './tasks/defineTask.ts'
 // Python's string semantics for ports of lm-eval task code (never JS .length / trim / \s).
 export * from './util/pyString.ts'

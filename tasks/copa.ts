@@ -1,4 +1,4 @@
-import { defineTask, pyDropLast, pyHeadTail, pyLower, pyStrip } from '../src/index.ts'
+import { defineTask, labelIndex, pyDropLast, pyHeadTail, pyLower, pyStrip } from '../src/index.ts'
 
 interface CopaDoc { premise: string; choice1: string; choice2: string; question: 'cause' | 'effect'; label: number }
 
@@ -15,7 +15,7 @@ export default defineTask<CopaDoc>({
     howToGet: 'Download the validation split of aps/super_glue (config copa) and save it as copa/validation.jsonl or .parquet in the data folder.',
   },
   prompt: doc => ({
-    context: `${pyDropLast(pyStrip(doc.premise))} ${{ cause: 'because', effect: 'therefore' }[doc.question]}`,
+    context: `${pyDropLast(pyStrip(doc.premise))} ${['because', 'therefore'][labelIndex(['cause', 'effect'], doc.question, 'question')]}`,
     choices: [` ${lowerFirst(doc.choice1)}`, ` ${lowerFirst(doc.choice2)}`],
     gold: doc.label,
   }),

@@ -1,4 +1,4 @@
-import { defineTask, pyStrip } from '../src/index.ts'
+import { defineTask, InvalidRecordError, pyStrip } from '../src/index.ts'
 
 interface MmluDoc { question: string; subject: string; choices: string[]; answer: number }
 
@@ -12,6 +12,8 @@ export default defineTask<MmluDoc>({
     howToGet: 'Download the test split of cais/mmlu (config all, with its subject column) and save it as mmlu/test.jsonl or .parquet in the data folder.',
   },
   prompt: doc => {
+    // Four lettered options or the prompt would print "D. undefined".
+    if (doc.choices?.length !== 4) throw new InvalidRecordError(`choices must be a list of 4 strings (A-D), got ${JSON.stringify(doc.choices)?.slice(0, 60)}`)
     const [a, b, c, d] = doc.choices
     const description = `The following are multiple choice questions (with answers) about ${doc.subject.replaceAll('_', ' ')}.\n\n`
     return { context: `${description}${pyStrip(doc.question)}\nA. ${a}\nB. ${b}\nC. ${c}\nD. ${d}\nAnswer:`, choices: ['A', 'B', 'C', 'D'], gold: doc.answer }

@@ -1,4 +1,4 @@
-import { defineTask, pyStrip } from '../src/index.ts'
+import { defineTask, InvalidRecordError, labelIndex, pyStrip } from '../src/index.ts'
 
 interface WinograndeDoc { sentence: string; option1: string; option2: string; answer: string }
 
@@ -13,10 +13,11 @@ export default defineTask<WinograndeDoc>({
   },
   prompt: doc => {
     const blank = doc.sentence.indexOf('_')
+    if (blank < 0) throw new InvalidRecordError(`sentence has no '_' blank for the options to fill: ${JSON.stringify(doc.sentence).slice(0, 60)}`)
     return {
       contexts: [doc.option1, doc.option2].map(option => doc.sentence.slice(0, blank) + option),
       continuation: pyStrip(doc.sentence.slice(blank + 1)),
-      gold: { '1': 0, '2': 1 }[doc.answer] ?? -1,
+      gold: labelIndex(['1', '2'], doc.answer, 'answer'),
     }
   },
   metrics: ['acc'],

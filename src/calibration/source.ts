@@ -64,7 +64,7 @@ async function documents(spec: CalibrationSpec): Promise<{ texts: string[]; fing
     return { texts, fingerprint: `file:${sha}` }
   }
   const field = spec.field ?? DEFAULTS.calibration.field
-  const { records, where } = await readRecordFile(file)
+  const { records, where } = await readRecordFile(file, 'CALIBRATION_FAILED')
   if (records.length === 0) fail('CALIBRATION_FAILED', `Calibration source ${file} has no records; pass a file with one {"${field}": "..."} object per line.`)
   const texts = records.map((r, i) => {
     const v = r[field]

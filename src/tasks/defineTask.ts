@@ -84,3 +84,25 @@ export type TaskDefinition<Doc = any> = TaskBase<Doc> & (
 export function defineTask<Doc = Record<string, unknown>>(task: TaskDefinition<Doc>): TaskDefinition<Doc> {
   return task
 }
+
+/**
+ * Thrown by a task's process/prompt for a record it cannot use. The harness reports the message with
+ * the record's file and line (TASK_INVALID), so say which field is wrong and what it should be.
+ */
+export class InvalidRecordError extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = 'InvalidRecordError'
+  }
+}
+
+/**
+ * Index of `key` among a record's `labels` (an answer key mapped to its choice, e.g. ARC's answerKey
+ * 'C' in labels [A, B, C, D] → 2). Throws InvalidRecordError naming `field` and the labels when the key
+ * is not one of them, instead of a gold index of -1.
+ */
+export function labelIndex(labels: readonly unknown[], key: unknown, field: string): number {
+  const i = labels.indexOf(key)
+  if (i < 0) throw new InvalidRecordError(`${field} ${typeof key === 'string' ? `'${key}'` : JSON.stringify(key) ?? String(key)} is not one of the labels [${labels.join(', ')}]`)
+  return i
+}

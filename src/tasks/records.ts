@@ -3,7 +3,7 @@ import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import { asyncBufferFromFile, parquetReadObjects } from 'hyparquet'
-import { fail } from '../errors.ts'
+import { fail, type ErrorCode } from '../errors.ts'
 import { fileError, readRegularFile } from '../util/fileErrors.ts'
 
 /** Records of a data file and where each came from (`file:LINE` for jsonl, `file row N` for parquet). */
@@ -14,12 +14,13 @@ export interface RecordFile {
 
 /**
  * Reads a .jsonl or .parquet data file. Every jsonl line must be a JSON object; the file must be UTF-8
- * text. Errors (TASK_INVALID, TASK_DATA_MISSING for a missing file) name the file and line.
+ * text. Errors name the file and line, with `code` (TASK_INVALID for task data; calibration passes
+ * CALIBRATION_FAILED so a broken calibration file is reported as one, whatever its format).
  */
-export async function readRecordFile(file: string): Promise<RecordFile> {
+export async function readRecordFile(file: string, code: ErrorCode = 'TASK_INVALID'): Promise<RecordFile> {
   if (file.endsWith('.jsonl')) {
     // A byte-order mark (files saved by some Windows editors) is not part of the first record.
-    const text = decodeText(readRegularFile(file, 'read the data file', 'TASK_INVALID'), file, 'TASK_INVALID').replace(/^\uFEFF/, '')
+    const text = decodeText(readRegularFile(file, 'read the data file', code), file, code).replace(/^\uFEFF/, '')
     const records: Record<string, unknown>[] = []
     const lines: number[] = []
     text.split('\n').forEach((line, i) => {
@@ -28,10 +29,10 @@ export async function readRecordFile(file: string): Promise<RecordFile> {
       try {
         value = JSON.parse(line)
       } catch (e) {
-        fail('TASK_INVALID', `${file}:${i + 1} is not valid JSON (${(e as Error).message}); each line must be one JSON object.`)
+        fail(code, `${file}:${i + 1} is not valid JSON (${(e as Error).message}); each line must be one JSON object.`)
       }
       if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-        fail('TASK_INVALID', `${file}:${i + 1} is ${describeJson(value)}, not a JSON object; each line must be one record like {"field": ...}.`)
+        fail(code, `${file}:${i + 1} is ${describeJson(value)}, not a JSON object; each line must be one record like {"field": ...}.`)
       }
       records.push(value as Record<string, unknown>)
       lines.push(i + 1)
@@ -39,20 +40,16 @@ export async function readRecordFile(file: string): Promise<RecordFile> {
     return { records, where: index => `${file}:${lines[index]}` }
   }
   if (file.endsWith('.parquet')) {
-    readRegularFile(file, 'read the data file', 'TASK_INVALID')
+    readRegularFile(file, 'read the data file', code)
     try {
       const rows = await parquetReadObjects({ file: await asyncBufferFromFile(file), rowFormat: 'object' })
       return { records: rows.map(r => normalizeParquet(r) as Record<string, unknown>), where: index => `${file} row ${index}` }
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code) throw fileError(e, file, 'read the data file', 'TASK_INVALID')
-      fail('TASK_INVALID', `${file} could not be read as parquet (${(e as Error).message}); re-download it or convert it to .jsonl.`)
+      if ((e as NodeJS.ErrnoException).code) throw fileError(e, file, 'read the data file', code)
+      fail(code, `${file} could not be read as parquet (${(e as Error).message}); re-download it or convert it to .jsonl.`)
     }
   }
-  fail('TASK_INVALID', `${file}: unsupported data format (use .jsonl or .parquet).`)
-}
-
-export async function readRecords(file: string): Promise<Record<string, unknown>[]> {
-  return (await readRecordFile(file)).records
+  fail(code, `${file}: unsupported data format (use .jsonl or .parquet).`)
 }
 
 function describeJson(v: unknown): string {

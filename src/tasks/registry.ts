@@ -4,7 +4,7 @@ import { fail } from '../errors.ts'
 import { loadAllPlugins, loadPlugin, pluginFiles } from '../plugins/discover.ts'
 import { defaultDataDir, TASK_DATA_DIR, TASKS_DIR } from '../paths.ts'
 import { mulberry32, seedFromString } from '../util/rng.ts'
-import type { TaskDefinition } from './defineTask.ts'
+import { InvalidRecordError, type TaskDefinition } from './defineTask.ts'
 import { fileSha256, readRecordFile, resolveDataFile } from './records.ts'
 
 export function taskNames(): string[] {
@@ -40,53 +40,104 @@ export async function loadTaskDocs<Doc>(task: TaskDefinition<Doc>, dataDir = def
   if (records.length === 0) {
     fail('TASK_INVALID', `Task '${task.name}': ${file} has no documents (the file is empty or has only blank lines). ${task.data.howToGet}`)
   }
-  const docs = records.map((r, index) => {
-    const load = (record: Record<string, unknown>, watch: boolean) => {
-      const doc = task.process ? task.process(record, index) : (record as Doc)
-      checkPrompt(task, watch ? watchMissing(doc) : doc)
-      return doc
-    }
+  const docs = records.map((record, index) => {
     try {
-      return { index, doc: load(r, false) }
+      return { index, doc: checkRecord(task, record, index) }
     } catch (e) {
-      fail('TASK_INVALID', `Task '${task.name}': the record at ${where(index)} is invalid: ${explain(e, () => load(watchMissing(r), true))}. ` +
+      fail('TASK_INVALID', `Task '${task.name}': the record at ${where(index)} is invalid: ${explain(e, task, record, index)}. ` +
         `Fix that record, or use the dataset file the task expects (${task.data.files[0]}).`)
     }
   })
   return { file, sha256: fileSha256(file), docs }
 }
 
-/** Thrown by checkPrompt: a prompt of the wrong shape (the message says which part). */
-class RecordError extends Error {}
+/** Thrown by checkPrompt (a prompt of the wrong shape) and by tasks (labelIndex and the like). */
+const RecordError = InvalidRecordError
 
-/** Fields read but absent, collected only while a failing record is re-run under watchMissing. */
-const missingFields: string[] = []
+/** A field the task read whose value was null or absent, e.g. { path: 'choices.text[1]', value: null }. */
+interface NullRead { path: string; value: null | undefined; absent: boolean }
 
 /**
- * A view of a record that notes every field read but absent (nested objects too), so a TypeError or
- * an `undefined` deep inside a task's process/prompt is reported as "field 'choices.text' is missing".
+ * The document of one record, checked: the prompt has the shape of its task kind (checkPrompt), and no
+ * field the task read as null or absent ends up in the prompt's text as "null" / "undefined" (which
+ * would be scored silently, e.g. ARC's "Question: ${doc.question}" for a record without a question).
+ *
+ * That second check holds for every task, plugins included, without a declared schema: the record is
+ * run again under a watched view (watchRecord) that notes null/absent reads; when there are any, it is
+ * run once more with each such field replaced by a unique marker string. A field whose marker reaches
+ * the prompt's text while the real prompt holds its "null"/"undefined" was used as text: an error. A
+ * field read only to pick a default (`doc.title ?? ''`) or to branch leaves no marker and passes.
  */
-function watchMissing<T>(value: T, prefix = ''): T {
-  if (value === null || typeof value !== 'object' || ArrayBuffer.isView(value)) return value
+function checkRecord<Doc>(task: TaskDefinition<Doc>, record: Record<string, unknown>, index: number): Doc {
+  const doc = task.process ? task.process(record, index) : (record as Doc)
+  const texts = promptTexts(checkPrompt(task, doc))
+  const reads = watchedRun(task, record, index).reads
+  if (reads.length === 0) return doc
+  const markers = new Map(reads.map((r, i) => [r.path, `\uE000${i}\uE001`]))
+  let marked: string[]
+  try {
+    marked = promptTexts(watchedRun(task, record, index, markers).prompt!)
+  } catch {
+    return doc // the task rejects a string there (it branched on the value), so the value is not used as text
+  }
+  const used = reads.filter(r => marked.some(t => t.includes(markers.get(r.path)!)) && texts.some(t => t.includes(String(r.value))))
+  if (used.length > 0) throw new RecordError(used.map(r => `field '${r.path}' ${r.absent ? 'is missing' : `is ${r.value}`}, expected a string (the prompt would read "${r.value}")`).join('; '))
+  return doc
+}
+
+/** process + prompt over a watched view of the record (markers replace the fields they name). */
+function watchedRun<Doc>(task: TaskDefinition<Doc>, record: Record<string, unknown>, index: number, markers?: ReadonlyMap<string, string>): { reads: NullRead[]; prompt?: Prompt } {
+  const reads: NullRead[] = []
+  const watched = watchRecord(record, reads, markers)
+  let prompt: Prompt | undefined
+  try {
+    prompt = task.prompt((task.process ? task.process(watched, index) : watched) as Doc)
+  } catch (e) {
+    if (markers) throw e
+  }
+  const seen = new Set<string>()
+  return { reads: reads.filter(r => !seen.has(r.path) && seen.add(r.path)), prompt }
+}
+
+/**
+ * A view of a record (plain objects and arrays, nested) that notes every field read whose value is null
+ * or absent, with its path ('choices.text[1]'), and returns `markers`' string for the paths it names.
+ */
+function watchRecord<T>(value: T, reads: NullRead[], markers?: ReadonlyMap<string, string>, prefix = ''): T {
+  if (value === null || typeof value !== 'object') return value
+  const isArray = Array.isArray(value)
+  const proto = Object.getPrototypeOf(value)
+  if (!isArray && proto !== Object.prototype && proto !== null) return value // typed arrays, dates: read as they are
   return new Proxy(value as object, {
     get(target, key, receiver) {
       const v = Reflect.get(target, key, receiver)
       if (typeof key !== 'string') return v
-      if (Array.isArray(target)) return /^\d+$/.test(key) ? watchMissing(v, `${prefix.replace(/\.$/, '')}[${key}].`) : typeof v === 'function' ? v.bind(target) : v
-      if (v === undefined && !(key in target) && key !== 'then' && key !== 'toJSON') missingFields.push(prefix + key)
-      return typeof v === 'function' ? v.bind(target) : watchMissing(v, `${prefix}${key}.`)
+      if (isArray && !/^\d+$/.test(key)) return v // length and methods: generic, they read elements through this view
+      if (!isArray && (key === 'then' || key === 'toJSON' || (v !== undefined && !Object.hasOwn(target, key)))) return typeof v === 'function' ? v.bind(target) : v
+      const path = isArray ? `${prefix}[${key}]` : prefix ? `${prefix}.${key}` : key
+      const marker = markers?.get(path)
+      if (marker !== undefined) return marker
+      if (v === null || v === undefined) reads.push({ path, value: v, absent: !(key in target) })
+      return watchRecord(v, reads, markers, path)
     },
   }) as T
 }
 
-/** The failure's message, plus the fields the record lacks (found by re-running it watched). */
-function explain(e: unknown, rerun: () => unknown): string {
-  missingFields.length = 0
-  try { rerun() } catch { /* the same failure again; only the fields it read matter */ }
-  const names = [...new Set(missingFields)]
-  missingFields.length = 0
-  const missing = names.length ? `${names.length > 1 ? 'fields' : 'field'} ${names.map(n => `'${n}'`).join(', ')} ${names.length > 1 ? 'are' : 'is'} missing` : ''
+type Prompt = ReturnType<TaskDefinition['prompt']>
+
+/** Every string of a prompt that is tokenized (context, choices, continuation, text). */
+function promptTexts(p: Prompt): string[] {
+  const all = [(p as { context?: unknown }).context, (p as { continuation?: unknown }).continuation, (p as { text?: unknown }).text, (p as { countText?: unknown }).countText,
+    ...((p as { choices?: unknown[] }).choices ?? []), ...((p as { contexts?: unknown[] }).contexts ?? [])]
+  return all.filter((t): t is string => typeof t === 'string')
+}
+
+/** The failure's message, plus the null or absent fields the task read (found by re-running it watched). */
+function explain<Doc>(e: unknown, task: TaskDefinition<Doc>, record: Record<string, unknown>, index: number): string {
   const why = e instanceof RecordError ? e.message : `the task could not read it (${(e as Error)?.message ?? String(e)})`
+  if (e instanceof RecordError && /^field '/.test(e.message)) return why
+  const reads = watchedRun(task, record, index).reads
+  const missing = reads.map(r => `field '${r.path}' ${r.absent ? 'is missing' : `is ${r.value}`}`).join(', ')
   return missing ? `${missing}; ${why}` : why
 }
 
@@ -94,7 +145,7 @@ function explain(e: unknown, rerun: () => unknown): string {
  * Checks what a document's prompt gives against its task kind (shapes in defineTask.ts): strings
  * where text goes, at least one choice, and gold indices that are integers within the choices.
  */
-function checkPrompt(task: TaskDefinition, doc: unknown): void {
+function checkPrompt(task: TaskDefinition, doc: unknown): Prompt {
   const isText = (v: unknown) => typeof v === 'string'
   const textList = (v: unknown, what: string, min: number) => {
     if (!Array.isArray(v) || v.length < min || !v.every(isText)) throw new RecordError(`${what} must be a list of at least ${min} strings, got ${preview(v)}`)
@@ -114,26 +165,26 @@ function checkPrompt(task: TaskDefinition, doc: unknown): void {
       const p = task.prompt(doc)
       text(p.context, 'context')
       goldIn(p.gold, textList(p.choices, 'choices', 1))
-      return
+      return p
     }
     case 'multiple_input': {
       const p = task.prompt(doc)
       text(p.continuation, 'continuation')
       goldIn(p.gold, textList(p.contexts, 'contexts', 1))
-      return
+      return p
     }
     case 'loglikelihood': {
       const p = task.prompt(doc)
       text(p.context, 'context')
       text(p.continuation, 'continuation')
       if (!p.continuation) throw new RecordError('continuation is empty')
-      return
+      return p
     }
     case 'rolling': {
       const p = task.prompt(doc)
       text(p.text, 'text')
       if (p.countText !== undefined) text(p.countText, 'countText')
-      return
+      return p
     }
   }
 }

@@ -59,6 +59,16 @@ export const calibrationCases: MalformedCase[] = [
     code: CAL, message: /calib\.jsonl:2\b.*'text'/,
   },
   {
+    name: 'calibration-jsonl-random-bytes',
+    setup: (dir, fx) => transformWith(dir, fx, write(dir, 'calib.jsonl', garbage(8000, 23))),
+    code: CAL, message: /calib\.jsonl.*(NUL|UTF-8|JSON)/,
+  },
+  {
+    name: 'calibration-parquet-random-bytes',
+    setup: (dir, fx) => transformWith(dir, fx, write(dir, 'calib.parquet', garbage(8000, 25))),
+    code: CAL, message: /calib\.parquet could not be read as parquet/,
+  },
+  {
     name: 'calibration-unknown-extension',
     setup: (dir, fx) => transformWith(dir, fx, write(dir, 'calib.pdf', '%PDF-1.4 not really')),
     code: CAL, message: /calib\.pdf/,

@@ -47,7 +47,7 @@ export const taskDataCases: MalformedCase[] = [
   {
     name: 'task-gold-out-of-range',
     setup: (dir, fx) => evalWith(dir, fx, 'arc-easy', 'arc_easy/test.jsonl', jsonl([ARC, ARC, { ...ARC, answerKey: 'E' }])),
-    code: TASK, message: /test\.jsonl:3\b.*gold.*out of range/,
+    code: TASK, message: /test\.jsonl:3\b.*answerKey 'E' is not one of the labels \[A, B, C\]/,
   },
   {
     name: 'task-piqa-label-out-of-range',
@@ -57,7 +57,27 @@ export const taskDataCases: MalformedCase[] = [
   {
     name: 'task-winogrande-bad-answer',
     setup: (dir, fx) => evalWith(dir, fx, 'winogrande', 'winogrande/validation.jsonl', jsonl([{ sentence: 'The _ was big.', option1: 'a', option2: 'b', answer: '3' }])),
-    code: TASK, message: /validation\.jsonl:1\b.*gold/,
+    code: TASK, message: /validation\.jsonl:1\b.*answer '3' is not one of the labels \[1, 2\]/,
+  },
+  {
+    name: 'task-null-question',
+    setup: (dir, fx) => evalWith(dir, fx, 'arc-easy', 'arc_easy/test.jsonl', jsonl([ARC, { ...ARC, question: null }])),
+    code: TASK, message: /test\.jsonl:2\b.*field 'question' is null, expected a string/,
+  },
+  {
+    name: 'task-missing-question',
+    setup: (dir, fx) => evalWith(dir, fx, 'arc-easy', 'arc_easy/test.jsonl', jsonl([ARC, ARC, { id: 'a3', choices: ARC.choices, answerKey: 'A' }])),
+    code: TASK, message: /test\.jsonl:3\b.*field 'question' is missing, expected a string/,
+  },
+  {
+    name: 'task-parquet-null-text',
+    setup: (dir, fx) => {
+      const file = path.join(dir, 'data', 'piqa', 'validation.parquet')
+      fs.mkdirSync(path.dirname(file), { recursive: true })
+      parquetWriteFile({ filename: file, columnData: [{ name: 'goal', data: ['Open a jar', null], type: 'STRING' }, { name: 'sol1', data: ['twist', 'towel'], type: 'STRING' }, { name: 'sol2', data: ['kick', 'fork'], type: 'STRING' }, { name: 'label', data: [0, 1], type: 'INT32' }] })
+      return ['eval', '--model', fx.baseModel, '--tasks', 'piqa', '--data-dir', path.join(dir, 'data')]
+    },
+    code: TASK, message: /validation\.parquet row 1\b.*field 'goal' is null/,
   },
   {
     name: 'task-lambada-text-not-string',
