@@ -1,6 +1,8 @@
 // What a cluster job runs: one shard of the sweep plan per array task / completion index, each into
 // its own SQLite file. Shared by the Slurm script and the Kubernetes manifest so both run the same thing.
+import fs from 'node:fs'
 import path from 'node:path'
+import { fail } from '../errors.ts'
 
 export interface ClusterOptions {
   partition?: string
@@ -53,4 +55,27 @@ export function arraySpec(indices: number[]): string {
     i = j
   }
   return parts.join(',')
+}
+
+/**
+ * The cells the main store already held when `sweep --slurm` last submitted, as plan.ts cell keys; each
+ * array task passes it as `--skip-cells` so a shard never scores them again in its own file.
+ */
+export const skipCellsFile = (stateDir: string) => path.join(stateDir, 'complete-cells.json')
+
+export interface SkipCells { store: string; cells: string[] }
+
+/** Reads a `--skip-cells` file. Errors: INVALID_ARGUMENT naming the file when it is missing or not one. */
+export function readSkipCells(file: string): Set<string> {
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(fs.readFileSync(file, 'utf8'))
+  } catch (e) {
+    fail('INVALID_ARGUMENT', `--skip-cells ${file}: ${(e as Error).message}. The file is written by \`moe-harness sweep --slurm\` (the cells its store already holds); rerun that command, or drop --skip-cells.`)
+  }
+  const cells = (parsed as Partial<SkipCells> | null)?.cells
+  if (!Array.isArray(cells) || !cells.every(c => typeof c === 'string')) {
+    fail('INVALID_ARGUMENT', `--skip-cells ${file} has no 'cells' list of cell keys; it is written by \`moe-harness sweep --slurm\`: rerun that command, or drop --skip-cells.`)
+  }
+  return new Set(cells)
 }

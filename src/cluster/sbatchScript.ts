@@ -1,9 +1,10 @@
 // The sbatch array script `moe-harness sweep --slurm` writes (and `--dry-run` prints): readable, with
 // every choice commented, so it can be read, edited and submitted by hand like a colleague's script.
 import { HARNESS_VERSION } from '../version.ts'
-import { arraySpec, logDir, shardDbName, shellQuote, type ClusterOptions, type ShardJob } from './jobSpec.ts'
+import path from 'node:path'
+import { arraySpec, logDir, shardDbName, shellQuote, skipCellsFile, type ClusterOptions, type ShardJob } from './jobSpec.ts'
 
-export interface ScriptPlan { cells: number; cellsPerShard: number[]; store: string }
+export interface ScriptPlan { cells: number; cellsPerShard: number[]; store: string; /** Cells the store already holds complete (not in the plan). */ held?: number }
 
 /**
  * The array script for `job`: `#SBATCH` lines first (sbatch stops reading them at the first command),
@@ -12,6 +13,7 @@ export interface ScriptPlan { cells: number; cellsPerShard: number[]; store: str
  */
 export function renderSbatchScript(job: ShardJob, options: ClusterOptions, plan: ScriptPlan): string {
   const q = shellQuote
+  const skipName = path.basename(skipCellsFile(job.stateDir))
   const all = arraySpec(Array.from({ length: job.shards }, (_, i) => i))
   const sbatch = [
     `--job-name=moe-harness-sweep`,
@@ -31,14 +33,14 @@ export function renderSbatchScript(job: ShardJob, options: ClusterOptions, plan:
   const lines = [
     '#!/bin/bash',
     `# moe-harness ${HARNESS_VERSION} sweep as a Slurm array job, written by \`moe-harness sweep --slurm\`.`,
-    `# Plan: ${plan.cells} cells of ${job.config},`,
+    `# Plan: ${plan.cells} cells of ${job.config}${plan.held ? ` (${plan.held} more already complete in ${plan.store}, not run again)` : ''},`,
     `# split by a stable hash of each cell into ${job.shards} shards (cells per shard: ${plan.cellsPerShard.join(', ')}).`,
     '# Array task i runs shard i/N into its own SQLite file (SQLite must not be shared over a network',
     '# filesystem); `moe-harness sweep --slurm` merges the shard files into',
     `# ${plan.store} when the array ends, and resubmits only incomplete shards when rerun.`,
     '#',
-    `# By hand: sbatch ${q(job.stateDir)}/sweep.sbatch            (all shards)`,
-    `#          sbatch --array=2 ${q(job.stateDir)}/sweep.sbatch  (shard 2 only)`,
+    `# By hand: sbatch ${q(job.stateDir)}/sweep.sbatch  (all shards, ${all})`,
+    `#          sbatch --array=${job.shards - 1} ${q(job.stateDir)}/sweep.sbatch  (shard ${job.shards - 1} only)`,
     `# Logs: ${logDir(job.stateDir)}/shard-<job id>_<shard>.log`,
     ...sbatch.map(s => `#SBATCH ${s}`),
     '',
@@ -50,12 +52,15 @@ export function renderSbatchScript(job: ShardJob, options: ClusterOptions, plan:
     '',
     'echo "moe-harness shard ${SHARD}/${SHARDS}: job ${SLURM_ARRAY_JOB_ID}_${SHARD} on $(hostname), started $(date -Is)"',
     'mkdir -p "${STATE_DIR}/shards"',
-    '# Resumable: cells this shard already stored are skipped, so a requeued task continues.',
+    `# Cells the store already held when \`moe-harness sweep --slurm\` submitted (it writes ${skipName}) are`,
+    '# not scored again; cells this shard already stored are skipped too, so a requeued task continues.',
+    'set --',
+    `if [[ -f "\${STATE_DIR}/${skipName}" ]]; then set -- --skip-cells "\${STATE_DIR}/${skipName}"; fi`,
     `exec node ${q(job.bin)} sweep \\`,
     `  --config ${q(job.config)} \\`,
     '  --shard "${SHARD}/${SHARDS}" \\',
-    `  --db "\${STATE_DIR}/shards/${shardDbName('${SHARD}', '${SHARDS}')}"${job.sweepArgs.length ? ' \\' : ''}`,
-    ...(job.sweepArgs.length ? [`  ${job.sweepArgs.map(q).join(' ')}`] : []),
+    `  --db "\${STATE_DIR}/shards/${shardDbName('${SHARD}', '${SHARDS}')}" \\`,
+    `  ${[...job.sweepArgs.map(q), '"$@"'].join(' ')}`,
     '',
   ]
   return lines.join('\n')

@@ -6,10 +6,12 @@ import path from 'node:path'
 import type { HarnessConfig } from '../config/defineConfig.ts'
 import { ResultsStore } from '../store/resultsStore.ts'
 import { writeOutputFile, type FileRule, type OutputContext } from '../util/outputPaths.ts'
-import { planCells, type PlannedCell } from '../sweep/plan.ts'
+import { loadSweepInputs, type SweepInputs } from '../sweep/inputs.ts'
+import { cellKey, planCells, type PlannedCell } from '../sweep/plan.ts'
+import { indexCells, storedCells, type IndexedCell, type StoredCellState } from '../sweep/storedCells.ts'
 import { renderSbatchScript } from './sbatchScript.ts'
 import { renderK8sManifest } from './k8sManifest.ts'
-import { arraySpec, logDir, shardDb, slurmLog, type ClusterOptions, type ShardJob } from './jobSpec.ts'
+import { arraySpec, logDir, shardDb, skipCellsFile, slurmLog, type ClusterOptions, type ShardJob, type SkipCells } from './jobSpec.ts'
 import { finalState, queuedTasks, submitArray } from './slurm.ts'
 
 export interface ClusterPlanOptions {
@@ -25,27 +27,52 @@ export interface ClusterPlanOptions {
   sweepArgs: string[]
 }
 
-export interface ClusterPlan { job: ShardJob; cells: PlannedCell[]; cellsPerShard: number[] }
+export interface ClusterPlan {
+  job: ShardJob
+  /** The cells to run: every planned cell the main store does not hold complete. */
+  cells: PlannedCell[]
+  /** Cells to run per shard. */
+  cellsPerShard: number[]
+  /** Planned cells in all, and the keys of those the main store already holds complete (not run again). */
+  total: number
+  held: Set<string>
+  /** The sweep's inputs and cells, to look cells up in shard files (absent for a plan that ignores the store). */
+  index?: { inputs: SweepInputs; cells: IndexedCell[] }
+}
 
 /** Where a store's cluster files go: `<store folder>/slurm-<store name>/`. */
 export function clusterStateDir(db: string): string {
   return path.join(path.dirname(path.resolve(db)), `slurm-${path.basename(db, path.extname(db))}`)
 }
 
-export async function planClusterJob(o: ClusterPlanOptions): Promise<ClusterPlan> {
+/**
+ * Plans the shards. With `readStore` (the Slurm path) the models and task data are opened and the cells
+ * the main store already holds complete are left out, as a local sweep skips them; the shard count is
+ * still fixed by all planned cells, so shard files keep their names from one run to the next.
+ */
+export async function planClusterJob(o: ClusterPlanOptions, readStore = true): Promise<ClusterPlan> {
   const probe = await planCells(o.config, o.baseDir, 1)
   const shards = Math.max(1, Math.min(o.shards, probe.length))
-  const cells = await planCells(o.config, o.baseDir, shards)
+  const all = await planCells(o.config, o.baseDir, shards)
+  const held = new Set<string>()
+  let index: ClusterPlan['index']
+  if (readStore) {
+    const inputs = await loadSweepInputs(o.config, o.baseDir, () => {})
+    index = { inputs, cells: await indexCells(inputs) }
+    for (const [key, s] of storedCells(index.cells, inputs, o.db)) if (s.state === 'complete') held.add(key)
+  }
+  const keyOf = (c: PlannedCell) => cellKey(c, c.task)
+  const cells = all.filter(c => !held.has(keyOf(c)))
   const cellsPerShard = Array.from({ length: shards }, (_, i) => cells.filter(c => c.shard === i).length)
   const job: ShardJob = {
     shards, workDir: o.baseDir, bin: path.resolve(import.meta.dirname, '..', '..', 'bin', 'moe-harness.mjs'),
     config: path.resolve(o.configFile), stateDir: clusterStateDir(o.db), sweepArgs: o.sweepArgs,
   }
-  return { job, cells, cellsPerShard }
+  return { job, cells, cellsPerShard, total: all.length, held, index }
 }
 
 export function sbatchScriptFor(plan: ClusterPlan, o: ClusterPlanOptions): string {
-  return renderSbatchScript(plan.job, o.cluster, { cells: plan.cells.length, cellsPerShard: plan.cellsPerShard, store: path.resolve(o.db) })
+  return renderSbatchScript(plan.job, o.cluster, { cells: plan.cells.length, held: plan.held.size, cellsPerShard: plan.cellsPerShard, store: path.resolve(o.db) })
 }
 
 export function k8sManifestFor(plan: ClusterPlan, o: ClusterPlanOptions): string {
@@ -53,45 +80,46 @@ export function k8sManifestFor(plan: ClusterPlan, o: ClusterPlanOptions): string
 }
 
 /** The plan as text: one line per shard with its cells. */
-export function describePlan(plan: ClusterPlan): string {
-  const lines = [`${plan.cells.length} cells in ${plan.job.shards} shards:`]
+export function describePlan(plan: ClusterPlan, db: string): string {
+  const lines = [`${plan.cells.length} cells in ${plan.job.shards} shards` + (plan.held.size ? ` (${plan.held.size} of ${plan.total} cells already complete in ${db}, not run again):` : ':')]
   for (let i = 0; i < plan.job.shards; i++) {
     const mine = plan.cells.filter(c => c.shard === i)
-    lines.push(`  shard ${i} (${mine.length} cells):`)
+    lines.push(`  shard ${i} (${mine.length} cells)${mine.length ? ':' : ''}`)
     for (const c of mine) lines.push(`    ${c.model} ${c.method} ${JSON.stringify(c.params)} ${c.task}`)
   }
   return lines.join('\n')
 }
 
-/**
- * A shard is complete when its file's latest sweep finished this plan's shard with every cell
- * complete and none failed (the sweep row the shard's `moe-harness sweep` writes when it ends).
- */
-export function shardComplete(plan: ClusterPlan, config: HarnessConfig, index: number): boolean {
-  if (plan.cellsPerShard[index] === 0) return true
-  const file = shardDb(plan.job, index)
-  if (!fs.existsSync(file)) return false
-  let store: ResultsStore | undefined
+/** The states of shard `index`'s cells to run, in its own file. */
+function shardCells(plan: ClusterPlan, index: number): Map<string, StoredCellState> {
+  const { inputs, cells } = plan.index!
+  const mine = new Set(plan.cells.filter(c => c.shard === index).map(c => cellKey(c, c.task)))
   try {
-    store = new ResultsStore(file, { readonly: true })
-    const last = store.latestSweep()
-    if (!last?.finishedAt || last.failed > 0 || last.completed !== last.cells || last.cells !== plan.cellsPerShard[index]) return false
-    const ran = last.config as { config: HarnessConfig; shard: { index: number; count: number } | null }
-    const sameConfig = JSON.stringify({ ...ran.config, pool: null }) === JSON.stringify({ ...config, pool: null })
-    return sameConfig && ran.shard?.index === index && ran.shard?.count === plan.job.shards
+    return storedCells(cells.filter(c => mine.has(c.key)), inputs, shardDb(plan.job, index))
   } catch {
-    return false // unreadable or half-written: run it again (the sweep resumes what is stored)
-  } finally {
-    store?.close()
+    return new Map([...mine].map(k => [k, { state: 'missing' as const }])) // unreadable or half-written: run it again
   }
 }
 
-export interface ShardFailure { shard: number; jobId: string; state: string; exitCode: string; log: string }
+/** A shard is complete when its file holds every cell it has to run complete. */
+export function shardComplete(plan: ClusterPlan, index: number): boolean {
+  return plan.cellsPerShard[index] === 0 || [...shardCells(plan, index).values()].every(s => s.state === 'complete')
+}
+
+export interface ShardFailure {
+  shard: number; jobId: string; state: string; exitCode: string; log: string
+  /** The shard's failed cells ('model method params task') with the error, as the sweep summary lists them. */
+  failedCells: { cell: string; error: string }[]
+  /** Cells of the shard with no result at all (the task ended before reaching them). */
+  notRun: number
+}
 
 export interface SlurmSweepResult {
   stateDir: string
   script: string
   shards: number
+  /** Planned cells, those the store already held complete, and those this run had to run. */
+  cells: { total: number; held: number; toRun: number }
   /** Shards complete before this run (not resubmitted). */
   alreadyComplete: number[]
   /** Shards submitted by this run, and the job id. */
@@ -135,7 +163,7 @@ export async function runSlurmSweep(o: ClusterPlanOptions & {
   writeOutputFile(scriptFile, ctx, scriptRule, tmp => fs.writeFileSync(tmp, sbatchScriptFor(plan, o), { mode: 0o755 }))
   const recordFile = path.join(job.stateDir, 'job.json')
 
-  const result: SlurmSweepResult = { stateDir: job.stateDir, script: scriptFile, shards: n, alreadyComplete: [], submitted: [], jobId: null, followed: [], complete: [], failed: [], merged: { runs: 0, skipped: 0 }, interrupted: false }
+  const result: SlurmSweepResult = { stateDir: job.stateDir, script: scriptFile, shards: n, cells: { total: plan.total, held: plan.held.size, toRun: plan.cells.length }, alreadyComplete: [], submitted: [], jobId: null, followed: [], complete: [], failed: [], merged: { runs: 0, skipped: 0 }, interrupted: false }
   // Tasks of an earlier submission that are still queued are followed, not submitted twice.
   const tracked = new Map<number, string>()
   let record: JobRecord | undefined
@@ -152,17 +180,25 @@ export async function runSlurmSweep(o: ClusterPlanOptions & {
   const todo: number[] = []
   for (let i = 0; i < n; i++) {
     if (tracked.has(i)) continue
-    if (shardComplete(plan, o.config, i)) result.alreadyComplete.push(i)
+    if (shardComplete(plan, i)) result.alreadyComplete.push(i)
     else todo.push(i)
   }
   if (todo.length) {
+    // The array tasks skip the cells the main store already holds (the script passes this file).
+    const skipRule: FileRule = { what: 'list of complete cells', example: 'complete-cells.json', isOurs: f => { try { return Array.isArray(JSON.parse(fs.readFileSync(f, 'utf8')).cells) } catch { return false } } }
+    const skip: SkipCells = { store: path.resolve(o.db), cells: [...plan.held].sort() }
+    writeOutputFile(skipCellsFile(job.stateDir), ctx, skipRule, tmp => fs.writeFileSync(tmp, JSON.stringify(skip, null, 2) + '\n'))
     const jobId = submitArray(scriptFile, arraySpec(todo))
     result.jobId = jobId
     result.submitted = todo
     for (const i of todo) tracked.set(i, jobId)
     o.log(`slurm: submitted shards ${arraySpec(todo)} of 0-${n - 1} as job ${jobId}` +
       (result.alreadyComplete.length ? ` (shards ${arraySpec(result.alreadyComplete)} already complete)` : '') + `; script ${scriptFile}`)
-  } else if (!tracked.size) o.log(`slurm: all ${n} shards already complete; nothing to submit`)
+  } else if (!tracked.size) {
+    o.log(plan.cells.length === 0
+      ? `slurm: all ${plan.total} cells already complete in ${o.db} (all ${n} shards already complete); nothing to submit`
+      : `slurm: all ${n} shards already complete; nothing to submit`)
+  }
   if (result.followed.length) o.log(`slurm: following shards ${arraySpec(result.followed)} still queued from an earlier submission`)
   const jobRecord: JobRecord = { shards: n, tasks: [...tracked].map(([shard, jobId]) => ({ shard, jobId })) }
   writeOutputFile(recordFile, ctx, recordRule, tmp => fs.writeFileSync(tmp, JSON.stringify(jobRecord, null, 2) + '\n'))
@@ -186,10 +222,16 @@ export async function runSlurmSweep(o: ClusterPlanOptions & {
       for (const [shard, jobId] of tracked) {
         if (finished.has(shard) || states.has(shard)) continue
         finished.add(shard)
-        if (shardComplete(plan, o.config, shard)) result.complete.push(shard)
+        const cellStates = [...shardCells(plan, shard)]
+        if (cellStates.every(([, s]) => s.state === 'complete')) result.complete.push(shard)
         else {
           const end = finalState(jobId, shard)
-          const failure = { shard, jobId, state: end?.state ?? 'UNKNOWN', exitCode: end?.exitCode ?? '?', log: slurmLog(job.stateDir, jobId, shard) }
+          const names = new Map(plan.index!.cells.map(c => [c.key, c.name]))
+          const failure: ShardFailure = {
+            shard, jobId, state: end?.state ?? 'UNKNOWN', exitCode: end?.exitCode ?? '?', log: slurmLog(job.stateDir, jobId, shard),
+            failedCells: cellStates.flatMap(([key, s]) => (s.state === 'failed' ? [{ cell: names.get(key)!, error: s.error }] : [])),
+            notRun: cellStates.filter(([, s]) => s.state === 'missing').length,
+          }
           result.failed.push(failure)
           failedSoFar++
           o.log(`slurm: shard ${shard} (job ${jobId}_${shard}) ended ${failure.state} (exit ${failure.exitCode}) with cells incomplete; log: ${failure.log}`)
@@ -202,11 +244,13 @@ export async function runSlurmSweep(o: ClusterPlanOptions & {
   }
   if (result.interrupted) return result
 
-  // Merge every complete shard (earlier ones too: merging is idempotent) into the main store.
+  // Merge every shard that had cells to run, failed ones included (their finished cells are kept;
+  // their failed cells are stored failed, as a local sweep stores them, and run again next time).
+  // Merging is idempotent, so shards complete before this run are merged again harmlessly.
   const store = new ResultsStore(o.db)
   try {
-    for (const i of [...result.alreadyComplete, ...result.complete].sort((a, b) => a - b)) {
-      if (plan.cellsPerShard[i] === 0) continue
+    for (const i of [...result.alreadyComplete, ...result.complete, ...result.failed.map(f => f.shard)].sort((a, b) => a - b)) {
+      if (plan.cellsPerShard[i] === 0 || !fs.existsSync(shardDb(job, i))) continue
       const m = store.mergeFrom(shardDb(job, i))
       result.merged.runs += m.runs
       result.merged.skipped += m.skipped

@@ -60,7 +60,8 @@ export async function runCell(cell: Cell, ctx: CellContext): Promise<CellOutcome
   }
 }
 
-function cellRunKey(cell: Cell, variant: { contentHash: string }, ctx: CellContext): RunKey {
+/** The run key a cell is stored under, once its variant's content hash is known (also how other modules find a cell in a store). */
+export function cellRunKey(cell: Cell, variant: { contentHash: string }, ctx: Pick<CellContext, 'inputs'>): RunKey {
   const { ckpt } = cell.slot
   const { config, device } = ctx.inputs
   return runKey({
@@ -113,7 +114,7 @@ function record(cell: Cell, key: RunKey, scored: Scored, ctx: CellContext): void
 }
 
 /** A stored failure's structure: error_json, or for rows from before it existed, the code before the first ':' of the text. */
-export function storedError(run: RunRow): HarnessErrorData {
+export function storedError(run: Pick<RunRow, 'error' | 'error_json'>): HarnessErrorData {
   if (run.error_json) {
     try {
       const d: unknown = JSON.parse(run.error_json)

@@ -31,7 +31,7 @@ export function shardOf(key: string, count: number): number {
 }
 
 /** A cell's identity for sharding: model, method, given parameters (ratio included) and task. */
-export function cellKey(spec: VariantSpec, task: string): string {
+export function cellKey(spec: Pick<VariantSpec, 'model' | 'method' | 'params'>, task: string): string {
   return `${spec.model}|${spec.method}|${JSON.stringify(spec.params)}|${task}`
 }
 

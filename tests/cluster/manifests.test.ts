@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { describe, it } from 'node:test'
-import { ROOT, runCli } from '../helpers/cli.ts'
+import { ROOT, lastJson, runCli } from '../helpers/cli.ts'
 import { tmpDir } from '../helpers/tmp.ts'
 
 const dir = tmpDir()
@@ -37,7 +37,11 @@ describe('cluster job files', () => {
     assert.ok(!script.includes('--mem=64G'), '--sbatch on the command line replaces cluster.sbatch')
     assert.match(script, /\nset -euo pipefail\n/)
     assert.match(script, /^# .*12 cells/m)
-    assert.match(script, /exec node \S+bin\/moe-harness\.mjs sweep \\\n {2}--config \S+harness\.config\.ts \\\n {2}--shard "\$\{SHARD\}\/\$\{SHARDS\}" \\\n {2}--db "\$\{STATE_DIR\}\/shards\/shard-\$\{SHARD\}-of-\$\{SHARDS\}\.sqlite"\n/)
+    assert.match(script, /exec node \S+bin\/moe-harness\.mjs sweep \\\n {2}--config \S+harness\.config\.ts \\\n {2}--shard "\$\{SHARD\}\/\$\{SHARDS\}" \\\n {2}--db "\$\{STATE_DIR\}\/shards\/shard-\$\{SHARD\}-of-\$\{SHARDS\}\.sqlite" \\\n {2}"\$@"\n/)
+    // The by-hand example names a shard that exists (0-4 here).
+    assert.match(script, /^# {10}sbatch --array=4 \S+sweep\.sbatch {2}\(shard 4 only\)$/m)
+    // GPUs requested while the config scores on the CPU: a warning that says how to fix it.
+    assert.match(r.stderr, /warning: cluster\.gpusPerTask 1 reserves GPUs for every shard, but device is 'cpu' in \S+harness\.config\.ts \(the default\).*set device: 'cuda'/)
     // #SBATCH lines must come before the first command, or sbatch ignores them.
     const firstCommand = script.split('\n').findIndex(l => l && !l.startsWith('#'))
     assert.ok(script.split('\n').slice(firstCommand).every(l => !l.startsWith('#SBATCH')))
@@ -56,7 +60,9 @@ describe('cluster job files', () => {
   })
 
   it('the script runs one shard when Slurm starts it (SLURM_ARRAY_TASK_ID), and refuses to run outside an array', () => {
-    const r = runCli(['sweep', '--slurm', '--dry-run', '--config', config, '--array-size', '2'], { cwd: dir })
+    const r = runCli(['sweep', '--slurm', '--dry-run', '--config', config, '--array-size', '2', '--gpus-per-task', '0'], { cwd: dir })
+    assert.doesNotMatch(r.stderr, /warning/, 'no GPU requested, no warning')
+    assert.match(r.stdout, /^# {10}sbatch --array=1 \S+sweep\.sbatch {2}\(shard 1 only\)$/m)
     const script = r.stdout.slice(0, r.stdout.indexOf('# ---- plan'))
     // Run it with `node` replaced by a stub that prints its arguments.
     const bin = path.join(dir, 'stub-bin')
@@ -70,6 +76,11 @@ describe('cluster job files', () => {
       const args = ok.stdout.trim().split('\n')
       assert.match(args[0], /moe-harness shard 1\/2: job 77_1 on /)
       assert.deepEqual(args.slice(2), ['sweep', '--config', config, '--shard', '1/2', '--db', path.join(dir, 'out', 'slurm-results', 'shards', 'shard-1-of-2.sqlite')])
+      // With the list of cells the store already holds (written at submission), the shard skips them.
+      const skip = path.join(dir, 'out', 'slurm-results', 'complete-cells.json')
+      fs.writeFileSync(skip, '{"cells": []}\n')
+      const skipping = spawnSync('bash', [file], { encoding: 'utf8', env: { PATH: `${bin}:/usr/bin:/bin`, SLURM_ARRAY_TASK_ID: '0', SLURM_ARRAY_JOB_ID: '77' } })
+      assert.deepEqual(skipping.stdout.trim().split('\n').slice(2), ['sweep', '--config', config, '--shard', '0/2', '--db', path.join(dir, 'out', 'slurm-results', 'shards', 'shard-0-of-2.sqlite'), '--skip-cells', skip])
       const outside = spawnSync('bash', [file], { encoding: 'utf8', env: { PATH: `${bin}:/usr/bin:/bin` } })
       assert.notEqual(outside.status, 0)
       assert.match(outside.stderr, /run this script with sbatch --array/)
@@ -103,6 +114,40 @@ describe('cluster job files', () => {
     assert.equal(runCli(['sweep', '--k8s-manifest', file, '--config', config, '--array-size', '2'], { cwd: dir }).status, 0)
     assert.match(fs.readFileSync(file, 'utf8'), /\n {2}completions: 2\n/)
     assert.equal(fs.readFileSync(other, 'utf8'), 'mine: true\n')
+  })
+
+  it('cells the store already holds are not planned again: the dry run lists only the missing ones, and with none missing --slurm submits nothing', () => {
+    const small = path.join(dir, 'small')
+    fs.mkdirSync(small)
+    const smallConfig = path.join(small, 'harness.config.ts')
+    fs.writeFileSync(smallConfig, `import { defineConfig } from ${JSON.stringify(path.join(ROOT, 'src/index.ts'))}\nexport default defineConfig(${JSON.stringify({
+      models: { 'tiny-moe': path.join(ROOT, 'models/tiny-moe') }, methods: ['frequency-pruning'], ratios: [0, 0.5], tasks: ['brown-cloze', 'brown-agreement'],
+      subset: { sample: 4 }, calibration: { sequences: 2, length: 16 }, pool: { workers: 1, threads: 1 }, report: { outDir: 'site' },
+    })})\n`)
+    const db = path.join(small, 'results.sqlite')
+    const env = { MOE_HARNESS_HOME: path.join(small, 'home') }
+    // Half the cells first (shard 0 of 2, as a local sweep would store them).
+    const local = runCli(['sweep', '--config', smallConfig, '--db', db, '--shard', '0/2', '--json'], { env })
+    assert.equal(local.status, 0, local.stderr)
+    const held = lastJson(local.stdout).completed as number
+    assert.ok(held > 0 && held < 4, `shard 0/2 holds some of the 4 cells (${held})`)
+    const dry = runCli(['sweep', '--slurm', '--dry-run', '--config', smallConfig, '--db', db, '--array-size', '2'], { env })
+    assert.equal(dry.status, 0, dry.stderr)
+    assert.match(dry.stdout, new RegExp(`# ${4 - held} cells in 2 shards \\(${held} of 4 cells already complete in \\S+results\\.sqlite, not run again\\):`))
+    assert.equal(dry.stdout.match(/^# {5}tiny-moe /gm)?.length, 4 - held)
+    assert.match(dry.stdout, /^# {3}shard 0 \(0 cells\)$/m, 'shard 0 has nothing left to run')
+    // All of them: --slurm needs no Slurm at all (sbatch is not on PATH), says so, and builds the report.
+    assert.equal(runCli(['sweep', '--config', smallConfig, '--db', db], { env }).status, 0)
+    const bin = path.join(small, 'node-only')
+    fs.mkdirSync(bin)
+    fs.symlinkSync(process.execPath, path.join(bin, 'node'))
+    const slurm = runCli(['sweep', '--slurm', '--config', smallConfig, '--db', db, '--array-size', '2', '--json'], { cwd: small, env: { ...env, PATH: bin } })
+    assert.equal(slurm.status, 0, slurm.stderr)
+    assert.match(slurm.stderr, /all 4 cells already complete in \S+results\.sqlite \(all 2 shards already complete\); nothing to submit/)
+    const result = lastJson(slurm.stdout)
+    assert.deepEqual(result.submitted, [])
+    assert.deepEqual(result.cells, { total: 4, held: 4, toRun: 0 })
+    assert.ok(fs.existsSync(path.join(small, 'site', 'index.html')), 'the report was built')
   })
 
   it('without sbatch on PATH: a clear SLURM_UNAVAILABLE error', () => {

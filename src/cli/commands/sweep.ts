@@ -180,7 +180,7 @@ async function clusterAction(flags: ClusterFlags): Promise<void> {
   }
 
   if (flags.k8sManifest) {
-    const plan = await planClusterJob(options)
+    const plan = await planClusterJob(options, false) // every cell: the manifest is merged by hand
     const file = path.resolve(flags.k8sManifest)
     const rule: FileRule = {
       what: 'Kubernetes manifest', example: 'sweep-job.yaml',
@@ -194,7 +194,7 @@ async function clusterAction(flags: ClusterFlags): Promise<void> {
 
   if (flags.dryRun) {
     const plan = await planClusterJob(options)
-    process.stdout.write(`${sbatchScriptFor(plan, options)}\n# ---- plan (not submitted; the script would be written to ${path.join(plan.job.stateDir, 'sweep.sbatch')})\n${describePlan(plan).replace(/^/gm, '# ')}\n`)
+    process.stdout.write(`${sbatchScriptFor(plan, options)}\n# ---- plan (not submitted; the script would be written to ${path.join(plan.job.stateDir, 'sweep.sbatch')})\n${describePlan(plan, db).replace(/^/gm, '# ')}\n`)
     return
   }
 
@@ -231,12 +231,19 @@ async function clusterAction(flags: ClusterFlags): Promise<void> {
     process.exitCode = 130
     return
   }
-  process.stderr.write(`slurm: ${result.complete.length + result.alreadyComplete.length}/${result.shards} shards complete, ${result.failed.length} failed, in ${seconds.toFixed(1)} s; merged ${result.merged.runs} runs into ${db}\n`)
+  process.stderr.write(`slurm: ${result.complete.length + result.alreadyComplete.length}/${result.shards} shards complete, ${result.failed.length} failed, in ${seconds.toFixed(1)} s; ` +
+    `${result.cells.held} of ${result.cells.total} cells were already in the store; merged ${result.merged.runs} runs into ${db}\n`)
   if (result.failed.length) {
-    process.stderr.write(`${result.failed.length} shard(s) failed:\n${result.failed.map(f => `  shard ${f.shard} (job ${f.jobId}_${f.shard}): ${f.state}, exit ${f.exitCode}; log: ${f.log}`).join('\n')}\n` +
-      'Read the logs, fix the cause and rerun the same command: only the incomplete shards are submitted again.\n')
+    const failedCells = result.failed.reduce((n, f) => n + f.failedCells.length, 0)
+    process.stderr.write(`${result.failed.length} shard(s) failed` + (failedCells ? `, ${failedCells} cell(s) failed` : '') + ` (their finished cells are merged):\n` +
+      result.failed.map(f => [
+        `  shard ${f.shard} (job ${f.jobId}_${f.shard}): ${f.state}, exit ${f.exitCode}; log: ${f.log}`,
+        ...f.failedCells.map(c => `    ${c.cell}: ${c.error}`),
+        ...(f.notRun ? [`    ${f.notRun} cell(s) not run (the task ended before reaching them)`] : []),
+      ].join('\n')).join('\n') + '\n' +
+      'Read the logs, fix the cause and rerun the same command: complete cells are kept, only the missing and failed ones are submitted again.\n')
   }
-  if (result.complete.length + result.alreadyComplete.length > 0) {
+  if (result.cells.held + result.merged.runs + result.merged.skipped > 0) {
     const pages = await buildReport(db, out, config.report.title, output)
     process.stderr.write(`leaderboard: ${pages.length} pages; open ${path.join(out, 'index.html')}\n`)
   }
