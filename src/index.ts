@@ -5,7 +5,7 @@ export type {
   ParamShape, ParamSpec, ParamValues, RuntimeKnobs, WeightStore,
 } from './methods/defineMethod.ts'
 export {
-  checkUniformRemoval, combinations, dropLowest, kthSmallest, maxWeightAssignment, removalCount, removedShare, removeLowestPerLayer, smallestIndices, stableArgsort, superExperts,
+  checkUniformRemoval, combinations, dropLowest, kthSmallest, layerRemovalCount, maxWeightAssignment, removalCount, removedShare, removeLowestPerLayer, smallestIndices, stableArgsort, superExperts,
 } from './methods/helpers.ts'
 export { globalGroupAllocation, hcsmoeGroups, MERGE_EPS, mergeGroup, msmoeGroups, uniformGroups, usageFrequencies } from './methods/merging.ts'
 export type { CalibrationStats, LayerExpertOutputs, LayerInputNorms, LayerRouting, LayerSamples, LayerTargets, StatNeed } from './calibration/stats.ts'

@@ -1,7 +1,7 @@
 // Deterministic building blocks shared by the method plugins (exported to plugin authors).
 import { fail } from '../errors.ts'
-import { maxRemovableExperts } from '../engine/hooks.ts'
 import type { LayerExpertOutputs } from '../calibration/stats.ts'
+import type { MoeLayerSpec } from '../model/modelSpec.ts'
 import type { ExpertControls, MoeLayout } from './defineMethod.ts'
 
 /** Indices sorted by value ascending; ties by ascending index (stable, machine-independent). */
@@ -26,21 +26,54 @@ export function removalCount(ratio: number, experts: number): number {
 }
 
 /**
- * Fail fast (before calibration) when removing floor(ratio · E) experts per layer would leave fewer
- * than top_k, or when a non-zero ratio would remove nothing.
+ * Expert groups of a layer's router as pruning sees them: n_group for a group-limited router
+ * (DeepSeek group_limited_greedy / noaux_tc with n_group > 1), else 1 (the whole layer).
+ */
+function prunedGroups(layer: MoeLayerSpec): number {
+  return layer.router.nGroup > 1 ? layer.router.nGroup : 1
+}
+
+/**
+ * Experts removeLowestPerLayer removes from `layer` for a ratio: floor(ratio · E); on a group-limited
+ * router the same number from each of the G groups, floor(floor(ratio · E) / G) (checkUniformRemoval
+ * refuses a ratio whose floor(ratio · E) does not split equally, so validated ratios remove exactly
+ * floor(ratio · E) there too, and the sweep's ratio axis means the same on every model).
+ */
+export function layerRemovalCount(ratio: number, layer: MoeLayerSpec): number {
+  const groups = prunedGroups(layer)
+  return groups * Math.floor(removalCount(ratio, layer.numExperts) / groups)
+}
+
+/**
+ * Fail fast (before calibration) when the removal of removeLowestPerLayer would leave fewer than
+ * top_k experts, when a non-zero ratio would remove nothing, or, on a group-limited router, when
+ * floor(ratio · E) experts do not split equally over the G groups or would leave a group fewer than
+ * ceil(top_k / topk_group) experts (at least one). The message says which ratios are feasible.
+ * Throws a plain Error; validateMethod maps it to METHOD_INFEASIBLE (phase validate).
  */
 export function checkUniformRemoval(ratio: number, layout: MoeLayout, what = 'removed'): void {
   if (ratio === 0) return
   for (const l of layout.layers) {
     const drop = removalCount(ratio, l.numExperts)
-    if (drop === 0) throw new Error(`ratio ${ratio} ${what} no expert in layer ${l.index} (floor(${ratio} × ${l.numExperts}) = 0); use a ratio of at least ${(1 / l.numExperts).toFixed(4)}`)
-    if (l.numExperts - drop < l.topK) {
-      throw new Error(`ratio ${ratio} leaves ${l.numExperts - drop} experts in layer ${l.index} but the router picks top-${l.topK}; the largest feasible ratio is ${((l.numExperts - l.topK) / l.numExperts).toFixed(4)}`)
+    const groups = prunedGroups(l)
+    if (groups === 1) {
+      if (drop === 0) throw new Error(`ratio ${ratio} ${what} no expert in layer ${l.index} (floor(${ratio} × ${l.numExperts}) = 0); use a ratio of at least ${(1 / l.numExperts).toFixed(4)}`)
+      if (l.numExperts - drop < l.topK) {
+        throw new Error(`ratio ${ratio} leaves ${l.numExperts - drop} experts in layer ${l.index} but the router picks top-${l.topK}; the largest feasible ratio is ${((l.numExperts - l.topK) / l.numExperts).toFixed(4)}`)
+      }
+      continue
     }
-    // Group-limited routers (DeepSeek n_group > 1) also need experts in every group (engine/hooks.ts).
-    const most = maxRemovableExperts(l)
-    if (drop > most) {
-      throw new Error(`ratio ${ratio} removes ${drop} of ${l.numExperts} experts in layer ${l.index}, but its router picks top-${l.topK} from ${l.router.topkGroup} of ${l.router.nGroup} expert groups, which needs at least ${l.numExperts - most} experts spread over the groups; the largest feasible ratio is ${(most / l.numExperts).toFixed(4)}`)
+    // Group-limited router: the same number of experts leaves every group (removeLowestPerLayer).
+    const size = l.numExperts / groups
+    const mostPerGroup = size - Math.max(1, Math.ceil(l.topK / l.router.topkGroup))
+    const router = `layer ${l.index}'s router picks top-${l.topK} from ${l.router.topkGroup} of ${groups} expert groups of ${size}, so pruning removes the same number of experts from every group and each group keeps at least ${size - mostPerGroup}`
+    const feasible = mostPerGroup < 1
+      ? 'no ratio is feasible on this model'
+      : `feasible ratios remove k = 1..${mostPerGroup} per group: ratio k/${size}, i.e. ${Array.from({ length: Math.min(mostPerGroup, 6) }, (_, k) => String(Number(((k + 1) / size).toFixed(4)))).join(', ')}${mostPerGroup > 6 ? ', …' : ''}`
+    if (drop === 0) throw new Error(`ratio ${ratio} ${what} no expert in layer ${l.index} (floor(${ratio} × ${l.numExperts}) = 0); ${router}; ${feasible}`)
+    if (drop % groups !== 0) throw new Error(`ratio ${ratio} removes floor(${ratio} × ${l.numExperts}) = ${drop} experts, which do not split equally over ${groups} groups: ${router}; ${feasible}`)
+    if (drop / groups > mostPerGroup) {
+      throw new Error(`ratio ${ratio} removes ${drop / groups} of ${size} experts in each group, but ${router}; ${feasible}`)
     }
   }
 }
@@ -54,10 +87,26 @@ export function removedShare(layout: MoeLayout, experts: ExpertControls): number
 /**
  * Uniform physical removal: in every MoE layer remove the floor(ratio · E) experts with the lowest
  * score (tie rule of dropLowest). Returns the achieved share of routed experts removed.
+ *
+ * Group-limited routers (DeepSeek n_group > 1, layer.router / modelSpec.ts expertGroup: group g holds
+ * experts g·E/G .. (g+1)·E/G - 1): the floor(ratio · E) / G lowest-scoring experts are removed within
+ * each group, the same count per group (checkUniformRemoval refuses ratios where that is not whole).
+ * Why: the papers' code (REAP CerebrasResearch/reap, llm-compressor, EAN, frequency pruning) ranks per layer only because its models route without groups; on a grouped
+ * router a per-layer ranking can empty a group or leave the kept groups unable to supply top-k
+ * (transformers DeepseekV3TopkRouter views the scores as [G, E/G], so unequal groups also cannot be
+ * exported as a standard checkpoint). Equal per-group removal keeps every variant routable and
+ * exportable (n_routed_experts and n_group stay consistent); within a group the paper's ranking is
+ * unchanged. With G = 1 this is exactly the per-layer rule.
  */
 export function removeLowestPerLayer(layout: MoeLayout, experts: ExpertControls, ratio: number, scores: readonly ArrayLike<number>[]): number {
   layout.layers.forEach((layer, li) => {
-    for (const e of dropLowest(scores[li], layer.numExperts - removalCount(ratio, layer.numExperts))) experts.remove(layer.index, e)
+    const groups = prunedGroups(layer)
+    const size = layer.numExperts / groups
+    const drop = layerRemovalCount(ratio, layer) / groups
+    for (let g = 0; g < groups; g++) {
+      const within = Array.from({ length: size }, (_, i) => scores[li][g * size + i])
+      for (const e of dropLowest(within, size - drop)) experts.remove(layer.index, g * size + e)
+    }
   })
   return removedShare(layout, experts)
 }
