@@ -54,6 +54,11 @@ export interface GraphOptions {
    * edits (and the checkpoint's own) must then have no `disabled` hooks.
    */
   maskInputs?: boolean
+  /**
+   * All expert nodes in the main graph, as before the If bodies: the reference the bodies are tested
+   * against (same numbers); session creation is then superlinear in layers x experts.
+   */
+  flatExperts?: boolean
   /** Build only part of the decoder (sequential calibration, src/calibration/sequential.ts). */
   slice?: GraphSlice
 }
@@ -141,7 +146,7 @@ export function buildScoringGraph(ckpt: Checkpoint, variantEdits: VariantEdits, 
       const hooks = edits.layers[layer.index] ?? {}
       if (options.maskInputs && hooks.disabled?.length) throw new Error(`graph with mask inputs: layer ${layer.index} has disabled experts in its edits; feed them as expert_mask_${layer.index} instead`)
       const maskInput = options.maskInputs ? g.input(`expert_mask_${layer.index}`, 'float32', [layer.numExperts]) : undefined
-      mlp = moeBlock(g, spec, weights, layer, h2, valid, hooks, layerCalib, addOutput, options.denseExperts ?? false, maskInput)
+      mlp = moeBlock(g, spec, weights, layer, h2, valid, hooks, layerCalib, addOutput, options.denseExperts ?? false, maskInput, options.flatExperts ?? false)
       if (layerCalib.moeInputs) {
         g.op('Identity', [h2], {}, `moe_input_${layer.index}`)
         addOutput(`moe_input_${layer.index}`, 'float32', ['N', d])
@@ -411,7 +416,7 @@ function expertGroups(layer: MoeLayerSpec, hooks: LayerHooks): ExpertGroup[] {
 function moeBlock(
   g: GraphBuilder, spec: ModelSpec, weights: WeightLoader, layer: MoeLayerSpec, h: string, valid: string,
   hooks: LayerHooks, calib: CalibrationOutputs, addOutput: (name: string, type: ElemType, dims: (string | number)[]) => void,
-  dense: boolean, maskInput?: string,
+  dense: boolean, maskInput?: string, flat = false,
 ): string {
   const n = weights.ckpt.names.layers[layer.index]
   const L = layer.index
@@ -471,38 +476,51 @@ function moeBlock(
   const keepNeurons = hooks.neuronKeep !== undefined && hooks.neuronKeep < 1 ? neuronsKept(hooks.neuronKeep, layer.expertFfn) : 0
   const outputsOnly = (calib.outputsOnly ?? false) && !calib.moeOutputs
   const groups = expertGroups(layer, hooks)
-  const chunked = !dense && !outputsOnly && !calib.expertOutputs && !calib.expertHidden
-  if (chunked) {
-    // Scoring path. The per-expert nodes are the same as below, but every EXPERTS_PER_BODY groups go
-    // into the body of an If whose condition is always true (computed from the input so onnxruntime
-    // cannot fold it and inline the body). onnxruntime's allocation planner grows superlinearly with
-    // the number of dynamically shaped values in one graph (2 layers x 128 experts: 4.8 s, 4 layers:
-    // 24 s, 8 layers: 165 s, optimisation disabled or not); bodies are planned separately, so session
-    // creation becomes linear in layers x experts. Same nodes in the same order: identical numbers.
-    const always = g.op('GreaterOrEqual', [g.op('Size', [h]), g.scalarInt(0)])
-    // Fewer nodes per expert than the flat path, same values: the routed test is made once per
-    // layer, and a gate column is gathered with a 1-D index so it is already [N, 1].
+  const perExpert = (calib.expertOutputs ?? false) || (calib.expertHidden ?? false)
+  // Expert bodies (below) unless the dense baseline or the reference flat path is asked for.
+  const chunked = !dense && !flat
+  // An If whose condition is always true, computed from the input so onnxruntime cannot fold it
+  // and inline the bodies.
+  const always = chunked ? g.op('GreaterOrEqual', [g.op('Size', [h]), g.scalarInt(0)]) : ''
+  if (chunked && (!outputsOnly || perExpert)) {
+    // Every EXPERTS_PER_BODY groups go into the then_branch of an If. onnxruntime's allocation
+    // planner grows superlinearly with the number of dynamically shaped values in one graph (2 layers
+    // x 128 experts: 4.8 s, 4 layers: 24 s, 8 layers: 165 s, optimisation disabled or not); bodies are
+    // planned apart, so session creation is linear in layers x experts. The per-expert computation is
+    // the flat path's (below), so the numbers are identical (tests/engine/scale-graph.test.ts); the
+    // routed test is made once per layer and gate columns are gathered as [N, 1] (fewer nodes).
     const routedBool = g.op('Greater', [routedMatrix, g.scalarFloat(0)])
     const gateColumn = (slots: number[], b: GraphBuilder) => slots.map(e => b.op('Gather', [gates, b.constInt([e])], { axis: 1 })).reduce((x, y) => b.op('Add', [x, y]))
+    const rowsOf = (slots: number[], b: GraphBuilder) => (slots.length === 1
+      ? b.op('Reshape', [b.op('NonZero', [b.op('Gather', [routedBool, b.scalarInt(slots[0]!)], { axis: 1 })]), b.constInt([-1])])
+      : routedRows(slots, b))
+    const down = !outputsOnly || (calib.expertOutputs ?? false)
     for (let c = 0; c < groups.length; c += EXPERTS_PER_BODY) {
       const body = g.subgraph(`moe_${L}_experts_${c}`)
+      const reported: BodyOutput[] = []
       let acc = out
       for (const group of groups.slice(c, c + EXPERTS_PER_BODY)) {
         const names = n.experts![group.source]
-        const rows = group.members.length === 1
-          ? body.op('Reshape', [body.op('NonZero', [body.op('Gather', [routedBool, body.scalarInt(group.members[0]!)], { axis: 1 })]), body.constInt([-1])])
-          : routedRows(group.members, body)
-        const { y } = swigluRows(body, weights, names, h, rows, keepNeurons, layer.expertFfn)
+        const rows = rowsOf(group.members, body)
+        const { hidden, y } = swigluRows(body, weights, names, h, rows, keepNeurons, layer.expertFfn, down)
+        for (const e of perExpert ? group.members : []) {
+          // Bound slots share the computation; each member's own routed rows are reported.
+          const own = group.members.length === 1 ? { rows, hidden, y } : ((r: string) => ({ rows: r, ...swigluRows(body, weights, names, h, r, keepNeurons, layer.expertFfn, down) }))(rowsOf([e], body))
+          reported.push({ name: `expert_rows_${L}_${e}`, value: own.rows, type: 'int64', dims: [`n_${L}_${e}`] })
+          if (calib.expertOutputs) reported.push({ name: `expert_out_${L}_${e}`, value: own.y, type: 'float32', dims: [`n_${L}_${e}`, d] })
+          if (calib.expertHidden) reported.push({ name: `expert_hidden_${L}_${e}`, value: own.hidden, type: 'float32', dims: [`n_${L}_${e}`, layer.expertFfn] })
+        }
+        if (outputsOnly) continue
         const gate = body.op('Gather', [gateColumn(group.members, body), rows], { axis: 0 }) // [n, 1]
         acc = body.op('ScatterND', [acc, body.op('Unsqueeze', [rows, body.constInt([1])]), body.op('Mul', [y, gate])], { reduction: 'add' })
       }
-      const keep = g.subgraph(`moe_${L}_skip_${c}`)
-      const kept = keep.op('Identity', [out])
-      const sum = { type: 'float32' as const, dims: ['N', d] }
-      out = g.op('If', [always], { then_branch: body.toGraph([{ name: acc, ...sum }]), else_branch: keep.toGraph([{ name: kept, ...sum }]) })
+      const sum = outputsOnly ? [] : [{ name: g.fresh('moe_sum'), value: acc, type: 'float32' as const, dims: ['N', d] }]
+      ifBody(g, always, body, [...sum, ...reported], sum.length ? [out] : [])
+      if (sum.length) out = sum[0]!.name
+      for (const r of reported) addOutput(r.name, r.type, r.dims)
     }
   }
-  for (const group of chunked ? [] : groups) {
+  for (const group of chunked ? [] : groups) {  // the flat path
     if (outputsOnly && !calib.expertOutputs && !calib.expertHidden) break
     const names = n.experts![group.source]
     if (dense) {
@@ -536,7 +554,17 @@ function moeBlock(
     const gate = g.op('Unsqueeze', [g.op('Gather', [gateOf(group.members), rows], { axis: 0 }), g.constInt([1])])
     out = g.op('ScatterND', [out, g.op('Unsqueeze', [rows, g.constInt([1])]), g.op('Mul', [y, gate])], { reduction: 'add' })
   }
-  if (calib.expertOutputsAllTokens) {
+  if (calib.expertOutputsAllTokens && chunked) {
+    for (let c = 0; c < E; c += EXPERTS_PER_BODY) {
+      const body = g.subgraph(`moe_${L}_all_tokens_${c}`)
+      const reported: BodyOutput[] = []
+      for (let e = c; e < Math.min(E, c + EXPERTS_PER_BODY); e++) {
+        reported.push({ name: `expert_out_all_${L}_${e}`, value: swiglu(body, weights, n.experts![hooks.bindings?.[e] ?? e], h), type: 'float32', dims: ['N', d] })
+      }
+      ifBody(g, always, body, reported, [])
+      for (const r of reported) addOutput(r.name, r.type, r.dims)
+    }
+  } else if (calib.expertOutputsAllTokens) {
     for (let e = 0; e < E; e++) {
       const names = n.experts![hooks.bindings?.[e] ?? e]
       g.op('Identity', [swiglu(g, weights, names, h)], {}, `expert_out_all_${L}_${e}`)
@@ -605,12 +633,30 @@ function routeTopK(g: GraphBuilder, layer: MoeLayerSpec, weights: WeightLoader, 
   return [topW, g.op('GatherElements', [chosen, order], { axis: 1 }), scores]
 }
 
-function swigluRows(g: GraphBuilder, weights: WeightLoader, names: ExpertNames, h: string, rows: string, keepNeurons: number, ffn: number): { hidden: string; y: string } {
+function swigluRows(g: GraphBuilder, weights: WeightLoader, names: ExpertNames, h: string, rows: string, keepNeurons: number, ffn: number, down = true): { hidden: string; y: string } {
   const xs = g.op('Gather', [h, rows], { axis: 0 })
   const act = silu(g, linear(g, xs, weights.float(names.gate)))
   let hidden = g.op('Mul', [act, linear(g, xs, weights.float(names.up))])
   if (keepNeurons) hidden = neuronTopK(g, act, hidden, keepNeurons, ffn)
-  return { hidden, y: linear(g, hidden, weights.float(names.down)) }
+  return { hidden, y: down ? linear(g, hidden, weights.float(names.down)) : '' }
+}
+
+/** A value an expert body returns: `value` inside the body, `name` outside (the If's output). */
+interface BodyOutput { name: string; value: string; type: ElemType; dims: (string | number)[] }
+
+/**
+ * Adds If(always) running `body` and returning its outputs under their outer names. The else branch
+ * (never taken) passes `passThrough` on for the leading outputs and returns empty tensors for the rest.
+ */
+function ifBody(g: GraphBuilder, always: string, body: GraphBuilder, outputs: BodyOutput[], passThrough: string[]): void {
+  const skip = g.subgraph(`${body.name}_skip`)
+  const elseOutputs = outputs.map((o, i) => {
+    const source = i < passThrough.length ? passThrough[i]!
+      : o.type === 'int64' ? g.constInt([], [0]) : g.constFloat([], [0, ...o.dims.slice(1).map(x => (typeof x === 'number' ? x : 0))])
+    return { name: skip.op('Identity', [source]), type: o.type, dims: o.dims }
+  })
+  const thenBranch = body.toGraph(outputs.map(o => ({ name: o.value, type: o.type, dims: o.dims })))
+  g.opN('If', [always], outputs.length, { then_branch: thenBranch, else_branch: skip.toGraph(elseOutputs) }, outputs.map(o => o.name))
 }
 
 /**

@@ -51,12 +51,14 @@ describe('scoring graph expert chunks', () => {
   for (const dtype of ['F32', 'BF16'] as const) {
     for (const [label, edits] of [['no edits', emptyEdits()], ['masks, bindings, neuron top-k, novices', edited]] as const) {
       for (const threads of [1, 2]) {
-        it(`${dtype}, ${label}, ${threads} thread(s): logprobs and MoE outputs equal the flat per-expert path bit for bit`, async () => {
+        it(`${dtype}, ${label}, ${threads} thread(s): logprobs and calibration outputs equal the flat per-expert path bit for bit`, async () => {
           const ckpt = model(`q-${dtype}-${label.length}-${threads}`, dtype)
-          // Asking for per-expert outputs keeps the flat path (one node list, no bodies).
-          const chunked = await run(ckpt, edits, { calibration: { moeOutputs: true } }, threads)
-          const flat = await run(ckpt, edits, { calibration: { moeOutputs: true, expertOutputs: true } }, threads)
-          for (const name of ['logprobs', 'greedy', 'moe_output_0', 'moe_output_1']) {
+          const calibration = { moeOutputs: true, routerLogits: true, expertOutputs: true, expertHidden: true, expertOutputsAllTokens: true }
+          const chunked = await run(ckpt, edits, { calibration }, threads)
+          const flat = await run(ckpt, edits, { calibration, flatExperts: true }, threads)
+          assert.deepEqual(Object.keys(chunked).sort(), Object.keys(flat).sort())
+          assert.ok(Object.keys(flat).length > 3 * 2 * (E - 3), 'per-expert outputs of both layers')
+          for (const name of Object.keys(flat)) {
             assert.deepEqual(chunked[name]!.dims, flat[name]!.dims, name)
             assert.deepEqual(Array.from(chunked[name]!.data as Float32Array), Array.from(flat[name]!.data as Float32Array), name)
           }
@@ -66,6 +68,22 @@ describe('scoring graph expert chunks', () => {
       }
     }
   }
+
+  it('a peeking slice reports the same per-expert outputs from bodies as from the flat path', async () => {
+    const ckpt = model('peek', 'BF16')
+    const graphOf = (flatExperts: boolean) => buildScoringGraph(ckpt, edited, { calibration: { expertOutputs: true, expertHidden: true, routerLogits: true }, slice: { from: 0, to: 3, peekMlp: true }, flatExperts })
+    const outs = await Promise.all([false, true].map(async flatExperts => {
+      const session = await createSession(graphOf(flatExperts), { device: 'cpu', threads: 2 })
+      try {
+        return await session.run(batchFeeds(packBatch(requests, [0, 1])))
+      } finally {
+        await session.release()
+      }
+    }))
+    assert.ok(outs[0]!.expert_hidden_1_0 && outs[0]!.expert_out_1_39 && outs[0]!.hidden_out)
+    assert.deepEqual(Object.keys(outs[0]!).sort(), Object.keys(outs[1]!).sort())
+    for (const name of Object.keys(outs[1]!)) assert.deepEqual(Array.from(outs[0]![name]!.data as Float32Array), Array.from(outs[1]![name]!.data as Float32Array), name)
+  })
 
   it('keeps the main graph small: expert nodes live in If bodies of at most 16 groups', () => {
     const counts = [16, 64].map(experts => {
