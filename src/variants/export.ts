@@ -57,10 +57,41 @@ export function exportVariant(ckpt: Checkpoint, edits: VariantEdits, outDir: str
   return format
 }
 
+/** What an export does to a checkpoint's FP8 weights (fp8Dequantization). */
+export interface Fp8Dequantization {
+  /** F8 weight tensors read dequantized. */
+  tensors: number
+  /** The dtype they are written in. */
+  writtenAs: 'F32'
+  /** On-disk bytes of the source's safetensors files. */
+  sourceBytes: number
+  /** Bytes of every tensor as written, before any expert is removed (an upper bound for the output). */
+  writtenBytesUpperBound: number
+}
+
+/**
+ * An FP8 checkpoint (F8_E4M3 weights + weight_scale_inv blocks, DeepSeek-V3) is read dequantized
+ * (each fp8 value × its 128×128 block's scale, in float32: src/model/safetensors.ts) and exported as
+ * F32, with config.json's quantization_config dropped: the output is no longer FP8 and each such
+ * weight takes 4 bytes instead of 1 (DeepSeek-V3's ~700 GB become ~2.7 TB). Why F32 and not BF16:
+ * an e4m3 value (4 significant bits) times an arbitrary float32 scale needs up to 4 + 24 bits, so BF16
+ * (8 bits) would round the very weights the harness scored, and the exported model would not compute
+ * the variant that was evaluated; F32 holds the float32 product exactly. Re-quantizing to FP8 is left
+ * to the user's tools. null when the checkpoint has no FP8 weights.
+ */
+export function fp8Dequantization(ckpt: Checkpoint): Fp8Dequantization | null {
+  const entries = [...ckpt.tensors.values()]
+  const tensors = entries.filter(t => t.fp8).length
+  if (tensors === 0) return null
+  const sourceBytes = fs.readdirSync(ckpt.dir).filter(f => f.endsWith('.safetensors')).reduce((n, f) => n + fs.statSync(path.join(ckpt.dir, f)).size, 0)
+  const writtenBytesUpperBound = entries.reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[t.dtype], 0)
+  return { tensors, writtenAs: 'F32', sourceBytes, writtenBytesUpperBound }
+}
+
 /** Writes the checkpoint files of the variant into the fresh folder `tmp`. */
 function writeVariantFiles(ckpt: Checkpoint, edits: VariantEdits, tmp: string, provenance: Record<string, unknown>, format: ExportFormat): void {
   const config = structuredClone(ckpt.config) as Record<string, unknown>
-  // F8 weights are read dequantized and written as F32: the result is no longer an fp8 checkpoint.
+  // F8 weights are read dequantized and written as F32 (exact; see fp8Dequantization): the result is no longer an fp8 checkpoint.
   if ([...ckpt.tensors.values()].some(t => t.fp8)) delete config.quantization_config
   const tensors: Record<string, TensorToWrite> = {}
   const bindingSource = new Map<string, string>() // member tensor name → source tensor name

@@ -4,7 +4,9 @@ import { fail } from '../../errors.ts'
 import { openCheckpoint } from '../../model/checkpoint.ts'
 import { checkOutputDir, type OutputContext } from '../../util/outputPaths.ts'
 import { HARNESS_VERSION } from '../../version.ts'
-import { exportVariant } from '../../variants/export.ts'
+import fs from 'node:fs'
+import path from 'node:path'
+import { exportVariant, fp8Dequantization } from '../../variants/export.ts'
 import { checkpointOptions, addDeviceOptions, threadCount, type EngineFlags } from '../engineOptions.ts'
 import { addMethodOptions, planFromFlags, prepareFromPlan, type MethodFlags } from '../methodOptions.ts'
 
@@ -29,6 +31,8 @@ Removal with the same count in every layer, merges and weight edits give a plain
 (pruned experts removed, num_local_experts updated, router rows sliced). Novices, neuron top-k,
 dynamic skipping or uneven per-layer counts add moe_harness_variant.json, which every moe-harness
 command applies when it opens the folder.
+FP8 checkpoints (DeepSeek-V3) are written dequantized as F32 (exact; not FP8, ~4x the bytes per FP8
+weight, quantization_config dropped); the output and --json say so.
 Example:
   moe-harness transform --model models/tiny-moe --method reap --ratio 0.25 --out /tmp/tiny-reap25
 `)
@@ -44,9 +48,24 @@ Example:
       harness: HARNESS_VERSION, source: ckpt.dir, sourceFingerprint: ckpt.fingerprint(), method: variant.method, params: variant.params,
       variantId: variant.variantId, achievedRatio: variant.report.achievedRatio, calibration: variant.calibration, layers: variant.accounting.layers,
     }
+    const fp8 = fp8Dequantization(ckpt)
+    if (fp8) {
+      // Said before writing: at DeepSeek-V3 scale the F32 output is terabytes.
+      process.stderr.write(`note: ${flags.model} stores ${fp8.tensors} weights as FP8; they are written dequantized as F32 (exact; BF16 would round fp8 × scale), so the output is not FP8 (quantization_config dropped) and takes up to ${gb(fp8.writtenBytesUpperBound)} (the source: ${gb(fp8.sourceBytes)}).\n`)
+    }
     const format = exportVariant(ckpt, variant.edits, flags.out, provenance, flags.format, output)
-    const summary = { out: flags.out, format, method: variant.method, params: variant.params, achievedRatio: variant.report.achievedRatio, totalParams: variant.accounting.totalParams, memoryBytes: variant.accounting.memoryBytes }
+    const outputBytes = safetensorsBytes(flags.out)
+    const dtype = fp8 ? { fp8Tensors: fp8.tensors, writtenAs: fp8.writtenAs, quantizationConfigDropped: true, sourceBytes: fp8.sourceBytes, outputBytes } : null
+    const summary = { out: flags.out, format, method: variant.method, params: variant.params, achievedRatio: variant.report.achievedRatio, totalParams: variant.accounting.totalParams, memoryBytes: variant.accounting.memoryBytes, dequantized: dtype }
     process.stdout.write(`wrote ${format === 'hf' ? 'a HuggingFace checkpoint' : 'a harness-format variant'} to ${flags.out} (${variant.method}, achieved ratio ${variant.report.achievedRatio.toFixed(4)})\n`)
+    if (fp8) process.stdout.write(`dtype: ${fp8.tensors} FP8 weights written as F32 (dequantized exactly; not an FP8 checkpoint, quantization_config dropped): ${gb(outputBytes)} of weights vs ${gb(fp8.sourceBytes)} in the source\n`)
     if (flags.json) process.stdout.write(JSON.stringify(summary) + '\n')
   })
+}
+
+const gb = (bytes: number) => (bytes >= 1e9 ? `${(bytes / 1e9).toFixed(1)} GB` : `${(bytes / 1e6).toFixed(1)} MB`)
+
+/** Bytes of the safetensors files in a folder. */
+function safetensorsBytes(dir: string): number {
+  return fs.readdirSync(dir).filter(f => f.endsWith('.safetensors')).reduce((n, f) => n + fs.statSync(path.join(dir, f)).size, 0)
 }
