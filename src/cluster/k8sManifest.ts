@@ -5,29 +5,53 @@ import { shardDbName, shellQuote, type ClusterOptions, type ShardJob } from './j
 
 const yamlString = (s: string) => JSON.stringify(s) // JSON strings are valid YAML scalars
 
+/** A path the job reads or writes, and what it is (for the message when the pod cannot see it). */
+export interface JobPath { what: string; path: string }
+
 /**
- * `mountPath` is where the claim `options.pvc` (holding the project, the model and the results folder)
- * appears in the container; paths under `job.workDir` are rewritten relative to it.
+ * The paths of `used` (plus the job's own: the project checkout, the config, the shard folder) that lie
+ * outside `job.workDir`, the folder the claim holds: the pod cannot see them, so a shard would fail
+ * (a missing checkout, config or model) or write its results to the pod's ephemeral disk (the shard folder).
  */
-export function renderK8sManifest(job: ShardJob, options: ClusterOptions, mountPath = '/workspace'): string {
-  const inPod = (p: string) => {
-    const rel = path.relative(job.workDir, p)
-    return rel.startsWith('..') || path.isAbsolute(rel) ? p : path.posix.join(mountPath, ...rel.split(path.sep))
-  }
-  const db = `${inPod(job.stateDir)}/shards/${shardDbName('${JOB_COMPLETION_INDEX}', job.shards)}`
+export function pathsOutsideMount(job: ShardJob, used: readonly JobPath[]): JobPath[] {
+  const all: JobPath[] = [
+    { what: 'the project checkout (bin/moe-harness.mjs)', path: job.bin },
+    { what: 'the config', path: job.config },
+    { what: 'the shard files (the store\'s folder)', path: job.stateDir },
+    ...used,
+  ]
+  return all.filter(p => {
+    const rel = path.relative(job.workDir, path.resolve(p.path))
+    return rel === '..' || rel.startsWith(`..${path.sep}`) || path.isAbsolute(rel)
+  })
+}
+
+/**
+ * The claim `options.pvc` must hold the config's folder (`job.workDir`) and is mounted at the same path
+ * in the pod, so every path (absolute ones written in the config too) means the same file there.
+ * `used`: the other paths the job needs (models, data folder); those outside the folder are named in
+ * WARNING lines at the top (the CLI prints them too). A warning, not an error: the manifest is a
+ * starting point people edit (more volumes, the project baked into the image), which we cannot see.
+ */
+export function renderK8sManifest(job: ShardJob, options: ClusterOptions, used: readonly JobPath[] = []): string {
+  const mountPath = job.workDir
+  const outside = pathsOutsideMount(job, used)
+  const db = `${job.stateDir}/shards/${shardDbName('${JOB_COMPLETION_INDEX}', job.shards)}`
   const command = [
-    `mkdir -p ${shellQuote(inPod(job.stateDir))}/shards`,
-    `exec node ${shellQuote(inPod(job.bin))} sweep --config ${shellQuote(inPod(job.config))} --shard "\${JOB_COMPLETION_INDEX}/${job.shards}" --db "${db}"${job.sweepArgs.length ? ' ' + job.sweepArgs.map(shellQuote).join(' ') : ''}`,
+    `mkdir -p ${shellQuote(job.stateDir)}/shards`,
+    `exec node ${shellQuote(job.bin)} sweep --config ${shellQuote(job.config)} --shard "\${JOB_COMPLETION_INDEX}/${job.shards}" --db "${db}"${job.sweepArgs.length ? ' ' + job.sweepArgs.map(shellQuote).join(' ') : ''}`,
   ].join(' && ')
   const resources: string[] = []
   if (options.cpusPerTask) resources.push(`cpu: "${options.cpusPerTask}"`)
   if (options.gpusPerTask) resources.push(`nvidia.com/gpu: "${options.gpusPerTask}"`)
   return [
     '# moe-harness sweep as a Kubernetes Indexed Job, written by `moe-harness sweep --k8s-manifest`.',
-    `# Completion index i runs shard i/${job.shards} into its own SQLite file under ${inPod(job.stateDir)}/shards;`,
+    `# Completion index i runs shard i/${job.shards} into its own SQLite file under ${job.stateDir}/shards;`,
     '# when the job is complete, merge them: moe-harness merge <shard files> --out <store>.',
     `# Needs: image ${options.image} able to run the project (Node 20, npm ci done), and the`,
-    `# PersistentVolumeClaim '${options.pvc}' holding the project folder, mounted at ${mountPath}.`,
+    `# PersistentVolumeClaim '${options.pvc}' holding the folder ${mountPath} (the config's folder, with the project`,
+    '# checkout, the models and the store inside it), mounted at the same path so every path stays valid.',
+    ...outside.map(p => `# WARNING: the pod cannot see ${p.what}, ${p.path}: it is outside ${mountPath}; move it inside, or mount it yourself.`),
     'apiVersion: batch/v1',
     'kind: Job',
     'metadata:',
@@ -43,7 +67,7 @@ export function renderK8sManifest(job: ShardJob, options: ClusterOptions, mountP
     '      containers:',
     '        - name: shard',
     `          image: ${yamlString(options.image)}`,
-    `          workingDir: ${yamlString(inPod(job.workDir))}`,
+    `          workingDir: ${yamlString(job.workDir)}`,
     '          command: ["/bin/bash", "-c"]',
     `          args: [${yamlString(`set -euo pipefail; ${command}`)}]`,
     ...(resources.length ? ['          resources:', '            limits:', ...resources.map(r => `              ${r}`)] : []),

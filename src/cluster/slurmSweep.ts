@@ -10,7 +10,7 @@ import { loadSweepInputs, type SweepInputs } from '../sweep/inputs.ts'
 import { cellKey, planCells, type PlannedCell } from '../sweep/plan.ts'
 import { indexCells, storedCells, type IndexedCell, type StoredCellState } from '../sweep/storedCells.ts'
 import { renderSbatchScript } from './sbatchScript.ts'
-import { renderK8sManifest } from './k8sManifest.ts'
+import { pathsOutsideMount, renderK8sManifest, type JobPath } from './k8sManifest.ts'
 import { arraySpec, logDir, shardDb, skipCellsFile, slurmLog, type ClusterOptions, type ShardJob, type SkipCells } from './jobSpec.ts'
 import { finalState, queuedTasks, submitArray } from './slurm.ts'
 
@@ -75,8 +75,16 @@ export function sbatchScriptFor(plan: ClusterPlan, o: ClusterPlanOptions): strin
   return renderSbatchScript(plan.job, o.cluster, { cells: plan.cells.length, held: plan.held.size, cellsPerShard: plan.cellsPerShard, store: path.resolve(o.db) })
 }
 
+/** The paths besides its own the job reads: the models and the data folder, as the config resolves them. */
+export function jobPaths(o: ClusterPlanOptions): JobPath[] {
+  return [
+    ...Object.entries(o.config.models).map(([name, dir]) => ({ what: `model '${name}'`, path: path.resolve(o.baseDir, dir) })),
+    ...(o.config.dataDir ? [{ what: 'dataDir', path: path.resolve(o.baseDir, o.config.dataDir) }] : []),
+  ]
+}
+
 export function k8sManifestFor(plan: ClusterPlan, o: ClusterPlanOptions): string {
-  return renderK8sManifest(plan.job, o.cluster)
+  return renderK8sManifest(plan.job, o.cluster, jobPaths(o))
 }
 
 /** The plan as text: one line per shard with its cells. */

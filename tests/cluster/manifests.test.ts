@@ -101,7 +101,19 @@ describe('cluster job files', () => {
     }
     const args = JSON.parse(/ {10}args: (\[.*\])\n/.exec(yaml)![1]) as string[]
     assert.equal(args.length, 1)
-    assert.match(args[0], /^set -euo pipefail; mkdir -p \/workspace\/out\/slurm-results\/shards && exec node \S+ sweep --config \/workspace\/harness\.config\.ts --shard "\$\{JOB_COMPLETION_INDEX\}\/3" --db "\/workspace\/out\/slurm-results\/shards\/shard-\$\{JOB_COMPLETION_INDEX\}-of-3\.sqlite"$/)
+    // The claim holds the config's folder and is mounted at the same path: every path means the same file in the pod.
+    assert.ok(yaml.includes(`              mountPath: ${JSON.stringify(dir)}\n`), yaml)
+    assert.ok(yaml.includes(`          workingDir: ${JSON.stringify(dir)}\n`), yaml)
+    const state = path.join(dir, 'out', 'slurm-results', 'shards')
+    assert.equal(args[0], `set -euo pipefail; mkdir -p ${state} && exec node ${path.join(ROOT, 'bin', 'moe-harness.mjs')} sweep --config ${config} --shard "\${JOB_COMPLETION_INDEX}/3" --db "${state}/shard-\${JOB_COMPLETION_INDEX}-of-3.sqlite"`)
+    // What lies outside that folder (here the checkout and the model, not the config or the store) is named, with the fix.
+    for (const [what, p] of [['the project checkout (bin/moe-harness.mjs)', path.join(ROOT, 'bin', 'moe-harness.mjs')], ["model 'tiny-moe'", path.join(ROOT, 'models', 'tiny-moe')]]) {
+      assert.ok(r.stderr.includes(`  ${what}: ${p}\n`), r.stderr)
+      assert.ok(yaml.includes(`# WARNING: the pod cannot see ${what}, ${p}: it is outside ${dir}; move it inside, or mount it yourself.\n`), yaml)
+    }
+    assert.match(r.stderr, /WARNING: the pods mount the claim 'moe-harness' at \S+ \(the config's folder\), so they cannot see:\n/)
+    assert.match(r.stderr, /Move these inside \S+ \(or put the config in a folder that holds the project, the models and the store\)/)
+    assert.doesNotMatch(r.stderr, /the config:|the shard files/)
     // Each line is `key: value` or a list item, indented by two spaces per level (no tabs).
     for (const line of yaml.split('\n').filter(l => l && !l.startsWith('#'))) assert.match(line, /^( {2})*(- )?[\w.\/-]+:( .+)?$|^( {2})*- /, line)
     // It never replaces a file it did not write.

@@ -4,7 +4,8 @@ import { Option, type Command } from 'commander'
 import { loadConfig, type HarnessConfig } from '../../config/defineConfig.ts'
 import { fail } from '../../errors.ts'
 import { readSkipCells, type ClusterOptions } from '../../cluster/jobSpec.ts'
-import { describePlan, k8sManifestFor, planClusterJob, runSlurmSweep, sbatchScriptFor, type ClusterPlanOptions, type SlurmSweepResult } from '../../cluster/slurmSweep.ts'
+import { pathsOutsideMount } from '../../cluster/k8sManifest.ts'
+import { describePlan, jobPaths, k8sManifestFor, planClusterJob, runSlurmSweep, sbatchScriptFor, type ClusterPlanOptions, type SlurmSweepResult } from '../../cluster/slurmSweep.ts'
 import { parseShard } from '../../sweep/plan.ts'
 import { runSweep, type SweepSummary } from '../../sweep/runSweep.ts'
 import { createProgress } from '../progress.ts'
@@ -189,6 +190,13 @@ async function clusterAction(flags: ClusterFlags): Promise<void> {
     const ctx: OutputContext = { source: '--k8s-manifest', databases: [db], models: Object.values(config.models).map(m => path.resolve(loaded.baseDir, m)) }
     writeOutputFile(file, ctx, rule, tmp => fs.writeFileSync(tmp, k8sManifestFor(plan, options)))
     process.stderr.write(`wrote ${file}: Indexed Job with ${plan.job.shards} completions over ${plan.cells.length} cells; apply with kubectl apply -f ${flags.k8sManifest}\n`)
+    const outside = pathsOutsideMount(plan.job, jobPaths(options))
+    if (outside.length) {
+      process.stderr.write(`WARNING: the pods mount the claim '${cluster.pvc}' at ${plan.job.workDir} (the config's folder), so they cannot see:\n` +
+        outside.map(p => `  ${p.what}: ${p.path}\n`).join('') +
+        `Move these inside ${plan.job.workDir} (or put the config in a folder that holds the project, the models and the store), ` +
+        `or edit ${flags.k8sManifest} to mount them; as written, those shards fail or write their results to the pod's ephemeral disk.\n`)
+    }
     if (!flags.slurm) return
   }
 
