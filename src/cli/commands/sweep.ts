@@ -82,7 +82,8 @@ Exits 1 when any cell failed (the summary lists them), 130 when interrupted.
 Examples:
   moe-harness sweep
   moe-harness sweep --config my.config.ts --db results.sqlite --shard 0/4
-  moe-harness sweep --slurm --partition gpu --gpus-per-task 1 --time 04:00:00 --array-size 8
+  moe-harness sweep --slurm --partition cpu --cpus-per-task 8 --time 04:00:00 --array-size 8
+  moe-harness sweep --slurm --partition gpu --gpus-per-task 1   (with device: 'cuda' in the config)
   moe-harness sweep --slurm --dry-run
   moe-harness sweep --k8s-manifest sweep-job.yaml --array-size 8
 `)
