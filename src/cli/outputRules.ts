@@ -9,8 +9,11 @@ import type { ResultRow } from '../store/resultRows.ts'
 /** The CSV/JSON export columns, in order (the CSV header). */
 export const RESULT_COLUMNS = [
   'model', 'model_id', 'method', 'params', 'ratio', 'achieved_ratio', 'variant_id', 'task', 'task_version', 'subset',
-  'metric', 'value', 'stderr', 'docs', 'status',
+  'metric', 'value', 'stderr', 'docs', 'status', 'error',
 ] as const satisfies readonly (keyof ResultRow)[]
+
+/** The columns of exports written before failed variants/cells were exported (no 'error'): still ours to replace. */
+const LEGACY_RESULT_COLUMNS: readonly string[] = RESULT_COLUMNS.filter(c => c !== 'error')
 
 // Compile-time check that RESULT_COLUMNS names every field of ResultRow.
 type Missing = Exclude<keyof ResultRow, (typeof RESULT_COLUMNS)[number]>
@@ -33,7 +36,7 @@ export const CSV_EXPORT: FileRule = {
       const head = Buffer.alloc(512)
       const n = fs.readSync(fd, head, 0, head.length, 0)
       const firstLine = head.subarray(0, n).toString('utf8').split(/\r?\n/)[0]
-      return firstLine === RESULT_COLUMNS.join(',')
+      return firstLine === RESULT_COLUMNS.join(',') || firstLine === LEGACY_RESULT_COLUMNS.join(',')
     } finally {
       fs.closeSync(fd)
     }
@@ -52,8 +55,8 @@ export const JSON_EXPORT: FileRule = {
     } catch {
       return false
     }
-    const want = [...RESULT_COLUMNS].sort().join(',')
-    return Array.isArray(value) && value.every(v => v !== null && typeof v === 'object' && !Array.isArray(v) && Object.keys(v).sort().join(',') === want)
+    const wanted = [[...RESULT_COLUMNS].sort().join(','), [...LEGACY_RESULT_COLUMNS].sort().join(',')]
+    return Array.isArray(value) && value.every(v => v !== null && typeof v === 'object' && !Array.isArray(v) && wanted.includes(Object.keys(v).sort().join(',')))
   },
 }
 

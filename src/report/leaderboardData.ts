@@ -62,7 +62,8 @@ export interface ModelData {
   rows: Row[]
   baseline: Row | null
   routingLoad: { layer: number; load: number[] }[] | null
-  failures: { method: string; params: string; error: string }[]
+  /** Failed variants (no task) and failed cells (a prepared variant whose task failed to score). */
+  failures: { method: string; params: string; task: string | null; error: string }[]
 }
 
 export interface LeaderboardData {
@@ -80,7 +81,7 @@ export function slugify(text: string): string {
 
 /** The store's typed reads the report uses (ResultsStore implements them; src/store/reads.ts has the shapes). */
 export type ReportSource = Pick<ResultsStore,
-  'storedMethods' | 'storedTasks' | 'storedModels' | 'storedVariants' | 'completeRuns' | 'runMetric' | 'metricHigherIsBetter'
+  'storedMethods' | 'storedTasks' | 'storedModels' | 'storedVariants' | 'completeRuns' | 'failedRuns' | 'runMetric' | 'metricHigherIsBetter'
   | 'sampleCorrectness' | 'perplexitySamples' | 'routingLoad' | 'sweepSummary'>
 
 /**
@@ -128,7 +129,7 @@ export function summarize(store: ReportSource, title: string): LeaderboardData {
     let baselineSeen = false
     for (const v of variants) {
       if (v.status !== 'ready') {
-        failures.push({ method: v.method, params: v.paramsJson, error: v.error ?? 'failed' })
+        failures.push({ method: v.method, params: v.paramsJson, task: null, error: v.error ?? 'failed' })
         continue
       }
       const isBaseline = isBaselineContent(v.contentHash) && v.ratio === 0
@@ -192,6 +193,14 @@ export function summarize(store: ReportSource, title: string): LeaderboardData {
             if (res) cell.vsBest = { ...res, best: best.seriesLabel }
           }
         }
+      }
+    }
+    // Failed cells: a prepared variant whose task did not score (the unpruned model listed once).
+    for (const f of store.failedRuns(m.id)) {
+      const owners = variants.filter(v => v.status === 'ready' && v.contentHash === f.contentHash)
+      const baselineOwner = owners.find(v => v.status === 'ready' && isBaselineContent(v.contentHash) && v.ratio === 0)
+      for (const v of baselineOwner ? [baselineOwner] : owners) {
+        failures.push({ method: v === baselineOwner ? 'unpruned' : v.method, params: v === baselineOwner ? '' : v.paramsJson, task: f.task, error: f.error })
       }
     }
     models.push({

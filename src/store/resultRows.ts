@@ -1,4 +1,8 @@
 // Flat result rows (one per model × variant × task × metric) for CSV/JSON export and the report.
+// Failed work is exported too, so a failure leaves a trace: a failed variant (its method failed or
+// was infeasible; no task ran) is one row with task/metric/value null, a failed cell (the variant
+// was prepared, scoring the task failed) one row with metric/value null; both carry status 'failed'
+// and the error.
 import type { ResultsStore } from './resultsStore.ts'
 
 export interface ResultRow {
@@ -9,24 +13,45 @@ export interface ResultRow {
   ratio: number
   achieved_ratio: number | null
   variant_id: string
-  task: string
-  task_version: number
-  subset: string
-  metric: string
-  value: number
+  task: string | null
+  task_version: number | null
+  subset: string | null
+  metric: string | null
+  value: number | null
   stderr: number | null
-  docs: number
+  docs: number | null
+  /** 'complete' (a metric), or 'failed' (a failed variant or cell; see error). */
   status: string
+  /** Why the variant or cell failed (formatted HarnessError); null for results. */
+  error: string | null
 }
 
 export function readResultRows(store: ResultsStore): ResultRow[] {
+  // The sort puts results first, then the failures of the same model/method/params/ratio.
   return store.all<ResultRow>(`
-    SELECT m.name AS model, m.model_id, v.method, v.params_json AS params, v.ratio, v.achieved_ratio, v.variant_id,
-           r.task, r.task_version, r.subset, x.metric, x.value, x.stderr, r.docs, r.status
-    FROM variants v
-    JOIN models m ON m.model_id = v.model_id
-    JOIN runs r ON r.model_id = v.model_id AND r.content_hash = v.content_hash
-    JOIN metrics x ON x.run_id = r.run_id
-    WHERE v.status = 'ready'
-    ORDER BY m.name, v.method, v.params_json, v.ratio, r.task, x.metric, r.run_id DESC`)
+    SELECT * FROM (
+      SELECT m.name AS model, m.model_id, v.method, v.params_json AS params, v.ratio, v.achieved_ratio, v.variant_id,
+             r.task, r.task_version, r.subset, x.metric, x.value, x.stderr, r.docs, r.status, NULL AS error, r.run_id AS k
+      FROM variants v
+      JOIN models m ON m.model_id = v.model_id
+      JOIN runs r ON r.model_id = v.model_id AND r.content_hash = v.content_hash
+      JOIN metrics x ON x.run_id = r.run_id
+      WHERE v.status = 'ready' AND r.status = 'complete'
+      UNION ALL
+      SELECT m.name, m.model_id, v.method, v.params_json, v.ratio, v.achieved_ratio, v.variant_id,
+             r.task, r.task_version, r.subset, NULL, NULL, NULL, r.docs, 'failed', COALESCE(r.error, 'failed'), r.run_id
+      FROM variants v
+      JOIN models m ON m.model_id = v.model_id
+      JOIN runs r ON r.model_id = v.model_id AND r.content_hash = v.content_hash
+      WHERE v.status = 'ready' AND r.status = 'failed'
+        AND NOT EXISTS (SELECT 1 FROM runs c WHERE c.model_id = r.model_id AND c.content_hash = r.content_hash AND c.task = r.task AND c.status = 'complete')
+      UNION ALL
+      SELECT m.name, m.model_id, v.method, v.params_json, v.ratio, NULL, v.variant_id,
+             NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'failed', COALESCE(v.error, 'failed'), 0
+      FROM variants v
+      JOIN models m ON m.model_id = v.model_id
+      WHERE v.status = 'failed'
+        AND NOT EXISTS (SELECT 1 FROM variants ok WHERE ok.model_id = v.model_id AND ok.method = v.method AND ok.params_json = v.params_json AND ok.status = 'ready')
+    )
+    ORDER BY model, method, params, ratio, status, task, metric, k DESC`).map(({ k: _k, ...row }: ResultRow & { k?: number }) => row)
 }

@@ -388,6 +388,16 @@ export class ResultsStore {
     })
   }
 
+  /**
+   * A model's failed cells: failed runs whose variant and task have no complete run (a later success
+   * supersedes them), by task then run id; the report lists them with their error.
+   */
+  failedRuns(modelId: string): { contentHash: string; task: string; error: string }[] {
+    return this.all<RunRow>(`SELECT * FROM runs r WHERE model_id = ? AND status = 'failed'
+      AND NOT EXISTS (SELECT 1 FROM runs c WHERE c.model_id = r.model_id AND c.content_hash = r.content_hash AND c.task = r.task AND c.status = 'complete')
+      ORDER BY task, run_id`, modelId).map(r => ({ contentHash: r.content_hash, task: r.task, error: r.error ?? 'failed' }))
+  }
+
   /** A model's complete runs (failed attempts are not results), by task then run id. */
   completeRuns(modelId: string): StoredRun[] {
     return this.all<RunRow>(`SELECT * FROM runs WHERE model_id = ? AND status = 'complete' ORDER BY task, run_id`, modelId)
