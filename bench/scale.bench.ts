@@ -265,9 +265,9 @@ function statusBytes(field: string): number {
 async function engineChild(job: ChildJob): Promise<void> {
   const emit = (o: object) => console.log(JSON.stringify(o))
   const { openCheckpoint } = await import('../src/model/checkpoint.ts')
-  const { emptyEdits } = await import('../src/engine/hooks.ts')
+  const { emptyEdits } = await import('../src/edits/variantEdits.ts')
   const { buildScoringGraph } = await import('../src/onnx/moeGraph.ts')
-  const { createSession } = await import('../src/runtime/ort.ts')
+  const { createSession } = await import('../src/ort/ort.ts')
   const { packBatch } = await import('../src/engine/packing.ts')
   const { batchFeeds } = await import('../src/engine/scorer.ts')
   emit({ phase: 'baseline', baselineRssBytes: statusBytes('VmRSS') })

@@ -2,11 +2,11 @@
 // statistics (float64) from the graph's calibration outputs. The sequential procedure
 // (sequential.ts) reuses the accumulator one layer at a time.
 import { fail } from '../errors.ts'
-import { emptyEdits, type VariantEdits } from '../engine/hooks.ts'
+import { emptyEdits, type VariantEdits } from '../edits/variantEdits.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
 import { moeLayers, type MoeLayerSpec } from '../model/modelSpec.ts'
 import { buildScoringGraph, type CalibrationOutputs } from '../onnx/moeGraph.ts'
-import { createSession, type Device } from '../runtime/ort.ts'
+import { createSession, type Device } from '../ort/ort.ts'
 import type { LayerExpertOutputs, LayerInputNorms, LayerRouting, LayerSamples, StatNeed, StatsData } from './stats.ts'
 
 export interface CollectOptions {

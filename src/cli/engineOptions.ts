@@ -5,7 +5,7 @@ import { fail } from '../errors.ts'
 import { emptyEdits, parseExpertMask, type VariantEdits } from '../edits/variantEdits.ts'
 import type { CheckpointOptions } from '../model/checkpoint.ts'
 import type { ModelSpec } from '../model/modelSpec.ts'
-import type { Device } from '../runtime/ort.ts'
+import type { Device } from '../ort/ort.ts'
 
 export interface EngineFlags {
   device: Device

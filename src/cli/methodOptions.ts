@@ -5,7 +5,7 @@ import { fail } from '../errors.ts'
 import { defaultCalibration, type CalibrationSpec } from '../calibration/source.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
 import { loadMethod, parseParamOverrides } from '../methods/registry.ts'
-import type { Device } from '../runtime/ort.ts'
+import type { Device } from '../ort/ort.ts'
 import { planVariant, prepareVariant, type PreparedVariant } from '../variants/prepare.ts'
 import { createProgress } from './progress.ts'
 

@@ -4,8 +4,8 @@ import { DEFAULTS } from '../defaults.ts'
 import { fail } from '../errors.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
 import { buildScoringGraph } from '../onnx/moeGraph.ts'
-import { createSession, type Device, type Session } from '../runtime/ort.ts'
-import type { VariantEdits } from './hooks.ts'
+import { createSession, type Device, type Session } from '../ort/ort.ts'
+import type { VariantEdits } from '../edits/variantEdits.ts'
 import { emptyResult, packBatch, planBatches, scatterBatch, validateRequest, type PackedBatch, type ScoreRequest, type ScoreResult } from './packing.ts'
 
 /** Runs one packed batch; returns the graph's logprobs and greedy flags. */

@@ -4,7 +4,7 @@
 // calibration engine (src/calibration/sequential.ts), which reads `edits` after each layer.
 // Plugin exceptions are re-labelled METHOD_FAILED with the method's name and phase as error fields.
 import { fail, failIn, HarnessError } from '../errors.ts'
-import { emptyEdits, validateEdits, type LayerHooks, type VariantEdits } from '../engine/hooks.ts'
+import { emptyEdits, validateEdits, type LayerHooks, type VariantEdits } from '../edits/variantEdits.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
 import { decodeToFloat32, encodeFromFloat32 } from '../model/safetensors.ts'
 import { mulberry32, seedFromString } from '../util/rng.ts'

@@ -20,7 +20,7 @@ import type { Checkpoint } from '../model/checkpoint.ts'
 import type { ModelSpec, MoeLayerSpec } from '../model/modelSpec.ts'
 import { decodeToFloat32, encodeFromFloat32 } from '../model/safetensors.ts'
 import type { ExpertNames } from '../model/tensorNames.ts'
-import { mergeEdits, neuronsKept, validateEdits, type LayerHooks, type VariantEdits } from '../engine/hooks.ts'
+import { mergeEdits, neuronsKept, validateEdits, type LayerHooks, type VariantEdits } from '../edits/variantEdits.ts'
 import { GraphBuilder, type ElemType } from './graphBuilder.ts'
 
 export interface CalibrationOutputs {

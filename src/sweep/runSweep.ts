@@ -3,7 +3,7 @@
 // moment: a rerun resumes and ends with every cell complete exactly once.
 import { allowsNonfinite, type HarnessConfig } from '../config/defineConfig.ts'
 import { methodFileHash } from '../methods/registry.ts'
-import { createPool } from '../runtime/pool.ts'
+import { createPool } from '../pool/pool.ts'
 import { ResultsStore } from '../store/resultsStore.ts'
 import { cellFailure, cellLabel, runCell, storedError, type Cell, type CellContext, type CellFailure, type CellOutcome } from './cell.ts'
 import { loadSweepInputs, type SweepInputs } from './inputs.ts'

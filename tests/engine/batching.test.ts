@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict'
 import path from 'node:path'
 import { describe, it } from 'node:test'
-import { emptyEdits, type VariantEdits } from '../../src/engine/hooks.ts'
+import { emptyEdits, type VariantEdits } from '../../src/edits/variantEdits.ts'
 import type { ScoreRequest } from '../../src/engine/packing.ts'
 import { createLocalScorer } from '../../src/engine/scorer.ts'
 import { openCheckpoint } from '../../src/model/checkpoint.ts'

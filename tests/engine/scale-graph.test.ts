@@ -10,7 +10,7 @@ import { batchFeeds } from '../../src/engine/scorer.ts'
 import { packBatch } from '../../src/engine/packing.ts'
 import { openCheckpoint } from '../../src/model/checkpoint.ts'
 import { buildScoringGraph, type GraphOptions } from '../../src/onnx/moeGraph.ts'
-import { createSession } from '../../src/runtime/ort.ts'
+import { createSession } from '../../src/ort/ort.ts'
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
 import { tmpDir } from '../helpers/tmp.ts'
 

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { HarnessError } from '../../src/errors.ts'
-import { groupedRemovalProblem, validateEdits } from '../../src/engine/hooks.ts'
+import { groupedRemovalProblem, validateEdits } from '../../src/edits/variantEdits.ts'
 import { CONFIG_DEFAULTS } from '../../src/model/configDefaults.ts'
 import { moeLayers, parseModelSpec, type Family, type MoeLayerSpec } from '../../src/model/modelSpec.ts'
 

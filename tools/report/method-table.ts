@@ -8,7 +8,7 @@ import { createLocalScorer } from '../../src/engine/scorer.ts'
 import { openCheckpoint } from '../../src/model/checkpoint.ts'
 import { summarize } from '../../src/report/leaderboardData.ts'
 import { ResultsStore } from '../../src/store/resultsStore.ts'
-import { readVariantFiles } from '../../src/variants/variantFiles.ts'
+import { readVariantFiles } from '../../src/edits/variantFolder.ts'
 
 const [db = '.harness/results.sqlite', count = '256'] = process.argv.slice(2)
 const store = new ResultsStore(db, { readonly: true })

@@ -4,7 +4,7 @@
 // Usage: node --import tsx tools/train/model-card.ts build/train models/tiny-moe
 import fs from 'node:fs'
 import path from 'node:path'
-import { emptyEdits } from '../../src/engine/hooks.ts'
+import { emptyEdits } from '../../src/edits/variantEdits.ts'
 import { createLocalScorer } from '../../src/engine/scorer.ts'
 import { openCheckpoint } from '../../src/model/checkpoint.ts'
 import { evaluateTask } from '../../src/tasks/evaluate.ts'

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url'
 import { Piscina } from 'piscina'
 import { fail, HarnessError } from '../errors.ts'
 import type { BatchRunner } from '../engine/scorer.ts'
-import type { Device } from './ort.ts'
+import type { Device } from '../ort/ort.ts'
 import type { WorkerResult, WorkerTask } from './poolWorker.ts'
 
 export interface PoolOptions {

@@ -10,7 +10,7 @@ import { readVariantFiles } from '../edits/variantFolder.ts'
 import { batchFeeds } from '../engine/scorer.ts'
 import type { PackedBatch } from '../engine/packing.ts'
 import { errorData, fail, withContext, type HarnessErrorData } from '../errors.ts'
-import { createSession, type Device, type Feed, type Session } from './ort.ts'
+import { createSession, type Device, type Feed, type Session } from '../ort/ort.ts'
 
 export interface WorkerTask {
   variantDir: string
