@@ -36,8 +36,10 @@ export async function getCalibrationStats(ckpt: Checkpoint, spec: CalibrationSpe
   if (fs.existsSync(file)) {
     try {
       cached = v8.deserialize(fs.readFileSync(file)) as StatsData
-    } catch {
+      if (!cached || typeof cached !== 'object' || !Array.isArray(cached.info?.needs)) throw new Error('not calibration statistics')
+    } catch (e) {
       cached = undefined // a damaged cache entry is recomputed, never trusted
+      process.stderr.write(`warning: damaged calibration cache ${file} (${(e as Error).message}); recomputing it\n`)
     }
   }
   if (cached && needs.every(n => cached!.info.needs.includes(n))) return { data: cached, key, fromCache: true }

@@ -7,6 +7,8 @@ import { describe, it } from 'node:test'
 import { publishVariantFolder, readVariantFiles, variantFolderState } from '../../src/edits/variantFolder.ts'
 import type { VariantEdits } from '../../src/edits/variantEdits.ts'
 import { HarnessError } from '../../src/errors.ts'
+import { ROOT, runCli } from '../helpers/cli.ts'
+import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
 import { tmpDir } from '../helpers/tmp.ts'
 
 const edits = (): VariantEdits => ({
@@ -63,5 +65,39 @@ describe('damaged prepared-variant cache', () => {
     publishVariantFolder(dir, '/models/tiny', edits(), () => 'F32', () => assert.fail('no warning'))
     assert.equal(fs.statSync(path.join(dir, 'edits.json')).mtimeMs, before)
     assert.equal(variantFolderState(path.join(dir, 'nope')), 'missing')
+  })
+})
+
+describe('a sweep over a damaged prepared-variant cache', () => {
+  it('rebuilds the folder with a warning naming the file, instead of failing every cell for good', () => {
+    const dir = tmpDir()
+    writeTinyCheckpoint(path.join(dir, 'm'), { family: 'mixtral', experts: 4, topK: 2, layers: 2, hidden: 32, ffn: 16, seed: 97 })
+    const config = path.join(dir, 'c.config.ts')
+    const body = { models: { m: 'm' }, methods: ['frequency-pruning'], ratios: [0.5], tasks: ['brown-cloze'], subset: { limit: 3 }, calibration: { sequences: 2, length: 16 }, pool: { workers: 1, threads: 1 } }
+    fs.writeFileSync(config, `import { defineConfig } from ${JSON.stringify(path.join(ROOT, 'src/index.ts'))}\nexport default defineConfig(${JSON.stringify(body)})\n`)
+    const env = { MOE_HARNESS_HOME: path.join(dir, 'home') }
+    const first = runCli(['sweep', '--config', config, '--db', path.join(dir, 'a.sqlite')], { env })
+    assert.equal(first.status, 0, first.stderr)
+    const variants = path.join(dir, 'home', 'variants')
+    const folders = fs.readdirSync(variants)
+    assert.equal(folders.length, 1)
+    const file = path.join(variants, folders[0]!, 'edits.json')
+    fs.writeFileSync(file, '{"trunc\n')
+    // A random-bytes calibration cache entry is recomputed, with a warning naming it.
+    const calib = path.join(dir, 'home', 'calibration')
+    const entries = fs.readdirSync(calib).filter(f => f.endsWith('.v8'))
+    assert.equal(entries.length, 1)
+    fs.writeFileSync(path.join(calib, entries[0]!), Buffer.from(Array.from({ length: 64 }, (_, i) => (i * 37 + 11) % 256)))
+    let stderr = ''
+    for (const db of ['a.sqlite', 'b.sqlite']) {
+      const again = runCli(['sweep', '--config', config, '--db', path.join(dir, db), '--json'], { env })
+      assert.equal(again.status, 0, again.stderr)
+      stderr += again.stderr
+      assert.equal(JSON.parse(again.stdout.trim().split('\n').pop()!).failed, 0)
+      if (db === 'a.sqlite') assert.ok(again.stderr.includes(`warning: damaged prepared-variant cache: ${file} is damaged`), again.stderr)
+      assert.equal(variantFolderState(path.join(variants, folders[0]!)), 'valid')
+      fs.writeFileSync(file, '{"trunc\n')
+    }
+    assert.ok(stderr.includes(`warning: damaged calibration cache ${path.join(calib, entries[0]!)}`), stderr)
   })
 })
