@@ -8,6 +8,7 @@ import path from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { ROOT, lastJson, runCli } from '../helpers/cli.ts'
 import { tmpDir } from '../helpers/tmp.ts'
+import { ResultsStore } from '../../src/store/resultsStore.ts'
 import { assertSameResults, runCounts, snapshot } from '../sweep/storeSnapshot.ts'
 import { missingSlurmBinaries, startLocalSlurm, type LocalSlurm } from './localSlurm.ts'
 
@@ -26,6 +27,16 @@ fs.writeFileSync(config, `import { defineConfig } from ${JSON.stringify(path.joi
 }, null, 2)})\n`)
 const home = { MOE_HARNESS_HOME: path.join(dir, 'home') }
 const BIN = path.join(ROOT, 'bin/moe-harness.mjs')
+/** The run keys a store holds (complete or failed). */
+const runKeys = (file: string) => {
+  if (!fs.existsSync(file)) return new Set<string>() // a shard cancelled before it stored anything
+  const s = new ResultsStore(file, { readonly: true })
+  try {
+    return new Set(s.all<Record<string, unknown>>('SELECT model_id, content_hash, task, task_version, subset, scoring_key, data_sha256 FROM runs').map(r => JSON.stringify(r)))
+  } finally {
+    s.close()
+  }
+}
 
 describe('sweep --slurm on a local Slurm cluster', () => {
   let slurm: LocalSlurm | undefined
@@ -65,6 +76,34 @@ describe('sweep --slurm on a local Slurm cluster', () => {
     assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace')
   })
 
+  it('a shard with failed cells: its finished cells are merged, the failed ones listed with the error and the log, the report built, exit 1', () => {
+    // Ratio 0.99 leaves one expert where the router picks two: those cells fail (METHOD_INFEASIBLE), the ratio-0 ones complete.
+    const folder = path.join(dir, 'failing')
+    fs.mkdirSync(folder)
+    const failing = path.join(folder, 'harness.config.ts')
+    fs.writeFileSync(failing, `import { defineConfig } from ${JSON.stringify(path.join(ROOT, 'src/index.ts'))}\nexport default defineConfig(${JSON.stringify({
+      models: { 'tiny-moe': path.join(ROOT, 'models/tiny-moe') }, methods: ['frequency-pruning'], ratios: [0, 0.99], tasks: ['brown-cloze', 'brown-agreement'],
+      subset: { sample: 4 }, calibration: { sequences: 2, length: 16 }, pool: { workers: 1, threads: 1 }, report: { outDir: 'site' }, cluster: { arraySize: 1, cpusPerTask: 1 },
+    })})\n`)
+    const store = path.join(folder, 'results.sqlite')
+    const r = runCli(['sweep', '--slurm', '--config', failing, '--db', store, '--poll-seconds', '0.5', '--json'], { env: env() })
+    assert.equal(r.status, 1, r.stderr)
+    const result = lastJson(r.stdout)
+    assert.equal(result.failed.length, 1, r.stderr)
+    const f = result.failed[0]
+    assert.equal(f.state, 'FAILED')
+    assert.equal(f.notRun, 0)
+    assert.deepEqual(f.failedCells.map((c: { cell: string }) => c.cell).sort(), ['tiny-moe frequency-pruning {"ratio":0.99} brown-agreement', 'tiny-moe frequency-pruning {"ratio":0.99} brown-cloze'])
+    for (const c of f.failedCells) assert.match(c.error, /^METHOD_INFEASIBLE \(method frequency-pruning, phase validate\): ratio 0\.99 leaves 1 experts/)
+    assert.match(r.stderr, /1 shard\(s\) failed, 2 cell\(s\) failed \(their finished cells are merged\):\n {2}shard 0 \(job \d+_0\): FAILED, exit 1:0; log: \S+shard-\d+_0\.log\n {4}tiny-moe frequency-pruning \{"ratio":0\.99\} brown-\w+: METHOD_INFEASIBLE/)
+    assert.ok(fs.existsSync(f.log), 'the failed shard\'s log exists')
+    // The two ratio-0 cells are in the store (one run: both tasks of the unpruned model), complete; the report is built.
+    assert.ok(result.merged.runs >= 2, JSON.stringify(result.merged))
+    const held = runCounts(store)
+    assert.equal(held.runs - held.incomplete, 2)
+    assert.ok(fs.existsSync(path.join(folder, 'site', 'index.html')), 'the report was built')
+  })
+
   it('runs the array, reports the cancelled shard with its log, resubmits only it, and merges into the single-process result', async () => {
     const child = spawn(process.execPath, [BIN, 'sweep', '--slurm', '--config', config, '--db', db, '--poll-seconds', '0.5', '--json'], { env: { ...process.env, ...env() }, stdio: ['ignore', 'pipe', 'pipe'] })
     let stdout = '', stderr = ''
@@ -100,8 +139,14 @@ describe('sweep --slurm on a local Slurm cluster', () => {
       assert.match(fs.readFileSync(log, 'utf8'), new RegExp(`moe-harness shard ${victim}/3: job ${job}_${victim}`))
       assert.match(stderr, new RegExp(`shard ${victim} \\(job ${job}_${victim}\\): CANCELLED.*log: ${log.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`))
       assert.deepEqual([...first.complete].sort(), [0, 1, 2].filter(i => i !== victim))
-      // The complete shards are already merged: the store has their cells, the cancelled shard's are missing.
+      // The complete shards are merged, and so are the cells the cancelled shard finished; the rest are missing.
       assert.ok(runCounts(db).runs < runCounts(reference).runs)
+      assert.ok(first.failed[0].notRun > 0, 'the cancelled shard left cells not run')
+      assert.match(stderr, new RegExp(`\\n {4}${first.failed[0].notRun} cell\\(s\\) not run`))
+      const victimFile = path.join(dir, 'slurm-results', 'shards', `shard-${victim}-of-3.sqlite`)
+      const missing = [...runKeys(victimFile)].filter(k => !runKeys(db).has(k))
+      assert.deepEqual(missing, [], 'every run of the cancelled shard\'s file is merged')
+      assert.ok(fs.existsSync(path.join(dir, 'site', 'index.html')), 'the report is built although a shard failed')
     } finally {
       if (child.exitCode === null) child.kill('SIGKILL')
     }
@@ -121,6 +166,12 @@ describe('sweep --slurm on a local Slurm cluster', () => {
     const cancelled = [0, 1, 2].filter(i => !second.alreadyComplete.includes(i))
     assert.equal(cancelled.length, 1, 'only the cancelled shard was incomplete')
     assert.deepEqual(second.submitted, cancelled, 'the rerun resubmits only the incomplete shard')
+    // Only the cells still missing from the store are planned; the array task is told to skip the rest.
+    assert.equal(second.cells.total, 8)
+    assert.equal(second.cells.held + second.cells.toRun, 8)
+    assert.ok(second.cells.toRun > 0 && second.cells.held > 0, JSON.stringify(second.cells))
+    const skip = JSON.parse(fs.readFileSync(path.join(dir, 'slurm-results', 'complete-cells.json'), 'utf8'))
+    assert.equal(skip.cells.length, second.cells.held)
     const others = [0, 1, 2].filter(i => i !== cancelled[0])
     const othersSpec = others[1] === others[0] + 1 ? `${others[0]}-${others[1]}` : others.join(',')
     assert.match(ferr, new RegExp(`submitted shards ${cancelled[0]} of 0-2 as job \\d+ \\(shards ${othersSpec} already complete\\)`))
