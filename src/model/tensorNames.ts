@@ -76,35 +76,20 @@ export function tensorNames(spec: ModelSpec): ModelNames {
         up: `${p}.block_sparse_moe.experts.${j}.w3.weight`,
         down: `${p}.block_sparse_moe.experts.${j}.w2.weight`,
       }))
-    } else if (spec.mla) {
-      names.router = `${p}.mlp.gate.weight`
-      if (layer.router.correctionBias) names.correctionBias = `${p}.mlp.gate.e_score_correction_bias`
-      names.experts = Array.from({ length: layer.numExperts }, (_, j) => ({
-        gate: `${p}.mlp.experts.${j}.gate_proj.weight`,
-        up: `${p}.mlp.experts.${j}.up_proj.weight`,
-        down: `${p}.mlp.experts.${j}.down_proj.weight`,
-      }))
-      if (layer.sharedExpertFfn > 0) {
-        names.sharedExpert = {
-          gate: `${p}.mlp.shared_experts.gate_proj.weight`,
-          up: `${p}.mlp.shared_experts.up_proj.weight`,
-          down: `${p}.mlp.shared_experts.down_proj.weight`,
-        }
-      }
     } else {
+      // Qwen-MoE and DeepSeek share the `mlp.experts.N.*_proj` layout; DeepSeek names its always-on
+      // experts `shared_experts` (ungated) and may carry a V3 selection bias.
       names.router = `${p}.mlp.gate.weight`
+      if (spec.mla && layer.router.correctionBias) names.correctionBias = `${p}.mlp.gate.e_score_correction_bias`
       names.experts = Array.from({ length: layer.numExperts }, (_, j) => ({
         gate: `${p}.mlp.experts.${j}.gate_proj.weight`,
         up: `${p}.mlp.experts.${j}.up_proj.weight`,
         down: `${p}.mlp.experts.${j}.down_proj.weight`,
       }))
       if (layer.sharedExpertFfn > 0) {
-        names.sharedExpert = {
-          gate: `${p}.mlp.shared_expert.gate_proj.weight`,
-          up: `${p}.mlp.shared_expert.up_proj.weight`,
-          down: `${p}.mlp.shared_expert.down_proj.weight`,
-        }
-        if (layer.sharedExpertGated) names.sharedExpertGate = `${p}.mlp.shared_expert_gate.weight`
+        const shared = spec.mla ? `${p}.mlp.shared_experts` : `${p}.mlp.shared_expert`
+        names.sharedExpert = { gate: `${shared}.gate_proj.weight`, up: `${shared}.up_proj.weight`, down: `${shared}.down_proj.weight` }
+        if (!spec.mla && layer.sharedExpertGated) names.sharedExpertGate = `${p}.mlp.shared_expert_gate.weight`
       }
     }
     return names
