@@ -3,6 +3,7 @@
 // moment: a rerun resumes and ends with every cell complete exactly once.
 import { allowsNonfinite, type HarnessConfig } from '../config/defineConfig.ts'
 import { methodFileHash } from '../methods/registry.ts'
+import { fitPoolToModels } from '../pool/memoryFit.ts'
 import { createPool } from '../pool/pool.ts'
 import { ResultsStore } from '../store/resultsStore.ts'
 import { cellFailure, cellLabel, runCell, storedError, type Cell, type CellContext, type CellFailure, type CellOutcome } from './cell.ts'
@@ -55,6 +56,8 @@ export interface SweepSummary {
   scoredElsewhere: number
   /** This process's lease owner id (host:pid:random). */
   owner: string
+  /** The pool that ran: workers × intra-op threads, after fitting the requested workers in memory (memoryFit.ts). */
+  pool: { workers: number; threads: number }
 }
 
 export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
@@ -64,12 +67,17 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
   // over them; `workerBusy` divides by the worker count, comparable with `total`.
   const timings = { calibration: 0, transform: 0, sessionBuild: 0, scoring: 0, database: 0, cellWall: 0, workerBusy: 0, total: 0 }
   const t0 = performance.now()
-  const inputs = await loadSweepInputs(config, options.baseDir, log) // everything cheap is validated first
+  const loaded = await loadSweepInputs(config, options.baseDir, log) // everything cheap is validated first
+  // Workers × threads chosen so the largest model (mapped once) and every worker's largest batch fit
+  // in the memory available; fewer workers than requested when they would not (src/pool/memoryFit.ts).
+  const fit = fitPoolToModels({ models: [...loaded.models.values()], batchTokens: config.batchTokens, requestedWorkers: loaded.workers, requestedThreads: config.pool.threads })
+  log(fit.reason)
+  const inputs: SweepInputs = { ...loaded, workers: fit.workers, threads: fit.threads }
   const store = new ResultsStore(options.db)
   const allowNonfinite = [...inputs.models].filter(([name]) => allowsNonfinite(config, name)).map(([, ckpt]) => ckpt.dir)
   const pool = createPool({ workers: inputs.workers, threads: inputs.threads, device: inputs.device, allowNonfinite })
   const leases = new CellLeases(store, 1000 * (options.leaseSeconds ?? 60))
-  const summary: SweepSummary = { cells: 0, skipped: 0, completed: 0, failed: 0, interrupted: false, timings, tokensScored: 0, failures: [], scoredElsewhere: 0, owner: leases.owner }
+  const summary: SweepSummary = { cells: 0, skipped: 0, completed: 0, failed: 0, interrupted: false, timings, tokensScored: 0, failures: [], scoredElsewhere: 0, owner: leases.owner, pool: { workers: inputs.workers, threads: inputs.threads } }
   let sweepId = 0
   try {
     describeInputs(store, inputs)

@@ -141,7 +141,7 @@ export async function sweepFromFlags(flags: SweepFlags): Promise<SweepSummary & 
     })
     bar?.stop()
     const t = summary.timings
-    const workers = config.pool.workers
+    const workers = summary.pool.workers // fewer than config.pool.workers when they did not fit in memory
     const outside = t.calibration + t.transform + t.database + t.sessionBuild / workers
     process.stderr.write(`sweep: ${summary.completed} cells scored, ${summary.skipped} already complete, ${summary.failed} failed, in ${t.total.toFixed(1)} s; ` +
       `onnxruntime scoring ${(t.scoring / workers).toFixed(1)} s per worker; outside scoring: calibration ${t.calibration.toFixed(1)} s, transforms ${t.transform.toFixed(1)} s, ` +

@@ -1,0 +1,279 @@
+// How many scoring workers fit in memory. A sweep's pool holds the checkpoint's weights once per
+// process (the engine memory-maps half-precision weights from the safetensors files; piscina workers
+// are threads of that one process, so they share the mapped pages) plus, per worker, the float32
+// activations of the largest batch it can be sent. fitPool chooses the most workers up to the
+// requested count whose total stays within a safety fraction of the memory available, and says so.
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { fail } from '../errors.ts'
+import type { Checkpoint } from '../model/checkpoint.ts'
+import type { ModelSpec } from '../model/modelSpec.ts'
+
+/**
+ * Fraction of the available memory a pool plans to use. The rest covers what the estimate leaves
+ * out: the main thread's own work (request building, result writes, calibration statistics, variant
+ * tensors a method edits), allocator fragmentation, and other processes starting meanwhile.
+ */
+export const MEMORY_SAFETY = 0.85
+
+/**
+ * Fixed cost of one worker beside its batch: a Node worker thread (its own V8 heap and module graph),
+ * onnxruntime's per-session state and thread pool, the graph protobuf and the tokenizer. Measured
+ * (process RSS, 2 cores): an idle worker adds 55-60 MB; with models/tiny-moe's session built and a
+ * 2-token batch scored, 160 MB (its weights included, which the worker still copies today); 256 MiB
+ * leaves room for the larger graphs of deep, many-expert models.
+ */
+export const WORKER_OVERHEAD_BYTES = 256 * 2 ** 20
+
+/**
+ * How much memory onnxruntime's CPU allocator holds per byte of a run's live tensors. Measured on
+ * this engine (onnxruntime-node 1.30, enableCpuMemArena, default memory pattern): the first run grows
+ * the arena to the peak of live tensors, and the second run of the same shape adds a block of about
+ * the same size for the planned memory pattern; RSS is then steady. Attention-bound batch (OLMoE
+ * shape, H 16, 1 x 2047 tokens): 1.55 GB held for a 0.27 GB score tensor (5.6x, where 3 live copies
+ * are counted below); logits-bound (V 32000, 4 x 511): 0.69 GB for a 0.26 GB logits tensor (2.6x,
+ * where 2 are counted). Lower it if sessions are created without the arena or the memory pattern.
+ */
+export const ORT_ALLOCATION_FACTOR = 2
+
+const F32 = 4
+
+export interface PoolFitRequest {
+  /** Workers asked for (config pool.workers / --workers), >= 1. */
+  requestedWorkers: number
+  /** Intra-op threads per worker when given (config pool.threads / --threads); else the cores are shared. */
+  requestedThreads?: number
+  /** Cores to share when threads are not given (os.availableParallelism()). */
+  cores: number
+  /** Bytes the pool may use (availableMemoryBytes()). */
+  availableBytes: number
+  /** Bytes mapped once per process: the largest model's weights (modelWeightBytes). */
+  modelBytes: number
+  /** Bytes each worker adds (estimateWorkerBytes of the largest batch). */
+  perWorkerBytes: number
+  /** The batch perWorkerBytes was estimated for, named in the reason. */
+  batch?: { rows: number; rowTokens: number }
+  /** Fraction of availableBytes the plan may use (default MEMORY_SAFETY). */
+  safety?: number
+}
+
+export interface PoolFit {
+  workers: number
+  threads: number
+  /** modelBytes + workers × perWorkerBytes <= safety × availableBytes. */
+  fits: boolean
+  /** Fewer workers than requested. */
+  reduced: boolean
+  /** One line for stderr, starting `pool: `: the choice, the numbers behind it, and the fix when it does not fit. */
+  reason: string
+}
+
+/**
+ * The most workers w <= requestedWorkers with modelBytes + w × perWorkerBytes <= safety ×
+ * availableBytes, never fewer than 1 (when even one does not fit, the pool still runs one worker and
+ * the reason says it will likely run out of memory and how to fix it). Threads: as requested, else
+ * the cores shared evenly by the chosen workers (src/defaults.ts defaultThreads), so a pool reduced
+ * for memory still uses every core. Pure: no I/O.
+ */
+export function fitPool(r: PoolFitRequest): PoolFit {
+  const safety = r.safety ?? MEMORY_SAFETY
+  if (!Number.isInteger(r.requestedWorkers) || r.requestedWorkers < 1) fail('INVALID_ARGUMENT', `pool workers must be a positive integer, got ${r.requestedWorkers}; set pool.workers in the config or --workers.`)
+  if (r.requestedThreads !== undefined && (!Number.isInteger(r.requestedThreads) || r.requestedThreads < 1)) fail('INVALID_ARGUMENT', `pool threads must be a positive integer, got ${r.requestedThreads}; set pool.threads in the config or --threads.`)
+  if (!(safety > 0 && safety <= 1)) fail('INVALID_ARGUMENT', `memory safety fraction must be in (0, 1], got ${safety}.`)
+  for (const [k, v] of [['availableBytes', r.availableBytes], ['modelBytes', r.modelBytes], ['perWorkerBytes', r.perWorkerBytes]] as const) {
+    if (!Number.isFinite(v) || v < 0) fail('INVALID_ARGUMENT', `fitPool: ${k} must be a non-negative number of bytes, got ${v}.`)
+  }
+  const budget = safety * r.availableBytes
+  const total = (w: number) => r.modelBytes + w * r.perWorkerBytes
+  const most = r.perWorkerBytes > 0 ? Math.floor((budget - r.modelBytes) / r.perWorkerBytes) : r.requestedWorkers
+  const workers = Math.max(1, Math.min(r.requestedWorkers, most))
+  // The rule of src/defaults.ts defaultThreads, on the given cores.
+  const threads = r.requestedThreads ?? Math.max(1, Math.floor(r.cores / workers))
+  const fits = total(workers) <= budget
+  const reduced = workers < r.requestedWorkers
+
+  const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`
+  const at = r.batch ? ` at batches of ${r.batch.rows} x ${r.batch.rowTokens} tokens` : ''
+  const sum = (w: number) => `model ${formatBytes(r.modelBytes)} mapped once + ${w} x ${formatBytes(r.perWorkerBytes)} per worker${at} = ${formatBytes(total(w))}`
+  const room = `${Math.round(safety * 100)}% of ${formatBytes(r.availableBytes)} available`
+  let reason = `pool: ${plural(workers, 'worker')} x ${plural(threads, 'thread')}`
+  if (reduced) reason += `, reduced from ${plural(r.requestedWorkers, 'requested worker')} because ${sum(r.requestedWorkers)} exceeds ${room}`
+  if (fits) reason += reduced ? `; ${sum(workers)} fits` : ` (${sum(workers)} fits ${room})`
+  else {
+    const smaller = r.batch?.rows === 1
+      ? `a model with a smaller context (the batches are already single rows of ${r.batch.rowTokens} tokens, so a lower batchTokens does not help)`
+      : 'fewer or shorter batches (a lower batchTokens in the config), a model with a smaller context'
+    reason += `${reduced ? '; even 1 worker does not fit' : ''}: ${sum(1)} exceeds ${room}, so scoring will likely run out of memory; use ${smaller}, or a machine with more free memory`
+  }
+  return { workers, threads, fits, reduced, reason }
+}
+
+/** Bytes as `13.8 GB` (decimal units, as free(1) -h and HF's model cards print them), `412 MB` below 1 GB. */
+export function formatBytes(bytes: number): string {
+  return bytes >= 1e9 ? `${(bytes / 1e9).toFixed(1)} GB` : `${Math.max(0, Math.round(bytes / 1e6))} MB`
+}
+
+/** The float32 memory of one worker scoring one batch, by part (bytes); estimateWorkerBytes is their sum. */
+export interface WorkerBytes {
+  /** Attention scores [B, H, T, T] three times (MatMul output, + mask, Softmax output), plus the additive mask [B, 1, 1, T, T]. */
+  attention: number
+  /** lm_head logits and their log-softmax [scored positions <= B·T, V]. */
+  logits: number
+  /** ~10 live hidden-width tensors [B·T, w] (residual, norms, q/k/v, attention output, MoE sum), w = max(d, H·head_dim). */
+  hidden: number
+  /** Gate, up and activated product of the widest feed-forward per token: top-k × F (+ shared expert), or a dense layer's ffn. */
+  ffn: number
+  /** Router logits and probabilities [B·T, E] plus the top-k one-hot [B·T, k, E] and routed mask [B·T, E]. */
+  router: number
+  /** The largest weight matrix cast to float32 at run time and its transposed copy (lm_head: V × d). */
+  weights: number
+  /** What onnxruntime's allocator holds beyond the parts above: their sum × (ORT_ALLOCATION_FACTOR - 1). */
+  allocator: number
+  /** WORKER_OVERHEAD_BYTES. */
+  overhead: number
+}
+
+/**
+ * Estimated peak bytes one worker adds while scoring a batch of `rows` rows × `rowTokens` padded
+ * tokens (B × T) on `spec`, with the weights themselves counted once per process elsewhere
+ * (modelWeightBytes): the float32 tensors live in the scoring graph (src/onnx/moeGraph.ts), times
+ * what onnxruntime's allocator holds for them (ORT_ALLOCATION_FACTOR), plus a fixed worker overhead.
+ * Conservative by construction: the parts are summed although attention, the expert FFN and the
+ * logits are live at different points of the graph (onnxruntime's memory planner reuses their
+ * buffers), and every position is counted as scored; that leaves headroom for what is not modelled.
+ *
+ * Not counted: a worker keeps up to two sessions (poolWorker.ts), and onnxruntime's CPU arena keeps
+ * each session's peak allocated, so two sessions that both scored their largest batch can hold up to
+ * twice the activation parts; and tensors a method edited (merged experts) held as float32 per
+ * variant session.
+ */
+export function estimateWorkerParts(spec: ModelSpec, rows: number, rowTokens: number): WorkerBytes {
+  if (!Number.isInteger(rows) || rows < 1 || !Number.isInteger(rowTokens) || rowTokens < 1) {
+    fail('INVALID_ARGUMENT', `estimateWorkerBytes: rows and rowTokens must be positive integers, got ${rows} x ${rowTokens}.`)
+  }
+  const B = rows, T = rowTokens, n = B * T
+  const H = spec.numHeads, d = spec.hiddenSize, V = spec.vocabSize
+  const mla = spec.mla ? H * (spec.mla.qkNopeHeadDim + spec.mla.vHeadDim) : 0
+  const width = Math.max(d, H * spec.headDim, mla)
+  let ffnPerToken = 0, experts = 0, topK = 0, matrix = V * d
+  for (const l of spec.layers) {
+    if (l.kind === 'moe') {
+      ffnPerToken = Math.max(ffnPerToken, l.topK * l.expertFfn + l.sharedExpertFfn)
+      experts = Math.max(experts, l.numExperts)
+      topK = Math.max(topK, l.topK)
+      matrix = Math.max(matrix, l.expertFfn * d, l.sharedExpertFfn * d)
+    } else {
+      ffnPerToken = Math.max(ffnPerToken, l.ffn)
+      matrix = Math.max(matrix, l.ffn * d)
+    }
+  }
+  matrix = Math.max(matrix, H * spec.headDim * d, mla * (spec.mla?.kvLoraRank ?? 0))
+  const live = {
+    attention: (3 * B * H * T * T + B * T * T) * F32,
+    logits: 2 * n * V * F32,
+    hidden: 10 * n * width * F32,
+    ffn: 3 * n * ffnPerToken * F32,
+    router: n * experts * (topK + 3) * F32,
+    weights: 2 * matrix * F32,
+  }
+  const sum = Object.values(live).reduce((a, b) => a + b, 0)
+  return { ...live, allocator: sum * (ORT_ALLOCATION_FACTOR - 1), overhead: WORKER_OVERHEAD_BYTES }
+}
+
+/** Sum of estimateWorkerParts (bytes). */
+export function estimateWorkerBytes(spec: ModelSpec, rows: number, rowTokens: number): number {
+  return Object.values(estimateWorkerParts(spec, rows, rowTokens)).reduce((a, b) => a + b, 0)
+}
+
+/**
+ * The batch shape that costs a worker the most under a padded-token budget (config batchTokens;
+ * src/engine/packing.ts planBatches keeps rows × width <= batchTokens, except one request longer than
+ * the budget, which goes alone): rows of the model's longest sequence (max_position_embeddings, or
+ * the sliding window that caps it), as many as the budget holds. Attention grows with B·T² = tokens × T,
+ * so the widest rows are the worst case. A multiple-choice request packs its branches after the
+ * shared prefix and can run a few tokens past the context; such a request goes alone in its batch.
+ */
+export function worstBatch(spec: ModelSpec, batchTokens: number): { rows: number; rowTokens: number } {
+  const rowTokens = Math.min(spec.maxPositions, spec.slidingWindow ?? Infinity)
+  return { rows: Math.max(1, Math.floor(batchTokens / rowTokens)), rowTokens }
+}
+
+/**
+ * Bytes of the weights the model uses (each stored tensor once: tied embeddings and fused expert
+ * stacks viewed per expert are not counted twice). F8 weights count 4 bytes per element, since they
+ * are dequantized to float32 in memory rather than mapped.
+ */
+export function modelWeightBytes(ckpt: Pick<Checkpoint, 'tensors'>): number {
+  const seen = new Set<string>()
+  let bytes = 0
+  for (const t of ckpt.tensors.values()) {
+    const key = `${t.file}:${t.offset}`
+    if (seen.has(key)) continue
+    seen.add(key)
+    bytes += t.fp8 ? F32 * t.shape.reduce((a, b) => a * b, 1) : t.byteLength
+  }
+  return bytes
+}
+
+export interface MemorySources {
+  /** Default /proc/meminfo. */
+  meminfo?: string
+  /** The cgroup (v2) folder holding memory.max and memory.current; default /sys/fs/cgroup. */
+  cgroup?: string
+}
+
+/**
+ * Bytes this process may still allocate: /proc/meminfo MemAvailable (the kernel's estimate of memory
+ * available without swapping, page cache included), else os.freemem(); capped by the cgroup v2 limit
+ * when /sys/fs/cgroup/memory.max is a number (containers, Slurm jobs): memory.max - memory.current.
+ */
+export function availableMemoryBytes(sources: MemorySources = {}): number {
+  let available = os.freemem()
+  const meminfo = readText(sources.meminfo ?? '/proc/meminfo')
+  const m = meminfo && /^MemAvailable:\s+(\d+)\s*kB/m.exec(meminfo)
+  if (m) available = Number(m[1]) * 1024
+  const dir = sources.cgroup ?? '/sys/fs/cgroup'
+  const max = readText(path.join(dir, 'memory.max'))?.trim()
+  if (max && /^\d+$/.test(max)) {
+    const current = Number(readText(path.join(dir, 'memory.current'))?.trim())
+    available = Math.min(available, Math.max(0, Number(max) - (Number.isFinite(current) ? current : 0)))
+  }
+  return available
+}
+
+function readText(file: string): string | undefined {
+  try {
+    return fs.readFileSync(file, 'utf8')
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * The pool of a sweep over `models`: modelBytes is the largest model's weights, perWorkerBytes the
+ * largest worker estimate over the models at the worst batch of `batchTokens`; available memory and
+ * cores are read from this machine unless given.
+ */
+export function fitPoolToModels(o: {
+  models: readonly Pick<Checkpoint, 'spec' | 'tensors'>[]
+  batchTokens: number
+  requestedWorkers: number
+  requestedThreads?: number
+  availableBytes?: number
+  cores?: number
+}): PoolFit {
+  let modelBytes = 0, perWorkerBytes = 0
+  let batch: { rows: number; rowTokens: number } | undefined
+  for (const ckpt of o.models) {
+    modelBytes = Math.max(modelBytes, modelWeightBytes(ckpt))
+    const worst = worstBatch(ckpt.spec, o.batchTokens)
+    const bytes = estimateWorkerBytes(ckpt.spec, worst.rows, worst.rowTokens)
+    if (bytes > perWorkerBytes) [perWorkerBytes, batch] = [bytes, worst]
+  }
+  return fitPool({
+    requestedWorkers: o.requestedWorkers, requestedThreads: o.requestedThreads,
+    cores: o.cores ?? os.availableParallelism(), availableBytes: o.availableBytes ?? availableMemoryBytes(),
+    modelBytes, perWorkerBytes, batch,
+  })
+}
