@@ -2,6 +2,12 @@
 // the CLI options (src/cli/**) and calibration (src/calibration/source.ts) read them from here, so a
 // command and a config can never disagree about what "not given" means.
 import os from 'node:os'
+import path from 'node:path'
+
+/** The harness's own folder: calibration statistics and built graphs are cached under it ($MOE_HARNESS_HOME, else ./.harness). */
+export function harnessHome(): string {
+  return path.resolve(process.env.MOE_HARNESS_HOME ?? '.harness')
+}
 
 export const DEFAULTS = Object.freeze({
   /** Seed of a stratified `sample` subset (part of the subset key, so of every run key). */

@@ -4,6 +4,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import v8 from 'node:v8'
+import { harnessHome } from '../defaults.ts'
 import { calibrationKeyOf, STATS_VERSION } from '../identity/keys.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
 import { collectStats, type CollectOptions } from './collect.ts'
@@ -13,9 +14,8 @@ import { ALL_NEEDS, type StatNeed, type StatsData } from './stats.ts'
 // STATS_VERSION and the key's derivation live in src/identity/keys.ts.
 export { STATS_VERSION }
 
-export function harnessHome(): string {
-  return path.resolve(process.env.MOE_HARNESS_HOME ?? '.harness')
-}
+// The harness's own folder (caches) is a default like any other: src/defaults.ts.
+export { harnessHome }
 
 export interface CalibrationResult {
   data: StatsData

@@ -5,8 +5,9 @@ import { fail } from '../errors.ts'
 import { emptyEdits, type VariantEdits } from '../edits/variantEdits.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
 import { moeLayers, type MoeLayerSpec } from '../model/modelSpec.ts'
-import { buildScoringGraph, type CalibrationOutputs } from '../onnx/moeGraph.ts'
-import { createSession, type Device } from '../ort/ort.ts'
+import type { CalibrationOutputs } from '../onnx/moeGraph.ts'
+import type { Device } from '../ort/ort.ts'
+import { openGraphSession } from '../engine/graphSession.ts'
 import type { LayerExpertOutputs, LayerInputNorms, LayerRouting, LayerSamples, StatNeed, StatsData } from './stats.ts'
 
 export interface CollectOptions {
@@ -19,6 +20,8 @@ export interface CollectOptions {
   onProgress?: (done: number, total: number) => void
   /** Edits applied to the model while collecting (default none: the unpruned model). */
   edits?: VariantEdits
+  /** The harness folder the graph cache lives under (default: harnessHome()). */
+  cacheDir?: string
 }
 
 export function outputsFor(needs: readonly StatNeed[]): CalibrationOutputs {
@@ -61,8 +64,7 @@ export function windowFeeds(batch: number[][]) {
 
 export async function collectStats(ckpt: Checkpoint, windows: number[][], needs: readonly StatNeed[], info: Omit<StatsData['info'], 'seconds' | 'tokens'>, options: CollectOptions): Promise<StatsData> {
   const t0 = performance.now()
-  const graph = buildScoringGraph(ckpt, options.edits ?? emptyEdits(), { calibration: outputsFor(needs) })
-  const session = await createSession(graph, { device: options.device, threads: options.threads })
+  const session = await openGraphSession(ckpt, options.edits ?? emptyEdits(), { calibration: outputsFor(needs) }, options)
   const layers = moeLayers(ckpt.spec)
   const d = ckpt.spec.hiddenSize
   const sampleTokens = options.sampleTokens ?? 2048
@@ -76,7 +78,7 @@ export async function collectStats(ckpt: Checkpoint, windows: number[][], needs:
       const batch = windows.slice(start, start + rows)
       const n = batch.length * length
       const feeds = windowFeeds(batch)
-      const wanted = graph.outputNames.filter(o => o !== 'logprobs' && o !== 'greedy')
+      const wanted = session.outputNames.filter(o => o !== 'logprobs' && o !== 'greedy')
       const out = await session.run(feeds, wanted)
       for (const a of acc.values()) a.add(out, n)
       tokens += n

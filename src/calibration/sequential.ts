@@ -18,8 +18,7 @@ import v8 from 'node:v8'
 import type { VariantEdits } from '../edits/variantEdits.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
 import { moeLayers } from '../model/modelSpec.ts'
-import { buildScoringGraph } from '../onnx/moeGraph.ts'
-import { createSession } from '../ort/ort.ts'
+import { openGraphSession } from '../engine/graphSession.ts'
 import { calibrationKey, harnessHome } from './cache.ts'
 import { LayerAccumulator, outputsFor, rowsPerBatch, windowFeeds, windowsNeeded, type CollectOptions } from './collect.ts'
 import { calibrationWindows, type CalibrationSpec } from './source.ts'
@@ -132,10 +131,9 @@ export async function sequentialStats(ckpt: Checkpoint, spec: CalibrationSpec, n
         data.info.source = w.fingerprint
       }
       const to = 2 * layer.index + 1
-      const graph = buildScoringGraph(ckpt, method.edits, { calibration: outputsFor(needs), slice: { from: position, to, peekMlp: true } })
-      const session = await createSession(graph, { device: options.device, threads: options.threads })
+      const session = await openGraphSession(ckpt, method.edits, { calibration: outputsFor(needs), slice: { from: position, to, peekMlp: true } }, options)
       const acc = new LayerAccumulator(layer, d, needs, sampleTokens)
-      const wanted = graph.outputNames
+      const wanted = session.outputNames
       const length = windows[0].length
       const rows = rowsPerBatch(length, options.batchTokens)
       const next: Float32Array[] = []

@@ -3,8 +3,8 @@
 import { DEFAULTS } from '../defaults.ts'
 import { fail } from '../errors.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
-import { buildScoringGraph } from '../onnx/moeGraph.ts'
-import { createSession, type Device, type Session } from '../ort/ort.ts'
+import type { Device, Session } from '../ort/ort.ts'
+import { openGraphSession, type GraphSessionSettings } from './graphSession.ts'
 import type { VariantEdits } from '../edits/variantEdits.ts'
 import { emptyResult, packBatch, planBatches, scatterBatch, validateRequest, type PackedBatch, type ScoreRequest, type ScoreResult } from './packing.ts'
 
@@ -72,9 +72,8 @@ export interface LocalScorer {
   release(): Promise<void>
 }
 
-export async function createLocalScorer(ckpt: Checkpoint, edits: VariantEdits, settings: { device: Device; threads: number }): Promise<LocalScorer> {
-  const graph = buildScoringGraph(ckpt, edits)
-  const session = await createSession(graph, settings)
+export async function createLocalScorer(ckpt: Checkpoint, edits: VariantEdits, settings: GraphSessionSettings): Promise<LocalScorer> {
+  const session = await openGraphSession(ckpt, edits, {}, settings)
   const run = sessionRunner(session)
   const limits = { vocabSize: ckpt.spec.vocabSize, maxLength: ckpt.spec.slidingWindow }
   return {

@@ -5,6 +5,7 @@
 import crypto from 'node:crypto'
 import type { VariantEdits } from '../edits/variantEdits.ts'
 import { HARNESS_VERSION } from '../version.ts'
+import { canonicalJson } from '../util/canonicalJson.ts'
 
 export { HARNESS_VERSION }
 
@@ -120,3 +121,18 @@ export function variantFolderName(modelId: string, contentHash: string): string 
 export function calibrationKeyOf(c: { modelId: string; dataFingerprint: unknown; sequences: number; length: number; seed: number }): string {
   return digest(JSON.stringify({ v: STATS_VERSION, model: c.modelId, data: c.dataFingerprint, sequences: c.sequences, length: c.length, seed: c.seed }), 32)
 }
+
+/** Bump when built scoring graphs change for the same inputs (graph builder semantics): part of every graph cache key. */
+export const GRAPH_FORMAT_VERSION = 1
+
+/**
+ * The on-disk graph cache key (src/onnx/graphStore.ts), 32 hex characters: the graph format version,
+ * the checkpoint's identity as the graph sees it (its folder, every weight file's path, size, mtime and
+ * inode, its config and the harness variant hooks it carries), the edits' content hash, the graph
+ * options and whether non-finite weights were allowed. File identity rather than the fingerprint: the
+ * graph points into those files, and hashing a many-GB checkpoint per worker would cost more than the build.
+ */
+export function graphKey(k: { checkpoint: unknown; editsHash: string; options: unknown; allowNonfinite: boolean }): string {
+  return digest(`graph v${GRAPH_FORMAT_VERSION}\n${canonicalJson(k)}`, 32)
+}
+

@@ -38,6 +38,13 @@ export interface Checkpoint {
   read(name: string): Float32Array
   /** The tensor's bytes in `tensors.get(name).dtype` (F8 weights dequantized to F32). Same check as read(). */
   readRaw(name: string): Buffer
+  /**
+   * Reads the tensor once to refuse NaN/Inf (TENSOR_NONFINITE) without keeping it: for weights the
+   * engine maps from the file instead of reading (moeGraph.ts). No-op when allowed or already checked.
+   */
+  checkFinite(name: string): void
+  /** Whether NaN/Inf weights are scored rather than refused (--allow-nonfinite). */
+  readonly allowNonfinite: boolean
   tokenizer(): TextTokenizer
   /** sha256 over everything that can change a score: config.json, the resolved tokenizer settings, variant files, tensors (fingerprint.ts). */
   fingerprint(): string
@@ -155,6 +162,10 @@ export function openCheckpoint(dirArg: string, options: CheckpointOptions = {}):
     readRaw(name) {
       return load(name).bytes
     },
+    checkFinite(name) {
+      if (!options.allowNonfinite && !checked.has(name)) load(name)
+    },
+    allowNonfinite: options.allowNonfinite ?? false,
     tokenizer() {
       return (tokenizer ??= loadTokenizer(dir, config))
     },

@@ -8,18 +8,12 @@ import { isHarnessError } from '../errors.ts'
 import { FINGERPRINT_VERSION } from '../identity/keys.ts'
 import { readTensorBytes, type StoredTensor } from './safetensors.ts'
 import { tokenizerIdentity } from './tokenizer.ts'
+import { canonicalJson } from '../util/canonicalJson.ts'
 
 // FINGERPRINT_VERSION lives with every other key's version in src/identity/keys.ts.
 export { FINGERPRINT_VERSION }
 
-/** JSON with object keys sorted at every level, so formatting and key order never matter. */
-export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`
-  if (value && typeof value === 'object') {
-    return `{${Object.keys(value).sort().map(k => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`).join(',')}}`
-  }
-  return JSON.stringify(value ?? null)
-}
+export { canonicalJson }
 
 // Files whose bytes stand in for the tokenizer settings when they cannot be resolved.
 const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json']

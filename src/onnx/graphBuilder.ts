@@ -98,6 +98,31 @@ export class GraphBuilder {
     return name
   }
 
+  /**
+   * An initializer whose bytes onnxruntime reads from a file: `location` is relative to the folder the
+   * session is told to resolve external data against (ort.ts GraphBytes.externalFolder), `offset` and
+   * `length` in bytes. onnxruntime maps such ranges into memory (mmap, unaligned offsets included) rather
+   * than copying them. `overridable` also declares it a graph input, which onnxruntime then treats as
+   * non-constant: no constant folding of the Cast that widens a half-precision weight (that would
+   * materialise a float32 copy of every weight at session creation) and no pre-packing (a second copy).
+   */
+  fileInitializer(name: string, type: ElemType, dims: number[], location: string, offset: number, length: number, overridable: boolean): string {
+    if (this.root !== this) return this.root.fileInitializer(name, type, dims, location, offset, length, overridable)
+    this.inits.push(create(TensorProtoSchema, {
+      name,
+      dataType: ELEM[type],
+      dims: dims.map(BigInt),
+      dataLocation: TensorProto_DataLocation.EXTERNAL,
+      externalData: [
+        create(StringStringEntryProtoSchema, { key: 'location', value: location }),
+        create(StringStringEntryProtoSchema, { key: 'offset', value: String(offset) }),
+        create(StringStringEntryProtoSchema, { key: 'length', value: String(length) }),
+      ],
+    }))
+    if (overridable) this.inputs.push(valueInfo(name, type, dims))
+    return name
+  }
+
   /** A small initializer stored inside the proto. */
   rawInitializer(name: string, type: ElemType, dims: number[], data: Uint8Array): string {
     if (this.root !== this) return this.root.rawInitializer(name, type, dims, data)

@@ -16,6 +16,7 @@
 // (the routing and final gate weights the graph used, routed_scaling_factor included), moe_input_L [N, d],
 // moe_output_L [N, d], expert_rows_L_e [n] + expert_out_L_e [n, d] (pre-gate, routed tokens only),
 // expert_out_all_L_e [N, d] (the expert forced on every token).
+import path from 'node:path'
 import type { Checkpoint } from '../model/checkpoint.ts'
 import type { ModelSpec, MoeLayerSpec } from '../model/modelSpec.ts'
 import { decodeToFloat32, encodeFromFloat32 } from '../model/safetensors.ts'
@@ -61,6 +62,8 @@ export interface GraphOptions {
   flatExperts?: boolean
   /** Build only part of the decoder (sequential calibration, src/calibration/sequential.ts). */
   slice?: GraphSlice
+  /** Map weights from their files instead of copying them in as float32 (WeightLoader; graphStore.ts gives this). */
+  weightFiles?: WeightFiles
 }
 
 /**
@@ -96,7 +99,7 @@ export function buildScoringGraph(ckpt: Checkpoint, variantEdits: VariantEdits, 
   const calib = options.calibration ?? {}
   validateEdits(spec, edits)
   const g = new GraphBuilder('moe_scoring')
-  const weights = new WeightLoader(g, ckpt, edits)
+  const weights = new WeightLoader(g, ckpt, edits, options.weightFiles)
   const outputNames: string[] = []
   const addOutput = (name: string, type: ElemType, dims: (string | number)[]) => {
     g.output(name, type, dims)
@@ -118,7 +121,7 @@ export function buildScoringGraph(ckpt: Checkpoint, variantEdits: VariantEdits, 
   const d = spec.hiddenSize
   const bt = g.op('Shape', [ids])
   const flat = (x: string, tail: number[]) => g.op('Reshape', [x, g.constInt([-1, ...tail])])
-  let x = slice.from === 0 ? g.op('Gather', [weights.float(ckpt.names.embed), flat(ids, [])], { axis: 0 }) : g.input('hidden_in', 'float32', ['N', d])
+  let x = slice.from === 0 ? weights.rows(ckpt.names.embed, flat(ids, []), g) : g.input('hidden_in', 'float32', ['N', d])
 
   // Validity and attention bias [B, 1, 1, T, T] (0 where allowed, -inf elsewhere), shared by all layers.
   const branchFlat = flat(branch, [])
@@ -130,13 +133,13 @@ export function buildScoringGraph(ckpt: Checkpoint, variantEdits: VariantEdits, 
   spec.layers.forEach((layer, i) => {
     const n = ckpt.names.layers[i]
     if (2 * i >= slice.from && 2 * i < slice.to) {
-      const h = rmsNorm(g, x, weights.float(n.inputNorm), spec.rmsNormEps)
+      const h = rmsNorm(g, x, weights.float(n.inputNorm, g), spec.rmsNormEps)
       const attn = attention(g, spec, weights, i, h, bt, cos, sin, bias)
       x = g.op('Add', [x, attn])
     }
     const addsMlp = 2 * i + 1 >= slice.from && 2 * i + 1 < slice.to
     if (!addsMlp && !(slice.peekMlp && 2 * i + 1 === slice.to)) return
-    const h2 = rmsNorm(g, x, weights.float(n.postNorm), spec.rmsNormEps)
+    const h2 = rmsNorm(g, x, weights.float(n.postNorm, g), spec.rmsNormEps)
     // A peeking slice reports the calibration outputs of the peeked layer only.
     const layerCalib = slice.peekMlp ? (addsMlp ? {} : { ...calib, outputsOnly: true }) : calib
     let mlp: string
@@ -164,10 +167,13 @@ export function buildScoringGraph(ckpt: Checkpoint, variantEdits: VariantEdits, 
     addOutput('hidden_out', 'float32', ['N', d])
     return { model: g.toBytes({ architecture: spec.architecture }), external: g.external, outputNames }
   }
-  const final = rmsNorm(g, x, weights.float(ckpt.names.finalNorm), spec.rmsNormEps)
+  const final = rmsNorm(g, x, weights.float(ckpt.names.finalNorm, g), spec.rmsNormEps)
   const picked = g.op('Gather', [final, scorePos], { axis: 0 })
-  // MatMul against the transposed head (folded once at session creation) beats Gemm(transB) here.
-  const logits = g.op('MatMul', [picked, g.op('Transpose', [weights.float(ckpt.names.lmHead)], { perm: [1, 0] })])
+  // MatMul against the transposed head (folded once at session creation) beats Gemm(transB) for a
+  // float32 head; a half-precision one is not constant (see WeightLoader), so Gemm reads it as stored.
+  const logits = weights.isHalf(ckpt.names.lmHead)
+    ? linear(g, picked, weights.float(ckpt.names.lmHead, g))
+    : g.op('MatMul', [picked, g.op('Transpose', [weights.float(ckpt.names.lmHead, g)], { perm: [1, 0] })])
   // LogSoftmax is onnxruntime's vectorised path (ReduceLogSumExp + ArgMax cost 8x more here).
   const logSoftmax = g.op('LogSoftmax', [logits], { axis: 1 })
   const lp = g.op('Reshape', [g.op('GatherElements', [logSoftmax, g.op('Unsqueeze', [scoreTgt, g.constInt([1])])], { axis: 1 }), g.constInt([-1])], {}, 'logprobs')
@@ -203,25 +209,87 @@ export function isMaskOnly(edits: VariantEdits): boolean {
 }
 
 /**
- * Loads checkpoint tensors (or their overrides, rounded to the checkpoint's dtype as a saved variant
- * would be) as float32 external initializers. Half-precision tensors are widened here in JS (exact:
- * BF16/F16 -> F32 loses nothing) rather than by an in-graph Cast: 48 layers x 128 experts put 18k
- * Cast nodes in the main graph, which onnxruntime folds at session creation in superlinear time.
+ * Where the weights of a graph built with `GraphOptions.weightFiles` live (graphStore.ts provides it).
+ * Checkpoint tensors stay in the checkpoint's own safetensors files, read by onnxruntime through
+ * memory mapping; tensors the harness computes (variant overrides, dequantized FP8) are appended to
+ * one file of the graph's own.
+ */
+export interface WeightFiles {
+  /** The folder every external-data location is relative to (the session resolves them against it). */
+  base: string
+  /** Appends `bytes` to the graph's derived-weights file; returns that file (absolute) and the offset. */
+  appendDerived(bytes: Uint8Array): { file: string; offset: number }
+}
+
+const ELEM_OF_DTYPE = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' } as const
+
+/**
+ * Hands the graph its weights as float32 values, in one of two ways:
+ * - mapped (GraphOptions.weightFiles; what the engine uses): every tensor is an external initializer
+ *   in the dtype it is stored in, read by onnxruntime from the checkpoint file itself (overrides and
+ *   FP8 weights from the derived file). Half-precision ones are overridable (see
+ *   GraphBuilder.fileInitializer) and widened by a Cast in the scope that uses them (an expert's If
+ *   body), so a process holds the checkpoint's bytes once, mapped and shared by its workers, plus one
+ *   float32 weight at a time. The 2-byte -> 4-byte widening is exact, so scores do not change.
+ * - in memory (no weightFiles: unit tests and the benchmark's "float32 resident" baseline): tensors
+ *   are decoded to float32 in JS and handed over as in-memory external data; onnxruntime copies them.
+ * Overrides are rounded to the checkpoint's dtype first, as a saved variant would be.
  */
 class WeightLoader {
-  private floats = new Map<string, string>()
-  constructor(private g: GraphBuilder, readonly ckpt: Checkpoint, private edits: VariantEdits) {}
+  private inits = new Map<string, { name: string; type: ElemType }>()
+  private casts = new Map<GraphBuilder, Map<string, string>>()
+  constructor(private g: GraphBuilder, readonly ckpt: Checkpoint, private edits: VariantEdits, private files?: WeightFiles) {}
 
-  float(name: string): string {
-    const hit = this.floats.get(name)
+  /** `name` as a float32 value usable in `scope` (the root graph or a control-flow body). */
+  float(name: string, scope: GraphBuilder): string {
+    const init = this.initializer(name)
+    if (init.type === 'float32') return init.name
+    let cached = this.casts.get(scope)
+    if (!cached) this.casts.set(scope, (cached = new Map()))
+    const hit = cached.get(name)
+    if (hit) return hit
+    const out = scope.op('Cast', [init.name], { to: 1 })
+    cached.set(name, out)
+    return out
+  }
+
+  /** Rows `indices` of the 2-D tensor `name` as float32 (gathers before widening: the embedding table is never widened whole). */
+  rows(name: string, indices: string, scope: GraphBuilder): string {
+    const init = this.initializer(name)
+    const rows = scope.op('Gather', [init.name, indices], { axis: 0 })
+    return init.type === 'float32' ? rows : scope.op('Cast', [rows], { to: 1 })
+  }
+
+  /** Whether `name` reaches the graph in half precision (then a Gemm with transB beats a Transpose per run). */
+  isHalf(name: string): boolean {
+    return this.initializer(name).type !== 'float32'
+  }
+
+  private initializer(name: string): { name: string; type: ElemType } {
+    const hit = this.inits.get(name)
     if (hit) return hit
     const entry = this.ckpt.tensors.get(name)!
     const override = this.edits.overrides[name]
-    const bytes = override ? encodeFromFloat32(override, entry.dtype) : this.ckpt.readRaw(name)
-    const data = entry.dtype === 'F32' ? bytes : asBytes(decodeToFloat32(bytes, entry.dtype))
-    const out = this.g.externalInitializer(`w:${name}`, 'float32', entry.shape, name, data)
-    this.floats.set(name, out)
-    return out
+    let init: { name: string; type: ElemType }
+    if (!this.files) {
+      const bytes = override ? encodeFromFloat32(override, entry.dtype) : this.ckpt.readRaw(name)
+      const data = entry.dtype === 'F32' ? bytes : asBytes(decodeToFloat32(bytes, entry.dtype))
+      init = { name: this.g.externalInitializer(`w:${name}`, 'float32', entry.shape, name, data), type: 'float32' }
+    } else {
+      const type = ELEM_OF_DTYPE[entry.dtype]
+      let source: { file: string; offset: number; length: number }
+      if (override || entry.fp8) {
+        const bytes = override ? encodeFromFloat32(override, entry.dtype) : this.ckpt.readRaw(name)
+        source = { ...this.files.appendDerived(bytes), length: bytes.byteLength }
+      } else {
+        this.ckpt.checkFinite(name)
+        source = { file: entry.file, offset: entry.offset, length: entry.byteLength }
+      }
+      const location = path.relative(this.files.base, source.file)
+      init = { name: this.g.fileInitializer(`w:${name}`, type, entry.shape, location, source.offset, source.length, type !== 'float32'), type }
+    }
+    this.inits.set(name, init)
+    return init
   }
 }
 
@@ -242,8 +310,8 @@ function silu(g: GraphBuilder, x: string): string {
 }
 
 function swiglu(g: GraphBuilder, weights: WeightLoader, e: ExpertNames, x: string): string {
-  const hidden = g.op('Mul', [silu(g, linear(g, x, weights.float(e.gate))), linear(g, x, weights.float(e.up))])
-  return linear(g, hidden, weights.float(e.down))
+  const hidden = g.op('Mul', [silu(g, linear(g, x, weights.float(e.gate, g))), linear(g, x, weights.float(e.up, g))])
+  return linear(g, hidden, weights.float(e.down, g))
 }
 
 function attentionBias(g: GraphBuilder, branch: string, bt: string): string {
@@ -306,13 +374,13 @@ function attention(g: GraphBuilder, spec: ModelSpec, weights: WeightLoader, li: 
   if (spec.mla) return mlaAttention(g, spec, weights, li, h, bt, cos, sin, bias)
   const n = weights.ckpt.names.layers[li]
   const { numHeads: H, numKvHeads: KV, headDim: hd } = spec
-  const bOpt = (name?: string) => (name ? weights.float(name) : undefined)
-  let q = linear(g, h, weights.float(n.q!), bOpt(n.qBias))
-  let k = linear(g, h, weights.float(n.k!), bOpt(n.kBias))
-  let v = linear(g, h, weights.float(n.v!), bOpt(n.vBias))
+  const bOpt = (name?: string) => (name ? weights.float(name, g) : undefined)
+  let q = linear(g, h, weights.float(n.q!, g), bOpt(n.qBias))
+  let k = linear(g, h, weights.float(n.k!, g), bOpt(n.kBias))
+  let v = linear(g, h, weights.float(n.v!, g), bOpt(n.vBias))
   if (spec.qkNorm === 'full') {
-    q = rmsNorm(g, q, weights.float(n.qNorm!), spec.rmsNormEps)
-    k = rmsNorm(g, k, weights.float(n.kNorm!), spec.rmsNormEps)
+    q = rmsNorm(g, q, weights.float(n.qNorm!, g), spec.rmsNormEps)
+    k = rmsNorm(g, k, weights.float(n.kNorm!, g), spec.rmsNormEps)
   }
   if (spec.clipQkv !== null) {
     const lo = g.scalarFloat(-spec.clipQkv), hi = g.scalarFloat(spec.clipQkv)
@@ -324,8 +392,8 @@ function attention(g: GraphBuilder, spec: ModelSpec, weights: WeightLoader, li: 
   k = g.op('Reshape', [k, g.constInt([-1, KV, hd])])
   v = g.op('Reshape', [v, g.constInt([-1, KV, hd])])
   if (spec.qkNorm === 'head') {
-    q = rmsNorm(g, q, weights.float(n.qNorm!), spec.rmsNormEps)
-    k = rmsNorm(g, k, weights.float(n.kNorm!), spec.rmsNormEps)
+    q = rmsNorm(g, q, weights.float(n.qNorm!, g), spec.rmsNormEps)
+    k = rmsNorm(g, k, weights.float(n.kNorm!, g), spec.rmsNormEps)
   }
   q = applyRotary(g, q, cos, sin, hd)
   k = applyRotary(g, k, cos, sin, hd)
@@ -341,7 +409,7 @@ function attention(g: GraphBuilder, spec: ModelSpec, weights: WeightLoader, li: 
   const probs = g.op('Softmax', [scores], { axis: -1 })
   const ctx = g.op('MatMul', [probs, v5]) // [B, KV, rep, T, hd]
   const merged = g.op('Reshape', [g.op('Transpose', [ctx], { perm: [0, 3, 1, 2, 4] }), g.constInt([-1, H * hd])])
-  return linear(g, merged, weights.float(n.o), bOpt(n.oBias))
+  return linear(g, merged, weights.float(n.o, g), bOpt(n.oBias))
 }
 
 /**
@@ -357,14 +425,14 @@ function mlaAttention(g: GraphBuilder, spec: ModelSpec, weights: WeightLoader, l
   const m = spec.mla!, names = n.mla!
   const H = spec.numHeads
   const { qkNopeHeadDim: nope, qkRopeHeadDim: r, vHeadDim: vd, kvLoraRank: kvr } = m
-  const bOpt = (name?: string) => (name ? weights.float(name) : undefined)
+  const bOpt = (name?: string) => (name ? weights.float(name, g) : undefined)
   const q = names.qProj
-    ? linear(g, h, weights.float(names.qProj))
-    : linear(g, rmsNorm(g, linear(g, h, weights.float(names.qA!), bOpt(names.qABias)), weights.float(names.qANorm!), m.latentNormEps), weights.float(names.qB!))
+    ? linear(g, h, weights.float(names.qProj, g))
+    : linear(g, rmsNorm(g, linear(g, h, weights.float(names.qA!, g), bOpt(names.qABias)), weights.float(names.qANorm!, g), m.latentNormEps), weights.float(names.qB!, g))
   const q3 = g.op('Reshape', [q, g.constInt([-1, H, nope + r])])
-  const compressed = linear(g, h, weights.float(names.kvA), bOpt(names.kvABias)) // [N, kvr + r]
+  const compressed = linear(g, h, weights.float(names.kvA, g), bOpt(names.kvABias)) // [N, kvr + r]
   const [latent, kRope] = g.opN('Split', [compressed, g.constInt([kvr, r])], 2, { axis: -1 })
-  const kv = g.op('Reshape', [linear(g, rmsNorm(g, latent, weights.float(names.kvANorm), m.latentNormEps), weights.float(names.kvB)), g.constInt([-1, H, nope + vd])])
+  const kv = g.op('Reshape', [linear(g, rmsNorm(g, latent, weights.float(names.kvANorm, g), m.latentNormEps), weights.float(names.kvB, g)), g.constInt([-1, H, nope + vd])])
   const [kNope, v] = g.opN('Split', [kv, g.constInt([nope, vd])], 2, { axis: -1 })
   const rotate = (x: string, heads: number) => (m.interleave ? applyRotaryInterleaved(g, x, cos, sin, heads, r) : applyRotary(g, x, cos, sin, r))
   const kRot = rotate(g.op('Reshape', [kRope, g.constInt([-1, 1, r])]), 1) // [N, 1, r]
@@ -379,7 +447,7 @@ function mlaAttention(g: GraphBuilder, spec: ModelSpec, weights: WeightLoader, l
   const probs = g.op('Softmax', [scores], { axis: -1 })
   const ctx = g.op('MatMul', [probs, asQuery(v, H, vd)]) // [B, H, 1, T, vd]
   const merged = g.op('Reshape', [g.op('Transpose', [ctx], { perm: [0, 3, 1, 2, 4] }), g.constInt([-1, H * vd])])
-  return linear(g, merged, weights.float(n.o), bOpt(n.oBias))
+  return linear(g, merged, weights.float(n.o, g), bOpt(n.oBias))
 }
 
 function qNopeOf(g: GraphBuilder, q3: string, nope: number): string {
@@ -422,7 +490,7 @@ function moeBlock(
   const L = layer.index
   const E = layer.numExperts
   const d = spec.hiddenSize
-  let routerLogits = linear(g, h, weights.float(n.router!))
+  let routerLogits = linear(g, h, weights.float(n.router!, g))
   if (calib.routerLogits) {
     g.op('Identity', [routerLogits], {}, `router_logits_${L}`)
     addOutput(`router_logits_${L}`, 'float32', ['N', E])
@@ -530,10 +598,10 @@ function moeBlock(
     }
     const rows = routedRows(group.members)
     const xs = g.op('Gather', [h, rows], { axis: 0 })
-    const act = silu(g, linear(g, xs, weights.float(names.gate)))
-    let hidden = g.op('Mul', [act, linear(g, xs, weights.float(names.up))])
+    const act = silu(g, linear(g, xs, weights.float(names.gate, g)))
+    let hidden = g.op('Mul', [act, linear(g, xs, weights.float(names.up, g))])
     if (keepNeurons) hidden = neuronTopK(g, act, hidden, keepNeurons, layer.expertFfn)
-    const y = outputsOnly && !calib.expertOutputs ? '' : linear(g, hidden, weights.float(names.down))
+    const y = outputsOnly && !calib.expertOutputs ? '' : linear(g, hidden, weights.float(names.down, g))
     if (calib.expertOutputs || calib.expertHidden) {
       for (const e of group.members) {
         // Bound slots share the computation; each member's own routed rows are reported.
@@ -583,7 +651,7 @@ function moeBlock(
   if (n.sharedExpert) {
     // Shared experts are always on and never edited by a method (DeepSeek: ungated; Qwen2-MoE: sigmoid gate).
     const shared = swiglu(g, weights, n.sharedExpert, h)
-    out = g.op('Add', [out, n.sharedExpertGate ? g.op('Mul', [g.op('Sigmoid', [linear(g, h, weights.float(n.sharedExpertGate))]), shared]) : shared])
+    out = g.op('Add', [out, n.sharedExpertGate ? g.op('Mul', [g.op('Sigmoid', [linear(g, h, weights.float(n.sharedExpertGate, g))]), shared]) : shared])
   }
   return out
 }
@@ -607,7 +675,7 @@ function routeTopK(g: GraphBuilder, layer: MoeLayerSpec, weights: WeightLoader, 
     const [w, i] = g.opN('TopK', [scores, g.constInt([topK])], 2, { axis: -1, largest: 1, sorted: 1 })
     return [w, i, scores]
   }
-  let choice = router.correctionBias ? g.op('Add', [scores, weights.float(weights.ckpt.names.layers[layer.index].correctionBias!)]) : scores
+  let choice = router.correctionBias ? g.op('Add', [scores, weights.float(weights.ckpt.names.layers[layer.index].correctionBias!, g)]) : scores
   if (router.nGroup > 1) {
     const G = router.nGroup, S = E / G
     const perGroup = g.op('Reshape', [masked(choice), g.constInt([-1, G, S])])
@@ -635,10 +703,10 @@ function routeTopK(g: GraphBuilder, layer: MoeLayerSpec, weights: WeightLoader, 
 
 function swigluRows(g: GraphBuilder, weights: WeightLoader, names: ExpertNames, h: string, rows: string, keepNeurons: number, ffn: number, down = true): { hidden: string; y: string } {
   const xs = g.op('Gather', [h, rows], { axis: 0 })
-  const act = silu(g, linear(g, xs, weights.float(names.gate)))
-  let hidden = g.op('Mul', [act, linear(g, xs, weights.float(names.up))])
+  const act = silu(g, linear(g, xs, weights.float(names.gate, g)))
+  let hidden = g.op('Mul', [act, linear(g, xs, weights.float(names.up, g))])
   if (keepNeurons) hidden = neuronTopK(g, act, hidden, keepNeurons, ffn)
-  return { hidden, y: down ? linear(g, hidden, weights.float(names.down)) : '' }
+  return { hidden, y: down ? linear(g, hidden, weights.float(names.down, g)) : '' }
 }
 
 /** A value an expert body returns: `value` inside the body, `name` outside (the If's output). */

@@ -16,7 +16,14 @@ export interface SessionSettings {
 
 export interface GraphBytes {
   model: Uint8Array
+  /** In-memory external data by location (onnxruntime copies it into the session). */
   external: Map<string, Uint8Array>
+  /**
+   * The folder file-backed external data locations are relative to (the model is handed over as bytes,
+   * so onnxruntime needs it: session.model_external_initializers_file_folder_path). onnxruntime maps
+   * those files rather than copying them, and refuses locations that resolve outside this folder.
+   */
+  externalFolder?: string
 }
 
 export type Feed =
@@ -74,6 +81,7 @@ export async function createSession(graph: GraphBytes, settings: SessionSettings
     enableCpuMemArena: true,
     logSeverityLevel: 3,
     externalData: [...graph.external.entries()].map(([path, data]) => ({ path, data })),
+    ...(graph.externalFolder ? { extra: { session: { model_external_initializers_file_folder_path: graph.externalFolder } } } : {}),
   }
   // Developer aid: MOE_HARNESS_ORT_PROFILE=prefix writes onnxruntime's per-node timing JSON.
   if (process.env.MOE_HARNESS_ORT_PROFILE) {

@@ -4,13 +4,14 @@
 // Errors come back as data, not thrown: structured clone turns a thrown HarnessError into a plain
 // Error without its code, so the reply carries HarnessErrorData and pool.ts rebuilds the error.
 import { openCheckpoint, type Checkpoint } from '../model/checkpoint.ts'
-import { buildScoringGraph, expertMaskFeeds, isMaskOnly } from '../onnx/moeGraph.ts'
+import { expertMaskFeeds, isMaskOnly } from '../onnx/moeGraph.ts'
+import { openGraphSession } from '../engine/graphSession.ts'
 import { emptyEdits, validateEdits, type VariantEdits } from '../edits/variantEdits.ts'
 import { readVariantFiles } from '../edits/variantFolder.ts'
 import { batchFeeds } from '../engine/scorer.ts'
 import type { PackedBatch } from '../engine/packing.ts'
 import { errorData, fail, withContext, type HarnessErrorData } from '../errors.ts'
-import { createSession, type Device, type Feed, type Session } from '../ort/ort.ts'
+import type { Device, Feed, Session } from '../ort/ort.ts'
 
 export interface WorkerTask {
   variantDir: string
@@ -105,8 +106,8 @@ async function sessionFor(task: WorkerTask): Promise<{ session: Session; built: 
   }
   const t0 = performance.now()
   const created = (async () => {
-    const graph = plan.shared ? buildScoringGraph(plan.ckpt, emptyEdits(), { maskInputs: true }) : buildScoringGraph(plan.ckpt, plan.edits)
-    return createSession(graph, { device: task.device, threads: task.threads })
+    const settings = { device: task.device, threads: task.threads }
+    return plan.shared ? openGraphSession(plan.ckpt, emptyEdits(), { maskInputs: true }, settings) : openGraphSession(plan.ckpt, plan.edits, {}, settings)
   })()
   sessions.set(plan.key, created)
   while (sessions.size > MAX_SESSIONS) {

@@ -1,0 +1,171 @@
+// Built scoring graphs on disk (issue 10 §2-§4), keyed by identity/keys.ts graphKey:
+//   <root>/graphs/<key>/graph.onnx     the ModelProto: structure plus external-data references
+//   <root>/graphs/<key>/derived.bin    tensors the harness computed (overrides, dequantized FP8), if any
+//   <root>/graphs/<key>/manifest.json  what the entry is (key inputs, outputs, files), written last
+// Checkpoint weights are never copied here: graph.onnx points into the safetensors files and
+// onnxruntime maps them. A second build of the same (checkpoint, edits, options) reads graph.onnx
+// instead of rebuilding, and a second variant of a model writes only the tensors its edits changed.
+// Entries are built in a private temp folder and renamed into place, so concurrent workers and
+// processes never see half an entry; the least recently used ones beyond the cap are removed.
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import path from 'node:path'
+import { editsContentHash, graphKey, GRAPH_FORMAT_VERSION } from '../identity/keys.ts'
+import type { Checkpoint } from '../model/checkpoint.ts'
+import type { VariantEdits } from '../edits/variantEdits.ts'
+import { buildScoringGraph, type BuiltGraph, type GraphOptions } from './moeGraph.ts'
+
+const MANIFEST = 'manifest.json'
+const GRAPH = 'graph.onnx'
+const DERIVED = 'derived.bin'
+const MARK = 'moe-harness graph cache'
+/** Entries kept beyond which the least recently used go (a built graph is MBs; derived.bin can be GBs). */
+const MAX_ENTRIES = 48
+/** Bytes kept (derived.bin dominates) beyond which the least recently used go: $MOE_HARNESS_GRAPH_CACHE_GB, default 20. */
+const maxBytes = () => Number(process.env.MOE_HARNESS_GRAPH_CACHE_GB ?? 20) * 2 ** 30
+/** An entry used this recently is never evicted (another worker may be about to open it). */
+const RECENT_MS = 10 * 60_000
+/** A temp build folder this old belongs to a build that died. */
+const STALE_BUILD_MS = 60 * 60_000
+
+export interface StoredGraph extends BuiltGraph {
+  /** The folder external-data locations are relative to ('/': locations are absolute paths without the leading slash). */
+  externalFolder: string
+  /** The entry's folder. */
+  dir: string
+  fromCache: boolean
+}
+
+interface Manifest {
+  mark: typeof MARK
+  format: number
+  key: string
+  outputNames: string[]
+  createdAt: string
+  derivedBytes: number
+}
+
+/** The checkpoint as the graph sees it: its folder, its weight files' identity, config and own hooks. */
+function checkpointIdentity(ckpt: Checkpoint): unknown {
+  const files = [...new Set([...ckpt.tensors.values()].flatMap(t => (t.fp8 ? [t.file, t.fp8.scale.file] : [t.file])))].sort()
+  return {
+    dir: path.resolve(ckpt.dir),
+    files: files.map(f => {
+      const st = fs.statSync(f)
+      return { file: path.resolve(f), size: st.size, mtimeMs: st.mtimeMs, ino: st.ino }
+    }),
+    config: ckpt.config,
+    baseEdits: ckpt.baseEdits ? editsContentHash(ckpt.baseEdits) : null,
+  }
+}
+
+/**
+ * The scoring graph of (ckpt, edits, options) with its weights mapped from their files: from the cache
+ * under `root`/graphs when an entry exists, else built (buildScoringGraph with weightFiles) and stored.
+ * Errors: whatever the build throws (the temp folder is removed); file-system errors as thrown.
+ */
+export function storedScoringGraph(ckpt: Checkpoint, edits: VariantEdits, options: Omit<GraphOptions, 'weightFiles'>, root: string): StoredGraph {
+  const graphs = path.join(root, 'graphs')
+  const key = graphKey({ checkpoint: checkpointIdentity(ckpt), editsHash: editsContentHash(edits), options, allowNonfinite: ckpt.allowNonfinite })
+  const dir = path.join(graphs, key)
+  const hit = readEntry(dir, key)
+  if (hit) return hit
+  fs.mkdirSync(graphs, { recursive: true })
+  const tmp = path.join(graphs, `.building-${key}-${process.pid}-${crypto.randomBytes(4).toString('hex')}`)
+  fs.mkdirSync(tmp)
+  let fd: number | undefined
+  try {
+    let size = 0
+    const derivedFinal = path.join(dir, DERIVED)
+    const built = buildScoringGraph(ckpt, edits, {
+      ...options,
+      weightFiles: {
+        base: '/',
+        appendDerived(bytes) {
+          fd ??= fs.openSync(path.join(tmp, DERIVED), 'w')
+          // 64-byte alignment keeps every tensor's start aligned for any element type.
+          const offset = Math.ceil(size / 64) * 64
+          fs.writeSync(fd, bytes, 0, bytes.byteLength, offset)
+          size = offset + bytes.byteLength
+          // Locations are resolved after the rename below, so they name the final folder.
+          return { file: derivedFinal, offset }
+        },
+      },
+    })
+    if (fd !== undefined) fs.fsyncSync(fd)
+    fs.writeFileSync(path.join(tmp, GRAPH), built.model)
+    const manifest: Manifest = { mark: MARK, format: GRAPH_FORMAT_VERSION, key, outputNames: built.outputNames, createdAt: new Date().toISOString(), derivedBytes: size }
+    fs.writeFileSync(path.join(tmp, MANIFEST), JSON.stringify(manifest, null, 1))
+    try {
+      fs.renameSync(tmp, dir)
+    } catch (e) {
+      // Another worker or process stored the same entry first: use theirs.
+      const theirs = readEntry(dir, key)
+      if (!theirs) throw e
+      removeQuietly(tmp)
+      return theirs
+    }
+    evict(graphs, dir)
+    return { ...built, external: new Map(), externalFolder: '/', dir, fromCache: false }
+  } catch (e) {
+    removeQuietly(tmp)
+    throw e
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd)
+  }
+}
+
+function readEntry(dir: string, key: string): StoredGraph | undefined {
+  let manifest: Manifest
+  let model: Uint8Array
+  try {
+    manifest = JSON.parse(fs.readFileSync(path.join(dir, MANIFEST), 'utf8')) as Manifest
+    if (manifest.mark !== MARK || manifest.key !== key || manifest.format !== GRAPH_FORMAT_VERSION) return undefined
+    if (manifest.derivedBytes > 0 && fs.statSync(path.join(dir, DERIVED)).size < manifest.derivedBytes) return undefined
+    model = fs.readFileSync(path.join(dir, GRAPH))
+  } catch {
+    return undefined // absent or damaged: rebuilt (the rename then fails and the damaged entry stays; see evict)
+  }
+  const now = new Date()
+  try {
+    fs.utimesSync(path.join(dir, MANIFEST), now, now) // least recently used order
+  } catch { /* read-only cache: still usable */ }
+  return { model, external: new Map(), outputNames: manifest.outputNames, externalFolder: '/', dir, fromCache: true }
+}
+
+/** Removes entries beyond MAX_ENTRIES / maxBytes(), least recently used first, and dead temp builds; never `keep`, never a recent one. */
+function evict(graphs: string, keep: string): void {
+  const now = Date.now()
+  const entries: { dir: string; used: number; bytes: number }[] = []
+  for (const name of fs.readdirSync(graphs)) {
+    const dir = path.join(graphs, name)
+    try {
+      if (name.startsWith('.building-')) {
+        if (now - fs.statSync(dir).mtimeMs > STALE_BUILD_MS) removeQuietly(dir)
+        continue
+      }
+      const manifestFile = path.join(dir, MANIFEST)
+      const manifest = JSON.parse(fs.readFileSync(manifestFile, 'utf8')) as Manifest
+      if (manifest.mark !== MARK) continue // not ours: never touched
+      const bytes = fs.readdirSync(dir).reduce((sum, f) => sum + fs.statSync(path.join(dir, f)).size, 0)
+      entries.push({ dir, used: fs.statSync(manifestFile).mtimeMs, bytes })
+    } catch {
+      continue
+    }
+  }
+  entries.sort((a, b) => b.used - a.used)
+  let count = 0
+  let bytes = 0
+  for (const e of entries) {
+    count++
+    bytes += e.bytes
+    if (e.dir === keep || now - e.used < RECENT_MS) continue
+    if (count > MAX_ENTRIES || bytes > maxBytes()) removeQuietly(e.dir)
+  }
+}
+
+function removeQuietly(dir: string): void {
+  try {
+    fs.rmSync(dir, { recursive: true, force: true })
+  } catch { /* best effort: a later eviction retries */ }
+}
