@@ -249,7 +249,13 @@ function countNodes(nodes: readonly NodeLike[]): number {
   return n
 }
 
-interface ChildJob { dir: string; threads: number; tokens: string; warmup: number; out?: string }
+/**
+ * weights: 'mapped' is the engine as it ships (checkpoint files mapped in their stored dtype, graph cache);
+ * 'memory' is the float32-resident engine from before (every weight decoded to float32 and copied in).
+ * secondVariant: after the forward, build a second variant whose edits rewrite one MoE layer's experts
+ * (as a merge does), and time its graph + session.
+ */
+interface ChildJob { dir: string; threads: number; tokens: string; warmup: number; out?: string; weights: 'mapped' | 'memory'; secondVariant?: boolean; home: string }
 
 function statusBytes(field: string): number {
   const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(fs.readFileSync('/proc/self/status', 'utf8'))
@@ -267,6 +273,7 @@ async function engineChild(job: ChildJob): Promise<void> {
   const { openCheckpoint } = await import('../src/model/checkpoint.ts')
   const { emptyEdits } = await import('../src/edits/variantEdits.ts')
   const { buildScoringGraph } = await import('../src/onnx/moeGraph.ts')
+  const { storedScoringGraph } = await import('../src/onnx/graphStore.ts')
   const { createSession } = await import('../src/ort/ort.ts')
   const { packBatch } = await import('../src/engine/packing.ts')
   const { batchFeeds } = await import('../src/engine/scorer.ts')
@@ -275,13 +282,16 @@ async function engineChild(job: ChildJob): Promise<void> {
   const lap = () => { const s = (performance.now() - t) / 1000; t = performance.now(); return s }
   const ckpt = openCheckpoint(job.dir)
   emit({ phase: 'open', seconds: lap() })
-  const graph = await buildScoringGraph(ckpt, emptyEdits())
+  type Edits = ReturnType<typeof emptyEdits>
+  const build = (edits: Edits) => (job.weights === 'mapped' ? storedScoringGraph(ckpt, edits, {}, job.home) : buildScoringGraph(ckpt, edits))
+  const graph = build(emptyEdits())
   const graphSeconds = lap()
   const proto = fromBinary(ModelProtoSchema, graph.model)
   const externalBytes = [...graph.external.values()].reduce((s, b) => s + b.byteLength, 0)
   emit({
     phase: 'graph', seconds: graphSeconds, nodes: countNodes(proto.graph?.node ?? []), topLevelNodes: proto.graph?.node.length ?? 0,
     functionNodes: proto.functions.reduce((s, f) => s + countNodes(f.node), 0), modelBytes: graph.model.byteLength, externalBytes,
+    fromCache: 'fromCache' in graph ? graph.fromCache : false,
   })
   lap()
   const session = await createSession(graph, { device: 'cpu', threads: job.threads })
@@ -303,6 +313,20 @@ async function engineChild(job: ChildJob): Promise<void> {
   if (job.out) fs.writeFileSync(job.out, new Uint8Array(logprobs.buffer, logprobs.byteOffset, logprobs.byteLength))
   emit({ phase: 'forward', seconds, tokens: ids.length })
   emit({ phase: 'end', peakRssBytes: statusBytes('VmHWM') })
+  if (job.secondVariant) {
+    // One MoE layer's experts rewritten (halved): what a merge or a weight-pruning method edits.
+    const layer = ckpt.spec.layers.findIndex(l => l.kind === 'moe')
+    const edits = emptyEdits()
+    for (const e of ckpt.names.layers[layer]!.experts ?? []) {
+      for (const name of [e.gate, e.up, e.down]) edits.overrides[name] = ckpt.read(name).map(v => v / 2)
+    }
+    lap()
+    const second = build(edits)
+    const variantGraphSeconds = lap()
+    const s2 = await createSession(second, { device: 'cpu', threads: job.threads })
+    emit({ phase: 'variant2', graphSeconds: variantGraphSeconds, sessionSeconds: lap(), editedBytes: Object.values(edits.overrides).reduce((a, o) => a + o.byteLength / 2, 0) })
+    await s2.release()
+  }
   await session.release()
 }
 
@@ -376,15 +400,15 @@ function findOpenBlas(): string | null {
 
 interface Settings { cap: number; threads: number[]; short: number; python: string; openblas: string | null; memoryGuard: boolean }
 
-async function engine(dir: string, threads: number, tokens: string, warmup: number, cap: number, out?: string): Promise<ChildResult> {
-  const home = fs.mkdtempSync(path.join(os.tmpdir(), 'moe-scale-home-'))
+async function engine(dir: string, threads: number, tokens: string, warmup: number, cap: number, opts: { out?: string; weights?: 'mapped' | 'memory'; secondVariant?: boolean; home?: string } = {}): Promise<ChildResult> {
+  // A fresh MOE_HARNESS_HOME unless given: a graph cache entry must not turn a cold build into a hit.
+  const home = opts.home ?? fs.mkdtempSync(path.join(os.tmpdir(), 'moe-scale-home-'))
   try {
-    const job: ChildJob = { dir, threads, tokens, warmup, out }
-    // A fresh MOE_HARNESS_HOME: a graph cache (issue 10 §2) must not turn a cold build into a hit.
+    const job: ChildJob = { dir, threads, tokens, warmup, out: opts.out, weights: opts.weights ?? (option('weights', 'mapped') as 'mapped' | 'memory'), secondVariant: opts.secondVariant, home }
     return await runChild(process.execPath, ['--import', 'tsx', path.join(HERE, 'scale.bench.ts')],
       { ...process.env, SCALE_BENCH_CHILD: JSON.stringify(job), MOE_HARNESS_HOME: home }, cap)
   } finally {
-    fs.rmSync(home, { recursive: true, force: true })
+    if (!opts.home) fs.rmSync(home, { recursive: true, force: true })
   }
 }
 
@@ -410,7 +434,9 @@ function summarizeEngine(r: ChildResult, cap: number) {
   return {
     graphSeconds: round(num(p.graph, 'seconds')), sessionSeconds: round(num(p.session, 'seconds')),
     nodes: num(p.graph, 'nodes'), topLevelNodes: num(p.graph, 'topLevelNodes'), functionNodes: num(p.graph, 'functionNodes'), modelBytes: num(p.graph, 'modelBytes'), externalBytes: num(p.graph, 'externalBytes'),
+    graphFromCache: p.graph?.fromCache ?? null,
     warmupSeconds: round(num(p.warmup, 'seconds')), forwardSeconds: round(num(p.forward, 'seconds')),
+    ...(p.variant2 ? { secondVariant: { graphSeconds: round(num(p.variant2, 'graphSeconds')), sessionSeconds: round(num(p.variant2, 'sessionSeconds')), editedBytes: num(p.variant2, 'editedBytes') } } : {}),
     peakRssBytes: num(p.end, 'peakRssBytes') ?? (r.polledPeakRssBytes || null), baselineRssBytes: num(p.baseline, 'baselineRssBytes'),
     ...(r.timedOut ? { timedOut: { capSeconds: cap, during: unfinished } } : {}),
     ...(!r.timedOut && r.exitCode !== 0 ? { failed: { exitCode: r.exitCode, during: unfinished, stderr: r.stderrTail } } : {}),
@@ -472,19 +498,27 @@ async function depthPart(s: Settings, names: string[], depths: number[], smoke: 
     const tokens = path.join(work, `${tag}.tokens`)
     writeTokens(tokens, s.short, config.vocab_size as number, 5)
     const threads = s.threads[s.threads.length - 1]
-    const e = summarizeEngine(await engine(dir, threads, tokens, 0, s.cap), s.cap)
+    const home = fs.mkdtempSync(path.join(os.tmpdir(), 'moe-scale-home-'))
+    const e = summarizeEngine(await engine(dir, threads, tokens, 0, s.cap, { home, secondVariant: true }), s.cap)
+    // The same build again in the same MOE_HARNESS_HOME: the graph comes from the on-disk cache.
+    const warm = 'timedOut' in e ? null : summarizeEngine(await engine(dir, threads, tokens, 0, s.cap, { home }), s.cap)
+    fs.rmSync(home, { recursive: true, force: true })
     const p = summarizePeer(await peer(s, dir, threads, tokens, 0), s.cap)
     fs.rmSync(dir, { recursive: true, force: true })
     if ('timedOut' in e) exceeded.add(name)
     const buildPlusSession = e.graphSeconds !== null && e.sessionSeconds !== null ? e.graphSeconds + e.sessionSeconds : null
     const row = {
       config: name, model: REAL[name].model, layers, experts: expertsOf(config), checkpointBytes: bytes, threads, tokens: s.short,
-      engine: e, peer: p,
-      ratios: { buildPlusSessionOverPeerLoad: round(ratio(buildPlusSession, p.loadSeconds)), forwardPeerOverEngine: round(ratio(p.forwardSeconds, e.forwardSeconds)) },
+      engine: e, engineCachedGraph: warm ? { graphSeconds: warm.graphSeconds, sessionSeconds: warm.sessionSeconds, graphFromCache: warm.graphFromCache } : null, peer: p,
+      ratios: {
+        buildPlusSessionOverPeerLoad: round(ratio(buildPlusSession, p.loadSeconds)), forwardPeerOverEngine: round(ratio(p.forwardSeconds, e.forwardSeconds)),
+        secondVariantOverFirst: round(ratio(e.secondVariant ? (e.secondVariant.graphSeconds ?? 0) + (e.secondVariant.sessionSeconds ?? 0) : null, buildPlusSession)),
+      },
     }
     rows.push(row)
     console.log(`(a) ${tag} E${expertsOf(config)}: graph ${sec(e.graphSeconds)} (${e.nodes ?? '-'} nodes, ${mb(e.modelBytes)} + ${mb(e.externalBytes)} external), session ${sec(e.sessionSeconds)}` +
       `${'timedOut' in e ? ` TIMED OUT at ${s.cap} s during ${e.timedOut!.during}` : ''}${'failed' in e ? ` FAILED during ${e.failed!.during}: ${e.failed!.stderr}` : ''}; ` +
+      `cached graph ${sec(row.engineCachedGraph?.graphSeconds ?? null)} + session ${sec(row.engineCachedGraph?.sessionSeconds ?? null)}; second variant / first ${row.ratios.secondVariantOverFirst ?? '-'}; ` +
       `peer load ${sec(p.loadSeconds)}, ${s.short}-token forward engine ${sec(e.forwardSeconds)} vs peer ${sec(p.forwardSeconds)}`)
   }
   return rows
@@ -494,8 +528,16 @@ function expertsOf(c: Config): number {
   return (c.num_experts ?? c.num_local_experts ?? c.n_routed_experts) as number
 }
 
-/** Peak RSS of the engine over the checkpoint's BF16 bytes as measured in November 2026 (4.2-5.0x), with a margin. */
-const MEMORY_FACTOR = 5.5
+/**
+ * Peak RSS over the checkpoint's BF16 bytes, as measured (with a margin), by what runs: the
+ * float32-resident engine 4.2-5.0x (November 2026), the peer ~3x (its float32 copies and the mapped
+ * file), the mapped engine the checkpoint once plus activations (a 2048-token window: ~1-2.5 GB on these shapes).
+ */
+const MEMORY_NEED = {
+  memory: (bytes: number) => 5.5 * bytes,
+  peer: (bytes: number) => 3.5 * bytes + 2 * 2 ** 30,
+  mapped: (bytes: number) => 1.15 * bytes + 3 * 2 ** 30,
+}
 
 function memAvailableBytes(): number {
   const m = /^MemAvailable:\s+(\d+) kB/m.exec(fs.readFileSync('/proc/meminfo', 'utf8'))
@@ -508,16 +550,16 @@ async function widthPart(s: Settings, names: string[], context: number, vocabOpt
     const real = REAL[name].config
     const layers = layersOpt ? Number(layersOpt) : name === 'deepseek' ? 2 : 1
     const vocab = vocabOpt === 'real' ? (real.vocab_size as number) : Number(vocabOpt)
-    const config: Config = { ...(smoke ? tinyWidth(real) : real), num_hidden_layers: layers, vocab_size: smoke ? 512 : vocab }
-    const tag = `${name}-full-L${layers}`
+    const config: Config = { ...(smoke ? tinyWidth(real) : real), num_hidden_layers: Math.min(layers, real.num_hidden_layers as number), vocab_size: smoke ? 512 : vocab }
+    const tag = `${name}-full-L${config.num_hidden_layers}`
     const dir = path.join(work, tag)
     const planned = tensorPlan(config).reduce((sum, [, shape]) => sum + 2 * shape.reduce((a, b) => a * b, 1), 0)
-    const available = memAvailableBytes()
-    if (s.memoryGuard && MEMORY_FACTOR * planned > available) {
-      // Machines are shared: a child the kernel's OOM killer meets may take someone else's process with it.
-      const skipped = `needs about ${mb(MEMORY_FACTOR * planned)} (${MEMORY_FACTOR} x the ${mb(planned)} checkpoint, as measured), ${mb(available)} available; BENCH_SCALE_MEMORY_GUARD=0 runs it anyway`
-      rows.push({ config: name, model: REAL[name].model, layers, hidden: config.hidden_size, experts: expertsOf(config), vocab: config.vocab_size, checkpointBytes: planned, skipped })
-      console.log(`(b) ${tag}: skipped, ${skipped}`)
+    // Machines are shared: a child the kernel's OOM killer meets may take someone else's process with it.
+    const fits = (what: keyof typeof MEMORY_NEED) => !s.memoryGuard || MEMORY_NEED[what](planned) <= memAvailableBytes()
+    const skipNote = (what: keyof typeof MEMORY_NEED) => `skipped: needs about ${mb(MEMORY_NEED[what](planned))} for the ${mb(planned)} checkpoint, ${mb(memAvailableBytes())} available; BENCH_SCALE_MEMORY_GUARD=0 runs it anyway`
+    if (!fits('mapped')) {
+      rows.push({ config: name, model: REAL[name].model, layers: config.num_hidden_layers, hidden: config.hidden_size, experts: expertsOf(config), vocab: config.vocab_size, checkpointBytes: planned, skipped: skipNote('mapped') })
+      console.log(`(b) ${tag}: ${skipNote('mapped')}`)
       continue
     }
     const t0 = performance.now()
@@ -525,33 +567,44 @@ async function widthPart(s: Settings, names: string[], context: number, vocabOpt
     const writeSeconds = (performance.now() - t0) / 1000
     const tokens = path.join(work, `${tag}.tokens`)
     writeTokens(tokens, context, config.vocab_size as number, 7)
-    for (const threads of s.threads) {
-      const eOut = path.join(work, `${tag}-t${threads}.engine.f32`), pOut = path.join(work, `${tag}-t${threads}.peer.f32`)
-      const e = summarizeEngine(await engine(dir, threads, tokens, s.short, s.cap, eOut), s.cap)
-      const p = summarizePeer(await peer(s, dir, threads, tokens, s.short, pOut), s.cap)
-      const eTps = e.forwardSeconds ? context / e.forwardSeconds : null, pTps = p.forwardSeconds ? context / p.forwardSeconds : null
-      const engineBuild = e.graphSeconds !== null && e.sessionSeconds !== null ? e.graphSeconds + e.sessionSeconds : null
+    for (const [ti, threads] of s.threads.entries()) {
+      const out = (who: string) => path.join(work, `${tag}-t${threads}.${who}.f32`)
+      const e = summarizeEngine(await engine(dir, threads, tokens, s.short, s.cap, { out: out('engine'), secondVariant: ti === 0 }), s.cap)
+      const m = fits('memory') ? summarizeEngine(await engine(dir, threads, tokens, s.short, s.cap, { out: out('memory'), weights: 'memory' }), s.cap) : { skipped: skipNote('memory') }
+      const p = fits('peer') ? summarizePeer(await peer(s, dir, threads, tokens, s.short, out('peer')), s.cap) : { skipped: skipNote('peer') }
+      const tps = (x: { forwardSeconds?: number | null }) => (x.forwardSeconds ? context / x.forwardSeconds : null)
+      const eTps = tps(e), mTps = 'skipped' in m ? null : tps(m), pTps = 'skipped' in p ? null : tps(p)
+      const buildOf = (x: { graphSeconds?: number | null; sessionSeconds?: number | null }) => (x.graphSeconds != null && x.sessionSeconds != null ? x.graphSeconds + x.sessionSeconds : null)
+      const engineBuild = buildOf(e)
+      const peakOf = (x: object) => ('peakRssBytes' in x ? (x.peakRssBytes as number | null) : null)
       const row = {
-        config: name, model: REAL[name].model, layers, hidden: config.hidden_size, experts: expertsOf(config), vocab: config.vocab_size,
+        config: name, model: REAL[name].model, layers: config.num_hidden_layers, hidden: config.hidden_size, experts: expertsOf(config), vocab: config.vocab_size,
         checkpointBytes: bytes, writeSeconds: round(writeSeconds), threads, contextTokens: context,
-        engine: { ...e, tokensPerSecond: round(eTps, 1) }, peer: { ...p, tokensPerSecond: round(pTps, 1) },
-        parity: compareLogprobs(eOut, pOut),
+        engine: { ...e, tokensPerSecond: round(eTps, 1) },
+        engineFloat32Resident: 'skipped' in m ? m : { ...m, tokensPerSecond: round(mTps, 1) },
+        peer: 'skipped' in p ? p : { ...p, tokensPerSecond: round(pTps, 1) },
+        parity: { engineVsPeer: compareLogprobs(out('engine'), out('peer')), engineVsFloat32Resident: compareLogprobs(out('engine'), out('memory')) },
         ratios: {
           tokensPerSecondEngineOverPeer: round(ratio(eTps, pTps)),
-          peakRssEngineOverPeer: round(ratio(e.peakRssBytes, p.peakRssBytes)),
+          tokensPerSecondEngineOverFloat32Resident: round(ratio(eTps, mTps)),
           peakRssEngineOverCheckpoint: round(ratio(e.peakRssBytes, bytes)),
-          peakRssPeerOverCheckpoint: round(ratio(p.peakRssBytes, bytes)),
-          engineBuildOverPeerLoad: round(ratio(engineBuild, p.loadSeconds)),
+          peakRssEngineAboveBaselineOverCheckpoint: round(ratio(e.peakRssBytes !== null && e.baselineRssBytes !== null ? e.peakRssBytes - e.baselineRssBytes : null, bytes)),
+          peakRssFloat32ResidentOverCheckpoint: round(ratio(peakOf(m), bytes)),
+          peakRssPeerOverCheckpoint: round(ratio(peakOf(p), bytes)),
+          peakRssEngineOverPeer: round(ratio(e.peakRssBytes, peakOf(p))),
+          engineBuildOverPeerLoad: round(ratio(engineBuild, 'skipped' in p ? null : p.loadSeconds)),
+          secondVariantOverFirst: round(ratio(e.secondVariant ? buildOf(e.secondVariant) : null, engineBuild)),
         },
       }
       rows.push(row)
+      const failed = (x: object) => ('timedOut' in x ? ` TIMED OUT during ${(x.timedOut as { during?: string }).during}` : '') + ('failed' in x ? ` FAILED: ${JSON.stringify(x.failed)}` : '') + ('skipped' in x ? ` (${x.skipped})` : '')
       console.log(`(b) ${tag} d${config.hidden_size} E${expertsOf(config)} V${config.vocab_size} (${mb(bytes)}), ${threads} thread(s), ${context} tokens: ` +
-        `engine ${round(eTps, 1) ?? '-'} tok/s, build ${sec(engineBuild)}, peak ${mb(e.peakRssBytes)}` +
-        `${'timedOut' in e ? ` TIMED OUT at ${s.cap} s during ${e.timedOut!.during}` : ''}${'failed' in e ? ` FAILED during ${e.failed!.during}: ${e.failed!.stderr}` : ''}; ` +
-        `peer ${round(pTps, 1) ?? '-'} tok/s, load ${sec(p.loadSeconds)}, peak ${mb(p.peakRssBytes)}${'timedOut' in p ? ` TIMED OUT at ${s.cap} s` : ''}${'failed' in p ? ` FAILED: ${p.failed!.stderr}` : ''}; ` +
-        `engine/peer tok/s ${row.ratios.tokensPerSecondEngineOverPeer ?? '-'}, max |dlogp| ${row.parity?.maxAbsDiff ?? '-'}`)
-      fs.rmSync(eOut, { force: true })
-      fs.rmSync(pOut, { force: true })
+        `engine ${round(eTps, 1) ?? '-'} tok/s, build ${sec(engineBuild)}, peak ${mb(e.peakRssBytes)} (${row.ratios.peakRssEngineOverCheckpoint ?? '-'}x)${failed(e)}; ` +
+        `float32-resident ${round(mTps, 1) ?? '-'} tok/s, peak ${mb(peakOf(m))}${failed(m)}; ` +
+        `peer ${round(pTps, 1) ?? '-'} tok/s, peak ${mb(peakOf(p))}${failed(p)}; ` +
+        `engine/peer ${row.ratios.tokensPerSecondEngineOverPeer ?? '-'}, engine/f32-resident ${row.ratios.tokensPerSecondEngineOverFloat32Resident ?? '-'}, second variant/first ${row.ratios.secondVariantOverFirst ?? '-'}, ` +
+        `max |dlogp| vs peer ${row.parity.engineVsPeer?.maxAbsDiff ?? '-'}, vs f32-resident ${row.parity.engineVsFloat32Resident?.maxAbsDiff ?? '-'}`)
+      for (const who of ['engine', 'memory', 'peer']) fs.rmSync(out(who), { force: true })
     }
     fs.rmSync(dir, { recursive: true, force: true })
   }

@@ -98,12 +98,18 @@ export function storedScoringGraph(ckpt: Checkpoint, edits: VariantEdits, option
     fs.writeFileSync(path.join(tmp, MANIFEST), JSON.stringify(manifest, null, 1))
     try {
       fs.renameSync(tmp, dir)
-    } catch (e) {
-      // Another worker or process stored the same entry first: use theirs.
+    } catch {
+      // Another worker or process stored the same entry first: use theirs. A damaged entry (ours, as
+      // its name is a key) is moved aside and replaced.
       const theirs = readEntry(dir, key)
-      if (!theirs) throw e
-      removeQuietly(tmp)
-      return theirs
+      if (theirs) {
+        removeQuietly(tmp)
+        return theirs
+      }
+      const aside = path.join(graphs, `.building-damaged-${key}-${process.pid}-${crypto.randomBytes(4).toString('hex')}`)
+      fs.renameSync(dir, aside)
+      removeQuietly(aside)
+      fs.renameSync(tmp, dir)
     }
     evict(graphs, dir)
     return { ...built, external: new Map(), externalFolder: '/', dir, fromCache: false }

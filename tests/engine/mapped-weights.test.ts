@@ -1,0 +1,140 @@
+// Weights mapped from the checkpoint files (moeGraph.ts WeightLoader with weightFiles) and the on-disk
+// graph cache (graphStore.ts): the mapped session scores as the float32-resident one does, its
+// initializers point into the safetensors files at the tensors' own offsets in their stored dtype,
+// only computed tensors are written, and a second build of the same graph is read from the cache.
+import assert from 'node:assert/strict'
+import fs from 'node:fs'
+import path from 'node:path'
+import { describe, it } from 'node:test'
+import { fromBinary } from '@bufbuild/protobuf'
+import { ModelProtoSchema, TensorProto_DataLocation } from 'onnx-buf'
+import { emptyEdits, type VariantEdits } from '../../src/edits/variantEdits.ts'
+import { openGraphSession } from '../../src/engine/graphSession.ts'
+import { packBatch, type ScoreRequest } from '../../src/engine/packing.ts'
+import { batchFeeds } from '../../src/engine/scorer.ts'
+import { openCheckpoint, type Checkpoint } from '../../src/model/checkpoint.ts'
+import { storedScoringGraph } from '../../src/onnx/graphStore.ts'
+import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
+import { writeTinyDeepseek } from '../helpers/tinyDeepseek.ts'
+import { tmpDir } from '../helpers/tmp.ts'
+
+const dir = tmpDir()
+const requests: ScoreRequest[] = [
+  { prefix: [1, 17, 250, 3, 99, 45, 301, 12, 12, 7, 180, 64, 2, 33], branches: [[5, 6, 7], [8]], scorePrefixFrom: 1 },
+  { prefix: [9, 10, 11, 12, 13, 200], branches: [[14, 15]], scorePrefixFrom: 1 },
+]
+const batch = packBatch(requests, [0, 1])
+
+async function scores(ckpt: Checkpoint, edits: VariantEdits, weights: 'mapped' | 'memory', cacheDir: string): Promise<Float32Array> {
+  const session = await openGraphSession(ckpt, edits, {}, { device: 'cpu', threads: 1, weights, cacheDir })
+  try {
+    return (await session.run(batchFeeds(batch), ['logprobs'])).logprobs.data as Float32Array
+  } finally {
+    await session.release()
+  }
+}
+
+/** Halves every expert weight of layer 0: a variant with overrides (what merges and weight pruning write). */
+function halvedLayer0(ckpt: Checkpoint): VariantEdits {
+  const edits = emptyEdits()
+  for (const e of ckpt.names.layers[0]!.experts ?? []) for (const n of [e.gate, e.up, e.down]) edits.overrides[n] = ckpt.read(n).map(v => v / 2)
+  return edits
+}
+
+const models: [string, () => Checkpoint][] = [
+  ['Qwen3-MoE BF16', () => {
+    const d = path.join(dir, 'qwen3-bf16')
+    writeTinyCheckpoint(d, { family: 'qwen3_moe', dtype: 'BF16', hidden: 32, heads: 4, kvHeads: 2, experts: 8, topK: 2, ffn: 12, layers: 2, seed: 3 })
+    return openCheckpoint(d, { warn: () => {} })
+  }],
+  ['Mixtral F16, sharded', () => {
+    const d = path.join(dir, 'mixtral-f16')
+    writeTinyCheckpoint(d, { family: 'mixtral', dtype: 'F16', layers: 2, seed: 4, shards: 3 })
+    return openCheckpoint(d, { warn: () => {} })
+  }],
+  ['OLMoE F32', () => {
+    const d = path.join(dir, 'olmoe-f32')
+    writeTinyCheckpoint(d, { family: 'olmoe', dtype: 'F32', layers: 2, seed: 6 })
+    return openCheckpoint(d, { warn: () => {} })
+  }],
+  ['DeepSeek-V3 FP8 (dequantized weights are written, BF16 ones mapped)', () => {
+    const d = path.join(dir, 'dsv3-fp8')
+    writeTinyDeepseek(d, { version: 'v3', dtype: 'F8_E4M3', experts: 8, topK: 2, nGroup: 4, topkGroup: 2, topkMethod: 'noaux_tc', layers: 2, firstKDenseReplace: 0, seed: 5 })
+    return openCheckpoint(d, { warn: () => {} })
+  }],
+]
+
+describe('weights mapped from the checkpoint files', () => {
+  for (const [name, open] of models) {
+    it(`${name}: scores as the float32-resident session, with and without overrides`, async () => {
+      const ckpt = open()
+      const cache = path.join(dir, `cache-${name.replace(/\W+/g, '_')}`)
+      for (const edits of [emptyEdits(), halvedLayer0(ckpt)]) {
+        const mapped = await scores(ckpt, edits, 'mapped', cache)
+        const memory = await scores(ckpt, edits, 'memory', cache)
+        assert.equal(mapped.length, memory.length)
+        const worst = Math.max(...mapped.map((v, i) => Math.abs(v - memory[i]!)))
+        // Widening 2-byte floats is exact; only the lm_head's GEMM form differs (transB vs a folded transpose).
+        assert.ok(worst < 1e-5, `max |mapped - memory| = ${worst}`)
+        assert.ok(mapped.every(Number.isFinite))
+      }
+      const base = await scores(ckpt, emptyEdits(), 'mapped', cache)
+      const edited = await scores(ckpt, halvedLayer0(ckpt), 'mapped', cache)
+      assert.ok(base.some((v, i) => Math.abs(v - edited[i]!) > 1e-4), 'the overrides change the scores')
+    })
+  }
+
+  it('initializers point into the safetensors files at each tensor\'s offset, in its stored dtype; half precision is overridable and never a session input', async () => {
+    const ckpt = models[0]![1]()
+    const graph = storedScoringGraph(ckpt, emptyEdits(), {}, path.join(dir, 'cache-layout'))
+    const proto = fromBinary(ModelProtoSchema, graph.model)
+    const inputs = new Set(proto.graph!.input.map(i => i.name))
+    const weights = proto.graph!.initializer.filter(t => t.name.startsWith('w:'))
+    assert.equal(weights.length, ckpt.tensors.size)
+    for (const t of weights) {
+      const entry = ckpt.tensors.get(t.name.slice(2))!
+      const ext = Object.fromEntries(t.externalData.map(kv => [kv.key, kv.value]))
+      assert.equal(t.dataLocation, TensorProto_DataLocation.EXTERNAL)
+      assert.equal('/' + ext.location, path.resolve(entry.file), t.name)
+      assert.equal(Number(ext.offset), entry.offset)
+      assert.equal(Number(ext.length), entry.byteLength)
+      assert.equal(t.dataType, 16, `${t.name} stays bfloat16`)
+      assert.ok(inputs.has(t.name), `${t.name} is overridable (not folded into a float32 copy)`)
+    }
+    assert.equal(fs.existsSync(path.join(graph.dir, 'derived.bin')), false, 'nothing computed, nothing written')
+    const session = await openGraphSession(ckpt, emptyEdits(), {}, { device: 'cpu', threads: 1, cacheDir: path.join(dir, 'cache-layout') })
+    try {
+      assert.deepEqual([...session.inputNames].sort(), ['branch_ids', 'input_ids', 'position_ids', 'score_positions', 'score_targets'])
+    } finally {
+      await session.release()
+    }
+  })
+
+  it('the graph cache: a second build is read back, other edits get their own entry with only their tensors written, a damaged entry is rebuilt', () => {
+    const ckpt = models[0]![1]()
+    const root = path.join(dir, 'cache-reuse')
+    const first = storedScoringGraph(ckpt, emptyEdits(), {}, root)
+    const again = storedScoringGraph(ckpt, emptyEdits(), {}, root)
+    assert.equal(first.fromCache, false)
+    assert.equal(again.fromCache, true)
+    assert.equal(again.dir, first.dir)
+    assert.ok(Buffer.from(again.model).equals(Buffer.from(first.model)))
+    assert.deepEqual(again.outputNames, first.outputNames)
+
+    const edits = halvedLayer0(ckpt)
+    const variant = storedScoringGraph(ckpt, edits, {}, root)
+    assert.notEqual(variant.dir, first.dir)
+    const overrideBytes = Object.values(edits.overrides).reduce((s, o) => s + o.length * 2, 0) // BF16
+    const derived = fs.statSync(path.join(variant.dir, 'derived.bin')).size
+    assert.ok(derived >= overrideBytes && derived < overrideBytes + 64 * Object.keys(edits.overrides).length, `derived.bin ${derived} bytes for ${overrideBytes} edited`)
+
+    const withMasks = storedScoringGraph(ckpt, emptyEdits(), { maskInputs: true }, root)
+    assert.notEqual(withMasks.dir, first.dir, 'graph options are part of the key')
+
+    fs.writeFileSync(path.join(first.dir, 'manifest.json'), '{ not json')
+    const rebuilt = storedScoringGraph(ckpt, emptyEdits(), {}, root)
+    assert.equal(rebuilt.fromCache, false)
+    assert.ok(Buffer.from(rebuilt.model).equals(Buffer.from(first.model)))
+    assert.deepEqual(fs.readdirSync(path.join(root, 'graphs')).filter(n => n.startsWith('.building-')), [], 'no temp folder left behind')
+  })
+})
