@@ -71,13 +71,14 @@ export function storedScoringGraph(ckpt: Checkpoint, edits: VariantEdits, option
   const hit = readEntry(dir, key)
   if (hit) return hit
   fs.mkdirSync(graphs, { recursive: true })
+  const checked = verifiedFinite(ckpt, graphs)
   const tmp = path.join(graphs, `.building-${key}-${process.pid}-${crypto.randomBytes(4).toString('hex')}`)
   fs.mkdirSync(tmp)
   let fd: number | undefined
   try {
     let size = 0
     const derivedFinal = path.join(dir, DERIVED)
-    const built = buildScoringGraph(ckpt, edits, {
+    const built = buildScoringGraph(checked, edits, {
       ...options,
       weightFiles: {
         base: '/',
@@ -119,6 +120,22 @@ export function storedScoringGraph(ckpt: Checkpoint, edits: VariantEdits, option
   } finally {
     if (fd !== undefined) fs.closeSync(fd)
   }
+}
+
+/**
+ * The checkpoint with every weight checked for NaN/Inf once per checkpoint identity, not once per
+ * graph and worker: the first build reads all its tensors (Checkpoint.checkFinite, TENSOR_NONFINITE)
+ * and leaves a marker under `graphs`; later builds, in any worker or process, skip the reads. A
+ * checkpoint opened with allowNonfinite is returned as it is (nothing is checked).
+ */
+function verifiedFinite(ckpt: Checkpoint, graphs: string): Checkpoint {
+  if (ckpt.allowNonfinite) return ckpt
+  const marker = path.join(graphs, `.finite-${graphKey({ checkpoint: checkpointIdentity(ckpt), editsHash: '', options: 'finite', allowNonfinite: false })}`)
+  if (!fs.existsSync(marker)) {
+    for (const name of ckpt.tensors.keys()) ckpt.checkFinite(name)
+    fs.writeFileSync(marker, `${MARK}: every weight of ${path.resolve(ckpt.dir)} was checked for NaN/Inf on ${new Date().toISOString()}\n`)
+  }
+  return { ...ckpt, checkFinite: () => {} }
 }
 
 function readEntry(dir: string, key: string): StoredGraph | undefined {
