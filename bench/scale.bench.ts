@@ -330,6 +330,35 @@ async function engineChild(job: ChildJob): Promise<void> {
   await session.release()
 }
 
+interface CalibrationJob { calibration: true; dir: string; threads: number; sequences: number; length: number; needs: string[]; home: string }
+
+/**
+ * One calibration measurement (issue 10 §5): the statistics the methods ask for, over `sequences`
+ * random windows of `length` tokens (the papers' 128 x 2048 by default), through the engine's own
+ * collectStats (one window per batch at 2048 tokens). Prints seconds, tokens and peak RSS.
+ */
+async function calibrationChild(job: CalibrationJob): Promise<void> {
+  const emit = (o: object) => console.log(JSON.stringify(o))
+  const { openCheckpoint } = await import('../src/model/checkpoint.ts')
+  const { collectStats } = await import('../src/calibration/collect.ts')
+  emit({ phase: 'baseline', baselineRssBytes: statusBytes('VmRSS') })
+  const ckpt = openCheckpoint(job.dir)
+  const rng = mulberry32(17)
+  const windows = Array.from({ length: job.sequences }, () => Array.from({ length: job.length }, () => Math.floor(rng() * ckpt.spec.vocabSize)))
+  const t0 = performance.now()
+  let last = t0
+  type Need = Parameters<typeof collectStats>[2][number]
+  const needs = job.needs as Need[]
+  const stats = await collectStats(ckpt, windows, needs, { key: 'bench', needs, source: 'random tokens (bench)', sequences: job.sequences, length: job.length }, {
+    device: 'cpu', threads: job.threads, cacheDir: job.home,
+    onProgress: (done, total) => {
+      if (performance.now() - last > 30_000) { last = performance.now(); emit({ phase: 'progress', done, total, seconds: (last - t0) / 1000, peakRssBytes: statusBytes('VmHWM') }) }
+    },
+  })
+  emit({ phase: 'calibration', seconds: (performance.now() - t0) / 1000, tokens: stats.info.tokens })
+  emit({ phase: 'end', peakRssBytes: statusBytes('VmHWM') })
+}
+
 // ---------------------------------------------------------------- parent
 
 const HERE = path.dirname(fileURLToPath(import.meta.url))
@@ -611,6 +640,42 @@ async function widthPart(s: Settings, names: string[], context: number, vocabOpt
   return rows
 }
 
+/** (c) calibration at full width: the default 128 x 2048 windows through collectStats, time and peak RSS. */
+async function calibrationPart(s: Settings, names: string[], sequences: number, length: number, needs: string[], layersOpt: string, smoke: boolean, work: string) {
+  const rows: Record<string, unknown>[] = []
+  for (const name of names) {
+    const real = REAL[name].config
+    const layers = layersOpt ? Number(layersOpt) : name === 'deepseek' ? 2 : 1
+    const config: Config = { ...(smoke ? tinyWidth(real) : real), num_hidden_layers: Math.min(layers, real.num_hidden_layers as number), vocab_size: smoke ? 512 : real.vocab_size }
+    const tag = `${name}-calib-L${config.num_hidden_layers}`
+    const planned = tensorPlan(config).reduce((sum, [, shape]) => sum + 2 * shape.reduce((a, b) => a * b, 1), 0)
+    if (s.memoryGuard && MEMORY_NEED.mapped(planned) > memAvailableBytes()) {
+      rows.push({ config: name, layers: config.num_hidden_layers, skipped: `needs about ${mb(MEMORY_NEED.mapped(planned))}, ${mb(memAvailableBytes())} available` })
+      continue
+    }
+    const dir = path.join(work, tag)
+    const bytes = await writeCheckpoint(dir, config, 19)
+    const home = fs.mkdtempSync(path.join(os.tmpdir(), 'moe-scale-home-'))
+    const threads = s.threads[s.threads.length - 1]
+    const job: CalibrationJob = { calibration: true, dir, threads, sequences, length, needs, home }
+    const r = await runChild(process.execPath, ['--import', 'tsx', path.join(HERE, 'scale.bench.ts')], { ...process.env, SCALE_BENCH_CHILD: JSON.stringify(job), MOE_HARNESS_HOME: home }, s.cap)
+    fs.rmSync(home, { recursive: true, force: true })
+    fs.rmSync(dir, { recursive: true, force: true })
+    const seconds = num(r.phases.calibration, 'seconds'), tokens = num(r.phases.calibration, 'tokens')
+    const peak = num(r.phases.end, 'peakRssBytes') ?? (r.polledPeakRssBytes || null)
+    const row = {
+      config: name, model: REAL[name].model, layers: config.num_hidden_layers, checkpointBytes: bytes, threads, sequences, length, needs,
+      seconds: round(seconds, 1), tokensPerSecond: round(ratio(tokens, seconds), 1), peakRssBytes: peak, peakRssOverCheckpoint: round(ratio(peak, bytes)),
+      ...(r.timedOut ? { timedOut: { capSeconds: s.cap, progress: r.phases.progress ?? null } } : {}),
+      ...(!r.timedOut && r.exitCode !== 0 ? { failed: { exitCode: r.exitCode, stderr: r.stderrTail } } : {}),
+    }
+    rows.push(row)
+    console.log(`(c) ${tag} (${mb(bytes)}), ${sequences} x ${length} tokens, needs ${needs.join('+')}: ${sec(row.seconds)}, ${row.tokensPerSecond ?? '-'} tok/s, peak ${mb(peak)} (${row.peakRssOverCheckpoint ?? '-'}x)` +
+      `${r.timedOut ? ` TIMED OUT at ${s.cap} s` : ''}${'failed' in row ? ` FAILED: ${r.stderrTail}` : ''}`)
+  }
+  return rows
+}
+
 async function main(): Promise<void> {
   const names = list(option('configs', 'olmoe,qwen3,deepseek,mixtral'))
   for (const n of names) if (!REAL[n]) throw new Error(`bench:scale: unknown config '${n}'; choose from ${Object.keys(REAL).join(', ')}`)
@@ -635,18 +700,25 @@ async function main(): Promise<void> {
     load.push(os.loadavg())
     const width = parts.includes('width') ? await widthPart({ ...s, cap: Number(option('width-cap-seconds', '420')) }, names, context, option('vocab', 'real'), option('width-layers', ''), smoke, work) : []
     load.push(os.loadavg())
+    const calibration = parts.includes('calibration')
+      ? await calibrationPart({ ...s, cap: Number(option('calibration-cap-seconds', '1800')) }, names, Number(option('calibration-sequences', smoke ? '4' : '128')), smoke ? 128 : context,
+        list(option('calibration-needs', 'routing,expertOutputs,inputNorms')), option('width-layers', ''), smoke, work)
+      : []
+    load.push(os.loadavg())
     console.log(JSON.stringify({
       benchmark: 'scale', cpus: os.cpus().length, memoryBytes: os.totalmem(), smoke, capSeconds: { depth: s.cap, width: Number(option('width-cap-seconds', '420')) }, threads: s.threads,
       peer: { python: s.python, openblas: s.openblas, blasLoaded: peerBlas, malloc: 'glibc defaults for both (no MALLOC_* settings)' },
       loadAverage1m: { start: round(load[0][0], 2), afterDepth: round(load[1]?.[0] ?? null, 2), end: round(load[load.length - 1][0], 2) },
       totalSeconds: round((performance.now() - t0) / 1000, 1),
       sources: Object.fromEntries(names.map(n => [n, REAL[n].source])),
-      depth, width,
+      depth, width, calibration,
     }))
   } finally {
     fs.rmSync(work, { recursive: true, force: true })
   }
 }
 
-if (process.env.SCALE_BENCH_CHILD) await engineChild(JSON.parse(process.env.SCALE_BENCH_CHILD) as ChildJob)
+const childJob = process.env.SCALE_BENCH_CHILD ? JSON.parse(process.env.SCALE_BENCH_CHILD) as ChildJob | CalibrationJob : null
+if (childJob && 'calibration' in childJob) await calibrationChild(childJob)
+else if (childJob) await engineChild(childJob)
 else await main()
