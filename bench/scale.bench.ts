@@ -7,10 +7,17 @@
 //      shape (growth) and at full depth of the others; the peer's load time and both engines' forward on
 //      a short window as ratios. Every measurement runs in a child process killed at a cap: a
 //      measurement over the cap is reported as timed out at that cap, with nothing extrapolated.
+//      The same build again in the same MOE_HARNESS_HOME (the graph then comes from the on-disk cache),
+//      and a second variant whose edits rewrite one MoE layer's experts, as a ratio to the first build.
 //  (b) width: real hidden / heads / experts / expert ffn / vocab with 1 layer (DeepSeek-V2-Lite 2: its
-//      layer 0 is dense), one 2048-token window - tokens/s, session build seconds, peak RSS (VmHWM
-//      of the measuring child) for the engine and the peer, and their ratios; plus the largest
-//      |logprob difference| between the two, which shows both ran the same model.
+//      layer 0 is dense; BENCH_SCALE_WIDTH_LAYERS=16 with olmoe is the whole OLMoE-1B-7B), one
+//      2048-token window - tokens/s, build seconds, peak RSS (VmHWM of the measuring child) for the
+//      engine as it ships (weights mapped), the float32-resident engine it replaced
+//      (MOE_HARNESS_WEIGHTS=memory) and the peer, and their ratios; plus the largest |logprob
+//      difference| between them, which shows all ran the same model. Runs that would not fit in
+//      MemAvailable are skipped and say so.
+//  (c) calibration (opt-in: BENCH_SCALE_PARTS=calibration): collectStats over the papers' 128 x 2048
+//      windows (random tokens) at full width - seconds, tokens/s, peak RSS.
 // Each measurement is its own child process, so peak RSS is that of one worker doing that one
 // thing; `baselineRssBytes` is the child's RSS before it loads anything (the runtime's fixed part).
 // The peer maps the safetensors files (np.memmap, as the safetensors package does), so its peak
@@ -18,7 +25,7 @@
 // Options (environment, or --name=value flags with the same name lower-cased without the prefix,
 // e.g. --configs=qwen3,olmoe --cap-seconds=60):
 //   BENCH_SCALE_CONFIGS        olmoe,qwen3,deepseek,mixtral   which shapes
-//   BENCH_SCALE_PARTS          depth,width                    which parts
+//   BENCH_SCALE_PARTS          depth,width                    which parts (and calibration)
 //   BENCH_SCALE_DEPTHS         2,4,8,12,24,48                 Qwen3-30B-A3B layer counts of part (a); once one
 //                                                             exceeds the cap the larger ones are skipped
 //   BENCH_SCALE_CAP_SECONDS    90                             part (a) cap per child process (engine or peer)
@@ -31,7 +38,11 @@
 //   BENCH_SCALE_SMOKE          0                              1: tiny width in part (b) and depths capped at 2 (development)
 //   BENCH_SCALE_PYTHON         /usr/bin/python3               Debian's python3 with python3-torch
 //   BENCH_SCALE_OPENBLAS       (found)                        folder with OpenBLAS's libblas.so.3 for the peer only
-//   BENCH_SCALE_MEMORY_GUARD   1                              0: run part (b) shapes even when 5.5x their bytes exceeds MemAvailable
+//   BENCH_SCALE_MEMORY_GUARD   1                              0: run part (b) engines and peers even when their measured need exceeds MemAvailable
+//   BENCH_SCALE_WEIGHTS        mapped                         part (a) engine: mapped (as shipped) or memory (float32-resident)
+//   BENCH_SCALE_CALIBRATION_SEQUENCES 128                     part (c) windows (of BENCH_SCALE_CONTEXT tokens)
+//   BENCH_SCALE_CALIBRATION_NEEDS routing,expertOutputs,inputNorms  part (c) statistics
+//   BENCH_SCALE_CALIBRATION_CAP_SECONDS 1800                  part (c) cap
 // The last line printed is one JSON object with every figure and the machine's load average.
 import { spawn } from 'node:child_process'
 import fs from 'node:fs'

@@ -5,7 +5,7 @@ import { fail } from '../errors.ts'
 import { emptyEdits, parseExpertMask, type VariantEdits } from '../edits/variantEdits.ts'
 import type { CheckpointOptions } from '../model/checkpoint.ts'
 import type { ModelSpec } from '../model/modelSpec.ts'
-import type { Device } from '../ort/ort.ts'
+import { DEVICES, type Device } from '../ort/ort.ts'
 
 export interface EngineFlags {
   device: Device
@@ -17,7 +17,7 @@ export interface EngineFlags {
 
 export function addDeviceOptions(cmd: Command): Command {
   return cmd
-    .addOption(new Option('--device <device>', 'execution provider').choices(['cpu', 'cuda']).default('cpu'))
+    .addOption(new Option('--device <device>', 'execution provider').choices([...DEVICES]).default('cpu'))
     .option('--threads <n>', 'intra-op threads (default: all cores)')
     .option('--allow-nonfinite', 'score a checkpoint whose weights hold NaN/Inf (refused by default: every score would be NaN)')
 }

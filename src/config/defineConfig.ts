@@ -38,7 +38,7 @@ export const configSchema = z.object({
   }).strict().default({ source: DEFAULTS.calibration.source, seed: DEFAULTS.calibration.seed }),
   /** Worker pool: workers × intra-op threads should not exceed the cores; threads default to the cores / workers (src/defaults.ts). */
   pool: z.object({ workers: z.number().int().positive().default(DEFAULTS.workers), threads: z.number().int().positive().optional() }).strict().default({ workers: DEFAULTS.workers }),
-  device: z.enum(['cpu', 'cuda']).default('cpu'),
+  device: z.enum(['cpu', 'cuda', 'webgpu']).default('cpu'),
   /**
    * Score checkpoints whose weights hold NaN/Inf instead of refusing them (TENSOR_NONFINITE): `true`
    * for every model, or a list of model names (keys of `models`). `sweep --allow-nonfinite` sets it to true.

@@ -6,7 +6,13 @@ import * as ort from 'onnxruntime-node'
 import { fail } from '../errors.ts'
 import { closest } from '../util/suggest.ts'
 
-export type Device = 'cpu' | 'cuda'
+/**
+ * The execution provider: 'cpu' (bundled), 'cuda' (onnxruntime's CUDA provider, installed separately),
+ * or 'webgpu' (bundled in onnxruntime-node's Linux build, Dawn over Vulkan: needs libvulkan.so.1 and
+ * the GPU vendor's Vulkan driver). None falls back to the CPU silently.
+ */
+export type Device = 'cpu' | 'cuda' | 'webgpu'
+export const DEVICES: readonly Device[] = ['cpu', 'cuda', 'webgpu']
 
 export interface SessionSettings {
   device: Device
@@ -73,7 +79,7 @@ export async function createSession(graph: GraphBytes, settings: SessionSettings
   // Never fall back to the CPU silently: a missing CUDA provider is an error with the install command.
   if (settings.device === 'cuda' && !cudaProviderInstalled()) fail('DEVICE_UNAVAILABLE', cudaInstallHint())
   const options: ort.InferenceSession.SessionOptions = {
-    executionProviders: [settings.device === 'cuda' ? { name: 'cuda' } : { name: 'cpu' }],
+    executionProviders: [{ name: settings.device }],
     intraOpNumThreads: settings.threads,
     interOpNumThreads: 1,
     executionMode: 'sequential',
@@ -94,6 +100,9 @@ export async function createSession(graph: GraphBytes, settings: SessionSettings
   } catch (e) {
     const message = (e as Error).message ?? String(e)
     if (settings.device === 'cuda') fail('DEVICE_UNAVAILABLE', `${cudaInstallHint()} (onnxruntime said: ${message.split('\n')[0]})`)
+    if (settings.device === 'webgpu' && /adapter|vulkan|webgpu/i.test(message)) {
+      fail('DEVICE_UNAVAILABLE', `No WebGPU device: onnxruntime's WebGPU provider (Dawn over Vulkan) found no GPU adapter. It needs libvulkan.so.1 and the GPU vendor's Vulkan driver (e.g. the NVIDIA driver's Vulkan ICD); check with \`vulkaninfo --summary\`, or run with --device cpu. (onnxruntime said: ${message.split('\n')[0]})`)
+    }
     fail('SESSION_FAILED', `onnxruntime could not create the session: ${message}`)
   }
   const inputs: InputSpec[] = session.inputMetadata.map(m => (m.isTensor ? { name: m.name, type: m.type, shape: [...m.shape] } : { name: m.name, type: 'non-tensor', shape: [] }))

@@ -1,0 +1,34 @@
+// --device: every provider other than the CPU either runs and agrees with it, or fails with
+// DEVICE_UNAVAILABLE and says what to install; it never falls back to the CPU silently.
+import assert from 'node:assert/strict'
+import path from 'node:path'
+import { describe, it } from 'node:test'
+import { lastJson, ROOT, runCli } from '../helpers/cli.ts'
+import { cudaProviderInstalled } from '../../src/ort/ort.ts'
+
+const model = path.join(ROOT, 'models', 'tiny-moe')
+const score = (device: string) => runCli(['score', '--model', model, '--text', 'The cat sat on the mat.', '--json', '--device', device], { timeoutMs: 120_000 })
+
+describe('--device', () => {
+  const cpu = score('cpu')
+  it('cpu scores', () => {
+    assert.equal(cpu.status, 0, cpu.stderr)
+    assert.ok(lastJson(cpu.stdout).logprobs.every(Number.isFinite))
+  })
+  for (const device of ['cuda', 'webgpu']) {
+    it(`${device}: agrees with the CPU, or fails with DEVICE_UNAVAILABLE naming the fix`, () => {
+      const r = score(device)
+      if (r.status === 0) {
+        const got = lastJson(r.stdout).logprobs as number[], want = lastJson(cpu.stdout).logprobs as number[]
+        assert.equal(got.length, want.length)
+        got.forEach((v, i) => assert.ok(Math.abs(v - want[i]!) < 1e-3, `token ${i}: ${v} vs ${want[i]}`))
+        return
+      }
+      assert.equal(r.status, 1)
+      assert.match(r.stderr, /error \[DEVICE_UNAVAILABLE\]/)
+      assert.match(r.stderr, device === 'cuda' ? /ONNXRUNTIME_NODE_INSTALL=cuda12/ : /Vulkan driver.*--device cpu/)
+      assert.doesNotMatch(r.stderr, /\n\s+at .*\.ts:\d+/, 'no stack trace')
+      if (device === 'cuda') assert.equal(cudaProviderInstalled(), false)
+    })
+  }
+})
