@@ -9,6 +9,7 @@
 // processes never see half an entry; the least recently used ones beyond the cap are removed.
 import crypto from 'node:crypto'
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import { editsContentHash, graphKey, GRAPH_FORMAT_VERSION } from '../identity/keys.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
@@ -34,6 +35,13 @@ export interface StoredGraph extends BuiltGraph {
   /** The entry's folder. */
   dir: string
   fromCache: boolean
+  /** `dir` is a private temp folder (no writable cache): remove it once the session exists (releaseTemporary). */
+  temporary?: boolean
+}
+
+/** Removes a graph's temp folder once onnxruntime has mapped or read its files (no-op for cached graphs). */
+export function releaseTemporary(graph: StoredGraph): void {
+  if (graph.temporary) removeQuietly(graph.dir)
 }
 
 interface Manifest {
@@ -64,14 +72,16 @@ function checkpointIdentity(ckpt: Checkpoint): unknown {
  * under `root`/graphs when an entry exists, else built (buildScoringGraph with weightFiles) and stored.
  * Errors: whatever the build throws (the temp folder is removed); file-system errors as thrown.
  */
-export function storedScoringGraph(ckpt: Checkpoint, edits: VariantEdits, options: Omit<GraphOptions, 'weightFiles'>, root: string): StoredGraph {
+export function storedScoringGraph(ckpt: Checkpoint, edits: VariantEdits, options: Omit<GraphOptions, 'weightFiles'>, root: string | undefined): StoredGraph {
+  if (root === undefined) return unstoredGraph(ckpt, edits, options)
   const graphs = path.join(root, 'graphs')
   const key = graphKey({ checkpoint: checkpointIdentity(ckpt), editsHash: editsContentHash(edits), options, allowNonfinite: ckpt.allowNonfinite })
   const dir = path.join(graphs, key)
   const hit = readEntry(dir, key)
   if (hit) return hit
-  fs.mkdirSync(graphs, { recursive: true })
   const checked = verifiedFinite(ckpt, graphs)
+  // A cache that cannot be written (read-only home, a file in the way) only costs the reuse.
+  if (!writableFolder(graphs)) return unstoredGraph(checked, edits, options)
   const tmp = path.join(graphs, `.building-${key}-${process.pid}-${crypto.randomBytes(4).toString('hex')}`)
   fs.mkdirSync(tmp)
   let fd: number | undefined
@@ -89,7 +99,7 @@ export function storedScoringGraph(ckpt: Checkpoint, edits: VariantEdits, option
           fs.writeSync(fd, bytes, 0, bytes.byteLength, offset)
           size = offset + bytes.byteLength
           // Locations are resolved after the rename below, so they name the final folder.
-          return { file: derivedFinal, offset }
+          return { location: path.relative('/', derivedFinal), offset }
         },
       },
     })
@@ -123,6 +133,52 @@ export function storedScoringGraph(ckpt: Checkpoint, edits: VariantEdits, option
 }
 
 /**
+ * The mapped graph without the cache: checkpoint weights still mapped from their files; computed
+ * tensors go to a private folder under the system temp folder (onnxruntime takes external data from
+ * files or from memory, not both), which `temporary` marks for removal once the session exists.
+ */
+function unstoredGraph(ckpt: Checkpoint, edits: VariantEdits, options: Omit<GraphOptions, 'weightFiles'>): StoredGraph {
+  let dir = ''
+  let fd: number | undefined
+  let size = 0
+  try {
+    const built = buildScoringGraph(ckpt, edits, {
+      ...options,
+      weightFiles: {
+        base: '/',
+        appendDerived(bytes) {
+          if (fd === undefined) {
+            dir = fs.mkdtempSync(path.join(os.tmpdir(), 'moe-harness-graph-'))
+            fd = fs.openSync(path.join(dir, DERIVED), 'w')
+          }
+          const offset = Math.ceil(size / 64) * 64
+          fs.writeSync(fd, bytes, 0, bytes.byteLength, offset)
+          size = offset + bytes.byteLength
+          return { location: path.relative('/', path.join(dir, DERIVED)), offset }
+        },
+      },
+    })
+    return { ...built, external: new Map(), externalFolder: '/', dir, fromCache: false, temporary: dir !== '' }
+  } catch (e) {
+    if (dir) removeQuietly(dir)
+    throw e
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd)
+  }
+}
+
+/** Creates `dir` (and its parents) if needed; whether files can be created in it. */
+function writableFolder(dir: string): boolean {
+  try {
+    fs.mkdirSync(dir, { recursive: true })
+    fs.accessSync(dir, fs.constants.W_OK)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/**
  * The checkpoint with every weight checked for NaN/Inf once per checkpoint identity, not once per
  * graph and worker: the first build reads all its tensors (Checkpoint.checkFinite, TENSOR_NONFINITE)
  * and leaves a marker under `graphs`; later builds, in any worker or process, skip the reads. A
@@ -133,7 +189,7 @@ function verifiedFinite(ckpt: Checkpoint, graphs: string): Checkpoint {
   const marker = path.join(graphs, `.finite-${graphKey({ checkpoint: checkpointIdentity(ckpt), editsHash: '', options: 'finite', allowNonfinite: false })}`)
   if (!fs.existsSync(marker)) {
     for (const name of ckpt.tensors.keys()) ckpt.checkFinite(name)
-    fs.writeFileSync(marker, `${MARK}: every weight of ${path.resolve(ckpt.dir)} was checked for NaN/Inf on ${new Date().toISOString()}\n`)
+    if (writableFolder(graphs)) fs.writeFileSync(marker, `${MARK}: every weight of ${path.resolve(ckpt.dir)} was checked for NaN/Inf on ${new Date().toISOString()}\n`)
   }
   return { ...ckpt, checkFinite: () => {} }
 }

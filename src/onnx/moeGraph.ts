@@ -217,8 +217,11 @@ export function isMaskOnly(edits: VariantEdits): boolean {
 export interface WeightFiles {
   /** The folder every external-data location is relative to (the session resolves them against it). */
   base: string
-  /** Appends `bytes` to the graph's derived-weights file; returns that file (absolute) and the offset. */
-  appendDerived(bytes: Uint8Array): { file: string; offset: number }
+  /**
+   * Stores a tensor the harness computed; returns its external-data location (relative to `base`,
+   * or a key of the graph's in-memory external data) and byte offset there.
+   */
+  appendDerived(bytes: Uint8Array): { location: string; offset: number }
 }
 
 const ELEM_OF_DTYPE = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' } as const
@@ -277,16 +280,15 @@ class WeightLoader {
       init = { name: this.g.externalInitializer(`w:${name}`, 'float32', entry.shape, name, data), type: 'float32' }
     } else {
       const type = ELEM_OF_DTYPE[entry.dtype]
-      let source: { file: string; offset: number; length: number }
+      let source: { location: string; offset: number; length: number }
       if (override || entry.fp8) {
         const bytes = override ? encodeFromFloat32(override, entry.dtype) : this.ckpt.readRaw(name)
         source = { ...this.files.appendDerived(bytes), length: bytes.byteLength }
       } else {
         this.ckpt.checkFinite(name)
-        source = { file: entry.file, offset: entry.offset, length: entry.byteLength }
+        source = { location: path.relative(this.files.base, entry.file), offset: entry.offset, length: entry.byteLength }
       }
-      const location = path.relative(this.files.base, source.file)
-      init = { name: this.g.fileInitializer(`w:${name}`, type, entry.shape, location, source.offset, source.length, type !== 'float32'), type }
+      init = { name: this.g.fileInitializer(`w:${name}`, type, entry.shape, source.location, source.offset, source.length, type !== 'float32'), type }
     }
     this.inits.set(name, init)
     return init

@@ -10,10 +10,11 @@ import { fromBinary } from '@bufbuild/protobuf'
 import { ModelProtoSchema, TensorProto_DataLocation } from 'onnx-buf'
 import { emptyEdits, type VariantEdits } from '../../src/edits/variantEdits.ts'
 import { openGraphSession } from '../../src/engine/graphSession.ts'
+import { createSession } from '../../src/ort/ort.ts'
 import { packBatch, type ScoreRequest } from '../../src/engine/packing.ts'
 import { batchFeeds } from '../../src/engine/scorer.ts'
 import { openCheckpoint, type Checkpoint } from '../../src/model/checkpoint.ts'
-import { storedScoringGraph } from '../../src/onnx/graphStore.ts'
+import { releaseTemporary, storedScoringGraph } from '../../src/onnx/graphStore.ts'
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
 import { writeTinyDeepseek } from '../helpers/tinyDeepseek.ts'
 import { tmpDir } from '../helpers/tmp.ts'
@@ -107,6 +108,38 @@ describe('weights mapped from the checkpoint files', () => {
       assert.deepEqual([...session.inputNames].sort(), ['branch_ids', 'input_ids', 'position_ids', 'score_positions', 'score_targets'])
     } finally {
       await session.release()
+    }
+  })
+
+  it('without a writable cache the same graph is built and scored, writing nothing (computed tensors go in memory)', async () => {
+    const ckpt = models[0]![1]()
+    const edits = halvedLayer0(ckpt)
+    const cached = await scores(ckpt, edits, 'mapped', path.join(dir, 'cache-compare'))
+    const unstored = storedScoringGraph(ckpt, edits, {}, undefined)
+    assert.equal(unstored.fromCache, false)
+    assert.equal(unstored.temporary, true)
+    assert.ok(fs.statSync(path.join(unstored.dir, 'derived.bin')).size >= Object.values(edits.overrides).reduce((n, o) => n + 2 * o.length, 0))
+    const readOnly = path.join(dir, 'read-only-home')
+    fs.mkdirSync(readOnly)
+    fs.chmodSync(readOnly, 0o555)
+    try {
+      // Root ignores permissions: only check the fallback where they apply.
+      const viaReadOnly = process.getuid?.() === 0 ? undefined : storedScoringGraph(ckpt, edits, {}, readOnly)
+      if (viaReadOnly) { assert.equal(viaReadOnly.temporary, true); releaseTemporary(viaReadOnly) }
+      const fed = await scores(ckpt, edits, 'mapped', path.join(dir, 'cache-compare'))
+      assert.deepEqual(fed, cached)
+      const session = await createSession(unstored, { device: 'cpu', threads: 1 })
+      releaseTemporary(unstored)
+      assert.equal(fs.existsSync(unstored.dir), false, 'the temp folder goes once the session exists')
+      try {
+        const out = (await session.run(batchFeeds(batch), ['logprobs'])).logprobs.data as Float32Array
+        assert.deepEqual(out, cached)
+      } finally {
+        await session.release()
+      }
+      assert.deepEqual(fs.readdirSync(readOnly), [])
+    } finally {
+      fs.chmodSync(readOnly, 0o755)
     }
   })
 
