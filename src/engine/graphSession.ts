@@ -34,7 +34,7 @@ export interface GraphSession extends Session {
 }
 
 export function weightResidency(settings: { weights?: WeightResidency } = {}): WeightResidency {
-  const chosen = settings.weights ?? process.env.MOE_HARNESS_WEIGHTS ?? 'mapped'
+  const chosen = settings.weights ?? (process.env.MOE_HARNESS_WEIGHTS || 'mapped')
   if (chosen !== 'mapped' && chosen !== 'memory') fail('CONFIG_INVALID', `MOE_HARNESS_WEIGHTS must be 'mapped' or 'memory', got '${chosen}'; unset it for the default (mapped).`)
   return chosen
 }

@@ -11,6 +11,7 @@ import crypto from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
+import { fail, isHarnessError } from '../errors.ts'
 import { editsContentHash, graphKey, GRAPH_FORMAT_VERSION } from '../identity/keys.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
 import type { VariantEdits } from '../edits/variantEdits.ts'
@@ -23,9 +24,18 @@ const MARK = 'moe-harness graph cache'
 /** Entries kept beyond which the least recently used go (a built graph is MBs; derived.bin can be GBs). */
 const MAX_ENTRIES = 48
 /** Bytes kept (derived.bin dominates) beyond which the least recently used go: $MOE_HARNESS_GRAPH_CACHE_GB, default 20. */
-const maxBytes = () => Number(process.env.MOE_HARNESS_GRAPH_CACHE_GB ?? 20) * 2 ** 30
-/** An entry used this recently is never evicted (another worker may be about to open it). */
-const RECENT_MS = 10 * 60_000
+function maxBytes(): number {
+  const given = process.env.MOE_HARNESS_GRAPH_CACHE_GB
+  if (given === undefined || given === '') return 20 * 2 ** 30
+  const gb = Number(given)
+  if (!Number.isFinite(gb) || gb < 0) fail('CONFIG_INVALID', `MOE_HARNESS_GRAPH_CACHE_GB must be a number of gigabytes >= 0, got '${given}'; unset it for the default (20).`)
+  return gb * 2 ** 30
+}
+/**
+ * An entry used this recently is not evicted: another worker may have read its graph.onnx and be about
+ * to open its derived.bin (once onnxruntime has mapped it, removal is harmless).
+ */
+const RECENT_MS = 60_000
 /** A temp build folder this old belongs to a build that died. */
 const STALE_BUILD_MS = 60 * 60_000
 
@@ -41,7 +51,9 @@ export interface StoredGraph extends BuiltGraph {
 
 /** Removes a graph's temp folder once onnxruntime has mapped or read its files (no-op for cached graphs). */
 export function releaseTemporary(graph: StoredGraph): void {
-  if (graph.temporary) removeQuietly(graph.dir)
+  if (!graph.temporary) return
+  removeQuietly(graph.dir)
+  temporaries.delete(graph.dir)
 }
 
 interface Manifest {
@@ -51,6 +63,8 @@ interface Manifest {
   outputNames: string[]
   createdAt: string
   derivedBytes: number
+  /** sha256 of graph.onnx (small): a damaged graph is rebuilt rather than failing every session. */
+  graphSha256: string
 }
 
 /** The checkpoint as the graph sees it: its folder, its weight files' identity, config and own hooks. */
@@ -60,7 +74,8 @@ function checkpointIdentity(ckpt: Checkpoint): unknown {
     dir: path.resolve(ckpt.dir),
     files: files.map(f => {
       const st = fs.statSync(f)
-      return { file: path.resolve(f), size: st.size, mtimeMs: st.mtimeMs, ino: st.ino }
+      // ctime too: `touch -r` or `cp -p` can put the mtime back after an in-place rewrite, not the ctime.
+      return { file: path.resolve(f), size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino }
     }),
     config: ckpt.config,
     baseEdits: ckpt.baseEdits ? editsContentHash(ckpt.baseEdits) : null,
@@ -81,7 +96,11 @@ export function storedScoringGraph(ckpt: Checkpoint, edits: VariantEdits, option
   if (hit) return hit
   const checked = verifiedFinite(ckpt, graphs)
   // A cache that cannot be written (read-only home, a file in the way) only costs the reuse.
-  if (!writableFolder(graphs)) return unstoredGraph(checked, edits, options)
+  if (!writableFolder(graphs)) {
+    if (!warnedUnwritable.has(graphs)) process.stderr.write(`warning: the graph cache ${graphs} cannot be written; graphs are rebuilt for every session (set MOE_HARNESS_HOME to a writable folder to keep them).\n`)
+    warnedUnwritable.add(graphs)
+    return unstoredGraph(checked, edits, options)
+  }
   const tmp = path.join(graphs, `.building-${key}-${process.pid}-${crypto.randomBytes(4).toString('hex')}`)
   fs.mkdirSync(tmp)
   let fd: number | undefined
@@ -105,7 +124,7 @@ export function storedScoringGraph(ckpt: Checkpoint, edits: VariantEdits, option
     })
     if (fd !== undefined) fs.fsyncSync(fd)
     fs.writeFileSync(path.join(tmp, GRAPH), built.model)
-    const manifest: Manifest = { mark: MARK, format: GRAPH_FORMAT_VERSION, key, outputNames: built.outputNames, createdAt: new Date().toISOString(), derivedBytes: size }
+    const manifest: Manifest = { mark: MARK, format: GRAPH_FORMAT_VERSION, key, outputNames: built.outputNames, createdAt: new Date().toISOString(), derivedBytes: size, graphSha256: sha256(built.model) }
     fs.writeFileSync(path.join(tmp, MANIFEST), JSON.stringify(manifest, null, 1))
     try {
       fs.renameSync(tmp, dir)
@@ -126,11 +145,20 @@ export function storedScoringGraph(ckpt: Checkpoint, edits: VariantEdits, option
     return { ...built, external: new Map(), externalFolder: '/', dir, fromCache: false }
   } catch (e) {
     removeQuietly(tmp)
+    const code = (e as NodeJS.ErrnoException)?.code
+    if (!isHarnessError(e) && (code === 'ENOSPC' || code === 'EDQUOT')) {
+      fail('FILE_ACCESS', `The graph cache ${graphs} ran out of disk space while storing a graph (${(e as Error).message}); free space there, lower MOE_HARNESS_GRAPH_CACHE_GB (now ${(maxBytes() / 2 ** 30).toFixed(1)} GB), or point MOE_HARNESS_HOME at a larger disk.`)
+    }
     throw e
   } finally {
     if (fd !== undefined) fs.closeSync(fd)
   }
 }
+
+const warnedUnwritable = new Set<string>()
+/** Temp folders of unstored graphs not yet released: removed at exit too (an interrupted build). */
+const temporaries = new Set<string>()
+let exitHook = false
 
 /**
  * The mapped graph without the cache: checkpoint weights still mapped from their files; computed
@@ -149,6 +177,9 @@ function unstoredGraph(ckpt: Checkpoint, edits: VariantEdits, options: Omit<Grap
         appendDerived(bytes) {
           if (fd === undefined) {
             dir = fs.mkdtempSync(path.join(os.tmpdir(), 'moe-harness-graph-'))
+            temporaries.add(dir)
+            if (!exitHook) process.once('exit', () => { for (const t of temporaries) removeQuietly(t) })
+            exitHook = true
             fd = fs.openSync(path.join(dir, DERIVED), 'w')
           }
           const offset = Math.ceil(size / 64) * 64
@@ -161,6 +192,7 @@ function unstoredGraph(ckpt: Checkpoint, edits: VariantEdits, options: Omit<Grap
     return { ...built, external: new Map(), externalFolder: '/', dir, fromCache: false, temporary: dir !== '' }
   } catch (e) {
     if (dir) removeQuietly(dir)
+    temporaries.delete(dir)
     throw e
   } finally {
     if (fd !== undefined) fs.closeSync(fd)
@@ -202,6 +234,7 @@ function readEntry(dir: string, key: string): StoredGraph | undefined {
     if (manifest.mark !== MARK || manifest.key !== key || manifest.format !== GRAPH_FORMAT_VERSION) return undefined
     if (manifest.derivedBytes > 0 && fs.statSync(path.join(dir, DERIVED)).size < manifest.derivedBytes) return undefined
     model = fs.readFileSync(path.join(dir, GRAPH))
+    if (sha256(model) !== manifest.graphSha256) return undefined
   } catch {
     return undefined // absent or damaged: rebuilt (the rename then fails and the damaged entry stays; see evict)
   }
@@ -242,6 +275,8 @@ function evict(graphs: string, keep: string): void {
     if (count > MAX_ENTRIES || bytes > maxBytes()) removeQuietly(e.dir)
   }
 }
+
+const sha256 = (bytes: Uint8Array) => crypto.createHash('sha256').update(bytes).digest('hex')
 
 function removeQuietly(dir: string): void {
   try {

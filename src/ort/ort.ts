@@ -6,6 +6,11 @@ import * as ort from 'onnxruntime-node'
 import { fail } from '../errors.ts'
 import { closest } from '../util/suggest.ts'
 
+// onnxruntime's telemetry writes ~/.cache/Microsoft/DeveloperTools/.onnxruntime/onnxruntime.db and an
+// empty /tmp/mat-debug-<pid>.log per process: files the user did not ask for. It reads the variable
+// when the first session is created, so setting it here (before any) is enough; a user's own value wins.
+process.env.ORT_DISABLE_TELEMETRY ??= '1'
+
 /**
  * The execution provider: 'cpu' (bundled), 'cuda' (onnxruntime's CUDA provider, installed separately),
  * or 'webgpu' (bundled in onnxruntime-node's Linux build, Dawn over Vulkan: needs libvulkan.so.1 and

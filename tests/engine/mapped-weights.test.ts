@@ -164,10 +164,19 @@ describe('weights mapped from the checkpoint files', () => {
     const withMasks = storedScoringGraph(ckpt, emptyEdits(), { maskInputs: true }, root)
     assert.notEqual(withMasks.dir, first.dir, 'graph options are part of the key')
 
+    fs.truncateSync(path.join(first.dir, 'graph.onnx'), 1000)
+    assert.equal(storedScoringGraph(ckpt, emptyEdits(), {}, root).fromCache, false, 'a truncated graph.onnx is rebuilt')
+
     fs.writeFileSync(path.join(first.dir, 'manifest.json'), '{ not json')
     const rebuilt = storedScoringGraph(ckpt, emptyEdits(), {}, root)
     assert.equal(rebuilt.fromCache, false)
     assert.ok(Buffer.from(rebuilt.model).equals(Buffer.from(first.model)))
     assert.deepEqual(fs.readdirSync(path.join(root, 'graphs')).filter(n => n.startsWith('.building-')), [], 'no temp folder left behind')
+    // An in-place rewrite whose mtime is put back (touch -r, cp -p) still changes the key: ctime moves.
+    const file = [...ckpt.tensors.values()][0]!.file
+    const st = fs.statSync(file)
+    fs.writeFileSync(file, fs.readFileSync(file))
+    fs.utimesSync(file, st.atime, st.mtime)
+    assert.notEqual(storedScoringGraph(ckpt, emptyEdits(), {}, root).dir, first.dir)
   })
 })
