@@ -84,17 +84,7 @@ export class GraphBuilder {
   externalInitializer(name: string, type: ElemType, dims: number[], key: string, data: Uint8Array): string {
     if (this.root !== this) return this.root.externalInitializer(name, type, dims, key, data)
     this.external.set(key, data)
-    this.inits.push(create(TensorProtoSchema, {
-      name,
-      dataType: ELEM[type],
-      dims: dims.map(BigInt),
-      dataLocation: TensorProto_DataLocation.EXTERNAL,
-      externalData: [
-        create(StringStringEntryProtoSchema, { key: 'location', value: key }),
-        create(StringStringEntryProtoSchema, { key: 'offset', value: '0' }),
-        create(StringStringEntryProtoSchema, { key: 'length', value: String(data.byteLength) }),
-      ],
-    }))
+    this.inits.push(externalTensor(name, type, dims, key, 0, data.byteLength))
     return name
   }
 
@@ -108,17 +98,7 @@ export class GraphBuilder {
    */
   fileInitializer(name: string, type: ElemType, dims: number[], location: string, offset: number, length: number, overridable: boolean): string {
     if (this.root !== this) return this.root.fileInitializer(name, type, dims, location, offset, length, overridable)
-    this.inits.push(create(TensorProtoSchema, {
-      name,
-      dataType: ELEM[type],
-      dims: dims.map(BigInt),
-      dataLocation: TensorProto_DataLocation.EXTERNAL,
-      externalData: [
-        create(StringStringEntryProtoSchema, { key: 'location', value: location }),
-        create(StringStringEntryProtoSchema, { key: 'offset', value: String(offset) }),
-        create(StringStringEntryProtoSchema, { key: 'length', value: String(length) }),
-      ],
-    }))
+    this.inits.push(externalTensor(name, type, dims, location, offset, length))
     if (overridable) this.inputs.push(valueInfo(name, type, dims))
     return name
   }
@@ -196,6 +176,21 @@ function attribute(name: string, v: AttrValue): AttributeProto {
   if (typeof v === 'object') return create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.FLOAT, f: v.f })
   if (Number.isInteger(v)) return create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.INT, i: BigInt(v) })
   return create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.FLOAT, f: v })
+}
+
+/** A TensorProto whose `length` bytes are at `offset` of external data `location`. */
+function externalTensor(name: string, type: ElemType, dims: number[], location: string, offset: number, length: number): TensorProto {
+  return create(TensorProtoSchema, {
+    name,
+    dataType: ELEM[type],
+    dims: dims.map(BigInt),
+    dataLocation: TensorProto_DataLocation.EXTERNAL,
+    externalData: [
+      create(StringStringEntryProtoSchema, { key: 'location', value: location }),
+      create(StringStringEntryProtoSchema, { key: 'offset', value: String(offset) }),
+      create(StringStringEntryProtoSchema, { key: 'length', value: String(length) }),
+    ],
+  })
 }
 
 function valueInfo(name: string, type: ElemType, dims: Dim[]): ValueInfoProto {
