@@ -251,8 +251,24 @@ class WeightLoader {
     if (!cached) this.casts.set(scope, (cached = new Map()))
     const hit = cached.get(name)
     if (hit) return hit
-    const out = scope.op('Cast', [init.name], { to: 1 })
+    // Reshape to its own shape, given as a value onnxruntime cannot know before run time: a zero-copy
+    // view that keeps the initializer out of constant folding (which would widen every weight into a
+    // float32 copy at session creation) and out of pre-packing (another copy).
+    const out = scope.op('Cast', [scope.op('Reshape', [init.name, this.runtimeShape(this.ckpt.tensors.get(name)!.shape)])], { to: 1 })
     cached.set(name, out)
+    return out
+  }
+
+  private shapes = new Map<string, string>()
+  private zero?: string
+  /** `dims` as an int64 [rank] value computed from input_ids' shape (always `dims`; opaque to constant folding). */
+  private runtimeShape(dims: number[]): string {
+    const key = dims.join(',')
+    const hit = this.shapes.get(key)
+    if (hit) return hit
+    this.zero ??= this.g.op('Mul', [this.g.op('Gather', [this.g.op('Shape', ['input_ids']), this.g.scalarInt(0)], { axis: 0 }), this.g.scalarInt(0)])
+    const out = this.g.op('Add', [this.g.constInt(dims), this.zero])
+    this.shapes.set(key, out)
     return out
   }
 
@@ -288,7 +304,7 @@ class WeightLoader {
         this.ckpt.checkFinite(name)
         source = { location: path.relative(this.files.base, entry.file), offset: entry.offset, length: entry.byteLength }
       }
-      init = { name: this.g.fileInitializer(`w:${name}`, type, entry.shape, source.location, source.offset, source.length, type !== 'float32'), type }
+      init = { name: this.g.fileInitializer(`w:${name}`, type, entry.shape, source.location, source.offset, source.length, false), type }
     }
     this.inits.set(name, init)
     return init

@@ -94,6 +94,9 @@ export async function createSession(graph: GraphBytes, settings: SessionSettings
     externalData: [...graph.external.entries()].map(([path, data]) => ({ path, data })),
     ...(graph.externalFolder ? { extra: { session: { model_external_initializers_file_folder_path: graph.externalFolder } } } : {}),
   }
+  // Developer aid: MOE_HARNESS_ORT_OPTIMIZED_MODEL=file writes the graph as onnxruntime optimized it
+  // (tests check that no weight was folded into a float32 copy).
+  if (process.env.MOE_HARNESS_ORT_OPTIMIZED_MODEL) options.optimizedModelFilePath = process.env.MOE_HARNESS_ORT_OPTIMIZED_MODEL
   // Developer aid: MOE_HARNESS_ORT_PROFILE=prefix writes onnxruntime's per-node timing JSON.
   if (process.env.MOE_HARNESS_ORT_PROFILE) {
     options.enableProfiling = true

@@ -85,7 +85,7 @@ describe('weights mapped from the checkpoint files', () => {
     })
   }
 
-  it('initializers point into the safetensors files at each tensor\'s offset, in its stored dtype; half precision is overridable and never a session input', async () => {
+  it('initializers point into the safetensors files at each tensor\'s offset, in its stored dtype; onnxruntime folds none into float32 and none is a session input', async () => {
     const ckpt = models[0]![1]()
     const graph = storedScoringGraph(ckpt, emptyEdits(), {}, path.join(dir, 'cache-layout'))
     const proto = fromBinary(ModelProtoSchema, graph.model)
@@ -100,15 +100,26 @@ describe('weights mapped from the checkpoint files', () => {
       assert.equal(Number(ext.offset), entry.offset)
       assert.equal(Number(ext.length), entry.byteLength)
       assert.equal(t.dataType, 16, `${t.name} stays bfloat16`)
-      assert.ok(inputs.has(t.name), `${t.name} is overridable (not folded into a float32 copy)`)
+      assert.ok(!inputs.has(t.name), `${t.name} is no graph input`)
     }
     assert.equal(fs.existsSync(path.join(graph.dir, 'derived.bin')), false, 'nothing computed, nothing written')
+    const optimized = path.join(dir, 'optimized.onnx')
+    process.env.MOE_HARNESS_ORT_OPTIMIZED_MODEL = optimized
     const session = await openGraphSession(ckpt, emptyEdits(), {}, { device: 'cpu', threads: 1, cacheDir: path.join(dir, 'cache-layout') })
+    delete process.env.MOE_HARNESS_ORT_OPTIMIZED_MODEL
     try {
       assert.deepEqual([...session.inputNames].sort(), ['branch_ids', 'input_ids', 'position_ids', 'score_positions', 'score_targets'])
     } finally {
       await session.release()
     }
+    // After onnxruntime's optimizations every weight is still the bfloat16 initializer: no float32 copy
+    // was folded or pre-packed into the graph (a float32 initializer the size of a weight would be one).
+    const after = fromBinary(ModelProtoSchema, fs.readFileSync(optimized))
+    const inits = [after.graph!, ...after.graph!.node.flatMap(n => n.attribute.flatMap(a => (a.g ? [a.g] : [])))].flatMap(g => g.initializer)
+    const numel = (t: { dims: bigint[] }) => t.dims.reduce((a, b) => a * Number(b), 1)
+    const smallestWeight = Math.min(...[...ckpt.tensors.values()].filter(e => e.shape.length === 2).map(e => e.shape[0]! * e.shape[1]!))
+    assert.deepEqual(inits.filter(t => t.dataType === 1 && numel(t) >= smallestWeight).map(t => t.name), [])
+    assert.equal(inits.filter(t => t.name.startsWith('w:') && t.dataType === 16).length, weights.length)
   })
 
   it('without a writable cache the same graph is built and scored, writing nothing (computed tensors go in memory)', async () => {
