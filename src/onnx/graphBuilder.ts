@@ -92,14 +92,11 @@ export class GraphBuilder {
    * An initializer whose bytes onnxruntime reads from a file: `location` is relative to the folder the
    * session is told to resolve external data against (ort.ts GraphBytes.externalFolder), `offset` and
    * `length` in bytes. onnxruntime maps such ranges into memory (mmap, unaligned offsets included) rather
-   * than copying them. `overridable` also declares it a graph input, which onnxruntime then treats as
-   * non-constant: no constant folding of the Cast that widens a half-precision weight (that would
-   * materialise a float32 copy of every weight at session creation) and no pre-packing (a second copy).
+   * than copying them (the data stays shared page cache, unless onnxruntime pre-packs or folds it).
    */
-  fileInitializer(name: string, type: ElemType, dims: number[], location: string, offset: number, length: number, overridable: boolean): string {
-    if (this.root !== this) return this.root.fileInitializer(name, type, dims, location, offset, length, overridable)
+  fileInitializer(name: string, type: ElemType, dims: number[], location: string, offset: number, length: number): string {
+    if (this.root !== this) return this.root.fileInitializer(name, type, dims, location, offset, length)
     this.inits.push(externalTensor(name, type, dims, location, offset, length))
-    if (overridable) this.inputs.push(valueInfo(name, type, dims))
     return name
   }
 

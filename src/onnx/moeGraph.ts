@@ -230,9 +230,11 @@ const ELEM_OF_DTYPE = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' } as co
  * Hands the graph its weights as float32 values, in one of two ways:
  * - mapped (GraphOptions.weightFiles; what the engine uses): every tensor is an external initializer
  *   in the dtype it is stored in, read by onnxruntime from the checkpoint file itself (overrides and
- *   FP8 weights from the derived file). Half-precision ones are overridable (see
- *   GraphBuilder.fileInitializer) and widened by a Cast in the scope that uses them (an expert's If
- *   body), so a process holds the checkpoint's bytes once, mapped and shared by its workers, plus one
+ *   FP8 weights from the derived file). Half-precision ones are widened by Cast(Reshape(w, shape known
+ *   only at run time)) in the scope that uses them (an expert's If body): the zero-copy Reshape keeps
+ *   onnxruntime from folding the Cast into a float32 copy at session creation or pre-packing it (see
+ *   float()). Declaring them graph inputs does the same but made session creation superlinear
+ *   (18k inputs at 48 x 128 experts). So a process holds the checkpoint's bytes once, mapped and shared by its workers, plus one
  *   float32 weight at a time. The 2-byte -> 4-byte widening is exact, so scores do not change.
  * - in memory (no weightFiles: unit tests and the benchmark's "float32 resident" baseline): tensors
  *   are decoded to float32 in JS and handed over as in-memory external data; onnxruntime copies them.
@@ -304,7 +306,7 @@ class WeightLoader {
         this.ckpt.checkFinite(name)
         source = { location: path.relative(this.files.base, entry.file), offset: entry.offset, length: entry.byteLength }
       }
-      init = { name: this.g.fileInitializer(`w:${name}`, type, entry.shape, source.location, source.offset, source.length, false), type }
+      init = { name: this.g.fileInitializer(`w:${name}`, type, entry.shape, source.location, source.offset, source.length), type }
     }
     this.inits.set(name, init)
     return init
