@@ -103,28 +103,12 @@ export function storedScoringGraph(ckpt: Checkpoint, edits: VariantEdits, option
   }
   const tmp = path.join(graphs, `.building-${key}-${process.pid}-${crypto.randomBytes(4).toString('hex')}`)
   fs.mkdirSync(tmp)
-  let fd: number | undefined
+  const derived = derivedWriter(() => path.join(tmp, DERIVED), () => path.join(dir, DERIVED))
   try {
-    let size = 0
-    const derivedFinal = path.join(dir, DERIVED)
-    const built = buildScoringGraph(checked, edits, {
-      ...options,
-      weightFiles: {
-        base: '/',
-        appendDerived(bytes) {
-          fd ??= fs.openSync(path.join(tmp, DERIVED), 'w')
-          // 64-byte alignment keeps every tensor's start aligned for any element type.
-          const offset = Math.ceil(size / 64) * 64
-          fs.writeSync(fd, bytes, 0, bytes.byteLength, offset)
-          size = offset + bytes.byteLength
-          // Locations are resolved after the rename below, so they name the final folder.
-          return { location: path.relative('/', derivedFinal), offset }
-        },
-      },
-    })
-    if (fd !== undefined) fs.fsyncSync(fd)
+    const built = buildScoringGraph(checked, edits, { ...options, weightFiles: derived.files })
+    derived.close(true)
     fs.writeFileSync(path.join(tmp, GRAPH), built.model)
-    const manifest: Manifest = { mark: MARK, format: GRAPH_FORMAT_VERSION, key, outputNames: built.outputNames, createdAt: new Date().toISOString(), derivedBytes: size, graphSha256: sha256(built.model) }
+    const manifest: Manifest = { mark: MARK, format: GRAPH_FORMAT_VERSION, key, outputNames: built.outputNames, createdAt: new Date().toISOString(), derivedBytes: derived.size, graphSha256: sha256(built.model) }
     fs.writeFileSync(path.join(tmp, MANIFEST), JSON.stringify(manifest, null, 1))
     try {
       fs.renameSync(tmp, dir)
@@ -151,7 +135,7 @@ export function storedScoringGraph(ckpt: Checkpoint, edits: VariantEdits, option
     }
     throw e
   } finally {
-    if (fd !== undefined) fs.closeSync(fd)
+    derived.close(false)
   }
 }
 
@@ -167,35 +151,52 @@ let exitHook = false
  */
 function unstoredGraph(ckpt: Checkpoint, edits: VariantEdits, options: Omit<GraphOptions, 'weightFiles'>): StoredGraph {
   let dir = ''
-  let fd: number | undefined
-  let size = 0
+  const derived = derivedWriter(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'moe-harness-graph-'))
+    temporaries.add(dir)
+    if (!exitHook) process.once('exit', () => { for (const t of temporaries) removeQuietly(t) })
+    exitHook = true
+    return path.join(dir, DERIVED)
+  }, () => path.join(dir, DERIVED))
   try {
-    const built = buildScoringGraph(ckpt, edits, {
-      ...options,
-      weightFiles: {
-        base: '/',
-        appendDerived(bytes) {
-          if (fd === undefined) {
-            dir = fs.mkdtempSync(path.join(os.tmpdir(), 'moe-harness-graph-'))
-            temporaries.add(dir)
-            if (!exitHook) process.once('exit', () => { for (const t of temporaries) removeQuietly(t) })
-            exitHook = true
-            fd = fs.openSync(path.join(dir, DERIVED), 'w')
-          }
-          const offset = Math.ceil(size / 64) * 64
-          fs.writeSync(fd, bytes, 0, bytes.byteLength, offset)
-          size = offset + bytes.byteLength
-          return { location: path.relative('/', path.join(dir, DERIVED)), offset }
-        },
-      },
-    })
+    const built = buildScoringGraph(ckpt, edits, { ...options, weightFiles: derived.files })
     return { ...built, external: new Map(), externalFolder: '/', dir, fromCache: false, temporary: dir !== '' }
   } catch (e) {
     if (dir) removeQuietly(dir)
     temporaries.delete(dir)
     throw e
   } finally {
-    if (fd !== undefined) fs.closeSync(fd)
+    derived.close(false)
+  }
+}
+
+/**
+ * The derived-weights file of a graph being built: tensors appended 64-byte aligned (every tensor's
+ * start aligned for any element type), the file made by `open` when the first one comes; `located`
+ * is where the session will find it (a cache entry is renamed into place after the build).
+ */
+function derivedWriter(open: () => string, located: () => string) {
+  let fd: number | undefined
+  let size = 0
+  return {
+    files: {
+      base: '/',
+      appendDerived(bytes: Uint8Array) {
+        fd ??= fs.openSync(open(), 'w')
+        const offset = Math.ceil(size / 64) * 64
+        fs.writeSync(fd, bytes, 0, bytes.byteLength, offset)
+        size = offset + bytes.byteLength
+        return { location: path.relative('/', located()), offset }
+      },
+    },
+    get size() { return size },
+    /** Closes the file, flushed to disk first when `sync`. */
+    close(sync: boolean) {
+      if (fd === undefined) return
+      if (sync) fs.fsyncSync(fd)
+      fs.closeSync(fd)
+      fd = undefined
+    },
   }
 }
 
