@@ -22,6 +22,11 @@ export interface CollectOptions {
   edits?: VariantEdits
   /** The harness folder the graph cache lives under (default: harnessHome()). */
   cacheDir?: string
+  /**
+   * One MoE layer at a time (collectLayered) rather than one whole pass; default: layer by layer when a
+   * whole pass's outputs per batch exceed WHOLE_PASS_OUTPUT_LIMIT. Same statistics either way.
+   */
+  layered?: boolean
 }
 
 export function outputsFor(needs: readonly StatNeed[]): CalibrationOutputs {
@@ -62,7 +67,61 @@ export function windowFeeds(batch: number[][]) {
   }
 }
 
+/**
+ * One step of a layer-by-layer pass (the sequential procedure, and one-pass collection of a model whose
+ * every layer's outputs would not fit at once): the slice from residual position `position` (0: embed
+ * input_ids) to layer `layer`'s MLP input, peeking that MLP for its calibration outputs, over every
+ * batch of `windows`. `hidden` holds the residual stream at `position` per batch (ignored at 0).
+ * Returns the layer's accumulated statistics and the residual stream at 2·layer + 1 per batch.
+ * Memory: one layer's outputs per batch, plus the residual stream of all windows (tokens × hidden × 4 B), twice.
+ */
+export async function runLayerSlice(
+  ckpt: Checkpoint, edits: VariantEdits, needs: readonly StatNeed[], layer: MoeLayerSpec, position: number, windows: number[][], hidden: Float32Array[],
+  options: CollectOptions, progress: (done: number) => void,
+): Promise<{ acc: LayerAccumulator; hidden: Float32Array[]; tokens: number }> {
+  const d = ckpt.spec.hiddenSize
+  const session = await openGraphSession(ckpt, edits, { calibration: outputsFor(needs), slice: { from: position, to: 2 * layer.index + 1, peekMlp: true } }, options)
+  const acc = new LayerAccumulator(layer, d, needs, options.sampleTokens ?? 2048)
+  const length = windows[0].length
+  const rows = rowsPerBatch(length, options.batchTokens)
+  const next: Float32Array[] = []
+  let tokens = 0
+  try {
+    for (let b = 0, start = 0; start < windows.length; b++, start += rows) {
+      const batch = windows.slice(start, start + rows)
+      const n = batch.length * length
+      const feeds = position > 0 ? { ...windowFeeds(batch), hidden_in: { type: 'float32' as const, data: hidden[b]!, dims: [n, d] } } : windowFeeds(batch)
+      const out = await session.run(feeds, session.outputNames)
+      acc.add(out, n)
+      next.push(out.hidden_out!.data as Float32Array)
+      tokens += n
+      progress(Math.min(windows.length, start + rows))
+    }
+  } finally {
+    await session.release()
+  }
+  return { acc, hidden: next, tokens }
+}
+
+/**
+ * Bytes of calibration outputs one batch of a whole-model pass returns (float32, every MoE layer):
+ * routed expert outputs (k rows per token), MoE inputs, expert hidden inputs, all-token expert outputs.
+ */
+function wholePassOutputBytes(ckpt: Checkpoint, needs: readonly StatNeed[], tokensPerBatch: number): number {
+  const o = outputsFor(needs)
+  return moeLayers(ckpt.spec).reduce((sum, l) => {
+    const perToken = (o.expertOutputs ? l.topK * ckpt.spec.hiddenSize : 0) + (o.moeInputs ? ckpt.spec.hiddenSize : 0) +
+      (o.expertHidden ? l.topK * l.expertFfn : 0) + (o.expertOutputsAllTokens ? l.numExperts * ckpt.spec.hiddenSize : 0) + l.numExperts
+    return sum + 4 * tokensPerBatch * perToken
+  }, 0)
+}
+
+/** Above this many output bytes per batch, collectStats goes layer by layer (runLayerSlice). */
+export const WHOLE_PASS_OUTPUT_LIMIT = 512 * 2 ** 20
+
 export async function collectStats(ckpt: Checkpoint, windows: number[][], needs: readonly StatNeed[], info: Omit<StatsData['info'], 'seconds' | 'tokens'>, options: CollectOptions): Promise<StatsData> {
+  const layered = options.layered ?? (windows.length > 0 && wholePassOutputBytes(ckpt, needs, rowsPerBatch(windows[0].length, options.batchTokens) * windows[0].length) > WHOLE_PASS_OUTPUT_LIMIT)
+  if (layered) return collectLayered(ckpt, windows, needs, info, options)
   const t0 = performance.now()
   const session = await openGraphSession(ckpt, options.edits ?? emptyEdits(), { calibration: outputsFor(needs) }, options)
   const layers = moeLayers(ckpt.spec)
@@ -89,6 +148,33 @@ export async function collectStats(ckpt: Checkpoint, windows: number[][], needs:
   }
   const data: StatsData = { info: { ...info, tokens, seconds: (performance.now() - t0) / 1000 } }
   for (const [index, a] of acc) a.finish(data, index)
+  return data
+}
+
+/**
+ * collectStats one MoE layer at a time (runLayerSlice): the same statistics as one whole pass (the
+ * same operations on the same residual stream), with one layer's outputs alive instead of all of
+ * them; a whole pass over OLMoE-1B-7B's 16 layers at 2 x 2048 tokens held ~9.7 GB of outputs beside
+ * its 13.8 GB of weights and did not fit in 24 GB.
+ */
+async function collectLayered(ckpt: Checkpoint, windows: number[][], needs: readonly StatNeed[], info: Omit<StatsData['info'], 'seconds' | 'tokens'>, options: CollectOptions): Promise<StatsData> {
+  const t0 = performance.now()
+  const layers = moeLayers(ckpt.spec)
+  windows = windowsNeeded(windows, needs, options.sampleTokens ?? 2048)
+  const data: StatsData = { info: { ...info, tokens: 0, seconds: 0 } }
+  let position = 0
+  let hidden: Float32Array[] = []
+  let tokens = 0
+  for (const [li, layer] of layers.entries()) {
+    const step = await runLayerSlice(ckpt, options.edits ?? emptyEdits(), needs, layer, position, windows, hidden, options,
+      done => options.onProgress?.(li * windows.length + done, layers.length * windows.length))
+    step.acc.finish(data, layer.index)
+    hidden = step.hidden
+    position = 2 * layer.index + 1
+    tokens = step.tokens
+  }
+  data.info.tokens = tokens
+  data.info.seconds = (performance.now() - t0) / 1000
   return data
 }
 

@@ -18,9 +18,8 @@ import v8 from 'node:v8'
 import type { VariantEdits } from '../edits/variantEdits.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
 import { moeLayers } from '../model/modelSpec.ts'
-import { openGraphSession } from '../engine/graphSession.ts'
 import { calibrationKey, harnessHome } from './cache.ts'
-import { LayerAccumulator, outputsFor, rowsPerBatch, windowFeeds, windowsNeeded, type CollectOptions } from './collect.ts'
+import { runLayerSlice, windowsNeeded, type CollectOptions } from './collect.ts'
 import { calibrationWindows, type CalibrationSpec } from './source.ts'
 import type { StatNeed, StatsData } from './stats.ts'
 
@@ -104,7 +103,6 @@ export async function sequentialStats(ckpt: Checkpoint, spec: CalibrationSpec, n
   const base = await calibrationKey(ckpt, spec)
   const dir = path.join(options.cacheDir ?? harnessHome(), 'calibration', 'sequential')
   const layers = moeLayers(ckpt.spec)
-  const d = ckpt.spec.hiddenSize
   const sampleTokens = options.sampleTokens ?? 2048
   const data: StatsData = { info: { key: '', needs: [...needs], sequences: spec.sequences, length: spec.length, tokens: 0, source: '', seconds: 0, procedure: 'sequential' } }
   let windows: number[][] | undefined
@@ -130,30 +128,12 @@ export async function sequentialStats(ckpt: Checkpoint, spec: CalibrationSpec, n
         windows = windowsNeeded(w.windows, needs, sampleTokens)
         data.info.source = w.fingerprint
       }
-      const to = 2 * layer.index + 1
-      const session = await openGraphSession(ckpt, method.edits, { calibration: outputsFor(needs), slice: { from: position, to, peekMlp: true } }, options)
-      const acc = new LayerAccumulator(layer, d, needs, sampleTokens)
-      const wanted = session.outputNames
-      const length = windows[0].length
-      const rows = rowsPerBatch(length, options.batchTokens)
-      const next: Float32Array[] = []
-      tokens = 0
-      try {
-        for (let b = 0, start = 0; start < windows.length; b++, start += rows) {
-          const batch = windows.slice(start, start + rows)
-          const n = batch.length * length
-          const feeds = position > 0 ? { ...windowFeeds(batch), hidden_in: { type: 'float32' as const, data: hidden[b], dims: [n, d] } } : windowFeeds(batch)
-          const out = await session.run(feeds, wanted)
-          acc.add(out, n)
-          next.push(out.hidden_out.data as Float32Array)
-          tokens += n
-          options.onProgress?.(li * windows.length + Math.min(windows.length, start + rows), layers.length * windows.length)
-        }
-      } finally {
-        await session.release()
-      }
-      hidden = next
-      position = to
+      const step = await runLayerSlice(ckpt, method.edits, needs, layer, position, windows, hidden, options,
+        done => options.onProgress?.(li * windows!.length + done, layers.length * windows!.length))
+      const acc = step.acc
+      tokens = step.tokens
+      hidden = step.hidden
+      position = 2 * layer.index + 1
       const entry: StatsData = { info: { ...data.info, key, tokens, seconds: 0 } }
       acc.finish(entry, layer.index)
       fs.mkdirSync(dir, { recursive: true })
