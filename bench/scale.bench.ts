@@ -570,7 +570,7 @@ function expertsOf(c: Config): number {
 
 /**
  * Peak RSS over the checkpoint's BF16 bytes, as measured (with a margin), by what runs: the
- * float32-resident engine 4.2-5.0x (November 2026), the peer ~3x (its float32 copies and the mapped
+ * float32-resident engine 4.2-6.1x (measured November 2026), the peer ~3x (its float32 copies and the mapped
  * file), the mapped engine the checkpoint once plus activations (a 2048-token window: ~1-2.5 GB on these shapes).
  */
 const MEMORY_NEED = {

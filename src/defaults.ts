@@ -37,6 +37,6 @@ export function defaultCalibrationLength(maxPositions: number): number {
  * Intra-op threads per worker when not given: the cores shared evenly by the workers (at least 1), so
  * every command uses all cores once (eval/score/transform run one session: all cores).
  */
-export function defaultThreads(workers = 1): number {
-  return Math.max(1, Math.floor(os.availableParallelism() / Math.max(1, workers)))
+export function defaultThreads(workers = 1, cores = os.availableParallelism()): number {
+  return Math.max(1, Math.floor(cores / Math.max(1, workers)))
 }

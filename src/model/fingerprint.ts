@@ -13,8 +13,6 @@ import { canonicalJson } from '../util/canonicalJson.ts'
 // FINGERPRINT_VERSION lives with every other key's version in src/identity/keys.ts.
 export { FINGERPRINT_VERSION }
 
-export { canonicalJson }
-
 // Files whose bytes stand in for the tokenizer settings when they cannot be resolved.
 const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json']
 

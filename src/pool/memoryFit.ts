@@ -6,6 +6,7 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
+import { defaultThreads } from '../defaults.ts'
 import { fail } from '../errors.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
 import type { ModelSpec } from '../model/modelSpec.ts'
@@ -21,7 +22,7 @@ export const MEMORY_SAFETY = 0.85
  * Fixed cost of one worker beside its batch: a Node worker thread (its own V8 heap and module graph),
  * onnxruntime's per-session state and thread pool, the graph protobuf and the tokenizer. Measured
  * (process RSS, 2 cores): an idle worker adds 55-60 MB; with models/tiny-moe's session built and a
- * 2-token batch scored, 160 MB (its weights included, which the worker still copies today); 256 MiB
+ * 2-token batch scored, 160 MB (measured while workers still copied the weights; they are mapped now); 256 MiB
  * leaves room for the larger graphs of deep, many-expert models.
  */
 export const WORKER_OVERHEAD_BYTES = 256 * 2 ** 20
@@ -88,8 +89,7 @@ export function fitPool(r: PoolFitRequest): PoolFit {
   const total = (w: number) => r.modelBytes + w * r.perWorkerBytes
   const most = r.perWorkerBytes > 0 ? Math.floor((budget - r.modelBytes) / r.perWorkerBytes) : r.requestedWorkers
   const workers = Math.max(1, Math.min(r.requestedWorkers, most))
-  // The rule of src/defaults.ts defaultThreads, on the given cores.
-  const threads = r.requestedThreads ?? Math.max(1, Math.floor(r.cores / workers))
+  const threads = r.requestedThreads ?? defaultThreads(workers, r.cores)
   const fits = total(workers) <= budget
   const reduced = workers < r.requestedWorkers
 
