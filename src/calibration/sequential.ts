@@ -16,6 +16,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import v8 from 'node:v8'
 import type { VariantEdits } from '../edits/variantEdits.ts'
+import { overrideDigest } from '../edits/overrideTensor.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
 import { moeLayers } from '../model/modelSpec.ts'
 import { calibrationKey, harnessHome } from './cache.ts'
@@ -58,10 +59,8 @@ export function editsDigest(edits: VariantEdits): string {
       }
     }
   }
-  for (const name of Object.keys(edits.overrides).sort()) {
-    const t = edits.overrides[name]
-    h.update(`o:${name}:`).update(new Uint8Array(t.buffer, t.byteOffset, t.byteLength))
-  }
+  // Digests, not bytes: the same values hash alike in memory and spilled to disk (overrideTensor.ts).
+  for (const name of Object.keys(edits.overrides).sort()) h.update(`o:${name}:${overrideDigest(edits.overrides[name])};`)
   return h.digest('hex').slice(0, 32)
 }
 

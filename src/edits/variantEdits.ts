@@ -5,6 +5,8 @@
 // and src/variants/export.ts (checkpoints for other tools).
 import { fail } from '../errors.ts'
 import type { ModelSpec, MoeLayerSpec } from '../model/modelSpec.ts'
+import { editsContentHash } from '../identity/keys.ts'
+import { isStoredOverride, overrideDigest, type OverrideTensor } from './overrideTensor.ts'
 
 export interface LayerHooks {
   /**
@@ -38,8 +40,11 @@ export interface LayerHooks {
 export interface VariantEdits {
   /** Hooks by layer index (only MoE layers). */
   layers: Record<number, LayerHooks>
-  /** Replacement tensors (same shape), float32; rounded to the tensor's stored dtype when built. */
-  overrides: Record<string, Float32Array>
+  /**
+   * Replacement tensors (same number of values as the checkpoint tensor), already rounded to its
+   * stored dtype: float32 in memory, or stored in a safetensors file (overrideTensor.ts).
+   */
+  overrides: Record<string, OverrideTensor>
 }
 
 export function emptyEdits(): VariantEdits {
@@ -76,7 +81,8 @@ export function validateEdits(spec: ModelSpec, edits: VariantEdits): void {
     validateLayerHooks(layer, hooks, spec.hiddenSize)
   }
   for (const [name, data] of Object.entries(edits.overrides)) {
-    if (!(data instanceof Float32Array)) fail('HOOK_INVALID', `Override '${name}' must be a Float32Array.`)
+    const stored = data && typeof data === 'object' && isStoredOverride(data) && typeof data.file === 'string'
+    if (!(data instanceof Float32Array) && !stored) fail('HOOK_INVALID', `Override '${name}' must be a Float32Array.`)
   }
 }
 
@@ -152,10 +158,12 @@ export function maxRemovableExperts(layer: MoeLayerSpec, topK = layer.topK): num
 }
 
 /**
- * What a variant's edits compute, as a 24-hex key (identical edits share results); derived in
- * src/identity/keys.ts with every other key.
+ * What a variant's edits compute, as a 24-hex key (identical edits share results; the same values
+ * in memory or stored hash alike); derived in src/identity/keys.ts with every other key.
  */
-export { editsContentHash as contentHash } from '../identity/keys.ts'
+export function contentHash(edits: VariantEdits): string {
+  return editsContentHash(edits, overrideDigest)
+}
 
 /**
  * Number of neurons kept per token for a keep fraction rho: ceil(rho * F), at least 1 (the 1e-9 absorbs

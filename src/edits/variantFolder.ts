@@ -1,15 +1,20 @@
 // A prepared variant on disk, for the worker pool: the model path and its edits (hooks as JSON,
-// replaced tensors as safetensors in the checkpoint's dtype). Workers rebuild the graph from these.
+// replaced tensors as safetensors in the checkpoint's dtype: overrides.safetensors for those held in
+// memory, plus the method's spill files, hard-linked in as overrides-N.safetensors). Workers rebuild
+// the graph from these, mapping the replaced tensors from these files (never decoding them whole).
 // The one module that knows the folder's file names; the sweep publishes folders through it.
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import { fail } from '../errors.ts'
-import { decodeToFloat32, encodeFromFloat32, readSafetensorsHeader, readTensorBytes, writeSafetensors, type DType, type TensorEntry } from '../model/safetensors.ts'
+import type { DType } from '../model/safetensors.ts'
+import { isStoredOverride, overrideValues, readStoredOverrides, storeOverrides, type StoredOverride } from './overrideTensor.ts'
 import type { LayerHooks, VariantEdits } from './variantEdits.ts'
 
 const EDITS_FILE = 'edits.json'
 const OVERRIDES_FILE = 'overrides.safetensors'
+/** overrides.safetensors, then the linked spill files overrides-0.safetensors, overrides-1... */
+const OVERRIDES_PATTERN = /^overrides(-\d+)?\.safetensors$/
 
 interface EditsJson {
   modelDir: string
@@ -25,12 +30,16 @@ export function writeVariantFiles(dir: string, modelDir: string, edits: VariantE
     const { novices, ...rest } = h
     json.layers[l] = { ...rest, ...(novices ? { novices: Object.fromEntries(Object.entries(novices).map(([e, v]) => [e, Array.from(v)])) } : {}) }
   }
+  const inMemory: Record<string, Float32Array> = {}
+  const stored: Record<string, StoredOverride> = {}
+  for (const [name, t] of Object.entries(edits.overrides)) {
+    if (isStoredOverride(t)) stored[name] = t
+    else inMemory[name] = t
+  }
+  if (Object.keys(inMemory).length) storeOverrides(path.join(tmp, OVERRIDES_FILE), inMemory, dtypeOf)
+  addStoredFiles(tmp, stored, dtypeOf)
+  // Written last: its presence marks a complete folder (isVariantFolder).
   fs.writeFileSync(path.join(tmp, EDITS_FILE), JSON.stringify(json))
-  const tensors = Object.fromEntries(Object.entries(edits.overrides).map(([name, data]) => {
-    const dtype = dtypeOf(name)
-    return [name, { dtype, shape: [data.length], data: encodeFromFloat32(data, dtype) }]
-  }))
-  if (Object.keys(tensors).length) writeSafetensors(path.join(tmp, OVERRIDES_FILE), tensors)
   fs.rmSync(dir, { recursive: true, force: true })
   fs.mkdirSync(path.dirname(dir), { recursive: true })
   fs.renameSync(tmp, dir)
@@ -48,9 +57,32 @@ export function readVariantFiles(dir: string): { modelDir: string; edits: Varian
     const { novices, ...rest } = h
     layers[Number(l)] = { ...rest, ...(novices ? { novices: Object.fromEntries(Object.entries(novices).map(([e, v]) => [e, Float32Array.from(v)])) } : {}) }
   }
-  const overrides: Record<string, Float32Array> = {}
-  for (const e of overrideEntries(dir)) overrides[e.name] = decodeToFloat32(readTensorBytes(e), e.dtype)
-  return { modelDir: json.modelDir, edits: { layers, overrides } }
+  return { modelDir: json.modelDir, edits: { layers, overrides: overrideTensors(dir) } }
+}
+
+/**
+ * Puts stored tensors into the folder `tmp` as overrides-N.safetensors: a file whose tensors are all
+ * still current is hard-linked (same disk: no copy) or copied; tensors of a file that also holds
+ * superseded ones are rewritten (in `dtypeOf`, from their values) so no name appears twice.
+ */
+function addStoredFiles(tmp: string, stored: Record<string, StoredOverride>, dtypeOf: (name: string) => DType): void {
+  const byFile = new Map<string, string[]>()
+  for (const [name, t] of Object.entries(stored)) byFile.set(t.file, [...(byFile.get(t.file) ?? []), name])
+  let n = 0
+  for (const [file, names] of byFile) {
+    const target = path.join(tmp, `overrides-${n++}.safetensors`)
+    const inFile = readStoredOverrides(file)
+    const whole = Object.keys(inFile).length === names.length && names.every(name => inFile[name] && inFile[name].offset === stored[name].offset)
+    if (whole) {
+      try {
+        fs.linkSync(file, target)
+      } catch {
+        fs.copyFileSync(file, target) // another disk, or links not allowed
+      }
+    } else {
+      storeOverrides(target, Object.fromEntries(names.map(name => [name, overrideValues(stored[name])])), dtypeOf)
+    }
+  }
 }
 
 const damaged = (file: string, dir: string, why: string): never =>
@@ -75,15 +107,23 @@ function readEditsJson(dir: string): EditsJson {
   return json
 }
 
-/** The overrides file's entries (its header checked against the file size), or none. */
-function overrideEntries(dir: string): TensorEntry[] {
-  const ov = path.join(dir, OVERRIDES_FILE)
-  if (!fs.existsSync(ov)) return []
-  try {
-    return readSafetensorsHeader(ov)
-  } catch (e) {
-    return damaged(ov, dir, (e as Error).message)
+/** The folder's replaced tensors, from every overrides file (headers checked against the file sizes). */
+function overrideTensors(dir: string): Record<string, StoredOverride> {
+  const out: Record<string, StoredOverride> = {}
+  for (const name of fs.readdirSync(dir).filter(f => OVERRIDES_PATTERN.test(f)).sort()) {
+    const file = path.join(dir, name)
+    let tensors: Record<string, StoredOverride>
+    try {
+      tensors = readStoredOverrides(file)
+    } catch (e) {
+      return damaged(file, dir, (e as Error).message)
+    }
+    for (const [tensor, t] of Object.entries(tensors)) {
+      if (out[tensor]) damaged(file, dir, `tensor '${tensor}' is also in ${path.basename(out[tensor].file)}`)
+      out[tensor] = t
+    }
   }
+  return out
 }
 
 /** Whether `dir` holds a complete prepared variant (its files are renamed in whole, so the edits file marks it). */
@@ -100,7 +140,7 @@ export function variantFolderState(dir: string, warn: (message: string) => void 
   if (!isVariantFolder(dir)) return 'missing'
   try {
     readEditsJson(dir)
-    overrideEntries(dir)
+    overrideTensors(dir)
     return 'valid'
   } catch (e) {
     warn(`damaged prepared-variant cache: ${(e as Error).message.replace(/; delete .*$/, '')}; rebuilding it`)

@@ -82,9 +82,13 @@ export function failedVariantKey(spec: unknown): string {
  * The content hash of a variant's edits (24 hex characters): what the model computes, not how it was
  * made, so identical edits share results (every ratio-0 variant is the unpruned model, scored once).
  * Layers in index order, each as its hooks' JSON with keys sorted (nested binding maps included) and
- * its novice vectors' bytes; then override tensors by name. Empty layers contribute nothing.
+ * its novice vectors' bytes; then override tensors by name, each by `tensorDigest` (the sha256 of its
+ * float32 values for the content hash: edits/overrideTensor.ts overrideDigest, so a tensor hashes alike
+ * in memory and stored; graphStore.ts passes file identities instead). Empty layers contribute nothing.
+ * (Before 2026-11-30 the override values were hashed inline; a variant prepared before that
+ * keeps its stored hash, as the sweep reuses a valid folder by variant id.)
  */
-export function editsContentHash(edits: VariantEdits): string {
+export function editsContentHash(edits: VariantEdits, tensorDigest: (t: VariantEdits['overrides'][string]) => string): string {
   const h = crypto.createHash('sha256')
   const bytes = (a: Float32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength)
   for (const l of Object.keys(edits.layers).map(Number).sort((a, b) => a - b)) {
@@ -97,12 +101,12 @@ export function editsContentHash(edits: VariantEdits): string {
     h.update(`L${l}:${JSON.stringify(sorted)}`)
     for (const e of Object.keys(novices ?? {}).map(Number).sort((a, b) => a - b)) h.update(`n${e}:`).update(bytes(novices![e]))
   }
-  for (const name of Object.keys(edits.overrides).sort()) h.update(`o:${name}:`).update(bytes(edits.overrides[name]))
+  for (const name of Object.keys(edits.overrides).sort()) h.update(`o:${name}:${tensorDigest(edits.overrides[name])};`)
   return h.digest('hex').slice(0, 24)
 }
 
 /** The content hash of no edits at all: the unpruned model (sha256 of nothing, cut to 24). */
-export const BASELINE_CONTENT_HASH = editsContentHash({ layers: {}, overrides: {} })
+export const BASELINE_CONTENT_HASH = editsContentHash({ layers: {}, overrides: {} }, () => '')
 
 /** Whether a variant's content hash is the unpruned model's (no edits). */
 export function isBaselineContent(contentHash: string | null | undefined): boolean {

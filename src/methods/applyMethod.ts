@@ -7,6 +7,8 @@ import { fail, failIn, HarnessError } from '../errors.ts'
 import { emptyEdits, validateEdits, type LayerHooks, type VariantEdits } from '../edits/variantEdits.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
 import { decodeToFloat32, encodeFromFloat32 } from '../model/safetensors.ts'
+import { isStoredOverride, overrideValues } from '../edits/overrideTensor.ts'
+import { spillBudgetBytes, spillOverrides } from '../edits/overrideSpill.ts'
 import { mulberry32, seedFromString } from '../util/rng.ts'
 import { statsView, type StatsData } from '../calibration/stats.ts'
 import type { LayerReport, MethodContext, MethodDefinition, MethodReport } from './defineMethod.ts'
@@ -45,10 +47,17 @@ function layerTensorNames(ckpt: Checkpoint, index: number): Set<string> {
   return out
 }
 
-export function startMethod(method: MethodDefinition, params: ParamValues, ckpt: Checkpoint, seedKey: string, unpruned?: StatsData): MethodRun {
+export interface MethodRunOptions {
+  /** Float32 bytes of edited tensors held in memory before they are stored to disk (default: spillBudgetBytes()). */
+  spillBytes?: number
+}
+
+export function startMethod(method: MethodDefinition, params: ParamValues, ckpt: Checkpoint, seedKey: string, unpruned?: StatsData, options: MethodRunOptions = {}): MethodRun {
   let busy = 0 // milliseconds spent inside the method's own code
   const layout = layoutOf(ckpt)
   const edits = emptyEdits()
+  const spillBytes = options.spillBytes ?? spillBudgetBytes()
+  let held = 0 // float32 bytes of edited tensors in memory
   const warnings: string[] = []
   let stats: StatsData = NO_STATS
   const hooks = (layer: number): LayerHooks => {
@@ -69,14 +78,23 @@ export function startMethod(method: MethodDefinition, params: ParamValues, ckpt:
       get(name) {
         const entry = ckpt.tensors.get(name) ?? fail('TENSOR_MISSING', `no tensor '${name}' in the checkpoint`)
         const o = edits.overrides[name]
-        return o ? o.slice() : decodeToFloat32(ckpt.readRaw(entry.name), entry.dtype)
+        return o ? overrideValues(o) : decodeToFloat32(ckpt.readRaw(entry.name), entry.dtype)
       },
       set(name, data) {
         const entry = ckpt.tensors.get(name) ?? fail('TENSOR_MISSING', `no tensor '${name}' in the checkpoint`)
         const numel = entry.shape.reduce((a, b) => a * b, 1)
         if (data.length !== numel) fail('HOOK_INVALID', `weights.set('${name}'): ${data.length} values for shape [${entry.shape}]`)
         // Rounded to the stored dtype now, so what the method reads back is what will be scored and exported.
-        edits.overrides[name] = decodeToFloat32(encodeFromFloat32(data, entry.dtype), entry.dtype)
+        const old = edits.overrides[name]
+        if (old && !isStoredOverride(old)) held -= old.byteLength
+        const rounded = decodeToFloat32(encodeFromFloat32(data, entry.dtype), entry.dtype)
+        edits.overrides[name] = rounded
+        held += rounded.byteLength
+        // Stored in the checkpoint's dtype once over budget: a real-size method never holds the model in float32.
+        if (held > spillBytes) {
+          spillOverrides(edits.overrides, n => ckpt.tensors.get(n)!.dtype)
+          held = 0
+        }
       },
       shape: name => (ckpt.tensors.get(name) ?? fail('TENSOR_MISSING', `no tensor '${name}' in the checkpoint`)).shape,
     },
@@ -171,7 +189,8 @@ export function startMethod(method: MethodDefinition, params: ParamValues, ckpt:
         failIn(where('apply'), 'METHOD_FAILED', `must return { achievedRatio: number, ... }, got ${JSON.stringify(report)}.`)
       }
       for (const [name, data] of Object.entries(edits.overrides)) {
-        if (data.some(v => !Number.isFinite(v))) failIn(where('apply'), 'METHOD_FAILED', `tensor '${name}' has non-finite values after the method ran.`)
+        // Stored tensors were checked when they were written (storeOverrides).
+        if (!isStoredOverride(data) && data.some(v => !Number.isFinite(v))) failIn(where('apply'), 'METHOD_FAILED', `tensor '${name}' has non-finite values after the method ran.`)
       }
       try {
         validateEdits(ckpt.spec, edits)
@@ -194,8 +213,8 @@ export function startMethod(method: MethodDefinition, params: ParamValues, ckpt:
 }
 
 /** One-pass: every layer's statistics are in `stats` (unpruned model); runs apply, or applyLayer for each layer. */
-export async function applyMethod(method: MethodDefinition, params: ParamValues, ckpt: Checkpoint, stats: StatsData | undefined, seedKey: string, unpruned?: StatsData): Promise<AppliedMethod> {
-  const run = startMethod(method, params, ckpt, seedKey, unpruned ?? stats)
+export async function applyMethod(method: MethodDefinition, params: ParamValues, ckpt: Checkpoint, stats: StatsData | undefined, seedKey: string, unpruned?: StatsData, options: MethodRunOptions = {}): Promise<AppliedMethod> {
+  const run = startMethod(method, params, ckpt, seedKey, unpruned ?? stats, options)
   if (method.applyLayer) {
     for (const layer of layoutOf(ckpt).layers) await run.layer(layer.index, stats ?? NO_STATS)
   } else {

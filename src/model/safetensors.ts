@@ -232,6 +232,21 @@ export function readSafetensorsHeader(file: string): TensorEntry[] {
   })
 }
 
+/** The header's `__metadata__` strings ({} when absent); call readSafetensorsFile first to validate the file. */
+export function readSafetensorsMetadata(file: string): Record<string, string> {
+  const fd = fs.openSync(file, 'r')
+  try {
+    const lenBuf = Buffer.alloc(8)
+    fs.readSync(fd, lenBuf, 0, 8, 0)
+    const header = Buffer.alloc(Number(lenBuf.readBigUInt64LE(0)))
+    fs.readSync(fd, header, 0, header.length, 8)
+    const meta = (JSON.parse(header.toString('utf8')) as { __metadata__?: Record<string, string> }).__metadata__
+    return meta ?? {}
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
 function readBytes(file: string, offset: number, length: number, what: string): Buffer {
   const buf = Buffer.alloc(length)
   const fd = fs.openSync(file, 'r')

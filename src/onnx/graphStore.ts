@@ -15,6 +15,7 @@ import { fail, isHarnessError } from '../errors.ts'
 import { editsContentHash, graphKey, GRAPH_FORMAT_VERSION } from '../identity/keys.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
 import type { VariantEdits } from '../edits/variantEdits.ts'
+import { overrideIdentity } from '../edits/overrideTensor.ts'
 import { buildScoringGraph, type BuiltGraph, type GraphOptions } from './moeGraph.ts'
 
 const MANIFEST = 'manifest.json'
@@ -78,7 +79,7 @@ function checkpointIdentity(ckpt: Checkpoint): unknown {
       return { file: path.resolve(f), size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino }
     }),
     config: ckpt.config,
-    baseEdits: ckpt.baseEdits ? editsContentHash(ckpt.baseEdits) : null,
+    baseEdits: ckpt.baseEdits ? editsContentHash(ckpt.baseEdits, overrideIdentity) : null,
   }
 }
 
@@ -90,7 +91,8 @@ function checkpointIdentity(ckpt: Checkpoint): unknown {
 export function storedScoringGraph(ckpt: Checkpoint, edits: VariantEdits, options: Omit<GraphOptions, 'weightFiles'>, root: string | undefined): StoredGraph {
   if (root === undefined) return unstoredGraph(ckpt, edits, options)
   const graphs = path.join(root, 'graphs')
-  const key = graphKey({ checkpoint: checkpointIdentity(ckpt), editsHash: editsContentHash(edits), options, allowNonfinite: ckpt.allowNonfinite })
+  // Stored overrides enter by file identity, not content: a lookup never reads them back.
+  const key = graphKey({ checkpoint: checkpointIdentity(ckpt), editsHash: editsContentHash(edits, overrideIdentity), options, allowNonfinite: ckpt.allowNonfinite })
   const dir = path.join(graphs, key)
   const hit = readEntry(dir, key)
   if (hit) return hit

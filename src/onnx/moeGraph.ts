@@ -17,11 +17,13 @@
 // moe_output_L [N, d], expert_rows_L_e [n] + expert_out_L_e [n, d] (pre-gate, routed tokens only),
 // expert_out_all_L_e [N, d] (the expert forced on every token).
 import path from 'node:path'
+import { fail } from '../errors.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
 import type { ModelSpec, MoeLayerSpec } from '../model/modelSpec.ts'
-import { decodeToFloat32, encodeFromFloat32 } from '../model/safetensors.ts'
+import { decodeToFloat32 } from '../model/safetensors.ts'
 import type { ExpertNames } from '../model/tensorNames.ts'
 import { mergeEdits, neuronsKept, validateEdits, type LayerHooks, type VariantEdits } from '../edits/variantEdits.ts'
+import { isStoredOverride, overrideBytes, overrideNumel } from '../edits/overrideTensor.ts'
 import { GraphBuilder, type ElemType } from './graphBuilder.ts'
 
 export interface CalibrationOutputs {
@@ -291,16 +293,24 @@ class WeightLoader {
     if (hit) return hit
     const entry = this.ckpt.tensors.get(name)!
     const override = this.edits.overrides[name]
+    const numel = entry.shape.reduce((x, y) => x * y, 1)
+    if (override && overrideNumel(override) !== numel) {
+      fail('VARIANT_INVALID', `The variant replaces '${name}' with ${overrideNumel(override)} values but the checkpoint tensor has shape [${entry.shape}] (${numel}); the variant was prepared for another model: prepare it again for this one.`)
+    }
     let init: { name: string; type: ElemType }
     if (!this.files) {
-      const bytes = override ? encodeFromFloat32(override, entry.dtype) : this.ckpt.readRaw(name)
+      const bytes = override ? overrideBytes(override, entry.dtype) : this.ckpt.readRaw(name)
       const data = entry.dtype === 'F32' ? bytes : asBytes(decodeToFloat32(bytes, entry.dtype))
       init = { name: this.g.externalInitializer(`w:${name}`, 'float32', entry.shape, name, data), type: 'float32' }
+    } else if (override && isStoredOverride(override)) {
+      // A replaced tensor stored by the method or the variant folder: mapped from that file, never copied.
+      const type = ELEM_OF_DTYPE[override.dtype]
+      init = { name: this.g.fileInitializer(`w:${name}`, type, entry.shape, path.relative(this.files.base, override.file), override.offset, override.byteLength), type }
     } else {
       const type = ELEM_OF_DTYPE[entry.dtype]
       let source: { location: string; offset: number; length: number }
       if (override || entry.fp8) {
-        const bytes = override ? encodeFromFloat32(override, entry.dtype) : this.ckpt.readRaw(name)
+        const bytes = override ? overrideBytes(override, entry.dtype) : this.ckpt.readRaw(name)
         source = { ...this.files.appendDerived(bytes), length: bytes.byteLength }
       } else {
         this.ckpt.checkFinite(name)

@@ -6,6 +6,7 @@ import { calibrationKey, harnessHome } from '../calibration/cache.ts'
 import type { StatNeed } from '../calibration/stats.ts'
 import { contentHash } from '../edits/variantEdits.ts'
 import { publishVariantFolder, variantFolderState } from '../edits/variantFolder.ts'
+import { releaseSpilled } from '../edits/overrideSpill.ts'
 import { errorData, formatError, withContext, type HarnessErrorData } from '../errors.ts'
 import { failedVariantKey, variantFolderName } from '../identity/keys.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
@@ -69,6 +70,7 @@ async function prepareSlot(slot: VariantSlot, ctx: PrepareContext): Promise<Prep
     const hash = contentHash(variant.edits)
     const dir = variantDir(ckpt, hash)
     publishVariantFolder(dir, ckpt.dir, variant.edits, n => ckpt.tensors.get(n)!.dtype, warned ? () => {} : undefined)
+    releaseSpilled(variant.edits) // the folder has its own links or copies; workers read those
     const td = performance.now()
     ctx.store.saveVariant({
       variant_id: variant.variantId, model_id: ckpt.fingerprint(), method: variant.method, params_json: JSON.stringify(variant.params),

@@ -2,6 +2,7 @@
 // token, derived from the edits themselves (never from what a method claims).
 import type { StatsData } from '../calibration/stats.ts'
 import { neuronsKept, type VariantEdits } from '../edits/variantEdits.ts'
+import { overrideZeros } from '../edits/overrideTensor.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
 import { DTYPE_BYTES } from '../model/safetensors.ts'
 
@@ -94,7 +95,7 @@ export function accountVariant(ckpt: Checkpoint, edits: VariantEdits, stats?: St
     active += computed * perToken
   })
   let zeros = 0
-  for (const data of Object.values(edits.overrides)) for (let i = 0; i < data.length; i++) if (data[i] === 0) zeros++
+  for (const data of Object.values(edits.overrides)) zeros += overrideZeros(data)
   const totalParams = shared + expertParams
   return {
     totalParams, expertParams, baseExpertParams: baseExpert, baseTotalParams: shared + baseExpert,

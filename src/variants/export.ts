@@ -9,6 +9,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { fail } from '../errors.ts'
 import type { LayerHooks, VariantEdits } from '../edits/variantEdits.ts'
+import { overrideBytes } from '../edits/overrideTensor.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
 import { encodeFromFloat32, writeSafetensors, DTYPE_BYTES, type TensorToWrite } from '../model/safetensors.ts'
 import { NOVICES_FILE, VARIANT_FILE, type VariantManifest } from '../model/variantManifest.ts'
@@ -136,7 +137,7 @@ function writeVariantFiles(ckpt: Checkpoint, edits: VariantEdits, tmp: string, p
     const source = bindingSource.get(name) ?? name
     const srcEntry = ckpt.tensors.get(source)!
     const override = edits.overrides[source]
-    let bytes: Uint8Array = override ? encodeFromFloat32(override, srcEntry.dtype) : ckpt.readRaw(source)
+    let bytes: Uint8Array = override ? overrideBytes(override, srcEntry.dtype) : ckpt.readRaw(source)
     let shape = entry.shape
     const layer = ckpt.spec.layers.find(l => ckpt.names.layers[l.index].router === name || ckpt.names.layers[l.index].correctionBias === name)
     if (format === 'hf' && layer?.kind === 'moe' && edits.layers[layer.index]?.disabled?.length) {

@@ -10,6 +10,7 @@ import { HarnessError } from '../../src/errors.ts'
 import { ROOT, runCli } from '../helpers/cli.ts'
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
 import { tmpDir } from '../helpers/tmp.ts'
+import { overrideValues } from '../../src/edits/overrideTensor.ts'
 
 const edits = (): VariantEdits => ({
   layers: { 1: { disabled: [2, 0] } },
@@ -40,7 +41,7 @@ describe('damaged prepared-variant cache', () => {
     const back = readVariantFiles(dir)
     assert.equal(back.modelDir, '/models/tiny')
     assert.deepEqual(back.edits.layers[1], { disabled: [2, 0] })
-    assert.deepEqual(Array.from(back.edits.overrides['model.layers.0.mlp.gate.weight']!), [0.5, -1.25, 3])
+    assert.deepEqual(Array.from(overrideValues(back.edits.overrides['model.layers.0.mlp.gate.weight']!)), [0.5, -1.25, 3])
     assert.deepEqual(fs.readdirSync(path.dirname(dir)), ['trunc'], 'no staged or set-aside folders are left behind')
   })
 

@@ -18,6 +18,7 @@ import { releaseTemporary, storedScoringGraph } from '../../src/onnx/graphStore.
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
 import { writeTinyDeepseek } from '../helpers/tinyDeepseek.ts'
 import { tmpDir } from '../helpers/tmp.ts'
+import { overrideNumel } from '../../src/edits/overrideTensor.ts'
 
 const dir = tmpDir()
 const requests: ScoreRequest[] = [
@@ -129,7 +130,7 @@ describe('weights mapped from the checkpoint files', () => {
     const unstored = storedScoringGraph(ckpt, edits, {}, undefined)
     assert.equal(unstored.fromCache, false)
     assert.equal(unstored.temporary, true)
-    assert.ok(fs.statSync(path.join(unstored.dir, 'derived.bin')).size >= Object.values(edits.overrides).reduce((n, o) => n + 2 * o.length, 0))
+    assert.ok(fs.statSync(path.join(unstored.dir, 'derived.bin')).size >= Object.values(edits.overrides).reduce((n, o) => n + 2 * overrideNumel(o), 0))
     const readOnly = path.join(dir, 'read-only-home')
     fs.mkdirSync(readOnly)
     fs.chmodSync(readOnly, 0o555)
@@ -168,7 +169,7 @@ describe('weights mapped from the checkpoint files', () => {
     const edits = halvedLayer0(ckpt)
     const variant = storedScoringGraph(ckpt, edits, {}, root)
     assert.notEqual(variant.dir, first.dir)
-    const overrideBytes = Object.values(edits.overrides).reduce((s, o) => s + o.length * 2, 0) // BF16
+    const overrideBytes = Object.values(edits.overrides).reduce((s, o) => s + overrideNumel(o) * 2, 0) // BF16
     const derived = fs.statSync(path.join(variant.dir, 'derived.bin')).size
     assert.ok(derived >= overrideBytes && derived < overrideBytes + 64 * Object.keys(edits.overrides).length, `derived.bin ${derived} bytes for ${overrideBytes} edited`)
 

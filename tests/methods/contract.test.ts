@@ -17,6 +17,7 @@ import { exportVariant } from '../../src/variants/export.ts'
 import { planVariant, prepareVariant } from '../../src/variants/prepare.ts'
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
 import { tmpDir } from '../helpers/tmp.ts'
+import { overrideValues } from '../../src/edits/overrideTensor.ts'
 
 const dir = tmpDir()
 process.env.MOE_HARNESS_HOME = path.join(dir, 'home')
@@ -117,7 +118,7 @@ describe('experts with no routed calibration tokens', () => {
       const params = resolveParams(method, { ratio: 0.25 })
       const v = await applyMethod(method, params, ckpt, starved, 'starved')
       assert.ok(Number.isFinite(v.report.achievedRatio), method.name)
-      for (const w of Object.values(v.edits.overrides)) assert.ok(w.every(Number.isFinite), method.name)
+      for (const w of Object.values(v.edits.overrides)) assert.ok(overrideValues(w).every(Number.isFinite), method.name)
       for (const h of Object.values(v.edits.layers)) for (const vec of Object.values(h.novices ?? {})) assert.ok(vec.every(Number.isFinite), method.name)
       if (['frequency-pruning', 'reap', 'ean', 'novice-replacement'].includes(method.name)) {
         const touched = [...(v.edits.layers[1]?.disabled ?? []), ...Object.keys(v.edits.layers[1]?.novices ?? {}).map(Number)]

@@ -11,6 +11,7 @@ import { planVariant, prepareVariant, type PreparedVariant } from '../../src/var
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
 import { tmpDir } from '../helpers/tmp.ts'
 import { referenceLogprobs, type RefTrace } from '../reference/forward.ts'
+import { overrideValues } from '../../src/edits/overrideTensor.ts'
 
 const dir = tmpDir()
 process.env.MOE_HARNESS_HOME = path.join(dir, 'home')
@@ -166,7 +167,7 @@ describe('expert-merging', () => {
         const layerTotal = ref[l].count.reduce((a, b) => a + b, 0)
         const f = g.map(e => ref[l].count[e] / layerTotal)
         const total = f.reduce((a, b) => a + b, 0)
-        const merged = v.edits.overrides[name(g[0])]
+        const merged = overrideValues(v.edits.overrides[name(g[0])]!)
         for (let i = 0; i < 20; i++) {
           const expect = g.reduce((s, e, k) => s + (f[k] / (total + 1e-7)) * model.tensors.get(name(e))!.data[i], 0)
           assert.ok(Math.abs(merged[i] - expect) < 1e-5)
@@ -240,7 +241,8 @@ describe('unstructured pruning', () => {
     const name = 'model.layers.1.block_sparse_moe.experts.3.w2.weight'
     const w = model.tensors.get(name)!.data
     const order = Array.from(w.keys()).sort((a, b) => Math.abs(w[a]) - Math.abs(w[b]) || a - b).slice(0, Math.floor(0.5 * w.length))
-    const zeroed = Array.from(v.edits.overrides[name].keys()).filter(i => v.edits.overrides[name][i] === 0)
+    const values = overrideValues(v.edits.overrides[name]!)
+    const zeroed = Array.from(values.keys()).filter(i => values[i] === 0)
     assert.deepEqual(zeroed, order.sort((a, b) => a - b))
   })
 
@@ -251,7 +253,7 @@ describe('unstructured pruning', () => {
     for (const t of ref[l].traces) if (t.selected.includes(e)) for (let j = 0; j < D; j++) norm[j] += t.input[j] ** 2
     const name = `model.layers.${l}.block_sparse_moe.experts.${e}.w1.weight`
     const w = model.tensors.get(name)!.data
-    const got = v.edits.overrides[name]
+    const got = overrideValues(v.edits.overrides[name]!)
     for (let r = 0; r < F; r++) {
       const row = [...Array(D).keys()].map(j => ({ j, s: Math.abs(w[r * D + j]) * Math.sqrt(norm[j]) })).sort((a, b) => a.s - b.s || a.j - b.j)
       const expect = row.slice(0, D / 2).map(x => x.j).sort((a, b) => a - b)

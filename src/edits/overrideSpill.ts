@@ -1,0 +1,88 @@
+// Where a method's edited tensors go while the variant is being prepared: once the float32 values
+// held in memory pass a budget, they are written (in the checkpoint's dtype) to a private folder
+// and replaced by StoredOverrides, so magnitude pruning or Wanda over every expert of a real-size
+// model holds about one budget of float32 at a time instead of the whole model twice over.
+// The folder lives under the harness home when there is one (same disk as the variant folders, so
+// publishing hard-links instead of copying; never a RAM-backed /tmp for gigabytes) and is removed
+// at exit; a folder left by a killed process on this host is removed by the next one.
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { harnessHome } from '../defaults.ts'
+import { fail } from '../errors.ts'
+import type { DType } from '../model/safetensors.ts'
+import { isStoredOverride, storeOverrides, type OverrideTensor, type StoredOverride } from './overrideTensor.ts'
+
+/** Float32 bytes of edited tensors a method may hold in memory before they are stored: $MOE_HARNESS_SPILL_MB, default 512. */
+export function spillBudgetBytes(): number {
+  const given = process.env.MOE_HARNESS_SPILL_MB
+  if (given === undefined || given === '') return 512 * 2 ** 20
+  const mb = Number(given)
+  if (!Number.isFinite(mb) || mb < 0) fail('CONFIG_INVALID', `MOE_HARNESS_SPILL_MB must be a number of megabytes >= 0, got '${given}'; unset it for the default (512).`)
+  return mb * 2 ** 20
+}
+
+const PREFIX = '.spill-'
+let folder: string | undefined
+let files = 0
+
+/** This process's spill folder, created on first use. */
+function spillFolder(): string {
+  if (folder) return folder
+  const home = harnessHome()
+  const parent = process.env.MOE_HARNESS_HOME || fs.existsSync(home) ? path.join(home, 'variants') : os.tmpdir()
+  fs.mkdirSync(parent, { recursive: true })
+  removeDeadSpills(parent)
+  const dir = path.join(parent, `${PREFIX}${os.hostname()}-${process.pid}-${crypto.randomBytes(3).toString('hex')}`)
+  fs.mkdirSync(dir)
+  process.once('exit', () => fs.rmSync(dir, { recursive: true, force: true }))
+  return (folder = dir)
+}
+
+/** Spill folders of processes on this host that no longer run (killed before their exit hook). */
+function removeDeadSpills(parent: string): void {
+  const mine = `${PREFIX}${os.hostname()}-`
+  for (const name of fs.readdirSync(parent)) {
+    if (!name.startsWith(mine)) continue
+    const pid = Number(name.slice(mine.length).split('-')[0])
+    if (!Number.isInteger(pid) || pid === process.pid || alive(pid)) continue
+    fs.rmSync(path.join(parent, name), { recursive: true, force: true })
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+/**
+ * Stores every in-memory tensor of `overrides` in one new file of the spill folder and replaces it
+ * there by its StoredOverride (same values, same digest). Returns the float32 bytes released.
+ */
+export function spillOverrides(overrides: Record<string, OverrideTensor>, dtypeOf: (name: string) => DType): number {
+  const pending = Object.fromEntries(Object.entries(overrides).filter(([, t]) => !isStoredOverride(t))) as Record<string, Float32Array>
+  const names = Object.keys(pending)
+  if (names.length === 0) return 0
+  const stored = storeOverrides(path.join(spillFolder(), `overrides-${files++}.safetensors`), pending, dtypeOf)
+  let released = 0
+  for (const name of names) {
+    released += pending[name].byteLength
+    overrides[name] = stored[name]
+  }
+  return released
+}
+
+/**
+ * Removes this process's spill files that hold `edits`' stored tensors, once nothing will read them
+ * through `edits` again (the sweep, after publishing the variant folder, which has its own links or copies).
+ */
+export function releaseSpilled(edits: { overrides: Record<string, OverrideTensor> }): void {
+  if (!folder) return
+  const used = new Set(Object.values(edits.overrides).filter(isStoredOverride).map((t: StoredOverride) => t.file))
+  for (const file of used) if (path.dirname(file) === folder) fs.rmSync(file, { force: true })
+}
