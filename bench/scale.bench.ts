@@ -18,6 +18,10 @@
 //      MemAvailable are skipped and say so.
 //  (c) calibration (opt-in: BENCH_SCALE_PARTS=calibration): collectStats over the papers' 128 x 2048
 //      windows (random tokens) at full width - seconds, tokens/s, peak RSS.
+//  (d) method (opt-in: BENCH_SCALE_PARTS=method): magnitude pruning (ratio 0.5, every routed expert
+//      matrix edited) applied and published as a sweep does it, at full width - seconds and peak RSS
+//      with the edits stored as they accumulate (as shipped) and held in memory as float32
+//      (MOE_HARNESS_SPILL_MB=Infinity: the engine before stored overrides), when that fits.
 // Each measurement is its own child process, so peak RSS is that of one worker doing that one
 // thing; `baselineRssBytes` is the child's RSS before it loads anything (the runtime's fixed part).
 // The peer maps the safetensors files (np.memmap, as the safetensors package does), so its peak
@@ -43,6 +47,8 @@
 //   BENCH_SCALE_CALIBRATION_SEQUENCES 128                     part (c) windows (of BENCH_SCALE_CONTEXT tokens)
 //   BENCH_SCALE_CALIBRATION_NEEDS routing,expertOutputs,inputNorms  part (c) statistics
 //   BENCH_SCALE_CALIBRATION_CAP_SECONDS 1800                  part (c) cap
+//   BENCH_SCALE_METHOD_LAYERS  2,4                            part (d) layer counts (olmoe: 16 is the whole model)
+//   BENCH_SCALE_METHOD_CAP_SECONDS 1800                       part (d) cap
 // The last line printed is one JSON object with every figure and the machine's load average.
 import { spawn } from 'node:child_process'
 import fs from 'node:fs'
@@ -331,17 +337,65 @@ async function engineChild(job: ChildJob): Promise<void> {
     for (const e of ckpt.names.layers[layer]!.experts ?? []) {
       for (const name of [e.gate, e.up, e.down]) edits.overrides[name] = ckpt.read(name).map(v => v / 2)
     }
+    const editedBytes = Object.values(edits.overrides).reduce((a, o) => a + (o as Float32Array).byteLength / 2, 0)
+    let variantEdits: Edits = edits
+    let storeSeconds: number | undefined
+    if (job.weights === 'mapped') {
+      // As a sweep does it: the method's edits are stored in the checkpoint dtype and published as a
+      // variant folder (the main process's transform time); a worker reads the folder and builds.
+      const { spillOverrides } = await import('../src/edits/overrideSpill.ts')
+      const { publishVariantFolder, readVariantFiles } = await import('../src/edits/variantFolder.ts')
+      lap()
+      spillOverrides(edits.overrides, n => ckpt.tensors.get(n)!.dtype)
+      const folder = path.join(job.home, 'variants', `bench-${process.pid}`)
+      publishVariantFolder(folder, ckpt.dir, edits, n => ckpt.tensors.get(n)!.dtype)
+      storeSeconds = lap()
+      variantEdits = readVariantFiles(folder).edits
+    }
     lap()
-    const second = build(edits)
+    const second = build(variantEdits)
     const variantGraphSeconds = lap()
     const s2 = await createSession(second, { device: 'cpu', threads: job.threads })
-    emit({ phase: 'variant2', graphSeconds: variantGraphSeconds, sessionSeconds: lap(), editedBytes: Object.values(edits.overrides).reduce((a, o) => a + o.byteLength / 2, 0) })
+    emit({ phase: 'variant2', graphSeconds: variantGraphSeconds, sessionSeconds: lap(), editedBytes, ...(storeSeconds !== undefined ? { storeSeconds } : {}) })
     await s2.release()
   }
   await session.release()
 }
 
 interface CalibrationJob { calibration: true; dir: string; threads: number; sequences: number; length: number; needs: string[]; home: string }
+interface MethodJob { method: true; dir: string; home: string }
+
+/**
+ * One method measurement (part d): magnitude pruning at ratio 0.5 over every routed expert matrix,
+ * applied, accounted and published as a variant folder exactly as a sweep prepares a variant. The
+ * spill budget comes from MOE_HARNESS_SPILL_MB in the environment. Prints seconds, edited tensors
+ * and how many were stored, and peak RSS.
+ */
+async function methodChild(job: MethodJob): Promise<void> {
+  const emit = (o: object) => console.log(JSON.stringify(o))
+  const { openCheckpoint } = await import('../src/model/checkpoint.ts')
+  const { loadMethod, resolveParams } = await import('../src/methods/registry.ts')
+  const { applyMethod } = await import('../src/methods/applyMethod.ts')
+  const { accountVariant } = await import('../src/variants/accounting.ts')
+  const { contentHash } = await import('../src/edits/variantEdits.ts')
+  const { isStoredOverride } = await import('../src/edits/overrideTensor.ts')
+  const { publishVariantFolder } = await import('../src/edits/variantFolder.ts')
+  emit({ phase: 'baseline', baselineRssBytes: statusBytes('VmRSS') })
+  const ckpt = openCheckpoint(job.dir)
+  const method = await loadMethod('magnitude-pruning')
+  const t0 = performance.now()
+  const applied = await applyMethod(method, resolveParams(method, { ratio: 0.5 }), ckpt, undefined, 'bench')
+  const applySeconds = (performance.now() - t0) / 1000
+  const accounting = accountVariant(ckpt, applied.edits)
+  const hash = contentHash(applied.edits)
+  publishVariantFolder(path.join(job.home, 'variants', hash), ckpt.dir, applied.edits, n => ckpt.tensors.get(n)!.dtype)
+  const overrides = Object.values(applied.edits.overrides)
+  emit({
+    phase: 'method', applySeconds, seconds: (performance.now() - t0) / 1000, edited: overrides.length, stored: overrides.filter(isStoredOverride).length,
+    nonzeroFraction: accounting.nonzeroParams / accounting.totalParams,
+  })
+  emit({ phase: 'end', peakRssBytes: statusBytes('VmHWM') })
+}
 
 /**
  * One calibration measurement (issue 10 §5): the statistics the methods ask for, over `sequences`
@@ -476,7 +530,7 @@ function summarizeEngine(r: ChildResult, cap: number) {
     nodes: num(p.graph, 'nodes'), topLevelNodes: num(p.graph, 'topLevelNodes'), functionNodes: num(p.graph, 'functionNodes'), modelBytes: num(p.graph, 'modelBytes'), externalBytes: num(p.graph, 'externalBytes'),
     graphFromCache: p.graph?.fromCache ?? null,
     warmupSeconds: round(num(p.warmup, 'seconds')), forwardSeconds: round(num(p.forward, 'seconds')),
-    ...(p.variant2 ? { secondVariant: { graphSeconds: round(num(p.variant2, 'graphSeconds')), sessionSeconds: round(num(p.variant2, 'sessionSeconds')), editedBytes: num(p.variant2, 'editedBytes') } } : {}),
+    ...(p.variant2 ? { secondVariant: { graphSeconds: round(num(p.variant2, 'graphSeconds')), sessionSeconds: round(num(p.variant2, 'sessionSeconds')), editedBytes: num(p.variant2, 'editedBytes'), storeSeconds: round(num(p.variant2, 'storeSeconds')) } } : {}),
     peakRssBytes: num(p.end, 'peakRssBytes') ?? (r.polledPeakRssBytes || null), baselineRssBytes: num(p.baseline, 'baselineRssBytes'),
     ...(r.timedOut ? { timedOut: { capSeconds: cap, during: unfinished } } : {}),
     ...(!r.timedOut && r.exitCode !== 0 ? { failed: { exitCode: r.exitCode, during: unfinished, stderr: r.stderrTail } } : {}),
@@ -687,6 +741,52 @@ async function calibrationPart(s: Settings, names: string[], sequences: number, 
   return rows
 }
 
+async function methodPart(s: Settings, names: string[], layerCounts: number[], smoke: boolean, work: string) {
+  const rows: Record<string, unknown>[] = []
+  for (const name of names) {
+    for (const layers of layerCounts) {
+      const real = REAL[name].config
+      const config: Config = { ...(smoke ? tinyWidth(real) : real), num_hidden_layers: Math.min(layers, real.num_hidden_layers as number), vocab_size: smoke ? 512 : real.vocab_size }
+      const tag = `${name}-method-L${config.num_hidden_layers}`
+      const planned = tensorPlan(config).reduce((sum, [, shape]) => sum + 2 * shape.reduce((a, b) => a * b, 1), 0)
+      if (s.memoryGuard && MEMORY_NEED.mapped(planned) > memAvailableBytes()) {
+        rows.push({ config: name, layers: config.num_hidden_layers, skipped: `needs about ${mb(MEMORY_NEED.mapped(planned))}, ${mb(memAvailableBytes())} available` })
+        continue
+      }
+      const dir = path.join(work, tag)
+      const bytes = await writeCheckpoint(dir, config, 23)
+      const row: Record<string, unknown> = { config: name, model: REAL[name].model, layers: config.num_hidden_layers, checkpointBytes: bytes }
+      // Stored as shipped; then held as float32 (the engine before stored overrides) when 2x the BF16
+      // expert bytes plus the checkpoint fit (the guard keeps the machine from swapping).
+      for (const [mode, budget] of [['stored', ''], ['held', 'Infinity']] as const) {
+        if (mode === 'held' && s.memoryGuard && 3 * bytes > memAvailableBytes()) {
+          row[mode] = { skipped: `holding every edited tensor as float32 needs about ${mb(3 * bytes)}, ${mb(memAvailableBytes())} available` }
+          continue
+        }
+        const home = fs.mkdtempSync(path.join(os.tmpdir(), 'moe-scale-home-'))
+        const job: MethodJob = { method: true, dir, home }
+        const env = { ...process.env, SCALE_BENCH_CHILD: JSON.stringify(job), MOE_HARNESS_HOME: home, ...(budget ? { MOE_HARNESS_SPILL_MB: budget } : {}) }
+        const r = await runChild(process.execPath, ['--import', 'tsx', path.join(HERE, 'scale.bench.ts')], env, s.cap)
+        fs.rmSync(home, { recursive: true, force: true })
+        const peak = num(r.phases.end, 'peakRssBytes') ?? (r.polledPeakRssBytes || null)
+        row[mode] = {
+          seconds: round(num(r.phases.method, 'seconds'), 1), applySeconds: round(num(r.phases.method, 'applySeconds'), 1),
+          edited: num(r.phases.method, 'edited'), stored: num(r.phases.method, 'stored'), nonzeroFraction: round(num(r.phases.method, 'nonzeroFraction'), 4),
+          peakRssBytes: peak, peakRssOverCheckpoint: round(ratio(peak, bytes)), baselineRssBytes: num(r.phases.baseline, 'baselineRssBytes'),
+          ...(r.timedOut ? { timedOut: { capSeconds: s.cap } } : {}),
+          ...(!r.timedOut && r.exitCode !== 0 ? { failed: { exitCode: r.exitCode, stderr: r.stderrTail } } : {}),
+        }
+        const m = row[mode] as Record<string, unknown>
+        console.log(`(d) ${tag} (${mb(bytes)}) magnitude-pruning 0.5, edits ${mode}: ${sec(m.seconds as number | null)}, ${m.stored}/${m.edited} stored, peak ${mb(peak)} (${m.peakRssOverCheckpoint ?? '-'}x)` +
+          `${r.timedOut ? ` TIMED OUT at ${s.cap} s` : ''}${m.failed ? ` FAILED: ${r.stderrTail}` : ''}`)
+      }
+      fs.rmSync(dir, { recursive: true, force: true })
+      rows.push(row)
+    }
+  }
+  return rows
+}
+
 async function main(): Promise<void> {
   const names = list(option('configs', 'olmoe,qwen3,deepseek,mixtral'))
   for (const n of names) if (!REAL[n]) throw new Error(`bench:scale: unknown config '${n}'; choose from ${Object.keys(REAL).join(', ')}`)
@@ -716,20 +816,25 @@ async function main(): Promise<void> {
         list(option('calibration-needs', 'routing,expertOutputs,inputNorms')), option('width-layers', ''), smoke, work)
       : []
     load.push(os.loadavg())
+    const method = parts.includes('method')
+      ? await methodPart({ ...s, cap: Number(option('method-cap-seconds', '1800')) }, names, list(option('method-layers', smoke ? '2' : '2,4')).map(Number), smoke, work)
+      : []
+    load.push(os.loadavg())
     console.log(JSON.stringify({
       benchmark: 'scale', cpus: os.cpus().length, memoryBytes: os.totalmem(), smoke, capSeconds: { depth: s.cap, width: Number(option('width-cap-seconds', '420')) }, threads: s.threads,
       peer: { python: s.python, openblas: s.openblas, blasLoaded: peerBlas, malloc: 'glibc defaults for both (no MALLOC_* settings)' },
       loadAverage1m: { start: round(load[0][0], 2), afterDepth: round(load[1]?.[0] ?? null, 2), end: round(load[load.length - 1][0], 2) },
       totalSeconds: round((performance.now() - t0) / 1000, 1),
       sources: Object.fromEntries(names.map(n => [n, REAL[n].source])),
-      depth, width, calibration,
+      depth, width, calibration, method,
     }))
   } finally {
     fs.rmSync(work, { recursive: true, force: true })
   }
 }
 
-const childJob = process.env.SCALE_BENCH_CHILD ? JSON.parse(process.env.SCALE_BENCH_CHILD) as ChildJob | CalibrationJob : null
+const childJob = process.env.SCALE_BENCH_CHILD ? JSON.parse(process.env.SCALE_BENCH_CHILD) as ChildJob | CalibrationJob | MethodJob : null
 if (childJob && 'calibration' in childJob) await calibrationChild(childJob)
+else if (childJob && 'method' in childJob) await methodChild(childJob)
 else if (childJob) await engineChild(childJob)
 else await main()

@@ -19,7 +19,7 @@ export function spillBudgetBytes(): number {
   const given = process.env.MOE_HARNESS_SPILL_MB
   if (given === undefined || given === '') return 512 * 2 ** 20
   const mb = Number(given)
-  if (!Number.isFinite(mb) || mb < 0) fail('CONFIG_INVALID', `MOE_HARNESS_SPILL_MB must be a number of megabytes >= 0, got '${given}'; unset it for the default (512).`)
+  if (Number.isNaN(mb) || mb < 0) fail('CONFIG_INVALID', `MOE_HARNESS_SPILL_MB must be a number of megabytes >= 0 (or Infinity: never store), got '${given}'; unset it for the default (512).`)
   return mb * 2 ** 20
 }
 

@@ -19,6 +19,7 @@ import { loadMethod, resolveParams } from '../../src/methods/registry.ts'
 import { openCheckpoint, type Checkpoint } from '../../src/model/checkpoint.ts'
 import { releaseTemporary, storedScoringGraph } from '../../src/onnx/graphStore.ts'
 import { accountVariant } from '../../src/variants/accounting.ts'
+import { planVariant, prepareVariant } from '../../src/variants/prepare.ts'
 import { ResultsStore } from '../../src/store/resultsStore.ts'
 import { ROOT, runCli } from '../helpers/cli.ts'
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
@@ -112,6 +113,29 @@ describe('stored overrides', () => {
     assert.deepEqual(overrideValues(back.overrides[second]!), ckpt.read(second).map(v => -v))
     // The spill file also held the superseded zeros, so it was rewritten, not linked.
     assert.ok(fs.readdirSync(folder).filter(f => f.startsWith('overrides')).every(f => fs.statSync(path.join(folder, f)).nlink === 1))
+  })
+
+  it('Wanda with sequential calibration runs its layer slices on the stored edits of the earlier layers: same variant', async () => {
+    const prepare = async (home: string, spillMb?: string) => {
+      const saved = { home: process.env.MOE_HARNESS_HOME, spill: process.env.MOE_HARNESS_SPILL_MB }
+      process.env.MOE_HARNESS_HOME = path.join(dir, home) // its own calibration cache: the slices really run
+      if (spillMb !== undefined) process.env.MOE_HARNESS_SPILL_MB = spillMb
+      try {
+        const plan = await planVariant(ckpt, 'magnitude-pruning', { ratio: 0.5, score: 'wanda' })
+        assert.equal(plan.procedure, 'sequential')
+        return await prepareVariant(ckpt, plan, { calibration: { source: 'builtin', sequences: 4, length: 32, seed: 5 }, device: 'cpu', threads: 1 })
+      } finally {
+        process.env.MOE_HARNESS_HOME = saved.home
+        if (saved.spill === undefined) delete process.env.MOE_HARNESS_SPILL_MB
+        else process.env.MOE_HARNESS_SPILL_MB = saved.spill
+      }
+    }
+    const held = await prepare('home-wanda-held')
+    const stored = await prepare('home-wanda-stored', '0')
+    assert.ok(Object.values(stored.edits.overrides).every(isStoredOverride))
+    assert.ok(Object.values(held.edits.overrides).every(t => !isStoredOverride(t)))
+    assert.equal(contentHash(stored.edits), contentHash(held.edits))
+    assert.equal(stored.calibration?.fromCache, false)
   })
 
   it('a sweep whose method spills every tensor scores what one holding them in memory scores', () => {
