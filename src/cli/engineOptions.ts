@@ -6,10 +6,13 @@ import { emptyEdits, parseExpertMask, type VariantEdits } from '../edits/variant
 import type { CheckpointOptions } from '../model/checkpoint.ts'
 import type { ModelSpec } from '../model/modelSpec.ts'
 import { DEVICES, type Device } from '../ort/ort.ts'
+import { PRECISIONS, type ComputePrecision } from '../onnx/precision.ts'
+import type { GraphSessionSettings } from '../engine/graphSession.ts'
 
 export interface EngineFlags {
   device: Device
   threads?: string
+  precision?: ComputePrecision
   maskExperts?: string
   neuronTopk?: string
   allowNonfinite?: boolean
@@ -22,6 +25,11 @@ export function addDeviceOptions(cmd: Command): Command {
     .option('--allow-nonfinite', 'score a checkpoint whose weights hold NaN/Inf (refused by default: every score would be NaN)')
 }
 
+/** --precision, for the commands that score (calibration follows the device's default). */
+export function addPrecisionOption(cmd: Command): Command {
+  return cmd.addOption(new Option('--precision <dtype>', 'dtype the graph computes in; float32 kept for norms, router, softmax and log-softmax as transformers does (default: float16 on cuda/webgpu, float32 on cpu; bfloat16 needs cuda)').choices([...PRECISIONS]))
+}
+
 /** openCheckpoint options from the engine flags. */
 export function checkpointOptions(flags: EngineFlags): CheckpointOptions {
   return { allowNonfinite: flags.allowNonfinite === true }
@@ -31,6 +39,11 @@ export function addHookOptions(cmd: Command): Command {
   return cmd
     .option('--mask-experts <spec>', 'disable experts before top-k, e.g. "0:1,5;3:2" (layer:experts; survivors renormalise as the family does)')
     .option('--neuron-topk <rho>', 'keep the ceil(rho*F) neurons with largest |act(W_gate x)| per token in every routed expert')
+}
+
+/** The session settings of the engine flags: device, threads and the compute precision (default per device). */
+export function engineSettings(flags: EngineFlags): Pick<GraphSessionSettings, 'device' | 'threads' | 'precision'> {
+  return { device: flags.device, threads: threadCount(flags), ...(flags.precision ? { precision: flags.precision } : {}) }
 }
 
 export function threadCount(flags: EngineFlags): number {

@@ -6,6 +6,7 @@ import { fail } from '../errors.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
 import type { VariantEdits } from '../edits/variantEdits.ts'
 import { buildScoringGraph, type GraphOptions } from '../onnx/moeGraph.ts'
+import type { ComputePrecision } from '../onnx/precision.ts'
 import { releaseTemporary, storedScoringGraph } from '../onnx/graphStore.ts'
 import { createSession, type Device, type Session } from '../ort/ort.ts'
 
@@ -26,11 +27,53 @@ export interface GraphSessionSettings {
   /** The harness folder the graph cache lives under (default: harnessHome()). */
   cacheDir?: string
   weights?: WeightResidency
+  /** The graph's compute dtype (onnx/precision.ts); default: defaultPrecision(device). */
+  precision?: ComputePrecision
 }
 
 export interface GraphSession extends Session {
   /** Whether the graph came from the on-disk cache (no graph build). */
   readonly graphFromCache: boolean
+  /** The dtype the graph computes in. */
+  readonly precision: ComputePrecision
+}
+
+/**
+ * The compute dtype a device gets unless told otherwise: float32 on the CPU (onnxruntime's CPU provider
+ * computes float16 nodes in float32 anyway, through inserted Casts), float16 on GPUs, as transformers
+ * runs these models in half precision there (a float32 Mixtral-8x7B is 188 GB). WebGPU has no bfloat16.
+ */
+export function defaultPrecision(device: Device): ComputePrecision {
+  return device === 'cpu' ? 'float32' : 'float16'
+}
+
+/** The precision a session will use; refuses combinations the execution provider cannot run. */
+export function resolvePrecision(device: Device, chosen?: ComputePrecision): ComputePrecision {
+  const precision = chosen ?? defaultPrecision(device)
+  if (precision === 'bfloat16' && device !== 'cuda') {
+    fail('INVALID_ARGUMENT', `--precision bfloat16 needs --device cuda: onnxruntime's ${device === 'cpu' ? 'CPU provider has no bfloat16 kernels for most nodes (e.g. Mul)' : 'WebGPU provider has no bfloat16 type'}. Use --precision float16 or float32.`)
+  }
+  return precision
+}
+
+/**
+ * A half-precision graph overflows where float16 cannot hold a value (|x| > 65504): its outputs turn
+ * Inf/NaN. run() refuses such outputs (NUMERIC_FAILURE) rather than let NaN scores into the results,
+ * unless the checkpoint was opened with allowNonfinite (its NaN/Inf weights are then expected to show).
+ */
+function refuseNonfinite(session: Session, precision: ComputePrecision): Session['run'] {
+  return async (feeds, outputs) => {
+    const out = await session.run(feeds, outputs)
+    for (const [name, t] of Object.entries(out)) {
+      if (!(t.data instanceof Float32Array)) continue
+      let bad = 0
+      for (const v of t.data) if (!Number.isFinite(v)) bad++
+      if (bad) {
+        fail('NUMERIC_FAILURE', `The ${precision} graph returned ${bad} non-finite values in '${name}' (of ${t.data.length}): a weight or activation of this model exceeds ${precision}'s range (largest finite float16: 65504; bfloat16 and float32 reach 3.4e38), so scores would be NaN. Score it in float32: --precision float32 (or --device cpu)${precision === 'float16' ? ', or --precision bfloat16 on --device cuda' : ''}.`)
+      }
+    }
+    return out
+  }
 }
 
 export function weightResidency(settings: { weights?: WeightResidency } = {}): WeightResidency {
@@ -51,12 +94,19 @@ export function graphCacheRoot(settings: { cacheDir?: string } = {}): string | u
 }
 
 /** The session of buildScoringGraph(ckpt, edits, options); see WeightResidency. Errors: the build's, and SESSION_FAILED / DEVICE_UNAVAILABLE (ort.ts). */
-export async function openGraphSession(ckpt: Checkpoint, edits: VariantEdits, options: Omit<GraphOptions, 'weightFiles'>, settings: GraphSessionSettings): Promise<GraphSession> {
+export async function openGraphSession(ckpt: Checkpoint, edits: VariantEdits, graphOptions: Omit<GraphOptions, 'weightFiles'>, settings: GraphSessionSettings): Promise<GraphSession> {
   const session = { device: settings.device, threads: settings.threads }
-  if (weightResidency(settings) === 'memory') return { ...(await createSession(buildScoringGraph(ckpt, edits, options), session)), graphFromCache: false }
+  const precision = resolvePrecision(settings.device, graphOptions.precision ?? settings.precision)
+  // float32 is the option's absence, so float32 graphs keep the cache keys they had before precision existed.
+  const { precision: _, ...rest } = graphOptions
+  const options: Omit<GraphOptions, 'weightFiles'> = precision === 'float32' ? rest : { ...rest, precision }
+  const opened = (s: Session, graphFromCache: boolean): GraphSession => ({
+    ...s, graphFromCache, precision, run: precision === 'float32' || ckpt.allowNonfinite ? s.run : refuseNonfinite(s, precision),
+  })
+  if (weightResidency(settings) === 'memory') return opened(await createSession(buildScoringGraph(ckpt, edits, options), session), false)
   const graph = storedScoringGraph(ckpt, edits, options, graphCacheRoot(settings))
   try {
-    return { ...(await createSession(graph, session)), graphFromCache: graph.fromCache }
+    return opened(await createSession(graph, session), graph.fromCache)
   } finally {
     releaseTemporary(graph)
   }

@@ -25,6 +25,7 @@ import type { ExpertNames } from '../model/tensorNames.ts'
 import { mergeEdits, neuronsKept, validateEdits, type LayerHooks, type VariantEdits } from '../edits/variantEdits.ts'
 import { isStoredOverride, overrideBytes, overrideNumel } from '../edits/overrideTensor.ts'
 import { GraphBuilder, type ElemType } from './graphBuilder.ts'
+import { Precision, type ComputePrecision } from './precision.ts'
 
 export interface CalibrationOutputs {
   routerLogits?: boolean
@@ -66,6 +67,12 @@ export interface GraphOptions {
   slice?: GraphSlice
   /** Map weights from their files instead of copying them in as float32 (WeightLoader; graphStore.ts gives this). */
   weightFiles?: WeightFiles
+  /**
+   * The dtype the graph computes in (precision.ts): 'float32' (default; the CPU's) or half precision as
+   * transformers runs these models on GPUs, with float32 kept where it keeps it (norms, router, softmax,
+   * log-softmax). Inputs and outputs stay float32 either way.
+   */
+  precision?: ComputePrecision
 }
 
 /**
@@ -101,7 +108,8 @@ export function buildScoringGraph(ckpt: Checkpoint, variantEdits: VariantEdits, 
   const calib = options.calibration ?? {}
   validateEdits(spec, edits)
   const g = new GraphBuilder('moe_scoring')
-  const weights = new WeightLoader(g, ckpt, edits, options.weightFiles)
+  const p = new Precision(options.precision)
+  const weights = new ComputeWeights(new WeightLoader(g, ckpt, edits, options.weightFiles), p)
   const outputNames: string[] = []
   const addOutput = (name: string, type: ElemType, dims: (string | number)[]) => {
     g.output(name, type, dims)
@@ -123,25 +131,25 @@ export function buildScoringGraph(ckpt: Checkpoint, variantEdits: VariantEdits, 
   const d = spec.hiddenSize
   const bt = g.op('Shape', [ids])
   const flat = (x: string, tail: number[]) => g.op('Reshape', [x, g.constInt([-1, ...tail])])
-  let x = slice.from === 0 ? weights.rows(ckpt.names.embed, flat(ids, []), g) : g.input('hidden_in', 'float32', ['N', d])
+  let x = slice.from === 0 ? weights.rows(ckpt.names.embed, flat(ids, []), g) : p.toCompute(g, g.input('hidden_in', 'float32', ['N', d]))
 
   // Validity and attention bias [B, 1, 1, T, T] (0 where allowed, -inf elsewhere), shared by all layers.
   const branchFlat = flat(branch, [])
   const valid = g.op('GreaterOrEqual', [branchFlat, g.scalarInt(0)])
   const runsAttention = spec.layers.some((_, i) => 2 * i >= slice.from && 2 * i < slice.to)
   const bias = runsAttention ? attentionBias(g, branch, bt) : ''
-  const [cos, sin] = runsAttention ? rotaryTables(g, spec, pos) : ['', '']
+  const [cos, sin] = runsAttention ? rotaryTables(g, spec, pos, p) : ['', '']
 
   spec.layers.forEach((layer, i) => {
     const n = ckpt.names.layers[i]
     if (2 * i >= slice.from && 2 * i < slice.to) {
-      const h = rmsNorm(g, x, weights.float(n.inputNorm, g), spec.rmsNormEps)
+      const h = rmsNorm(g, weights.precision, x, weights.float(n.inputNorm, g), spec.rmsNormEps)
       const attn = attention(g, spec, weights, i, h, bt, cos, sin, bias)
       x = g.op('Add', [x, attn])
     }
     const addsMlp = 2 * i + 1 >= slice.from && 2 * i + 1 < slice.to
     if (!addsMlp && !(slice.peekMlp && 2 * i + 1 === slice.to)) return
-    const h2 = rmsNorm(g, x, weights.float(n.postNorm, g), spec.rmsNormEps)
+    const h2 = rmsNorm(g, weights.precision, x, weights.float(n.postNorm, g), spec.rmsNormEps)
     // A peeking slice reports the calibration outputs of the peeked layer only.
     const layerCalib = slice.peekMlp ? (addsMlp ? {} : { ...calib, outputsOnly: true }) : calib
     let mlp: string
@@ -153,11 +161,11 @@ export function buildScoringGraph(ckpt: Checkpoint, variantEdits: VariantEdits, 
       const maskInput = options.maskInputs ? g.input(`expert_mask_${layer.index}`, 'float32', [layer.numExperts]) : undefined
       mlp = moeBlock(g, spec, weights, layer, h2, valid, hooks, layerCalib, addOutput, options.denseExperts ?? false, maskInput, options.flatExperts ?? false)
       if (layerCalib.moeInputs) {
-        g.op('Identity', [h2], {}, `moe_input_${layer.index}`)
+        g.op('Identity', [p.toFloat32(g, h2)], {}, `moe_input_${layer.index}`)
         addOutput(`moe_input_${layer.index}`, 'float32', ['N', d])
       }
       if (layerCalib.moeOutputs) {
-        g.op('Identity', [mlp], {}, `moe_output_${layer.index}`)
+        g.op('Identity', [p.toFloat32(g, mlp)], {}, `moe_output_${layer.index}`)
         addOutput(`moe_output_${layer.index}`, 'float32', ['N', d])
       }
     }
@@ -165,19 +173,20 @@ export function buildScoringGraph(ckpt: Checkpoint, variantEdits: VariantEdits, 
   })
 
   if (slice.to < total) {
-    g.op('Identity', [x], {}, 'hidden_out')
+    g.op('Identity', [p.toFloat32(g, x)], {}, 'hidden_out')
     addOutput('hidden_out', 'float32', ['N', d])
     return { model: g.toBytes({ architecture: spec.architecture }), external: g.external, outputNames }
   }
-  const final = rmsNorm(g, x, weights.float(ckpt.names.finalNorm, g), spec.rmsNormEps)
+  const final = rmsNorm(g, weights.precision, x, weights.float(ckpt.names.finalNorm, g), spec.rmsNormEps)
   const picked = g.op('Gather', [final, scorePos], { axis: 0 })
   // MatMul against the transposed head (folded once at session creation) beats Gemm(transB) for a
   // float32 head; a half-precision one is not constant (see WeightLoader), so Gemm reads it as stored.
-  const logits = weights.isHalf(ckpt.names.lmHead)
+  const logits = weights.isHalf(ckpt.names.lmHead) || p.isHalf
     ? linear(g, picked, weights.float(ckpt.names.lmHead, g))
     : g.op('MatMul', [picked, g.op('Transpose', [weights.float(ckpt.names.lmHead, g)], { perm: [1, 0] })])
   // LogSoftmax is onnxruntime's vectorised path (ReduceLogSumExp + ArgMax cost 8x more here).
-  const logSoftmax = g.op('LogSoftmax', [logits], { axis: 1 })
+  // In a half-precision graph the logits are widened first: log-softmax in float32 (precision.ts).
+  const logSoftmax = g.op('LogSoftmax', [p.toFloat32(g, logits)], { axis: 1 })
   const lp = g.op('Reshape', [g.op('GatherElements', [logSoftmax, g.op('Unsqueeze', [scoreTgt, g.constInt([1])])], { axis: 1 }), g.constInt([-1])], {}, 'logprobs')
   // is_greedy: the target is torch's argmax, the FIRST maximal index (lm-eval HFLM._loglikelihood_tokens:
   // logits.argmax(dim=-1) == cont_toks), so an exact tie at the top counts only for the earliest token.
@@ -208,6 +217,43 @@ export function expertMaskFeeds(spec: ModelSpec, edits: VariantEdits): Record<st
 /** Whether a variant differs from its base only by removed experts (it can share a maskInputs session). */
 export function isMaskOnly(edits: VariantEdits): boolean {
   return Object.keys(edits.overrides).length === 0 && Object.values(edits.layers).every(h => Object.entries(h).every(([k, v]) => k === 'disabled' || v === undefined))
+}
+
+/**
+ * The weights as the graph computes with them (GraphOptions.precision): `float` in the compute dtype,
+ * `float32` for float32 islands (DeepSeek's router). WeightLoader hands every weight over as float32, so
+ * a half-precision graph narrows it again (exact for float16 / bfloat16 checkpoint weights of their own
+ * dtype; bfloat16 weights in a float16 graph are rounded, see precision.ts).
+ */
+class ComputeWeights {
+  private narrowed = new Map<GraphBuilder, Map<string, string>>()
+  constructor(private loader: WeightLoader, readonly precision: Precision) {}
+
+  get ckpt(): Checkpoint {
+    return this.loader.ckpt
+  }
+
+  /** `name` in the compute dtype, usable in `scope`; one Cast per scope and weight. */
+  float(name: string, scope: GraphBuilder): string {
+    if (!this.precision.isHalf) return this.loader.float(name, scope)
+    let cached = this.narrowed.get(scope)
+    if (!cached) this.narrowed.set(scope, (cached = new Map()))
+    let out = cached.get(name)
+    if (!out) cached.set(name, (out = this.precision.toCompute(scope, this.loader.float(name, scope))))
+    return out
+  }
+
+  float32(name: string, scope: GraphBuilder): string {
+    return this.loader.float(name, scope)
+  }
+
+  rows(name: string, indices: string, scope: GraphBuilder): string {
+    return this.precision.toCompute(scope, this.loader.rows(name, indices, scope))
+  }
+
+  isHalf(name: string): boolean {
+    return this.loader.isHalf(name)
+  }
 }
 
 /**
@@ -325,10 +371,12 @@ class WeightLoader {
 
 const asBytes = (a: Float32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength)
 
-function rmsNorm(g: GraphBuilder, x: string, weight: string, eps: number): string {
-  const variance = g.op('ReduceMean', [g.op('Mul', [x, x]), g.constInt([-1])], { keepdims: 1 })
+function rmsNorm(g: GraphBuilder, p: Precision, x: string, weight: string, eps: number): string {
+  // Variance and normalisation in float32, the weight product in the compute dtype (precision.ts).
+  const x32 = p.toFloat32(g, x)
+  const variance = g.op('ReduceMean', [g.op('Mul', [x32, x32]), g.constInt([-1])], { keepdims: 1 })
   const inv = g.op('Reciprocal', [g.op('Sqrt', [g.op('Add', [variance, g.scalarFloat(eps)])])])
-  return g.op('Mul', [weight, g.op('Mul', [x, inv])])
+  return g.op('Mul', [weight, p.toCompute(g, g.op('Mul', [x32, inv]))])
 }
 
 function linear(g: GraphBuilder, x: string, w: string, b?: string): string {
@@ -339,7 +387,7 @@ function silu(g: GraphBuilder, x: string): string {
   return g.op('Mul', [x, g.op('Sigmoid', [x])])
 }
 
-function swiglu(g: GraphBuilder, weights: WeightLoader, e: ExpertNames, x: string): string {
+function swiglu(g: GraphBuilder, weights: ComputeWeights, e: ExpertNames, x: string): string {
   const hidden = g.op('Mul', [silu(g, linear(g, x, weights.float(e.gate, g))), linear(g, x, weights.float(e.up, g))])
   return linear(g, hidden, weights.float(e.down, g))
 }
@@ -366,7 +414,7 @@ function attentionBias(g: GraphBuilder, branch: string, bt: string): string {
  * frequencies transformers computes (modeling_rope_utils: default or YaRN), times its attention
  * factor (YaRN's cos/sin scaling; 1 for default rope).
  */
-function rotaryTables(g: GraphBuilder, spec: ModelSpec, pos: string): [string, string] {
+function rotaryTables(g: GraphBuilder, spec: ModelSpec, pos: string, precision: Precision): [string, string] {
   const r = spec.rope.dim
   const inv = Float32Array.from(spec.rope.invFreq)
   const p = g.op('Cast', [g.op('Reshape', [pos, g.constInt([-1, 1])])], { to: 1 }) // [N, 1]
@@ -379,7 +427,10 @@ function rotaryTables(g: GraphBuilder, spec: ModelSpec, pos: string): [string, s
     cos = g.op('Mul', [cos, f])
     sin = g.op('Mul', [sin, f])
   }
-  return [g.op('Reshape', [cos, shape]), g.op('Reshape', [sin, shape])]
+  // Computed in float32; rounded to the compute dtype as HF's `cos.to(dtype=x.dtype)`, except where the
+  // family rotates in float32 (precision.ts rotaryInFloat32).
+  const out = (t: string) => (precision.rotaryInFloat32(spec) ? t : precision.toCompute(g, t))
+  return [out(g.op('Reshape', [cos, shape])), out(g.op('Reshape', [sin, shape]))]
 }
 
 function applyRotary(g: GraphBuilder, x: string, cos: string, sin: string, hd: number): string {
@@ -400,7 +451,7 @@ function applyRotaryInterleaved(g: GraphBuilder, x: string, cos: string, sin: st
   return applyRotary(g, halves, cos, sin, r)
 }
 
-function attention(g: GraphBuilder, spec: ModelSpec, weights: WeightLoader, li: number, h: string, bt: string, cos: string, sin: string, bias: string): string {
+function attention(g: GraphBuilder, spec: ModelSpec, weights: ComputeWeights, li: number, h: string, bt: string, cos: string, sin: string, bias: string): string {
   if (spec.mla) return mlaAttention(g, spec, weights, li, h, bt, cos, sin, bias)
   const n = weights.ckpt.names.layers[li]
   const { numHeads: H, numKvHeads: KV, headDim: hd } = spec
@@ -409,11 +460,11 @@ function attention(g: GraphBuilder, spec: ModelSpec, weights: WeightLoader, li: 
   let k = linear(g, h, weights.float(n.k!, g), bOpt(n.kBias))
   let v = linear(g, h, weights.float(n.v!, g), bOpt(n.vBias))
   if (spec.qkNorm === 'full') {
-    q = rmsNorm(g, q, weights.float(n.qNorm!, g), spec.rmsNormEps)
-    k = rmsNorm(g, k, weights.float(n.kNorm!, g), spec.rmsNormEps)
+    q = rmsNorm(g, weights.precision, q, weights.float(n.qNorm!, g), spec.rmsNormEps)
+    k = rmsNorm(g, weights.precision, k, weights.float(n.kNorm!, g), spec.rmsNormEps)
   }
   if (spec.clipQkv !== null) {
-    const lo = g.scalarFloat(-spec.clipQkv), hi = g.scalarFloat(spec.clipQkv)
+    const lo = weights.precision.scalar(g, -spec.clipQkv), hi = weights.precision.scalar(g, spec.clipQkv)
     q = g.op('Clip', [q, lo, hi])
     k = g.op('Clip', [k, lo, hi])
     v = g.op('Clip', [v, lo, hi])
@@ -422,8 +473,8 @@ function attention(g: GraphBuilder, spec: ModelSpec, weights: WeightLoader, li: 
   k = g.op('Reshape', [k, g.constInt([-1, KV, hd])])
   v = g.op('Reshape', [v, g.constInt([-1, KV, hd])])
   if (spec.qkNorm === 'head') {
-    q = rmsNorm(g, q, weights.float(n.qNorm!, g), spec.rmsNormEps)
-    k = rmsNorm(g, k, weights.float(n.kNorm!, g), spec.rmsNormEps)
+    q = rmsNorm(g, weights.precision, q, weights.float(n.qNorm!, g), spec.rmsNormEps)
+    k = rmsNorm(g, weights.precision, k, weights.float(n.kNorm!, g), spec.rmsNormEps)
   }
   q = applyRotary(g, q, cos, sin, hd)
   k = applyRotary(g, k, cos, sin, hd)
@@ -432,11 +483,12 @@ function attention(g: GraphBuilder, spec: ModelSpec, weights: WeightLoader, li: 
   const qShape = g.op('Concat', [bt, g.constInt([KV, rep, hd])], { axis: 0 })
   const kvShape = g.op('Concat', [bt, g.constInt([KV, 1, hd])], { axis: 0 })
   const q5 = g.op('Transpose', [g.op('Reshape', [q, qShape])], { perm: [0, 2, 3, 1, 4] })
-  const qScaled = g.op('Mul', [q5, g.scalarFloat(spec.attentionScale)])
+  const qScaled = g.op('Mul', [q5, weights.precision.scalar(g, spec.attentionScale)])
   const kT = g.op('Transpose', [g.op('Reshape', [k, kvShape])], { perm: [0, 2, 3, 4, 1] }) // [B, KV, 1, hd, T]
   const v5 = g.op('Transpose', [g.op('Reshape', [v, kvShape])], { perm: [0, 2, 3, 1, 4] })
-  const scores = g.op('Add', [g.op('MatMul', [qScaled, kT]), bias])
-  const probs = g.op('Softmax', [scores], { axis: -1 })
+  // Mask and softmax in float32, probabilities back in the compute dtype (precision.ts).
+  const scores = g.op('Add', [weights.precision.toFloat32(g, g.op('MatMul', [qScaled, kT])), bias])
+  const probs = weights.precision.toCompute(g, g.op('Softmax', [scores], { axis: -1 }))
   const ctx = g.op('MatMul', [probs, v5]) // [B, KV, rep, T, hd]
   const merged = g.op('Reshape', [g.op('Transpose', [ctx], { perm: [0, 3, 1, 2, 4] }), g.constInt([-1, H * hd])])
   return linear(g, merged, weights.float(n.o, g), bOpt(n.oBias))
@@ -450,7 +502,7 @@ function attention(g: GraphBuilder, spec: ModelSpec, weights: WeightLoader, li: 
  * q_nope·k_nope + q_rope·k_rope (the concatenation's dot product) without materialising the shared
  * k_rope per head.
  */
-function mlaAttention(g: GraphBuilder, spec: ModelSpec, weights: WeightLoader, li: number, h: string, bt: string, cos: string, sin: string, bias: string): string {
+function mlaAttention(g: GraphBuilder, spec: ModelSpec, weights: ComputeWeights, li: number, h: string, bt: string, cos: string, sin: string, bias: string): string {
   const n = weights.ckpt.names.layers[li]
   const m = spec.mla!, names = n.mla!
   const H = spec.numHeads
@@ -458,23 +510,31 @@ function mlaAttention(g: GraphBuilder, spec: ModelSpec, weights: WeightLoader, l
   const bOpt = (name?: string) => (name ? weights.float(name, g) : undefined)
   const q = names.qProj
     ? linear(g, h, weights.float(names.qProj, g))
-    : linear(g, rmsNorm(g, linear(g, h, weights.float(names.qA!, g), bOpt(names.qABias)), weights.float(names.qANorm!, g), m.latentNormEps), weights.float(names.qB!, g))
+    : linear(g, rmsNorm(g, weights.precision, linear(g, h, weights.float(names.qA!, g), bOpt(names.qABias)), weights.float(names.qANorm!, g), m.latentNormEps), weights.float(names.qB!, g))
   const q3 = g.op('Reshape', [q, g.constInt([-1, H, nope + r])])
   const compressed = linear(g, h, weights.float(names.kvA, g), bOpt(names.kvABias)) // [N, kvr + r]
   const [latent, kRope] = g.opN('Split', [compressed, g.constInt([kvr, r])], 2, { axis: -1 })
-  const kv = g.op('Reshape', [linear(g, rmsNorm(g, latent, weights.float(names.kvANorm, g), m.latentNormEps), weights.float(names.kvB, g)), g.constInt([-1, H, nope + vd])])
+  const kv = g.op('Reshape', [linear(g, rmsNorm(g, weights.precision, latent, weights.float(names.kvANorm, g), m.latentNormEps), weights.float(names.kvB, g)), g.constInt([-1, H, nope + vd])])
   const [kNope, v] = g.opN('Split', [kv, g.constInt([nope, vd])], 2, { axis: -1 })
-  const rotate = (x: string, heads: number) => (m.interleave ? applyRotaryInterleaved(g, x, cos, sin, heads, r) : applyRotary(g, x, cos, sin, r))
+  const p = weights.precision
+  // DeepSeek-V2 rotates in float32 (its cos/sin tables are then float32; precision.ts).
+  const f32Rope = p.rotaryInFloat32(spec)
+  const rotate = (x0: string, heads: number) => {
+    const x = f32Rope ? p.toFloat32(g, x0) : x0
+    const y = m.interleave ? applyRotaryInterleaved(g, x, cos, sin, heads, r) : applyRotary(g, x, cos, sin, r)
+    return f32Rope ? p.toCompute(g, y) : y
+  }
   const kRot = rotate(g.op('Reshape', [kRope, g.constInt([-1, 1, r])]), 1) // [N, 1, r]
   // [B, T, heads, 1, dim] → queries [B, heads, 1, T, dim], keys [B, heads, 1, dim, T].
   const to5 = (x: string, heads: number, dim: number) => g.op('Reshape', [x, g.op('Concat', [bt, g.constInt([heads, 1, dim])], { axis: 0 })])
   const asQuery = (x: string, heads: number, dim: number) => g.op('Transpose', [to5(x, heads, dim)], { perm: [0, 2, 3, 1, 4] })
   const asKey = (x: string, heads: number, dim: number) => g.op('Transpose', [to5(x, heads, dim)], { perm: [0, 2, 3, 4, 1] })
   const qRot = rotate(qRopeOf(g, q3, nope, r), H)
-  let scores = g.op('MatMul', [asQuery(qRot, H, r), asKey(kRot, 1, r)]) // [B, H, 1, T, T]
-  if (nope > 0) scores = g.op('Add', [g.op('MatMul', [asQuery(qNopeOf(g, q3, nope), H, nope), asKey(kNope, H, nope)]), scores])
+  // Scores summed, scaled, masked and normalised in float32 (precision.ts).
+  let scores = p.toFloat32(g, g.op('MatMul', [asQuery(qRot, H, r), asKey(kRot, 1, r)])) // [B, H, 1, T, T]
+  if (nope > 0) scores = g.op('Add', [p.toFloat32(g, g.op('MatMul', [asQuery(qNopeOf(g, q3, nope), H, nope), asKey(kNope, H, nope)])), scores])
   scores = g.op('Add', [g.op('Mul', [scores, g.scalarFloat(spec.attentionScale)]), bias])
-  const probs = g.op('Softmax', [scores], { axis: -1 })
+  const probs = p.toCompute(g, g.op('Softmax', [scores], { axis: -1 }))
   const ctx = g.op('MatMul', [probs, asQuery(v, H, vd)]) // [B, H, 1, T, vd]
   const merged = g.op('Reshape', [g.op('Transpose', [ctx], { perm: [0, 3, 1, 2, 4] }), g.constInt([-1, H * vd])])
   return linear(g, merged, weights.float(n.o, g), bOpt(n.oBias))
@@ -512,7 +572,7 @@ function expertGroups(layer: MoeLayerSpec, hooks: LayerHooks): ExpertGroup[] {
 }
 
 function moeBlock(
-  g: GraphBuilder, spec: ModelSpec, weights: WeightLoader, layer: MoeLayerSpec, h: string, valid: string,
+  g: GraphBuilder, spec: ModelSpec, weights: ComputeWeights, layer: MoeLayerSpec, h: string, valid: string,
   hooks: LayerHooks, calib: CalibrationOutputs, addOutput: (name: string, type: ElemType, dims: (string | number)[]) => void,
   dense: boolean, maskInput?: string, flat = false,
 ): string {
@@ -520,7 +580,12 @@ function moeBlock(
   const L = layer.index
   const E = layer.numExperts
   const d = spec.hiddenSize
-  let routerLogits = linear(g, h, weights.float(n.router!, g))
+  const p = weights.precision
+  // Routing runs in float32 from the logits on; DeepSeek computes the router Linear itself in float32.
+  // The gates stay float32 and the experts' weighted outputs are summed in float32 (precision.ts).
+  let routerLogits = p.routerInFloat32(spec)
+    ? linear(g, p.toFloat32(g, h), weights.float32(n.router!, g))
+    : p.toFloat32(g, linear(g, h, weights.float(n.router!, g)))
   if (calib.routerLogits) {
     g.op('Identity', [routerLogits], {}, `router_logits_${L}`)
     addOutput(`router_logits_${L}`, 'float32', ['N', E])
@@ -605,12 +670,12 @@ function moeBlock(
           // Bound slots share the computation; each member's own routed rows are reported.
           const own = group.members.length === 1 ? { rows, hidden, y } : ((r: string) => ({ rows: r, ...swigluRows(body, weights, names, h, r, keepNeurons, layer.expertFfn, down) }))(rowsOf([e], body))
           reported.push({ name: `expert_rows_${L}_${e}`, value: own.rows, type: 'int64', dims: [`n_${L}_${e}`] })
-          if (calib.expertOutputs) reported.push({ name: `expert_out_${L}_${e}`, value: own.y, type: 'float32', dims: [`n_${L}_${e}`, d] })
-          if (calib.expertHidden) reported.push({ name: `expert_hidden_${L}_${e}`, value: own.hidden, type: 'float32', dims: [`n_${L}_${e}`, layer.expertFfn] })
+          if (calib.expertOutputs) reported.push({ name: `expert_out_${L}_${e}`, value: p.toFloat32(body, own.y), type: 'float32', dims: [`n_${L}_${e}`, d] })
+          if (calib.expertHidden) reported.push({ name: `expert_hidden_${L}_${e}`, value: p.toFloat32(body, own.hidden), type: 'float32', dims: [`n_${L}_${e}`, layer.expertFfn] })
         }
         if (outputsOnly) continue
         const gate = body.op('Gather', [gateColumn(group.members, body), rows], { axis: 0 }) // [n, 1]
-        acc = body.op('ScatterND', [acc, body.op('Unsqueeze', [rows, body.constInt([1])]), body.op('Mul', [y, gate])], { reduction: 'add' })
+        acc = body.op('ScatterND', [acc, body.op('Unsqueeze', [rows, body.constInt([1])]), body.op('Mul', [p.toFloat32(body, y), gate])], { reduction: 'add' })
       }
       const sum = outputsOnly ? [] : [{ name: g.fresh('moe_sum'), value: acc, type: 'float32' as const, dims: ['N', d] }]
       ifBody(g, always, body, [...sum, ...reported], sum.length ? [out] : [])
@@ -623,14 +688,14 @@ function moeBlock(
     const names = n.experts![group.source]
     if (dense) {
       const gate = g.op('Unsqueeze', [gateOf(group.members), g.constInt([1])])
-      out = g.op('Add', [out, g.op('Mul', [swiglu(g, weights, names, h), gate])])
+      out = g.op('Add', [out, g.op('Mul', [p.toFloat32(g, swiglu(g, weights, names, h)), gate])])
       continue
     }
     const rows = routedRows(group.members)
     const xs = g.op('Gather', [h, rows], { axis: 0 })
     const act = silu(g, linear(g, xs, weights.float(names.gate, g)))
     let hidden = g.op('Mul', [act, linear(g, xs, weights.float(names.up, g))])
-    if (keepNeurons) hidden = neuronTopK(g, act, hidden, keepNeurons, layer.expertFfn)
+    if (keepNeurons) hidden = neuronTopK(g, p, act, hidden, keepNeurons, layer.expertFfn)
     const y = outputsOnly && !calib.expertOutputs ? '' : linear(g, hidden, weights.float(names.down, g))
     if (calib.expertOutputs || calib.expertHidden) {
       for (const e of group.members) {
@@ -639,25 +704,25 @@ function moeBlock(
         g.op('Identity', [own.rows], {}, `expert_rows_${L}_${e}`)
         addOutput(`expert_rows_${L}_${e}`, 'int64', [`n_${L}_${e}`])
         if (calib.expertOutputs) {
-          g.op('Identity', [own.y], {}, `expert_out_${L}_${e}`)
+          g.op('Identity', [p.toFloat32(g, own.y)], {}, `expert_out_${L}_${e}`)
           addOutput(`expert_out_${L}_${e}`, 'float32', [`n_${L}_${e}`, d])
         }
         if (calib.expertHidden) {
-          g.op('Identity', [own.hidden], {}, `expert_hidden_${L}_${e}`)
+          g.op('Identity', [p.toFloat32(g, own.hidden)], {}, `expert_hidden_${L}_${e}`)
           addOutput(`expert_hidden_${L}_${e}`, 'float32', [`n_${L}_${e}`, layer.expertFfn])
         }
       }
     }
     if (outputsOnly) continue
     const gate = g.op('Unsqueeze', [g.op('Gather', [gateOf(group.members), rows], { axis: 0 }), g.constInt([1])])
-    out = g.op('ScatterND', [out, g.op('Unsqueeze', [rows, g.constInt([1])]), g.op('Mul', [y, gate])], { reduction: 'add' })
+    out = g.op('ScatterND', [out, g.op('Unsqueeze', [rows, g.constInt([1])]), g.op('Mul', [p.toFloat32(g, y), gate])], { reduction: 'add' })
   }
   if (calib.expertOutputsAllTokens && chunked) {
     for (let c = 0; c < E; c += EXPERTS_PER_BODY) {
       const body = g.subgraph(`moe_${L}_all_tokens_${c}`)
       const reported: BodyOutput[] = []
       for (let e = c; e < Math.min(E, c + EXPERTS_PER_BODY); e++) {
-        reported.push({ name: `expert_out_all_${L}_${e}`, value: swiglu(body, weights, n.experts![hooks.bindings?.[e] ?? e], h), type: 'float32', dims: ['N', d] })
+        reported.push({ name: `expert_out_all_${L}_${e}`, value: p.toFloat32(body, swiglu(body, weights, n.experts![hooks.bindings?.[e] ?? e], h)), type: 'float32', dims: ['N', d] })
       }
       ifBody(g, always, body, reported, [])
       for (const r of reported) addOutput(r.name, r.type, r.dims)
@@ -665,11 +730,11 @@ function moeBlock(
   } else if (calib.expertOutputsAllTokens) {
     for (let e = 0; e < E; e++) {
       const names = n.experts![hooks.bindings?.[e] ?? e]
-      g.op('Identity', [swiglu(g, weights, names, h)], {}, `expert_out_all_${L}_${e}`)
+      g.op('Identity', [p.toFloat32(g, swiglu(g, weights, names, h))], {}, `expert_out_all_${L}_${e}`)
       addOutput(`expert_out_all_${L}_${e}`, 'float32', ['N', d])
     }
   }
-  if (outputsOnly) return out
+  if (outputsOnly) return p.toCompute(g, out)
   const novices = Object.entries(hooks.novices ?? {}).map(([k, v]) => [Number(k), v] as const).sort((a, b) => a[0] - b[0])
   if (novices.length) {
     // Each novice slot adds g_e(x) · v_e: gates [N, n] @ vectors [n, d].
@@ -678,6 +743,7 @@ function moeBlock(
     novices.forEach(([, vec], i) => table.set(vec, i * d))
     out = g.op('Add', [out, g.op('MatMul', [gates, g.constFloat(table, [novices.length, d])])])
   }
+  out = p.toCompute(g, out)
   if (n.sharedExpert) {
     // Shared experts are always on and never edited by a method (DeepSeek: ungated; Qwen2-MoE: sigmoid gate).
     const shared = swiglu(g, weights, n.sharedExpert, h)
@@ -694,7 +760,7 @@ function moeBlock(
  * gives experts of unselected groups. Groups keep their original slots (group of e = e / (E / n_group)),
  * which is exactly the sliced model when each group loses the same number of experts.
  */
-function routeTopK(g: GraphBuilder, layer: MoeLayerSpec, weights: WeightLoader, logits: string, disabled: number[], topK: number, maskInput?: string): [string, string, string] {
+function routeTopK(g: GraphBuilder, layer: MoeLayerSpec, weights: ComputeWeights, logits: string, disabled: number[], topK: number, maskInput?: string): [string, string, string] {
   const E = layer.numExperts
   const router = layer.router
   const mask = new Float32Array(E)
@@ -705,7 +771,7 @@ function routeTopK(g: GraphBuilder, layer: MoeLayerSpec, weights: WeightLoader, 
     const [w, i] = g.opN('TopK', [scores, g.constInt([topK])], 2, { axis: -1, largest: 1, sorted: 1 })
     return [w, i, scores]
   }
-  let choice = router.correctionBias ? g.op('Add', [scores, weights.float(weights.ckpt.names.layers[layer.index].correctionBias!, g)]) : scores
+  let choice = router.correctionBias ? g.op('Add', [scores, weights.float32(weights.ckpt.names.layers[layer.index].correctionBias!, g)]) : scores
   if (router.nGroup > 1) {
     const G = router.nGroup, S = E / G
     const perGroup = g.op('Reshape', [masked(choice), g.constInt([-1, G, S])])
@@ -731,11 +797,11 @@ function routeTopK(g: GraphBuilder, layer: MoeLayerSpec, weights: WeightLoader, 
   return [topW, g.op('GatherElements', [chosen, order], { axis: 1 }), scores]
 }
 
-function swigluRows(g: GraphBuilder, weights: WeightLoader, names: ExpertNames, h: string, rows: string, keepNeurons: number, ffn: number, down = true): { hidden: string; y: string } {
+function swigluRows(g: GraphBuilder, weights: ComputeWeights, names: ExpertNames, h: string, rows: string, keepNeurons: number, ffn: number, down = true): { hidden: string; y: string } {
   const xs = g.op('Gather', [h, rows], { axis: 0 })
   const act = silu(g, linear(g, xs, weights.float(names.gate, g)))
   let hidden = g.op('Mul', [act, linear(g, xs, weights.float(names.up, g))])
-  if (keepNeurons) hidden = neuronTopK(g, act, hidden, keepNeurons, ffn)
+  if (keepNeurons) hidden = neuronTopK(g, weights.precision, act, hidden, keepNeurons, ffn)
   return { hidden, y: down ? linear(g, hidden, weights.float(names.down, g)) : '' }
 }
 
@@ -764,15 +830,15 @@ function ifBody(g: GraphBuilder, always: string, body: GraphBuilder, outputs: Bo
  * Only an exact tie of two non-zero magnitudes at the threshold could keep an extra neuron (zero
  * activations contribute nothing either way).
  */
-function neuronTopK(g: GraphBuilder, act: string, hidden: string, keep: number, ffn: number): string {
+function neuronTopK(g: GraphBuilder, p: Precision, act: string, hidden: string, keep: number, ffn: number): string {
   const mag = g.op('Abs', [act])
   // onnxruntime's CPU TopK dies with SIGFPE on zero rows (an expert no token chose), so one dummy
   // row is appended before it and dropped after.
-  const padded = g.op('Concat', [mag, g.constFloat(new Float32Array(ffn), [1, ffn])], { axis: 0 })
+  const padded = g.op('Concat', [mag, p.constant(g, new Float32Array(ffn), [1, ffn])], { axis: 0 })
   const fromTop = keep <= ffn - keep + 1
   const k = fromTop ? keep : ffn - keep + 1
   const [values] = g.opN('TopK', [padded, g.constInt([k])], 2, { axis: 1, largest: fromTop ? 1 : 0, sorted: 0 })
   const edge = g.op(fromTop ? 'ReduceMin' : 'ReduceMax', [values, g.constInt([1])], { keepdims: 1 })
   const threshold = g.op('Slice', [edge, g.constInt([0]), g.constInt([-1]), g.constInt([0])])
-  return g.op('Where', [g.op('GreaterOrEqual', [mag, threshold]), hidden, g.scalarFloat(0)])
+  return g.op('Where', [g.op('GreaterOrEqual', [mag, threshold]), hidden, p.scalar(g, 0)])
 }

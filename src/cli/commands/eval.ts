@@ -8,7 +8,7 @@ import { defaultDataDir } from '../../paths.ts'
 import type { MetricName, TaskDefinition } from '../../tasks/defineTask.ts'
 import { evaluateTask, type TaskEvaluation } from '../../tasks/evaluate.ts'
 import { builtInTasks, loadTaskDocs, resolveTasks, selectDocs, subsetKey, type SubsetSpec } from '../../tasks/registry.ts'
-import { checkpointOptions, addDeviceOptions, addHookOptions, editsFromFlags, threadCount, type EngineFlags } from '../engineOptions.ts'
+import { checkpointOptions, addDeviceOptions, addHookOptions, addPrecisionOption, editsFromFlags, engineSettings, type EngineFlags } from '../engineOptions.ts'
 import { addMethodOptions, planFromFlags, prepareFromPlan, type MethodFlags } from '../methodOptions.ts'
 import { withProgress } from '../progress.ts'
 import { formatResultsTable, resultsJson } from '../resultsTable.ts'
@@ -38,7 +38,7 @@ export function registerEval(program: Command): void {
     .option('--max-length <n>', "longest model input (default: the model's max_position_embeddings, as lm-eval)")
     .option('--batch-tokens <n>', 'padded tokens per batch; results do not depend on it', String(DEFAULTS.batchTokens))
     .option('--json', 'print one JSON object with all results as the last line')
-  addMethodOptions(addHookOptions(addDeviceOptions(cmd)))
+  addMethodOptions(addHookOptions(addPrecisionOption(addDeviceOptions(cmd))))
   cmd.addHelpText('after', `
 Examples:
   moe-harness eval --model models/tiny-moe
@@ -77,7 +77,7 @@ async function runEval(flags: EvalFlags): Promise<void> {
   const tokenizer = ckpt.tokenizer()
   const maxLength = positiveNumber('--max-length', flags.maxLength) ?? ckpt.spec.maxPositions
   const batchTokens = positiveNumber('--batch-tokens', flags.batchTokens)!
-  const engine = { device: flags.device, threads: threadCount(flags) }
+  const engine = engineSettings(flags)
   const variant = await prepareFromPlan(ckpt, plan, flags, engine)
   const edits = variant ? mergeEdits(variant.edits, hookEdits) : hookEdits
   validateEdits(ckpt.spec, edits)

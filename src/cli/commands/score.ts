@@ -3,7 +3,7 @@ import { fail } from '../../errors.ts'
 import { createLocalScorer } from '../../engine/scorer.ts'
 import { validateEdits } from '../../edits/variantEdits.ts'
 import { openCheckpoint } from '../../model/checkpoint.ts'
-import { checkpointOptions, addDeviceOptions, addHookOptions, editsFromFlags, threadCount, type EngineFlags } from '../engineOptions.ts'
+import { checkpointOptions, addDeviceOptions, addHookOptions, addPrecisionOption, editsFromFlags, engineSettings, type EngineFlags } from '../engineOptions.ts'
 
 interface ScoreFlags extends EngineFlags {
   model: string
@@ -20,7 +20,7 @@ export function registerScore(program: Command): void {
     .option('--text <text>', 'text to score (tokenized without special tokens)')
     .option('--ids <ids>', 'comma-separated token ids to score, e.g. 1,2,3')
     .option('--json', 'print one JSON object as the last line')
-  addHookOptions(addDeviceOptions(cmd))
+  addHookOptions(addPrecisionOption(addDeviceOptions(cmd)))
   cmd.addHelpText('after', `
 The first token is context; logprobs[i] = log p(tokens[i+1] | tokens[0..i]).
 Examples:
@@ -44,7 +44,7 @@ async function runScore(flags: ScoreFlags): Promise<void> {
   validateEdits(ckpt.spec, edits)
   const tokens = flags.ids !== undefined ? parseIds(flags.ids) : ckpt.tokenizer().encode(flags.text!)
   if (tokens.length < 2) fail('INVALID_ARGUMENT', `Need at least 2 tokens to score (got ${tokens.length}); the first token is only context.`)
-  const scorer = await createLocalScorer(ckpt, edits, { device: flags.device, threads: threadCount(flags) })
+  const scorer = await createLocalScorer(ckpt, edits, engineSettings(flags))
   try {
     const [result] = await scorer.score([{ prefix: tokens, branches: [], scorePrefixFrom: 1 }])
     const logprobs = result.prefix
