@@ -64,6 +64,11 @@ interface Manifest {
   outputNames: string[]
   createdAt: string
   derivedBytes: number
+  /**
+   * derived.bin's size, mtime, ctime and inode when stored: a file rewritten since (even at the same
+   * size) no longer matches and the entry is rebuilt, without hashing gigabytes on every open.
+   */
+  derivedIdentity?: FileIdentity
   /** sha256 of graph.onnx (small): a damaged graph is rebuilt rather than failing every session. */
   graphSha256: string
 }
@@ -110,7 +115,10 @@ export function storedScoringGraph(ckpt: Checkpoint, edits: VariantEdits, option
     const built = buildScoringGraph(checked, edits, { ...options, weightFiles: derived.files })
     derived.close(true)
     fs.writeFileSync(path.join(tmp, GRAPH), built.model)
-    const manifest: Manifest = { mark: MARK, format: GRAPH_FORMAT_VERSION, key, outputNames: built.outputNames, createdAt: new Date().toISOString(), derivedBytes: derived.size, graphSha256: sha256(built.model) }
+    const manifest: Manifest = {
+      mark: MARK, format: GRAPH_FORMAT_VERSION, key, outputNames: built.outputNames, createdAt: new Date().toISOString(), derivedBytes: derived.size, graphSha256: sha256(built.model),
+      ...(derived.size > 0 ? { derivedIdentity: fileIdentity(path.join(tmp, DERIVED)) } : {}),
+    }
     fs.writeFileSync(path.join(tmp, MANIFEST), JSON.stringify(manifest, null, 1))
     try {
       fs.renameSync(tmp, dir)
@@ -235,7 +243,7 @@ function readEntry(dir: string, key: string): StoredGraph | undefined {
   try {
     manifest = JSON.parse(fs.readFileSync(path.join(dir, MANIFEST), 'utf8')) as Manifest
     if (manifest.mark !== MARK || manifest.key !== key || manifest.format !== GRAPH_FORMAT_VERSION) return undefined
-    if (manifest.derivedBytes > 0 && fs.statSync(path.join(dir, DERIVED)).size < manifest.derivedBytes) return undefined
+    if (manifest.derivedBytes > 0 && JSON.stringify(fileIdentity(path.join(dir, DERIVED))) !== JSON.stringify(manifest.derivedIdentity)) return undefined
     model = fs.readFileSync(path.join(dir, GRAPH))
     if (sha256(model) !== manifest.graphSha256) return undefined
   } catch {
@@ -277,6 +285,12 @@ function evict(graphs: string, keep: string): void {
     if (e.dir === keep || now - e.used < RECENT_MS) continue
     if (count > MAX_ENTRIES || bytes > maxBytes()) removeQuietly(e.dir)
   }
+}
+
+interface FileIdentity { size: number; mtimeMs: number; ctimeMs: number; ino: number }
+function fileIdentity(file: string): FileIdentity {
+  const st = fs.statSync(file)
+  return { size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino }
 }
 
 const sha256 = (bytes: Uint8Array) => crypto.createHash('sha256').update(bytes).digest('hex')

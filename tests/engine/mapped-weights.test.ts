@@ -173,6 +173,13 @@ describe('weights mapped from the checkpoint files', () => {
     const derived = fs.statSync(path.join(variant.dir, 'derived.bin')).size
     assert.ok(derived >= overrideBytes && derived < overrideBytes + 64 * Object.keys(edits.overrides).length, `derived.bin ${derived} bytes for ${overrideBytes} edited`)
 
+    assert.equal(storedScoringGraph(ckpt, edits, {}, root).fromCache, true)
+    // derived.bin rewritten at the same size (its values wrong): the entry no longer matches its manifest.
+    fs.writeFileSync(path.join(variant.dir, 'derived.bin'), Buffer.alloc(derived))
+    const redone = storedScoringGraph(ckpt, edits, {}, root)
+    assert.equal(redone.fromCache, false, 'a rewritten derived.bin is rebuilt, not trusted')
+    assert.ok(fs.readFileSync(path.join(redone.dir, 'derived.bin')).some(b => b !== 0))
+
     const withMasks = storedScoringGraph(ckpt, emptyEdits(), { maskInputs: true }, root)
     assert.notEqual(withMasks.dir, first.dir, 'graph options are part of the key')
 
