@@ -7,7 +7,7 @@ import { lastJson, ROOT, runCli } from '../helpers/cli.ts'
 import { cudaProviderInstalled } from '../../src/ort/ort.ts'
 
 const model = path.join(ROOT, 'models', 'tiny-moe')
-const score = (device: string) => runCli(['score', '--model', model, '--text', 'The cat sat on the mat.', '--json', '--device', device], { timeoutMs: 120_000 })
+const score = (device: string, ...extra: string[]) => runCli(['score', '--model', model, '--text', 'The cat sat on the mat.', '--json', '--device', device, ...extra], { timeoutMs: 120_000 })
 
 describe('--device', () => {
   const cpu = score('cpu')
@@ -17,11 +17,20 @@ describe('--device', () => {
   })
   for (const device of ['cuda', 'webgpu']) {
     it(`${device}: agrees with the CPU, or fails with DEVICE_UNAVAILABLE naming the fix`, () => {
-      const r = score(device)
+      const r = score(device, '--precision', 'float32')
       if (r.status === 0) {
-        const got = lastJson(r.stdout).logprobs as number[], want = lastJson(cpu.stdout).logprobs as number[]
-        assert.equal(got.length, want.length)
-        got.forEach((v, i) => assert.ok(Math.abs(v - want[i]!) < 1e-3, `token ${i}: ${v} vs ${want[i]}`))
+        const want = lastJson(cpu.stdout).logprobs as number[]
+        const agrees = (stdout: string, bound: number) => {
+          const got = lastJson(stdout).logprobs as number[]
+          assert.equal(got.length, want.length)
+          got.forEach((v, i) => assert.ok(Math.abs(v - want[i]!) < bound, `token ${i}: ${v} vs ${want[i]}`))
+        }
+        agrees(r.stdout, 1e-3)
+        // GPUs compute in float16 by default (src/onnx/precision.ts): on this text every value rounded to
+        // float16 on the CPU (tests/helpers/halfEmulation.ts) measured max |Δlogp| 3.3e-3; 2e-2 leaves 6x.
+        const half = score(device)
+        assert.equal(half.status, 0, half.stderr)
+        agrees(half.stdout, 2e-2)
         return
       }
       assert.equal(r.status, 1)
