@@ -9,6 +9,7 @@ import type { MetricName, TaskDefinition } from '../../tasks/defineTask.ts'
 import { evaluateTask, type TaskEvaluation } from '../../tasks/evaluate.ts'
 import { builtInTasks, loadTaskDocs, resolveTasks, selectDocs, subsetKey, type SubsetSpec } from '../../tasks/registry.ts'
 import { checkpointOptions, addDeviceOptions, addHookOptions, addPrecisionOption, editsFromFlags, engineSettings, type EngineFlags } from '../engineOptions.ts'
+import { resolvePrecision } from '../../engine/graphSession.ts'
 import { addMethodOptions, planFromFlags, prepareFromPlan, type MethodFlags } from '../methodOptions.ts'
 import { withProgress } from '../progress.ts'
 import { formatResultsTable, resultsJson } from '../resultsTable.ts'
@@ -107,7 +108,7 @@ async function runEval(flags: EvalFlags): Promise<void> {
   if (flags.json) {
     const json = resultsJson(results.map(r => ({ task: r.task, metrics: r.evaluation.metrics, docs: r.docs, total: loaded.find(l => l.task === r.task)!.data.docs.length })))
     const extra = {
-      model: ckpt.dir, device: flags.device, subset: subsetKey(subset), max_length: maxLength,
+      model: ckpt.dir, device: flags.device, precision: resolvePrecision(flags.device, flags.precision), subset: subsetKey(subset), max_length: maxLength,
       ...(variant ? { method: variant.method, params: variant.params, variant_id: variant.variantId, achieved_ratio: variant.report.achievedRatio, accounting: { ...variant.accounting, layers: undefined }, layers: variant.accounting.layers, calibration: variant.calibration, warnings: variant.warnings } : {}),
       tokens: Object.fromEntries(results.map(r => [r.task.name, r.evaluation.tokens])),
       seconds: Object.fromEntries(results.map(r => [r.task.name, r.seconds])),

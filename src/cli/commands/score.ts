@@ -4,6 +4,7 @@ import { createLocalScorer } from '../../engine/scorer.ts'
 import { validateEdits } from '../../edits/variantEdits.ts'
 import { openCheckpoint } from '../../model/checkpoint.ts'
 import { checkpointOptions, addDeviceOptions, addHookOptions, addPrecisionOption, editsFromFlags, engineSettings, type EngineFlags } from '../engineOptions.ts'
+import { resolvePrecision } from '../../engine/graphSession.ts'
 
 interface ScoreFlags extends EngineFlags {
   model: string
@@ -55,7 +56,7 @@ async function runScore(flags: ScoreFlags): Promise<void> {
     process.stdout.write(`  pos    token      logprob  text\n${rows.join('\n')}\n`)
     process.stdout.write(`tokens ${tokens.length} | scored ${logprobs.length} | sum ${sum.toFixed(6)} | mean ${(sum / logprobs.length).toFixed(6)} | perplexity ${perplexity.toFixed(4)}\n`)
     if (flags.json) {
-      process.stdout.write(JSON.stringify({ tokens, logprobs, greedy: result.prefixGreedy, sum, perplexity, device: scorer.session.device }) + '\n')
+      process.stdout.write(JSON.stringify({ tokens, logprobs, greedy: result.prefixGreedy, sum, perplexity, device: scorer.session.device, precision: resolvePrecision(flags.device, flags.precision) }) + '\n')
     }
   } finally {
     await scorer.release()
