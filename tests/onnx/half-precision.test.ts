@@ -83,9 +83,11 @@ describe('half-precision scoring graph', () => {
   }
 
   it('the trained built-in model (F16, 952 scored tokens): float16 within rounding of float32, the norm island visible', async () => {
-    // Measured with every value rounded: mean |Δlogp| 1.45e-3, max 8.2e-2 (a few tokens of very low
-    // probability). The same graph with RMSNorm computed in float16 measured mean 3.7e-3 and max 0.23,
-    // so these bounds (2x the mean, 1.8x the max) tell the norm island's absence apart.
+    // Measured with every value rounded: mean |Δlogp| 1.45e-3 (1.56e-3 with the weights cast at run time
+    // instead of folded: other kernels, other accumulation order). The same graph with RMSNorm computed
+    // in float16 measured mean 3.7e-3, so 3e-3 (2x) tells the norm island's absence apart. The max moves
+    // with the accumulation order (0.08-0.23 measured, on a few tokens of very low probability), so it
+    // is only bounded loosely.
     const ckpt = openCheckpoint(path.join(ROOT, 'models', 'tiny-moe'), { warn: () => {} })
     const ids = (n: number, s: number) => Array.from({ length: n }, (_, i) => ((i * 7919 + s * 104729) % (ckpt.spec.vocabSize - 1)) + 1)
     const many = Array.from({ length: 8 }, (_, r): ScoreRequest => ({ prefix: ids(100, r), branches: [ids(20, r + 50)], scorePrefixFrom: 1 }))
@@ -95,7 +97,7 @@ describe('half-precision scoring graph', () => {
     const diffs = Array.from(f16, (v, i) => Math.abs(v - f32[i]!))
     const mean = diffs.reduce((x, y) => x + y, 0) / diffs.length
     assert.equal(diffs.length, 952)
-    assert.ok(mean <= 3e-3 && Math.max(...diffs) <= 0.15, `mean |Δlogp| ${mean}, max ${Math.max(...diffs)}`)
+    assert.ok(mean <= 3e-3 && Math.max(...diffs) <= 0.5, `mean |Δlogp| ${mean}, max ${Math.max(...diffs)}`)
   })
 
   it('computes in float16 and keeps float32 for norms, rotary tables, router, attention softmax, expert sum and log-softmax', () => {
@@ -167,11 +169,13 @@ describe('half-precision scoring graph', () => {
   })
 
   it('a float16 overflow is NUMERIC_FAILURE naming the fix; the same model scores in float32', async () => {
-    // The final norm's weight set to 1e5: finite in the checkpoint's bfloat16 and in float32, +Inf in
-    // float16 (above 65504), so every logit overflows.
+    // Layer 0's query projection set to 1e4 everywhere: each query is 1e4 times a sum of normalised
+    // hidden values, beyond float16's 65504 for most tokens (not float32's); the Reshape after it keeps
+    // it float16 even on the CPU provider. The query RMSNorm of Qwen3 then turns Inf into NaN.
     const [, ckpt] = built[0]!
     const edits = emptyEdits()
-    edits.overrides[ckpt.names.finalNorm] = new Float32Array(ckpt.spec.hiddenSize).fill(1e5)
+    const q = ckpt.names.layers[0]!.q!
+    edits.overrides[q] = new Float32Array(ckpt.tensors.get(q)!.shape.reduce((a, b) => a * b, 1)).fill(1e4)
     const settings = { device: 'cpu' as const, threads: 1, weights: 'memory' as const }
     const half = await openGraphSession(ckpt, edits, {}, { ...settings, precision: 'float16' })
     try {
