@@ -93,7 +93,12 @@ export function graphCacheRoot(settings: { cacheDir?: string } = {}): string | u
   return process.env.MOE_HARNESS_HOME || fs.existsSync(home) ? home : undefined
 }
 
-/** The session of buildScoringGraph(ckpt, edits, options); see WeightResidency. Errors: the build's, and SESSION_FAILED / DEVICE_UNAVAILABLE (ort.ts). */
+/**
+ * The session of buildScoringGraph(ckpt, edits, options) in the precision of `options`, else of
+ * `settings`, else the device's default; see WeightResidency. Errors: the build's, SESSION_FAILED /
+ * DEVICE_UNAVAILABLE (ort.ts), INVALID_ARGUMENT (bfloat16 off cuda), and NUMERIC_FAILURE from run()
+ * when a half-precision graph returns Inf/NaN.
+ */
 export async function openGraphSession(ckpt: Checkpoint, edits: VariantEdits, graphOptions: Omit<GraphOptions, 'weightFiles'>, settings: GraphSessionSettings): Promise<GraphSession> {
   const session = { device: settings.device, threads: settings.threads }
   const precision = resolvePrecision(settings.device, graphOptions.precision ?? settings.precision)
