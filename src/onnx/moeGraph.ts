@@ -109,7 +109,7 @@ export function buildScoringGraph(ckpt: Checkpoint, variantEdits: VariantEdits, 
   validateEdits(spec, edits)
   const g = new GraphBuilder('moe_scoring')
   const p = new Precision(options.precision)
-  const weights = new ComputeWeights(new WeightLoader(g, ckpt, edits, options.weightFiles), p)
+  const weights = new ComputeWeights(new WeightLoader(g, ckpt, edits, options.weightFiles, p.compute), p)
   const outputNames: string[] = []
   const addOutput = (name: string, type: ElemType, dims: (string | number)[]) => {
     g.output(name, type, dims)
@@ -226,29 +226,23 @@ export function isMaskOnly(edits: VariantEdits): boolean {
  * dtype; bfloat16 weights in a float16 graph are rounded, see precision.ts).
  */
 class ComputeWeights {
-  private narrowed = new Map<GraphBuilder, Map<string, string>>()
   constructor(private loader: WeightLoader, readonly precision: Precision) {}
 
   get ckpt(): Checkpoint {
     return this.loader.ckpt
   }
 
-  /** `name` in the compute dtype, usable in `scope`; one Cast per scope and weight. */
+  /** `name` in the compute dtype, usable in `scope`. */
   float(name: string, scope: GraphBuilder): string {
-    if (!this.precision.isHalf) return this.loader.float(name, scope)
-    let cached = this.narrowed.get(scope)
-    if (!cached) this.narrowed.set(scope, (cached = new Map()))
-    let out = cached.get(name)
-    if (!out) cached.set(name, (out = this.precision.toCompute(scope, this.loader.float(name, scope))))
-    return out
-  }
-
-  float32(name: string, scope: GraphBuilder): string {
     return this.loader.float(name, scope)
   }
 
+  float32(name: string, scope: GraphBuilder): string {
+    return this.loader.float32(name, scope)
+  }
+
   rows(name: string, indices: string, scope: GraphBuilder): string {
-    return this.precision.toCompute(scope, this.loader.rows(name, indices, scope))
+    return this.loader.rows(name, indices, scope)
   }
 
   isHalf(name: string): boolean {
@@ -273,6 +267,7 @@ export interface WeightFiles {
 }
 
 const ELEM_OF_DTYPE = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' } as const
+const ONNX_TYPE_OF: Record<ComputePrecision, number> = { float32: 1, float16: 10, bfloat16: 16 }
 
 /**
  * Hands the graph its weights as float32 values, in one of two ways:
@@ -291,21 +286,34 @@ const ELEM_OF_DTYPE = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' } as co
 class WeightLoader {
   private inits = new Map<string, { name: string; type: ElemType }>()
   private casts = new Map<GraphBuilder, Map<string, string>>()
-  constructor(private g: GraphBuilder, readonly ckpt: Checkpoint, private edits: VariantEdits, private files?: WeightFiles) {}
+  constructor(private g: GraphBuilder, readonly ckpt: Checkpoint, private edits: VariantEdits, private files?: WeightFiles, private compute: ComputePrecision = 'float32') {}
 
-  /** `name` as a float32 value usable in `scope` (the root graph or a control-flow body). */
+  /** `name` in the graph's compute dtype (float32 unless GraphOptions.precision), usable in `scope` (the root graph or a control-flow body). */
   float(name: string, scope: GraphBuilder): string {
+    return this.as(name, scope, this.compute)
+  }
+
+  /** `name` as float32 whatever the compute dtype (float32 islands, precision.ts). */
+  float32(name: string, scope: GraphBuilder): string {
+    return this.as(name, scope, 'float32')
+  }
+
+  private as(name: string, scope: GraphBuilder, type: ComputePrecision): string {
     const init = this.initializer(name)
-    if (init.type === 'float32') return init.name
+    if (init.type === 'float32' && type === 'float32') return init.name
     let cached = this.casts.get(scope)
     if (!cached) this.casts.set(scope, (cached = new Map()))
-    const hit = cached.get(name)
+    const key = `${type}:${name}`
+    const hit = cached.get(key)
     if (hit) return hit
-    // Reshape to its own shape, given as a value onnxruntime cannot know before run time: a zero-copy
-    // view that keeps the initializer out of constant folding (which would widen every weight into a
-    // float32 copy at session creation) and out of pre-packing (another copy).
-    const out = scope.op('Cast', [scope.op('Reshape', [init.name, this.runtimeShape(this.ckpt.tensors.get(name)!.shape)])], { to: 1 })
-    cached.set(name, out)
+    // Mapped weights: Reshape to its own shape, given as a value onnxruntime cannot know before run time:
+    // a zero-copy view that keeps the initializer out of constant folding (which would widen every weight
+    // into a float32 copy at session creation) and out of pre-packing (another copy). A weight stored in
+    // the compute dtype (float16 weights of a float16 graph) is used through the view as it is. In-memory
+    // (float32) weights of a half graph are cast once, folded at session creation.
+    const view = this.files ? scope.op('Reshape', [init.name, this.runtimeShape(this.ckpt.tensors.get(name)!.shape)]) : init.name
+    const out = init.type === type ? view : scope.op('Cast', [view], { to: ONNX_TYPE_OF[type] })
+    cached.set(key, out)
     return out
   }
 
@@ -326,7 +334,7 @@ class WeightLoader {
   rows(name: string, indices: string, scope: GraphBuilder): string {
     const init = this.initializer(name)
     const rows = scope.op('Gather', [init.name, indices], { axis: 0 })
-    return init.type === 'float32' ? rows : scope.op('Cast', [rows], { to: 1 })
+    return init.type === this.compute ? rows : scope.op('Cast', [rows], { to: ONNX_TYPE_OF[this.compute] })
   }
 
   /** Whether `name` reaches the graph in half precision (then a Gemm with transB beats a Transpose per run). */
