@@ -80,7 +80,7 @@ export async function runLayerSlice(
   options: CollectOptions, progress: (done: number) => void,
 ): Promise<{ acc: LayerAccumulator; hidden: Float32Array[]; tokens: number }> {
   const d = ckpt.spec.hiddenSize
-  const session = await openGraphSession(ckpt, edits, { calibration: outputsFor(needs), slice: { from: position, to: 2 * layer.index + 1, peekMlp: true } }, options)
+  const session = await openGraphSession(ckpt, edits, { calibration: outputsFor(needs), slice: { from: position, to: 2 * layer.index + 1, peekMlp: true }, precision: CALIBRATION_PRECISION }, options)
   const acc = new LayerAccumulator(layer, d, needs, options.sampleTokens ?? 2048)
   const length = windows[0].length
   const rows = rowsPerBatch(length, options.batchTokens)
@@ -119,11 +119,18 @@ function wholePassOutputBytes(ckpt: Checkpoint, needs: readonly StatNeed[], toke
 /** Above this many output bytes per batch, collectStats goes layer by layer (runLayerSlice). */
 export const WHOLE_PASS_OUTPUT_LIMIT = 512 * 2 ** 20
 
+/**
+ * Statistics are computed in float32 on every device: they are cached and keyed by model and data
+ * only (cache.ts calibrationKey), shared by every method, ratio and device, so a GPU's float16
+ * default (graphSession.ts defaultPrecision) must not change them.
+ */
+const CALIBRATION_PRECISION = 'float32'
+
 export async function collectStats(ckpt: Checkpoint, windows: number[][], needs: readonly StatNeed[], info: Omit<StatsData['info'], 'seconds' | 'tokens'>, options: CollectOptions): Promise<StatsData> {
   const layered = options.layered ?? (windows.length > 0 && wholePassOutputBytes(ckpt, needs, rowsPerBatch(windows[0].length, options.batchTokens) * windows[0].length) > WHOLE_PASS_OUTPUT_LIMIT)
   if (layered) return collectLayered(ckpt, windows, needs, info, options)
   const t0 = performance.now()
-  const session = await openGraphSession(ckpt, options.edits ?? emptyEdits(), { calibration: outputsFor(needs) }, options)
+  const session = await openGraphSession(ckpt, options.edits ?? emptyEdits(), { calibration: outputsFor(needs), precision: CALIBRATION_PRECISION }, options)
   const layers = moeLayers(ckpt.spec)
   const d = ckpt.spec.hiddenSize
   const sampleTokens = options.sampleTokens ?? 2048
