@@ -1,4 +1,5 @@
 // The one module that talks to onnxruntime-node. Everything else passes plain typed arrays.
+import { createHash } from 'node:crypto'
 import fs from 'node:fs'
 import { createRequire } from 'node:module'
 import path from 'node:path'
@@ -37,7 +38,7 @@ export interface GraphBytes {
   externalFolder?: string
   /**
    * A folder where onnxruntime's optimized form of this graph may be kept (the graph's cache entry).
-   * When it holds one for this onnxruntime version and device, the session opens it with graph
+   * When it holds one for these graph bytes, onnxruntime version and device, the session opens it with graph
    * optimizations off; otherwise the session is created as usual and the optimized graph written there.
    * Used only for graphs whose external data is all file-backed (`external` empty) on the CPU.
    */
@@ -177,7 +178,9 @@ export async function createSession(graph: GraphBytes, settings: SessionSettings
 function optimizedCacheFile(graph: GraphBytes, device: Device): string | undefined {
   // In-memory external data would be written into the optimized graph; the dev aid wants its own file.
   if (!graph.optimizedCacheDir || graph.external.size > 0 || device !== 'cpu' || process.env.MOE_HARNESS_ORT_OPTIMIZED_MODEL) return undefined
-  return path.join(graph.optimizedCacheDir, `optimized-ort${ORT_VERSION}-${device}.onnx`)
+  // Named by the graph's own hash: a graph rebuilt in the same folder never opens a stale optimized form.
+  const graphHash = createHash('sha256').update(graph.model).digest('hex').slice(0, 16)
+  return path.join(graph.optimizedCacheDir, `optimized-ort${ORT_VERSION}-${device}-${graphHash}.onnx`)
 }
 
 /**

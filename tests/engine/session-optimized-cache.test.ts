@@ -5,7 +5,7 @@ import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import path from 'node:path'
 import { describe, it } from 'node:test'
-import { emptyEdits } from '../../src/edits/variantEdits.ts'
+import { emptyEdits, type VariantEdits } from '../../src/edits/variantEdits.ts'
 import { packBatch, type ScoreRequest } from '../../src/engine/packing.ts'
 import { batchFeeds } from '../../src/engine/scorer.ts'
 import { openCheckpoint, type Checkpoint } from '../../src/model/checkpoint.ts'
@@ -29,6 +29,13 @@ async function open(graph: GraphBytes): Promise<{ logprobs: Float32Array; fromOp
   } finally {
     await session.release()
   }
+}
+
+/** Halves every expert weight of layer 0: a variant whose graph differs only in what its weights are. */
+function halvedLayer0(ckpt: Checkpoint): VariantEdits {
+  const edits = emptyEdits()
+  for (const e of ckpt.names.layers[0]!.experts ?? []) for (const n of [e.gate, e.up, e.down]) edits.overrides[n] = ckpt.read(n).map(v => v / 2)
+  return edits
 }
 
 const optimizedFiles = (d: string) => fs.readdirSync(d).filter(f => f.startsWith('optimized-'))
@@ -76,6 +83,17 @@ describe('createSession keeps onnxruntime\'s optimized graph', () => {
       assert.notEqual(fs.readFileSync(file, 'utf8').slice(0, 17), 'not an onnx model', 'the damaged file was replaced')
       assert.equal((await open(cached)).fromOptimizedCache, true)
       assert.deepEqual(fs.readdirSync(graph.dir).filter(f => f.endsWith('.tmp')), [], 'no temp file left')
+
+      // The optimized form belongs to the graph's bytes: a copy of them opens it, another graph in the same
+      // folder (a rebuilt entry) never does.
+      assert.equal((await open({ ...cached, model: Uint8Array.from(graph.model) })).fromOptimizedCache, true)
+      const variant = storedScoringGraph(ckpt, halvedLayer0(ckpt), {}, path.join(dir, `home-${name.replace(/\W+/g, '-')}`))
+      const own = await open(variant)
+      const moved = await open({ ...variant, optimizedCacheDir: graph.dir })
+      assert.equal(moved.fromOptimizedCache, false)
+      assert.deepEqual(moved.logprobs, own.logprobs)
+      assert.notDeepEqual(moved.logprobs, plain.logprobs)
+      assert.equal(optimizedFiles(graph.dir).length, 2)
     })
   }
 
