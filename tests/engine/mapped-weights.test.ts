@@ -86,6 +86,24 @@ describe('weights mapped from the checkpoint files', () => {
     })
   }
 
+  it('a second session of a cached graph opens onnxruntime\'s kept optimized form: same scores', async () => {
+    const ckpt = models[0]![1]()
+    const cacheDir = path.join(dir, 'cache-optimized')
+    const open = async () => {
+      const session = await openGraphSession(ckpt, halvedLayer0(ckpt), {}, { device: 'cpu', threads: 1, cacheDir })
+      try {
+        return { fromOptimized: session.fromOptimizedCache === true, logprobs: (await session.run(batchFeeds(batch), ['logprobs'])).logprobs.data as Float32Array }
+      } finally {
+        await session.release()
+      }
+    }
+    const first = await open()
+    const second = await open()
+    assert.equal(first.fromOptimized, false)
+    assert.equal(second.fromOptimized, true)
+    assert.deepEqual(second.logprobs, first.logprobs)
+  })
+
   it('initializers point into the safetensors files at each tensor\'s offset, in its stored dtype; onnxruntime folds none into float32 and none is a session input', async () => {
     const ckpt = models[0]![1]()
     const graph = storedScoringGraph(ckpt, emptyEdits(), {}, path.join(dir, 'cache-layout'))
