@@ -11,6 +11,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { harnessHome } from '../defaults.ts'
 import { fail } from '../errors.ts'
+import { processAlive } from '../util/processAlive.ts'
 import type { DType } from '../model/safetensors.ts'
 import { isStoredOverride, storeOverrides, type OverrideTensor, type StoredOverride } from './overrideTensor.ts'
 
@@ -46,17 +47,8 @@ function removeDeadSpills(parent: string): void {
   for (const name of fs.readdirSync(parent)) {
     if (!name.startsWith(mine)) continue
     const pid = Number(name.slice(mine.length).split('-')[0])
-    if (!Number.isInteger(pid) || pid === process.pid || alive(pid)) continue
+    if (!Number.isInteger(pid) || pid === process.pid || processAlive(pid)) continue
     fs.rmSync(path.join(parent, name), { recursive: true, force: true })
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM'
   }
 }
 

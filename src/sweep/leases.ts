@@ -5,6 +5,7 @@ import crypto from 'node:crypto'
 import os from 'node:os'
 import { runKeyText, type RunKey } from '../identity/keys.ts'
 import type { ResultsStore } from '../store/resultsStore.ts'
+import { processAlive } from '../util/processAlive.ts'
 
 /**
  * 'claimed': this process scores the run now; 'complete': stored already (complete, or failed by a
@@ -20,12 +21,7 @@ export type Claim = 'claimed' | 'complete' | 'busy' | 'held-here'
 function holderIsGone(holder: string): boolean {
   const [host, pid] = holder.split(':')
   if (host !== os.hostname() || !/^\d+$/.test(pid ?? '')) return false
-  try {
-    process.kill(Number(pid), 0)
-    return false
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'ESRCH'
-  }
+  return !processAlive(Number(pid))
 }
 
 export class CellLeases {

@@ -18,6 +18,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { fail, HarnessError, isHarnessError } from '../errors.ts'
 import { MODELS_DIR, ROOT } from '../paths.ts'
+import { processAlive } from './processAlive.ts'
 import { HARNESS_VERSION } from '../version.ts'
 
 /** Written into every output folder; its presence is what makes a folder "ours" to replace. */
@@ -394,15 +395,6 @@ function removeFileAndSidecars(file: string): void {
   for (const suffix of ['', '-wal', '-shm', '-journal']) fs.rmSync(file + suffix, { force: true })
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
-
 /**
  * Temps and set-aside old outputs of `abs` left by a process that no longer runs (killed mid-write):
  * temps are removed; an old output is put back if nothing replaced it, removed otherwise.
@@ -419,7 +411,7 @@ function cleanStale(abs: string): void {
   for (const name of names) {
     if (!name.startsWith(base)) continue
     const m = /^(\.moe-harness-tmp-|\.moe-harness-old-)([0-9a-f]{6})-(\d+)-[0-9a-f]+(-wal|-shm|-journal)?$/.exec(name.slice(base.length))
-    if (!m || m[2] !== HOST || alive(Number(m[3]))) continue
+    if (!m || m[2] !== HOST || processAlive(Number(m[3]))) continue
     const p = path.join(dir, name)
     if (m[1] === OLD_TAG && !lstat(abs)) fs.renameSync(p, abs)
     else fs.rmSync(p, { recursive: true, force: true })

@@ -19,6 +19,7 @@ import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
 import { writeTinyDeepseek } from '../helpers/tinyDeepseek.ts'
 import { tmpDir } from '../helpers/tmp.ts'
 import { overrideNumel } from '../../src/edits/overrideTensor.ts'
+import { halvedLayer0 } from '../helpers/edits.ts'
 
 const dir = tmpDir()
 const requests: ScoreRequest[] = [
@@ -36,12 +37,6 @@ async function scores(ckpt: Checkpoint, edits: VariantEdits, weights: 'mapped' |
   }
 }
 
-/** Halves every expert weight of layer 0: a variant with overrides (what merges and weight pruning write). */
-function halvedLayer0(ckpt: Checkpoint): VariantEdits {
-  const edits = emptyEdits()
-  for (const e of ckpt.names.layers[0]!.experts ?? []) for (const n of [e.gate, e.up, e.down]) edits.overrides[n] = ckpt.read(n).map(v => v / 2)
-  return edits
-}
 
 const models: [string, () => Checkpoint][] = [
   ['Qwen3-MoE BF16', () => {

@@ -14,6 +14,7 @@ import { storedScoringGraph } from '../../src/onnx/graphStore.ts'
 import { createSession, type GraphBytes } from '../../src/ort/ort.ts'
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
 import { tmpDir } from '../helpers/tmp.ts'
+import { halvedLayer0 } from '../helpers/edits.ts'
 
 const dir = tmpDir()
 const requests: ScoreRequest[] = [
@@ -31,12 +32,6 @@ async function open(graph: GraphBytes): Promise<{ logprobs: Float32Array; fromOp
   }
 }
 
-/** Halves every expert weight of layer 0: a variant whose graph differs only in what its weights are. */
-function halvedLayer0(ckpt: Checkpoint): VariantEdits {
-  const edits = emptyEdits()
-  for (const e of ckpt.names.layers[0]!.experts ?? []) for (const n of [e.gate, e.up, e.down]) edits.overrides[n] = ckpt.read(n).map(v => v / 2)
-  return edits
-}
 
 const optimizedFiles = (d: string) => fs.readdirSync(d).filter(f => f.startsWith('optimized-'))
 
