@@ -7,7 +7,7 @@ import type { CheckpointOptions } from '../model/checkpoint.ts'
 import type { ModelSpec } from '../model/modelSpec.ts'
 import { DEVICES, type Device } from '../ort/ort.ts'
 import { PRECISIONS, type ComputePrecision } from '../onnx/precision.ts'
-import type { GraphSessionSettings } from '../engine/graphSession.ts'
+import { resolvePrecision, type GraphSessionSettings } from '../engine/graphSession.ts'
 
 export interface EngineFlags {
   device: Device
@@ -43,6 +43,8 @@ export function addHookOptions(cmd: Command): Command {
 
 /** The session settings of the engine flags: device, threads and the compute precision (default per device). */
 export function engineSettings(flags: EngineFlags): Pick<GraphSessionSettings, 'device' | 'threads' | 'precision'> {
+  // Checked here, before any calibration or method runs: bfloat16 off cuda fails at once.
+  if (flags.precision) resolvePrecision(flags.device, flags.precision)
   return { device: flags.device, threads: threadCount(flags), ...(flags.precision ? { precision: flags.precision } : {}) }
 }
 

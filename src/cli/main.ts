@@ -3,6 +3,7 @@ import { formatContext, isHarnessError } from '../errors.ts'
 import { fileError } from '../util/fileErrors.ts'
 import { HARNESS_VERSION } from '../version.ts'
 import { stopAllProgress } from './progress.ts'
+import { checkEnvironment } from './environment.ts'
 import { registerEval } from './commands/eval.ts'
 import { registerScore } from './commands/score.ts'
 import { registerMethods } from './commands/methods.ts'
@@ -21,6 +22,7 @@ export function buildProgram(): Command {
     .version(HARNESS_VERSION)
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride()
+    .hook('preAction', () => checkEnvironment())
   registerScore(program)
   registerEval(program)
   registerTasks(program)

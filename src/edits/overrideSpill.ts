@@ -12,6 +12,7 @@ import path from 'node:path'
 import { harnessHome } from '../defaults.ts'
 import { fail } from '../errors.ts'
 import { processAlive } from '../util/processAlive.ts'
+import { withFileErrors } from '../util/fileErrors.ts'
 import type { DType } from '../model/safetensors.ts'
 import { isStoredOverride, storeOverrides, type OverrideTensor, type StoredOverride } from './overrideTensor.ts'
 
@@ -19,12 +20,13 @@ import { isStoredOverride, storeOverrides, type OverrideTensor, type StoredOverr
 export function spillBudgetBytes(): number {
   const given = process.env.MOE_HARNESS_SPILL_MB
   if (given === undefined || given === '') return 512 * 2 ** 20
-  const mb = Number(given)
-  if (Number.isNaN(mb) || mb < 0) fail('CONFIG_INVALID', `MOE_HARNESS_SPILL_MB must be a number of megabytes >= 0 (or Infinity: never store), got '${given}'; unset it for the default (512).`)
+  const mb = /^\s*(\d+(\.\d*)?|Infinity)\s*$/.test(given) ? Number(given) : NaN
+  if (Number.isNaN(mb)) fail('CONFIG_INVALID', `MOE_HARNESS_SPILL_MB must be a number of megabytes >= 0 (or Infinity: never store), got '${given}'; unset it for the default (512).`)
   return mb * 2 ** 20
 }
 
 const PREFIX = '.spill-'
+const WHAT = "store a method's edited tensors (set MOE_HARNESS_HOME to a writable folder with space, or MOE_HARNESS_SPILL_MB=Infinity to keep them in memory)"
 let folder: string | undefined
 let files = 0
 
@@ -33,16 +35,18 @@ function spillFolder(): string {
   if (folder) return folder
   const home = harnessHome()
   const parent = process.env.MOE_HARNESS_HOME || fs.existsSync(home) ? path.join(home, 'variants') : os.tmpdir()
-  fs.mkdirSync(parent, { recursive: true })
-  removeDeadSpills(parent)
   const dir = path.join(parent, `${PREFIX}${os.hostname()}-${process.pid}-${crypto.randomBytes(3).toString('hex')}`)
-  fs.mkdirSync(dir)
+  withFileErrors(parent, WHAT, () => {
+    fs.mkdirSync(parent, { recursive: true })
+    removeDeadSpills(parent)
+    fs.mkdirSync(dir)
+  })
   process.once('exit', () => fs.rmSync(dir, { recursive: true, force: true }))
   return (folder = dir)
 }
 
-/** Spill folders of processes on this host that no longer run (killed before their exit hook). */
-function removeDeadSpills(parent: string): void {
+/** Removes the spill folders under `parent` of processes on this host that no longer run (killed before their exit hook). */
+export function removeDeadSpills(parent: string): void {
   const mine = `${PREFIX}${os.hostname()}-`
   for (const name of fs.readdirSync(parent)) {
     if (!name.startsWith(mine)) continue
@@ -60,7 +64,8 @@ export function spillOverrides(overrides: Record<string, OverrideTensor>, dtypeO
   const pending = Object.fromEntries(Object.entries(overrides).filter(([, t]) => !isStoredOverride(t))) as Record<string, Float32Array>
   const names = Object.keys(pending)
   if (names.length === 0) return 0
-  const stored = storeOverrides(path.join(spillFolder(), `overrides-${files++}.safetensors`), pending, dtypeOf)
+  const file = path.join(spillFolder(), `overrides-${files++}.safetensors`)
+  const stored = withFileErrors(file, WHAT, () => storeOverrides(file, pending, dtypeOf))
   let released = 0
   for (const name of names) {
     released += pending[name].byteLength

@@ -5,9 +5,13 @@
 // The one module that knows the folder's file names; the sweep publishes folders through it.
 import crypto from 'node:crypto'
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
-import { fail } from '../errors.ts'
+import { fail, isHarnessError } from '../errors.ts'
+import { processAlive } from '../util/processAlive.ts'
+import { withFileErrors } from '../util/fileErrors.ts'
 import type { DType } from '../model/safetensors.ts'
+import { removeDeadSpills } from './overrideSpill.ts'
 import { isStoredOverride, overrideValues, readStoredOverrides, storeOverrides, type StoredOverride } from './overrideTensor.ts'
 import type { LayerHooks, VariantEdits } from './variantEdits.ts'
 
@@ -19,13 +23,21 @@ const OVERRIDES_PATTERN = /^overrides(-\d+)?\.safetensors$/
 interface EditsJson {
   modelDir: string
   layers: Record<string, Omit<LayerHooks, 'novices'> & { novices?: Record<string, number[]> }>
+  /**
+   * Every overrides file the folder must hold: its tensors, size and mtime when written. A folder
+   * missing a file, or holding one rewritten since (even at the same size), is damaged and rebuilt:
+   * without this list a lost file would silently score the unedited weights. Absent in folders
+   * written before 2026-11-30, which are rebuilt once.
+   */
+  overrides?: Record<string, OverridesFileFacts>
 }
+interface OverridesFileFacts { tensors: string[]; size: number; mtimeMs: number }
 
-export function writeVariantFiles(dir: string, modelDir: string, edits: VariantEdits, dtypeOf: (name: string) => DType): void {
-  const tmp = `${dir}.tmp-${process.pid}`
-  fs.rmSync(tmp, { recursive: true, force: true })
+/** Writes the folder `dir` (a private staging name: publishVariantFolder renames it into place). */
+function writeVariantFiles(dir: string, modelDir: string, edits: VariantEdits, dtypeOf: (name: string) => DType): void {
+  const tmp = dir
   fs.mkdirSync(tmp, { recursive: true })
-  const json: EditsJson = { modelDir, layers: {} }
+  const json: EditsJson = { modelDir, layers: {}, overrides: {} }
   for (const [l, h] of Object.entries(edits.layers)) {
     const { novices, ...rest } = h
     json.layers[l] = { ...rest, ...(novices ? { novices: Object.fromEntries(Object.entries(novices).map(([e, v]) => [e, Array.from(v)])) } : {}) }
@@ -38,11 +50,13 @@ export function writeVariantFiles(dir: string, modelDir: string, edits: VariantE
   }
   if (Object.keys(inMemory).length) storeOverrides(path.join(tmp, OVERRIDES_FILE), inMemory, dtypeOf)
   addStoredFiles(tmp, stored, dtypeOf)
+  for (const name of fs.readdirSync(tmp).filter(f => OVERRIDES_PATTERN.test(f))) {
+    const file = path.join(tmp, name)
+    const st = fs.statSync(file)
+    json.overrides![name] = { tensors: Object.keys(readStoredOverrides(file)).sort(), size: st.size, mtimeMs: st.mtimeMs }
+  }
   // Written last: its presence marks a complete folder (isVariantFolder).
   fs.writeFileSync(path.join(tmp, EDITS_FILE), JSON.stringify(json))
-  fs.rmSync(dir, { recursive: true, force: true })
-  fs.mkdirSync(path.dirname(dir), { recursive: true })
-  fs.renameSync(tmp, dir)
 }
 
 /**
@@ -57,7 +71,7 @@ export function readVariantFiles(dir: string): { modelDir: string; edits: Varian
     const { novices, ...rest } = h
     layers[Number(l)] = { ...rest, ...(novices ? { novices: Object.fromEntries(Object.entries(novices).map(([e, v]) => [e, Float32Array.from(v)])) } : {}) }
   }
-  return { modelDir: json.modelDir, edits: { layers, overrides: overrideTensors(dir) } }
+  return { modelDir: json.modelDir, edits: { layers, overrides: overrideTensors(dir, json) } }
 }
 
 /**
@@ -107,17 +121,29 @@ function readEditsJson(dir: string): EditsJson {
   return json
 }
 
-/** The folder's replaced tensors, from every overrides file (headers checked against the file sizes). */
-function overrideTensors(dir: string): Record<string, StoredOverride> {
+/**
+ * The folder's replaced tensors, from the overrides files its edits file lists: each must exist with
+ * the size and mtime it was written with, and hold exactly its listed tensors (headers checked against
+ * the file sizes). Values are not re-read (gigabytes at real size); a rewrite changes the mtime.
+ */
+function overrideTensors(dir: string, json: EditsJson): Record<string, StoredOverride> {
+  const editsFile = path.join(dir, EDITS_FILE)
+  if (!json.overrides || typeof json.overrides !== 'object') return damaged(editsFile, dir, 'written by an older harness: it does not list its overrides files')
   const out: Record<string, StoredOverride> = {}
-  for (const name of fs.readdirSync(dir).filter(f => OVERRIDES_PATTERN.test(f)).sort()) {
+  for (const [name, facts] of Object.entries(json.overrides).sort(([a], [b]) => a.localeCompare(b))) {
+    if (!OVERRIDES_PATTERN.test(name) || !facts || !Array.isArray(facts.tensors)) damaged(editsFile, dir, `its overrides entry "${name}" is not an overrides file's facts`)
     const file = path.join(dir, name)
     let tensors: Record<string, StoredOverride>
     try {
+      const st = fs.statSync(file)
+      if (st.size !== facts.size || st.mtimeMs !== facts.mtimeMs) return damaged(file, dir, `it was changed after the variant was written (size ${st.size} bytes, expected ${facts.size}; or a new modification time)`)
       tensors = readStoredOverrides(file)
     } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return damaged(file, dir, 'it is missing')
+      if (isHarnessError(e) && e.code === 'VARIANT_INVALID') throw e
       return damaged(file, dir, (e as Error).message)
     }
+    if (JSON.stringify(Object.keys(tensors).sort()) !== JSON.stringify([...facts.tensors].sort())) damaged(file, dir, `it does not hold the tensors listed in ${EDITS_FILE}`)
     for (const [tensor, t] of Object.entries(tensors)) {
       if (out[tensor]) damaged(file, dir, `tensor '${tensor}' is also in ${path.basename(out[tensor].file)}`)
       out[tensor] = t
@@ -139,8 +165,7 @@ export function isVariantFolder(dir: string): boolean {
 export function variantFolderState(dir: string, warn: (message: string) => void = defaultWarn): 'missing' | 'damaged' | 'valid' {
   if (!isVariantFolder(dir)) return 'missing'
   try {
-    readEditsJson(dir)
-    overrideTensors(dir)
+    overrideTensors(dir, readEditsJson(dir))
     return 'valid'
   } catch (e) {
     warn(`damaged prepared-variant cache: ${(e as Error).message.replace(/; delete .*$/, '')}; rebuilding it`)
@@ -159,15 +184,32 @@ const defaultWarn = (m: string) => process.stderr.write(`warning: ${m}\n`)
  * warning naming the damaged file).
  */
 export function publishVariantFolder(dir: string, modelDir: string, edits: VariantEdits, dtypeOf: (name: string) => DType, warn: (message: string) => void = defaultWarn): void {
-  const write = (staged: string) => writeVariantFiles(staged, modelDir, edits, dtypeOf)
-  const privateName = (what: string) => `${dir}.${what}-${process.pid}-${crypto.randomBytes(3).toString('hex')}`
+  const parent = path.dirname(dir)
+  withFileErrors(parent, 'write the prepared variant folder (it lives under the harness home: set MOE_HARNESS_HOME to a writable folder)', () => {
+    fs.mkdirSync(parent, { recursive: true })
+    fs.accessSync(parent, fs.constants.W_OK)
+    removeStaleStaging(parent)
+    removeDeadSpills(parent)
+    publish(dir, staged => writeVariantFiles(staged, modelDir, edits, dtypeOf), modelDir, warn)
+  })
+}
+
+const HOST = os.hostname()
+
+function publish(dir: string, write: (staged: string) => void, modelDir: string, warn: (message: string) => void): void {
+  const privateName = (what: string) => `${dir}.${what}-${HOST}-${process.pid}-${crypto.randomBytes(3).toString('hex')}`
   const state = variantFolderState(dir, warn)
   const published = state !== 'missing'
   if (state === 'valid' && readEditsJson(dir).modelDir === modelDir) return
-  if (published) {
-    const staged = privateName('staged')
-    const aside = privateName('old')
+  const staged = privateName('staged')
+  try {
     write(staged)
+  } catch (e) {
+    fs.rmSync(staged, { recursive: true, force: true })
+    throw e
+  }
+  if (published) {
+    const aside = privateName('old')
     try {
       fs.renameSync(dir, aside)
       fs.renameSync(staged, dir)
@@ -178,8 +220,6 @@ export function publishVariantFolder(dir: string, modelDir: string, edits: Varia
     fs.rmSync(aside, { recursive: true, force: true })
     return
   }
-  const staged = privateName('staged')
-  write(staged)
   try {
     fs.renameSync(staged, dir)
   } catch (e) {
@@ -192,5 +232,24 @@ export function publishVariantFolder(dir: string, modelDir: string, edits: Varia
       return
     }
     fs.rmSync(staged, { recursive: true, force: true })
+  }
+}
+
+/** <variant>.staged-/.old-<host>-<pid>-<hex> (older harnesses: no host, maybe a .tmp-<pid> suffix). */
+const STAGING = /\.(?:staged|old)-(?:(.+)-)?(\d+)-[0-9a-f]{6}(?:\.tmp-\d+)?$/
+/** A staging folder of another host is removed once this old (its writer cannot be asked whether it still runs). */
+const STALE_FOREIGN_MS = 24 * 3600_000
+
+/** Staging folders left by a killed publish: of this host when their process is gone, of others after a day. */
+function removeStaleStaging(parent: string): void {
+  const now = Date.now()
+  for (const name of fs.readdirSync(parent)) {
+    const m = STAGING.exec(name)
+    if (!m) continue
+    const full = path.join(parent, name)
+    const ours = m[1] === undefined || m[1] === HOST
+    try {
+      if (ours ? !processAlive(Number(m[2])) : now - fs.statSync(full).mtimeMs > STALE_FOREIGN_MS) fs.rmSync(full, { recursive: true, force: true })
+    } catch { /* gone already, or not ours to remove: a later publish retries */ }
   }
 }

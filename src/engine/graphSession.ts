@@ -69,7 +69,7 @@ function refuseNonfinite(session: Session, precision: ComputePrecision): Session
       let bad = 0
       for (const v of t.data) if (!Number.isFinite(v)) bad++
       if (bad) {
-        fail('NUMERIC_FAILURE', `The ${precision} graph returned ${bad} non-finite values in '${name}' (of ${t.data.length}): a weight or activation of this model exceeds ${precision}'s range (largest finite float16: 65504; bfloat16 and float32 reach 3.4e38), so scores would be NaN. Score it in float32: --precision float32 (or --device cpu)${precision === 'float16' ? ', or --precision bfloat16 on --device cuda' : ''}.`)
+        fail('NUMERIC_FAILURE', `The ${precision} graph returned ${bad} non-finite values in '${name}' (of ${t.data.length}): a weight or activation of this model exceeds ${precision}'s range (largest finite float16: 65504; bfloat16 and float32 reach 3.4e38), so scores would be NaN. Score it in float32: --precision float32${session.device === 'cpu' ? '' : ' (or --device cpu)'}${precision === 'float16' && session.device === 'cuda' ? ', or --precision bfloat16 on --device cuda' : ''}.`)
       }
     }
     return out

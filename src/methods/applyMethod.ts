@@ -137,6 +137,8 @@ export function startMethod(method: MethodDefinition, params: ParamValues, ckpt:
   }
   const where = (phase?: string) => (phase === undefined ? { method: method.name } : { method: method.name, phase })
   const relabel = (e: unknown, phase: string): never => {
+    // The machine, not the method: a full or read-only disk, a bad setting keep their own code and fix.
+    if (e instanceof HarnessError && (e.code === 'FILE_ACCESS' || e.code === 'CONFIG_INVALID')) failIn(where(phase), e.code, e.message, e)
     // A plugin's own HarnessError keeps its code in the message (METHOD_FAILED: HOOK_INVALID: ...).
     if (e instanceof HarnessError) failIn(where(phase), e.code === 'METHOD_INFEASIBLE' ? e.code : 'METHOD_FAILED', e.code === 'METHOD_INFEASIBLE' ? e.message : `${e.code}: ${e.message}`, e)
     failIn(where(phase), 'METHOD_FAILED', (e as Error)?.message ?? String(e), e)

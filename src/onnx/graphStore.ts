@@ -25,7 +25,7 @@ const MARK = 'moe-harness graph cache'
 /** Entries kept beyond which the least recently used go (a built graph is MBs; derived.bin can be GBs). */
 const MAX_ENTRIES = 48
 /** Bytes kept (derived.bin dominates) beyond which the least recently used go: $MOE_HARNESS_GRAPH_CACHE_GB, default 20. */
-function maxBytes(): number {
+export function graphCacheLimitBytes(): number {
   const given = process.env.MOE_HARNESS_GRAPH_CACHE_GB
   if (given === undefined || given === '') return 20 * 2 ** 30
   const gb = Number(given)
@@ -141,7 +141,7 @@ export function storedScoringGraph(ckpt: Checkpoint, edits: VariantEdits, option
     removeQuietly(tmp)
     const code = (e as NodeJS.ErrnoException)?.code
     if (!isHarnessError(e) && (code === 'ENOSPC' || code === 'EDQUOT')) {
-      fail('FILE_ACCESS', `The graph cache ${graphs} ran out of disk space while storing a graph (${(e as Error).message}); free space there, lower MOE_HARNESS_GRAPH_CACHE_GB (now ${(maxBytes() / 2 ** 30).toFixed(1)} GB), or point MOE_HARNESS_HOME at a larger disk.`)
+      fail('FILE_ACCESS', `The graph cache ${graphs} ran out of disk space while storing a graph (${(e as Error).message}); free space there, lower MOE_HARNESS_GRAPH_CACHE_GB (now ${(graphCacheLimitBytes() / 2 ** 30).toFixed(1)} GB), or point MOE_HARNESS_HOME at a larger disk.`)
     }
     throw e
   } finally {
@@ -256,7 +256,7 @@ function readEntry(dir: string, key: string): StoredGraph | undefined {
   return { model, external: new Map(), outputNames: manifest.outputNames, externalFolder: '/', dir, fromCache: true }
 }
 
-/** Removes entries beyond MAX_ENTRIES / maxBytes(), least recently used first, and dead temp builds; never `keep`, never a recent one. */
+/** Removes entries beyond MAX_ENTRIES / graphCacheLimitBytes(), least recently used first, and dead temp builds; never `keep`, never a recent one. */
 function evict(graphs: string, keep: string): void {
   const now = Date.now()
   const entries: { dir: string; used: number; bytes: number }[] = []
@@ -283,7 +283,7 @@ function evict(graphs: string, keep: string): void {
     count++
     bytes += e.bytes
     if (e.dir === keep || now - e.used < RECENT_MS) continue
-    if (count > MAX_ENTRIES || bytes > maxBytes()) removeQuietly(e.dir)
+    if (count > MAX_ENTRIES || bytes > graphCacheLimitBytes()) removeQuietly(e.dir)
   }
 }
 

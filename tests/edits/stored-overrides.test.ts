@@ -5,12 +5,13 @@
 // files and reads back as references; a sweep through the pool gives the same scores either way.
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import { describe, it } from 'node:test'
 import { releaseSpilled, spillOverrides } from '../../src/edits/overrideSpill.ts'
 import { isStoredOverride, overrideValues } from '../../src/edits/overrideTensor.ts'
 import { contentHash, emptyEdits, type VariantEdits } from '../../src/edits/variantEdits.ts'
-import { publishVariantFolder, readVariantFiles } from '../../src/edits/variantFolder.ts'
+import { publishVariantFolder, readVariantFiles, variantFolderState } from '../../src/edits/variantFolder.ts'
 import { openGraphSession } from '../../src/engine/graphSession.ts'
 import { packBatch, type ScoreRequest } from '../../src/engine/packing.ts'
 import { batchFeeds } from '../../src/engine/scorer.ts'
@@ -162,11 +163,70 @@ describe('stored overrides', () => {
     const store = new ResultsStore(spilled, { readonly: true })
     assert.equal(store.all<{ n: number }>("SELECT COUNT(*) AS n FROM runs WHERE status = 'complete'")[0].n, 1)
     store.close()
+
+    // A lost overrides file must not score the unedited weights under the method's name: the folder is
+    // damaged, rebuilt with a warning, and the new store gets the same scores.
+    const folder = path.join(variants, folders.find(f => fs.readdirSync(path.join(variants, f)).some(n => n.startsWith('overrides')))!)
+    fs.rmSync(path.join(folder, fs.readdirSync(folder).find(n => n.startsWith('overrides'))!))
+    const db = path.join(dir, 'after-loss.sqlite')
+    const r = runCli(['sweep', '--config', path.join(dir, 'spilled.config.ts'), '--db', db], { env: { MOE_HARNESS_HOME: path.join(dir, 'home-spilled') } })
+    assert.equal(r.status, 0, r.stderr)
+    assert.match(r.stderr, /damaged prepared-variant cache: .*overrides-\d+\.safetensors is damaged \(it is missing\); rebuilding it/)
+    assert.deepEqual(snapshot(db), snapshot(held))
   })
 
-  it('MOE_HARNESS_SPILL_MB must be a number', () => {
-    const r = runCli(['sweep', '--config', path.join(dir, 'held.config.ts'), '--db', path.join(dir, 'x.sqlite')], { env: { MOE_HARNESS_HOME: path.join(dir, 'home-x'), MOE_HARNESS_SPILL_MB: 'lots' } })
-    assert.notEqual(r.status, 0)
-    assert.match(r.stderr, /MOE_HARNESS_SPILL_MB must be a number of megabytes/)
+  it('a variant folder is damaged when an overrides file is missing, rewritten at the same size, or unlisted (older harness)', async () => {
+    const spilled = await magnitude(0)
+    const make = (name: string) => {
+      const folder = path.join(dir, 'variants-damage', name)
+      publishVariantFolder(folder, modelDir, spilled, dtypeOf, () => {})
+      return folder
+    }
+    const state = (folder: string) => {
+      const warnings: string[] = []
+      return { state: variantFolderState(folder, m => warnings.push(m)), warnings }
+    }
+    const intact = make('intact')
+    assert.deepEqual(state(intact), { state: 'valid', warnings: [] })
+
+    const lost = make('lost')
+    fs.rmSync(path.join(lost, 'overrides-1.safetensors'))
+    assert.equal(state(lost).state, 'damaged')
+    assert.match(state(lost).warnings[0]!, /overrides-1\.safetensors is damaged \(it is missing\)/)
+    assert.throws(() => readVariantFiles(lost), (e: any) => e.code === 'VARIANT_INVALID' && /delete .* and rerun/.test(e.message))
+
+    const rewritten = make('rewritten')
+    const file = path.join(rewritten, 'overrides-0.safetensors')
+    const bytes = fs.readFileSync(file)
+    bytes[bytes.length - 1] ^= 0xff // one value changed, same size
+    fs.writeFileSync(file, bytes)
+    assert.match(state(rewritten).warnings[0] ?? '', /overrides-0\.safetensors is damaged \(it was changed after the variant was written/)
+
+    const legacy = make('legacy')
+    const json = JSON.parse(fs.readFileSync(path.join(legacy, 'edits.json'), 'utf8'))
+    delete json.overrides
+    fs.writeFileSync(path.join(legacy, 'edits.json'), JSON.stringify(json))
+    assert.match(state(legacy).warnings[0] ?? '', /written by an older harness/)
+    // Publishing again replaces it with a complete folder.
+    publishVariantFolder(legacy, modelDir, spilled, dtypeOf, () => {})
+    assert.equal(state(legacy).state, 'valid')
   })
+
+  it('publishing removes staging folders of dead processes on this host, keeps live ones, and names the harness home when it cannot write', async () => {
+    const parent = path.join(dir, 'variants-staging')
+    fs.mkdirSync(parent, { recursive: true })
+    const dead = path.join(parent, `abc.staged-${os.hostname()}-999999-0a1b2c`)
+    const legacyDead = path.join(parent, 'abc.staged-999998-0a1b2c.tmp-999998')
+    const live = path.join(parent, `abc.staged-${os.hostname()}-${process.pid}-0a1b2c`)
+    const foreign = path.join(parent, 'abc.old-other-host-999999-0a1b2c')
+    for (const d of [dead, legacyDead, live, foreign]) fs.mkdirSync(d)
+    publishVariantFolder(path.join(parent, 'v'), modelDir, emptyEdits(), dtypeOf, () => {})
+    assert.deepEqual(fs.readdirSync(parent).sort(), [path.basename(foreign), path.basename(live), 'v'].sort())
+
+    const blocked = path.join(dir, 'a-file')
+    fs.writeFileSync(blocked, '')
+    assert.throws(() => publishVariantFolder(path.join(blocked, 'variants', 'v'), modelDir, emptyEdits(), dtypeOf, () => {}),
+      (e: any) => e.code === 'FILE_ACCESS' && /MOE_HARNESS_HOME/.test(e.message))
+  })
+
 })

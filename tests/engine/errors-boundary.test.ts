@@ -14,7 +14,7 @@ import { buildScoringGraph } from '../../src/onnx/moeGraph.ts'
 import { createSession, type Feed, type Session } from '../../src/ort/ort.ts'
 import { createPool, type ScoringPool } from '../../src/pool/pool.ts'
 import { ResultsStore } from '../../src/store/resultsStore.ts'
-import { writeVariantFiles } from '../../src/edits/variantFolder.ts'
+import { publishVariantFolder } from '../../src/edits/variantFolder.ts'
 import { lastJson, ROOT, runCli } from '../helpers/cli.ts'
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
 import { tmpDir } from '../helpers/tmp.ts'
@@ -36,7 +36,7 @@ const NAN_TENSOR = 'model.layers.1.block_sparse_moe.experts.2.w2.weight'
 
 const variant = (name: string, modelDir: string, edits: VariantEdits = emptyEdits()) => {
   const d = path.join(dir, 'variants', name)
-  writeVariantFiles(d, modelDir, edits, () => 'F32')
+  publishVariantFolder(d, modelDir, edits, () => 'F32')
   return d
 }
 const batchOf = (...requests: ScoreRequest[]) => packBatch(requests, requests.map((_, i) => i))

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict'
 import path from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { emptyEdits, type VariantEdits } from '../../src/edits/variantEdits.ts'
-import { writeVariantFiles } from '../../src/edits/variantFolder.ts'
+import { publishVariantFolder } from '../../src/edits/variantFolder.ts'
 import { packBatch, type ScoreRequest } from '../../src/engine/packing.ts'
 import { batchFeeds } from '../../src/engine/scorer.ts'
 import { openCheckpoint, type Checkpoint } from '../../src/model/checkpoint.ts'
@@ -89,7 +89,7 @@ describe('variants that only remove experts share one session', () => {
       const ckpt = openCheckpoint(path.join(dir, 'qwen3'), { warn: () => {} })
       const variant = (name: string, edits: VariantEdits) => {
         const d = path.join(dir, 'variants', name)
-        writeVariantFiles(d, ckpt.dir, edits, () => 'BF16')
+        publishVariantFolder(d, ckpt.dir, edits, () => 'BF16')
         return d
       }
       const a = removal({ 0: [0, 5, 19] }), b = removal({ 1: [3, 4, 5] })

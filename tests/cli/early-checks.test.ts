@@ -1,0 +1,51 @@
+// Settings that cannot work stop a command before it calibrates, prepares or writes anything: bad
+// environment variables (checked for every command) and a precision the device cannot run.
+import assert from 'node:assert/strict'
+import fs from 'node:fs'
+import path from 'node:path'
+import { describe, it } from 'node:test'
+import { ROOT, runCli } from '../helpers/cli.ts'
+import { tmpDir } from '../helpers/tmp.ts'
+
+const dir = tmpDir()
+const model = path.join(ROOT, 'models', 'tiny-moe')
+const config = path.join(dir, 'c.config.ts')
+fs.writeFileSync(config, `import { defineConfig } from ${JSON.stringify(path.join(ROOT, 'src/index.ts'))}\nexport default defineConfig(${JSON.stringify({
+  models: { m: model }, methods: ['magnitude-pruning'], ratios: [0.5], tasks: ['brown-cloze'], subset: { sample: 4 }, pool: { workers: 1, threads: 1 },
+})})\n`)
+
+describe('early checks', () => {
+  for (const [name, value, pattern] of [
+    ['MOE_HARNESS_SPILL_MB', 'lots', /MOE_HARNESS_SPILL_MB must be a number of megabytes/],
+    ['MOE_HARNESS_SPILL_MB', ' ', /MOE_HARNESS_SPILL_MB must be a number of megabytes/],
+    ['MOE_HARNESS_SPILL_MB', '0x10', /MOE_HARNESS_SPILL_MB must be a number of megabytes/],
+    ['MOE_HARNESS_WEIGHTS', 'mmap', /MOE_HARNESS_WEIGHTS must be 'mapped' or 'memory'/],
+    ['MOE_HARNESS_GRAPH_CACHE_GB', '-3', /MOE_HARNESS_GRAPH_CACHE_GB must be a number of gigabytes/],
+  ] as const) {
+    it(`${name}='${value}' stops a sweep before it writes anything`, () => {
+      const home = path.join(dir, `home-${name}-${value.trim() || 'blank'}`)
+      const db = path.join(dir, `${name}-${value.trim() || 'blank'}.sqlite`)
+      const r = runCli(['sweep', '--config', config, '--db', db], { env: { MOE_HARNESS_HOME: home, [name]: value } })
+      assert.equal(r.status, 1, r.stderr)
+      assert.match(r.stderr, /^error \[CONFIG_INVALID\]: /)
+      assert.match(r.stderr, pattern)
+      assert.equal(fs.existsSync(db), false, 'no store written')
+      assert.equal(fs.existsSync(home), false, 'nothing calibrated or prepared')
+    })
+  }
+
+  it('MOE_HARNESS_SPILL_MB accepts a number of megabytes or Infinity', () => {
+    for (const value of ['0', '256', '0.5', 'Infinity']) {
+      const r = runCli(['methods'], { env: { MOE_HARNESS_SPILL_MB: value } })
+      assert.equal(r.status, 0, `${value}: ${r.stderr}`)
+    }
+  })
+
+  it('eval --precision bfloat16 on the CPU fails before calibrating', () => {
+    const home = path.join(dir, 'home-bf16')
+    const r = runCli(['eval', '--model', model, '--method', 'magnitude-pruning', '--param', 'score=wanda', '--ratio', '0.5', '--precision', 'bfloat16', '--tasks', 'brown-cloze', '--limit', '4'], { env: { MOE_HARNESS_HOME: home } })
+    assert.equal(r.status, 1, r.stderr)
+    assert.match(r.stderr, /error \[INVALID_ARGUMENT\]: --precision bfloat16 needs --device cuda/)
+    assert.equal(fs.existsSync(path.join(home, 'calibration')), false, 'no calibration ran')
+  })
+})
