@@ -46,9 +46,27 @@ export async function getCalibrationStats(ckpt: Checkpoint, spec: CalibrationSpe
   const union = ALL_NEEDS.filter(n => needs.includes(n) || cached?.info.needs.includes(n))
   const { windows, fingerprint } = await calibrationWindows(spec, ckpt.tokenizer())
   const data = await collectStats(ckpt, windows, union, { key, needs: union, sequences: spec.sequences, length: spec.length, source: fingerprint }, options)
-  fs.mkdirSync(dir, { recursive: true })
-  const tmp = `${file}.tmp-${process.pid}`
-  fs.writeFileSync(tmp, v8.serialize(data))
-  fs.renameSync(tmp, file)
+  writeCacheFile(file, v8.serialize(data))
   return { data, key, fromCache: false }
+}
+
+const warnedUnwritable = new Set<string>()
+
+/**
+ * Stores a calibration cache file (temp name, then renamed in). A cache that cannot be written (a
+ * read-only or full harness home) costs only the reuse: one warning per folder, and the statistics
+ * computed this time are used as they are.
+ */
+export function writeCacheFile(file: string, bytes: Uint8Array): void {
+  const tmp = `${file}.tmp-${process.pid}`
+  try {
+    fs.mkdirSync(path.dirname(file), { recursive: true })
+    fs.writeFileSync(tmp, bytes)
+    fs.renameSync(tmp, file)
+  } catch (e) {
+    try { fs.rmSync(tmp, { force: true }) } catch { /* no folder to hold it either */ }
+    const dir = path.dirname(file)
+    if (!warnedUnwritable.has(dir)) process.stderr.write(`warning: the calibration cache ${dir} cannot be written (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); statistics are recomputed next time (set MOE_HARNESS_HOME to a writable folder with space to keep them).\n`)
+    warnedUnwritable.add(dir)
+  }
 }

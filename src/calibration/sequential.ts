@@ -19,7 +19,7 @@ import type { VariantEdits } from '../edits/variantEdits.ts'
 import { overrideDigest } from '../edits/overrideTensor.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
 import { moeLayers } from '../model/modelSpec.ts'
-import { calibrationKey, harnessHome } from './cache.ts'
+import { calibrationKey, harnessHome, writeCacheFile } from './cache.ts'
 import { runLayerSlice, windowsNeeded, type CollectOptions } from './collect.ts'
 import { calibrationWindows, type CalibrationSpec } from './source.ts'
 import type { StatNeed, StatsData } from './stats.ts'
@@ -135,10 +135,7 @@ export async function sequentialStats(ckpt: Checkpoint, spec: CalibrationSpec, n
       position = 2 * layer.index + 1
       const entry: StatsData = { info: { ...data.info, key, tokens, seconds: 0 } }
       acc.finish(entry, layer.index)
-      fs.mkdirSync(dir, { recursive: true })
-      const tmp = `${file}.tmp-${process.pid}`
-      fs.writeFileSync(tmp, v8.serialize(entry))
-      fs.renameSync(tmp, file)
+      writeCacheFile(file, v8.serialize(entry))
       copyLayer(entry, data, layer.index)
     }
     await method.layer(layer.index, data)
