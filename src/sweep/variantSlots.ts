@@ -43,7 +43,27 @@ const variantDir = (ckpt: Checkpoint, hash: string) => path.join(harnessHome(), 
 
 /** The variant of a slot, prepared on first use. */
 export function prepared(slot: VariantSlot, ctx: PrepareContext): Promise<PreparedSlot> {
-  return (slot.preparation ??= prepareSlot(slot, ctx))
+  return (slot.preparation ??= timedTransform(ctx, () => prepareSlot(slot, ctx)))
+}
+
+/**
+ * Wall seconds during which at least one variant was being prepared, less its database writes (which
+ * `timings.database` counts): preparations overlap when workers ask for several at once, so summing
+ * each one's duration overstated the share of the sweep (over 100%).
+ */
+const transformClocks = new WeakMap<PrepareContext['timings'], { active: number; since: number; database: number }>()
+async function timedTransform<T>(ctx: PrepareContext, run: () => Promise<T>): Promise<T> {
+  let clock = transformClocks.get(ctx.timings)
+  if (!clock) transformClocks.set(ctx.timings, (clock = { active: 0, since: 0, database: 0 }))
+  if (clock.active++ === 0) {
+    clock.since = performance.now()
+    clock.database = ctx.timings.database
+  }
+  try {
+    return await run()
+  } finally {
+    if (--clock.active === 0) ctx.timings.transform += (performance.now() - clock.since) / 1000 - (ctx.timings.database - clock.database)
+  }
 }
 
 async function prepareSlot(slot: VariantSlot, ctx: PrepareContext): Promise<PreparedSlot> {
@@ -54,7 +74,6 @@ async function prepareSlot(slot: VariantSlot, ctx: PrepareContext): Promise<Prep
   }
   const plan = slot.planned.plan
   const { calibration, device, workers, threads } = ctx.inputs
-  const tt = performance.now()
   const id = variantId(ckpt, plan, plan.needs.length ? await calibrationKey(ckpt, calibration(ckpt)) : null)
   const known = ctx.store.variant(id)
   // A damaged folder (truncated edits.json, say) is warned about once, here or when publishing, and rebuilt.
@@ -85,7 +104,6 @@ async function prepareSlot(slot: VariantSlot, ctx: PrepareContext): Promise<Prep
     saveFailedVariant(ctx.store, slot, plan.params, error)
     result = { status: 'failed', error }
   }
-  ctx.timings.transform += (performance.now() - tt) / 1000
   return result
 }
 
