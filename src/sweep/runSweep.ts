@@ -91,7 +91,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
     sweepId = store.startSweep(JSON.stringify({ config, shard: options.shard ?? null }), cells.length)
     let done = 0
     const report = (label: string) => options.onProgress?.({ done, total: cells.length, label })
-    const ctx: CellContext = { inputs, store, pool, leases, timings, signal: options.signal, onScoring: cell => report(cellLabel(cell)) }
+    const ctx: CellContext = { inputs, store, pool, leases, timings, signal: options.signal, onScoring: cell => report(cellLabel(cell)), onPreparing: report }
     await calibrateModels(inputs.slots.filter(s => cells.some(c => c.slot === s)), ctx, timings, log, report)
 
     const settle = async (cell: Cell, retried: boolean): Promise<boolean> => {

@@ -37,6 +37,8 @@ export interface PrepareContext {
   inputs: SweepInputs
   store: ResultsStore
   timings: { transform: number; database: number }
+  /** Called while a variant is being prepared (progress label: its calibration or its method). */
+  onPreparing?: (label: string) => void
 }
 
 const variantDir = (ckpt: Checkpoint, hash: string) => path.join(harnessHome(), 'variants', variantFolderName(ckpt.fingerprint(), hash))
@@ -85,7 +87,12 @@ async function prepareSlot(slot: VariantSlot, ctx: PrepareContext): Promise<Prep
   }
   let result: PreparedSlot
   try {
-    const variant = await prepareVariant(ckpt, plan, { calibration: calibration(ckpt), device, threads: workers * threads })
+    const name = `${slot.spec.model} ${slot.spec.method} r=${slot.spec.params.ratio}`
+    ctx.onPreparing?.(`preparing ${name}`)
+    const variant = await prepareVariant(ckpt, plan, {
+      calibration: calibration(ckpt), device, threads: workers * threads,
+      onCalibration: (d, t) => ctx.onPreparing?.(`preparing ${name}: calibrating ${d}/${t}`),
+    })
     const hash = contentHash(variant.edits)
     const dir = variantDir(ckpt, hash)
     publishVariantFolder(dir, ckpt.dir, variant.edits, n => ckpt.tensors.get(n)!.dtype, warned ? () => {} : undefined)
