@@ -87,8 +87,14 @@ async function score(cell: Cell, variant: { dir: string }, ctx: CellContext): Pr
     for (const sample of evaluation.samples) {
       if (sample.lls.some(v => !Number.isFinite(v))) fail('NUMERIC_FAILURE', `non-finite log-likelihood for document ${sample.doc}`)
     }
+    // A perplexity's samples carry no per-choice log-likelihoods: its metric is where NaN/Inf shows
+    // (NaN weights allowed by allowNonfinite). The cell fails like a multiple-choice one, the sweep goes on.
+    for (const [metric, m] of Object.entries(evaluation.metrics)) {
+      if (m && !Number.isFinite(m.value)) fail('NUMERIC_FAILURE', `metric ${metric} is ${m.value}: the model's outputs are not finite (NaN/Inf weights, allowed by allowNonfinite, or an overflow); fix the checkpoint or drop allowNonfinite to have it refused when opened`)
+    }
   } catch (e) {
     if (ctx.signal?.aborted) return undefined
+    evaluation = undefined // a failed run stores no metrics or samples (a NaN metric would not even fit the table)
     error = errorData(e, 'INTERNAL', { method: spec.method, phase: 'score', task: cell.data.task.name })
   }
   ctx.timings.cellWall += (performance.now() - ts) / 1000

@@ -38,6 +38,26 @@ const runsIn = (db: string) => {
 }
 
 describe('sweep --allow-nonfinite', () => {
+  it('a model whose every output is NaN fails its cells (perplexity too) with NUMERIC_FAILURE; the other model is scored', () => {
+    const broken = writeTinyCheckpoint(path.join(dir, 'all-nan'), { family: 'mixtral', experts: 4, topK: 2, layers: 2, hidden: 32, ffn: 16, seed: 82 })
+    const file = path.join(broken.dir, 'model.safetensors')
+    const buf = fs.readFileSync(file)
+    const len = Number(buf.readBigUInt64LE(0))
+    const header = JSON.parse(buf.subarray(8, 8 + len).toString())
+    buf.writeFloatLE(NaN, 8 + len + header['model.norm.weight'].data_offsets[0]) // the final norm: every logit NaN
+    fs.writeFileSync(file, buf)
+    const db = path.join(dir, 'all-nan.sqlite')
+    const r = runCli(['sweep', '--config', config('all-nan', { models: { broken: 'all-nan', nanny: 'nan-model' }, tasks: ['brown-perplexity', 'brown-cloze'] }), '--db', db, '--allow-nonfinite'], { env })
+    assert.doesNotMatch(r.stderr, /STORE_FAILED/)
+    const s = new ResultsStore(db, { readonly: true })
+    const rows = s.all<{ model: string; task: string; status: string; error: string | null }>('SELECT m.name AS model, r.task, r.status, r.error FROM runs r JOIN models m ON m.model_id = r.model_id ORDER BY m.name, r.task')
+    s.close()
+    assert.deepEqual(rows.map(x => [x.model, x.task, x.status]), [
+      ['broken', 'brown-cloze', 'failed'], ['broken', 'brown-perplexity', 'failed'], ['nanny', 'brown-cloze', 'complete'], ['nanny', 'brown-perplexity', 'complete'],
+    ])
+    assert.ok(rows.filter(x => x.model === 'broken').every(x => /NUMERIC_FAILURE/.test(x.error ?? '')), JSON.stringify(rows))
+  })
+
   it('without it the sweep fails, naming the tensor and an option sweep accepts', () => {
     const r = runCli(['sweep', '--config', config('plain'), '--db', path.join(dir, 'plain.sqlite')], { env })
     assert.notEqual(r.status, 0)
