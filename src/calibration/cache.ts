@@ -50,7 +50,7 @@ export async function getCalibrationStats(ckpt: Checkpoint, spec: CalibrationSpe
   return { data, key, fromCache: false }
 }
 
-const warnedUnwritable = new Set<string>()
+let warnedUnwritable = false
 
 /**
  * Stores a calibration cache file (temp name, then renamed in). A cache that cannot be written (a
@@ -65,8 +65,8 @@ export function writeCacheFile(file: string, bytes: Uint8Array): void {
     fs.renameSync(tmp, file)
   } catch (e) {
     try { fs.rmSync(tmp, { force: true }) } catch { /* no folder to hold it either */ }
-    const dir = path.dirname(file)
-    if (!warnedUnwritable.has(dir)) process.stderr.write(`warning: the calibration cache ${dir} cannot be written (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); statistics are recomputed next time (set MOE_HARNESS_HOME to a writable folder with space to keep them).\n`)
-    warnedUnwritable.add(dir)
+    // Once per process: the one-pass and sequential caches sit in the same home.
+    if (!warnedUnwritable) process.stderr.write(`warning: the calibration cache ${path.dirname(file)} cannot be written (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); statistics are recomputed next time (set MOE_HARNESS_HOME to a writable folder with space to keep them).\n`)
+    warnedUnwritable = true
   }
 }

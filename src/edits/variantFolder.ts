@@ -12,8 +12,9 @@ import { processAlive } from '../util/processAlive.ts'
 import { withFileErrors } from '../util/fileErrors.ts'
 import type { DType } from '../model/safetensors.ts'
 import { removeDeadSpills } from './overrideSpill.ts'
-import { isStoredOverride, overrideValues, readStoredOverrides, storeOverrides, type StoredOverride } from './overrideTensor.ts'
-import type { LayerHooks, VariantEdits } from './variantEdits.ts'
+import { isStoredOverride, overrideDigest, overrideValues, readStoredOverrides, storeOverrides, type StoredOverride } from './overrideTensor.ts'
+import { contentHash, type LayerHooks, type VariantEdits } from './variantEdits.ts'
+import { contentHashOfFolderName } from '../identity/keys.ts'
 
 const EDITS_FILE = 'edits.json'
 const OVERRIDES_FILE = 'overrides.safetensors'
@@ -71,7 +72,15 @@ export function readVariantFiles(dir: string): { modelDir: string; edits: Varian
     const { novices, ...rest } = h
     layers[Number(l)] = { ...rest, ...(novices ? { novices: Object.fromEntries(Object.entries(novices).map(([e, v]) => [e, Float32Array.from(v)])) } : {}) }
   }
-  return { modelDir: json.modelDir, edits: { layers, overrides: overrideTensors(dir, json) } }
+  const edits: VariantEdits = { layers, overrides: overrideTensors(dir, json) }
+  // A folder named by its content hash must still hold those edits: an edited edits.json (a hook
+  // dropped, an overrides entry removed with its file) would otherwise score another model silently.
+  const expected = contentHashOfFolderName(path.basename(dir))
+  if (expected !== undefined) {
+    const actual = contentHash(edits)
+    if (actual !== expected) damaged(path.join(dir, EDITS_FILE), dir, `its edits hash to ${actual}, not to the ${expected} the folder was written for`)
+  }
+  return { modelDir: json.modelDir, edits }
 }
 
 /**
@@ -136,8 +145,15 @@ function overrideTensors(dir: string, json: EditsJson): Record<string, StoredOve
     let tensors: Record<string, StoredOverride>
     try {
       const st = fs.statSync(file)
-      if (st.size !== facts.size || st.mtimeMs !== facts.mtimeMs) return damaged(file, dir, `it was changed after the variant was written (size ${st.size} bytes, expected ${facts.size}; or a new modification time)`)
+      if (st.size !== facts.size) return damaged(file, dir, `it has ${st.size} bytes, but ${facts.size} were written`)
       tensors = readStoredOverrides(file)
+      // A new mtime alone (a copied home: cp without -p) costs one read of the values against their
+      // recorded digests, not a rebuild; a rewrite with other values fails it.
+      if (st.mtimeMs !== facts.mtimeMs) {
+        for (const [tensor, t] of Object.entries(tensors)) {
+          if (!t.digest || overrideDigest({ ...t, digest: undefined }) !== t.digest) return damaged(file, dir, `the values of '${tensor}' changed after the variant was written`)
+        }
+      }
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return damaged(file, dir, 'it is missing')
       if (isHarnessError(e) && e.code === 'VARIANT_INVALID') throw e
@@ -165,7 +181,7 @@ export function isVariantFolder(dir: string): boolean {
 export function variantFolderState(dir: string, warn: (message: string) => void = defaultWarn): 'missing' | 'damaged' | 'valid' {
   if (!isVariantFolder(dir)) return 'missing'
   try {
-    overrideTensors(dir, readEditsJson(dir))
+    readVariantFiles(dir)
     return 'valid'
   } catch (e) {
     warn(`damaged prepared-variant cache: ${(e as Error).message.replace(/; delete .*$/, '')}; rebuilding it`)
@@ -185,6 +201,8 @@ const defaultWarn = (m: string) => process.stderr.write(`warning: ${m}\n`)
  */
 export function publishVariantFolder(dir: string, modelDir: string, edits: VariantEdits, dtypeOf: (name: string) => DType, warn: (message: string) => void = defaultWarn): void {
   const parent = path.dirname(dir)
+  // Already there as it should be: nothing to write (a read-only home still serves it).
+  if (isVariantFolder(dir) && variantFolderState(dir, () => {}) === 'valid' && readEditsJson(dir).modelDir === modelDir) return
   withFileErrors(parent, 'write the prepared variant folder (it lives under the harness home: set MOE_HARNESS_HOME to a writable folder)', () => {
     fs.mkdirSync(parent, { recursive: true })
     fs.accessSync(parent, fs.constants.W_OK)

@@ -118,6 +118,12 @@ export function variantFolderName(modelId: string, contentHash: string): string 
   return `${modelId.slice(0, 16)}-${contentHash}`
 }
 
+/** The content hash a variant folder's name carries (variantFolderName), or undefined for another name. */
+export function contentHashOfFolderName(name: string): string | undefined {
+  const m = /^[0-9a-f]{16}-([0-9a-f]{24})$/.exec(name)
+  return m ? m[1] : undefined
+}
+
 /**
  * The one-pass calibration cache key (32 hex characters): model fingerprint, calibration data
  * fingerprint, sequences, length, seed.

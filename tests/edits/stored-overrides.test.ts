@@ -199,8 +199,26 @@ describe('stored overrides', () => {
     const file = path.join(rewritten, 'overrides-0.safetensors')
     const bytes = fs.readFileSync(file)
     bytes[bytes.length - 1] ^= 0xff // one value changed, same size
-    fs.writeFileSync(file, bytes)
-    assert.match(state(rewritten).warnings[0] ?? '', /overrides-0\.safetensors is damaged \(it was changed after the variant was written/)
+    // A new file renamed over it: these folders hard-link the same spill files, which must stay intact.
+    fs.writeFileSync(`${file}.new`, bytes)
+    fs.renameSync(`${file}.new`, file)
+    assert.match(state(rewritten).warnings[0] ?? '', /overrides-0\.safetensors is damaged \(the values of '.*' changed after the variant was written/)
+
+    // Copied without its mtimes (cp without -p): the values are checked against their digests, not rebuilt.
+    const copied = make('copied')
+    for (const f of fs.readdirSync(copied).filter(n => n.startsWith('overrides'))) fs.utimesSync(path.join(copied, f), new Date(), new Date(Date.now() + 5000))
+    assert.deepEqual(state(copied), { state: 'valid', warnings: [] })
+
+    // Named by its content hash (as the sweep names it), an edited edits.json no longer matches: one
+    // overrides file dropped together with its entry would otherwise score half-edited weights.
+    const named = make(`${'0'.repeat(16)}-${contentHash(spilled)}`)
+    assert.deepEqual(state(named), { state: 'valid', warnings: [] })
+    const editsFile = path.join(named, 'edits.json')
+    const listed = JSON.parse(fs.readFileSync(editsFile, 'utf8'))
+    delete listed.overrides['overrides-1.safetensors']
+    fs.writeFileSync(editsFile, JSON.stringify(listed))
+    fs.rmSync(path.join(named, 'overrides-1.safetensors'))
+    assert.match(state(named).warnings[0] ?? '', /edits\.json is damaged \(its edits hash to [0-9a-f]{24}, not to the [0-9a-f]{24} the folder was written for\)/)
 
     const legacy = make('legacy')
     const json = JSON.parse(fs.readFileSync(path.join(legacy, 'edits.json'), 'utf8'))
@@ -210,6 +228,22 @@ describe('stored overrides', () => {
     // Publishing again replaces it with a complete folder.
     publishVariantFolder(legacy, modelDir, spilled, dtypeOf, () => {})
     assert.equal(state(legacy).state, 'valid')
+  })
+
+  it('every kind of edit reads back from a folder named by its content hash with that same hash', async () => {
+    const mixtral = openCheckpoint(writeTinyCheckpoint(path.join(dir, 'mixtral-hooks'), { family: 'mixtral', experts: 8, topK: 2, layers: 2, hidden: 32, ffn: 16, seed: 23 }).dir, { warn: () => {} })
+    for (const [method, params] of [
+      ['frequency-pruning', { ratio: 0.5 }], ['neuron-top-k', { ratio: 0.5 }], ['novice-replacement', { ratio: 0.5 }],
+      ['m-smoe', { ratio: 0.5 }], ['hc-smoe', { ratio: 0.5 }], ['naee', { ratio: 0.25 }], ['magnitude-pruning', { ratio: 0.5 }],
+    ] as const) {
+      const v = await prepareVariant(mixtral, await planVariant(mixtral, method, params), { calibration: { source: 'builtin', sequences: 4, length: 32, seed: 5 }, device: 'cpu', threads: 1 })
+      const hash = contentHash(v.edits)
+      const folder = path.join(dir, 'variants-hooks', `${'1'.repeat(16)}-${hash}`)
+      publishVariantFolder(folder, mixtral.dir, v.edits, n => mixtral.tensors.get(n)!.dtype, () => {})
+      const warnings: string[] = []
+      assert.equal(variantFolderState(folder, m => warnings.push(m)), 'valid', `${method}: ${warnings.join('; ')}`)
+      assert.equal(contentHash(readVariantFiles(folder).edits), hash, method)
+    }
   })
 
   it('publishing removes staging folders of dead processes on this host, keeps live ones, and names the harness home when it cannot write', async () => {

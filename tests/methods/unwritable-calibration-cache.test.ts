@@ -40,9 +40,10 @@ describe('an unwritable calibration cache', () => {
       const bad = await prepare(blocked, method, params)
       assert.equal(bad.hash, good.hash)
       assert.deepEqual(good.warnings.filter(w => /calibration cache/.test(w)), [])
+      // One warning per process (the one-pass and the sequential caches share the home): the first case warns.
       const warned = bad.warnings.filter(w => /calibration cache .* cannot be written/.test(w))
-      assert.equal(warned.length, 1, bad.warnings.join(''))
-      assert.match(warned[0]!, /set MOE_HARNESS_HOME to a writable folder/)
+      assert.equal(warned.length, method === 'frequency-pruning' ? 1 : 0, bad.warnings.join(''))
+      if (warned.length) assert.match(warned[0]!, /set MOE_HARNESS_HOME to a writable folder/)
     })
   }
 })
