@@ -10,7 +10,7 @@ import { cellFailure, cellLabel, runCell, storedError, type Cell, type CellConte
 import { loadSweepInputs, type SweepInputs } from './inputs.ts'
 import { CellLeases } from './leases.ts'
 import { cellKey, shardOf, type Shard } from './plan.ts'
-import { calibrateModels } from './variantSlots.ts'
+import { calibrateModels, checkVariantsWritable } from './variantSlots.ts'
 
 // SCORING_VERSION and every key's derivation live in src/identity/keys.ts.
 export { SCORING_VERSION } from '../identity/keys.ts'
@@ -92,7 +92,9 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
     let done = 0
     const report = (label: string) => options.onProgress?.({ done, total: cells.length, label })
     const ctx: CellContext = { inputs, store, pool, leases, timings, signal: options.signal, onScoring: cell => report(cellLabel(cell)), onPreparing: report }
-    await calibrateModels(inputs.slots.filter(s => cells.some(c => c.slot === s)), ctx, timings, log, report)
+    const slots = inputs.slots.filter(s => cells.some(c => c.slot === s))
+    await checkVariantsWritable(slots, ctx)
+    await calibrateModels(slots, ctx, timings, log, report)
 
     const settle = async (cell: Cell, retried: boolean): Promise<boolean> => {
       const counted = tally(summary, cell, await runCell(cell, ctx), retried, log)

@@ -1,12 +1,14 @@
 // A sweep's variants: each planned once (or recorded infeasible), calibrated together per model, and
 // prepared once however many cells use it (apply the method, publish its folder, store its row). A
 // variant prepared by an earlier run is known by its id and reused while its folder exists.
+import fs from 'node:fs'
 import path from 'node:path'
 import { calibrationKey, harnessHome } from '../calibration/cache.ts'
 import type { StatNeed } from '../calibration/stats.ts'
 import { contentHash } from '../edits/variantEdits.ts'
 import { publishVariantFolder, variantFolderState } from '../edits/variantFolder.ts'
 import { releaseSpilled } from '../edits/overrideSpill.ts'
+import { withFileErrors } from '../util/fileErrors.ts'
 import { errorData, formatError, withContext, type HarnessErrorData } from '../errors.ts'
 import { failedVariantKey, variantFolderName } from '../identity/keys.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
@@ -66,6 +68,30 @@ async function timedTransform<T>(ctx: PrepareContext, run: () => Promise<T>): Pr
   } finally {
     if (--clock.active === 0) ctx.timings.transform += (performance.now() - clock.since) / 1000 - (ctx.timings.database - clock.database)
   }
+}
+
+/**
+ * Fails with FILE_ACCESS, before any calibration or method runs, when some of `slots` still need a
+ * prepared variant folder and the harness home cannot take one (read-only, or a file in the way):
+ * otherwise that would surface only after the expensive work, once per cell. Variants already
+ * prepared need no write access.
+ */
+export async function checkVariantsWritable(slots: readonly VariantSlot[], ctx: PrepareContext): Promise<void> {
+  const root = path.join(harnessHome(), 'variants')
+  const pending: string[] = []
+  for (const slot of slots) {
+    if (slot.planned.status === 'infeasible') continue
+    const plan = slot.planned.plan
+    const id = variantId(slot.ckpt, plan, plan.needs.length ? await calibrationKey(slot.ckpt, ctx.inputs.calibration(slot.ckpt)) : null)
+    const known = ctx.store.variant(id)
+    const ready = known?.status === 'ready' && known.content_hash && variantFolderState(variantDir(slot.ckpt, known.content_hash), () => {}) === 'valid'
+    if (!ready) pending.push(`${slot.spec.model} ${slot.spec.method} r=${slot.spec.params.ratio}`)
+  }
+  if (pending.length === 0) return
+  withFileErrors(root, `prepare ${pending.length} variant(s) (${pending.slice(0, 3).join(', ')}${pending.length > 3 ? ', ...' : ''}): their folders go under the harness home; set MOE_HARNESS_HOME to a writable folder`, () => {
+    fs.mkdirSync(root, { recursive: true })
+    fs.accessSync(root, fs.constants.W_OK)
+  })
 }
 
 async function prepareSlot(slot: VariantSlot, ctx: PrepareContext): Promise<PreparedSlot> {

@@ -41,6 +41,18 @@ describe('early checks', () => {
     }
   })
 
+  it('a sweep whose variants cannot be written under the harness home fails before calibrating, naming MOE_HARNESS_HOME', () => {
+    const home = path.join(dir, 'home-blocked')
+    fs.mkdirSync(home)
+    fs.writeFileSync(path.join(home, 'variants'), 'a file where the variants folder goes')
+    const cfg = path.join(dir, 'wanda.config.ts')
+    fs.writeFileSync(cfg, fs.readFileSync(config, 'utf8').replace('"magnitude-pruning"', '{"method":"magnitude-pruning","params":{"score":"wanda"}}'))
+    const r = runCli(['sweep', '--config', cfg, '--db', path.join(dir, 'blocked.sqlite')], { env: { MOE_HARNESS_HOME: home } })
+    assert.equal(r.status, 1, r.stderr)
+    assert.match(r.stderr, /error \[FILE_ACCESS\]: Cannot prepare 1 variant\(s\) \(m magnitude-pruning r=0\.5\).*set MOE_HARNESS_HOME to a writable folder/)
+    assert.equal(fs.existsSync(path.join(home, 'calibration')), false, 'no calibration ran')
+  })
+
   it('eval --precision bfloat16 on the CPU fails before calibrating', () => {
     const home = path.join(dir, 'home-bf16')
     const r = runCli(['eval', '--model', model, '--method', 'magnitude-pruning', '--param', 'score=wanda', '--ratio', '0.5', '--precision', 'bfloat16', '--tasks', 'brown-cloze', '--limit', '4'], { env: { MOE_HARNESS_HOME: home } })
