@@ -63,3 +63,10 @@ export function readTensors(file: string): Map<string, RawTensor> {
   }
   return out
 }
+
+/** Writes NaN over the first value of each named F32 tensor, in place (a checkpoint with non-finite weights). */
+export function poisonTensors(file: string, names: string[]): void {
+  const raw = readRaw(file)
+  for (const name of names) tensorBytes(raw, name).writeFloatLE(NaN, 0)
+  writeRaw(file, raw.headerText, raw.data)
+}

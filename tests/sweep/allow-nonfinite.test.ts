@@ -8,6 +8,7 @@ import { ResultsStore } from '../../src/store/resultsStore.ts'
 import { ROOT, runCli } from '../helpers/cli.ts'
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
 import { tmpDir } from '../helpers/tmp.ts'
+import { poisonTensors } from '../helpers/rawSafetensors.ts'
 
 const dir = tmpDir()
 const ckpt = writeTinyCheckpoint(path.join(dir, 'nan-model'), { family: 'mixtral', experts: 4, topK: 2, layers: 2, hidden: 32, ffn: 16, seed: 81 })
@@ -40,12 +41,7 @@ const runsIn = (db: string) => {
 describe('sweep --allow-nonfinite', () => {
   it('a model whose every output is NaN fails its cells (perplexity too) with NUMERIC_FAILURE; the other model is scored', () => {
     const broken = writeTinyCheckpoint(path.join(dir, 'all-nan'), { family: 'mixtral', experts: 4, topK: 2, layers: 2, hidden: 32, ffn: 16, seed: 82 })
-    const file = path.join(broken.dir, 'model.safetensors')
-    const buf = fs.readFileSync(file)
-    const len = Number(buf.readBigUInt64LE(0))
-    const header = JSON.parse(buf.subarray(8, 8 + len).toString())
-    buf.writeFloatLE(NaN, 8 + len + header['model.norm.weight'].data_offsets[0]) // the final norm: every logit NaN
-    fs.writeFileSync(file, buf)
+    poisonTensors(path.join(broken.dir, 'model.safetensors'), ['model.norm.weight']) // the final norm: every logit NaN
     const db = path.join(dir, 'all-nan.sqlite')
     const r = runCli(['sweep', '--config', config('all-nan', { models: { broken: 'all-nan', nanny: 'nan-model' }, tasks: ['brown-perplexity', 'brown-cloze'] }), '--db', db, '--allow-nonfinite'], { env })
     assert.doesNotMatch(r.stderr, /STORE_FAILED/)

@@ -11,6 +11,7 @@ import { ROOT, runCli } from '../helpers/cli.ts'
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
 import { snapshot } from './storeSnapshot.ts'
 import { tmpDir } from '../helpers/tmp.ts'
+import { poisonTensors } from '../helpers/rawSafetensors.ts'
 
 const dir = tmpDir()
 writeTinyCheckpoint(path.join(dir, 'model-a'), { family: 'mixtral', experts: 6, topK: 2, layers: 2, hidden: 32, ffn: 16, seed: 61 })
@@ -128,12 +129,7 @@ describe('moe-harness sweep', () => {
   it('a failing cell is recorded with its error and the sweep goes on', () => {
     // model-c has a NaN in an expert's weights: every score it produces is NaN.
     const broken = writeTinyCheckpoint(path.join(dir, 'model-c'), { family: 'mixtral', experts: 6, topK: 2, layers: 2, hidden: 32, ffn: 16, seed: 63 })
-    const file = path.join(broken.dir, 'model.safetensors')
-    const buf = fs.readFileSync(file)
-    const len = Number(buf.readBigUInt64LE(0))
-    const header = JSON.parse(buf.subarray(8, 8 + len).toString())
-    for (let e = 0; e < 6; e++) buf.writeFloatLE(NaN, 8 + len + header[`model.layers.0.block_sparse_moe.experts.${e}.w2.weight`].data_offsets[0])
-    fs.writeFileSync(file, buf)
+    poisonTensors(path.join(broken.dir, 'model.safetensors'), Array.from({ length: 6 }, (_, e) => `model.layers.0.block_sparse_moe.experts.${e}.w2.weight`))
     const cfg = writeConfig('broken', { ...base, methods: ['neuron-top-k'], models: { a: 'model-a', c: 'model-c' } })
     const db = path.join(dir, 'broken.sqlite')
     const r = runCli(['sweep', '--config', cfg, '--db', db, '--json'], { env })
