@@ -26,17 +26,16 @@ interface EditsJson {
   layers: Record<string, Omit<LayerHooks, 'novices'> & { novices?: Record<string, number[]> }>
   /**
    * Every overrides file the folder must hold: its tensors, size and mtime when written. A folder
-   * missing a file, or holding one rewritten since (even at the same size), is damaged and rebuilt:
-   * without this list a lost file would silently score the unedited weights. Absent in folders
-   * written before 2026-11-30, which are rebuilt once.
+   * missing a file, or holding one of another size or whose values no longer match their digests
+   * (checked when the mtime moved), is damaged and rebuilt: without this list a lost file would
+   * silently score the unedited weights. Absent in folders written before 2026-11-30 (rebuilt once).
    */
   overrides?: Record<string, OverridesFileFacts>
 }
 interface OverridesFileFacts { tensors: string[]; size: number; mtimeMs: number }
 
-/** Writes the folder `dir` (a private staging name: publishVariantFolder renames it into place). */
-function writeVariantFiles(dir: string, modelDir: string, edits: VariantEdits, dtypeOf: (name: string) => DType): void {
-  const tmp = dir
+/** Writes the folder `tmp` (a private staging name: publishVariantFolder renames it into place). */
+function writeVariantFiles(tmp: string, modelDir: string, edits: VariantEdits, dtypeOf: (name: string) => DType): void {
   fs.mkdirSync(tmp, { recursive: true })
   const json: EditsJson = { modelDir, layers: {}, overrides: {} }
   for (const [l, h] of Object.entries(edits.layers)) {
