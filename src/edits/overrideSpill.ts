@@ -58,20 +58,13 @@ export function removeDeadSpills(parent: string): void {
 
 /**
  * Stores every in-memory tensor of `overrides` in one new file of the spill folder and replaces it
- * there by its StoredOverride (same values, same digest). Returns the float32 bytes released.
+ * there by its StoredOverride (same values, same digest).
  */
-export function spillOverrides(overrides: Record<string, OverrideTensor>, dtypeOf: (name: string) => DType): number {
+export function spillOverrides(overrides: Record<string, OverrideTensor>, dtypeOf: (name: string) => DType): void {
   const pending = Object.fromEntries(Object.entries(overrides).filter(([, t]) => !isStoredOverride(t))) as Record<string, Float32Array>
-  const names = Object.keys(pending)
-  if (names.length === 0) return 0
+  if (Object.keys(pending).length === 0) return
   const file = path.join(spillFolder(), `overrides-${files++}.safetensors`)
-  const stored = withFileErrors(file, WHAT, () => storeOverrides(file, pending, dtypeOf))
-  let released = 0
-  for (const name of names) {
-    released += pending[name].byteLength
-    overrides[name] = stored[name]
-  }
-  return released
+  Object.assign(overrides, withFileErrors(file, WHAT, () => storeOverrides(file, pending, dtypeOf)))
 }
 
 /**

@@ -43,15 +43,17 @@ export function overrideNumel(t: OverrideTensor): number {
   return isStoredOverride(t) ? t.byteLength / DTYPE_BYTES[t.dtype] : t.length
 }
 
+/** A stored tensor's bytes as written (in its own dtype). */
+const storedBytes = (t: StoredOverride) => readTensorBytes({ name: t.file, file: t.file, dtype: t.dtype, shape: t.shape, offset: t.offset, byteLength: t.byteLength })
+
 /** The values as float32 (a fresh copy: callers may modify it). */
 export function overrideValues(t: OverrideTensor): Float32Array {
-  if (!isStoredOverride(t)) return t.slice()
-  return decodeToFloat32(readTensorBytes({ name: t.file, file: t.file, dtype: t.dtype, shape: t.shape, offset: t.offset, byteLength: t.byteLength }), t.dtype)
+  return isStoredOverride(t) ? decodeToFloat32(storedBytes(t), t.dtype) : t.slice()
 }
 
 /** The values' raw bytes in `dtype` (stored bytes as they are when the dtype matches). */
 export function overrideBytes(t: OverrideTensor, dtype: DType): Uint8Array {
-  if (isStoredOverride(t) && t.dtype === dtype) return readTensorBytes({ name: t.file, file: t.file, dtype, shape: t.shape, offset: t.offset, byteLength: t.byteLength })
+  if (isStoredOverride(t) && t.dtype === dtype) return storedBytes(t)
   return encodeFromFloat32(isStoredOverride(t) ? overrideValues(t) : t, dtype)
 }
 

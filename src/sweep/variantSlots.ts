@@ -81,17 +81,27 @@ export async function checkVariantsWritable(slots: readonly VariantSlot[], ctx: 
   const pending: string[] = []
   for (const slot of slots) {
     if (slot.planned.status === 'infeasible') continue
-    const plan = slot.planned.plan
-    const id = variantId(slot.ckpt, plan, plan.needs.length ? await calibrationKey(slot.ckpt, ctx.inputs.calibration(slot.ckpt)) : null)
-    const known = ctx.store.variant(id)
-    const ready = known?.status === 'ready' && known.content_hash && variantFolderState(variantDir(slot.ckpt, known.content_hash), () => {}) === 'valid'
-    if (!ready) pending.push(`${slot.spec.model} ${slot.spec.method} r=${slot.spec.params.ratio}`)
+    if (!(await storedVariant(slot, slot.planned.plan, ctx, () => {})).ready) pending.push(`${slot.spec.model} ${slot.spec.method} r=${slot.spec.params.ratio}`)
   }
   if (pending.length === 0) return
   withFileErrors(root, `prepare ${pending.length} variant(s) (${pending.slice(0, 3).join(', ')}${pending.length > 3 ? ', ...' : ''}): their folders go under the harness home; set MOE_HARNESS_HOME to a writable folder`, () => {
     fs.mkdirSync(root, { recursive: true })
     fs.accessSync(root, fs.constants.W_OK)
   })
+}
+
+/**
+ * The slot's variant as the store and its folder already hold it (`ready`), or none when it must be
+ * prepared; `damaged` when the store knows it but its folder failed the check (`warn` was told why).
+ */
+async function storedVariant(slot: VariantSlot, plan: PlannedVariant, ctx: PrepareContext, warn?: (message: string) => void): Promise<{ ready?: PreparedSlot; damaged: boolean }> {
+  const { ckpt } = slot
+  const id = variantId(ckpt, plan, plan.needs.length ? await calibrationKey(ckpt, ctx.inputs.calibration(ckpt)) : null)
+  const known = ctx.store.variant(id)
+  if (known?.status !== 'ready' || !known.content_hash) return { damaged: false }
+  const dir = variantDir(ckpt, known.content_hash)
+  const state = variantFolderState(dir, warn)
+  return state === 'valid' ? { ready: { status: 'ready', variantId: id, contentHash: known.content_hash, dir }, damaged: false } : { damaged: state === 'damaged' }
 }
 
 async function prepareSlot(slot: VariantSlot, ctx: PrepareContext): Promise<PreparedSlot> {
@@ -102,15 +112,9 @@ async function prepareSlot(slot: VariantSlot, ctx: PrepareContext): Promise<Prep
   }
   const plan = slot.planned.plan
   const { calibration, device, workers, threads } = ctx.inputs
-  const id = variantId(ckpt, plan, plan.needs.length ? await calibrationKey(ckpt, calibration(ckpt)) : null)
-  const known = ctx.store.variant(id)
   // A damaged folder (truncated edits.json, say) is warned about once, here or when publishing, and rebuilt.
-  let warned = false
-  if (known?.status === 'ready' && known.content_hash) {
-    const state = variantFolderState(variantDir(ckpt, known.content_hash))
-    if (state === 'valid') return { status: 'ready', variantId: id, contentHash: known.content_hash, dir: variantDir(ckpt, known.content_hash) }
-    warned = state === 'damaged'
-  }
+  const { ready, damaged: warned } = await storedVariant(slot, plan, ctx)
+  if (ready) return ready
   let result: PreparedSlot
   try {
     const name = `${slot.spec.model} ${slot.spec.method} r=${slot.spec.params.ratio}`
