@@ -54,7 +54,7 @@ let warnedUnwritable = false
 
 /**
  * Stores a calibration cache file (temp name, then renamed in). A cache that cannot be written (a
- * read-only or full harness home) costs only the reuse: one warning per folder, and the statistics
+ * read-only or full harness home) costs only the reuse: one warning per process, and the statistics
  * computed this time are used as they are.
  */
 export function writeCacheFile(file: string, bytes: Uint8Array): void {
