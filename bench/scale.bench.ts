@@ -365,6 +365,38 @@ async function engineChild(job: ChildJob): Promise<void> {
     cpuLap()
     const s2 = await createSession(keep(second), { device: 'cpu', threads: job.threads })
     emit({ phase: 'variant2', graphSeconds: variantGraphSeconds, sessionSeconds: lap(), sessionCpuSeconds: cpuLap(), editedBytes, ...(storeSeconds !== undefined ? { storeSeconds } : {}) })
+    const { sharedWeightInputs, weightInputFeeds } = await import('../src/onnx/moeGraph.ts')
+    const names = job.weights === 'mapped' ? sharedWeightInputs(ckpt, variantEdits, 'float32') : undefined
+    if (names) {
+      // As a sweep's worker scores variants that change only these tensors (poolWorker.ts planFor): one
+      // session with them as inputs, built once; every further ratio is its tensors read and fed.
+      const { spillOverrides } = await import('../src/edits/overrideSpill.ts')
+      const { publishVariantFolder, readVariantFiles } = await import('../src/edits/variantFolder.ts')
+      const quartered = emptyEdits()
+      for (const name of names) quartered.overrides[name] = ckpt.read(name).map(v => v / 4)
+      spillOverrides(quartered.overrides, n => ckpt.tensors.get(n)!.dtype)
+      const folder = path.join(job.home, 'variants', `bench-${process.pid}-quartered`)
+      publishVariantFolder(folder, ckpt.dir, quartered, n => ckpt.tensors.get(n)!.dtype)
+      lap()
+      cpuLap()
+      const sharedGraph = storedScoringGraph(ckpt, emptyEdits(), { weightInputs: names }, job.home)
+      const sharedGraphSeconds = lap()
+      const s3 = await createSession(keep(sharedGraph), { device: 'cpu', threads: job.threads })
+      const sharedSessionSeconds = lap()
+      const feedsOf = (e: Edits) => Object.fromEntries(Object.entries(weightInputFeeds(ckpt, e, names)).map(([k, f]) => [k, { type: 'float32' as const, ...f }]))
+      const feeds = feedsOf(readVariantFiles(folder).edits)
+      const nextRatioSeconds = lap()
+      // The shared session scores the halved variant exactly as its own session does.
+      const batch = packBatch([{ prefix: ids.slice(0, job.warmup || 64), branches: [], scorePrefixFrom: 1 }], [0])
+      const own = (await s2.run(batchFeeds(batch), ['logprobs'])).logprobs.data as Float32Array
+      const fed = (await s3.run({ ...batchFeeds(batch), ...feedsOf(variantEdits) }, ['logprobs'])).logprobs.data as Float32Array
+      const quarter = (await s3.run({ ...batchFeeds(batch), ...feeds }, ['logprobs'])).logprobs.data as Float32Array
+      emit({
+        phase: 'shared', tensors: names.length, graphSeconds: sharedGraphSeconds, sessionSeconds: sharedSessionSeconds, nextRatioSeconds,
+        maxAbsDiffVsOwnSession: own.reduce((m, v, i) => Math.max(m, Math.abs(v - fed[i]!)), 0), ratiosDiffer: quarter.some((v, i) => v !== fed[i]),
+      })
+      await s3.release()
+    }
     await s2.release()
   }
   await session.release()
@@ -540,6 +572,12 @@ function summarizeEngine(r: ChildResult, cap: number) {
     graphFromCache: p.graph?.fromCache ?? null,
     warmupSeconds: round(num(p.warmup, 'seconds')), forwardSeconds: round(num(p.forward, 'seconds')),
     ...(p.variant2 ? { secondVariant: { graphSeconds: round(num(p.variant2, 'graphSeconds')), sessionSeconds: round(num(p.variant2, 'sessionSeconds')), sessionCpuSeconds: round(num(p.variant2, 'sessionCpuSeconds')), editedBytes: num(p.variant2, 'editedBytes'), storeSeconds: round(num(p.variant2, 'storeSeconds')) } } : {}),
+    ...(p.shared ? {
+      sharedWeightInputs: {
+        tensors: num(p.shared, 'tensors'), graphSeconds: round(num(p.shared, 'graphSeconds')), sessionSeconds: round(num(p.shared, 'sessionSeconds')),
+        nextRatioSeconds: round(num(p.shared, 'nextRatioSeconds'), 4), maxAbsDiffVsOwnSession: num(p.shared, 'maxAbsDiffVsOwnSession'), ratiosDiffer: p.shared.ratiosDiffer ?? null,
+      },
+    } : {}),
     peakRssBytes: num(p.end, 'peakRssBytes') ?? (r.polledPeakRssBytes || null), baselineRssBytes: num(p.baseline, 'baselineRssBytes'),
     ...(r.timedOut ? { timedOut: { capSeconds: cap, during: unfinished } } : {}),
     ...(!r.timedOut && r.exitCode !== 0 ? { failed: { exitCode: r.exitCode, during: unfinished, stderr: r.stderrTail } } : {}),
@@ -616,12 +654,16 @@ async function depthPart(s: Settings, names: string[], depths: number[], smoke: 
       ratios: {
         buildPlusSessionOverPeerLoad: round(ratio(buildPlusSession, p.loadSeconds)), forwardPeerOverEngine: round(ratio(p.forwardSeconds, e.forwardSeconds)),
         secondVariantOverFirst: round(ratio(e.secondVariant ? (e.secondVariant.graphSeconds ?? 0) + (e.secondVariant.sessionSeconds ?? 0) : null, buildPlusSession)),
+        // A further ratio of the same edited tensors in the session those variants share (what a sweep's
+        // worker does for magnitude pruning / Wanda within sharedWeightInputs' bounds).
+        nextRatioSharedOverFirst: round(ratio(e.sharedWeightInputs?.nextRatioSeconds ?? null, buildPlusSession), 4),
       },
     }
     rows.push(row)
     console.log(`(a) ${tag} E${expertsOf(config)}: graph ${sec(e.graphSeconds)} (${e.nodes ?? '-'} nodes, ${mb(e.modelBytes)} + ${mb(e.externalBytes)} external), session ${sec(e.sessionSeconds)}` +
       `${'timedOut' in e ? ` TIMED OUT at ${s.cap} s during ${e.timedOut!.during}` : ''}${'failed' in e ? ` FAILED during ${e.failed!.during}: ${e.failed!.stderr}` : ''}; ` +
-      `session CPU ${sec(e.sessionCpuSeconds)}; cached graph ${sec(row.engineCachedGraph?.graphSeconds ?? null)} + session ${sec(row.engineCachedGraph?.sessionSeconds ?? null)} (CPU ${sec(row.engineCachedGraph?.sessionCpuSeconds ?? null)}${row.engineCachedGraph?.sessionFromOptimizedCache ? ', optimized graph kept' : ''}); second variant / first ${row.ratios.secondVariantOverFirst ?? '-'}; ` +
+      `session CPU ${sec(e.sessionCpuSeconds)}; cached graph ${sec(row.engineCachedGraph?.graphSeconds ?? null)} + session ${sec(row.engineCachedGraph?.sessionSeconds ?? null)} (CPU ${sec(row.engineCachedGraph?.sessionCpuSeconds ?? null)}${row.engineCachedGraph?.sessionFromOptimizedCache ? ', optimized graph kept' : ''}); second variant / first ${row.ratios.secondVariantOverFirst ?? '-'}` +
+      `${e.sharedWeightInputs ? ` (own session; shared by its ${e.sharedWeightInputs.tensors} edited tensors: graph ${sec(e.sharedWeightInputs.graphSeconds)} + session ${sec(e.sharedWeightInputs.sessionSeconds)} once, then ${e.sharedWeightInputs.nextRatioSeconds} s per ratio = ${row.ratios.nextRatioSharedOverFirst} of first, |Δlogp| vs own ${e.sharedWeightInputs.maxAbsDiffVsOwnSession})` : ''}; ` +
       `peer load ${sec(p.loadSeconds)}, ${s.short}-token forward engine ${sec(e.forwardSeconds)} vs peer ${sec(p.forwardSeconds)}`)
   }
   return rows

@@ -73,6 +73,14 @@ export interface GraphOptions {
    * log-softmax). Inputs and outputs stay float32 either way.
    */
   precision?: ComputePrecision
+  /**
+   * Checkpoint tensors that enter as float32 graph inputs `weight_input:<name>` (their own shape)
+   * instead of initializers, so variants that edit the same small set of tensors share one session and
+   * differ only in their feeds (weightInputFeeds; chosen by sharedWeightInputs). Exact: the feeds are
+   * the float32 values the initializer path's Cast produces. The edits' overrides of these tensors are
+   * ignored by the graph; the feeds carry them.
+   */
+  weightInputs?: readonly string[]
 }
 
 /**
@@ -109,7 +117,7 @@ export function buildScoringGraph(ckpt: Checkpoint, variantEdits: VariantEdits, 
   validateEdits(spec, edits)
   const g = new GraphBuilder('moe_scoring')
   const p = new Precision(options.precision)
-  const weights = new ComputeWeights(new WeightLoader(g, ckpt, edits, options.weightFiles, p.compute), p)
+  const weights = new ComputeWeights(new WeightLoader(g, ckpt, edits, options.weightFiles, p.compute, new Set(options.weightInputs ?? [])), p)
   const outputNames: string[] = []
   const addOutput = (name: string, type: ElemType, dims: (string | number)[]) => {
     g.output(name, type, dims)
@@ -219,6 +227,62 @@ export function isMaskOnly(edits: VariantEdits): boolean {
   return Object.keys(edits.overrides).length === 0 && Object.values(edits.layers).every(h => Object.entries(h).every(([k, v]) => k === 'disabled' || v === undefined))
 }
 
+/** The graph input that carries checkpoint tensor `name` in a graph built with GraphOptions.weightInputs. */
+export function weightInputName(name: string): string {
+  return `weight_input:${name}`
+}
+
+/**
+ * Edited weights fed as inputs stay within these bounds: the worker holds the feeds as float32 beside the
+ * mapped checkpoint (bytes), and onnxruntime's session creation grows faster than linearly in the number
+ * of graph inputs used inside If bodies (all 18k expert matrices of 48 x 128 experts as inputs made it
+ * superlinear; see WeightLoader). Larger edits build a session of their own, mapping the edited tensors
+ * from the variant folder: at real width that session costs ~0.1 of the first (README, bench (a)).
+ */
+const WEIGHT_INPUTS_MAX_BYTES = 256 * 2 ** 20
+const WEIGHT_INPUTS_MAX_TENSORS = 1024
+
+/**
+ * The tensors a variant's graph can take as inputs so that it shares one session with every variant
+ * that edits the same tensors (GraphOptions.weightInputs), or undefined when it cannot: only variants
+ * that change weights and nothing else (magnitude pruning and Wanda at any ratio), of a checkpoint
+ * without hooks of its own, within WEIGHT_INPUTS_MAX_BYTES / _TENSORS, on a float32 graph, and no FP8
+ * tensor (dequantized by the harness). Sorted, so the same set names the same session.
+ */
+export function sharedWeightInputs(ckpt: Checkpoint, edits: VariantEdits, precision: ComputePrecision): string[] | undefined {
+  const names = Object.keys(edits.overrides).sort()
+  if (!names.length || names.length > WEIGHT_INPUTS_MAX_TENSORS || ckpt.baseEdits || precision !== 'float32') return undefined
+  if (!Object.values(edits.layers).every(h => Object.values(h).every(v => v === undefined))) return undefined
+  let bytes = 0
+  for (const name of names) {
+    const entry = ckpt.tensors.get(name)
+    if (!entry || entry.fp8) return undefined
+    bytes += 4 * entry.shape.reduce((x, y) => x * y, 1)
+  }
+  return bytes <= WEIGHT_INPUTS_MAX_BYTES ? names : undefined
+}
+
+/**
+ * The feeds of a graph built with GraphOptions.weightInputs = `names`: each tensor's values as the
+ * variant has them (its override, rounded to the checkpoint's dtype as a stored variant is, else the
+ * checkpoint's own), as float32 [shape]. Errors: VARIANT_INVALID when an override has the wrong size.
+ */
+export function weightInputFeeds(ckpt: Checkpoint, edits: VariantEdits, names: readonly string[]): Record<string, { data: Float32Array; dims: number[] }> {
+  const out: Record<string, { data: Float32Array; dims: number[] }> = {}
+  for (const name of names) {
+    const entry = ckpt.tensors.get(name)!
+    const override = edits.overrides[name]
+    const numel = entry.shape.reduce((x, y) => x * y, 1)
+    if (override && overrideNumel(override) !== numel) {
+      fail('VARIANT_INVALID', `The variant replaces '${name}' with ${overrideNumel(override)} values but the checkpoint tensor has shape [${entry.shape}] (${numel}); the variant was prepared for another model: prepare it again for this one.`)
+    }
+    const bytes = override ? overrideBytes(override, entry.dtype) : ckpt.readRaw(name)
+    if (!override) ckpt.checkFinite(name)
+    out[weightInputName(name)] = { data: decodeToFloat32(bytes, entry.dtype), dims: entry.shape }
+  }
+  return out
+}
+
 /**
  * The weights as the graph computes with them (GraphOptions.precision): `float` in the compute dtype,
  * `float32` for float32 islands (DeepSeek's router). WeightLoader hands every weight over as float32, so
@@ -286,7 +350,10 @@ const ONNX_TYPE_OF: Record<ComputePrecision, number> = { float32: 1, float16: 10
 class WeightLoader {
   private inits = new Map<string, { name: string; type: ElemType }>()
   private casts = new Map<GraphBuilder, Map<string, string>>()
-  constructor(private g: GraphBuilder, readonly ckpt: Checkpoint, private edits: VariantEdits, private files?: WeightFiles, private compute: ComputePrecision = 'float32') {}
+  constructor(
+    private g: GraphBuilder, readonly ckpt: Checkpoint, private edits: VariantEdits, private files?: WeightFiles,
+    private compute: ComputePrecision = 'float32', private inputs: ReadonlySet<string> = new Set(),
+  ) {}
 
   /** `name` in the graph's compute dtype (float32 unless GraphOptions.precision), usable in `scope` (the root graph or a control-flow body). */
   float(name: string, scope: GraphBuilder): string {
@@ -352,7 +419,11 @@ class WeightLoader {
       fail('VARIANT_INVALID', `The variant replaces '${name}' with ${overrideNumel(override)} values but the checkpoint tensor has shape [${entry.shape}] (${numel}); the variant was prepared for another model: prepare it again for this one.`)
     }
     let init: { name: string; type: ElemType }
-    if (!this.files) {
+    if (this.inputs.has(name)) {
+      // Fed per run (GraphOptions.weightInputs): already float32, used as it comes (no Reshape view needed:
+      // an input is never folded or pre-packed).
+      init = { name: this.g.input(weightInputName(name), 'float32', entry.shape), type: 'float32' }
+    } else if (!this.files) {
       const bytes = override ? overrideBytes(override, entry.dtype) : this.ckpt.readRaw(name)
       const data = entry.dtype === 'F32' ? bytes : asBytes(decodeToFloat32(bytes, entry.dtype))
       init = { name: this.g.externalInitializer(`w:${name}`, 'float32', entry.shape, name, data), type: 'float32' }

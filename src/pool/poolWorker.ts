@@ -1,11 +1,11 @@
 // Runs inside a piscina worker: receives a prepared variant's folder and a packed batch, returns the
 // scores. Sessions are kept per variant (a small LRU), so a worker builds each variant's graph once;
-// variants that only remove experts share their checkpoint's session (planFor).
+// variants that only remove experts, or only change the same few weights, share a session (planFor).
 // Errors come back as data, not thrown: structured clone turns a thrown HarnessError into a plain
 // Error without its code, so the reply carries HarnessErrorData and pool.ts rebuilds the error.
 import { openCheckpoint, type Checkpoint } from '../model/checkpoint.ts'
-import { expertMaskFeeds, isMaskOnly } from '../onnx/moeGraph.ts'
-import { openGraphSession } from '../engine/graphSession.ts'
+import { expertMaskFeeds, isMaskOnly, sharedWeightInputs, weightInputFeeds, type GraphOptions } from '../onnx/moeGraph.ts'
+import { openGraphSession, resolvePrecision } from '../engine/graphSession.ts'
 import { emptyEdits, validateEdits, type VariantEdits } from '../edits/variantEdits.ts'
 import { readVariantFiles } from '../edits/variantFolder.ts'
 import { batchFeeds } from '../engine/scorer.ts'
@@ -41,40 +41,74 @@ export interface WorkerFailure {
 export type WorkerResult = WorkerScores | WorkerFailure
 
 const MAX_SESSIONS = 2
-/** Sessions by key: a variant folder, or `masks:<model>` for the session its mask-only variants share. */
+/**
+ * Sessions by key: a variant folder, `masks:<model>` for the session its mask-only variants share, or
+ * `weights:<model>:<tensors>` for the one its variants editing the same small set of tensors share.
+ */
 const sessions = new Map<string, Promise<Session>>()
 const checkpoints = new Map<string, Checkpoint>()
 
-/** How a variant folder is scored: which session, and the extra feeds that select the variant in it. */
+/** How a variant folder is scored: which session, built how, and the extra feeds that select the variant in it. */
 interface VariantPlan {
   key: string
   ckpt: Checkpoint
   edits: VariantEdits
-  shared: boolean
-  extraFeeds: Record<string, Feed>
+  /** The session's graph: the variant's own, or a shared one (expert masks or edited weights as inputs). */
+  graph: { edits: VariantEdits; options: GraphOptions }
+  /** The variant's feeds beyond the batch's (computed when first scored; weights are read from its folder). */
+  extraFeeds: () => Record<string, Feed>
 }
 const plans = new Map<string, VariantPlan>()
+/** The weight feeds of the last variants scored (each up to sharedWeightInputs' byte bound as float32). */
+const weightFeeds = new Map<string, Record<string, Feed>>()
+const MAX_WEIGHT_FEEDS = 2
 
 /**
- * Variants that only remove experts (expert pruning at any ratio, and the base model itself) share one
- * session per checkpoint built with expert masks as inputs (moeGraph.ts maskInputs): a second such
- * variant costs no graph build and no session creation, only its masks. The masks add -inf exactly
- * where a variant's own graph would, so the scores are the same (tests/engine/scale-variants.test.ts).
+ * Which session a variant is scored in (tests/engine/scale-variants.test.ts checks each shares exactly):
+ * - variants that only remove experts (expert pruning at any ratio, and the base model itself) share one
+ *   session per checkpoint built with expert masks as inputs (moeGraph.ts maskInputs): a second such
+ *   variant costs no graph build and no session creation, only its masks. The masks add -inf exactly
+ *   where a variant's own graph would, so the scores are the same.
+ * - variants that only change a small set of weights (magnitude pruning / Wanda of a small model, at any
+ *   ratio) share one session per (checkpoint, edited tensors) with those tensors as float32 inputs
+ *   (moeGraph.ts sharedWeightInputs): a second ratio costs reading its edited tensors, no session.
+ * - any other variant gets a session of its own, its edited tensors mapped from its folder.
  */
-function planFor(variantDir: string, allowNonfinite: readonly string[] = []): VariantPlan {
+function planFor(variantDir: string, device: Device, allowNonfinite: readonly string[] = []): VariantPlan {
   const hit = plans.get(variantDir)
   if (hit) return hit
   const { modelDir, edits } = readVariantFiles(variantDir)
   let ckpt = checkpoints.get(modelDir)
   // The main thread opened this checkpoint first and printed its warnings.
   if (!ckpt) checkpoints.set(modelDir, (ckpt = openCheckpoint(modelDir, { warn: () => {}, allowNonfinite: allowNonfinite.includes(modelDir) })))
-  const shared = !ckpt.baseEdits && isMaskOnly(edits)
-  const extraFeeds: Record<string, Feed> = {}
-  if (shared) {
-    validateEdits(ckpt.spec, edits)
-    for (const [name, data] of Object.entries(expertMaskFeeds(ckpt.spec, edits))) extraFeeds[name] = { type: 'float32', data, dims: [data.length] }
+  const c = ckpt
+  let plan: VariantPlan
+  const weights = sharedWeightInputs(c, edits, resolvePrecision(device))
+  if (!c.baseEdits && isMaskOnly(edits)) {
+    validateEdits(c.spec, edits)
+    const feeds: Record<string, Feed> = {}
+    for (const [name, data] of Object.entries(expertMaskFeeds(c.spec, edits))) feeds[name] = { type: 'float32', data, dims: [data.length] }
+    plan = { key: `masks:${modelDir}`, ckpt: c, edits, graph: { edits: emptyEdits(), options: { maskInputs: true } }, extraFeeds: () => feeds }
+  } else if (weights) {
+    validateEdits(c.spec, edits)
+    plan = {
+      key: `weights:${modelDir}:${weights.join('\n')}`, ckpt: c, edits, graph: { edits: emptyEdits(), options: { weightInputs: weights } },
+      extraFeeds: () => {
+        let feeds = weightFeeds.get(variantDir)
+        if (feeds) {
+          weightFeeds.delete(variantDir)
+        } else {
+          feeds = {}
+          for (const [name, f] of Object.entries(weightInputFeeds(c, edits, weights))) feeds[name] = { type: 'float32', ...f }
+        }
+        weightFeeds.set(variantDir, feeds) // most recently used last
+        while (weightFeeds.size > MAX_WEIGHT_FEEDS) weightFeeds.delete(weightFeeds.keys().next().value as string)
+        return feeds
+      },
+    }
+  } else {
+    plan = { key: variantDir, ckpt: c, edits, graph: { edits, options: {} }, extraFeeds: () => ({}) }
   }
-  const plan = { key: shared ? `masks:${modelDir}` : variantDir, ckpt, edits, shared, extraFeeds }
   plans.set(variantDir, plan)
   return plan
 }
@@ -97,7 +131,7 @@ function checkTokens(batch: PackedBatch, vocabSize: number): void {
 }
 
 async function sessionFor(task: WorkerTask): Promise<{ session: Session; built: number; plan: VariantPlan }> {
-  const plan = planFor(task.variantDir, task.allowNonfinite)
+  const plan = planFor(task.variantDir, task.device, task.allowNonfinite)
   const hit = sessions.get(plan.key)
   if (hit) {
     sessions.delete(plan.key)
@@ -107,7 +141,7 @@ async function sessionFor(task: WorkerTask): Promise<{ session: Session; built: 
   const t0 = performance.now()
   const created = (async () => {
     const settings = { device: task.device, threads: task.threads }
-    return plan.shared ? openGraphSession(plan.ckpt, emptyEdits(), { maskInputs: true }, settings) : openGraphSession(plan.ckpt, plan.edits, {}, settings)
+    return openGraphSession(plan.ckpt, plan.graph.edits, plan.graph.options, settings)
   })()
   sessions.set(plan.key, created)
   while (sessions.size > MAX_SESSIONS) {
@@ -127,11 +161,17 @@ async function sessionFor(task: WorkerTask): Promise<{ session: Session; built: 
 async function scoreBatch(task: WorkerTask): Promise<WorkerScores> {
   // The phase tells a broken variant (every batch fails at 'session build') from a bad batch.
   const { session, built, plan } = await sessionFor(task).catch(e => { throw withContext(e, { phase: 'session build' }) })
+  let extraFeeds: Record<string, Feed>
+  try {
+    extraFeeds = plan.extraFeeds()
+  } catch (e) {
+    throw withContext(e, { phase: 'session build' }) // the variant's own tensors: every batch would fail alike
+  }
   const t0 = performance.now()
   let out: Awaited<ReturnType<Session['run']>>
   try {
     checkTokens(task.batch, plan.ckpt.spec.vocabSize)
-    out = await session.run({ ...batchFeeds(task.batch), ...plan.extraFeeds }, ['logprobs', 'greedy'])
+    out = await session.run({ ...batchFeeds(task.batch), ...extraFeeds }, ['logprobs', 'greedy'])
   } catch (e) {
     throw withContext(e, { phase: 'batch run' })
   }
