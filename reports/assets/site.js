@@ -3,6 +3,7 @@
   function value(cell) {
     var v = cell.getAttribute('data-v');
     if (v === null) v = cell.textContent.trim();
+    if (String(v).trim() === '' || v === '–') return { empty: true };
     var n = parseFloat(v);
     return isNaN(n) || String(v).trim() === '' ? { text: String(v).toLowerCase() } : { num: n };
   }
@@ -14,6 +15,8 @@
     var rows = Array.prototype.slice.call(body.rows);
     rows.sort(function (a, b) {
       var x = value(a.cells[index]), y = value(b.cells[index]);
+      // Cells with no comparable value (an incomplete row's average, a partial recovery) rank last either way.
+      if (x.empty || y.empty) return (x.empty ? 1 : 0) - (y.empty ? 1 : 0);
       var c = x.num !== undefined && y.num !== undefined ? x.num - y.num : String(x.text || x.num).localeCompare(String(y.text || y.num));
       return dir === 'ascending' ? c : -c;
     });

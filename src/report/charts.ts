@@ -18,17 +18,25 @@ export async function renderSvg(spec: Record<string, unknown>): Promise<string> 
   return svg
 }
 
-/** One line per method series over the ratio axis, with ±stderr bands; the unpruned model anchors ratio 0. */
+/**
+ * One line per method series over the ratio axis, with ±stderr bands; the unpruned model anchors
+ * ratio 0 of every series that has a value of its own (`pick` null: the row is not drawn, e.g. an
+ * incomplete row's average), so a series with none is not in the chart at all.
+ */
 export async function ratioCurves(model: ModelData, pick: (r: Row) => { value: number; stderr: number | null } | null, yTitle: string, higherIsBetter = true): Promise<string> {
   const values: Record<string, unknown>[] = []
-  const series = [...new Set(model.rows.filter(r => !r.isBaseline).map(r => r.seriesLabel))].sort()
   const base = model.baseline ? pick(model.baseline) : null
-  for (const s of series) {
-    if (base) values.push({ series: s, ratio: 0, value: base.value, lo: base.value - (base.stderr ?? 0), hi: base.value + (base.stderr ?? 0) })
-    for (const r of model.rows.filter(x => x.seriesLabel === s)) {
+  const point = (series: string, ratio: number, v: { value: number; stderr: number | null }) => ({ series, ratio, value: v.value, lo: v.value - (v.stderr ?? 0), hi: v.value + (v.stderr ?? 0) })
+  const series: string[] = []
+  for (const s of [...new Set(model.rows.filter(r => !r.isBaseline).map(r => r.seriesLabel))].sort()) {
+    const own = model.rows.filter(x => x.seriesLabel === s && !(x.ratio === 0 && base)).flatMap(r => {
       const v = pick(r)
-      if (v && !(r.ratio === 0 && base)) values.push({ series: s, ratio: r.ratio, value: v.value, lo: v.value - (v.stderr ?? 0), hi: v.value + (v.stderr ?? 0) })
-    }
+      return v ? [point(s, r.ratio, v)] : []
+    })
+    if (!own.length) continue
+    series.push(s)
+    if (base) values.push(point(s, 0, base))
+    values.push(...own)
   }
   if (!values.length) return ''
   const color = { field: 'series', type: 'nominal', title: 'method', sort: series }

@@ -1,17 +1,31 @@
 // Reads the results store (only, through its typed queries) into the plain, schema-versioned data every
 // page is rendered from (renderSite.ts buildPages turns it into pages).
 import { isBaselineContent } from '../identity/keys.ts'
-import type { StoredCalibration, StoredParamSpec } from '../store/reads.ts'
+import type { StoredCalibration, StoredParamSpec, StoredRun } from '../store/reads.ts'
 import type { ResultsStore } from '../store/resultsStore.ts'
 import type { VariantAccounting } from '../variants/accounting.ts'
 import { compareCorrectness, comparePerplexity, type PairedResult } from './significance.ts'
 
-export const LEADERBOARD_VERSION = 1
+/** 2: tasks are columns keyed by TaskInfo.key (task, version, document subset); rows say which tasks their average and recovery cover. */
+export const LEADERBOARD_VERSION = 2
 
+/**
+ * One column of a model's leaderboard: one task version scored on one document subset. Scores of
+ * two versions of a task, or of two subsets of its documents, are different measurements, so they
+ * are never one column, never paired, never averaged together (lm-eval versions tasks for this).
+ */
 export interface TaskInfo {
+  /**
+   * The column's identity in Row.cells and averageTasks: the task's name, or, when the store holds
+   * several versions or subsets of it, `name v2` / `name [sample:20:seed1234]`.
+   */
+  key: string
   name: string
+  /** slugify(key): the task page. */
   slug: string
   version: number
+  /** The document subset the cells were scored on (keys.ts runKey: 'all', 'limit:N', 'sample:N:seedS'). */
+  subset: string
   kind: string
   description: string
   metric: string
@@ -38,9 +52,24 @@ export interface Row {
   ratio: number
   achievedRatio: number
   isBaseline: boolean
+  /** By TaskInfo.key. */
   cells: Record<string, Cell>
+  /**
+   * Mean primary metric over all of the model's accuracy tasks (ModelData.averageTasks); null when
+   * the row lacks one of them (missingTasks): an average over fewer tasks would not compare with the
+   * others (HELM, the Open LLM Leaderboard: only rows with every task are averaged and ranked).
+   */
   average: number | null
+  /** Keys of the model's accuracy tasks this row has no score for (empty: the row is complete). */
+  missingTasks: string[]
+  /**
+   * Percent of the unpruned model's score kept: mean(this row) / mean(unpruned) over recoveryTasks,
+   * the accuracy tasks both scored (all of averageTasks for complete rows); null when they share none
+   * or there is no unpruned row.
+   */
   recovery: number | null
+  /** Keys of the tasks `recovery` is computed over; fewer than averageTasks: a partial recovery. */
+  recoveryTasks: string[]
   accounting: VariantAccounting
   tokensPerSecond: number | null
   warnings: string[]
@@ -59,7 +88,11 @@ export interface ModelData {
   architecture: string
   config: Record<string, unknown>
   tasks: TaskInfo[]
+  /** Keys of the accuracy tasks every average covers (all accuracy columns of the model). */
+  averageTasks: string[]
   rows: Row[]
+  /** Rows with missingTasks (no average; recovery over their shared tasks only). */
+  incompleteRows: number
   baseline: Row | null
   routingLoad: { layer: number; load: number[] }[] | null
   /** Failed variants (no task) and failed cells (a prepared variant whose task failed to score). */
@@ -74,6 +107,25 @@ export interface LeaderboardData {
   generatedFrom: { sweeps: number; lastSweep: string | null }
 }
 
+/** Mean of `cells` over `keys` (all present). */
+function meanOver(cells: Record<string, Cell>, keys: readonly string[]): number {
+  return keys.reduce((s, k) => s + cells[k].value, 0) / keys.length
+}
+
+/**
+ * The column key of every (task, version, subset) in `columns`: the bare name when a task has one
+ * version and subset in the whole store, else the name with what tells its columns apart.
+ */
+function columnKeys(columns: readonly { task: string; taskVersion: number; subset: string }[]): (c: { task: string; taskVersion: number; subset: string }) => string {
+  const versions = new Map<string, Set<number>>(), subsets = new Map<string, Set<string>>()
+  for (const c of columns) {
+    if (!versions.has(c.task)) { versions.set(c.task, new Set()); subsets.set(c.task, new Set()) }
+    versions.get(c.task)!.add(c.taskVersion)
+    subsets.get(c.task)!.add(c.subset)
+  }
+  return c => `${c.task}${versions.get(c.task)!.size > 1 ? ` v${c.taskVersion}` : ''}${subsets.get(c.task)!.size > 1 ? ` [${c.subset}]` : ''}`
+}
+
 export function slugify(text: string): string {
   const s = text.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '')
   return s || 'x'
@@ -86,10 +138,14 @@ export type ReportSource = Pick<ResultsStore,
 
 /**
  * Reads everything the site shows from the store's typed queries (no SQL here): per model, the
- * tasks of its complete runs, one row per ready variant (the unpruned model once), failed variants,
- * and paired significance (evaluation-protocol.md §5) against the unpruned model and against the
- * best row at the same ratio. Higher-is-better is the flag the evaluation stored with the metric;
- * a task whose primary metric no complete run stored (so it has no cells) counts as higher-is-better.
+ * columns (task × version × subset) of its complete runs, one row per ready variant (the unpruned
+ * model once), failed variants, and paired significance (evaluation-protocol.md §5) against the
+ * unpruned model and against the best row at the same ratio. Higher-is-better is the flag the
+ * evaluation stored with the metric; a task whose primary metric no complete run stored (so it has
+ * no cells) counts as higher-is-better.
+ * Aggregates compare like with like: a row's average covers all of the model's accuracy tasks or is
+ * null (a shard, a partial sweep or failed cells leave rows incomplete); recovery divides means over
+ * the same tasks of the row and the unpruned model (Row.recoveryTasks).
  */
 export function summarize(store: ReportSource, title: string): LeaderboardData {
   const methods: MethodInfo[] = store.storedMethods().map(m => ({
@@ -105,19 +161,23 @@ export function summarize(store: ReportSource, title: string): LeaderboardData {
     usedSlugs.add(s)
     return s
   }
-  for (const m of store.storedModels()) {
-    const runs = store.completeRuns(m.id)
-    const taskKeys = [...new Set(runs.map(r => `${r.task}@${r.taskVersion}`))].sort()
-    const tasks: TaskInfo[] = taskKeys.map(k => {
-      const t = taskMeta.get(k)
-      const [name, version] = k.split('@')
+  const storedModels = store.storedModels()
+  const runsOf = new Map(storedModels.map(m => [m.id, store.completeRuns(m.id)]))
+  const keyOf = columnKeys([...runsOf.values()].flat())
+  for (const m of storedModels) {
+    const runs = runsOf.get(m.id)!
+    const columns = new Map<string, StoredRun>()
+    for (const r of runs) if (!columns.has(keyOf(r))) columns.set(keyOf(r), r)
+    const tasks: TaskInfo[] = [...columns.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([key, r]) => {
+      const t = taskMeta.get(`${r.task}@${r.taskVersion}`)
       const metric = t?.primaryMetric ?? 'acc'
-      const higherIsBetter = store.metricHigherIsBetter(name, Number(version), metric) ?? true
-      return { name, slug: slugify(name), version: Number(version), kind: t?.kind ?? 'unknown', description: t?.description ?? '', metric, higherIsBetter, isAccuracy: higherIsBetter }
+      const higherIsBetter = store.metricHigherIsBetter(r.task, r.taskVersion, metric) ?? true
+      return { key, name: r.task, slug: slugify(key), version: r.taskVersion, subset: r.subset, kind: t?.kind ?? 'unknown', description: t?.description ?? '', metric, higherIsBetter, isAccuracy: higherIsBetter }
     })
+    const averageTasks = tasks.filter(t => t.isAccuracy).map(t => t.key)
     const variants = store.storedVariants(m.id)
     // The latest run wins: a cell re-scored under a new key (other task data, scoring version) supersedes older rows.
-    const runOf = (hash: string, task: TaskInfo) => runs.findLast(r => r.contentHash === hash && r.task === task.name && r.taskVersion === task.version)
+    const runOf = (hash: string, task: TaskInfo) => runs.findLast(r => r.contentHash === hash && keyOf(r) === task.key)
     const correctnessCache = new Map<number, number[] | null>()
     const correctness = (runId: number, task: TaskInfo): number[] | null => {
       if (!correctnessCache.has(runId)) correctnessCache.set(runId, store.sampleCorrectness(runId, task.kind, task.metric))
@@ -145,16 +205,16 @@ export function summarize(store: ReportSource, title: string): LeaderboardData {
         if (!run) continue
         const metric = store.runMetric(run.runId, t.metric)
         if (!metric) continue
-        cells[t.name] = { value: metric.value, stderr: metric.stderr, docs: run.docs }
+        cells[t.key] = { value: metric.value, stderr: metric.stderr, docs: run.docs }
         tokens += run.tokensProcessed
         seconds += run.seconds
       }
       if (isBaseline) baselineSeen = true
-      const accuracyTasks = tasks.filter(t => t.isAccuracy && cells[t.name])
-      const average = accuracyTasks.length ? accuracyTasks.reduce((s, t) => s + cells[t.name].value, 0) / accuracyTasks.length : null
+      const missingTasks = averageTasks.filter(k => !cells[k])
+      const average = averageTasks.length && !missingTasks.length ? meanOver(cells, averageTasks) : null
       rows.push({
         variantId: v.variantId, slug: '', method: isBaseline ? 'unpruned' : v.method, family: isBaseline ? 'baseline' : familyOf.get(v.method) ?? 'unknown',
-        params: v.params, paramsLabel: isBaseline ? '' : paramsLabel, ratio: v.ratio, achievedRatio: v.achievedRatio, isBaseline, cells, average, recovery: null,
+        params: v.params, paramsLabel: isBaseline ? '' : paramsLabel, ratio: v.ratio, achievedRatio: v.achievedRatio, isBaseline, cells, average, missingTasks, recovery: null, recoveryTasks: [],
         accounting: v.accounting, tokensPerSecond: seconds > 0 ? tokens / seconds : null,
         warnings: v.warnings, notes: v.notes,
         seriesLabel: isBaseline ? 'unpruned' : paramsLabel ? `${v.method} (${paramsLabel})` : v.method,
@@ -165,7 +225,14 @@ export function summarize(store: ReportSource, title: string): LeaderboardData {
     const baseline = rows.find(r => r.isBaseline) ?? null
     for (const r of rows) {
       r.slug = unique(slugify(`${m.name}-${r.isBaseline ? 'unpruned' : `${r.method}-${r.paramsLabel}-${r.ratio}`}`))
-      if (baseline && baseline.average && r.average !== null) r.recovery = (100 * r.average) / baseline.average
+      if (!baseline) continue
+      // Never a mean over one set of tasks divided by a mean over another: both over the tasks both scored.
+      const shared = averageTasks.filter(k => r.cells[k] && baseline.cells[k])
+      const base = shared.length ? meanOver(baseline.cells, shared) : 0
+      if (base > 0) {
+        r.recovery = (100 * meanOver(r.cells, shared)) / base
+        r.recoveryTasks = shared
+      }
     }
     // Paired significance against the unpruned model and the best row at the same ratio.
     for (const t of tasks) {
@@ -182,12 +249,12 @@ export function summarize(store: ReportSource, title: string): LeaderboardData {
         return comparePerplexity(sa.map(s => s.ll), sb.map(s => s.ll), sa.map(s => (t.metric === 'word_perplexity' ? s.words : s.bytes)))
       }
       for (const r of rows) {
-        const cell = r.cells[t.name]
+        const cell = r.cells[t.key]
         if (!cell) continue
-        if (baseline && r !== baseline && baseline.cells[t.name]) cell.vsBaseline = compare(r, baseline)
-        const peers = rows.filter(x => !x.isBaseline && x.ratio === r.ratio && x.cells[t.name])
+        if (baseline && r !== baseline && baseline.cells[t.key]) cell.vsBaseline = compare(r, baseline)
+        const peers = rows.filter(x => !x.isBaseline && x.ratio === r.ratio && x.cells[t.key])
         if (peers.length > 1 && !r.isBaseline) {
-          const best = peers.reduce((a, b) => ((t.higherIsBetter ? b.cells[t.name].value > a.cells[t.name].value : b.cells[t.name].value < a.cells[t.name].value) ? b : a))
+          const best = peers.reduce((a, b) => ((t.higherIsBetter ? b.cells[t.key].value > a.cells[t.key].value : b.cells[t.key].value < a.cells[t.key].value) ? b : a))
           if (best !== r) {
             const res = compare(r, best)
             if (res) cell.vsBest = { ...res, best: best.seriesLabel }
@@ -204,7 +271,8 @@ export function summarize(store: ReportSource, title: string): LeaderboardData {
       }
     }
     models.push({
-      id: m.id, name: m.name, slug: unique(slugify(m.name)), architecture: m.architecture, config: m.config, tasks, rows, baseline,
+      id: m.id, name: m.name, slug: unique(slugify(m.name)), architecture: m.architecture, config: m.config, tasks, averageTasks, rows,
+      incompleteRows: rows.filter(r => r.missingTasks.length).length, baseline,
       routingLoad: store.routingLoad(m.id), failures,
     })
   }

@@ -4,6 +4,7 @@
 // gives byte-identical pages. Works from file:// with no network.
 import fs from 'node:fs'
 import path from 'node:path'
+import { stringify } from 'csv-stringify/sync'
 import Handlebars from 'handlebars'
 import { REPORTS_DIR } from '../paths.ts'
 import { writeOutputDir, type OutputContext } from '../util/outputPaths.ts'
@@ -11,6 +12,39 @@ import { expertMap, paretoChart, ratioCurves, routingHeatmap } from './charts.ts
 import type { Cell, LeaderboardData, ModelData, Row, TaskInfo } from './leaderboardData.ts'
 
 const SIGNIFICANT = 0.05
+
+/** A recovery over fewer than all of the model's accuracy tasks (the row or the unpruned model lacks some). */
+function isPartialRecovery(row: Row, model: ModelData): boolean {
+  return row.recovery !== null && row.recoveryTasks.length < model.averageTasks.length
+}
+
+/**
+ * The leaderboard as CSV: one line per model × variant, a column per task (`<task key> <metric>`,
+ * the union over models; empty where not scored), then the aggregates with the tasks they cover:
+ * `average` only for complete rows, over `average_tasks`; `status` 'incomplete' with `missing_tasks`
+ * otherwise; `recovery` over `recovery_tasks` (the tasks the row and the unpruned model both scored).
+ * Task lists are ';'-separated keys. Numbers at full precision.
+ */
+export function leaderboardCsv(data: LeaderboardData): string {
+  const tasks = [...new Map(data.models.flatMap(m => m.tasks).map(t => [t.key, t])).values()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+  const header = [
+    'model', 'model_id', 'variant_id', 'method', 'params', 'ratio', 'achieved_ratio', ...tasks.map(t => `${t.key} ${t.metric}`),
+    'status', 'tasks_scored', 'missing_tasks', 'average', 'average_tasks', 'recovery', 'recovery_tasks', 'memory_bytes', 'active_params_per_token', 'tokens_per_second',
+  ]
+  const lines: unknown[][] = [header]
+  for (const m of data.models) {
+    for (const r of m.rows) {
+      const complete = r.missingTasks.length === 0
+      lines.push([
+        m.name, m.id, r.variantId, r.method, r.isBaseline ? '' : JSON.stringify(r.params), r.ratio, r.achievedRatio, ...tasks.map(t => r.cells[t.key]?.value ?? null),
+        complete ? 'complete' : 'incomplete', `${m.averageTasks.length - r.missingTasks.length} of ${m.averageTasks.length}`, r.missingTasks.join(';'),
+        r.average, r.average === null ? '' : m.averageTasks.join(';'), r.recovery, r.recovery === null ? '' : r.recoveryTasks.join(';'),
+        r.accounting.memoryBytes, r.accounting.activeParamsPerToken, r.tokensPerSecond,
+      ])
+    }
+  }
+  return stringify(lines)
+}
 
 /** One output file of the site: `path` relative to the site folder (no folders), `content` UTF-8 text. */
 export interface Page { path: string; content: string }
@@ -54,7 +88,9 @@ function createEngine(theme: Theme): typeof Handlebars {
     if (l.skipSecondBeta !== undefined) parts.push(`skip β ${l.skipSecondBeta.toFixed(3)}`)
     return parts.join(' ')
   }).join(' · '))
-  hb.registerHelper('cellsOf', (row: Row, tasks: TaskInfo[]) => tasks.map(task => ({ task, cell: row.cells[task.name] })))
+  hb.registerHelper('taskCount', (row: Row, model: ModelData) => `${model.averageTasks.length - row.missingTasks.length}/${model.averageTasks.length}`)
+  hb.registerHelper('partialRecovery', (row: Row, model: ModelData) => isPartialRecovery(row, model))
+  hb.registerHelper('cellsOf', (row: Row, tasks: TaskInfo[]) => tasks.map(task => ({ task, cell: row.cells[task.key] })))
   hb.registerHelper('sigMarks', (cell: Cell | undefined) => {
     if (!cell) return ''
     const esc = hb.Utils.escapeExpression
@@ -79,8 +115,8 @@ interface SiteModel extends ModelData {
 }
 
 /**
- * Every page of the site for `data`, sorted by path: the HTML pages, then leaderboard.json (the data
- * itself). Pure: it reads nothing but its arguments (the default theme is read from reports/) and
+ * Every page of the site for `data`, sorted by path: the HTML pages, then leaderboard.csv (one line
+ * per row, leaderboardCsv) and leaderboard.json (the data itself). Pure: it reads nothing but its arguments (the default theme is read from reports/) and
  * writes no file.
  * Errors: a template the theme lacks (TypeError from handlebars) or one that fails to compile.
  */
@@ -110,7 +146,7 @@ export async function buildPages(data: LeaderboardData, theme: Theme = loadTheme
         paretoActive: accuracy.length ? await paretoChart(m, 'active') : '',
         routing: m.routingLoad ? await routingHeatmap(m.routingLoad) : '',
       },
-      taskCharts: await Promise.all(m.tasks.map(async task => ({ task, svg: await ratioCurves(m, r => r.cells[task.name] ?? null, task.metric, task.higherIsBetter) }))),
+      taskCharts: await Promise.all(m.tasks.map(async task => ({ task, svg: await ratioCurves(m, r => r.cells[task.key] ?? null, task.metric, task.higherIsBetter) }))),
       methodNames: [...new Set(m.rows.map(r => r.method))].sort(),
       ratioValues: [...new Set(m.rows.map(r => r.ratio))].sort((a, b) => a - b),
     })
@@ -122,7 +158,7 @@ export async function buildPages(data: LeaderboardData, theme: Theme = loadTheme
     for (const row of m.rows) {
       page(`run-${row.slug}.html`, 'run', `${m.name}: ${row.seriesLabel} r=${row.ratio}`, {
         model: m, row, methodSlug: data.methods.find(x => x.name === row.method)?.slug ?? '',
-        scores: m.tasks.filter(t => row.cells[t.name]).map(task => ({ task, cell: row.cells[task.name] })),
+        scores: m.tasks.filter(t => row.cells[t.key]).map(task => ({ task, cell: row.cells[task.key] })),
         expertMap: row.accounting.layers.length ? await expertMap(row) : '',
         routing: m.charts.routing,
       })
@@ -137,26 +173,27 @@ export async function buildPages(data: LeaderboardData, theme: Theme = loadTheme
       const sub: ModelData = { ...m, rows: [...(m.baseline ? [m.baseline] : []), ...rows] }
       const charts = [
         { title: 'average accuracy vs ratio', svg: await ratioCurves(sub, r => (r.average === null ? null : { value: r.average, stderr: null }), 'average accuracy') },
-        ...(await Promise.all(m.tasks.map(async t => ({ title: `${t.name}: ${t.metric}`, svg: await ratioCurves(sub, r => r.cells[t.name] ?? null, t.metric, t.higherIsBetter) })))),
+        ...(await Promise.all(m.tasks.map(async t => ({ title: `${t.key}: ${t.metric}`, svg: await ratioCurves(sub, r => r.cells[t.key] ?? null, t.metric, t.higherIsBetter) })))),
       ].filter(c => c.svg)
       perModel.push({ model: m, rows, charts })
     }
     page(`method-${method.slug}.html`, 'method', method.name, { method, paramList: Object.entries(method.params).map(([name, spec]) => ({ name, spec })), models: perModel })
   }
-  const allTasks = [...new Map(models.flatMap(m => m.tasks).map(t => [t.slug, t])).values()].sort((a, b) => a.name.localeCompare(b.name))
+  const allTasks = [...new Map(models.flatMap(m => m.tasks).map(t => [t.slug, t])).values()].sort((a, b) => a.key.localeCompare(b.key))
   page('tasks.html', 'tasks', 'Tasks', { tasks: allTasks })
   for (const task of allTasks) {
     const perModel = []
     for (const m of models) {
       const t = m.tasks.find(x => x.slug === task.slug)
       if (!t) continue
-      perModel.push({ model: m, svg: await ratioCurves(m, r => r.cells[t.name] ?? null, t.metric, t.higherIsBetter), rows: m.rows.filter(r => r.cells[t.name]).map(row => ({ row, cell: row.cells[t.name] })) })
+      perModel.push({ model: m, svg: await ratioCurves(m, r => r.cells[t.key] ?? null, t.metric, t.higherIsBetter), rows: m.rows.filter(r => r.cells[t.key]).map(row => ({ row, cell: row.cells[t.key] })) })
     }
-    page(`task-${task.slug}.html`, 'task', task.name, { task, models: perModel })
+    page(`task-${task.slug}.html`, 'task', task.key, { task, models: perModel })
   }
 
   return [
     ...[...pages.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([file, content]) => ({ path: file, content })),
+    { path: 'leaderboard.csv', content: leaderboardCsv(data) },
     { path: 'leaderboard.json', content: JSON.stringify(data, null, 1) },
   ]
 }
