@@ -233,25 +233,25 @@ export function weightInputName(name: string): string {
 }
 
 /**
- * Edited weights fed as inputs stay within these bounds: the worker holds the feeds as float32 beside the
- * mapped checkpoint (bytes), and onnxruntime's session creation grows faster than linearly in the number
- * of graph inputs used inside If bodies (all 18k expert matrices of 48 x 128 experts as inputs made it
- * superlinear; see WeightLoader). Larger edits build a session of their own, mapping the edited tensors
- * from the variant folder: at real width that session costs ~0.1 of the first (README, bench (a)).
+ * Edited weights are fed as inputs up to this many bytes as float32: the worker holds the current
+ * variant's feeds beside the mapped checkpoint, outside the pool's per-worker estimate (memoryFit.ts), so
+ * the bound stays small. Larger edits build a session of their own, mapping the edited tensors from the
+ * variant folder: at real width that session costs ~0.1 of the first (README, bench (a)). The number of
+ * inputs costs nothing at session creation (Qwen3 tiny, every expert matrix an input: 12 / 24 / 48 layers,
+ * 4,608 / 9,216 / 18,432 inputs, 3.5 / 9.0 / 21.7 CPU s vs 4.7 / 10.3 / 23.3 as initializers).
  */
-const WEIGHT_INPUTS_MAX_BYTES = 256 * 2 ** 20
-const WEIGHT_INPUTS_MAX_TENSORS = 1024
+const WEIGHT_INPUTS_MAX_BYTES = 128 * 2 ** 20
 
 /**
  * The tensors a variant's graph can take as inputs so that it shares one session with every variant
  * that edits the same tensors (GraphOptions.weightInputs), or undefined when it cannot: only variants
  * that change weights and nothing else (magnitude pruning and Wanda at any ratio), of a checkpoint
- * without hooks of its own, within WEIGHT_INPUTS_MAX_BYTES / _TENSORS, on a float32 graph, and no FP8
+ * without hooks of its own, within WEIGHT_INPUTS_MAX_BYTES, on a float32 graph, and no FP8
  * tensor (dequantized by the harness). Sorted, so the same set names the same session.
  */
 export function sharedWeightInputs(ckpt: Checkpoint, edits: VariantEdits, precision: ComputePrecision): string[] | undefined {
   const names = Object.keys(edits.overrides).sort()
-  if (!names.length || names.length > WEIGHT_INPUTS_MAX_TENSORS || ckpt.baseEdits || precision !== 'float32') return undefined
+  if (!names.length || ckpt.baseEdits || precision !== 'float32') return undefined
   if (!Object.values(edits.layers).every(h => Object.values(h).every(v => v === undefined))) return undefined
   let bytes = 0
   for (const name of names) {
@@ -340,11 +340,12 @@ const ONNX_TYPE_OF: Record<ComputePrecision, number> = { float32: 1, float16: 10
  *   FP8 weights from the derived file). Half-precision ones are widened by Cast(Reshape(w, shape known
  *   only at run time)) in the scope that uses them (an expert's If body): the zero-copy Reshape keeps
  *   onnxruntime from folding the Cast into a float32 copy at session creation or pre-packing it (see
- *   float()). Declaring them graph inputs does the same but made session creation superlinear
- *   (18k inputs at 48 x 128 experts). So a process holds the checkpoint's bytes once, mapped and shared by its workers, plus one
+ *   float()). Feeding every weight as an input instead would need float32 feeds (onnxruntime-node
+ *   has no bfloat16 tensors): twice the checkpoint. So a process holds the checkpoint's bytes once, mapped and shared by its workers, plus one
  *   float32 weight at a time. The 2-byte -> 4-byte widening is exact, so scores do not change.
  * - in memory (no weightFiles: unit tests and the benchmark's "float32 resident" baseline): tensors
  *   are decoded to float32 in JS and handed over as in-memory external data; onnxruntime copies them.
+ * - as inputs (GraphOptions.weightInputs): the few tensors variants of a sweep edit, fed per run as float32.
  * Overrides are rounded to the checkpoint's dtype first, as a saved variant would be.
  */
 class WeightLoader {

@@ -59,9 +59,9 @@ interface VariantPlan {
   extraFeeds: () => Record<string, Feed>
 }
 const plans = new Map<string, VariantPlan>()
-/** The weight feeds of the last variants scored (each up to sharedWeightInputs' byte bound as float32). */
+/** The weight feeds of the variant scored last (up to sharedWeightInputs' byte bound as float32). */
 const weightFeeds = new Map<string, Record<string, Feed>>()
-const MAX_WEIGHT_FEEDS = 2
+const MAX_WEIGHT_FEEDS = 1
 
 /**
  * Which session a variant is scored in (tests/engine/scale-variants.test.ts checks each shares exactly):
