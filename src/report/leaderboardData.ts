@@ -10,14 +10,15 @@ import { compareCorrectness, comparePerplexity, type PairedResult } from './sign
 export const LEADERBOARD_VERSION = 2
 
 /**
- * One column of a model's leaderboard: one task version scored on one document subset. Scores of
- * two versions of a task, or of two subsets of its documents, are different measurements, so they
- * are never one column, never paired, never averaged together (lm-eval versions tasks for this).
+ * One column of a model's leaderboard: one task version scored on one document subset of one data
+ * file. Scores of two versions of a task, or of two sets of documents, are different measurements,
+ * so they are never one column, never paired, never averaged together (lm-eval versions tasks for this).
  */
 export interface TaskInfo {
   /**
    * The column's identity in Row.cells and averageTasks: the task's name, or, when the store holds
-   * several versions or subsets of it, `name v2` / `name [sample:20:seed1234]`.
+   * several versions, subsets or data files of it, `name v2` / `name [sample:20:seed1234]` /
+   * `name [data 1a2b3c4d]` (the data file's sha256; `unknown` for runs stored before schema 5).
    */
   key: string
   name: string
@@ -26,6 +27,8 @@ export interface TaskInfo {
   version: number
   /** The document subset the cells were scored on (keys.ts runKey: 'all', 'limit:N', 'sample:N:seedS'). */
   subset: string
+  /** sha256 of the task data file the cells were scored on ('' for runs stored before schema 5). */
+  dataSha256: string
   kind: string
   description: string
   metric: string
@@ -112,18 +115,25 @@ function meanOver(cells: Record<string, Cell>, keys: readonly string[]): number 
   return keys.reduce((s, k) => s + cells[k].value, 0) / keys.length
 }
 
+type ColumnOf = Pick<StoredRun, 'task' | 'taskVersion' | 'subset' | 'dataSha256'>
+
 /**
- * The column key of every (task, version, subset) in `columns`: the bare name when a task has one
- * version and subset in the whole store, else the name with what tells its columns apart.
+ * The column key of every (task, version, subset, data file) in `runs`: the bare name when a task has
+ * one of each in the whole store, else the name with what tells its columns apart.
  */
-function columnKeys(columns: readonly { task: string; taskVersion: number; subset: string }[]): (c: { task: string; taskVersion: number; subset: string }) => string {
-  const versions = new Map<string, Set<number>>(), subsets = new Map<string, Set<string>>()
-  for (const c of columns) {
-    if (!versions.has(c.task)) { versions.set(c.task, new Set()); subsets.set(c.task, new Set()) }
-    versions.get(c.task)!.add(c.taskVersion)
-    subsets.get(c.task)!.add(c.subset)
+function columnKeys(runs: readonly ColumnOf[]): (c: ColumnOf) => string {
+  const seen = new Map<string, { versions: Set<number>; subsets: Set<string>; data: Set<string> }>()
+  for (const c of runs) {
+    const s = seen.get(c.task) ?? { versions: new Set(), subsets: new Set(), data: new Set() }
+    seen.set(c.task, s)
+    s.versions.add(c.taskVersion)
+    s.subsets.add(c.subset)
+    s.data.add(c.dataSha256)
   }
-  return c => `${c.task}${versions.get(c.task)!.size > 1 ? ` v${c.taskVersion}` : ''}${subsets.get(c.task)!.size > 1 ? ` [${c.subset}]` : ''}`
+  return c => {
+    const s = seen.get(c.task)!
+    return `${c.task}${s.versions.size > 1 ? ` v${c.taskVersion}` : ''}${s.subsets.size > 1 ? ` [${c.subset}]` : ''}${s.data.size > 1 ? ` [data ${c.dataSha256.slice(0, 8) || 'unknown'}]` : ''}`
+  }
 }
 
 export function slugify(text: string): string {
@@ -138,7 +148,7 @@ export type ReportSource = Pick<ResultsStore,
 
 /**
  * Reads everything the site shows from the store's typed queries (no SQL here): per model, the
- * columns (task × version × subset) of its complete runs, one row per ready variant (the unpruned
+ * columns (task × version × subset × data file) of its complete runs, one row per ready variant (the unpruned
  * model once), failed variants, and paired significance (evaluation-protocol.md §5) against the
  * unpruned model and against the best row at the same ratio. Higher-is-better is the flag the
  * evaluation stored with the metric; a task whose primary metric no complete run stored (so it has
@@ -172,7 +182,7 @@ export function summarize(store: ReportSource, title: string): LeaderboardData {
       const t = taskMeta.get(`${r.task}@${r.taskVersion}`)
       const metric = t?.primaryMetric ?? 'acc'
       const higherIsBetter = store.metricHigherIsBetter(r.task, r.taskVersion, metric) ?? true
-      return { key, name: r.task, slug: slugify(key), version: r.taskVersion, subset: r.subset, kind: t?.kind ?? 'unknown', description: t?.description ?? '', metric, higherIsBetter, isAccuracy: higherIsBetter }
+      return { key, name: r.task, slug: slugify(key), version: r.taskVersion, subset: r.subset, dataSha256: r.dataSha256, kind: t?.kind ?? 'unknown', description: t?.description ?? '', metric, higherIsBetter, isAccuracy: higherIsBetter }
     })
     const averageTasks = tasks.filter(t => t.isAccuracy).map(t => t.key)
     const variants = store.storedVariants(m.id)

@@ -401,7 +401,7 @@ export class ResultsStore {
   /** A model's complete runs (failed attempts are not results), by task then run id. */
   completeRuns(modelId: string): StoredRun[] {
     return this.all<RunRow>(`SELECT * FROM runs WHERE model_id = ? AND status = 'complete' ORDER BY task, run_id`, modelId)
-      .map(r => ({ runId: r.run_id, contentHash: r.content_hash, task: r.task, taskVersion: r.task_version, subset: r.subset, docs: r.docs, seconds: r.seconds, tokensProcessed: r.tokens_processed }))
+      .map(r => ({ runId: r.run_id, contentHash: r.content_hash, task: r.task, taskVersion: r.task_version, subset: r.subset, dataSha256: r.data_sha256, docs: r.docs, seconds: r.seconds, tokensProcessed: r.tokens_processed }))
   }
 
   /** One metric of a run, or undefined when the run did not compute it. */

@@ -216,4 +216,37 @@ describe('leaderboard rows over different task sets', () => {
     assert.ok(f.has(`task-${a10.slug}.html`) && f.has(`task-${a20.slug}.html`) && a10.slug !== a20.slug)
     assert.ok(f.get('model-tiny.html')!.includes(`>brown-agreement [${a10.subset}]<br>`))
   })
+
+  it('scores on another task data file are another column too', () => {
+    // A store where neuron-top-k's brown-agreement was also scored on another revision of the data
+    // file (what merging a shard run against other data leaves): its run re-saved under another sha256.
+    const db3 = path.join(dir, 'data-files.sqlite')
+    fs.copyFileSync(db, db3)
+    const store = new ResultsStore(db3)
+    let realSha = ''
+    try {
+      const [m] = store.storedModels()
+      const ntVariant = store.storedVariants(m.id).find(v => v.method === 'neuron-top-k')!
+      assert.ok(ntVariant.status === 'ready')
+      const run = store.completeRuns(m.id).find(r => r.contentHash === ntVariant.contentHash && r.task === 'brown-agreement')!
+      realSha = run.dataSha256
+      assert.match(realSha, /^[0-9a-f]{64}$/)
+      const { run_id: _id, created_at: _at, ...row } = store.all<import('../../src/store/resultsStore.ts').RunRow>('SELECT * FROM runs WHERE run_id = ?', run.runId)[0]
+      const metrics = store.all<{ metric: string; value: number; stderr: number | null; higher_is_better: number }>('SELECT metric, value, stderr, higher_is_better FROM metrics WHERE run_id = ?', run.runId)
+      const samples = store.all<Omit<import('../../src/store/resultsStore.ts').SampleRow, 'run_id'>>('SELECT doc, gold_json, lls_json, lls_unconditional_json, greedy_json, preds_json, counts_json FROM samples WHERE run_id = ?', run.runId)
+      store.saveRun({ ...row, data_sha256: 'f'.repeat(64), data_file: '/elsewhere/brown-agreement.jsonl' }, metrics, samples)
+    } finally {
+      store.close()
+    }
+    const { data: d } = report(db3, path.join(dir, 'site-data-files'))
+    const [m] = d.models
+    const real = `brown-agreement [data ${realSha.slice(0, 8)}]`, other = 'brown-agreement [data ffffffff]'
+    assert.deepEqual(m.averageTasks, [real, other, 'brown-cloze'])
+    const n = m.rows.find(r => r.method === 'neuron-top-k')!
+    assert.deepEqual(Object.keys(n.cells).sort(), [real, other])
+    assert.equal(n.cells[other].vsBaseline, undefined, 'no paired test against the unpruned model on other data')
+    assert.ok(n.cells[real].vsBaseline)
+    assert.deepEqual(m.rows.map(r => r.average), [null, null, null])
+    assert.deepEqual(n.recoveryTasks, [real])
+  })
 })
