@@ -13,6 +13,7 @@ import { registerSweep } from './commands/sweep.ts'
 import { registerStore } from './commands/store.ts'
 import { registerReport } from './commands/report.ts'
 import { registerStart } from './commands/start.ts'
+import { registerCache } from './commands/cache.ts'
 
 export function buildProgram(): Command {
   const program = new Command()
@@ -32,6 +33,7 @@ export function buildProgram(): Command {
   registerStore(program)
   registerReport(program)
   registerStart(program)
+  registerCache(program)
   return program
 }
 

@@ -47,13 +47,23 @@ function spillFolder(): string {
 
 /** Removes the spill folders under `parent` of processes on this host that no longer run (killed before their exit hook). */
 export function removeDeadSpills(parent: string): void {
-  const mine = `${PREFIX}${os.hostname()}-`
   for (const name of fs.readdirSync(parent)) {
-    if (!name.startsWith(mine)) continue
-    const pid = Number(name.slice(mine.length).split('-')[0])
-    if (!Number.isInteger(pid) || pid === process.pid || processAlive(pid)) continue
-    fs.rmSync(path.join(parent, name), { recursive: true, force: true })
+    if (spillFolderState(name) === 'dead') fs.rmSync(path.join(parent, name), { recursive: true, force: true })
   }
+}
+
+/**
+ * What the entry `name` of a variants folder is as a spill folder: 'dead' (this host's, its process
+ * gone), 'live' (this host's, running: this process included), 'other-host' (its process cannot be
+ * asked: kept), or undefined when it is no spill folder. Shared by removeDeadSpills and `moe-harness cache`.
+ */
+export function spillFolderState(name: string): 'dead' | 'live' | 'other-host' | undefined {
+  if (!name.startsWith(PREFIX)) return undefined
+  const mine = `${PREFIX}${os.hostname()}-`
+  if (!name.startsWith(mine)) return 'other-host'
+  const pid = Number(name.slice(mine.length).split('-')[0])
+  if (!Number.isInteger(pid)) return undefined
+  return pid === process.pid || processAlive(pid) ? 'live' : 'dead'
 }
 
 /**

@@ -261,12 +261,38 @@ const STALE_FOREIGN_MS = 24 * 3600_000
 function removeStaleStaging(parent: string): void {
   const now = Date.now()
   for (const name of fs.readdirSync(parent)) {
-    const m = STAGING.exec(name)
-    if (!m) continue
-    const full = path.join(parent, name)
-    const ours = m[1] === undefined || m[1] === HOST
     try {
-      if (ours ? !processAlive(Number(m[2])) : now - fs.statSync(full).mtimeMs > STALE_FOREIGN_MS) fs.rmSync(full, { recursive: true, force: true })
+      if (stagingFolderState(parent, name, now) === 'stale') fs.rmSync(path.join(parent, name), { recursive: true, force: true })
     } catch { /* gone already, or not ours to remove: a later publish retries */ }
   }
+}
+
+/**
+ * What `name` under `parent` is as a publish's staging / set-aside folder: 'stale' (left by a killed
+ * publish: its process on this host is gone, or another host's folder is over a day old), 'live', or
+ * undefined when it is no staging name. Shared by removeStaleStaging and `moe-harness cache`.
+ */
+export function stagingFolderState(parent: string, name: string, now = Date.now()): 'stale' | 'live' | undefined {
+  const m = STAGING.exec(name)
+  if (!m) return undefined
+  const ours = m[1] === undefined || m[1] === HOST
+  return (ours ? !processAlive(Number(m[2])) : now - fs.statSync(path.join(parent, name)).mtimeMs > STALE_FOREIGN_MS) ? 'stale' : 'live'
+}
+
+/**
+ * Removes a prepared variant folder so that no reader ever sees part of it: renamed to a private
+ * set-aside name first (one removeStaleStaging clears if this process dies midway), then deleted. A
+ * sweep that looks for it afterwards finds it missing and rebuilds it. False when it was already gone.
+ * (`moe-harness cache prune`.)
+ */
+export function removeVariantFolder(dir: string): boolean {
+  const aside = `${dir}.old-${HOST}-${process.pid}-${crypto.randomBytes(3).toString('hex')}`
+  try {
+    fs.renameSync(dir, aside)
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false
+    throw e
+  }
+  fs.rmSync(aside, { recursive: true, force: true })
+  return true
 }

@@ -36,9 +36,9 @@ export function graphCacheLimitBytes(): number {
  * An entry used this recently is not evicted: another worker may have read its graph.onnx and be about
  * to open its derived.bin (once onnxruntime has mapped it, removal is harmless).
  */
-const RECENT_MS = 60_000
+export const RECENT_MS = 60_000
 /** A temp build folder this old belongs to a build that died. */
-const STALE_BUILD_MS = 60 * 60_000
+export const STALE_BUILD_MS = 60 * 60_000
 
 export interface StoredGraph extends BuiltGraph {
   /** The folder external-data locations are relative to ('/': locations are absolute paths without the leading slash). */
@@ -254,6 +254,20 @@ function readEntry(dir: string, key: string): StoredGraph | undefined {
     fs.utimesSync(path.join(dir, MANIFEST), now, now) // least recently used order
   } catch { /* read-only cache: still usable */ }
   return { model, external: new Map(), outputNames: manifest.outputNames, externalFolder: '/', dir, fromCache: true }
+}
+
+/**
+ * When the entry `dir` was last used (its manifest's mtime: the LRU clock, ms since the epoch), or
+ * undefined when `dir` holds no manifest of ours (not ours, or incomplete: never touched). For `moe-harness cache`.
+ */
+export function graphEntryLastUsed(dir: string): number | undefined {
+  try {
+    const manifestFile = path.join(dir, MANIFEST)
+    const manifest = JSON.parse(fs.readFileSync(manifestFile, 'utf8')) as Manifest
+    return manifest?.mark === MARK ? fs.statSync(manifestFile).mtimeMs : undefined
+  } catch {
+    return undefined
+  }
 }
 
 /** Removes entries beyond MAX_ENTRIES / graphCacheLimitBytes(), least recently used first, and dead temp builds; never `keep`, never a recent one. */

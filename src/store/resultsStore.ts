@@ -348,6 +348,18 @@ export class ResultsStore {
     })
   }
 
+  /**
+   * Leases not yet expired: the model id and content hash of each claimed cell's run key, and its
+   * holder (host:pid:random). `moe-harness cache prune` keeps the variant folders they name.
+   */
+  liveLeases(): { modelId: string; contentHash: string; holder: string }[] {
+    return this.all<{ cell_key: string; claimed_by: string }>('SELECT cell_key, claimed_by FROM leases WHERE expires_at > ?', Date.now())
+      .map(l => {
+        const [modelId, contentHash] = JSON.parse(l.cell_key) as [string, string]
+        return { modelId, contentHash, holder: l.claimed_by }
+      })
+  }
+
   // ------------------------------------------------------------------ reading
 
   /** Raw query behind the error boundary: for this file and for tests that inspect tables; other modules use the typed reads below. */

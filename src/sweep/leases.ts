@@ -18,7 +18,7 @@ export type Claim = 'claimed' | 'complete' | 'busy' | 'held-here'
  * Whether a lease's owner (host:pid:random) is a process of this machine that has exited: its cells
  * are taken over at once instead of after the lease expires (a rerun after a crash does not wait).
  */
-function holderIsGone(holder: string): boolean {
+export function holderIsGone(holder: string): boolean {
   const [host, pid] = holder.split(':')
   if (host !== os.hostname() || !/^\d+$/.test(pid ?? '')) return false
   return !processAlive(Number(pid))

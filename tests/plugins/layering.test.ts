@@ -33,6 +33,7 @@ export const ALTITUDE = [
   'report', // static leaderboard site
   'sweep', // sweep planning and running (pool + store + variants)
   'cluster', // slurm / k8s sweeps
+  'cache', // `moe-harness cache`: what the harness home holds, and pruning it
   'index', // the public plugin API facade
   'cli', // commands
 ] as const

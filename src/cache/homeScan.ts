@@ -1,0 +1,295 @@
+// What the harness home holds (README "The harness home"): one entry per thing the harness wrote
+// there, recognised only by the names its writers give them (src/edits/variantFolder.ts,
+// src/edits/overrideSpill.ts, src/onnx/graphStore.ts, src/calibration/cache.ts and sequential.ts),
+// and every other file as 'foreign' (never removed). Reads only: nothing here changes the home.
+import fs from 'node:fs'
+import path from 'node:path'
+import { isHarnessError } from '../errors.ts'
+import { isVariantFolder, readVariantFiles, stagingFolderState } from '../edits/variantFolder.ts'
+import { spillFolderState } from '../edits/overrideSpill.ts'
+import type { VariantEdits } from '../edits/variantEdits.ts'
+import { contentHashOfFolderName, variantFolderName } from '../identity/keys.ts'
+import { graphEntryLastUsed, STALE_BUILD_MS } from '../onnx/graphStore.ts'
+import { describeDatabase, ResultsStore } from '../store/resultsStore.ts'
+import { holderIsGone } from '../sweep/leases.ts'
+import { processAlive } from '../util/processAlive.ts'
+import { diskUsage, usageBytes, type Usage } from './diskUsage.ts'
+
+export type Area = 'variants' | 'graphs' | 'calibration'
+export const AREAS: readonly Area[] = ['variants', 'graphs', 'calibration']
+
+/**
+ * variant: a prepared variant folder (<16 hex of the model id>-<24 hex content hash>); staging: a
+ * publish's staged/set-aside folder; spill: a method's spill folder; graph: a graph cache entry;
+ * graph-temp: a graph being built (or a dead build); finite-marker: a checkpoint's NaN/Inf check
+ * marker; calibration / calibration-temp: statistics files (one-pass and sequential) and their
+ * temp files; store: a results database (never pruned); foreign: anything else (never removed).
+ */
+export type EntryKind = 'variant' | 'staging' | 'spill' | 'graph' | 'graph-temp' | 'finite-marker' | 'calibration' | 'calibration-temp' | 'store' | 'foreign'
+
+/**
+ * ok: a usable cache entry; damaged: a variant folder whose files do not read back (rebuilt when
+ * needed); incomplete: a variant-named folder without its edits file; leftover: a dead process's
+ * staging / spill / temp folder; live: a staging / spill / temp item of a running process (or of
+ * another host, which cannot be asked); kept: a store or a foreign file.
+ */
+export type EntryState = 'ok' | 'damaged' | 'incomplete' | 'leftover' | 'live' | 'kept'
+
+export interface CacheEntry {
+  area: Area | 'home'
+  kind: EntryKind
+  /** Absolute path. */
+  path: string
+  /** Path relative to the home. */
+  name: string
+  /** Bytes allocated on disk, hard-linked files counted once within the entry. */
+  bytes: number
+  /**
+   * Last use, ms since the epoch: a graph entry's LRU clock (its manifest's mtime); for a variant
+   * the later of its edits file's access and modification times (access times are approximate:
+   * relatime updates them about once a day); otherwise the modification time.
+   */
+  lastUsedMs: number
+  state: EntryState
+  /** Why it is damaged, live or kept, in words. */
+  note?: string
+  variant?: VariantFacts
+  /** Inodes, for totals and freed bytes (not part of the JSON output). */
+  usage: Usage
+}
+
+export interface VariantFacts {
+  contentHash: string
+  /** The model folder its edits file names (absent when the folder is damaged). */
+  modelDir?: string
+  /** What its edits do, from its files: e.g. "4 experts removed in 2 layers, 3 tensors replaced". */
+  edits?: string
+  /** The variants the known stores record for this folder: "tiny: magnitude-pruning ratio 0.5". */
+  recordedAs: string[]
+  /** The stores (absolute paths) that record a variant with this folder's content. */
+  stores: string[]
+  /** A live lease of a known store names this folder's content (host:pid:random of its sweep). */
+  leasedBy?: string
+}
+
+export interface HomeScan {
+  home: string
+  exists: boolean
+  entries: CacheEntry[]
+  /** Stores whose variants and leases were read (absent / unreadable ones are said in `notes`). */
+  stores: string[]
+  notes: string[]
+  /** Bytes under the home, every inode once. */
+  totalBytes: number
+}
+
+const STORE_FILE = /\.(sqlite|sqlite3|db)(-wal|-shm|-journal)?$/
+const CALIBRATION_FILE = /^[0-9a-f]{32}\.v8$/
+const CALIBRATION_TEMP = /^[0-9a-f]{32}\.v8\.tmp-(\d+)$/
+const GRAPH_ENTRY = /^[0-9a-f]{32}$/
+const FINITE_MARKER = /^\.finite-[0-9a-f]{32}$/
+const GRAPH_TEMP = '.building-'
+/** A calibration temp file is written and renamed within seconds: one this old, of a gone process, is a leftover. */
+const STALE_TEMP_MS = 60 * 60_000
+
+/**
+ * Everything under `home`. `stores`: results databases whose variants label the variant folders and
+ * whose live leases mark folders in use (a missing one is skipped; an unreadable one is noted).
+ */
+export function scanHome(home: string, stores: readonly string[], now = Date.now()): HomeScan {
+  const scan: HomeScan = { home, exists: fs.existsSync(home), entries: [], stores: [], notes: [], totalBytes: 0 }
+  if (!scan.exists) return scan
+  const labels = readStores(stores, scan)
+  const add = (area: CacheEntry['area'], kind: EntryKind, full: string, state: EntryState, extra: Partial<CacheEntry> = {}) => {
+    const usage = diskUsage(full)
+    let mtime = 0
+    try { mtime = fs.lstatSync(full).mtimeMs } catch { /* vanished: an eviction */ }
+    scan.entries.push({ area, kind, path: full, name: path.relative(home, full), bytes: usageBytes(usage), lastUsedMs: mtime, state, usage, ...extra })
+  }
+  for (const name of readdir(home)) {
+    const full = path.join(home, name)
+    if (name === 'variants' && isDir(full)) scanVariants(full, labels, add, now)
+    else if (name === 'graphs' && isDir(full)) scanGraphs(full, add, now)
+    else if (name === 'calibration' && isDir(full)) scanCalibration(full, add, now, true)
+    else if (STORE_FILE.test(name) && isStoreFile(full)) add('home', 'store', full, 'kept', { note: 'results database (never pruned)' })
+    else add('home', 'foreign', full, 'kept', { note: 'not ours, kept' })
+  }
+  scan.totalBytes = usageBytes(diskUsage(home))
+  return scan
+}
+
+type Add = (area: CacheEntry['area'], kind: EntryKind, full: string, state: EntryState, extra?: Partial<CacheEntry>) => void
+
+interface StoreLabels { recordedAs: Map<string, string[]>; stores: Map<string, string[]>; leases: Map<string, string> }
+
+function readStores(stores: readonly string[], scan: HomeScan): StoreLabels {
+  const labels: StoreLabels = { recordedAs: new Map(), stores: new Map(), leases: new Map() }
+  for (const file of [...new Set(stores.map(s => path.resolve(s)))]) {
+    if (!fs.existsSync(file)) continue
+    let store: ResultsStore
+    try {
+      store = new ResultsStore(file, { readonly: true })
+    } catch (e) {
+      scan.notes.push(`store ${file} not read (${isHarnessError(e) ? e.message : (e as Error).message})`)
+      continue
+    }
+    try {
+      for (const model of store.storedModels()) {
+        for (const v of store.storedVariants(model.id)) {
+          if (v.status !== 'ready') continue
+          const folder = variantFolderName(model.id, v.contentHash)
+          const label = `${model.name}: ${v.method} ratio ${v.ratio}`
+          const known = labels.recordedAs.get(folder) ?? []
+          if (!known.includes(label)) labels.recordedAs.set(folder, [...known, label])
+          const inStores = labels.stores.get(folder) ?? []
+          if (!inStores.includes(file)) labels.stores.set(folder, [...inStores, file])
+        }
+      }
+      for (const lease of store.liveLeases()) {
+        if (!holderIsGone(lease.holder)) labels.leases.set(variantFolderName(lease.modelId, lease.contentHash), lease.holder)
+      }
+      scan.stores.push(file)
+    } finally {
+      store.close()
+    }
+  }
+  return labels
+}
+
+function scanVariants(dir: string, labels: StoreLabels, add: Add, now: number): void {
+  for (const name of readdir(dir)) {
+    const full = path.join(dir, name)
+    const hash = contentHashOfFolderName(name)
+    if (hash !== undefined && isDir(full)) {
+      add('variants', 'variant', full, 'ok', variantEntry(full, name, hash, labels))
+      continue
+    }
+    const spill = spillFolderState(name)
+    if (spill !== undefined && isDir(full)) {
+      add('variants', 'spill', full, spill === 'dead' ? 'leftover' : 'live', { note: spill === 'dead' ? 'spill folder of a process that is gone' : spill === 'live' ? 'spill folder of a running process, kept' : "another host's spill folder (its process cannot be checked), kept" })
+      continue
+    }
+    let staging: 'stale' | 'live' | undefined
+    try { staging = stagingFolderState(dir, name, now) } catch { continue /* vanished */ }
+    if (staging !== undefined) {
+      add('variants', 'staging', full, staging === 'stale' ? 'leftover' : 'live', { note: staging === 'stale' ? 'staging folder of a publish that died' : 'staging folder of a running publish, kept' })
+      continue
+    }
+    add('variants', 'foreign', full, 'kept', { note: 'not ours, kept' })
+  }
+}
+
+/** A variant folder's facts and state: damaged / incomplete exactly as a sweep would find it (readVariantFiles). */
+function variantEntry(full: string, name: string, contentHash: string, labels: StoreLabels): Partial<CacheEntry> {
+  const variant: VariantFacts = { contentHash, recordedAs: labels.recordedAs.get(name) ?? [], stores: labels.stores.get(name) ?? [] }
+  const leasedBy = labels.leases.get(name)
+  if (leasedBy) variant.leasedBy = leasedBy
+  const editsFile = path.join(full, 'edits.json')
+  let lastUsedMs = 0
+  let times: fs.Stats | undefined
+  try {
+    times = fs.statSync(editsFile)
+    lastUsedMs = Math.max(times.atimeMs, times.mtimeMs)
+  } catch {
+    try { lastUsedMs = fs.statSync(full).mtimeMs } catch { /* vanished */ }
+  }
+  if (!isVariantFolder(full)) return { state: 'incomplete', note: 'no edits file: an unfinished folder (rebuilt when needed)', variant, lastUsedMs }
+  try {
+    const { modelDir, edits } = readVariantFiles(full)
+    variant.modelDir = modelDir
+    variant.edits = describeEdits(edits)
+    return { state: 'ok', variant, lastUsedMs, ...(fs.existsSync(modelDir) ? {} : { note: `its model folder ${modelDir} is gone` }) }
+  } catch (e) {
+    if (!isHarnessError(e)) throw e
+    return { state: 'damaged', note: `${e.message.replace(/; delete .*$/, '')} (rebuilt when needed)`, variant, lastUsedMs }
+  } finally {
+    // Looking is not using: our read moved the edits file's access time, the clock of last use.
+    if (times) {
+      try { fs.utimesSync(editsFile, times.atime, times.mtime) } catch { /* not ours to change (another user's home): a later list shows this read as a use */ }
+    }
+  }
+}
+
+function describeEdits(edits: VariantEdits): string {
+  let removed = 0, bound = 0, novices = 0, layers = 0, other = 0
+  for (const h of Object.values(edits.layers)) {
+    layers++
+    removed += h.disabled?.length ?? 0
+    bound += Object.keys(h.bindings ?? {}).length
+    novices += Object.keys(h.novices ?? {}).length
+    if (h.neuronKeep !== undefined || h.skipSecondBeta !== undefined || h.topK !== undefined) other++
+  }
+  const tensors = Object.keys(edits.overrides).length
+  const parts = [
+    removed ? `${removed} experts removed` : '', bound ? `${bound} experts merged` : '', novices ? `${novices} novice experts` : '',
+    other ? `routing changed in ${other} layers` : '',
+  ].filter(Boolean)
+  const hooks = parts.length ? `${parts.join(', ')} in ${layers} layers` : ''
+  const all = [hooks, tensors ? `${tensors} tensors replaced` : ''].filter(Boolean)
+  return all.length ? all.join(', ') : 'no edits (the unedited model)'
+}
+
+function scanGraphs(dir: string, add: Add, now: number): void {
+  for (const name of readdir(dir)) {
+    const full = path.join(dir, name)
+    if (GRAPH_ENTRY.test(name) && isDir(full)) {
+      const lastUsedMs = graphEntryLastUsed(full)
+      if (lastUsedMs !== undefined) add('graphs', 'graph', full, 'ok', { lastUsedMs })
+      else add('graphs', 'foreign', full, 'kept', { note: 'no graph-cache manifest: not ours, kept' })
+    } else if (name.startsWith(GRAPH_TEMP) && isDir(full)) {
+      const stale = now - mtimeOf(full) > STALE_BUILD_MS
+      add('graphs', 'graph-temp', full, stale ? 'leftover' : 'live', { note: stale ? 'graph build folder of a build that died' : 'graph being built, kept' })
+    } else if (FINITE_MARKER.test(name) && !isDir(full)) {
+      add('graphs', 'finite-marker', full, 'ok', { note: 'marks a checkpoint whose weights were checked for NaN/Inf' })
+    } else {
+      add('graphs', 'foreign', full, 'kept', { note: 'not ours, kept' })
+    }
+  }
+}
+
+function scanCalibration(dir: string, add: Add, now: number, top: boolean): void {
+  for (const name of readdir(dir)) {
+    const full = path.join(dir, name)
+    const temp = CALIBRATION_TEMP.exec(name)
+    if (top && name === 'sequential' && isDir(full)) scanCalibration(full, add, now, false)
+    else if (CALIBRATION_FILE.test(name) && !isDir(full)) add('calibration', 'calibration', full, 'ok')
+    else if (temp && !isDir(full)) {
+      const stale = !processAlive(Number(temp[1])) && now - mtimeOf(full) > STALE_TEMP_MS
+      add('calibration', 'calibration-temp', full, stale ? 'leftover' : 'live', { note: stale ? 'temp file of a write that died' : 'being written, kept' })
+    } else add('calibration', 'foreign', full, 'kept', { note: 'not ours, kept' })
+  }
+}
+
+function isStoreFile(full: string): boolean {
+  const base = full.replace(/-(wal|shm|journal)$/, '')
+  if (base !== full) return fs.existsSync(base) && isStoreFile(base)
+  try {
+    return describeDatabase(full).kind === 'harness'
+  } catch {
+    return false
+  }
+}
+
+function readdir(dir: string): string[] {
+  try {
+    return fs.readdirSync(dir).sort()
+  } catch {
+    return []
+  }
+}
+
+function isDir(p: string): boolean {
+  try {
+    return fs.lstatSync(p).isDirectory()
+  } catch {
+    return false
+  }
+}
+
+function mtimeOf(p: string): number {
+  try {
+    return fs.lstatSync(p).mtimeMs
+  } catch {
+    return 0
+  }
+}
