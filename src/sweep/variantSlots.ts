@@ -6,7 +6,8 @@ import path from 'node:path'
 import { calibrationKey, harnessHome } from '../calibration/cache.ts'
 import type { StatNeed } from '../calibration/stats.ts'
 import { contentHash } from '../edits/variantEdits.ts'
-import { publishVariantFolder, variantFolderState } from '../edits/variantFolder.ts'
+import { publishVariantFolder, readVariantFiles, variantFolderState } from '../edits/variantFolder.ts'
+import type { VariantEdits } from '../edits/variantEdits.ts'
 import { releaseSpilled } from '../edits/overrideSpill.ts'
 import { withFileErrors } from '../util/fileErrors.ts'
 import { errorData, formatError, withContext, type HarnessErrorData } from '../errors.ts'
@@ -92,16 +93,22 @@ export async function checkVariantsWritable(slots: readonly VariantSlot[], ctx: 
 
 /**
  * The slot's variant as the store and its folder already hold it (`ready`), or none when it must be
- * prepared; `damaged` when the store knows it but its folder failed the check (`warn` was told why).
+ * prepared; `damaged` when the store knows it but its folder failed the check (`warn` was told why);
+ * `moved` when the folder is valid but names another model folder than this checkpoint's: workers
+ * open the model folder edits.json names, so the folder must be re-published first (its own edits,
+ * no method run), else the edits would be scored on whatever that old path holds now.
  */
-async function storedVariant(slot: VariantSlot, plan: PlannedVariant, ctx: PrepareContext, warn?: (message: string) => void): Promise<{ ready?: PreparedSlot; damaged: boolean }> {
+async function storedVariant(slot: VariantSlot, plan: PlannedVariant, ctx: PrepareContext, warn?: (message: string) => void): Promise<{ ready?: PreparedSlot; damaged: boolean; moved?: { slot: PreparedSlot; edits: VariantEdits } }> {
   const { ckpt } = slot
   const id = variantId(ckpt, plan, plan.needs.length ? await calibrationKey(ckpt, ctx.inputs.calibration(ckpt)) : null)
   const known = ctx.store.variant(id)
   if (known?.status !== 'ready' || !known.content_hash) return { damaged: false }
   const dir = variantDir(ckpt, known.content_hash)
   const state = variantFolderState(dir, warn)
-  return state === 'valid' ? { ready: { status: 'ready', variantId: id, contentHash: known.content_hash, dir }, damaged: false } : { damaged: state === 'damaged' }
+  if (state !== 'valid') return { damaged: state === 'damaged' }
+  const ready: PreparedSlot = { status: 'ready', variantId: id, contentHash: known.content_hash, dir }
+  const { modelDir, edits } = readVariantFiles(dir)
+  return modelDir === ckpt.dir ? { ready, damaged: false } : { damaged: false, moved: { slot: ready, edits } }
 }
 
 async function prepareSlot(slot: VariantSlot, ctx: PrepareContext): Promise<PreparedSlot> {
@@ -113,10 +120,15 @@ async function prepareSlot(slot: VariantSlot, ctx: PrepareContext): Promise<Prep
   const plan = slot.planned.plan
   const { calibration, device, workers, threads } = ctx.inputs
   // A damaged folder (truncated edits.json, say) is warned about once, here or when publishing, and rebuilt.
-  const { ready, damaged: warned } = await storedVariant(slot, plan, ctx)
+  const { ready, damaged: warned, moved } = await storedVariant(slot, plan, ctx)
   if (ready) return ready
   let result: PreparedSlot
   try {
+    if (moved && moved.slot.status === 'ready') {
+      // Same weights at another path (the fingerprint matched): point the folder at this checkpoint.
+      publishVariantFolder(moved.slot.dir, ckpt.dir, moved.edits, n => ckpt.tensors.get(n)!.dtype)
+      return moved.slot
+    }
     const name = `${slot.spec.model} ${slot.spec.method} r=${slot.spec.params.ratio}`
     ctx.onPreparing?.(`preparing ${name}`)
     const variant = await prepareVariant(ckpt, plan, {
