@@ -6,11 +6,11 @@
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
-import { fail } from '../errors.ts'
+import { fail, type HarnessError } from '../errors.ts'
 import { removeVariantFolder, stagingFolderState } from '../edits/variantFolder.ts'
 import { spillFolderState } from '../edits/overrideSpill.ts'
 import { graphEntryLastUsed, RECENT_MS } from '../onnx/graphStore.ts'
-import { withFileErrors } from '../util/fileErrors.ts'
+import { fileError } from '../util/fileErrors.ts'
 import { freedBytes } from './diskUsage.ts'
 import type { Area, CacheEntry, HomeScan } from './homeScan.ts'
 
@@ -91,18 +91,28 @@ function inUse(e: CacheEntry, sel: PruneSelection): string | undefined {
   return undefined
 }
 
-export interface PruneResult { removed: CacheEntry[]; skipped: { entry: CacheEntry; reason: string }[] }
+export interface PruneResult {
+  removed: CacheEntry[]
+  skipped: { entry: CacheEntry; reason: string }[]
+  /** Entries that could not be removed (permissions, read-only file system), with the FILE_ACCESS error. */
+  failed: { entry: CacheEntry; error: HarnessError }[]
+}
 
 /**
  * Removes the plan's entries, each checked again just before (a staging or spill folder whose
- * process started again, a graph entry used since the scan, stay). Errors: FILE_ACCESS naming the
- * entry when it cannot be removed (permissions, read-only file system).
+ * process started again, a graph entry used since the scan, stay). An entry that cannot be removed
+ * is reported in `failed` (FILE_ACCESS naming it) and the others are still removed.
  */
 export function executePrune(plan: PrunePlan, scan: HomeScan): PruneResult {
-  const result: PruneResult = { removed: [], skipped: [] }
+  const result: PruneResult = { removed: [], skipped: [], failed: [] }
   for (const e of plan.remove) {
-    const why = `remove ${e.path} (a harness cache entry under ${scan.home}; fix the permissions or delete it by hand)`
-    const gone = withFileErrors(e.path, why, () => removeEntry(e))
+    let gone: boolean | string
+    try {
+      gone = removeEntry(e)
+    } catch (err) {
+      result.failed.push({ entry: e, error: fileError(err, e.path, `remove ${e.path} (a cache entry under the harness home ${scan.home}; fix its permissions or delete it by hand)`) })
+      continue
+    }
     if (gone === true) result.removed.push(e)
     else if (typeof gone === 'string') result.skipped.push({ entry: e, reason: gone })
   }

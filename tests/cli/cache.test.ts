@@ -8,7 +8,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { before, describe, it } from 'node:test'
 import { ResultsStore } from '../../src/store/resultsStore.ts'
-import { lastJson, ROOT, runCli } from '../helpers/cli.ts'
+import { lastJson, ROOT, runCli, runCliAsync } from '../helpers/cli.ts'
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
 import { tmpDir } from '../helpers/tmp.ts'
 
@@ -55,6 +55,7 @@ describe('moe-harness cache', () => {
   let liveSpill = ''
   let deadStaging = ''
   let deadSpill = ''
+  let deadAside = ''
   const foreign = ['notes.txt', 'variants/my-backup', 'graphs/README', 'calibration/mine.v8']
 
   before(() => {
@@ -87,6 +88,10 @@ describe('moe-harness cache', () => {
     deadStaging = `${folders['m frequency-pruning']}.staged-${os.hostname()}-${deadPid()}-abcdef`
     fs.mkdirSync(path.join(variantsDir, deadStaging))
     fs.writeFileSync(path.join(variantsDir, deadStaging, 'edits.json'), '{}')
+    // A variant folder set aside by a prune (or publish) that died before deleting it.
+    deadAside = `${folders['m2 frequency-pruning']}.old-${os.hostname()}-${deadPid()}-123abc`
+    fs.mkdirSync(path.join(variantsDir, deadAside))
+    fs.writeFileSync(path.join(variantsDir, deadAside, 'edits.json'), '{}')
     deadSpill = `.spill-${os.hostname()}-${deadPid()}-0a0b0c`
     fs.mkdirSync(path.join(variantsDir, deadSpill))
     fs.writeFileSync(path.join(variantsDir, deadSpill, 'overrides-0.safetensors'), Buffer.alloc(10_000, 1))
@@ -127,6 +132,8 @@ describe('moe-harness cache', () => {
     assert.equal(list.areas.calibration.bytes, du(...areaPaths('calibration')))
     const byName = (name: string) => list.areas.variants.items.find((e: any) => e.name === `variants/${name}`)
     assert.equal(byName(deadStaging).state, 'leftover')
+    assert.equal(byName(deadAside).state, 'leftover')
+    assert.equal(byName(deadAside).kind, 'staging')
     assert.equal(byName(deadSpill).state, 'leftover')
     assert.equal(byName(liveSpill).state, 'live')
     assert.deepEqual(list.foreign.map((e: any) => e.name).sort(), [...foreign].sort())
@@ -147,7 +154,7 @@ describe('moe-harness cache', () => {
     const plan = lastJson(r.stdout)
     assert.equal(plan.dryRun, true)
     // m's two variants (unused for two days) and the dead leftovers; m2's (an hour) and the live spill stay.
-    const expected = [`variants/${folders['m frequency-pruning']}`, `variants/${folders['m magnitude-pruning']}`, `variants/${deadStaging}`, `variants/${deadSpill}`]
+    const expected = [`variants/${folders['m frequency-pruning']}`, `variants/${folders['m magnitude-pruning']}`, `variants/${deadStaging}`, `variants/${deadAside}`, `variants/${deadSpill}`]
     assert.deepEqual(plan.selected.map((e: any) => e.name).sort(), expected.sort())
     assert.deepEqual(plan.kept, [], 'the live spill folder is not older than a day: not even a candidate')
     // Freed: the selection's bytes, less the overrides file the live spill folder still links.
@@ -158,7 +165,7 @@ describe('moe-harness cache', () => {
     assert.deepEqual(plan.foreign.map((e: any) => e.name).sort(), [...foreign].sort())
     assert.deepEqual(snapshot(home), before, 'a dry run changes nothing')
     const text = cache('prune', '--variants', '--older-than', '1d')
-    assert.match(text.stdout, /^dry run: would remove 4 entries of .*, freeing .* \(pass --yes to remove them\):/)
+    assert.match(text.stdout, /^dry run: would remove 5 entries of .*, freeing .* \(pass --yes to remove them\):/)
     assert.match(text.stdout, /prepared again when a sweep needs it/)
     assert.deepEqual(snapshot(home), before)
   })
@@ -209,7 +216,7 @@ describe('moe-harness cache', () => {
     assert.equal(r.status, 0, r.stderr)
     const result = lastJson(r.stdout)
     const removedNames = result.removed.map((e: any) => e.name).sort()
-    const gone = [folders['m magnitude-pruning'], folders['m2 frequency-pruning'], folders['m2 magnitude-pruning'], deadStaging, deadSpill].map(n => `variants/${n}`)
+    const gone = [folders['m magnitude-pruning'], folders['m2 frequency-pruning'], folders['m2 magnitude-pruning'], deadStaging, deadAside, deadSpill].map(n => `variants/${n}`)
     assert.deepEqual(removedNames, gone.sort())
     assert.ok(result.kept.some((e: any) => e.name === `variants/${leased}` && /in use by the sweep .*:test/.test(e.reason)), JSON.stringify(result.kept))
     assert.ok(result.kept.some((e: any) => e.name === `variants/${liveSpill}` && /running process/.test(e.reason)), JSON.stringify(result.kept))
@@ -258,5 +265,23 @@ describe('moe-harness cache', () => {
     assert.deepEqual(lastJson(plain.stdout).removed.map((e: any) => e.name), [`variants/${folders['m frequency-pruning']}`])
     assert.equal(fs.existsSync(path.dirname(damaged)), false)
     assert.ok(fs.existsSync(path.join(variantsDir, folders['m magnitude-pruning']!, 'edits.json')))
+  })
+
+  it('an entry that cannot be removed is FILE_ACCESS naming it, after removing what it can (run as another user)', { skip: process.getuid?.() !== 0 && 'needs root to run the CLI as nobody' }, async () => {
+    fs.chmodSync(dir, 0o755) // nobody may read the home (mkdtemp made it private), not write it
+    const files = fs.readdirSync(path.join(home, 'calibration')).filter(f => f.endsWith('.v8') && f !== 'mine.v8').sort()
+    assert.equal(files.length, 2)
+    // One entry nobody may remove (its folder is nobody's), sorted after the two it may not: the removal goes on past them.
+    const sequential = path.join(home, 'calibration', 'sequential')
+    fs.mkdirSync(sequential)
+    const removable = path.join(sequential, `${'ab'.repeat(16)}.v8`)
+    fs.writeFileSync(removable, 'x')
+    fs.chownSync(sequential, 65534, 65534)
+    const r = await runCliAsync(['cache', 'prune', '--calibration', '--yes'], { env, cwd: dir, uid: 65534, gid: 65534, timeoutMs: 120_000 })
+    assert.equal(r.status, 1, r.stderr)
+    assert.equal(fs.existsSync(removable), false)
+    assert.match(r.stderr, new RegExp(`^error \\[FILE_ACCESS\\]: Cannot remove ${path.join(home, 'calibration', files[0]!).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} .*permission denied.* \\(and 1 more entry could not be removed\\)`))
+    assert.match(r.stdout, new RegExp(`^removed 1 entry of .*\n  .* calibration/sequential/${'ab'.repeat(16)}\\.v8\ncould not remove:\n  calibration/${files[0]}\n  calibration/${files[1]}\n`))
+    for (const f of files) assert.ok(fs.existsSync(path.join(home, 'calibration', f)), f)
   })
 })

@@ -120,11 +120,18 @@ Examples:
           selected: plan.remove.map(entryJson), selectedBytes: plan.freedBytes,
           removed: removed.map(entryJson), freedBytes: result ? freedBytes(removed.map(e => e.usage)) : 0,
           kept: [...plan.kept, ...(result?.skipped ?? [])].map(k => ({ ...entryJson(k.entry), reason: k.reason })),
+          failed: (result?.failed ?? []).map(f => ({ ...entryJson(f.entry), error: f.error.message })),
           foreign: foreign.map(entryJson), stores: scan.stores, notes: scan.notes,
         }) + '\n')
-        return
+      } else {
+        process.stdout.write(pruneText(scan, plan, result, !flags.yes, foreign))
       }
-      process.stdout.write(pruneText(scan, plan, result, !flags.yes, foreign))
+      // What could be removed was; the first failure is the command's error (exit 1).
+      const failed = result?.failed ?? []
+      if (failed.length) {
+        const more = failed.length > 1 ? ` (and ${failed.length - 1} more entr${failed.length === 2 ? 'y' : 'ies'} could not be removed)` : ''
+        fail('FILE_ACCESS', `${failed[0]!.error.message}${more}`)
+      }
     })
 }
 
@@ -191,7 +198,8 @@ function listText(scan: HomeScan): string {
   let out = `harness home ${scan.home} (${homeSource()})\n`
   const v = areaSummary(scan, 'variants')
   out += `\nvariants: ${v.entries} folder${v.entries === 1 ? '' : 's'}, ${formatBytes(v.bytes)}\n`
-  const rows = scan.entries.filter(e => e.area === 'variants' && e.kind !== 'foreign')
+  // Largest first: what to free.
+  const rows = scan.entries.filter(e => e.area === 'variants' && e.kind !== 'foreign').sort((a, b) => b.bytes - a.bytes || a.name.localeCompare(b.name))
   if (rows.length) out += table([['SIZE', 'LAST USED', 'STATE', 'FOLDER', 'MODEL · VARIANT'], ...rows.map(e => [formatBytes(e.bytes), ago(e.lastUsedMs), e.kind === 'variant' ? e.state : `${e.kind} ${e.state}`, path.basename(e.path), variantLine(e)])])
   const g = areaSummary(scan, 'graphs')
   const graphs = scan.entries.filter(e => e.kind === 'graph')
@@ -232,8 +240,9 @@ function pruneText(scan: HomeScan, plan: ReturnType<typeof planPrune>, result: R
   }
   const kept = [...plan.kept, ...(result?.skipped ?? [])]
   if (kept.length) out += `kept:\n${kept.map(k => `  ${k.entry.name}: ${k.reason}\n`).join('')}`
+  if (result?.failed.length) out += `could not remove:\n${result.failed.map(f => `  ${f.entry.name}\n`).join('')}`
   out += foreignText(foreign)
   for (const n of scan.notes) out += `note: ${n}\n`
-  if (plan.remove.some(e => e.area === 'variants')) out += `${REBUILT}\n`
+  if ((dryRun ? plan.remove : result!.removed).some(e => e.area === 'variants')) out += `${REBUILT}\n`
   return out
 }
