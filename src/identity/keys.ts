@@ -1,11 +1,13 @@
 // Identity: what makes two results the same. Every key the harness stores or caches by is derived
 // here (run, scoring, variant, variant content, calibration, variant folder), with the version
 // constants that invalidate them, so "may this stored result be reused?" has one answer.
-// Low altitude: only node:crypto and types; callers pass plain values (fingerprints, hashes, names).
+// Low altitude: node:crypto, types, the version and the graph builder's source hash (sourceFingerprint.ts);
+// callers pass plain values (fingerprints, hashes, names).
 import crypto from 'node:crypto'
 import type { VariantEdits } from '../edits/variantEdits.ts'
 import { HARNESS_VERSION } from '../version.ts'
 import { canonicalJson } from '../util/canonicalJson.ts'
+import { graphBuilderCode } from './sourceFingerprint.ts'
 
 export { HARNESS_VERSION }
 
@@ -137,12 +139,14 @@ export const GRAPH_FORMAT_VERSION = 1
 
 /**
  * The on-disk graph cache key (src/onnx/graphStore.ts), 32 hex characters: the graph format version,
- * the checkpoint's identity as the graph sees it (its folder, every weight file's path, size, mtime and
- * inode, its config and the harness variant hooks it carries), the edits' content hash, the graph
- * options and whether non-finite weights were allowed. File identity rather than the fingerprint: the
- * graph points into those files, and hashing a many-GB checkpoint per worker would cost more than the build.
+ * the builder's source text (`code`, default sourceFingerprint.ts graphBuilderCode(): a graph stored by
+ * other builder code is never reused), the checkpoint's identity as the graph sees it (its folder, every
+ * weight file's path, size, mtime and inode, its config and the harness variant hooks it carries), the
+ * edits' content hash, the graph options and whether non-finite weights were allowed. File identity
+ * rather than the fingerprint: the graph points into those files, and hashing a many-GB checkpoint per
+ * worker would cost more than the build.
  */
-export function graphKey(k: { checkpoint: unknown; editsHash: string; options: unknown; allowNonfinite: boolean }): string {
-  return digest(`graph v${GRAPH_FORMAT_VERSION}\n${canonicalJson(k)}`, 32)
+export function graphKey(k: { checkpoint: unknown; editsHash: string; options: unknown; allowNonfinite: boolean; code?: string }): string {
+  return digest(`graph v${GRAPH_FORMAT_VERSION}\n${canonicalJson({ ...k, code: k.code ?? graphBuilderCode() })}`, 32)
 }
 
