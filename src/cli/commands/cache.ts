@@ -6,6 +6,7 @@ import { fail } from '../../errors.ts'
 import { formatBytes, freedBytes, usageBytes } from '../../cache/diskUsage.ts'
 import { AREAS, scanHome, type Area, type CacheEntry, type HomeScan } from '../../cache/homeScan.ts'
 import { executePrune, parseDuration, planPrune } from '../../cache/prune.ts'
+import { ResultsStore } from '../../store/resultsStore.ts'
 
 interface StoreFlags { json?: boolean; db?: string[] }
 interface PruneFlags extends StoreFlags {
@@ -103,13 +104,12 @@ Examples:
       }
       const keepStores = (flags.keepStore ?? []).map(s => {
         if (!fs.existsSync(s)) fail('INVALID_ARGUMENT', `--keep-store ${s} does not exist; pass the results database whose variants to keep (e.g. .harness/results.sqlite).`)
+        // Opened here first, so a foreign, corrupt or unreadable file is its own STORE_* error before anything is removed.
+        new ResultsStore(s, { readonly: true }).close()
         return path.resolve(s)
       })
       const home = checkedHome()
       const scan = scanHome(home, [...storesOf(home, flags), ...keepStores])
-      for (const s of keepStores) {
-        if (!scan.stores.includes(s)) fail('INVALID_ARGUMENT', `--keep-store ${s} could not be read (${scan.notes.find(n => n.includes(s)) ?? 'not a results database'}); pass a results database written by moe-harness.`)
-      }
       const plan = planPrune(scan, { areas, olderThanMs, modelDir, keepStores, now: Date.now() })
       const result = flags.yes ? executePrune(plan, scan) : undefined
       const foreign = scan.entries.filter(e => e.kind === 'foreign')

@@ -25,4 +25,8 @@ export const cliFlagCases: MalformedCase[] = [
   { name: 'flag-shard-out-of-range', setup: (d, fx) => ['sweep', '--config', fx.config(d, { models: { tiny: fx.baseModel }, ratios: [0], tasks: ['brown-cloze'] }), '--shard', '5/4'], code: [ARG, 'HARNESS_CONFIG_INVALID'], message: /5\/4|--shard/ },
   { name: 'flag-workers-zero', setup: (d, fx) => ['sweep', '--config', fx.config(d, { models: { tiny: fx.baseModel }, ratios: [0], tasks: ['brown-cloze'] }), '--workers', '0'], code: ARG, message: /--workers/ },
   { name: 'flag-export-no-output', setup: (d, fx) => ['export', '--db', fx.harnessDb(`${d}/r.sqlite`)], code: ARG, message: /--csv|--json/ },
+  { name: 'flag-cache-older-than-garbage', setup: () => ['cache', 'prune', '--variants', '--older-than', 'a week'], code: ARG, message: /--older-than 'a week' is not a duration.*d \(days\)/ },
+  { name: 'flag-cache-older-than-no-area', setup: () => ['cache', 'prune', '--older-than', '7d'], code: ARG, message: /needs an area: add --variants, --graphs, --calibration or --all/ },
+  { name: 'flag-cache-keep-store-missing', setup: () => ['cache', 'prune', '--all', '--keep-store', 'nope.sqlite'], code: ARG, message: /--keep-store nope\.sqlite does not exist/ },
+  { name: 'flag-cache-keep-store-foreign', setup: (d, fx) => ['cache', 'prune', '--all', '--keep-store', fx.foreignDb(`${d}/notes.sqlite`)], code: 'STORE_NOT_HARNESS', message: /notes\.sqlite/ },
 ]
