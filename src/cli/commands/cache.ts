@@ -47,6 +47,8 @@ Examples:
     .addHelpText('after', `
 Sizes are bytes on disk; a file hard-linked in several places counts once. A variant folder's
 method and ratio come from the results stores (--db); its model and edits from its own files.
+A variant's last use is its edits file's access time (a sweep reads it; most file systems update it at
+most daily, and one mounted noatime shows the write time); a graph's is the graph cache's own LRU clock.
 States: ok; damaged or incomplete (rebuilt when needed); leftover (of a process that is gone);
 live (a running process's, kept). Files the harness did not write are listed as "not ours, kept".
 Examples:
@@ -204,11 +206,13 @@ function listText(scan: HomeScan): string {
   const g = areaSummary(scan, 'graphs')
   const graphs = scan.entries.filter(e => e.kind === 'graph')
   const oldest = graphs.length ? `, least recently used ${ago(Math.min(...graphs.map(e => e.lastUsedMs)))}` : ''
+  const leftovers = (area: Area) => scan.entries.filter(e => e.area === area && (e.state === 'leftover' || e.state === 'live'))
+    .map(e => `  ${e.name}: ${formatBytes(e.bytes)}, ${e.note ?? e.state}\n`).join('')
   out += `\ngraphs: ${g.entries} entr${g.entries === 1 ? 'y' : 'ies'}, ${formatBytes(g.bytes)}${oldest} (capped: least recently used removed beyond 48 entries or $MOE_HARNESS_GRAPH_CACHE_GB)\n`
+  out += leftovers('graphs')
   const c = areaSummary(scan, 'calibration')
   out += `calibration: ${c.entries} entr${c.entries === 1 ? 'y' : 'ies'}, ${formatBytes(c.bytes)}\n`
-  const leftovers = scan.entries.filter(e => e.area !== 'variants' && (e.state === 'leftover' || e.state === 'live'))
-  for (const e of leftovers) out += `  ${e.name}: ${formatBytes(e.bytes)}, ${e.note ?? e.state}\n`
+  out += leftovers('calibration')
   for (const e of scan.entries.filter(e => e.kind === 'store')) out += `store ${e.name}: ${formatBytes(e.bytes)} (never pruned)\n`
   out += foreignText(scan.entries.filter(e => e.kind === 'foreign'))
   for (const n of scan.notes) out += `note: ${n}\n`
@@ -243,6 +247,6 @@ function pruneText(scan: HomeScan, plan: ReturnType<typeof planPrune>, result: R
   if (result?.failed.length) out += `could not remove:\n${result.failed.map(f => `  ${f.entry.name}\n`).join('')}`
   out += foreignText(foreign)
   for (const n of scan.notes) out += `note: ${n}\n`
-  if ((dryRun ? plan.remove : result!.removed).some(e => e.area === 'variants')) out += `${REBUILT}\n`
+  if ((dryRun ? plan.remove : result!.removed).some(e => e.kind === 'variant')) out += `${REBUILT}\n`
   return out
 }
