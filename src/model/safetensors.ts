@@ -403,11 +403,34 @@ export function writeSafetensors(file: string, tensors: Record<string, TensorToW
   const tmp = `${file}.tmp-${process.pid}`
   const fd = fs.openSync(tmp, 'w')
   try {
-    fs.writeSync(fd, lenBuf)
-    fs.writeSync(fd, headerBytes)
-    for (const name of names) fs.writeSync(fd, tensors[name].data)
-  } finally {
-    fs.closeSync(fd)
+    try {
+      writeAll(fd, lenBuf)
+      writeAll(fd, headerBytes)
+      for (const name of names) writeAll(fd, tensors[name].data)
+    } finally {
+      fs.closeSync(fd)
+    }
+  } catch (e) {
+    fs.rmSync(tmp, { force: true }) // a half-written temp file would only take up the space that ran out
+    throw e
   }
   fs.renameSync(tmp, file)
+}
+
+/** Bytes per write(2) call: Node refuses more than 2^31 - 1 at once (ERR_OUT_OF_RANGE). */
+const WRITE_CHUNK = 2 ** 30
+
+/**
+ * Writes all of `bytes` at the file position. fs.writeSync returns the bytes written, which is fewer
+ * on a nearly full disk or past a file-size limit (no error until the next call): a single call per
+ * tensor had left truncated files without an error, and a tensor over 2 GiB (a fused expert stack of a
+ * large model) failed with ERR_OUT_OF_RANGE. Errors: the file system's (ENOSPC, EFBIG, EIO) as thrown.
+ */
+export function writeAll(fd: number, bytes: Uint8Array, chunk = WRITE_CHUNK): void {
+  let done = 0
+  while (done < bytes.byteLength) {
+    const n = fs.writeSync(fd, bytes, done, Math.min(chunk, bytes.byteLength - done))
+    if (n <= 0) fail('FILE_ACCESS', `writing a safetensors file made no progress at byte ${done} of ${bytes.byteLength}; check the disk.`)
+    done += n
+  }
 }

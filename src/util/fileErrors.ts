@@ -19,6 +19,7 @@ export function fileError(e: unknown, file: string, what: string, code: ErrorCod
       case 'ENOTDIR': return `a part of ${file} is a file where a folder is expected; fix the path`
       case 'EROFS': return `${file} is on a read-only file system; use a path on a writable one`
       case 'ENOSPC': return `the disk holding ${file} is full; free some space`
+      case 'EFBIG': return `${file} would pass the largest file allowed (the process's file-size limit, ulimit -f, or the file system's); raise the limit or use another disk`
       case 'ELOOP': return `${file} is a symbolic-link loop; fix the link`
       case 'ENAMETOOLONG': return `the path ${file} is too long`
       case 'EMFILE': case 'ENFILE': return `too many open files while opening ${file}; raise the limit (ulimit -n)`
