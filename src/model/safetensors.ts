@@ -421,15 +421,18 @@ export function writeSafetensors(file: string, tensors: Record<string, TensorToW
 const WRITE_CHUNK = 2 ** 30
 
 /**
- * Writes all of `bytes` at the file position. fs.writeSync returns the bytes written, which is fewer
- * on a nearly full disk or past a file-size limit (no error until the next call): a single call per
- * tensor had left truncated files without an error, and a tensor over 2 GiB (a fused expert stack of a
- * large model) failed with ERR_OUT_OF_RANGE. Errors: the file system's (ENOSPC, EFBIG, EIO) as thrown.
+ * Writes all of `bytes` at `position` (a byte offset in the file; default: the file position).
+ * fs.writeSync returns the bytes written, which is fewer on a nearly full disk or past a file-size
+ * limit (no error until the next call): a single call per tensor had left truncated files without an
+ * error, and a tensor over 2 GiB (a fused expert stack of a large model) failed with ERR_OUT_OF_RANGE.
+ * `chunk` (bytes per call) is for tests. Errors: the file system's (ENOSPC, EFBIG, EIO) as thrown.
  */
-export function writeAll(fd: number, bytes: Uint8Array, chunk = WRITE_CHUNK): void {
+export function writeAll(fd: number, bytes: Uint8Array, options: { position?: number; chunk?: number } = {}): void {
+  const chunk = options.chunk ?? WRITE_CHUNK
   let done = 0
   while (done < bytes.byteLength) {
-    const n = fs.writeSync(fd, bytes, done, Math.min(chunk, bytes.byteLength - done))
+    const at = options.position === undefined ? null : options.position + done
+    const n = fs.writeSync(fd, bytes, done, Math.min(chunk, bytes.byteLength - done), at)
     if (n <= 0) fail('FILE_ACCESS', `writing a safetensors file made no progress at byte ${done} of ${bytes.byteLength}; check the disk.`)
     done += n
   }

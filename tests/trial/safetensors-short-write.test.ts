@@ -17,17 +17,23 @@ const dir = tmpDir()
 const bytes = (n: number, seed: number) => Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed) & 0xff)
 
 describe('writeSafetensors writes whole files or none', () => {
-  it('writeAll writes a buffer larger than one chunk completely, in order', () => {
+  it('writeAll writes a buffer larger than one chunk completely, in order, at the file position or a given one', () => {
     const file = path.join(dir, 'chunks.bin')
     const data = bytes(10_000, 7)
     const fd = fs.openSync(file, 'w')
     try {
-      writeAll(fd, data.subarray(0, 3), 4096)
-      writeAll(fd, data.subarray(3), 999) // 11 chunks, the last one short
+      writeAll(fd, data.subarray(0, 3), { chunk: 4096 })
+      writeAll(fd, data.subarray(3), { chunk: 999 }) // 11 chunks, the last one short
+      // At a position (as graphStore's derived.bin appends at aligned offsets): past the end, in chunks.
+      writeAll(fd, data.subarray(0, 5000), { position: 12_000, chunk: 700 })
     } finally {
       fs.closeSync(fd)
     }
-    assert.deepEqual(new Uint8Array(fs.readFileSync(file)), data)
+    const back = new Uint8Array(fs.readFileSync(file))
+    assert.equal(back.length, 17_000)
+    assert.deepEqual(back.subarray(0, 10_000), data)
+    assert.deepEqual(back.subarray(10_000, 12_000), new Uint8Array(2000))
+    assert.deepEqual(back.subarray(12_000), data.subarray(0, 5000))
   })
 
   it('a tensor cut short by the file-size limit throws EFBIG and leaves no file or temp', () => {
