@@ -14,6 +14,7 @@ import { describeDatabase, ResultsStore } from '../store/resultsStore.ts'
 import { holderIsGone } from '../sweep/leases.ts'
 import { processAlive } from '../util/processAlive.ts'
 import { diskUsage, usageBytes, type Usage } from './diskUsage.ts'
+import { storesOpenForWriting } from './openStores.ts'
 
 export type Area = 'variants' | 'graphs' | 'calibration'
 export const AREAS: readonly Area[] = ['variants', 'graphs', 'calibration']
@@ -64,12 +65,17 @@ export interface VariantFacts {
   modelDir?: string
   /** What its edits do, from its files: e.g. "4 experts removed in 2 layers, 3 tensors replaced". */
   edits?: string
-  /** The variants the known stores record for this folder: "tiny: magnitude-pruning ratio 0.5". */
+  /** The variants the known stores record for this folder: "tiny: magnitude-pruning ratio 0.5", parameters that differ from the method's defaults before the ratio ("tiny: magnitude-pruning score=wanda ratio 0.5"). */
   recordedAs: string[]
   /** The stores (absolute paths) that record a variant with this folder's content. */
   stores: string[]
   /** A live lease of a known store names this folder's content (host:pid:random of its sweep). */
   leasedBy?: string
+  /**
+   * A running process of this machine is writing a store that records this folder's variant (a
+   * sweep reads the folder for each of its cells, leased or not): "pid 123, writing /x/results.sqlite".
+   */
+  writtenBy?: string
 }
 
 export interface HomeScan {
@@ -78,6 +84,8 @@ export interface HomeScan {
   entries: CacheEntry[]
   /** Stores whose variants and leases were read (absent / unreadable ones are said in `notes`). */
   stores: string[]
+  /** Of `stores`, those running processes of this machine are writing, with their pids (openStores.ts). */
+  writing: { store: string; pids: number[] }[]
   notes: string[]
   /** Bytes under the home, every inode once. */
   totalBytes: number
@@ -95,11 +103,13 @@ const STALE_TEMP_MS = 60 * 60_000
 /**
  * Everything under `home`. `stores`: results databases whose variants label the variant folders and
  * whose live leases mark folders in use (a missing one is skipped; an unreadable one is noted).
+ * `writers`: databases running processes are writing, by path (default: found in /proc); those that
+ * are harness stores are read too, and every variant they record is in use (VariantFacts.writtenBy).
  */
-export function scanHome(home: string, stores: readonly string[], now = Date.now()): HomeScan {
-  const scan: HomeScan = { home, exists: fs.existsSync(home), entries: [], stores: [], notes: [], totalBytes: 0 }
+export function scanHome(home: string, stores: readonly string[], now = Date.now(), writers: ReadonlyMap<string, readonly number[]> = storesOpenForWriting()): HomeScan {
+  const scan: HomeScan = { home, exists: fs.existsSync(home), entries: [], stores: [], writing: [], notes: [], totalBytes: 0 }
   if (!scan.exists) return scan
-  const labels = readStores(stores, scan)
+  const labels = readStores(stores, writers, scan)
   const add = (area: CacheEntry['area'], kind: EntryKind, full: string, state: EntryState, extra: Partial<CacheEntry> = {}) => {
     const usage = diskUsage(full)
     let mtime = 0
@@ -114,18 +124,26 @@ export function scanHome(home: string, stores: readonly string[], now = Date.now
     else if (STORE_FILE.test(name) && isStoreFile(full)) add('home', 'store', full, 'kept', { note: 'results database (never pruned)' })
     else add('home', 'foreign', full, 'kept', { note: 'not ours, kept' })
   }
+  // A store being written for another home's sweep is not this home's business: only those naming a folder here are listed.
+  const named = new Set(scan.entries.flatMap(e => e.variant?.stores ?? []))
+  const asked = new Set(stores.map(s => path.resolve(s)))
+  scan.stores = scan.stores.filter(s => asked.has(s) || named.has(s))
+  scan.writing = scan.writing.filter(w => named.has(w.store))
   scan.totalBytes = usageBytes(diskUsage(home))
   return scan
 }
 
 type Add = (area: CacheEntry['area'], kind: EntryKind, full: string, state: EntryState, extra?: Partial<CacheEntry>) => void
 
-interface StoreLabels { recordedAs: Map<string, string[]>; stores: Map<string, string[]>; leases: Map<string, string> }
+interface StoreLabels { recordedAs: Map<string, string[]>; stores: Map<string, string[]>; leases: Map<string, string>; writtenBy: Map<string, string> }
 
-function readStores(stores: readonly string[], scan: HomeScan): StoreLabels {
-  const labels: StoreLabels = { recordedAs: new Map(), stores: new Map(), leases: new Map() }
-  for (const file of [...new Set(stores.map(s => path.resolve(s)))]) {
+function readStores(stores: readonly string[], writers: ReadonlyMap<string, readonly number[]>, scan: HomeScan): StoreLabels {
+  const labels: StoreLabels = { recordedAs: new Map(), stores: new Map(), leases: new Map(), writtenBy: new Map() }
+  // A written file that is not a harness store (someone's notes.db) is none of our business: not even noted.
+  const written = [...writers.keys()].filter(f => isStoreFile(f))
+  for (const file of [...new Set([...stores, ...written].map(s => path.resolve(s)))]) {
     if (!fs.existsSync(file)) continue
+    const pids = writers.get(file) ?? [...writers].find(([w]) => samePath(w, file))?.[1]
     let store: ResultsStore
     try {
       store = new ResultsStore(file, { readonly: true })
@@ -134,11 +152,15 @@ function readStores(stores: readonly string[], scan: HomeScan): StoreLabels {
       continue
     }
     try {
+      const defaults = new Map(store.storedMethods().map(m => [m.name, m.params]))
       for (const model of store.storedModels()) {
         for (const v of store.storedVariants(model.id)) {
           if (v.status !== 'ready') continue
           const folder = variantFolderName(model.id, v.contentHash)
-          const label = `${model.name}: ${v.method} ratio ${v.ratio}`
+          // As the leaderboard names a series: only what differs from the method's defaults (score=wanda).
+          const params = Object.entries(v.params).filter(([k, x]) => k !== 'ratio' && defaults.get(v.method)?.[k]?.default !== x).map(([k, x]) => ` ${k}=${x}`).join('')
+          const label = `${model.name}: ${v.method}${params} ratio ${v.ratio}`
+          if (pids?.length && !labels.writtenBy.has(folder)) labels.writtenBy.set(folder, `pid ${pids.join(', ')}, writing ${file}`)
           const known = labels.recordedAs.get(folder) ?? []
           if (!known.includes(label)) labels.recordedAs.set(folder, [...known, label])
           const inStores = labels.stores.get(folder) ?? []
@@ -149,6 +171,7 @@ function readStores(stores: readonly string[], scan: HomeScan): StoreLabels {
         if (!holderIsGone(lease.holder)) labels.leases.set(variantFolderName(lease.modelId, lease.contentHash), lease.holder)
       }
       scan.stores.push(file)
+      if (pids?.length) scan.writing.push({ store: file, pids: [...pids] })
     } finally {
       store.close()
     }
@@ -184,6 +207,8 @@ function variantEntry(full: string, name: string, contentHash: string, labels: S
   const variant: VariantFacts = { contentHash, recordedAs: labels.recordedAs.get(name) ?? [], stores: labels.stores.get(name) ?? [] }
   const leasedBy = labels.leases.get(name)
   if (leasedBy) variant.leasedBy = leasedBy
+  const writtenBy = labels.writtenBy.get(name)
+  if (writtenBy) variant.writtenBy = writtenBy
   const editsFile = path.join(full, 'edits.json')
   let lastUsedMs = 0
   let times: fs.Stats | undefined
@@ -275,6 +300,14 @@ function readdir(dir: string): string[] {
     return fs.readdirSync(dir).sort()
   } catch {
     return []
+  }
+}
+
+function samePath(a: string, b: string): boolean {
+  try {
+    return fs.realpathSync(a) === fs.realpathSync(b)
+  } catch {
+    return false
   }
 }
 

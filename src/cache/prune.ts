@@ -54,7 +54,8 @@ export function planPrune(scan: HomeScan, sel: PruneSelection): PrunePlan {
     // Leftovers of dead processes and damaged folders are rebuilt or never read again: they go
     // whenever their area is pruned, whatever the filters.
     if (LEFTOVER_STATES.has(e.state)) {
-      if (e.variant?.leasedBy) kept.push({ entry: e, reason: `in use by the sweep ${e.variant.leasedBy}` })
+      const busy = runningSweep(e)
+      if (busy) kept.push({ entry: e, reason: busy })
       else remove.push(e)
       continue
     }
@@ -81,10 +82,18 @@ function samePath(a: string, b: string): boolean {
   }
 }
 
+/** Why a variant folder a running sweep may read must stay: a live lease names it, or a store being written records it. */
+function runningSweep(e: CacheEntry): string | undefined {
+  if (e.variant?.leasedBy) return `in use by the sweep ${e.variant.leasedBy}`
+  if (e.variant?.writtenBy) return `recorded in a store a running process is writing (${e.variant.writtenBy}): a sweep there may score it next`
+  return undefined
+}
+
 /** Why an entry that matches must stay (in use, recently used, recorded in a --keep-store store), or undefined. */
 function inUse(e: CacheEntry, sel: PruneSelection): string | undefined {
   const now = sel.now
-  if (e.variant?.leasedBy) return `in use by the sweep ${e.variant.leasedBy}`
+  const busy = runningSweep(e)
+  if (busy) return busy
   const keptBy = e.variant?.stores.find(s => sel.keepStores?.includes(s))
   if (keptBy) return `recorded in ${keptBy} (--keep-store)`
   if ((e.kind === 'variant' || e.kind === 'graph') && now - e.lastUsedMs < RECENT_MS) return `used in the last ${RECENT_MS / 1000} s (a running sweep may be about to read it)`

@@ -203,6 +203,9 @@ describe('moe-harness cache', () => {
     const leased = folders['m frequency-pruning']!
     const key = { model_id: mId, content_hash: leased.split('-')[1]!, task: 'brown-cloze', task_version: 99, subset: 'x', scoring_key: 'x', data_sha256: 'x' }
     assert.equal(store.claimCell(key, `${os.hostname()}:${process.pid}:test`, 600_000, new Date().toISOString()), 'claimed')
+    // Closed while pruning: a store a running process keeps open for writing protects all its variants
+    // (tests/cli/cache-running-sweep.test.ts); here only the lease does.
+    store.close()
     // The store is written by this test itself (the lease): compared apart.
     const outsideStore = (lines: string[]) => lines.filter(l => !l.startsWith('results.sqlite'))
     const before = outsideStore(snapshot(home))
@@ -210,8 +213,9 @@ describe('moe-harness cache', () => {
     try {
       r = cache('prune', '--variants', '--yes', '--json')
     } finally {
-      store.releaseCell(key, `${os.hostname()}:${process.pid}:test`)
-      store.close()
+      const again = new ResultsStore(path.join(home, 'results.sqlite'))
+      again.releaseCell(key, `${os.hostname()}:${process.pid}:test`)
+      again.close()
     }
     assert.equal(r.status, 0, r.stderr)
     const result = lastJson(r.stdout)

@@ -46,7 +46,8 @@ Examples:
     .description('List the harness home per area: variant folders (method, ratio, model, size, last use, state), graphs, calibration, totals.'))
     .addHelpText('after', `
 Sizes are bytes on disk; a file hard-linked in several places counts once. A variant folder's
-method and ratio come from the results stores (--db); its model and edits from its own files.
+method, parameters and ratio come from the results stores (--db, and any store a running process of
+this machine is writing); its model and edits from its own files.
 A variant's last use is its edits file's access time (a sweep reads it; most file systems update it at
 most daily, and one mounted noatime shows the write time); a graph's is the graph cache's own LRU clock.
 States: ok; damaged or incomplete (rebuilt when needed); leftover (of a process that is gone);
@@ -81,8 +82,10 @@ Without an area, prune removes only leftovers: staging and spill folders of proc
 gone, dead graph builds, calibration temp files and damaged variant folders. With an area it
 removes that area's entries (and its leftovers), filtered by --older-than and --model.
 Never removed: anything the harness did not write (listed as "not ours, kept"), results databases,
-folders of running processes, variant folders leased by a running sweep of a known store (--db),
-and variant folders or graphs used in the last minute. A variant folder is renamed aside before it
+folders of running processes, variant folders leased by a running sweep of a known store (--db) or
+recorded in a store that a running process of this machine is writing (a sweep reads them between
+its leases; a sweep on another machine: pass its store with --db), and variant folders or graphs
+used in the last minute. A variant folder is renamed aside before it
 is deleted, so a running sweep sees it whole or not at all; a removed variant is prepared again
 when needed, with the same scores.
 Examples:
@@ -171,7 +174,7 @@ function listJson(scan: HomeScan) {
     home: scan.home, exists: scan.exists, totalBytes: scan.totalBytes, areas,
     stores: scan.entries.filter(e => e.kind === 'store').map(entryJson),
     foreign: scan.entries.filter(e => e.kind === 'foreign').map(entryJson),
-    readStores: scan.stores, notes: scan.notes,
+    readStores: scan.stores, writing: scan.writing, notes: scan.notes,
   }
 }
 
@@ -192,7 +195,8 @@ function variantLine(e: CacheEntry): string {
   const v = e.variant
   if (!v) return e.note ?? ''
   const what = v.recordedAs.length ? v.recordedAs.join('; ') : v.edits ?? ''
-  return [v.modelDir ?? '', what, v.leasedBy ? `in use by ${v.leasedBy}` : '', e.note ?? ''].filter(Boolean).join(' · ')
+  const busy = v.leasedBy ? `in use by ${v.leasedBy}` : v.writtenBy ? `in use (${v.writtenBy})` : ''
+  return [v.modelDir ?? '', what, busy, e.note ?? ''].filter(Boolean).join(' · ')
 }
 
 function listText(scan: HomeScan): string {
@@ -216,10 +220,20 @@ function listText(scan: HomeScan): string {
   for (const e of scan.entries.filter(e => e.kind === 'store')) out += `store ${e.name}: ${formatBytes(e.bytes)} (never pruned)\n`
   out += foreignText(scan.entries.filter(e => e.kind === 'foreign'))
   for (const n of scan.notes) out += `note: ${n}\n`
+  for (const w of scan.writing) out += `note: ${w.store} is being written by pid ${w.pids.join(', ')} (a running sweep): the variants it records are in use\n`
+  out += unlabelledText(scan)
   out += `\ntotal ${formatBytes(scan.totalBytes)} (files hard-linked in several places counted once)\n`
   const reclaimable = scan.entries.filter(e => e.state === 'leftover' || e.state === 'damaged' || e.state === 'incomplete')
   if (reclaimable.length) out += `${reclaimable.length} leftover or damaged entr${reclaimable.length === 1 ? 'y' : 'ies'}: \`moe-harness cache prune\` shows what it would remove.\n`
   return out
+}
+
+/** Variant folders no store read names: where their method and ratio are to be found. */
+function unlabelledText(scan: HomeScan): string {
+  const n = scan.entries.filter(e => e.kind === 'variant' && e.variant && !e.variant.recordedAs.length).length
+  if (!n) return ''
+  const read = scan.stores.length ? `the store${scan.stores.length === 1 ? '' : 's'} read (${scan.stores.join(', ')})` : `a store (none at ${path.join(scan.home, 'results.sqlite')})`
+  return `note: ${n} variant folder${n === 1 ? ' is' : 's are'} not recorded in ${read}; pass the sweeps' stores with --db FILE... to see their method, parameters and ratio (a sweep's store is its config's \`store\` or its --db)\n`
 }
 
 function foreignText(foreign: CacheEntry[]): string {
