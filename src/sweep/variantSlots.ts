@@ -6,7 +6,7 @@ import path from 'node:path'
 import { calibrationKey, harnessHome } from '../calibration/cache.ts'
 import type { StatNeed } from '../calibration/stats.ts'
 import { contentHash } from '../edits/variantEdits.ts'
-import { publishVariantFolder, readVariantFiles, variantFolderState } from '../edits/variantFolder.ts'
+import { isVariantFolder, publishVariantFolder, readVariantFiles, variantFolderState } from '../edits/variantFolder.ts'
 import type { VariantEdits } from '../edits/variantEdits.ts'
 import { releaseSpilled } from '../edits/overrideSpill.ts'
 import { withFileErrors } from '../util/fileErrors.ts'
@@ -46,9 +46,18 @@ export interface PrepareContext {
 
 const variantDir = (ckpt: Checkpoint, hash: string) => path.join(harnessHome(), 'variants', variantFolderName(ckpt.fingerprint(), hash))
 
-/** The variant of a slot, prepared on first use. */
-export function prepared(slot: VariantSlot, ctx: PrepareContext): Promise<PreparedSlot> {
-  return (slot.preparation ??= timedTransform(ctx, () => prepareSlot(slot, ctx)))
+/**
+ * The variant of a slot, prepared on first use, and again when its folder has gone since (a `cache
+ * prune` from another machine sharing the home, or by hand): workers read the folder for each cell,
+ * so a cell must not be sent to one that no longer exists.
+ */
+export async function prepared(slot: VariantSlot, ctx: PrepareContext): Promise<PreparedSlot> {
+  const preparation = (slot.preparation ??= timedTransform(ctx, () => prepareSlot(slot, ctx)))
+  const result = await preparation
+  if (result.status !== 'ready' || isVariantFolder(result.dir)) return result
+  // Cells awaiting the same preparation share the next one: only the first resets it.
+  if (slot.preparation === preparation) slot.preparation = undefined
+  return prepared(slot, ctx)
 }
 
 /**
