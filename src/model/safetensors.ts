@@ -251,16 +251,27 @@ function readBytes(file: string, offset: number, length: number, what: string): 
   const buf = Buffer.alloc(length)
   const fd = fs.openSync(file, 'r')
   try {
-    let done = 0
-    while (done < length) {
-      const n = fs.readSync(fd, buf, done, length - done, offset + done)
-      if (n === 0) fail('SAFETENSORS_INVALID', `${file}: unexpected end of file reading '${what}'; the file changed or is truncated.`)
-      done += n
-    }
+    if (readAll(fd, buf, offset) < length) fail('SAFETENSORS_INVALID', `${file}: unexpected end of file reading '${what}'; the file changed or is truncated.`)
   } finally {
     fs.closeSync(fd)
   }
   return buf
+}
+
+/**
+ * Fills `buf` from the file at `position`, in calls of at most `chunk` bytes (Node refuses reads over
+ * 2^31 - 1 bytes: an embedding of 2.35 GB, as Kimi-K2's BF16 embed_tokens, failed with
+ * ERR_OUT_OF_RANGE). Returns the bytes read: fewer than buf's length only at the end of the file.
+ * `chunk` is for tests.
+ */
+export function readAll(fd: number, buf: Uint8Array, position: number, chunk = IO_CHUNK): number {
+  let done = 0
+  while (done < buf.byteLength) {
+    const n = fs.readSync(fd, buf, done, Math.min(chunk, buf.byteLength - done), position + done)
+    if (n === 0) break
+    done += n
+  }
+  return done
 }
 
 /** The entry's bytes in `entry.dtype` (an F8 entry is dequantized to F32 here). */
@@ -417,8 +428,8 @@ export function writeSafetensors(file: string, tensors: Record<string, TensorToW
   fs.renameSync(tmp, file)
 }
 
-/** Bytes per write(2) call: Node refuses more than 2^31 - 1 at once (ERR_OUT_OF_RANGE). */
-const WRITE_CHUNK = 2 ** 30
+/** Bytes per read(2)/write(2) call: Node refuses more than 2^31 - 1 at once (ERR_OUT_OF_RANGE). */
+const IO_CHUNK = 2 ** 30
 
 /**
  * Writes all of `bytes` at `position` (a byte offset in the file; default: the file position).
@@ -428,7 +439,7 @@ const WRITE_CHUNK = 2 ** 30
  * `chunk` (bytes per call) is for tests. Errors: the file system's (ENOSPC, EFBIG, EIO) as thrown.
  */
 export function writeAll(fd: number, bytes: Uint8Array, options: { position?: number; chunk?: number } = {}): void {
-  const chunk = options.chunk ?? WRITE_CHUNK
+  const chunk = options.chunk ?? IO_CHUNK
   let done = 0
   while (done < bytes.byteLength) {
     const at = options.position === undefined ? null : options.position + done

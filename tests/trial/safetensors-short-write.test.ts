@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { describe, it } from 'node:test'
-import { readSafetensorsHeader, readTensorBytes, writeAll, writeSafetensors } from '../../src/model/safetensors.ts'
+import { readAll, readSafetensorsHeader, readTensorBytes, writeAll, writeSafetensors } from '../../src/model/safetensors.ts'
 import { fileError } from '../../src/util/fileErrors.ts'
 import { ROOT } from '../helpers/cli.ts'
 import { tmpDir } from '../helpers/tmp.ts'
@@ -34,6 +34,17 @@ describe('writeSafetensors writes whole files or none', () => {
     assert.deepEqual(back.subarray(0, 10_000), data)
     assert.deepEqual(back.subarray(10_000, 12_000), new Uint8Array(2000))
     assert.deepEqual(back.subarray(12_000), data.subarray(0, 5000))
+
+    // readAll, its counterpart (reads over 2 GiB are refused in one call): in chunks, at a position.
+    const rfd = fs.openSync(file, 'r')
+    try {
+      const buf = new Uint8Array(5000)
+      assert.equal(readAll(rfd, buf, 12_000, 333), 5000)
+      assert.deepEqual(buf, data.subarray(0, 5000))
+      assert.equal(readAll(rfd, new Uint8Array(100), 16_950, 7), 50) // the end of the file
+    } finally {
+      fs.closeSync(rfd)
+    }
   })
 
   it('a tensor cut short by the file-size limit throws EFBIG and leaves no file or temp', () => {
