@@ -4,9 +4,13 @@
 import os from 'node:os'
 import path from 'node:path'
 
-/** The harness's own folder: calibration statistics and built graphs are cached under it ($MOE_HARNESS_HOME, else ./.harness). */
+/**
+ * The harness's own folder: calibration statistics and built graphs are cached under it ($MOE_HARNESS_HOME,
+ * else ./.harness). An empty value counts as unset, as for the other MOE_HARNESS_* variables: it had
+ * resolved to the current folder, which then received graphs/, calibration/ and variants/.
+ */
 export function harnessHome(): string {
-  return path.resolve(process.env.MOE_HARNESS_HOME ?? '.harness')
+  return path.resolve(process.env.MOE_HARNESS_HOME || '.harness')
 }
 
 export const DEFAULTS = Object.freeze({

@@ -4,10 +4,27 @@
 import { spillBudgetBytes } from '../edits/overrideSpill.ts'
 import { weightResidency } from '../engine/graphSession.ts'
 import { graphCacheLimitBytes } from '../onnx/graphStore.ts'
+import { harnessHome } from '../defaults.ts'
+import { fail } from '../errors.ts'
 
-/** Throws CONFIG_INVALID naming the variable and its fix when MOE_HARNESS_SPILL_MB, _WEIGHTS or _GRAPH_CACHE_GB is malformed. */
+/**
+ * Throws CONFIG_INVALID naming the variable and its fix when MOE_HARNESS_SPILL_MB, _WEIGHTS or
+ * _GRAPH_CACHE_GB is malformed, or when MOE_HARNESS_HOME lies in a kernel pseudo file system.
+ */
 export function checkEnvironment(): void {
   spillBudgetBytes()
   weightResidency()
   graphCacheLimitBytes()
+  checkHome()
+}
+
+/**
+ * /proc answers mkdir of a new entry with ENOENT, which Node's recursive mkdir takes for a missing
+ * parent and retries forever (100% CPU, no output: `MOE_HARNESS_HOME=/proc/x moe-harness score` never
+ * returned); /sys and /dev cannot hold a cache either.
+ */
+function checkHome(): void {
+  const home = harnessHome()
+  const pseudo = ['/proc', '/sys', '/dev'].find(root => home === root || home.startsWith(`${root}/`))
+  if (pseudo) fail('CONFIG_INVALID', `MOE_HARNESS_HOME is ${home}, inside ${pseudo}, a kernel file system that cannot hold the harness's caches; set it to a folder on a disk (or unset it for ./.harness).`)
 }

@@ -1,0 +1,34 @@
+// MOE_HARNESS_HOME values a user can set by accident: an empty one (`export MOE_HARNESS_HOME=` or an
+// unset variable in `MOE_HARNESS_HOME=$SCRATCH/h`) counts as unset, like the other MOE_HARNESS_*
+// variables (it had made the current folder the home: graphs/ appeared in the project), and a home
+// under /proc stops with CONFIG_INVALID (Node's recursive mkdir spun there forever, no output).
+import assert from 'node:assert/strict'
+import fs from 'node:fs'
+import path from 'node:path'
+import { describe, it } from 'node:test'
+import { runCli } from '../helpers/cli.ts'
+import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
+import { tmpDir } from '../helpers/tmp.ts'
+
+const dir = tmpDir()
+const model = path.join(dir, 'model')
+writeTinyCheckpoint(model, { family: 'mixtral', experts: 4, topK: 2, layers: 1, hidden: 16, ffn: 8, seed: 5 })
+
+describe('MOE_HARNESS_HOME', () => {
+  it('empty: scores as when unset and writes nothing into the current folder', () => {
+    const cwd = path.join(dir, 'project')
+    fs.mkdirSync(cwd)
+    const empty = runCli(['score', '--model', model, '--ids', '1,2,3,4', '--json'], { cwd, env: { MOE_HARNESS_HOME: '' } })
+    assert.equal(empty.status, 0, empty.stderr)
+    assert.deepEqual(fs.readdirSync(cwd), [])
+    const unset = runCli(['score', '--model', model, '--ids', '1,2,3,4', '--json'], { cwd, env: { MOE_HARNESS_HOME: undefined as unknown as string } })
+    assert.equal(unset.status, 0, unset.stderr)
+    assert.deepEqual(JSON.parse(empty.stdout.trim().split('\n').pop()!).logprobs, JSON.parse(unset.stdout.trim().split('\n').pop()!).logprobs)
+  })
+
+  it('under /proc: CONFIG_INVALID naming the variable, at once', () => {
+    const r = runCli(['score', '--model', model, '--ids', '1,2,3'], { env: { MOE_HARNESS_HOME: '/proc/moe-harness-home' }, timeoutMs: 60_000 })
+    assert.equal(r.status, 1, `status ${r.status} (a hang is -1): ${r.stderr}`)
+    assert.match(r.stderr, /error \[CONFIG_INVALID\]: MOE_HARNESS_HOME is \/proc\/moe-harness-home, inside \/proc/)
+  })
+})
