@@ -16,8 +16,27 @@ export function methodNames(): string[] {
   return [...pluginFiles(METHODS_DIR).keys()]
 }
 
-export function loadMethod(name: string): Promise<MethodDefinition> {
+export async function loadMethod(name: string): Promise<MethodDefinition> {
+  if (!methodNames().includes(name)) await unknownMethod(name)
   return loadPlugin<MethodDefinition>('method', METHODS_DIR, name, 'METHOD_INVALID').then(checkShape)
+}
+
+/**
+ * UNKNOWN_NAME for a method name; when the name is a value of some method's enum parameter (a paper's
+ * name: Wanda and MoE-Pruner are `score`s of magnitude-pruning), the message says how to ask for it,
+ * on the command line and in a config, instead of only listing the file names.
+ */
+async function unknownMethod(name: string): Promise<never> {
+  const uses: string[] = []
+  const methods = await loadAllMethods().catch(() => [] as MethodDefinition[]) // a broken file must not hide this error
+  for (const m of methods) {
+    for (const [param, spec] of Object.entries(m.params)) {
+      const value = spec.type === 'enum' ? spec.values.find(v => v.toLowerCase() === name.toLowerCase()) : undefined
+      if (value) uses.push(`--method ${m.name} --param ${param}=${value} (config: { method: '${m.name}', params: { ${param}: '${value}' } })`)
+    }
+  }
+  if (uses.length) fail('UNKNOWN_NAME', `Unknown method '${name}': it is a parameter value, use ${uses.join(' or ')}. Available methods: ${methodNames().join(', ')}.`)
+  return unknownName('method', name, methodNames())
 }
 
 export async function loadAllMethods(): Promise<MethodDefinition[]> {

@@ -6,7 +6,6 @@ import { fail } from '../errors.ts'
 import { loadMethod, methodNames, parseParamOverrides, type ParamValues } from '../methods/registry.ts'
 import type { TaskDefinition } from '../tasks/defineTask.ts'
 import { builtInTasks, resolveTasks } from '../tasks/registry.ts'
-import { unknownName } from '../util/suggest.ts'
 
 export interface VariantSpec {
   model: string
@@ -59,8 +58,7 @@ export async function expandVariants(config: HarnessConfig, baseDir: string): Pr
   for (const [model, dir] of Object.entries(config.models)) {
     for (const entry of entries) {
       const name = typeof entry === 'string' ? entry : entry.method
-      if (!methodNames().includes(name)) unknownName('method', name, methodNames())
-      const method = await loadMethod(name)
+      const method = await loadMethod(name) // an unknown name is UNKNOWN_NAME with suggestions
       const given = typeof entry === 'string' ? {} : entry.params ?? {}
       if ('ratio' in given) fail('HARNESS_CONFIG_INVALID', `methods[${name}].params.ratio: ratios come from the top-level 'ratios' list.`)
       for (const combo of grid(given)) {
