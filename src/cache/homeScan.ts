@@ -116,11 +116,16 @@ export function scanHome(home: string, stores: readonly string[], now = Date.now
     try { mtime = fs.lstatSync(full).mtimeMs } catch { /* vanished: an eviction */ }
     scan.entries.push({ area, kind, path: full, name: path.relative(home, full), bytes: usageBytes(usage), lastUsedMs: mtime, state, usage, ...extra })
   }
+  // An area may be a symbolic link to a folder on a bigger disk: the harness writes through it, so it is
+  // listed and pruned through it too (its entries' paths stay under the home), and counted in the total.
+  const linkedAreas: string[] = []
   for (const name of readdir(home)) {
     const full = path.join(home, name)
-    if (name === 'variants' && isDir(full)) scanVariants(full, labels, add, now)
-    else if (name === 'graphs' && isDir(full)) scanGraphs(full, add, now)
-    else if (name === 'calibration' && isDir(full)) scanCalibration(full, add, now, true)
+    const area = (AREAS as readonly string[]).includes(name) ? areaDir(full) : undefined
+    if (area === 'link') linkedAreas.push(full)
+    if (name === 'variants' && area) scanVariants(full, labels, add, now)
+    else if (name === 'graphs' && area) scanGraphs(full, add, now)
+    else if (name === 'calibration' && area) scanCalibration(full, add, now, true)
     else if (STORE_FILE.test(name) && isStoreFile(full)) add('home', 'store', full, 'kept', { note: 'results database (never pruned)' })
     else add('home', 'foreign', full, 'kept', { note: 'not ours, kept' })
   }
@@ -129,7 +134,7 @@ export function scanHome(home: string, stores: readonly string[], now = Date.now
   const asked = new Set(stores.map(s => path.resolve(s)))
   scan.stores = scan.stores.filter(s => asked.has(s) || named.has(s))
   scan.writing = scan.writing.filter(w => named.has(w.store))
-  scan.totalBytes = usageBytes(diskUsage(home))
+  scan.totalBytes = usageBytes(diskUsage(home), ...linkedAreas.map(a => diskUsage(`${a}/`)))
   return scan
 }
 
@@ -308,6 +313,17 @@ function samePath(a: string, b: string): boolean {
     return fs.realpathSync(a) === fs.realpathSync(b)
   } catch {
     return false
+  }
+}
+
+/** 'dir' for a folder, 'link' for a symbolic link to one, undefined otherwise. */
+function areaDir(p: string): 'dir' | 'link' | undefined {
+  try {
+    const st = fs.lstatSync(p)
+    if (st.isDirectory()) return 'dir'
+    return st.isSymbolicLink() && fs.statSync(p).isDirectory() ? 'link' : undefined
+  } catch {
+    return undefined
   }
 }
 

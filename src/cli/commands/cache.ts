@@ -45,7 +45,8 @@ Examples:
     .command('list', { isDefault: true })
     .description('List the harness home per area: variant folders (method, ratio, model, size, last use, state), graphs, calibration, totals.'))
     .addHelpText('after', `
-Sizes are bytes on disk; a file hard-linked in several places counts once. A variant folder's
+Sizes are bytes on disk; a file hard-linked in several places counts once; an area that is a symbolic
+link to another folder (variants on a bigger disk) is listed, counted and pruned through it. A variant folder's
 method, parameters and ratio come from the results stores (--db, and any store a running process of
 this machine is writing); its model and edits from its own files.
 A variant's last use is its edits file's access time (a sweep reads it; most file systems update it at
