@@ -14,6 +14,17 @@ import type { Cell, LeaderboardData, ModelData, Row, TaskInfo } from './leaderbo
 const SIGNIFICANT = 0.05
 
 /** A recovery over fewer than all of the model's accuracy tasks (the row or the unpruned model lacks some). */
+/**
+ * Accuracy tasks the store holds in several columns (task versions, document subsets or data files
+ * that differ): no row can have them all unless scored under every one, so rerunning one sweep does
+ * not complete the rows; the leaderboard says so beside the incomplete note.
+ */
+function splitTasks(model: ModelData): string[] {
+  const counts = new Map<string, number>()
+  for (const t of model.tasks) if (t.isAccuracy) counts.set(t.name, (counts.get(t.name) ?? 0) + 1)
+  return [...counts].filter(([, n]) => n > 1).map(([name]) => name)
+}
+
 function isPartialRecovery(row: Row, model: ModelData): boolean {
   return row.recovery !== null && row.recoveryTasks.length < model.averageTasks.length
 }
@@ -90,6 +101,7 @@ function createEngine(theme: Theme): typeof Handlebars {
   }).join(' · '))
   hb.registerHelper('taskCount', (row: Row, model: ModelData) => `${model.averageTasks.length - row.missingTasks.length}/${model.averageTasks.length}`)
   hb.registerHelper('partialRecovery', (row: Row, model: ModelData) => isPartialRecovery(row, model))
+  hb.registerHelper('splitTasks', (model: ModelData) => splitTasks(model).join(', '))
   hb.registerHelper('cellsOf', (row: Row, tasks: TaskInfo[]) => tasks.map(task => ({ task, cell: row.cells[task.key] })))
   hb.registerHelper('sigMarks', (cell: Cell | undefined) => {
     if (!cell) return ''

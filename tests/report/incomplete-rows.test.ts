@@ -143,6 +143,7 @@ describe('leaderboard rows over different task sets', () => {
     assert.ok(complete.includes(`<td data-v="${row('frequency-pruning', 0.25).average}">${row('frequency-pruning', 0.25).average!.toFixed(4)}</td>`), complete)
     assert.ok(!complete.includes('incomplete'))
     assert.match(html, /<p class="muted incomplete-note"><span class="incomplete">incomplete<\/span>: 1 row\(s\) lack a score for some of the 2 accuracy tasks \(brown-agreement, brown-cloze\)/)
+    assert.match(html, /Merge the shards or rerun the sweep to complete the rows\.<\/p>/)
     for (const title of ['Average accuracy vs ratio', 'accuracy vs memory', 'accuracy vs active parameters per token']) {
       const svg = chart(html, title)
       assert.ok(svg.includes('frequency-pruning'), `${title} draws the complete rows`)
@@ -215,6 +216,10 @@ describe('leaderboard rows over different task sets', () => {
     assert.equal(n.recovery, (100 * n.cells[a20.key].value) / b.cells[a20.key].value)
     assert.ok(f.has(`task-${a10.slug}.html`) && f.has(`task-${a20.slug}.html`) && a10.slug !== a20.slug)
     assert.ok(f.get('model-tiny.html')!.includes(`>brown-agreement [${a10.subset}]<br>`))
+    // Rerunning a sweep cannot complete these rows: the note says why and what does (not "rerun the sweep").
+    const note = /<p class="muted incomplete-note">(.*?)<\/p>/s.exec(f.get('model-tiny.html')!)![1]!
+    assert.match(note, /The store holds brown-agreement under several task versions, document subsets or data files \(one column each\): a row scored under one lacks the others, so rerunning a sweep does not complete it; score every variant with the same <code>subset<\/code>/)
+    assert.ok(!note.includes('Merge the shards'), note)
   })
 
   it('scores on another task data file are another column too', () => {
