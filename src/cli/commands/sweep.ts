@@ -126,7 +126,8 @@ export async function sweepFromFlags(flags: SweepFlags): Promise<SweepSummary & 
   const controller = new AbortController()
   const onSignal = () => {
     if (controller.signal.aborted) process.exit(130)
-    process.stderr.write('\ninterrupted: finishing the database write in progress; rerun to resume (Ctrl-C again to quit at once)\n')
+    // In-flight cells and a variant being prepared run to their end (a method can take minutes at real size).
+    process.stderr.write('\ninterrupted: no new cells start; the cells being scored and any variant being prepared finish first. Rerun to resume (Ctrl-C again quits at once; finished cells are kept)\n')
     controller.abort()
   }
   process.on('SIGINT', onSignal)
