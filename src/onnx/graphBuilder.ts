@@ -50,7 +50,8 @@ export class GraphBuilder {
 
   /**
    * A builder for a control-flow body (If / Loop branch). Its nodes stay in the subgraph; names,
-   * constants and initializers are the root graph's, which the body reads as outer-scope values.
+   * constants and initializers are the root graph's, which the body reads as outer-scope values
+   * (except bodyFileInitializer's).
    */
   subgraph(name: string): GraphBuilder {
     return new GraphBuilder(name, this)
@@ -58,7 +59,7 @@ export class GraphBuilder {
 
   /** This builder's nodes as a body graph returning `outputs` (name, type, dims). */
   toGraph(outputs: { name: string; type: ElemType; dims: Dim[] }[]): GraphProto {
-    return create(GraphProtoSchema, { name: this.name, node: this.nodes, output: outputs.map(o => valueInfo(o.name, o.type, o.dims)) })
+    return create(GraphProtoSchema, { name: this.name, node: this.nodes, initializer: this.inits, output: outputs.map(o => valueInfo(o.name, o.type, o.dims)) })
   }
 
   /** Number of nodes in this graph (not counting its subgraphs). */
@@ -96,6 +97,16 @@ export class GraphBuilder {
    */
   fileInitializer(name: string, type: ElemType, dims: number[], location: string, offset: number, length: number): string {
     if (this.root !== this) return this.root.fileInitializer(name, type, dims, location, offset, length)
+    this.inits.push(externalTensor(name, type, dims, location, offset, length))
+    return name
+  }
+
+  /**
+   * fileInitializer declared in this builder's own graph, also when it is a body (only there, and in
+   * bodies nested in it, can it be read). onnxruntime resolves file external data in bodies too, not
+   * in-memory external data (externalInitializer), which it looks up for the main graph only.
+   */
+  bodyFileInitializer(name: string, type: ElemType, dims: number[], location: string, offset: number, length: number): string {
     this.inits.push(externalTensor(name, type, dims, location, offset, length))
     return name
   }

@@ -16,6 +16,7 @@
 // (the routing and final gate weights the graph used, routed_scaling_factor included), moe_input_L [N, d],
 // moe_output_L [N, d], expert_rows_L_e [n] + expert_out_L_e [n, d] (pre-gate, routed tokens only),
 // expert_out_all_L_e [N, d] (the expert forced on every token).
+import fs from 'node:fs'
 import path from 'node:path'
 import { fail } from '../errors.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
@@ -109,7 +110,23 @@ export interface BuiltGraph {
 
 const NEG_INF = -Infinity
 
-export function buildScoringGraph(ckpt: Checkpoint, variantEdits: VariantEdits, options: GraphOptions = {}): BuiltGraph {
+/**
+ * `layerBodies`: each decoder layer in the then_branch of an If of its own, so the main graph holds O(1)
+ * nodes per layer (the expert bodies, EXPERTS_PER_BODY, nest inside; weights are declared in the body
+ * that reads them, see WeightLoader.initializer). onnxruntime plans the memory of each graph apart, and
+ * planning one graph grows faster than its dynamically shaped values: with every layer's nodes in the
+ * main graph, creation took 4.5 / 10.0 / 23.4 CPU s at 12 / 24 / 48 layers (Qwen3-30B-A3B shape at
+ * hidden 64, 128 experts; with layer bodies see tests/engine/layer-bodies.test.ts and bench (a)).
+ * The default for float32 graphs of mapped weights (weightFiles: what the engine runs). The others keep
+ * every layer in the main graph, where bodies would change their numbers: in-memory weights are constants
+ * that onnxruntime pre-packs only one body level deep (an expert body inside a layer body would compute
+ * with unpacked weights, other float32 roundings), and on the CPU a half-precision value crossing an If
+ * is rounded to float16 where one graph keeps its chain of float16 nodes in float32. Same nodes in the
+ * same order: the numbers are bit-identical either way (tests/engine/layer-bodies.test.ts).
+ */
+export function buildScoringGraph(
+  ckpt: Checkpoint, variantEdits: VariantEdits, options: GraphOptions = {}, layerBodies = options.weightFiles !== undefined && (options.precision ?? 'float32') === 'float32',
+): BuiltGraph {
   const spec = ckpt.spec
   // A harness-format variant folder carries hooks of its own; edits apply on top of them.
   const edits = ckpt.baseEdits ? mergeEdits(ckpt.baseEdits, variantEdits) : variantEdits
@@ -148,36 +165,61 @@ export function buildScoringGraph(ckpt: Checkpoint, variantEdits: VariantEdits, 
   const bias = runsAttention ? attentionBias(g, branch, bt) : ''
   const [cos, sin] = runsAttention ? rotaryTables(g, spec, pos, p) : ['', '']
 
-  spec.layers.forEach((layer, i) => {
+  const attends = (i: number) => 2 * i >= slice.from && 2 * i < slice.to
+  const addsMlp = (i: number) => 2 * i + 1 >= slice.from && 2 * i + 1 < slice.to
+  const peeks = (i: number) => (slice.peekMlp ?? false) && 2 * i + 1 === slice.to
+  // Layer i's attention and MLP (each when the slice has it), in `b`: the main graph or a layer body.
+  const attentionOf = (b: GraphBuilder, i: number, x: string): string => {
+    const h = rmsNorm(b, weights.precision, x, weights.float(ckpt.names.layers[i].inputNorm, b), spec.rmsNormEps)
+    return b.op('Add', [x, attention(b, spec, weights, i, h, bt, cos, sin, bias)])
+  }
+  const mlpOf = (b: GraphBuilder, report: Report, i: number, x: string): string => {
+    const layer = spec.layers[i]!
     const n = ckpt.names.layers[i]
-    if (2 * i >= slice.from && 2 * i < slice.to) {
-      const h = rmsNorm(g, weights.precision, x, weights.float(n.inputNorm, g), spec.rmsNormEps)
-      const attn = attention(g, spec, weights, i, h, bt, cos, sin, bias)
-      x = g.op('Add', [x, attn])
-    }
-    const addsMlp = 2 * i + 1 >= slice.from && 2 * i + 1 < slice.to
-    if (!addsMlp && !(slice.peekMlp && 2 * i + 1 === slice.to)) return
-    const h2 = rmsNorm(g, weights.precision, x, weights.float(n.postNorm, g), spec.rmsNormEps)
+    const h2 = rmsNorm(b, weights.precision, x, weights.float(n.postNorm, b), spec.rmsNormEps)
     // A peeking slice reports the calibration outputs of the peeked layer only.
-    const layerCalib = slice.peekMlp ? (addsMlp ? {} : { ...calib, outputsOnly: true }) : calib
+    const layerCalib = slice.peekMlp ? (addsMlp(i) ? {} : { ...calib, outputsOnly: true }) : calib
     let mlp: string
     if (layer.kind === 'dense') {
-      mlp = swiglu(g, weights, n.denseMlp!, h2)
+      mlp = swiglu(b, weights, n.denseMlp!, h2)
     } else {
       const hooks = edits.layers[layer.index] ?? {}
       if (options.maskInputs && hooks.disabled?.length) throw new Error(`graph with mask inputs: layer ${layer.index} has disabled experts in its edits; feed them as expert_mask_${layer.index} instead`)
       const maskInput = options.maskInputs ? g.input(`expert_mask_${layer.index}`, 'float32', [layer.numExperts]) : undefined
-      mlp = moeBlock(g, spec, weights, layer, h2, valid, hooks, layerCalib, addOutput, options.denseExperts ?? false, maskInput, options.flatExperts ?? false)
-      if (layerCalib.moeInputs) {
-        g.op('Identity', [p.toFloat32(g, h2)], {}, `moe_input_${layer.index}`)
-        addOutput(`moe_input_${layer.index}`, 'float32', ['N', d])
-      }
-      if (layerCalib.moeOutputs) {
-        g.op('Identity', [p.toFloat32(g, mlp)], {}, `moe_output_${layer.index}`)
-        addOutput(`moe_output_${layer.index}`, 'float32', ['N', d])
-      }
+      mlp = moeBlock(b, spec, weights, layer, h2, valid, hooks, layerCalib, report, options.denseExperts ?? false, maskInput, options.flatExperts ?? false)
+      if (layerCalib.moeInputs) b.op('Identity', [p.toFloat32(b, h2)], {}, report(`moe_input_${layer.index}`, 'float32', ['N', d]))
+      if (layerCalib.moeOutputs) b.op('Identity', [p.toFloat32(b, mlp)], {}, report(`moe_output_${layer.index}`, 'float32', ['N', d]))
     }
-    if (addsMlp) x = g.op('Add', [x, mlp])
+    return addsMlp(i) ? b.op('Add', [x, mlp]) : x
+  }
+  const rootReport: Report = (name, type, dims) => {
+    addOutput(name, type, dims)
+    return name
+  }
+  // An If whose condition is always true, computed from an input so onnxruntime cannot fold it and inline the body.
+  const always = layerBodies ? g.op('GreaterOrEqual', [g.op('Size', [ids]), g.scalarInt(0)]) : ''
+  spec.layers.forEach((_, i) => {
+    if (!attends(i) && !addsMlp(i) && !peeks(i)) return
+    const layer = (b: GraphBuilder, report: Report, x: string) => {
+      const y = attends(i) ? attentionOf(b, i, x) : x
+      return addsMlp(i) || peeks(i) ? mlpOf(b, report, i, y) : y
+    }
+    if (!layerBodies) {
+      x = layer(g, rootReport, x)
+      return
+    }
+    // The body returns the new residual (unless only peeked) and the layer's calibration outputs.
+    const body = g.subgraph(`layer_${i}`)
+    const reported: BodyOutput[] = []
+    const y = layer(body, (name, type, dims) => {
+      const value = g.fresh(name)
+      reported.push({ name, value, type, dims })
+      return value
+    }, x)
+    const residual = y === x ? [] : [{ name: g.fresh('residual'), value: y, type: p.elemType, dims: ['N', d] }]
+    ifBody(g, always, body, [...residual, ...reported], residual.length ? [x] : [])
+    if (residual.length) x = residual[0]!.name
+    for (const r of reported) addOutput(r.name, r.type, r.dims)
   })
 
   if (slice.to < total) {
@@ -367,7 +409,7 @@ class WeightLoader {
   }
 
   private as(name: string, scope: GraphBuilder, type: ComputePrecision): string {
-    const init = this.initializer(name)
+    const init = this.initializer(name, scope)
     if (init.type === 'float32' && type === 'float32') return init.name
     let cached = this.casts.get(scope)
     if (!cached) this.casts.set(scope, (cached = new Map()))
@@ -410,8 +452,20 @@ class WeightLoader {
     return this.initializer(name).type !== 'float32'
   }
 
-  private initializer(name: string): { name: string; type: ElemType } {
-    const hit = this.inits.get(name)
+  /**
+   * `name` as an initializer `scope` can read. A mapped checkpoint weight read in a control-flow body is
+   * declared in that body (again in each body that reads it; the same file range, mapped once):
+   * onnxruntime hands every body the names of all graphs around it at each graph resolve, so 18k weights
+   * in the main graph made session creation superlinear in layers (Qwen3 tiny 48 x 128 with layer bodies:
+   * 20.1 -> 17.7 CPU s; 12 -> 48 layers 4.3x -> 4.0x). Same values; a constant weight is pre-packed as
+   * before (onnxruntime pre-packs outer-scope constants one body level deep only). The others stay in
+   * the main graph: in-memory weights and derived tensors (onnxruntime finds in-memory external data
+   * there only), and files that bodies cannot read (see bodyLocation).
+   */
+  private initializer(name: string, scope: GraphBuilder = this.g): { name: string; type: ElemType } {
+    const local = this.files && scope !== this.g && !this.inputs.has(name) ? this.bodyLocation(name) : undefined
+    const key = local ? `${name}@${scope.name}` : name
+    const hit = this.inits.get(key)
     if (hit) return hit
     const entry = this.ckpt.tensors.get(name)!
     const override = this.edits.overrides[name]
@@ -440,12 +494,37 @@ class WeightLoader {
         source = { ...this.files.appendDerived(bytes), length: bytes.byteLength }
       } else {
         this.ckpt.checkFinite(name)
-        source = { location: path.relative(this.files.base, entry.file), offset: entry.offset, length: entry.byteLength }
+        source = { location: local ?? path.relative(this.files.base, entry.file), offset: entry.offset, length: entry.byteLength }
       }
-      init = { name: this.g.fileInitializer(`w:${name}`, type, entry.shape, source.location, source.offset, source.length), type }
+      init = {
+        name: local
+          ? scope.bodyFileInitializer(`w:${key}`, type, entry.shape, source.location, source.offset, source.length)
+          : this.g.fileInitializer(`w:${name}`, type, entry.shape, source.location, source.offset, source.length),
+        type,
+      }
     }
-    this.inits.set(name, init)
+    this.inits.set(key, init)
     return init
+  }
+
+  private bodyFiles = new Map<string, string>()
+  /**
+   * The location a body declares checkpoint tensor `name` with, or undefined when it must stay in the main
+   * graph: an edited or FP8 tensor (derived), or a file with several hard links. onnxruntime refuses, for
+   * initializers of a body only, a symbolic link (so the link is resolved: a Hugging Face cache folder
+   * links every file to its blob) and a file with several hard links. A link added later changes the
+   * file's ctime, hence the graph's key (graphStore.ts checkpointIdentity): the graph is built again.
+   */
+  private bodyLocation(name: string): string | undefined {
+    const entry = this.ckpt.tensors.get(name)!
+    if (this.edits.overrides[name] || entry.fp8) return undefined
+    let location = this.bodyFiles.get(entry.file)
+    if (location === undefined) {
+      const real = fs.realpathSync(entry.file)
+      location = fs.statSync(real).nlink === 1 ? path.relative(this.files!.base, real) : ''
+      this.bodyFiles.set(entry.file, location)
+    }
+    return location || undefined
   }
 }
 
@@ -653,7 +732,7 @@ function expertGroups(layer: MoeLayerSpec, hooks: LayerHooks): ExpertGroup[] {
 
 function moeBlock(
   g: GraphBuilder, spec: ModelSpec, weights: ComputeWeights, layer: MoeLayerSpec, h: string, valid: string,
-  hooks: LayerHooks, calib: CalibrationOutputs, addOutput: (name: string, type: ElemType, dims: (string | number)[]) => void,
+  hooks: LayerHooks, calib: CalibrationOutputs, report: Report,
   dense: boolean, maskInput?: string, flat = false,
 ): string {
   const n = weights.ckpt.names.layers[layer.index]
@@ -667,16 +746,14 @@ function moeBlock(
     ? linear(g, p.toFloat32(g, h), weights.float32(n.router!, g))
     : p.toFloat32(g, linear(g, h, weights.float(n.router!, g)))
   if (calib.routerLogits) {
-    g.op('Identity', [routerLogits], {}, `router_logits_${L}`)
-    addOutput(`router_logits_${L}`, 'float32', ['N', E])
+    g.op('Identity', [routerLogits], {}, report(`router_logits_${L}`, 'float32', ['N', E]))
   }
   const topK = hooks.topK ?? layer.topK
   let [topW, topI, scores] = routeTopK(g, layer, weights, routerLogits, hooks.disabled ?? [], topK, maskInput)
   if (calib.routerLogits) {
     // The per-expert scores the gates are taken from: softmax over the surviving experts, or
     // DeepSeek-V3's sigmoid (independent per expert; the correction bias is not in them).
-    g.op('Identity', [scores], {}, `router_scores_${L}`)
-    addOutput(`router_scores_${L}`, 'float32', ['N', E])
+    g.op('Identity', [scores], {}, report(`router_scores_${L}`, 'float32', ['N', E]))
   }
   if (hooks.skipSecondBeta !== undefined) {
     // NAEE: drop the second expert where w2 / w1 < beta (decided on the pre-renormalisation weights).
@@ -696,10 +773,8 @@ function moeBlock(
   if (layer.router.routedScalingFactor !== 1) topW = g.op('Mul', [topW, g.scalarFloat(layer.router.routedScalingFactor)])
   if (calib.routerLogits) {
     // The routing the graph actually used, so statistics never disagree with it on near-ties.
-    g.op('Identity', [topI], {}, `topk_indices_${L}`)
-    g.op('Identity', [topW], {}, `topk_weights_${L}`)
-    addOutput(`topk_indices_${L}`, 'int64', ['N', topK])
-    addOutput(`topk_weights_${L}`, 'float32', ['N', topK])
+    g.op('Identity', [topI], {}, report(`topk_indices_${L}`, 'int64', ['N', topK]))
+    g.op('Identity', [topW], {}, report(`topk_weights_${L}`, 'float32', ['N', topK]))
   }
 
   // Gate matrix G [N, E] (g_e(x), zero where e is not selected) and routed matrix R [N, E]
@@ -749,9 +824,9 @@ function moeBlock(
         for (const e of perExpert ? group.members : []) {
           // Bound slots share the computation; each member's own routed rows are reported.
           const own = group.members.length === 1 ? { rows, hidden, y } : ((r: string) => ({ rows: r, ...swigluRows(body, weights, names, h, r, keepNeurons, layer.expertFfn, down) }))(rowsOf([e], body))
-          reported.push({ name: `expert_rows_${L}_${e}`, value: own.rows, type: 'int64', dims: [`n_${L}_${e}`] })
-          if (calib.expertOutputs) reported.push({ name: `expert_out_${L}_${e}`, value: p.toFloat32(body, own.y), type: 'float32', dims: [`n_${L}_${e}`, d] })
-          if (calib.expertHidden) reported.push({ name: `expert_hidden_${L}_${e}`, value: p.toFloat32(body, own.hidden), type: 'float32', dims: [`n_${L}_${e}`, layer.expertFfn] })
+          reported.push(reportedBy(report, `expert_rows_${L}_${e}`, own.rows, 'int64', [`n_${L}_${e}`]))
+          if (calib.expertOutputs) reported.push(reportedBy(report, `expert_out_${L}_${e}`, p.toFloat32(body, own.y), 'float32', [`n_${L}_${e}`, d]))
+          if (calib.expertHidden) reported.push(reportedBy(report, `expert_hidden_${L}_${e}`, p.toFloat32(body, own.hidden), 'float32', [`n_${L}_${e}`, layer.expertFfn]))
         }
         if (outputsOnly) continue
         const gate = body.op('Gather', [gateColumn(group.members, body), rows], { axis: 0 }) // [n, 1]
@@ -760,7 +835,6 @@ function moeBlock(
       const sum = outputsOnly ? [] : [{ name: g.fresh('moe_sum'), value: acc, type: 'float32' as const, dims: ['N', d] }]
       ifBody(g, always, body, [...sum, ...reported], sum.length ? [out] : [])
       if (sum.length) out = sum[0]!.name
-      for (const r of reported) addOutput(r.name, r.type, r.dims)
     }
   }
   for (const group of chunked ? [] : groups) {  // the flat path
@@ -781,16 +855,9 @@ function moeBlock(
       for (const e of group.members) {
         // Bound slots share the computation; each member's own routed rows are reported.
         const own = group.members.length === 1 ? { rows, hidden, y } : { rows: routedRows([e]), ...swigluRows(g, weights, names, h, routedRows([e]), keepNeurons, layer.expertFfn) }
-        g.op('Identity', [own.rows], {}, `expert_rows_${L}_${e}`)
-        addOutput(`expert_rows_${L}_${e}`, 'int64', [`n_${L}_${e}`])
-        if (calib.expertOutputs) {
-          g.op('Identity', [p.toFloat32(g, own.y)], {}, `expert_out_${L}_${e}`)
-          addOutput(`expert_out_${L}_${e}`, 'float32', [`n_${L}_${e}`, d])
-        }
-        if (calib.expertHidden) {
-          g.op('Identity', [p.toFloat32(g, own.hidden)], {}, `expert_hidden_${L}_${e}`)
-          addOutput(`expert_hidden_${L}_${e}`, 'float32', [`n_${L}_${e}`, layer.expertFfn])
-        }
+        g.op('Identity', [own.rows], {}, report(`expert_rows_${L}_${e}`, 'int64', [`n_${L}_${e}`]))
+        if (calib.expertOutputs) g.op('Identity', [p.toFloat32(g, own.y)], {}, report(`expert_out_${L}_${e}`, 'float32', [`n_${L}_${e}`, d]))
+        if (calib.expertHidden) g.op('Identity', [p.toFloat32(g, own.hidden)], {}, report(`expert_hidden_${L}_${e}`, 'float32', [`n_${L}_${e}`, layer.expertFfn]))
       }
     }
     if (outputsOnly) continue
@@ -802,16 +869,14 @@ function moeBlock(
       const body = g.subgraph(`moe_${L}_all_tokens_${c}`)
       const reported: BodyOutput[] = []
       for (let e = c; e < Math.min(E, c + EXPERTS_PER_BODY); e++) {
-        reported.push({ name: `expert_out_all_${L}_${e}`, value: p.toFloat32(body, swiglu(body, weights, n.experts![hooks.bindings?.[e] ?? e], h)), type: 'float32', dims: ['N', d] })
+        reported.push(reportedBy(report, `expert_out_all_${L}_${e}`, p.toFloat32(body, swiglu(body, weights, n.experts![hooks.bindings?.[e] ?? e], h)), 'float32', ['N', d]))
       }
       ifBody(g, always, body, reported, [])
-      for (const r of reported) addOutput(r.name, r.type, r.dims)
     }
   } else if (calib.expertOutputsAllTokens) {
     for (let e = 0; e < E; e++) {
       const names = n.experts![hooks.bindings?.[e] ?? e]
-      g.op('Identity', [p.toFloat32(g, swiglu(g, weights, names, h))], {}, `expert_out_all_${L}_${e}`)
-      addOutput(`expert_out_all_${L}_${e}`, 'float32', ['N', d])
+      g.op('Identity', [p.toFloat32(g, swiglu(g, weights, names, h))], {}, report(`expert_out_all_${L}_${e}`, 'float32', ['N', d]))
     }
   }
   if (outputsOnly) return p.toCompute(g, out)
@@ -887,6 +952,18 @@ function swigluRows(g: GraphBuilder, weights: ComputeWeights, names: ExpertNames
 
 /** A value an expert body returns: `value` inside the body, `name` outside (the If's output). */
 interface BodyOutput { name: string; value: string; type: ElemType; dims: (string | number)[] }
+
+/**
+ * Declares the calibration output `name` and returns the name its value must get in the builder that
+ * computes it: `name` itself in the main graph; inside a layer body a fresh name, which the layer's If
+ * returns as `name` (a body cannot give a value the name of a graph output, which lives outside it).
+ */
+type Report = (name: string, type: ElemType, dims: (string | number)[]) => string
+
+/** An expert body's output `value` that becomes the calibration output `name` (through `report`). */
+function reportedBy(report: Report, name: string, value: string, type: ElemType, dims: (string | number)[]): BodyOutput {
+  return { name: report(name, type, dims), value, type, dims }
+}
 
 /**
  * Adds If(always) running `body` and returning its outputs under their outer names. The else branch
