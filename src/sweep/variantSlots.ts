@@ -91,7 +91,11 @@ export async function checkVariantsWritable(slots: readonly VariantSlot[], ctx: 
   const pending: string[] = []
   for (const slot of slots) {
     if (slot.planned.status === 'infeasible') continue
-    if (!(await storedVariant(slot, slot.planned.plan, ctx, () => {})).ready) pending.push(`${slot.spec.model} ${slot.spec.method} r=${slot.spec.params.ratio}`)
+    // A variant the store knows but whose folder must be rewritten says why (else "prepare" puzzles).
+    let why = ''
+    const stored = await storedVariant(slot, slot.planned.plan, ctx, m => { why = `: ${m.replace(/^damaged prepared-variant cache: /, 'its folder is damaged, ').replace(/; rebuilding it$/, '')}` })
+    if (stored.moved) why = `: its folder names another model folder than ${slot.ckpt.dir}`
+    if (!stored.ready) pending.push(`${slot.spec.model} ${slot.spec.method} r=${slot.spec.params.ratio}${why}`)
   }
   if (pending.length === 0) return
   withFileErrors(root, `prepare ${pending.length} variant(s) (${pending.slice(0, 3).join(', ')}${pending.length > 3 ? ', ...' : ''}): their folders go under the harness home; set MOE_HARNESS_HOME to a writable folder`, () => {
