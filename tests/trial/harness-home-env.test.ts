@@ -6,7 +6,7 @@ import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import path from 'node:path'
 import { describe, it } from 'node:test'
-import { runCli } from '../helpers/cli.ts'
+import { ROOT, runCli } from '../helpers/cli.ts'
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
 import { tmpDir } from '../helpers/tmp.ts'
 
@@ -24,6 +24,22 @@ describe('MOE_HARNESS_HOME', () => {
     const unset = runCli(['score', '--model', model, '--ids', '1,2,3,4', '--json'], { cwd, env: { MOE_HARNESS_HOME: undefined as unknown as string } })
     assert.equal(unset.status, 0, unset.stderr)
     assert.deepEqual(JSON.parse(empty.stdout.trim().split('\n').pop()!).logprobs, JSON.parse(unset.stdout.trim().split('\n').pop()!).logprobs)
+  })
+
+  it('moe-harness --help lists every MOE_HARNESS_* variable the code reads (developer aids MOE_HARNESS_ORT_* aside)', () => {
+    const names = new Set<string>()
+    const walk = (d: string) => {
+      for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+        if (e.isDirectory()) walk(path.join(d, e.name))
+        else if (e.name.endsWith('.ts')) for (const m of fs.readFileSync(path.join(d, e.name), 'utf8').matchAll(/process\.env\.(MOE_HARNESS_[A-Z_]+)/g)) names.add(m[1])
+      }
+    }
+    walk(path.join(ROOT, 'src'))
+    const used = [...names].filter(n => !n.startsWith('MOE_HARNESS_ORT_')).sort()
+    assert.ok(used.length >= 5, used.join(' '))
+    const help = runCli(['--help'])
+    assert.equal(help.status, 0, help.stderr)
+    for (const name of used) assert.match(help.stdout, new RegExp(`^  ${name} `, 'm'), `${name} is read by src/ but not in moe-harness --help`)
   })
 
   it('under /proc: CONFIG_INVALID naming the variable, at once', () => {
