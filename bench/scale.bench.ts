@@ -521,7 +521,7 @@ function runChild(cmd: string, args: string[], env: NodeJS.ProcessEnv, capSecond
       clearInterval(poll)
       clearTimeout(timer)
       if (stdout) take(stdout)
-      resolve({ phases, timedOut, exitCode: code, polledPeakRssBytes: polled, stderrTail: stderr.trim().split('\n').slice(-3).join(' | '), wallSeconds: (performance.now() - t0) / 1000 })
+      resolve({ phases, timedOut, exitCode: code, polledPeakRssBytes: polled, stderrTail: stderr.trim().split('\n').slice(-12).join(' | '), wallSeconds: (performance.now() - t0) / 1000 })
     })
   })
 }
