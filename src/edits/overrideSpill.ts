@@ -10,6 +10,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { harnessHome } from '../defaults.ts'
+import { parseNonNegative } from '../util/envNumber.ts'
 import { fail } from '../errors.ts'
 import { processAlive } from '../util/processAlive.ts'
 import { withFileErrors } from '../util/fileErrors.ts'
@@ -20,8 +21,8 @@ import { isStoredOverride, storeOverrides, type OverrideTensor, type StoredOverr
 export function spillBudgetBytes(): number {
   const given = process.env.MOE_HARNESS_SPILL_MB
   if (given === undefined || given === '') return 512 * 2 ** 20
-  const mb = /^\s*(\d+(\.\d*)?|Infinity)\s*$/.test(given) ? Number(given) : NaN
-  if (Number.isNaN(mb)) fail('CONFIG_INVALID', `MOE_HARNESS_SPILL_MB must be a number of megabytes >= 0 (or Infinity: never store), got '${given}'; unset it for the default (512).`)
+  const mb = parseNonNegative(given, true)
+  if (mb === undefined) fail('CONFIG_INVALID', `MOE_HARNESS_SPILL_MB must be a number of megabytes >= 0 (or Infinity: never store), got '${given}'; unset it for the default (512).`)
   return mb * 2 ** 20
 }
 

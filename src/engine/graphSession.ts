@@ -7,7 +7,7 @@ import type { Checkpoint } from '../model/checkpoint.ts'
 import type { VariantEdits } from '../edits/variantEdits.ts'
 import { buildScoringGraph, type GraphOptions } from '../onnx/moeGraph.ts'
 import type { ComputePrecision } from '../onnx/precision.ts'
-import { releaseTemporary, storedScoringGraph } from '../onnx/graphStore.ts'
+import { float16Overflows, releaseTemporary, storedScoringGraph, type Float16Overflow } from '../onnx/graphStore.ts'
 import { createSession, type Device, type Session } from '../ort/ort.ts'
 
 /**
@@ -76,6 +76,14 @@ function refuseNonfinite(session: Session, precision: ComputePrecision): Session
   }
 }
 
+/** NUMERIC_FAILURE naming the weights a float16 graph cannot hold (graphStore.ts float16Overflows), if any. */
+function refuseFloat16Overflows(ckpt: Checkpoint, overflows: readonly Float16Overflow[]): void {
+  if (!overflows.length) return
+  const worst = [...overflows].sort((a, b) => b.maxAbs - a.maxAbs)
+  const named = worst.slice(0, 3).map(o => `'${o.name}' (|w| up to ${o.maxAbs.toPrecision(3)})`).join(', ')
+  fail('NUMERIC_FAILURE', `${overflows.length} weight tensor(s) of ${ckpt.dir} exceed float16's range (largest finite 65504): ${named}${overflows.length > 3 ? `, and ${overflows.length - 3} more` : ''}. A float16 graph would turn them into Inf and score NaN. Score it with --precision float32, or --precision bfloat16 on --device cuda (bfloat16 has float32's range).`)
+}
+
 export function weightResidency(settings: { weights?: WeightResidency } = {}): WeightResidency {
   const chosen = settings.weights ?? (process.env.MOE_HARNESS_WEIGHTS || 'mapped')
   if (chosen !== 'mapped' && chosen !== 'memory') fail('CONFIG_INVALID', `MOE_HARNESS_WEIGHTS must be 'mapped' or 'memory', got '${chosen}'; unset it for the default (mapped).`)
@@ -102,6 +110,7 @@ export function graphCacheRoot(settings: { cacheDir?: string } = {}): string | u
 export async function openGraphSession(ckpt: Checkpoint, edits: VariantEdits, graphOptions: Omit<GraphOptions, 'weightFiles'>, settings: GraphSessionSettings): Promise<GraphSession> {
   const session = { device: settings.device, threads: settings.threads }
   const precision = resolvePrecision(settings.device, graphOptions.precision ?? settings.precision)
+  if (precision === 'float16') refuseFloat16Overflows(ckpt, float16Overflows(ckpt, graphCacheRoot(settings)))
   // float32 is the option's absence, so float32 graphs keep the cache keys they had before precision existed.
   const { precision: _, ...rest } = graphOptions
   const options: Omit<GraphOptions, 'weightFiles'> = precision === 'float32' ? rest : { ...rest, precision }

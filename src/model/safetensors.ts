@@ -365,6 +365,30 @@ export function countNonFinite(bytes: Uint8Array, dtype: DType): { nan: number; 
   return { nan, inf }
 }
 
+/** The largest magnitude among the finite values of raw little-endian `dtype` bytes (0 when there are none). */
+export function maxAbsFinite(bytes: Uint8Array, dtype: DType): number {
+  let max = 0
+  if (dtype === 'F32') {
+    const a = bytes.byteOffset % 4 === 0 ? bytes : new Uint8Array(bytes)
+    const f = new Float32Array(a.buffer, a.byteOffset, a.byteLength >> 2)
+    for (let i = 0; i < f.length; i++) {
+      const v = Math.abs(f[i]!)
+      if (v > max && v !== Infinity) max = v
+    }
+    return max
+  }
+  // Half precision: the magnitude bits order like the values, so the largest finite pattern decides.
+  const a = bytes.byteOffset % 2 === 0 ? bytes : new Uint8Array(bytes)
+  const u = new Uint16Array(a.buffer, a.byteOffset, a.byteLength >> 1)
+  const expMask = dtype === 'F16' ? 0x7c00 : 0x7f80
+  let top = 0
+  for (let i = 0; i < u.length; i++) {
+    const m = u[i]! & 0x7fff
+    if (m > top && (m & expMask) !== expMask) top = m
+  }
+  return top === 0 ? 0 : decodeToFloat32(Uint8Array.from([top & 0xff, top >> 8]), dtype)[0]!
+}
+
 /** Decodes raw little-endian bytes of the given dtype into float32. */
 export function decodeToFloat32(bytes: Uint8Array, dtype: DType): Float32Array {
   const aligned = bytes.byteOffset % 4 === 0 ? bytes : new Uint8Array(bytes)

@@ -16,7 +16,10 @@ import { editsContentHash, graphKey, GRAPH_FORMAT_VERSION } from '../identity/ke
 import type { Checkpoint } from '../model/checkpoint.ts'
 import type { VariantEdits } from '../edits/variantEdits.ts'
 import { overrideIdentity } from '../edits/overrideTensor.ts'
+import { parseNonNegative } from '../util/envNumber.ts'
+import { maxAbsFinite, writeAll } from '../model/safetensors.ts'
 import { buildScoringGraph, type BuiltGraph, type GraphOptions } from './moeGraph.ts'
+import { FLOAT16_MAX } from './precision.ts'
 
 const MANIFEST = 'manifest.json'
 const GRAPH = 'graph.onnx'
@@ -28,8 +31,8 @@ const MAX_ENTRIES = 48
 export function graphCacheLimitBytes(): number {
   const given = process.env.MOE_HARNESS_GRAPH_CACHE_GB
   if (given === undefined || given === '') return 20 * 2 ** 30
-  const gb = Number(given)
-  if (!Number.isFinite(gb) || gb < 0) fail('CONFIG_INVALID', `MOE_HARNESS_GRAPH_CACHE_GB must be a number of gigabytes >= 0, got '${given}'; unset it for the default (20).`)
+  const gb = parseNonNegative(given)
+  if (gb === undefined || !Number.isFinite(gb)) fail('CONFIG_INVALID', `MOE_HARNESS_GRAPH_CACHE_GB must be a number of gigabytes >= 0, got '${given}'; unset it for the default (20).`)
   return gb * 2 ** 30
 }
 /**
@@ -194,7 +197,7 @@ function derivedWriter(open: () => string, located: () => string) {
       appendDerived(bytes: Uint8Array) {
         fd ??= fs.openSync(open(), 'w')
         const offset = Math.ceil(size / 64) * 64
-        fs.writeSync(fd, bytes, 0, bytes.byteLength, offset)
+        writeAll(fd, bytes, { position: offset }) // writeSync may write less, and at most 2 GiB at once
         size = offset + bytes.byteLength
         return { location: path.relative('/', located()), offset }
       },
@@ -235,6 +238,43 @@ function verifiedFinite(ckpt: Checkpoint, graphs: string): Checkpoint {
     if (writableFolder(graphs)) fs.writeFileSync(marker, `${MARK}: every weight of ${path.resolve(ckpt.dir)} was checked for NaN/Inf on ${new Date().toISOString()}\n`)
   }
   return { ...ckpt, checkFinite: () => {} }
+}
+
+/** A weight a float16 graph cannot hold, and its largest finite magnitude. */
+export interface Float16Overflow { name: string; maxAbs: number }
+
+/**
+ * The checkpoint's weights whose largest finite |w| exceeds float16's 65504: a float16 graph would turn
+ * them into Inf (on a GPU; onnxruntime's CPU provider computes float16 nodes in float32 and would
+ * hide it). Every weight is read once per checkpoint and the answer kept in a marker under
+ * `root`/graphs, as verifiedFinite does; without a writable cache it is read again. Edited tensors
+ * (variant overrides) are not checked: methods average or zero weights, which stays in range.
+ */
+export function float16Overflows(ckpt: Checkpoint, root: string | undefined): Float16Overflow[] {
+  const graphs = root === undefined ? undefined : path.join(root, 'graphs')
+  const marker = graphs && path.join(graphs, `.float16-range-${graphKey({ checkpoint: checkpointIdentity(ckpt), editsHash: '', options: 'float16-range', allowNonfinite: ckpt.allowNonfinite })}`)
+  if (marker) {
+    try {
+      const kept = JSON.parse(fs.readFileSync(marker, 'utf8')) as { mark?: string; overflows?: Float16Overflow[] }
+      if (kept.mark === MARK && Array.isArray(kept.overflows)) return kept.overflows
+    } catch { /* absent or damaged: read the weights again */ }
+  }
+  const overflows: Float16Overflow[] = []
+  for (const [name, entry] of ckpt.tensors) {
+    if (entry.dtype === 'F16') continue // stored in float16: in range by construction
+    const maxAbs = maxAbsFinite(ckpt.readRaw(name), entry.dtype)
+    if (maxAbs > FLOAT16_MAX) overflows.push({ name, maxAbs })
+  }
+  if (marker && writableFolder(graphs!)) {
+    const tmp = `${marker}.${process.pid}-${crypto.randomBytes(4).toString('hex')}`
+    try {
+      fs.writeFileSync(tmp, JSON.stringify({ mark: MARK, checkpoint: path.resolve(ckpt.dir), overflows }))
+      fs.renameSync(tmp, marker) // whole or absent for a concurrent reader
+    } catch {
+      fs.rmSync(tmp, { force: true }) // a full disk only costs the reuse
+    }
+  }
+  return overflows
 }
 
 function readEntry(dir: string, key: string): StoredGraph | undefined {

@@ -42,8 +42,10 @@
 // bfloat16 checkpoint weights are rounded to float16 (round to nearest even). That is exact for every
 // bfloat16 value whose magnitude lies in float16's normal range [2^-14, 65504] (bfloat16 has 8
 // significant bits, float16 11); smaller magnitudes become float16 subnormals (fewer significant bits)
-// or 0 below 2^-25, and magnitudes above 65504 become ±Inf. Activations overflow the same way; a graph
-// output that is not finite is reported as NUMERIC_FAILURE (engine/graphSession.ts) with the fix
+// or 0 below 2^-25, and magnitudes above 65504 become ±Inf. A checkpoint weight beyond that range
+// refuses a float16 graph before it is built (graphStore.ts float16Overflows, engine/graphSession.ts):
+// onnxruntime's CPU provider would compute it in float32 and hide what a GPU would do. Activations
+// overflow the same way; a graph output that is not finite is reported as NUMERIC_FAILURE (engine/graphSession.ts) with the fix
 // (--precision float32, or bfloat16 where the execution provider has the kernels). bfloat16 is kept as
 // a choice for execution providers that prefer it (onnxruntime's CUDA provider).
 import { floatToBf16, floatToHalf } from '../util/float16.ts'
@@ -52,6 +54,8 @@ import type { ElemType, GraphBuilder } from './graphBuilder.ts'
 
 export type ComputePrecision = 'float32' | 'float16' | 'bfloat16'
 export const PRECISIONS: readonly ComputePrecision[] = ['float32', 'float16', 'bfloat16']
+/** float16's largest finite value (IEEE 754 binary16). */
+export const FLOAT16_MAX = 65504
 
 /** ONNX TensorProto.DataType codes, for Cast's `to`. */
 const ONNX_TYPE: Record<ComputePrecision, number> = { float32: 1, float16: 10, bfloat16: 16 }

@@ -3,6 +3,8 @@
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import path from 'node:path'
+import { spillBudgetBytes } from '../../src/edits/overrideSpill.ts'
+import { graphCacheLimitBytes } from '../../src/onnx/graphStore.ts'
 import { describe, it } from 'node:test'
 import { ROOT, runCli } from '../helpers/cli.ts'
 import { tmpDir } from '../helpers/tmp.ts'
@@ -39,6 +41,33 @@ describe('early checks', () => {
       const r = runCli(['methods'], { env: { MOE_HARNESS_SPILL_MB: value } })
       assert.equal(r.status, 0, `${value}: ${r.stderr}`)
     }
+  })
+
+  it('MOE_HARNESS_SPILL_MB and MOE_HARNESS_GRAPH_CACHE_GB read numbers alike (1e3 was refused by one, 0x10 taken by the other)', () => {
+    const read = (name: string, value: string, get: () => number) => {
+      const before = process.env[name]
+      process.env[name] = value
+      try {
+        return get()
+      } catch (e) {
+        return (e as { code?: string }).code
+      } finally {
+        if (before === undefined) delete process.env[name]
+        else process.env[name] = before
+      }
+    }
+    const spill = (v: string) => read('MOE_HARNESS_SPILL_MB', v, spillBudgetBytes)
+    const cache = (v: string) => read('MOE_HARNESS_GRAPH_CACHE_GB', v, graphCacheLimitBytes)
+    for (const [value, mb] of [['1e3', 1000], ['.5', 0.5], [' 2 ', 2], ['0', 0]] as const) {
+      assert.equal(spill(value), mb * 2 ** 20, value)
+      assert.equal(cache(value), mb * 2 ** 30, value)
+    }
+    for (const value of ['0x10', '-1', '1GB', 'NaN', '1e']) {
+      assert.equal(spill(value), 'CONFIG_INVALID', value)
+      assert.equal(cache(value), 'CONFIG_INVALID', value)
+    }
+    assert.equal(spill('Infinity'), Infinity)
+    assert.equal(cache('Infinity'), 'CONFIG_INVALID', 'the graph cache needs a bound')
   })
 
   it('a sweep whose variants cannot be written under the harness home fails before calibrating, naming MOE_HARNESS_HOME', () => {
