@@ -288,8 +288,8 @@ const WEIGHT_INPUTS_MAX_BYTES = 128 * 2 ** 20
  * The tensors a variant's graph can take as inputs so that it shares one session with every variant
  * that edits the same tensors (GraphOptions.weightInputs), or undefined when it cannot: only variants
  * that change weights and nothing else (magnitude pruning and Wanda at any ratio), of a checkpoint
- * without hooks of its own, within WEIGHT_INPUTS_MAX_BYTES, on a float32 graph, and no FP8
- * tensor (dequantized by the harness). Sorted, so the same set names the same session.
+ * without hooks of its own, within WEIGHT_INPUTS_MAX_BYTES, on a float32 graph, of tensors stored in
+ * half precision (BF16 / F16: the checkpoints these models ship as) and none FP8 (dequantized by the harness). Sorted, so the same set names the same session.
  */
 export function sharedWeightInputs(ckpt: Checkpoint, edits: VariantEdits, precision: ComputePrecision): string[] | undefined {
   const names = Object.keys(edits.overrides).sort()
@@ -298,7 +298,9 @@ export function sharedWeightInputs(ckpt: Checkpoint, edits: VariantEdits, precis
   let bytes = 0
   for (const name of names) {
     const entry = ckpt.tensors.get(name)
-    if (!entry || entry.fp8) return undefined
+    // A float32 weight's own graph uses it as a constant onnxruntime may pre-pack, whose products can
+    // round differently from an input's; half-precision ones are widened at run time in both graphs.
+    if (!entry || entry.fp8 || entry.dtype === 'F32') return undefined
     bytes += 4 * entry.shape.reduce((x, y) => x * y, 1)
   }
   return bytes <= WEIGHT_INPUTS_MAX_BYTES ? names : undefined

@@ -39,7 +39,7 @@ function magnitude(ckpt: Checkpoint, ratio: number): VariantEdits {
   return edits
 }
 
-function model(name: string, dtype: 'BF16' | 'F32', family: 'qwen3_moe' | 'olmoe'): Checkpoint {
+function model(name: string, dtype: 'BF16' | 'F16' | 'F32', family: 'qwen3_moe' | 'olmoe'): Checkpoint {
   const d = path.join(dir, name)
   writeTinyCheckpoint(d, { family, dtype, hidden: 32, heads: 4, kvHeads: 2, experts: 8, topK: 2, ffn: 12, layers: 2, seed: 11 })
   return openCheckpoint(d, { warn: () => {} })
@@ -57,7 +57,7 @@ async function scores(ckpt: Checkpoint, edits: VariantEdits, options: { weightIn
 }
 
 describe('variants that change the same few weights share one session', () => {
-  for (const [label, dtype, family] of [['Qwen3-MoE BF16', 'BF16', 'qwen3_moe'], ['OLMoE F32', 'F32', 'olmoe']] as const) {
+  for (const [label, dtype, family] of [['Qwen3-MoE BF16', 'BF16', 'qwen3_moe'], ['OLMoE F16', 'F16', 'olmoe']] as const) {
     it(`${label}: the shared session fed each ratio's tensors scores bit for bit as the variant's own graph`, async () => {
       const ckpt = model(`${family}-${dtype}`, dtype, family)
       const base = await scores(ckpt, emptyEdits(), {})
@@ -92,6 +92,9 @@ describe('variants that change the same few weights share one session', () => {
     assert.equal(sharedWeightInputs(ckpt, { ...edits, layers: { 0: { disabled: [1] } } }, 'float32'), undefined)
     assert.equal(sharedWeightInputs(ckpt, { ...edits, layers: { 1: { bindings: { 2: 3 } } } }, 'float32'), undefined)
     assert.equal(sharedWeightInputs(ckpt, edits, 'float16'), undefined)
+    // float32 weights are constants onnxruntime may pre-pack in their own graph: not shared.
+    const f32 = model('qwen3_moe-F32', 'F32', 'qwen3_moe')
+    assert.equal(sharedWeightInputs(f32, magnitude(f32, 0.5), 'float32'), undefined)
     assert.deepEqual(sharedWeightInputs(ckpt, { ...edits, layers: { 0: {} } }, 'float32'), Object.keys(edits.overrides).sort(), 'empty hooks are no hooks')
     assert.equal(weightInputName('model.layers.0.mlp.experts.1.up_proj.weight'), 'weight_input:model.layers.0.mlp.experts.1.up_proj.weight')
   })
