@@ -79,7 +79,7 @@ export function cudaInstallHint(): string {
   return (
     'The CUDA execution provider is not installed: onnxruntime-node ships CPU binaries only. Install it with ' +
     '`ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install.js` ' +
-    '(downloads from api.nuget.org; needs the CUDA 12 and cuDNN 9 runtime libraries), or run with --device cpu.'
+    '(downloads from api.nuget.org; needs the CUDA 12 and cuDNN 9 runtime libraries), or use the CPU (--device cpu; in a sweep config, device: \'cpu\').'
   )
 }
 
@@ -140,7 +140,7 @@ export async function createSession(graph: GraphBytes, settings: SessionSettings
     const message = (e as Error).message ?? String(e)
     if (settings.device === 'cuda') fail('DEVICE_UNAVAILABLE', `${cudaInstallHint()} (onnxruntime said: ${message.split('\n')[0]})`)
     if (settings.device === 'webgpu' && /adapter|vulkan|webgpu/i.test(message)) {
-      fail('DEVICE_UNAVAILABLE', `No WebGPU device: onnxruntime's WebGPU provider (Dawn over Vulkan) found no GPU adapter. It needs libvulkan.so.1 and the GPU vendor's Vulkan driver (e.g. the NVIDIA driver's Vulkan ICD); check with \`vulkaninfo --summary\`, or run with --device cpu. (onnxruntime said: ${message.split('\n')[0]})`)
+      fail('DEVICE_UNAVAILABLE', `No WebGPU device: onnxruntime's WebGPU provider (Dawn over Vulkan) found no GPU adapter. It needs libvulkan.so.1 and the GPU vendor's Vulkan driver (e.g. the NVIDIA driver's Vulkan ICD); check with \`vulkaninfo --summary\`, or use the CPU (--device cpu; in a sweep config, device: 'cpu'). (onnxruntime said: ${message.split('\n')[0]})`)
     }
     fail('SESSION_FAILED', `onnxruntime could not create the session: ${message}`)
   }
