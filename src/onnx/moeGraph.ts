@@ -24,7 +24,7 @@ import type { ModelSpec, MoeLayerSpec } from '../model/modelSpec.ts'
 import { decodeToFloat32 } from '../model/safetensors.ts'
 import type { ExpertNames } from '../model/tensorNames.ts'
 import { mergeEdits, neuronsKept, validateEdits, type LayerHooks, type VariantEdits } from '../edits/variantEdits.ts'
-import { isStoredOverride, overrideBytes, overrideNumel } from '../edits/overrideTensor.ts'
+import { isStoredOverride, overrideBytes, overrideNumel, type OverrideTensor } from '../edits/overrideTensor.ts'
 import { GraphBuilder, type ElemType } from './graphBuilder.ts'
 import { Precision, type ComputePrecision } from './precision.ts'
 
@@ -306,6 +306,14 @@ export function sharedWeightInputs(ckpt: Checkpoint, edits: VariantEdits, precis
   return bytes <= WEIGHT_INPUTS_MAX_BYTES ? names : undefined
 }
 
+/** VARIANT_INVALID unless `override` has as many values as the checkpoint tensor `name` of `shape`. */
+function checkOverrideSize(name: string, shape: number[], override: OverrideTensor): void {
+  const numel = shape.reduce((x, y) => x * y, 1)
+  if (overrideNumel(override) !== numel) {
+    fail('VARIANT_INVALID', `The variant replaces '${name}' with ${overrideNumel(override)} values but the checkpoint tensor has shape [${shape}] (${numel}); the variant was prepared for another model: prepare it again for this one.`)
+  }
+}
+
 /**
  * The feeds of a graph built with GraphOptions.weightInputs = `names`: each tensor's values as the
  * variant has them (its override, rounded to the checkpoint's dtype as a stored variant is, else the
@@ -316,12 +324,8 @@ export function weightInputFeeds(ckpt: Checkpoint, edits: VariantEdits, names: r
   for (const name of names) {
     const entry = ckpt.tensors.get(name)!
     const override = edits.overrides[name]
-    const numel = entry.shape.reduce((x, y) => x * y, 1)
-    if (override && overrideNumel(override) !== numel) {
-      fail('VARIANT_INVALID', `The variant replaces '${name}' with ${overrideNumel(override)} values but the checkpoint tensor has shape [${entry.shape}] (${numel}); the variant was prepared for another model: prepare it again for this one.`)
-    }
-    const bytes = override ? overrideBytes(override, entry.dtype) : ckpt.readRaw(name)
-    if (!override) ckpt.checkFinite(name)
+    if (override) checkOverrideSize(name, entry.shape, override)
+    const bytes = override ? overrideBytes(override, entry.dtype) : ckpt.readRaw(name) // readRaw refuses NaN/Inf
     out[weightInputName(name)] = { data: decodeToFloat32(bytes, entry.dtype), dims: entry.shape }
   }
   return out
@@ -471,10 +475,7 @@ class WeightLoader {
     if (hit) return hit
     const entry = this.ckpt.tensors.get(name)!
     const override = this.edits.overrides[name]
-    const numel = entry.shape.reduce((x, y) => x * y, 1)
-    if (override && overrideNumel(override) !== numel) {
-      fail('VARIANT_INVALID', `The variant replaces '${name}' with ${overrideNumel(override)} values but the checkpoint tensor has shape [${entry.shape}] (${numel}); the variant was prepared for another model: prepare it again for this one.`)
-    }
+    if (override) checkOverrideSize(name, entry.shape, override)
     let init: { name: string; type: ElemType }
     if (this.inputs.has(name)) {
       // Fed per run (GraphOptions.weightInputs): already float32, used as it comes (no Reshape view needed:

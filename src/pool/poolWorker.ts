@@ -52,7 +52,6 @@ const checkpoints = new Map<string, Checkpoint>()
 interface VariantPlan {
   key: string
   ckpt: Checkpoint
-  edits: VariantEdits
   /** The session's graph: the variant's own, or a shared one (expert masks or edited weights as inputs). */
   graph: { edits: VariantEdits; options: GraphOptions }
   /** The variant's feeds beyond the batch's (computed when first scored; weights are read from its folder). */
@@ -60,11 +59,11 @@ interface VariantPlan {
 }
 const plans = new Map<string, VariantPlan>()
 /** The weight feeds of the variant scored last (up to sharedWeightInputs' byte bound as float32). */
-const weightFeeds = new Map<string, Record<string, Feed>>()
-const MAX_WEIGHT_FEEDS = 1
+let lastWeightFeeds: { variantDir: string; feeds: Record<string, Feed> } | undefined
 
 /**
- * Which session a variant is scored in (tests/engine/scale-variants.test.ts checks each shares exactly):
+ * Which session a variant is scored in (tests/engine/scale-variants.test.ts and shared-weight-inputs.test.ts
+ * check that each shared session scores exactly as the variant's own):
  * - variants that only remove experts (expert pruning at any ratio, and the base model itself) share one
  *   session per checkpoint built with expert masks as inputs (moeGraph.ts maskInputs): a second such
  *   variant costs no graph build and no session creation, only its masks. The masks add -inf exactly
@@ -83,31 +82,29 @@ function planFor(variantDir: string, device: Device, allowNonfinite: readonly st
   if (!ckpt) checkpoints.set(modelDir, (ckpt = openCheckpoint(modelDir, { warn: () => {}, allowNonfinite: allowNonfinite.includes(modelDir) })))
   const c = ckpt
   let plan: VariantPlan
-  const weights = sharedWeightInputs(c, edits, resolvePrecision(device))
+  let weights: string[] | undefined
   if (!c.baseEdits && isMaskOnly(edits)) {
     validateEdits(c.spec, edits)
     const feeds: Record<string, Feed> = {}
     for (const [name, data] of Object.entries(expertMaskFeeds(c.spec, edits))) feeds[name] = { type: 'float32', data, dims: [data.length] }
-    plan = { key: `masks:${modelDir}`, ckpt: c, edits, graph: { edits: emptyEdits(), options: { maskInputs: true } }, extraFeeds: () => feeds }
-  } else if (weights) {
+    plan = { key: `masks:${modelDir}`, ckpt: c, graph: { edits: emptyEdits(), options: { maskInputs: true } }, extraFeeds: () => feeds }
+  } else if ((weights = sharedWeightInputs(c, edits, resolvePrecision(device)))) {
+    const names = weights
     validateEdits(c.spec, edits)
     plan = {
-      key: `weights:${modelDir}:${weights.join('\n')}`, ckpt: c, edits, graph: { edits: emptyEdits(), options: { weightInputs: weights } },
+      key: `weights:${modelDir}:${names.join('\n')}`, ckpt: c, graph: { edits: emptyEdits(), options: { weightInputs: names } },
       extraFeeds: () => {
-        let feeds = weightFeeds.get(variantDir)
-        if (feeds) {
-          weightFeeds.delete(variantDir)
-        } else {
-          feeds = {}
-          for (const [name, f] of Object.entries(weightInputFeeds(c, edits, weights))) feeds[name] = { type: 'float32', ...f }
+        if (lastWeightFeeds?.variantDir !== variantDir) {
+          lastWeightFeeds = undefined // released before the next variant's tensors are read
+          const feeds: Record<string, Feed> = {}
+          for (const [name, f] of Object.entries(weightInputFeeds(c, edits, names))) feeds[name] = { type: 'float32', ...f }
+          lastWeightFeeds = { variantDir, feeds }
         }
-        weightFeeds.set(variantDir, feeds) // most recently used last
-        while (weightFeeds.size > MAX_WEIGHT_FEEDS) weightFeeds.delete(weightFeeds.keys().next().value as string)
-        return feeds
+        return lastWeightFeeds.feeds
       },
     }
   } else {
-    plan = { key: variantDir, ckpt: c, edits, graph: { edits, options: {} }, extraFeeds: () => ({}) }
+    plan = { key: variantDir, ckpt: c, graph: { edits, options: {} }, extraFeeds: () => ({}) }
   }
   plans.set(variantDir, plan)
   return plan
