@@ -32,22 +32,32 @@ export async function getCalibrationStats(ckpt: Checkpoint, spec: CalibrationSpe
   const key = await calibrationKey(ckpt, spec)
   const dir = path.join(options.cacheDir ?? harnessHome(), 'calibration')
   const file = path.join(dir, `${key}.v8`)
-  let cached: StatsData | undefined
-  if (fs.existsSync(file)) {
-    try {
-      cached = v8.deserialize(fs.readFileSync(file)) as StatsData
-      if (!cached || typeof cached !== 'object' || !Array.isArray(cached.info?.needs)) throw new Error('not calibration statistics')
-    } catch (e) {
-      cached = undefined // a damaged cache entry is recomputed, never trusted
-      process.stderr.write(`warning: damaged calibration cache ${file} (${(e as Error).message}); recomputing it\n`)
-    }
-  }
+  const cached = readCacheFile(file, key)
   if (cached && needs.every(n => cached!.info.needs.includes(n))) return { data: cached, key, fromCache: true }
   const union = ALL_NEEDS.filter(n => needs.includes(n) || cached?.info.needs.includes(n))
   const { windows, fingerprint } = await calibrationWindows(spec, ckpt.tokenizer())
   const data = await collectStats(ckpt, windows, union, { key, needs: union, sequences: spec.sequences, length: spec.length, source: fingerprint }, options)
   writeCacheFile(file, v8.serialize(data))
   return { data, key, fromCache: false }
+}
+
+/**
+ * A calibration cache entry, or undefined when there is none or it cannot be trusted: unreadable, not
+ * statistics, or recorded under another key than its file name says (a file copied or renamed between
+ * models or settings would otherwise hand one model's statistics to another's method). An untrusted
+ * entry is recomputed, with a warning, never used.
+ */
+export function readCacheFile(file: string, key: string): StatsData | undefined {
+  if (!fs.existsSync(file)) return undefined
+  try {
+    const data = v8.deserialize(fs.readFileSync(file)) as StatsData
+    if (!data || typeof data !== 'object' || !Array.isArray(data.info?.needs)) throw new Error('not calibration statistics')
+    if (data.info.key !== key) throw new Error(`it holds the statistics of key ${String(data.info.key)}, not ${key}`)
+    return data
+  } catch (e) {
+    process.stderr.write(`warning: damaged calibration cache ${file} (${(e as Error).message}); recomputing it\n`)
+    return undefined
+  }
 }
 
 let warnedUnwritable = false

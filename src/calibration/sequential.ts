@@ -19,7 +19,7 @@ import type { VariantEdits } from '../edits/variantEdits.ts'
 import { overrideDigest } from '../edits/overrideTensor.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
 import { moeLayers } from '../model/modelSpec.ts'
-import { calibrationKey, harnessHome, writeCacheFile } from './cache.ts'
+import { calibrationKey, harnessHome, readCacheFile, writeCacheFile } from './cache.ts'
 import { runLayerSlice, windowsNeeded, type CollectOptions } from './collect.ts'
 import { calibrationWindows, type CalibrationSpec } from './source.ts'
 import type { StatNeed, StatsData } from './stats.ts'
@@ -70,15 +70,6 @@ function layerCacheKey(base: string, needs: readonly StatNeed[], sampleTokens: n
   })).digest('hex').slice(0, 32)
 }
 
-function readCache(file: string): StatsData | undefined {
-  if (!fs.existsSync(file)) return undefined
-  try {
-    return v8.deserialize(fs.readFileSync(file)) as StatsData
-  } catch {
-    return undefined // a damaged entry is recomputed, never trusted
-  }
-}
-
 const TABLES = ['routing', 'expertOutputs', 'expertOutputsAll', 'inputNorms', 'layerSamples', 'layerTargets'] as const
 
 function copyLayer(from: StatsData, to: StatsData, layer: number): void {
@@ -115,7 +106,7 @@ export async function sequentialStats(ckpt: Checkpoint, spec: CalibrationSpec, n
     const key = layerCacheKey(base, needs, sampleTokens, layer.index, method.edits)
     keys.push(key)
     const file = path.join(dir, `${key}.v8`)
-    const cached = readCache(file)
+    const cached = readCacheFile(file, key)
     if (cached) {
       copyLayer(cached, data, layer.index)
       data.info.source = cached.info.source
