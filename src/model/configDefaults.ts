@@ -16,12 +16,20 @@
 // Where transformers gives an explicit null a meaning of its own, modelSpec.ts says so next to the key
 // (q_lora_rank: null = no query compression; n_shared_experts: null = no shared experts;
 // num_key_value_heads: null = num_attention_heads; mlp_only_layers: null = []).
+import { fail } from '../errors.ts'
 import type { Family } from './modelSpec.ts'
 
 export interface FamilyDefaults {
   /** Where the values were read. */
   source: string
   values: Readonly<Record<string, unknown>>
+  /**
+   * The configuration class's `attribute_map`, as canonical key -> the other names config.json may
+   * use for it. transformers reads either name as one setting, and v5's save_pretrained writes the
+   * attribute's stored name (to_dict is the instance __dict__), which for Qwen3-MoE is
+   * `num_local_experts`, not the `num_experts` the Hub files and v4 use.
+   */
+  aliases?: Readonly<Record<string, readonly string[]>>
 }
 
 const DEEPSEEK_COMMON = {
@@ -44,6 +52,7 @@ export const CONFIG_DEFAULTS: Readonly<Record<Family, FamilyDefaults>> = {
       tie_word_embeddings: false, sliding_window: null, num_experts_per_tok: 2, num_local_experts: 8,
       rope_theta: 1e6, rope_scaling: null, rope_parameters: null,
     },
+    aliases: { num_local_experts: ['num_experts'] },
   },
   olmoe: {
     source: 'transformers src/transformers/models/olmoe/configuration_olmoe.py, class OlmoeConfig',
@@ -53,6 +62,7 @@ export const CONFIG_DEFAULTS: Readonly<Record<Family, FamilyDefaults>> = {
       tie_word_embeddings: false, attention_bias: false, clip_qkv: null, num_experts_per_tok: 8, num_experts: 64,
       norm_topk_prob: false, rope_theta: 10000.0, rope_scaling: null, rope_parameters: null,
     },
+    aliases: { num_experts: ['num_local_experts'] },
   },
   qwen2_moe: {
     source: 'transformers src/transformers/models/qwen2_moe/configuration_qwen2_moe.py, class Qwen2MoeConfig',
@@ -73,6 +83,8 @@ export const CONFIG_DEFAULTS: Readonly<Record<Family, FamilyDefaults>> = {
       decoder_sparse_step: 1, moe_intermediate_size: 768, num_experts_per_tok: 8, num_experts: 128,
       norm_topk_prob: false, mlp_only_layers: null, rope_theta: 10000.0, rope_scaling: null, rope_parameters: null,
     },
+    // Qwen3MoeConfig.attribute_map = {"num_experts": "num_local_experts"}: a v5-saved config.json says num_local_experts.
+    aliases: { num_experts: ['num_local_experts'] },
   },
   deepseek_v2: {
     source: 'transformers src/transformers/models/deepseek_v2/configuration_deepseek_v2.py, class DeepseekV2Config',
@@ -87,6 +99,7 @@ export const CONFIG_DEFAULTS: Readonly<Record<Family, FamilyDefaults>> = {
       // the Hub remote code's default is 1, the only value we accept besides an explicit 1.
       moe_layer_freq: 1,
     },
+    aliases: { n_routed_experts: ['num_experts'] },
   },
   deepseek_v3: {
     source: 'transformers src/transformers/models/deepseek_v3/configuration_deepseek_v3.py, class DeepseekV3Config',
@@ -100,18 +113,50 @@ export const CONFIG_DEFAULTS: Readonly<Record<Family, FamilyDefaults>> = {
       // Not DeepseekV3Config fields: the Hub config.json names the router transformers hard-codes.
       topk_method: 'noaux_tc', scoring_func: 'sigmoid', moe_layer_freq: 1,
     },
+    aliases: { n_routed_experts: ['num_local_experts'] },
   },
 }
 
 /**
- * The value of `key` for this family: config.json's own value when the key is present (null included),
- * otherwise the configuration-class default. A key missing from the table is a programming error.
+ * The name under which config.json gives `key` (the key itself, or one of its attribute_map aliases),
+ * or undefined when it gives neither. Errors: CONFIG_INVALID when two names give different values
+ * (transformers would keep whichever it sets last, so the file is ambiguous).
+ */
+export function configKeyIn(cfg: Record<string, unknown>, family: Family, key: string): string | undefined {
+  const own = (k: string) => Object.prototype.hasOwnProperty.call(cfg, k)
+  const present = [key, ...(CONFIG_DEFAULTS[family].aliases?.[key] ?? [])].filter(own)
+  if (present.length > 1 && present.some(k => JSON.stringify(cfg[k]) !== JSON.stringify(cfg[present[0]]))) {
+    fail('CONFIG_INVALID', `config.json gives ${present.map(k => `'${k}' (${JSON.stringify(cfg[k])})`).join(' and ')}, which transformers reads as one setting of ${family}; keep one of them (the checkpoint's tensors decide which value is right).`)
+  }
+  return present[0]
+}
+
+/**
+ * The value of `key` for this family: config.json's own value when the key or an attribute_map alias
+ * of it is present (null included), otherwise the configuration-class default. A key missing from the
+ * table is a programming error.
  */
 export function configValue(cfg: Record<string, unknown>, family: Family, key: string): unknown {
-  if (Object.prototype.hasOwnProperty.call(cfg, key)) return cfg[key]
+  const present = configKeyIn(cfg, family, key)
+  if (present !== undefined) return cfg[present]
   const table = CONFIG_DEFAULTS[family].values
   if (!Object.prototype.hasOwnProperty.call(table, key)) {
     throw new Error(`configDefaults: no transformers default recorded for '${key}' of ${family}; add it to src/model/configDefaults.ts`)
   }
   return table[key]
+}
+
+/** The routed-expert count's canonical key per family (the configuration-class field). */
+const EXPERT_COUNT_KEY: Readonly<Record<Family, string>> = {
+  mixtral: 'num_local_experts', olmoe: 'num_experts', qwen2_moe: 'num_experts', qwen3_moe: 'num_experts',
+  deepseek_v2: 'n_routed_experts', deepseek_v3: 'n_routed_experts',
+}
+
+/**
+ * The key a writer must set to change the routed-expert count of this config.json: the name the file
+ * already uses (a v5-saved Qwen3-MoE says `num_local_experts`), else the class field, which transformers
+ * v4 and v5 both read.
+ */
+export function expertCountKey(cfg: Record<string, unknown>, family: Family): string {
+  return configKeyIn(cfg, family, EXPERT_COUNT_KEY[family]) ?? EXPERT_COUNT_KEY[family]
 }

@@ -4,7 +4,7 @@
 // an unknown architecture) is an error naming the field, never a silently different model.
 import { fail } from '../errors.ts'
 import { unknownName } from '../util/suggest.ts'
-import { configValue } from './configDefaults.ts'
+import { configKeyIn, configValue } from './configDefaults.ts'
 import { parseRope, yarnMscale, type RopeSpec } from './rope.ts'
 
 export type Family = 'mixtral' | 'olmoe' | 'qwen2_moe' | 'qwen3_moe' | 'deepseek_v2' | 'deepseek_v3'
@@ -123,8 +123,9 @@ type Json = Record<string, unknown>
 class ConfigReader {
   constructor(private cfg: Json, readonly family: Family) {}
 
+  /** Whether config.json gives the key, under its own name or an attribute_map alias (configDefaults.ts). */
   has(key: string): boolean {
-    return Object.prototype.hasOwnProperty.call(this.cfg, key)
+    return configKeyIn(this.cfg, this.family, key) !== undefined
   }
 
   raw(key: string): unknown {
