@@ -135,6 +135,8 @@ export type DatabaseKind =
 export class ResultsStore {
   readonly db!: Database.Database
   readonly readonly: boolean
+  /** How the command line names this file, for the fix in error messages: '--db', merge's '--out', 'a merge input'. */
+  readonly flag: string
 
   /**
    * Opens (read-write: creates) a results database. Read-only opens never write anything: not the
@@ -143,21 +145,22 @@ export class ResultsStore {
    * application's database), STORE_CORRUPT, STORE_READONLY, STORE_LOCKED, STORE_FAILED (missing,
    * a folder, newer schema, I/O).
    */
-  constructor(readonly file: string, options: { readonly?: boolean } = {}) {
+  constructor(readonly file: string, options: { readonly?: boolean; flag?: string } = {}) {
     this.readonly = options.readonly ?? false
+    this.flag = options.flag ?? '--db'
     const abs = path.resolve(file)
-    const existed = checkDatabasePath(file, abs, this.readonly)
+    const existed = checkDatabasePath(file, abs, this.readonly, this.flag)
     try {
       ;(this as { db: Database.Database }).db = this.readonly ? openReadonly(file, abs) : new Database(abs, { fileMustExist: existed })
       this.db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`)
       // Identify before changing anything: a foreign database must stay byte-identical.
       const kind = identify(this.db, file)
-      if (kind.kind === 'foreign') fail('STORE_NOT_HARNESS', notHarnessMessage(file, kind.reason))
+      if (kind.kind === 'foreign') fail('STORE_NOT_HARNESS', notHarnessMessage(file, kind.reason, this.flag))
       if (kind.kind === 'empty' && this.readonly) fail('STORE_FAILED', `${file} is an empty database with no results; run a sweep with --db ${file} first, or pass the database a sweep wrote.`)
       // Checked before the journal mode is touched: a newer harness's database stays as it was.
       if (kind.kind === 'harness' && kind.schemaVersion > SCHEMA_VERSION) fail('STORE_FAILED', `${file} has schema version ${kind.schemaVersion}, newer than this harness (${SCHEMA_VERSION}); upgrade moe-harness.`)
       // A damaged database is refused before anything is written into it (and before a sweep's work).
-      if (!this.readonly && kind.kind === 'harness' && fs.statSync(abs).size <= QUICK_CHECK_MAX_BYTES) checkIntact(this.db, file, 'nothing was written')
+      if (!this.readonly && kind.kind === 'harness' && fs.statSync(abs).size <= QUICK_CHECK_MAX_BYTES) checkIntact(this.db, file, 'nothing was written', `Restore it from a backup or pass ${this.flag} with a new file`)
       if (!this.readonly) {
         this.db.pragma('journal_mode = WAL')
         this.db.pragma('synchronous = NORMAL')
@@ -168,7 +171,7 @@ export class ResultsStore {
     } catch (e) {
       try { this.db?.close() } catch { /* already failing */ }
       if (!existed && !this.readonly) removeCreated(abs)
-      throw storeError(e, file, this.readonly)
+      throw storeError(e, file, this.readonly, this.flag)
     }
   }
 
@@ -215,7 +218,7 @@ export class ResultsStore {
     try {
       return fn()
     } catch (e) {
-      throw storeError(e, this.file, this.readonly)
+      throw storeError(e, this.file, this.readonly, this.flag)
     }
   }
 
@@ -413,7 +416,7 @@ export class ResultsStore {
   /** A model's complete runs (failed attempts are not results), by task then run id. */
   completeRuns(modelId: string): StoredRun[] {
     return this.all<RunRow>(`SELECT * FROM runs WHERE model_id = ? AND status = 'complete' ORDER BY task, run_id`, modelId)
-      .map(r => ({ runId: r.run_id, contentHash: r.content_hash, task: r.task, taskVersion: r.task_version, subset: r.subset, dataSha256: r.data_sha256, docs: r.docs, seconds: r.seconds, tokensProcessed: r.tokens_processed }))
+      .map(r => ({ runId: r.run_id, contentHash: r.content_hash, task: r.task, taskVersion: r.task_version, subset: r.subset, dataSha256: r.data_sha256, docs: r.docs, seconds: r.seconds, tokensProcessed: r.tokens_processed, scoringKey: r.scoring_key, device: r.device, ortVersion: r.ort_version }))
   }
 
   /** One metric of a run, or undefined when the run did not compute it. */
@@ -482,7 +485,7 @@ export class ResultsStore {
 
   /** Copies every row of another store into this one; identical keys are kept once. */
   mergeFrom(other: string): { runs: number; skipped: number } {
-    const src = new ResultsStore(other, { readonly: true })
+    const src = new ResultsStore(other, { readonly: true, flag: 'a merge input' })
     let runs = 0, skipped = 0
     try {
       this.guard(() => this.db.transaction(() => {
@@ -537,7 +540,7 @@ export function describeDatabase(file: string): DatabaseKind {
   const abs = path.resolve(file)
   let db: Database.Database | undefined
   try {
-    checkDatabasePath(file, abs, true)
+    checkDatabasePath(file, abs, true, '--db')
     if (fs.statSync(abs).size === 0) return { kind: 'empty' }
     db = openReadonly(file, abs)
     const kind = identify(db, file)
@@ -564,9 +567,9 @@ export function validateMergeInputs(inputs: readonly string[], out?: string): vo
     if (!fs.existsSync(file)) fail('STORE_FAILED', `Database ${file} does not exist; check the path of every merge input.`)
     let store: ResultsStore
     try {
-      store = new ResultsStore(file, { readonly: true })
+      store = new ResultsStore(file, { readonly: true, flag: 'a merge input' })
     } catch (e) {
-      // The open-time text advises sweeps (--db); a merge input's fix is to leave it out.
+      // A merge input's fix for corruption is to leave it out.
       if (e instanceof HarnessError && e.code === 'STORE_CORRUPT') fail('STORE_CORRUPT', `${file} is damaged (SQLite cannot read it: truncated or overwritten); nothing was merged. Restore it from a backup, or leave it out of the merge; \`sqlite3 ${file} .recover\` can salvage rows.`)
       throw e
     }
@@ -584,7 +587,7 @@ export function validateMergeInputs(inputs: readonly string[], out?: string): vo
 }
 
 /** SQLite's `quick_check` (page structure, truncation); a problem is STORE_CORRUPT naming the file. */
-function checkIntact(db: Database.Database, file: string, consequence: string, fix = 'Restore it from a backup or re-run into a new --db'): void {
+function checkIntact(db: Database.Database, file: string, consequence: string, fix: string): void {
   const problems = (db.pragma('quick_check(5)') as { quick_check: string }[]).map(r => r.quick_check).filter(r => r !== 'ok')
   // SQLite's own lines ("On tree page 3 cell 0: btreeInitPage() returns error code 11") mean nothing
   // to a user: say how much is broken in one short clause.
@@ -595,32 +598,32 @@ function checkIntact(db: Database.Database, file: string, consequence: string, f
  * Path checks before SQLite sees the file, so the usual mistakes get a precise message. Returns
  * whether the file exists. A writable open creates missing parent folders.
  */
-function checkDatabasePath(file: string, abs: string, readonly: boolean): boolean {
+function checkDatabasePath(file: string, abs: string, readonly: boolean, flag: string): boolean {
   let st: fs.Stats | undefined
   try {
     st = fs.statSync(abs)
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code
-    if (code === 'ENOTDIR') fail('STORE_FAILED', `Cannot open database ${file}: a part of its path is a file, not a folder; pass --db with a path inside a folder.`)
-    if (code === 'EACCES') fail('STORE_READONLY', `Cannot open database ${file}: permission denied on one of its folders; fix the permissions or pass --db elsewhere.`)
+    if (code === 'ENOTDIR') fail('STORE_FAILED', `Cannot open database ${file}: a part of its path is a file, not a folder; pass ${flag} with a path inside a folder.`)
+    if (code === 'EACCES') fail('STORE_READONLY', `Cannot open database ${file}: permission denied on one of its folders; fix the permissions or pass ${flag} elsewhere.`)
     if (code !== 'ENOENT') throw fileError(e, file, 'open the database', 'STORE_FAILED')
   }
-  if (st?.isDirectory()) fail('STORE_FAILED', `${file} is a folder, not a database file; pass --db with a file path such as ${path.join(file, 'results.sqlite')}.`)
-  if (st && !st.isFile()) fail('STORE_FAILED', `${file} is not a regular file (a device, socket or pipe); pass --db with a database file.`)
+  if (st?.isDirectory()) fail('STORE_FAILED', `${file} is a folder, not a database file; pass ${flag} with a file path such as ${path.join(file, 'results.sqlite')}.`)
+  if (st && !st.isFile()) fail('STORE_FAILED', `${file} is not a regular file (a device, socket or pipe); pass ${flag} with a database file.`)
   if (!st) {
-    if (readonly) fail('STORE_FAILED', `Database ${file} does not exist; run a sweep first or pass --db with an existing file.`)
+    if (readonly) fail('STORE_FAILED', `Database ${file} does not exist; run a sweep first or pass ${flag} with an existing file.`)
     const dir = path.dirname(abs)
     try {
       fs.mkdirSync(dir, { recursive: true })
     } catch (e) {
       throw fileError(e, dir, `create the folder for database ${file}`, (e as NodeJS.ErrnoException).code === 'EACCES' ? 'STORE_READONLY' : 'STORE_FAILED')
     }
-    if (!canWrite(dir)) fail('STORE_READONLY', `Cannot create database ${file}: the folder ${dir} is not writable; make it writable or pass --db in a writable folder.`)
+    if (!canWrite(dir)) fail('STORE_READONLY', `Cannot create database ${file}: the folder ${dir} is not writable; make it writable or pass ${flag} in a writable folder.`)
     return false
   }
-  if (st.size > 0) checkHeader(file, abs)
+  if (st.size > 0) checkHeader(file, abs, flag)
   if (!readonly) {
-    if (!canWrite(abs)) fail('STORE_READONLY', `Database ${file} is read-only; make it writable (chmod u+w ${file}) or pass --db with a writable copy. Read-only commands (report, export) work on it as it is.`)
+    if (!canWrite(abs)) fail('STORE_READONLY', `Database ${file} is read-only; make it writable (chmod u+w ${file}) or pass ${flag} with a writable copy. Read-only commands (report, export) work on it as it is.`)
     const dir = path.dirname(abs)
     if (!canWrite(dir)) fail('STORE_READONLY', `Database ${file} is in a folder that is not writable (${dir}); SQLite writes its journal (${path.basename(file)}-wal, -shm) beside it. Make the folder writable or copy the database to a writable one. Read-only commands (report, export) work on it as it is.`)
   }
@@ -628,7 +631,7 @@ function checkDatabasePath(file: string, abs: string, readonly: boolean): boolea
 }
 
 /** A non-empty file must start with the SQLite header; otherwise it is some other kind of file. */
-function checkHeader(file: string, abs: string): void {
+function checkHeader(file: string, abs: string, flag: string): void {
   const head = Buffer.alloc(100)
   let n = 0
   try {
@@ -638,9 +641,9 @@ function checkHeader(file: string, abs: string): void {
     throw fileError(e, file, 'read the database', (e as NodeJS.ErrnoException).code === 'EACCES' ? 'STORE_READONLY' : 'STORE_FAILED')
   }
   if (head.subarray(0, Math.min(n, 16)).toString('latin1') !== SQLITE_MAGIC.slice(0, Math.min(n, 16))) {
-    fail('STORE_NOT_HARNESS', notHarnessMessage(file, 'it is not a SQLite database'))
+    fail('STORE_NOT_HARNESS', notHarnessMessage(file, 'it is not a SQLite database', flag))
   }
-  if (n < 100) fail('STORE_CORRUPT', `${file} is damaged: it is truncated to ${n} bytes, shorter than a SQLite header. Restore it from a backup or pass --db with another file.`)
+  if (n < 100) fail('STORE_CORRUPT', `${file} is damaged: it is truncated to ${n} bytes, shorter than a SQLite header. Restore it from a backup or pass ${flag} with another file.`)
 }
 
 function canWrite(p: string): boolean {
@@ -686,8 +689,8 @@ function identify(db: Database.Database, file: string): DatabaseKind {
   return { kind: 'foreign', reason: `it has tables that are not a harness schema (${shown || 'none'}, user_version ${version})` }
 }
 
-function notHarnessMessage(file: string, reason: string): string {
-  return `${file} is not a moe-harness results database: ${reason}. The harness never adds its tables to another file; pass --db with a harness database, or a path where none exists yet to create one.`
+function notHarnessMessage(file: string, reason: string, flag: string): string {
+  return `${file} is not a moe-harness results database: ${reason}. The harness never adds its tables to another file; pass ${flag} with a harness database, or a path where none exists yet to create one.`
 }
 
 function removeCreated(abs: string): void {
@@ -700,22 +703,22 @@ function removeCreated(abs: string): void {
  * SQLite's error codes (https://www.sqlite.org/rescode.html) → HarnessErrors naming the file and the
  * fix. HarnessErrors pass through; fs errors go through fileError.
  */
-function storeError(e: unknown, file: string, readonly: boolean): HarnessError {
+function storeError(e: unknown, file: string, readonly: boolean, flag = '--db'): HarnessError {
   if (e instanceof HarnessError) return e
   const code = String((e as { code?: unknown })?.code ?? '')
   const detail = (e as Error)?.message ?? String(e)
   if (!code.startsWith('SQLITE_')) return fileError(e, file, readonly ? 'read the database' : 'write the database', 'STORE_FAILED')
   if (code === 'SQLITE_NOTADB' || code.startsWith('SQLITE_CORRUPT')) {
-    return new HarnessError('STORE_CORRUPT', `${file} is damaged (${detail.split('\n')[0]!.slice(0, 120)}): it may be truncated or overwritten. Restore it from a backup, or write new results to another file (--db for sweep, --out for merge); \`sqlite3 ${file} .recover\` can salvage rows. The harness did not modify it.`, { cause: e })
+    return new HarnessError('STORE_CORRUPT', `${file} is damaged (${detail.split('\n')[0]!.slice(0, 120)}): it may be truncated or overwritten. Restore it from a backup, or pass ${flag} with another file; \`sqlite3 ${file} .recover\` can salvage rows. The harness did not modify it.`, { cause: e })
   }
   if (code === 'SQLITE_READONLY_DIRECTORY' || code === 'SQLITE_READONLY_CANTINIT' || code === 'SQLITE_READONLY_CANTLOCK') {
     return new HarnessError('STORE_READONLY', `Cannot use ${file}: its folder ${path.dirname(path.resolve(file))} is not writable and SQLite needs its journal files (-wal, -shm) there (${detail}). Make the folder writable, or copy the database to a writable folder.`, { cause: e })
   }
   if (code.startsWith('SQLITE_READONLY') || code === 'SQLITE_PERM' || code === 'SQLITE_AUTH') {
-    return new HarnessError('STORE_READONLY', `Cannot write ${file}: it is read-only (${detail}). Make it and its folder writable, or pass --db with a writable copy; report and export read it as it is.`, { cause: e })
+    return new HarnessError('STORE_READONLY', `Cannot write ${file}: it is read-only (${detail}). Make it and its folder writable, or pass ${flag} with a writable copy; report and export read it as it is.`, { cause: e })
   }
   if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) {
-    return new HarnessError('STORE_LOCKED', `${file} is locked by another process (waited ${BUSY_TIMEOUT_MS / 1000} s): a sweep or merge writing it? Wait for it to finish, or use another --db.`, { cause: e })
+    return new HarnessError('STORE_LOCKED', `${file} is locked by another process (waited ${BUSY_TIMEOUT_MS / 1000} s): a sweep or merge writing it? Wait for it to finish, or pass ${flag} with another file.`, { cause: e })
   }
   if (code.startsWith('SQLITE_CANTOPEN')) {
     return new HarnessError('STORE_FAILED', `Cannot open database ${file} (${detail}): check that it is a file (not a folder) and that you may read it and write its folder.`, { cause: e })

@@ -56,7 +56,7 @@ export function registerStore(program: Command): void {
       validateMergeInputs(inputs, flags.out)
       const lines: string[] = dbs.filter(isOut).slice(0, 1).map(db => `${db}: skipped, it is the output --out (its runs are already there)\n`)
       const mergeInto = (file: string) => {
-        const out = new ResultsStore(file)
+        const out = new ResultsStore(file, { flag: '--out' })
         try {
           for (const db of inputs) {
             const { runs, skipped } = out.mergeFrom(db)
