@@ -5,7 +5,7 @@ import { fail } from '../errors.ts'
 import { emptyEdits, parseExpertMask, type VariantEdits } from '../edits/variantEdits.ts'
 import type { CheckpointOptions } from '../model/checkpoint.ts'
 import type { ModelSpec } from '../model/modelSpec.ts'
-import { DEVICES, type Device } from '../ort/ort.ts'
+import { checkDeviceAvailable, DEVICES, type Device } from '../ort/ort.ts'
 import { PRECISIONS, type ComputePrecision } from '../onnx/precision.ts'
 import { resolvePrecision, type GraphSessionSettings } from '../engine/graphSession.ts'
 
@@ -45,6 +45,7 @@ export function addHookOptions(cmd: Command): Command {
 export function engineSettings(flags: EngineFlags): Pick<GraphSessionSettings, 'device' | 'threads' | 'precision'> {
   // Checked here, before any calibration or method runs: bfloat16 off cuda fails at once.
   if (flags.precision) resolvePrecision(flags.device, flags.precision)
+  checkDeviceAvailable(flags.device)
   return { device: flags.device, threads: threadCount(flags), ...(flags.precision ? { precision: flags.precision } : {}) }
 }
 

@@ -75,11 +75,13 @@ export interface Session {
 
 export const ORT_VERSION: string = (ort.env.versions as { common?: string }).common ?? 'unknown'
 
+const CPU_INSTEAD = "or use the CPU (--device cpu; in a sweep config, device: 'cpu')"
+
 export function cudaInstallHint(): string {
   return (
     'The CUDA execution provider is not installed: onnxruntime-node ships CPU binaries only. Install it with ' +
     '`ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install.js` ' +
-    '(downloads from api.nuget.org; needs the CUDA 12 and cuDNN 9 runtime libraries), or use the CPU (--device cpu; in a sweep config, device: \'cpu\').'
+    `(downloads from api.nuget.org; needs the CUDA 12 and cuDNN 9 runtime libraries), ${CPU_INSTEAD}.`
   )
 }
 
@@ -90,9 +92,31 @@ export function cudaProviderInstalled(): boolean {
   return fs.existsSync(path.join(binDir, 'libonnxruntime_providers_cuda.so'))
 }
 
-export async function createSession(graph: GraphBytes, settings: SessionSettings): Promise<Session> {
+/**
+ * Fails with DEVICE_UNAVAILABLE when `device` certainly cannot run here, found without starting it:
+ * the CUDA provider library is not installed, or (Linux) the Vulkan loader libvulkan.so.1 that Dawn,
+ * onnxruntime's WebGPU backend, opens is not on the library path. Called before any expensive work
+ * (graph builds, calibration, variant preparation), and so that the user sees one clear error rather
+ * than Dawn's native warning first. A loader that is present does not prove a GPU: that is found
+ * when the session is created (createSession's DEVICE_UNAVAILABLE).
+ */
+export function checkDeviceAvailable(device: Device): void {
   // Never fall back to the CPU silently: a missing CUDA provider is an error with the install command.
-  if (settings.device === 'cuda' && !cudaProviderInstalled()) fail('DEVICE_UNAVAILABLE', cudaInstallHint())
+  if (device === 'cuda' && !cudaProviderInstalled()) fail('DEVICE_UNAVAILABLE', cudaInstallHint())
+  if (device === 'webgpu' && process.platform === 'linux') {
+    try {
+      // dlopen searches the library path as Dawn's loader does; a library that is not a Node addon
+      // loads and then fails to "self-register", which means it is there.
+      process.dlopen({ exports: {} }, 'libvulkan.so.1')
+    } catch (e) {
+      const message = (e as Error).message
+      if (/cannot open shared object file/.test(message)) fail('DEVICE_UNAVAILABLE', `No WebGPU device: the Vulkan loader libvulkan.so.1, which onnxruntime's WebGPU provider (Dawn over Vulkan) opens, is not installed (${message.split(':').slice(1).join(':').trim()}). Install it (Debian/Ubuntu: apt install libvulkan1) with the GPU vendor's Vulkan driver (e.g. the NVIDIA driver's Vulkan ICD), ${CPU_INSTEAD}.`)
+    }
+  }
+}
+
+export async function createSession(graph: GraphBytes, settings: SessionSettings): Promise<Session> {
+  checkDeviceAvailable(settings.device)
   const options: ort.InferenceSession.SessionOptions = {
     executionProviders: [{ name: settings.device }],
     intraOpNumThreads: settings.threads,
@@ -140,7 +164,7 @@ export async function createSession(graph: GraphBytes, settings: SessionSettings
     const message = (e as Error).message ?? String(e)
     if (settings.device === 'cuda') fail('DEVICE_UNAVAILABLE', `${cudaInstallHint()} (onnxruntime said: ${message.split('\n')[0]})`)
     if (settings.device === 'webgpu' && /adapter|vulkan|webgpu/i.test(message)) {
-      fail('DEVICE_UNAVAILABLE', `No WebGPU device: onnxruntime's WebGPU provider (Dawn over Vulkan) found no GPU adapter. It needs libvulkan.so.1 and the GPU vendor's Vulkan driver (e.g. the NVIDIA driver's Vulkan ICD); check with \`vulkaninfo --summary\`, or use the CPU (--device cpu; in a sweep config, device: 'cpu'). (onnxruntime said: ${message.split('\n')[0]})`)
+      fail('DEVICE_UNAVAILABLE', `No WebGPU device: onnxruntime's WebGPU provider (Dawn over Vulkan) found no GPU adapter. It needs libvulkan.so.1 and the GPU vendor's Vulkan driver (e.g. the NVIDIA driver's Vulkan ICD); check with \`vulkaninfo --summary\`, ${CPU_INSTEAD}. (onnxruntime said: ${message.split('\n')[0]})`)
     }
     fail('SESSION_FAILED', `onnxruntime could not create the session: ${message}`)
   }

@@ -4,6 +4,7 @@
 import { allowsNonfinite, type HarnessConfig } from '../config/defineConfig.ts'
 import { methodFileHash } from '../methods/registry.ts'
 import { fitPoolToModels } from '../pool/memoryFit.ts'
+import { checkDeviceAvailable } from '../ort/ort.ts'
 import { createPool } from '../pool/pool.ts'
 import { ResultsStore } from '../store/resultsStore.ts'
 import { cellFailure, cellLabel, runCell, storedError, type Cell, type CellContext, type CellFailure, type CellOutcome } from './cell.ts'
@@ -68,6 +69,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
   const timings = { calibration: 0, transform: 0, sessionBuild: 0, scoring: 0, database: 0, cellWall: 0, workerBusy: 0, total: 0 }
   const t0 = performance.now()
   const loaded = await loadSweepInputs(config, options.baseDir, log) // everything cheap is validated first
+  checkDeviceAvailable(loaded.device) // before any calibration, method or graph build
   // Workers × threads chosen so the largest model (mapped once) and every worker's largest batch fit
   // in the memory available; fewer workers than requested when they would not (src/pool/memoryFit.ts).
   const fit = fitPoolToModels({ models: [...loaded.models.values()], batchTokens: config.batchTokens, requestedWorkers: loaded.workers, requestedThreads: config.pool.threads })
@@ -91,7 +93,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
     sweepId = store.startSweep(JSON.stringify({ config, shard: options.shard ?? null }), cells.length)
     let done = 0
     const report = (label: string) => options.onProgress?.({ done, total: cells.length, label })
-    const ctx: CellContext = { inputs, store, pool, leases, timings, signal: options.signal, onScoring: cell => report(cellLabel(cell)), onPreparing: report }
+    const ctx: CellContext = { inputs, store, pool, leases, timings, signal: options.signal, onScoring: cell => report(cellLabel(cell)), onPreparing: report, log }
     const slots = inputs.slots.filter(s => cells.some(c => c.slot === s))
     await checkVariantsWritable(slots, ctx)
     await calibrateModels(slots, ctx, timings, log, report)

@@ -1,10 +1,12 @@
 // --device: every provider other than the CPU either runs and agrees with it, or fails with
 // DEVICE_UNAVAILABLE and says what to install; it never falls back to the CPU silently.
 import assert from 'node:assert/strict'
+import fs from 'node:fs'
 import path from 'node:path'
 import { describe, it } from 'node:test'
 import { lastJson, ROOT, runCli } from '../helpers/cli.ts'
 import { cudaProviderInstalled } from '../../src/ort/ort.ts'
+import { tmpDir } from '../helpers/tmp.ts'
 
 const model = path.join(ROOT, 'models', 'tiny-moe')
 const score = (device: string, ...extra: string[]) => runCli(['score', '--model', model, '--text', 'The cat sat on the mat.', '--json', '--device', device, ...extra], { timeoutMs: 120_000 })
@@ -38,6 +40,26 @@ describe('--device', () => {
       assert.match(r.stderr, device === 'cuda' ? /ONNXRUNTIME_NODE_INSTALL=cuda12/ : /Vulkan driver.*--device cpu/)
       assert.doesNotMatch(r.stderr, /\n\s+at .*\.ts:\d+/, 'no stack trace')
       if (device === 'cuda') assert.equal(cudaProviderInstalled(), false)
+      // A missing Vulkan loader is found before Dawn starts: the error is all the user sees.
+      if (/Vulkan loader libvulkan\.so\.1 .* is not installed/.test(r.stderr)) assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr)
     })
   }
+
+  it('a sweep on a device that certainly cannot run fails before calibrating or preparing anything', () => {
+    const unavailable = ['cuda', 'webgpu'].filter(d => score(d, '--precision', 'float32').status !== 0)
+    for (const device of unavailable) {
+      const dir = tmpDir()
+      const config = path.join(dir, 'c.config.ts')
+      const body = { models: { m: model }, methods: ['frequency-pruning'], ratios: [0.5], tasks: ['brown-cloze'], subset: { limit: 2 }, device, calibration: { sequences: 2, length: 16 }, pool: { workers: 1, threads: 1 } }
+      fs.writeFileSync(config, `import { defineConfig } from ${JSON.stringify(path.join(ROOT, 'src/index.ts'))}\nexport default defineConfig(${JSON.stringify(body)})\n`)
+      const home = path.join(dir, 'home')
+      const r = runCli(['sweep', '--config', config, '--db', path.join(dir, 'r.sqlite')], { env: { MOE_HARNESS_HOME: home }, timeoutMs: 120_000 })
+      // Only a device whose absence is certain without starting it is caught this early (CUDA provider, Vulkan loader).
+      if (!/not installed/.test(r.stderr)) continue
+      assert.equal(r.status, 1, r.stderr)
+      assert.match(r.stderr, /error \[DEVICE_UNAVAILABLE\]/)
+      assert.equal(fs.existsSync(path.join(home, 'calibration')), false, 'no calibration ran')
+      assert.equal(fs.existsSync(path.join(home, 'variants')), false, 'no variant was prepared')
+    }
+  })
 })
