@@ -45,11 +45,49 @@ export function ropeParameters(cfg: Json, defaultTheta: number): { params: Json;
     if (v != null && (typeof v !== 'object' || Array.isArray(v))) fail('CONFIG_INVALID', `config.json: '${key}' must be an object or null (got ${JSON.stringify(v)}).`)
   }
   const useScaling = scaling != null && Object.keys(scaling as Json).length > 0
-  const params = (useScaling ? scaling : v5 ?? {}) as Json
-  const where = useScaling ? 'rope_scaling' : 'rope_parameters'
+  let params = (useScaling ? scaling : v5 ?? {}) as Json
+  let where = useScaling ? 'rope_scaling' : 'rope_parameters'
+  const nested = perLayerType(cfg, params, where)
+  if (nested) ({ params, where } = nested)
   const thetaRaw = params.rope_theta ?? cfg.rope_theta ?? defaultTheta
   if (typeof thetaRaw !== 'number' || !(thetaRaw > 1)) fail('CONFIG_INVALID', `config.json: rope_theta must be a number > 1 (got ${JSON.stringify(thetaRaw)}).`)
   return { params, where, theta: thetaRaw }
+}
+
+const isObject = (v: unknown): v is Json => v !== null && typeof v === 'object' && !Array.isArray(v)
+
+/**
+ * transformers v5 also accepts rope parameters keyed by layer type (`"rope_parameters": {"full_attention":
+ * {...}, "sliding_attention": {...}}`, RotaryEmbeddingConfigMixin.standardize_rope_params; each layer's
+ * rotary embedding reads the entry of its `layer_types` type). A flat dict never holds an object value
+ * (list-valued fields such as long_factor are arrays), so any object value means this layout. The
+ * harness computes one rotary embedding for every layer: the entries of the layer types the model uses
+ * (`layer_types`, or full attention when absent) must exist and agree, and that one entry is returned
+ * with the field to cite; otherwise CONFIG_INVALID / CONFIG_UNSUPPORTED naming the field. Returns
+ * undefined for a flat dict.
+ */
+function perLayerType(cfg: Json, params: Json, where: string): { params: Json; where: string } | undefined {
+  const keys = Object.keys(params).filter(k => isObject(params[k]))
+  if (!keys.length) return undefined
+  const flat = Object.keys(params).filter(k => !isObject(params[k]))
+  if (flat.length) {
+    fail('CONFIG_INVALID', `config.json: '${where}' mixes per-layer-type entries (${keys.join(', ')}) with top-level fields (${flat.join(', ')}); give either one flat dict or one dict per layer type.`)
+  }
+  const declared = cfg.layer_types
+  if (declared != null && (!Array.isArray(declared) || !declared.every(t => typeof t === 'string'))) {
+    fail('CONFIG_INVALID', `config.json: 'layer_types' must be a list of strings (got ${JSON.stringify(declared)}).`)
+  }
+  const used = [...new Set((declared as string[] | undefined) ?? ['full_attention'])]
+  const missing = used.filter(t => !isObject(params[t]))
+  if (missing.length) {
+    fail('CONFIG_INVALID', `config.json: '${where}' is keyed by layer type (${keys.join(', ')}) but has no entry for ${missing.map(t => `'${t}'`).join(', ')}, which ${declared ? "'layer_types' uses" : "every layer is (no 'layer_types')"}; add it.`)
+  }
+  const first = JSON.stringify(params[used[0]])
+  const differing = used.filter(t => JSON.stringify(params[t]) !== first)
+  if (differing.length) {
+    fail('CONFIG_UNSUPPORTED', `config.json: '${where}' gives layer types ${used.map(t => `'${t}'`).join(' and ')} different rotary embeddings (${used.map(t => `${t}: ${JSON.stringify(params[t])}`).join('; ')}); one rotary embedding for all layers is implemented.`)
+  }
+  return { params: params[used[0]] as Json, where: `${where}.${used[0]}` }
 }
 
 /**
@@ -60,6 +98,9 @@ export function ropeParameters(cfg: Json, defaultTheta: number): { params: Json;
  */
 export function parseRope(cfg: Json, opts: { dim: number; defaultTheta: number; maxPositions: number; allowYarn: boolean; family: string }): RopeSpec {
   const { params, where, theta } = ropeParameters(cfg, opts.defaultTheta)
+  if (params.partial_rotary_factor != null && params.partial_rotary_factor !== 1) {
+    fail('CONFIG_UNSUPPORTED', `config.json: ${where}.partial_rotary_factor ${JSON.stringify(params.partial_rotary_factor)} is not supported (only 1).`)
+  }
   const type = params.rope_type ?? params.type ?? 'default'
   const dim = opts.dim
   const defaultInv = Array.from({ length: dim / 2 }, (_, i) => 1 / Math.pow(theta, (2 * i) / dim))
