@@ -46,3 +46,65 @@ let builderCode: string | undefined
 export function graphBuilderCode(): string {
   return (builderCode ??= sourceFingerprint(SRC, GRAPH_BUILDER_SOURCES))
 }
+
+/**
+ * The project source files a module runs: `entry` and every file it reaches through relative `import` /
+ * `export ... from` / `import()` specifiers, transitively (type-only imports and exports are skipped:
+ * they run nothing). Package imports are not followed (their versions are the lockfile's business).
+ * A specifier without the `.ts` extension is resolved as tsx resolves it (`.js` → `.ts`, added `.ts`,
+ * `/index.ts`); one that resolves to no file is kept as its text. Sorted absolute paths.
+ */
+export function moduleClosure(entry: string): { files: string[]; unresolved: string[] } {
+  const seen = new Set<string>()
+  const unresolved = new Set<string>()
+  const specifier = /(?:^|[;\n}])\s*(?:import|export)\s+(?!type\b)(?:[^'";]*?\sfrom\s*)?['"](\.{1,2}\/[^'"]+)['"]|\bimport\(\s*['"](\.{1,2}\/[^'"]+)['"]\s*\)/g
+  const resolve = (from: string, spec: string): string | undefined => {
+    const base = path.resolve(path.dirname(from), spec)
+    for (const candidate of [base, base.replace(/\.js$/, '.ts'), `${base}.ts`, path.join(base, 'index.ts')]) {
+      if (fs.existsSync(candidate) && fs.statSync(candidate).isFile()) return candidate
+    }
+    return undefined
+  }
+  const walk = (file: string) => {
+    if (seen.has(file)) return
+    seen.add(file)
+    const text = fs.readFileSync(file, 'utf8')
+    for (const m of text.matchAll(specifier)) {
+      const spec = m[1] ?? m[2]
+      const target = resolve(file, spec)
+      if (target) walk(target)
+      else unresolved.add(`${path.basename(file)}:${spec}`)
+    }
+  }
+  walk(path.resolve(entry))
+  return { files: [...seen].sort(), unresolved: [...unresolved].sort() }
+}
+
+/**
+ * sha256 (16 hex characters) of the code a module runs (moduleClosure): each file's path relative to
+ * `root` and its content. A method's variant key uses it (methods/registry.ts methodFileHash), so an
+ * edit to a shared helper the method calls (src/methods/helpers.ts, merging.ts, a plugin's own
+ * helper file) re-prepares its variants, as an edit to the method file does.
+ */
+export function moduleFingerprint(entry: string, root: string): string {
+  // A sweep asks once per planned variant: reuse the answer while no file of the closure changed.
+  const cached = closureCache.get(entry)
+  if (cached && cached.root === root && cached.stats.every(([f, stamp]) => fileStamp(f) === stamp)) return cached.hash
+  const { files, unresolved } = moduleClosure(entry)
+  const h = crypto.createHash('sha256')
+  for (const file of files) h.update(`${path.relative(root, file).split(path.sep).join('/')}\n`).update(fs.readFileSync(file)).update('\n')
+  for (const u of unresolved) h.update(`unresolved ${u}\n`)
+  const hash = h.digest('hex').slice(0, 16)
+  closureCache.set(entry, { root, hash, stats: files.map(f => [f, fileStamp(f)]) })
+  return hash
+}
+
+const closureCache = new Map<string, { root: string; hash: string; stats: [string, string][] }>()
+const fileStamp = (file: string): string => {
+  try {
+    const st = fs.statSync(file)
+    return `${st.size}:${st.mtimeMs}:${st.ino}`
+  } catch {
+    return 'missing'
+  }
+}

@@ -1,11 +1,10 @@
 // Finds method files in methods/, validates parameters, and runs the fail-fast checks.
-import fs from 'node:fs'
-import crypto from 'node:crypto'
 import { fail, failIn, HarnessError, withContext } from '../errors.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
 import { moeLayers } from '../model/modelSpec.ts'
 import { loadAllPlugins, loadPlugin, pluginFiles } from '../plugins/discover.ts'
-import { METHODS_DIR } from '../paths.ts'
+import { METHODS_DIR, ROOT } from '../paths.ts'
+import { moduleFingerprint } from '../identity/sourceFingerprint.ts'
 import { unknownName } from '../util/suggest.ts'
 import type { StatNeed } from '../calibration/stats.ts'
 import type { CalibrationProcedure, MethodDefinition, MoeLayout, ParamShape } from './defineMethod.ts'
@@ -50,10 +49,17 @@ function checkShape(m: MethodDefinition): MethodDefinition {
   return m
 }
 
-/** sha256 of the method file: part of the variant key, so editing a method never reuses stale results. */
+/**
+ * sha256 of the code the method runs: its file and every project file it imports, transitively
+ * (src/identity/sourceFingerprint.ts moduleFingerprint: src/methods/helpers.ts, merging.ts, a plugin's
+ * own helper files). Part of the variant key, so editing a method, or a helper it calls, never reuses
+ * stale variants or results (the file's bytes alone missed a fix in removeLowestPerLayer; found by a
+ * fresh-user trial). A changed variant id re-prepares the variant; cells whose edits come out the same
+ * are still reused (runs are keyed by the edits' content hash).
+ */
 export function methodFileHash(name: string): string {
   const file = pluginFiles(METHODS_DIR).get(name)
-  return file ? crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex').slice(0, 16) : 'unknown'
+  return file ? moduleFingerprint(file, ROOT) : 'unknown'
 }
 
 /** Parses "k=v" strings against the method's parameter specs. */
