@@ -1,24 +1,46 @@
 // Reads the results store (only, through its typed queries) into the plain, schema-versioned data every
 // page is rendered from (renderSite.ts buildPages turns it into pages).
+import { defaultPrecision } from '../engine/graphSession.ts'
 import { isBaselineContent } from '../identity/keys.ts'
+import { DEVICES, type Device } from '../ort/ort.ts'
 import type { StoredCalibration, StoredParamSpec, StoredRun } from '../store/reads.ts'
 import type { ResultsStore } from '../store/resultsStore.ts'
 import type { VariantAccounting } from '../variants/accounting.ts'
 import { compareCorrectness, comparePerplexity, type PairedResult } from './significance.ts'
 
-/** 2: tasks are columns keyed by TaskInfo.key (task, version, document subset); rows say which tasks their average and recovery cover. */
+/** 2: tasks are columns keyed by TaskInfo.key (task, version, document subset, data file, scoring key; TaskInfo.scoring, only on columns split by scoring key, is an addition within 2); rows say which tasks their average and recovery cover. */
 export const LEADERBOARD_VERSION = 2
 
 /**
+ * How the cells of a column were scored, when the store holds its task under several scoring keys
+ * (TaskInfo.scoring). The device decides the graph's precision (the sweep has no precision option:
+ * engine/graphSession.ts defaultPrecision), so a CPU and a GPU score of one task are different
+ * measurements, as are scores from two onnxruntime versions.
+ */
+export interface ScoringInfo {
+  /** keys.ts scoringKey: scoring version, max length, device, onnxruntime version. */
+  key: string
+  /** The execution provider the runs used ('cpu', 'cuda', 'webgpu'). */
+  device: string
+  /** The compute dtype of the graph on that device ('float32' on the CPU, 'float16' on a GPU); '' for a device this harness does not know. */
+  precision: string
+  ortVersion: string
+  /** What tells this column apart from the task's other scoring keys, as the key shows it: `webgpu`, `ort 1.22.0`, `cpu, ort 1.20.1` or `scoring 1a2b3c4d`. */
+  label: string
+}
+
+/**
  * One column of a model's leaderboard: one task version scored on one document subset of one data
- * file. Scores of two versions of a task, or of two sets of documents, are different measurements,
- * so they are never one column, never paired, never averaged together (lm-eval versions tasks for this).
+ * file under one scoring key. Scores of two versions of a task, of two sets of documents, or from two
+ * devices (float32 vs half precision) or onnxruntime versions are different measurements, so they are
+ * never one column, never paired, never averaged together (lm-eval versions tasks for this).
  */
 export interface TaskInfo {
   /**
    * The column's identity in Row.cells and averageTasks: the task's name, or, when the store holds
-   * several versions, subsets or data files of it, `name v2` / `name [sample:20:seed1234]` /
-   * `name [data 1a2b3c4d]` (the data file's sha256; `unknown` for runs stored before schema 5).
+   * several versions, subsets, data files or scoring keys of it, `name v2` / `name [sample:20:seed1234]` /
+   * `name [data 1a2b3c4d]` (the data file's sha256; `unknown` for runs stored before schema 5) /
+   * `name [webgpu]` (ScoringInfo.label).
    */
   key: string
   name: string
@@ -35,6 +57,8 @@ export interface TaskInfo {
   higherIsBetter: boolean
   /** Accuracy-type tasks enter the average; perplexity tasks are shown beside it. */
   isAccuracy: boolean
+  /** Present only when the store holds this task under several scoring keys (the column is split by it). */
+  scoring?: ScoringInfo
 }
 
 export interface Cell {
@@ -115,25 +139,50 @@ function meanOver(cells: Record<string, Cell>, keys: readonly string[]): number 
   return keys.reduce((s, k) => s + cells[k].value, 0) / keys.length
 }
 
-type ColumnOf = Pick<StoredRun, 'task' | 'taskVersion' | 'subset' | 'dataSha256'>
+type ColumnOf = Pick<StoredRun, 'task' | 'taskVersion' | 'subset' | 'dataSha256' | 'scoringKey' | 'device' | 'ortVersion'>
 
 /**
- * The column key of every (task, version, subset, data file) in `runs`: the bare name when a task has
- * one of each in the whole store, else the name with what tells its columns apart.
+ * What tells each of one task's scoring keys apart, in the readable fields the runs store: the device
+ * when the keys differ in device, `ort X` when in onnxruntime version; keys these do not tell apart
+ * (another scoring version or max length, not stored per run) add `scoring <first 8 hex of the key>`.
  */
-function columnKeys(runs: readonly ColumnOf[]): (c: ColumnOf) => string {
-  const seen = new Map<string, { versions: Set<number>; subsets: Set<string>; data: Set<string> }>()
+function scoringLabels(keys: ReadonlyMap<string, { device: string; ortVersion: string }>): Map<string, string> {
+  const devices = new Set([...keys.values()].map(k => k.device)), orts = new Set([...keys.values()].map(k => k.ortVersion))
+  const readable = new Map([...keys].map(([key, k]) => [key, [...(devices.size > 1 ? [k.device] : []), ...(orts.size > 1 ? [`ort ${k.ortVersion}`] : [])]]))
+  const uses = new Map<string, number>()
+  for (const parts of readable.values()) uses.set(parts.join(', '), (uses.get(parts.join(', ')) ?? 0) + 1)
+  return new Map([...readable].map(([key, parts]) => [key, (uses.get(parts.join(', '))! > 1 ? [...parts, `scoring ${key.slice(0, 8)}`] : parts).join(', ')]))
+}
+
+/**
+ * The column key of every (task, version, subset, data file, scoring key) in `runs`: the bare name
+ * when a task has one of each in the whole store, else the name with what tells its columns apart;
+ * and, for a task split by scoring key, how a column's cells were scored.
+ */
+function columnKeys(runs: readonly ColumnOf[]): { keyOf: (c: ColumnOf) => string; scoringOf: (c: ColumnOf) => ScoringInfo | undefined } {
+  const seen = new Map<string, { versions: Set<number>; subsets: Set<string>; data: Set<string>; scoring: Map<string, { device: string; ortVersion: string }> }>()
   for (const c of runs) {
-    const s = seen.get(c.task) ?? { versions: new Set(), subsets: new Set(), data: new Set() }
+    const s = seen.get(c.task) ?? { versions: new Set(), subsets: new Set(), data: new Set(), scoring: new Map() }
     seen.set(c.task, s)
     s.versions.add(c.taskVersion)
     s.subsets.add(c.subset)
     s.data.add(c.dataSha256)
+    // The key hashes device and onnxruntime version, so one key has one of each.
+    s.scoring.set(c.scoringKey, { device: c.device, ortVersion: c.ortVersion })
   }
-  return c => {
+  const labels = new Map([...seen].map(([task, s]) => [task, s.scoring.size > 1 ? scoringLabels(s.scoring) : null]))
+  const scoringOf = (c: ColumnOf): ScoringInfo | undefined => {
+    const label = labels.get(c.task)?.get(c.scoringKey)
+    if (label === undefined) return undefined
+    const precision = (DEVICES as readonly string[]).includes(c.device) ? defaultPrecision(c.device as Device) : ''
+    return { key: c.scoringKey, device: c.device, precision, ortVersion: c.ortVersion, label }
+  }
+  const keyOf = (c: ColumnOf) => {
     const s = seen.get(c.task)!
-    return `${c.task}${s.versions.size > 1 ? ` v${c.taskVersion}` : ''}${s.subsets.size > 1 ? ` [${c.subset}]` : ''}${s.data.size > 1 ? ` [data ${c.dataSha256.slice(0, 8) || 'unknown'}]` : ''}`
+    const scoring = scoringOf(c)
+    return `${c.task}${s.versions.size > 1 ? ` v${c.taskVersion}` : ''}${s.subsets.size > 1 ? ` [${c.subset}]` : ''}${s.data.size > 1 ? ` [data ${c.dataSha256.slice(0, 8) || 'unknown'}]` : ''}${scoring ? ` [${scoring.label}]` : ''}`
   }
+  return { keyOf, scoringOf }
 }
 
 export function slugify(text: string): string {
@@ -148,7 +197,7 @@ export type ReportSource = Pick<ResultsStore,
 
 /**
  * Reads everything the site shows from the store's typed queries (no SQL here): per model, the
- * columns (task × version × subset × data file) of its complete runs, one row per ready variant (the unpruned
+ * columns (task × version × subset × data file × scoring key) of its complete runs, one row per ready variant (the unpruned
  * model once), failed variants, and paired significance (evaluation-protocol.md §5) against the
  * unpruned model and against the best row at the same ratio. Higher-is-better is the flag the
  * evaluation stored with the metric; a task whose primary metric no complete run stored (so it has
@@ -173,7 +222,7 @@ export function summarize(store: ReportSource, title: string): LeaderboardData {
   }
   const storedModels = store.storedModels()
   const runsOf = new Map(storedModels.map(m => [m.id, store.completeRuns(m.id)]))
-  const keyOf = columnKeys([...runsOf.values()].flat())
+  const { keyOf, scoringOf } = columnKeys([...runsOf.values()].flat())
   for (const m of storedModels) {
     const runs = runsOf.get(m.id)!
     const columns = new Map<string, StoredRun>()
@@ -182,7 +231,8 @@ export function summarize(store: ReportSource, title: string): LeaderboardData {
       const t = taskMeta.get(`${r.task}@${r.taskVersion}`)
       const metric = t?.primaryMetric ?? 'acc'
       const higherIsBetter = store.metricHigherIsBetter(r.task, r.taskVersion, metric) ?? true
-      return { key, name: r.task, slug: slugify(key), version: r.taskVersion, subset: r.subset, dataSha256: r.dataSha256, kind: t?.kind ?? 'unknown', description: t?.description ?? '', metric, higherIsBetter, isAccuracy: higherIsBetter }
+      const scoring = scoringOf(r)
+      return { key, name: r.task, slug: slugify(key), version: r.taskVersion, subset: r.subset, dataSha256: r.dataSha256, kind: t?.kind ?? 'unknown', description: t?.description ?? '', metric, higherIsBetter, isAccuracy: higherIsBetter, ...(scoring ? { scoring } : {}) }
     })
     const averageTasks = tasks.filter(t => t.isAccuracy).map(t => t.key)
     const variants = store.storedVariants(m.id)

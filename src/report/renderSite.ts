@@ -9,22 +9,46 @@ import Handlebars from 'handlebars'
 import { REPORTS_DIR } from '../paths.ts'
 import { writeOutputDir, type OutputContext } from '../util/outputPaths.ts'
 import { expertMap, paretoChart, ratioCurves, routingHeatmap } from './charts.ts'
-import type { Cell, LeaderboardData, ModelData, Row, TaskInfo } from './leaderboardData.ts'
+import type { Cell, LeaderboardData, ModelData, Row, ScoringInfo, TaskInfo } from './leaderboardData.ts'
 
 const SIGNIFICANT = 0.05
 
-/** A recovery over fewer than all of the model's accuracy tasks (the row or the unpruned model lacks some). */
 /**
  * Accuracy tasks the store holds in several columns (task versions, document subsets or data files
  * that differ): no row can have them all unless scored under every one, so rerunning one sweep does
- * not complete the rows; the leaderboard says so beside the incomplete note.
+ * not complete the rows; the leaderboard says so beside the incomplete note. Columns that differ only
+ * in scoring key are scoringSplitTasks'.
  */
 function splitTasks(model: ModelData): string[] {
-  const counts = new Map<string, number>()
-  for (const t of model.tasks) if (t.isAccuracy) counts.set(t.name, (counts.get(t.name) ?? 0) + 1)
-  return [...counts].filter(([, n]) => n > 1).map(([name]) => name)
+  const columns = new Map<string, Set<string>>()
+  for (const t of model.tasks) {
+    if (!t.isAccuracy) continue
+    const seen = columns.get(t.name) ?? new Set()
+    columns.set(t.name, seen.add(JSON.stringify([t.version, t.subset, t.dataSha256])))
+  }
+  return [...columns].filter(([, c]) => c.size > 1).map(([name]) => name)
 }
 
+/** Tasks split by scoring key (TaskInfo.scoring), accuracy ones only when `accuracyOnly`, in column order. */
+function scoringSplitTasks(model: ModelData, accuracyOnly: boolean): string[] {
+  return [...new Set(model.tasks.filter(t => t.scoring && (t.isAccuracy || !accuracyOnly)).map(t => t.name))]
+}
+
+/**
+ * The legend of a model's scoring-split columns: per task, each distinct scoring label with the
+ * device, its precision and the onnxruntime version, and whether two of its keys differ only in what
+ * the runs do not store (their labels then carry the key's first 8 hex digits).
+ */
+function scoringLegend(model: ModelData): { name: string; columns: ScoringInfo[]; hiddenDifference: boolean }[] {
+  return scoringSplitTasks(model, false).map(name => {
+    const columns = [...new Map(model.tasks.filter(t => t.name === name && t.scoring).map(t => [t.scoring!.label, t.scoring!])).values()]
+    // Two keys with the same device and onnxruntime differ in what runs do not store (scoring version, max length).
+    const hiddenDifference = new Set(columns.map(c => JSON.stringify([c.device, c.ortVersion]))).size < columns.length
+    return { name, columns, hiddenDifference }
+  })
+}
+
+/** A recovery over fewer than all of the model's accuracy tasks (the row or the unpruned model lacks some). */
 function isPartialRecovery(row: Row, model: ModelData): boolean {
   return row.recovery !== null && row.recoveryTasks.length < model.averageTasks.length
 }
@@ -102,6 +126,9 @@ function createEngine(theme: Theme): typeof Handlebars {
   hb.registerHelper('taskCount', (row: Row, model: ModelData) => `${model.averageTasks.length - row.missingTasks.length}/${model.averageTasks.length}`)
   hb.registerHelper('partialRecovery', (row: Row, model: ModelData) => isPartialRecovery(row, model))
   hb.registerHelper('splitTasks', (model: ModelData) => splitTasks(model).join(', '))
+  hb.registerHelper('scoringSplitTasks', (model: ModelData) => scoringSplitTasks(model, true).join(', '))
+  hb.registerHelper('anySplit', (model: ModelData) => splitTasks(model).length + scoringSplitTasks(model, true).length > 0)
+  hb.registerHelper('scoringLegend', (model: ModelData) => scoringLegend(model))
   hb.registerHelper('cellsOf', (row: Row, tasks: TaskInfo[]) => tasks.map(task => ({ task, cell: row.cells[task.key] })))
   hb.registerHelper('sigMarks', (cell: Cell | undefined) => {
     if (!cell) return ''

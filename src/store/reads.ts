@@ -52,7 +52,9 @@ export interface ReadyVariant {
 export type StoredVariant = FailedVariant | ReadyVariant
 
 /** A complete run (one variant content × one task version). Units: seconds of wall time, tokens the graph processed. */
-export interface StoredRun { runId: number; contentHash: string; task: string; taskVersion: number; /** The document subset (keys.ts runKey: 'all', 'limit:N', 'sample:N:seedS'). */ subset: string; /** sha256 of the task data file ('' before schema 5). */ dataSha256: string; docs: number; seconds: number; tokensProcessed: number }
+export interface StoredRun { runId: number; contentHash: string; task: string; taskVersion: number; /** The document subset (keys.ts runKey: 'all', 'limit:N', 'sample:N:seedS'). */ subset: string; /** sha256 of the task data file ('' before schema 5). */ dataSha256: string; docs: number; seconds: number; tokensProcessed: number
+  /** keys.ts scoringKey (scoring version, max length, device, onnxruntime version), and the readable device and onnxruntime version it was made from. */
+  scoringKey: string; device: string; ortVersion: string }
 
 /** One stored metric of a run; `higherIsBetter` is the flag the evaluation wrote (src/tasks/metrics.ts). */
 export interface StoredMetric { value: number; stderr: number | null; higherIsBetter: boolean }
