@@ -1,6 +1,8 @@
 // A sweep's variants: each planned once (or recorded infeasible), calibrated together per model, and
 // prepared once however many cells use it (apply the method, publish its folder, store its row). A
-// variant prepared by an earlier run is known by its id and reused while its folder exists.
+// variant prepared by an earlier run is known by its id and reused while its folder exists: through the
+// results store, or, when the store does not know it (a new --db, a shard's file), through the harness
+// home's index of prepared variants (src/variants/variantIndex.ts), and then recorded in the store.
 import fs from 'node:fs'
 import path from 'node:path'
 import { calibrationKey, harnessHome } from '../calibration/cache.ts'
@@ -13,9 +15,10 @@ import { withFileErrors } from '../util/fileErrors.ts'
 import { errorData, formatError, withContext, type HarnessErrorData } from '../errors.ts'
 import { failedVariantKey, variantFolderName } from '../identity/keys.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
-import type { ResultsStore } from '../store/resultsStore.ts'
+import type { ResultsStore, VariantRow } from '../store/resultsStore.ts'
 import type { ParamValues } from '../methods/registry.ts'
 import { calibrateFor, prepareVariant, variantId, type PlannedVariant } from '../variants/prepare.ts'
+import { findVariantRecord, recordVariant, VARIANT_INDEX_FOLDER, type VariantRecord } from '../variants/variantIndex.ts'
 import type { SweepInputs } from './inputs.ts'
 import type { VariantSpec } from './plan.ts'
 
@@ -42,9 +45,13 @@ export interface PrepareContext {
   timings: { transform: number; database: number }
   /** Called while a variant is being prepared (progress label: its calibration or its method). */
   onPreparing?: (label: string) => void
+  /** One line of the sweep's log (a variant found prepared in the harness home rather than prepared). */
+  log?: (line: string) => void
 }
 
-const variantDir = (ckpt: Checkpoint, hash: string) => path.join(harnessHome(), 'variants', variantFolderName(ckpt.fingerprint(), hash))
+const variantsRoot = () => path.join(harnessHome(), 'variants')
+const variantDir = (ckpt: Checkpoint, hash: string) => path.join(variantsRoot(), variantFolderName(ckpt.fingerprint(), hash))
+const defaultWarn = (m: string) => process.stderr.write(`warning: ${m}\n`)
 
 /**
  * The variant of a slot, prepared on first use, and again when its folder has gone since (a `cache
@@ -93,7 +100,9 @@ export async function checkVariantsWritable(slots: readonly VariantSlot[], ctx: 
     if (slot.planned.status === 'infeasible') continue
     // A variant the store knows but whose folder must be rewritten says why (else "prepare" puzzles).
     let why = ''
-    const stored = await storedVariant(slot, slot.planned.plan, ctx, m => { why = `: ${m.replace(/^damaged prepared-variant cache: /, 'its folder is damaged, ').replace(/; rebuilding it$/, '')}` })
+    const stored = await storedVariant(slot, slot.planned.plan, ctx, m => {
+      why = `: ${m.replace(/^damaged prepared-variant cache: /, 'its folder is damaged, ').replace(/^damaged prepared-variant index entry /, 'its index entry is damaged, ').replace(/; (rebuilding it|preparing the variant again)$/, '')}`
+    })
     if (stored.moved) why = `: its folder names another model folder than ${slot.ckpt.dir}`
     if (!stored.ready) pending.push(`${slot.spec.model} ${slot.spec.method} r=${slot.spec.params.ratio}${why}`)
   }
@@ -105,23 +114,63 @@ export async function checkVariantsWritable(slots: readonly VariantSlot[], ctx: 
 }
 
 /**
- * The slot's variant as the store and its folder already hold it (`ready`), or none when it must be
- * prepared; `damaged` when the store knows it but its folder failed the check (`warn` was told why);
- * `moved` when the folder is valid but names another model folder than this checkpoint's: workers
- * open the model folder edits.json names, so the folder must be re-published first (its own edits,
- * no method run), else the edits would be scored on whatever that old path holds now.
+ * The slot's variant as the store (or, when the store does not know it, the harness home's index) and
+ * its folder already hold it (`ready`), or none when it must be prepared; `damaged` when its folder
+ * failed the check (`warn` was told why; also a damaged index entry); `moved` when the folder is valid
+ * but names another model folder than this checkpoint's: workers open the model folder edits.json
+ * names, so the folder must be re-published first (its own edits, no method run), else the edits would
+ * be scored on whatever that old path holds now. `record`: the variant's row (the store's, or the
+ * index's when `fromIndex`: then this store must record it before its cells are scored).
  */
-async function storedVariant(slot: VariantSlot, plan: PlannedVariant, ctx: PrepareContext, warn?: (message: string) => void): Promise<{ ready?: PreparedSlot; damaged: boolean; moved?: { slot: PreparedSlot; edits: VariantEdits } }> {
+async function storedVariant(slot: VariantSlot, plan: PlannedVariant, ctx: PrepareContext, warn: (message: string) => void = defaultWarn): Promise<{
+  ready?: PreparedSlot; damaged: boolean; moved?: { slot: PreparedSlot; edits: VariantEdits }; record?: VariantRecord; fromIndex?: boolean
+}> {
   const { ckpt } = slot
   const id = variantId(ckpt, plan, plan.needs.length ? await calibrationKey(ckpt, ctx.inputs.calibration(ckpt)) : null)
-  const known = ctx.store.variant(id)
-  if (known?.status !== 'ready' || !known.content_hash) return { damaged: false }
-  const dir = variantDir(ckpt, known.content_hash)
+  const row = ctx.store.variant(id)
+  const stored = row?.status === 'ready' && row.content_hash ? recordOf(row, row.content_hash) : undefined
+  // The index is read only when the store does not know the variant: its entry names the same folder
+  // (one id, one preparation), and the store's row is what this store's reports already show.
+  const found = stored ? undefined : findVariantRecord(variantsRoot(), id, ckpt.fingerprint(), warn)
+  const record = stored ?? found?.record
+  if (!record) return { damaged: false }
+  const dir = variantDir(ckpt, record.content_hash)
   const state = variantFolderState(dir, warn)
   if (state !== 'valid') return { damaged: state === 'damaged' }
-  const ready: PreparedSlot = { status: 'ready', variantId: id, contentHash: known.content_hash, dir }
+  const ready: PreparedSlot = { status: 'ready', variantId: id, contentHash: record.content_hash, dir }
   const { modelDir, edits } = readVariantFiles(dir)
-  return modelDir === ckpt.dir ? { ready, damaged: false } : { damaged: false, moved: { slot: ready, edits } }
+  const facts = { damaged: false, record, fromIndex: Boolean(found) }
+  return modelDir === ckpt.dir ? { ready, ...facts } : { ...facts, moved: { slot: ready, edits } }
+}
+
+/** A store's ready row as recordReady wrote it (less the store's own columns created_at / error_json). */
+function recordOf(row: VariantRow, contentHash: string): VariantRecord {
+  const { variant_id, model_id, method, params_json, ratio, achieved_ratio, accounting_json, report_json, warnings_json, calibration_json, transform_seconds } = row
+  return { variant_id, model_id, method, params_json, ratio, achieved_ratio, content_hash: contentHash, accounting_json, report_json, warnings_json, calibration_json, transform_seconds, status: 'ready', error: null }
+}
+
+/**
+ * Records a ready variant in the store, as every store lists it (method, parameters, accounting,
+ * calibration, transform time): one path for a variant prepared here and one found in the index.
+ */
+function recordReady(ctx: PrepareContext, record: VariantRecord): void {
+  const td = performance.now()
+  ctx.store.saveVariant(record)
+  ctx.timings.database += (performance.now() - td) / 1000
+}
+
+/**
+ * Records a ready variant in the harness home's index, so a sweep into another store finds it without
+ * preparing it. An index that cannot be written costs only that: `warn` when the folder was just
+ * written here (the home was writable a moment ago); silent when indexing a variant the store knew
+ * (a read-only home serves it as it is).
+ */
+function indexVariant(record: VariantRecord, warn: boolean): void {
+  try {
+    recordVariant(variantsRoot(), record)
+  } catch (e) {
+    if (warn) defaultWarn(`could not record variant ${record.variant_id} in ${path.join(variantsRoot(), VARIANT_INDEX_FOLDER)} (${(e as Error).message}): a sweep into another results store will prepare it again`)
+  }
 }
 
 async function prepareSlot(slot: VariantSlot, ctx: PrepareContext): Promise<PreparedSlot> {
@@ -133,16 +182,22 @@ async function prepareSlot(slot: VariantSlot, ctx: PrepareContext): Promise<Prep
   const plan = slot.planned.plan
   const { calibration, device, workers, threads } = ctx.inputs
   // A damaged folder (truncated edits.json, say) is warned about once, here or when publishing, and rebuilt.
-  const { ready, damaged: warned, moved } = await storedVariant(slot, plan, ctx)
-  if (ready) return ready
+  const { ready, damaged: warned, moved, record, fromIndex } = await storedVariant(slot, plan, ctx)
+  const name = `${slot.spec.model} ${slot.spec.method} r=${slot.spec.params.ratio}`
   let result: PreparedSlot
   try {
-    if (moved && moved.slot.status === 'ready') {
+    const reused = ready ?? (moved?.slot.status === 'ready' ? moved.slot : undefined)
+    if (reused?.status === 'ready' && record) {
       // Same weights at another path (the fingerprint matched): point the folder at this checkpoint.
-      publishVariantFolder(moved.slot.dir, ckpt.dir, moved.edits, n => ckpt.tensors.get(n)!.dtype)
-      return moved.slot
+      if (moved) publishVariantFolder(reused.dir, ckpt.dir, moved.edits, n => ckpt.tensors.get(n)!.dtype)
+      if (fromIndex) {
+        ctx.log?.(`variant ${name}: prepared folder ${path.basename(reused.dir)} found by its id in ${path.join(variantsRoot(), VARIANT_INDEX_FOLDER)}; the method is not run again`)
+        recordReady(ctx, record)
+      } else if (!findVariantRecord(variantsRoot(), reused.variantId, ckpt.fingerprint(), () => {})) {
+        indexVariant(record, false) // known to this store only (prepared before the index existed)
+      }
+      return reused
     }
-    const name = `${slot.spec.model} ${slot.spec.method} r=${slot.spec.params.ratio}`
     ctx.onPreparing?.(`preparing ${name}`)
     const variant = await prepareVariant(ckpt, plan, {
       calibration: calibration(ckpt), device, threads: workers * threads,
@@ -152,14 +207,14 @@ async function prepareSlot(slot: VariantSlot, ctx: PrepareContext): Promise<Prep
     const dir = variantDir(ckpt, hash)
     publishVariantFolder(dir, ckpt.dir, variant.edits, n => ckpt.tensors.get(n)!.dtype, warned ? () => {} : undefined)
     releaseSpilled(variant.edits) // the folder has its own links or copies; workers read those
-    const td = performance.now()
-    ctx.store.saveVariant({
+    const fresh: VariantRecord = {
       variant_id: variant.variantId, model_id: ckpt.fingerprint(), method: variant.method, params_json: JSON.stringify(variant.params),
       ratio: Number(variant.params.ratio), achieved_ratio: variant.report.achievedRatio, content_hash: hash,
       accounting_json: JSON.stringify(variant.accounting), report_json: JSON.stringify(variant.report), warnings_json: JSON.stringify(variant.warnings),
       calibration_json: JSON.stringify(variant.calibration), transform_seconds: variant.transformSeconds, status: 'ready', error: null,
-    })
-    ctx.timings.database += (performance.now() - td) / 1000
+    }
+    recordReady(ctx, fresh)
+    indexVariant(fresh, true)
     result = { status: 'ready', variantId: variant.variantId, contentHash: hash, dir }
   } catch (e) {
     const error = errorData(e, 'METHOD_FAILED', { method: slot.spec.method, phase: 'prepare' })
