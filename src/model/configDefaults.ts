@@ -153,10 +153,12 @@ const EXPERT_COUNT_KEY: Readonly<Record<Family, string>> = {
 }
 
 /**
- * The key a writer must set to change the routed-expert count of this config.json: the name the file
- * already uses (a v5-saved Qwen3-MoE says `num_local_experts`), else the class field, which transformers
- * v4 and v5 both read.
+ * Sets the routed-expert count of a config.json object in place under every name the file already
+ * uses for it (a v5-saved Qwen3-MoE says `num_local_experts`; a file may give both names), else under
+ * the class field, which transformers v4 and v5 both read.
  */
-export function expertCountKey(cfg: Record<string, unknown>, family: Family): string {
-  return configKeyIn(cfg, family, EXPERT_COUNT_KEY[family]) ?? EXPERT_COUNT_KEY[family]
+export function setExpertCount(cfg: Record<string, unknown>, family: Family, count: number): void {
+  const key = EXPERT_COUNT_KEY[family]
+  const names = [key, ...(CONFIG_DEFAULTS[family].aliases?.[key] ?? [])].filter(k => Object.prototype.hasOwnProperty.call(cfg, k))
+  for (const k of names.length ? names : [key]) cfg[k] = count
 }

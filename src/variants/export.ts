@@ -11,7 +11,7 @@ import { fail } from '../errors.ts'
 import type { LayerHooks, VariantEdits } from '../edits/variantEdits.ts'
 import { overrideBytes } from '../edits/overrideTensor.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
-import { expertCountKey } from '../model/configDefaults.ts'
+import { setExpertCount } from '../model/configDefaults.ts'
 import { moeLayers } from '../model/modelSpec.ts'
 import { encodeFromFloat32, writeSafetensors, DTYPE_BYTES, type TensorToWrite } from '../model/safetensors.ts'
 import { NOVICES_FILE, VARIANT_FILE, type VariantManifest } from '../model/variantManifest.ts'
@@ -158,7 +158,7 @@ function writeVariantFiles(ckpt: Checkpoint, edits: VariantEdits, tmp: string, p
   if (format === 'hf') {
     const removed = ckpt.spec.layers.map(l => edits.layers[l.index]?.disabled?.length ?? 0).find(n => n > 0) ?? 0
     if (removed) {
-      config[expertCountKey(config, ckpt.spec.family)] = moeLayers(ckpt.spec)[0].numExperts - removed
+      setExpertCount(config, ckpt.spec.family, moeLayers(ckpt.spec)[0].numExperts - removed)
     }
     // HC-SMoE's top_k := num_groups (hcsmoe/merging-mixtral.py sets config.num_experts_per_tok); uniform here.
     const topK = ckpt.spec.layers.map(l => edits.layers[l.index]?.topK).find(k => k !== undefined)

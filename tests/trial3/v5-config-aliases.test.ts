@@ -9,6 +9,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { describe, it } from 'node:test'
 import { HarnessError } from '../../src/errors.ts'
+import { setExpertCount } from '../../src/model/configDefaults.ts'
 import { moeLayers, parseModelSpec, type Family } from '../../src/model/modelSpec.ts'
 import { lastJson, runCli } from '../helpers/cli.ts'
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
@@ -54,6 +55,20 @@ describe('attribute_map names of the expert count (transformers v5 config.json)'
         e instanceof HarnessError && e.code === 'CONFIG_INVALID' && e.message.includes(`'${alias[0]}' (6)`) && e.message.includes(`'${alias[1]}' (8)`))
     })
   }
+  it('a writer sets the count under every name the file uses, else under the class field', () => {
+    const both: Json = { ...config('qwen3_moe'), num_local_experts: 6 }
+    setExpertCount(both, 'qwen3_moe', 3)
+    assert.equal(both.num_experts, 3)
+    assert.equal(both.num_local_experts, 3)
+    assert.equal(moeLayers(parseModelSpec(both))[0].numExperts, 3)
+    const none: Json = { ...config('olmoe') }
+    delete none.num_experts
+    setExpertCount(none, 'olmoe', 5)
+    assert.deepEqual([none.num_experts, 'num_local_experts' in none], [5, false])
+    const mixtral: Json = { ...config('mixtral') }
+    setExpertCount(mixtral, 'mixtral', 2)
+    assert.deepEqual([mixtral.num_local_experts, 'num_experts' in mixtral], [2, false])
+  })
   it('qwen2_moe has no alias: num_local_experts is not its expert count', () => {
     const cfg = { ...config('qwen2_moe'), num_local_experts: 8 }
     assert.equal(moeLayers(parseModelSpec(cfg))[0].numExperts, 6)
