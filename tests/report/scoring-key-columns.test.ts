@@ -18,10 +18,11 @@ import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
 import { tmpDir } from '../helpers/tmp.ts'
 
 const dir = tmpDir()
-writeTinyCheckpoint(path.join(dir, 'model'), { family: 'olmoe', experts: 6, topK: 2, layers: 2, hidden: 32, ffn: 16, seed: 83 })
+writeTinyCheckpoint(path.join(dir, 'model'), { family: 'olmoe', experts: 6, topK: 2, layers: 2, hidden: 32, ffn: 16, seed: 11 })
 const MAX_LENGTH = (JSON.parse(fs.readFileSync(path.join(dir, 'model', 'config.json'), 'utf8')) as { max_position_embeddings: number }).max_position_embeddings
 const env = { MOE_HARNESS_HOME: path.join(dir, 'home') }
-const AGREE = 'brown-agreement', CLOZE = 'brown-cloze'
+/** The task scored on several devices, and one scored on the CPU only. */
+const SPLIT = 'brown-agreement', OTHER = 'brown-cloze'
 
 function sweep(db: string, body: Record<string, unknown>, name: string): void {
   const file = path.join(dir, `${name}.config.ts`)
@@ -58,6 +59,8 @@ function parseCsv(text: string): Record<string, string>[] {
 }
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length
+/** Column keys in the leaderboard's order (by key). */
+const sorted = (...keys: string[]) => keys.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
 
 /** The content hash of a ready variant by `method@ratio` ('unpruned' for ratio 0). */
 function contentHashes(db: string): Map<string, string> {
@@ -114,9 +117,9 @@ function cpuRun(db: string, task: string, hash: string): number {
 
 describe('leaderboard columns split by scoring key', () => {
   const db = path.join(dir, 'results.sqlite')
-  // CPU: the unpruned model and frequency-pruning 0.25 on both tasks; neuron-top-k 0.25 on brown-cloze only.
-  sweep(db, { methods: ['frequency-pruning'], ratios: [0, 0.25], tasks: [AGREE, CLOZE] }, 'cpu-full')
-  sweep(db, { methods: ['neuron-top-k'], ratios: [0.25], tasks: [CLOZE] }, 'cpu-partial')
+  // CPU: the unpruned model and frequency-pruning 0.5 on both tasks; neuron-top-k 0.5 on brown-cloze only.
+  sweep(db, { methods: ['frequency-pruning'], ratios: [0, 0.5], tasks: [SPLIT, OTHER] }, 'cpu-full')
+  sweep(db, { methods: ['neuron-top-k'], ratios: [0.5], tasks: [OTHER] }, 'cpu-partial')
   const hash = contentHashes(db)
   const single = report(db, path.join(dir, 'site-single'))
   const ort = (() => {
@@ -136,29 +139,38 @@ describe('leaderboard columns split by scoring key', () => {
   // borrowed from the CPU runs of frequency-pruning and the unpruned model); the unpruned model never.
   const webgpu = path.join(dir, 'webgpu.sqlite')
   fs.copyFileSync(db, webgpu)
-  const ntGpu = resave(webgpu, AGREE, hash.get('frequency-pruning@0.25')!, hash.get('neuron-top-k@0.25')!, { device: 'webgpu' })
-  const fpGpu = resave(webgpu, AGREE, hash.get('unpruned')!, hash.get('frequency-pruning@0.25')!, { device: 'webgpu' })
+  const ntGpu = resave(webgpu, SPLIT, hash.get('frequency-pruning@0.5')!, hash.get('neuron-top-k@0.5')!, { device: 'webgpu' })
+  const fpGpu = resave(webgpu, SPLIT, hash.get('unpruned')!, hash.get('frequency-pruning@0.5')!, { device: 'webgpu' })
   const split = report(webgpu, path.join(dir, 'site-webgpu'))
-  const CPU_COL = `${AGREE} [cpu]`, GPU_COL = `${AGREE} [webgpu]`
+  const CPU_COL = `${SPLIT} [cpu]`, GPU_COL = `${SPLIT} [webgpu]`
+
+  it('the fixture exercises the bug: the webgpu scores differ from the cpu scores one column would have mixed them with', () => {
+    const baseSplit = runValues(webgpu, cpuRun(webgpu, SPLIT, hash.get('unpruned')!)).acc
+    const fpSplit = runValues(webgpu, cpuRun(webgpu, SPLIT, hash.get('frequency-pruning@0.5')!)).acc
+    // One column held neuron-top-k's webgpu score beside (and paired with) the unpruned model's cpu one,
+    // and two runs of frequency-pruning under one key ("latest wins": the webgpu one).
+    assert.notEqual(runValues(webgpu, ntGpu).acc, baseSplit)
+    assert.notEqual(runValues(webgpu, fpGpu).acc, fpSplit)
+  })
 
   it('one scoring key in the store: bare task names, no scoring field, no split note', () => {
     const [m] = single.data.models
-    assert.deepEqual(m.tasks.map(t => t.key), [AGREE, CLOZE])
+    assert.deepEqual(m.tasks.map(t => t.key), sorted(OTHER, SPLIT))
     assert.ok(m.tasks.every(t => !('scoring' in t)))
     assert.ok(!single.files.get('model-tiny.html')!.includes('scoring-note'))
     assert.ok(!single.files.get('leaderboard.json')!.includes('"scoring"'))
-    assert.deepEqual(Object.keys(parseCsv(single.files.get('leaderboard.csv')!)[0]).filter(k => k.startsWith('brown')), [`${AGREE} acc`, `${CLOZE} acc`])
+    assert.deepEqual(Object.keys(parseCsv(single.files.get('leaderboard.csv')!)[0]).filter(k => k.startsWith('brown')), sorted(`${OTHER} acc`, `${SPLIT} acc`))
   })
 
   it('two devices for one task: two columns labelled by device, with the scoring key and precision', () => {
     const [m] = split.data.models
-    assert.deepEqual(m.tasks.map(t => t.key), [CPU_COL, GPU_COL, CLOZE])
-    assert.deepEqual(m.averageTasks, [CPU_COL, GPU_COL, CLOZE])
+    assert.deepEqual(m.tasks.map(t => t.key), sorted(OTHER, CPU_COL, GPU_COL))
+    assert.deepEqual(m.averageTasks, sorted(OTHER, CPU_COL, GPU_COL))
     const col = (key: string) => m.tasks.find(t => t.key === key)!
     assert.deepEqual(col(CPU_COL).scoring, { key: scoringKey({ maxLength: MAX_LENGTH, device: 'cpu', ortVersion: ort }), device: 'cpu', precision: 'float32', ortVersion: ort, label: 'cpu' })
     assert.deepEqual(col(GPU_COL).scoring, { key: scoringKey({ maxLength: MAX_LENGTH, device: 'webgpu', ortVersion: ort }), device: 'webgpu', precision: 'float16', ortVersion: ort, label: 'webgpu' })
     // brown-cloze has one scoring key: its column is unchanged.
-    assert.equal(col(CLOZE).scoring, undefined)
+    assert.equal(col(OTHER).scoring, undefined)
     assert.notEqual(col(CPU_COL).slug, col(GPU_COL).slug)
   })
 
@@ -167,24 +179,24 @@ describe('leaderboard columns split by scoring key', () => {
     const row = (method: string) => m.rows.find(r => r.method === method)!
     const base = row('unpruned'), fp = row('frequency-pruning'), nt = row('neuron-top-k')
     const v = (runId: number) => runValues(webgpu, runId).acc
-    const baseAgree = v(cpuRun(webgpu, AGREE, hash.get('unpruned')!)), baseCloze = v(cpuRun(webgpu, CLOZE, hash.get('unpruned')!))
-    const fpAgree = v(cpuRun(webgpu, AGREE, hash.get('frequency-pruning@0.25')!)), fpCloze = v(cpuRun(webgpu, CLOZE, hash.get('frequency-pruning@0.25')!))
-    const ntCloze = v(cpuRun(webgpu, CLOZE, hash.get('neuron-top-k@0.25')!))
+    const baseSplit = v(cpuRun(webgpu, SPLIT, hash.get('unpruned')!)), baseOther = v(cpuRun(webgpu, OTHER, hash.get('unpruned')!))
+    const fpSplit = v(cpuRun(webgpu, SPLIT, hash.get('frequency-pruning@0.5')!)), fpOther = v(cpuRun(webgpu, OTHER, hash.get('frequency-pruning@0.5')!))
+    const ntOther = v(cpuRun(webgpu, OTHER, hash.get('neuron-top-k@0.5')!))
     // Each cell holds its own column's run.
-    assert.deepEqual(Object.keys(nt.cells).sort(), [GPU_COL, CLOZE])
+    assert.deepEqual(Object.keys(nt.cells).sort(), sorted(OTHER, GPU_COL))
     assert.equal(nt.cells[GPU_COL].value, v(ntGpu))
-    assert.deepEqual([fp.cells[CPU_COL].value, fp.cells[GPU_COL].value, fp.cells[CLOZE].value], [fpAgree, v(fpGpu), fpCloze])
-    assert.deepEqual(Object.keys(base.cells).sort(), [CPU_COL, CLOZE])
+    assert.deepEqual([fp.cells[CPU_COL].value, fp.cells[GPU_COL].value, fp.cells[OTHER].value], [fpSplit, v(fpGpu), fpOther])
+    assert.deepEqual(Object.keys(base.cells).sort(), sorted(OTHER, CPU_COL))
     // The unpruned model has no webgpu score: incomplete, as is neuron-top-k (no cpu brown-agreement).
     assert.deepEqual([base.missingTasks, fp.missingTasks, nt.missingTasks], [[GPU_COL], [], [CPU_COL]])
     assert.deepEqual([base.average, nt.average], [null, null])
-    assert.equal(fp.average, mean([fpAgree, v(fpGpu), fpCloze]))
+    assert.equal(fp.average, mean([fpSplit, v(fpGpu), fpOther]))
     assert.equal(m.incompleteRows, 2)
     // neuron-top-k's webgpu brown-agreement is never divided by the unpruned model's cpu one.
-    assert.deepEqual(nt.recoveryTasks, [CLOZE])
-    assert.equal(nt.recovery, (100 * ntCloze) / baseCloze)
-    assert.deepEqual(fp.recoveryTasks, [CPU_COL, CLOZE])
-    assert.equal(fp.recovery, (100 * mean([fpAgree, fpCloze])) / mean([baseAgree, baseCloze]))
+    assert.deepEqual(nt.recoveryTasks, [OTHER])
+    assert.equal(nt.recovery, (100 * ntOther) / baseOther)
+    assert.deepEqual(fp.recoveryTasks, sorted(OTHER, CPU_COL))
+    assert.equal(fp.recovery, (100 * mean([fpSplit, fpOther])) / mean([baseSplit, baseOther]))
   })
 
   it('paired significance: against the unpruned model only on the cpu column, best-at-ratio only within the webgpu column', () => {
@@ -193,10 +205,10 @@ describe('leaderboard columns split by scoring key', () => {
     const fp = row('frequency-pruning'), nt = row('neuron-top-k')
     assert.equal(nt.cells[GPU_COL].vsBaseline, undefined, 'no test against the unpruned model scored on another device')
     assert.equal(fp.cells[GPU_COL].vsBaseline, undefined)
-    const fpCpu = runValues(webgpu, cpuRun(webgpu, AGREE, hash.get('frequency-pruning@0.25')!)).correct
-    const baseCpu = runValues(webgpu, cpuRun(webgpu, AGREE, hash.get('unpruned')!)).correct
+    const fpCpu = runValues(webgpu, cpuRun(webgpu, SPLIT, hash.get('frequency-pruning@0.5')!)).correct
+    const baseCpu = runValues(webgpu, cpuRun(webgpu, SPLIT, hash.get('unpruned')!)).correct
     assert.deepEqual(fp.cells[CPU_COL].vsBaseline, compareCorrectness(fpCpu, baseCpu))
-    // Both rows at ratio 0.25 have a webgpu cell: the lower one is compared with the higher on webgpu runs.
+    // Both rows at ratio 0.5 have a webgpu cell: the lower one is compared with the higher on webgpu runs.
     const ntC = runValues(webgpu, ntGpu).correct, fpC = runValues(webgpu, fpGpu).correct
     const [worse, better, worseC, betterC] = nt.cells[GPU_COL].value > fp.cells[GPU_COL].value ? [fp, nt, fpC, ntC] : [nt, fp, ntC, fpC]
     assert.deepEqual(worse.cells[GPU_COL].vsBest, { ...compareCorrectness(worseC, betterC), best: better.seriesLabel })
@@ -211,22 +223,36 @@ describe('leaderboard columns split by scoring key', () => {
     const nt = by.get('neuron-top-k')!, fp = by.get('frequency-pruning')!
     assert.equal(Number(nt[`${GPU_COL} acc`]), runValues(webgpu, ntGpu).acc)
     assert.equal(nt[`${CPU_COL} acc`], '')
-    assert.deepEqual([nt.status, nt.tasks_scored, nt.missing_tasks, nt.recovery_tasks], ['incomplete', '2 of 3', CPU_COL, CLOZE])
-    assert.deepEqual([fp.status, fp.average_tasks, fp.recovery_tasks], ['complete', `${CPU_COL};${GPU_COL};${CLOZE}`, `${CPU_COL};${CLOZE}`])
+    assert.deepEqual([nt.status, nt.tasks_scored, nt.missing_tasks, nt.recovery_tasks], ['incomplete', '2 of 3', CPU_COL, OTHER])
+    assert.deepEqual([fp.status, fp.average_tasks, fp.recovery_tasks], ['complete', sorted(OTHER, CPU_COL, GPU_COL).join(';'), sorted(OTHER, CPU_COL).join(';')])
     const json = JSON.parse(split.files.get('leaderboard.json')!) as LeaderboardData
     assert.equal(json.models[0].tasks.find(t => t.key === GPU_COL)!.scoring!.device, 'webgpu')
   })
 
   it('the HTML labels the columns, explains the split and why rerunning does not complete the rows', () => {
     const html = split.files.get('model-tiny.html')!
-    assert.ok(html.includes(`>${AGREE} [webgpu]<br>`) && html.includes(`>${AGREE} [cpu]<br>`))
+    assert.ok(html.includes(`>${SPLIT} [webgpu]<br>`) && html.includes(`>${SPLIT} [cpu]<br>`))
     assert.match(html, /title="brown-agreement v\d+, documents sample:20:seed\d+, scored on webgpu in float16 with onnxruntime [^"]+: acc \(higher is better\)"/)
     const legend = /<p class="muted scoring-note">(.*?)<\/p>/s.exec(html)![1]
-    assert.equal(legend, `<b>brown-agreement</b>: scored under several scoring keys, one column each (<b>[cpu]</b> cpu, float32, onnxruntime ${ort}; <b>[webgpu]</b> webgpu, float16, onnxruntime ${ort}). The device sets the graph's precision (float32 on the CPU, half precision on a GPU) and onnxruntime versions differ in kernels, so these are different measurements: a cell, its recovery, its significance marks and its curves compare only within its own column, and an average needs every column.`)
+    assert.equal(legend, `<b>${SPLIT}</b>: scored under several scoring keys, one column each (<b>[cpu]</b> cpu, float32, onnxruntime ${ort}; <b>[webgpu]</b> webgpu, float16, onnxruntime ${ort}). The device sets the graph's precision (float32 on the CPU, half precision on a GPU) and onnxruntime versions differ in kernels, so these are different measurements: a cell, its recovery, its significance marks and its curves compare only within its own column, and an average needs every column.`)
     const note = /<p class="muted incomplete-note">(.*?)<\/p>/s.exec(html)![1]
-    assert.ok(note.endsWith('The store holds brown-agreement under several scoring keys (devices or onnxruntime versions, one column each): a row scored under one lacks the others, so rerunning a sweep does not complete it; score every variant on the same device and onnxruntime version, or report each on its own store (<code>moe-harness report --db</code>).'), note)
+    assert.ok(note.endsWith(`The store holds ${SPLIT} under several scoring keys (devices or onnxruntime versions, one column each): a row scored under one lacks the others, so rerunning a sweep does not complete it; score every variant on the same device and onnxruntime version, or report each on its own store (<code>moe-harness report --db</code>).`), note)
     assert.ok(!note.includes('Merge the shards') && !note.includes('task versions, document subsets'), note)
     assert.ok(!legend.includes('first digits of their scoring key'), 'no key digits in a legend whose columns device tells apart')
+    // Each column's curve: the unpruned model anchors ratio 0 only where it was scored (cpu), and the
+    // webgpu curve draws the webgpu cells.
+    const chartOf = (key: string) => {
+      const at = html.indexOf(`>${key}</a>: acc vs ratio`)
+      assert.ok(at >= 0, key)
+      return html.slice(at, html.indexOf('</svg>', at))
+    }
+    const [m] = split.data.models
+    const cell = (method: string, key: string) => m.rows.find(r => r.method === method)!.cells[key].value
+    assert.ok(chartOf(CPU_COL).includes(`aria-label="ratio: 0; acc: ${cell('unpruned', CPU_COL)}; method: frequency-pruning"`))
+    assert.ok(!chartOf(GPU_COL).includes('aria-label="ratio: 0;'))
+    for (const method of ['neuron-top-k', 'frequency-pruning']) {
+      assert.ok(chartOf(GPU_COL).includes(`aria-label="ratio: 0.5; acc: ${cell(method, GPU_COL)}; method: ${method}"`), method)
+    }
     const taskPage = split.files.get(`task-${split.data.models[0].tasks.find(t => t.key === GPU_COL)!.slug}.html`)!
     assert.match(taskPage, /Scored on <code>webgpu<\/code> in float16 with onnxruntime [^ ]+ \(scoring key <code>[0-9a-f]{16}<\/code>\)/)
   })
@@ -237,8 +263,8 @@ describe('leaderboard columns split by scoring key', () => {
     const odd = '1.99.0-<b>dev</b>&'
     const multi = path.join(dir, 'multi.sqlite')
     fs.copyFileSync(webgpu, multi)
-    resave(multi, AGREE, hash.get('unpruned')!, hash.get('unpruned')!, { device: 'cpu', ortVersion: odd })
-    resave(multi, AGREE, hash.get('unpruned')!, hash.get('unpruned')!, { device: 'cpu', maxLength: MAX_LENGTH * 2 })
+    resave(multi, SPLIT, hash.get('unpruned')!, hash.get('unpruned')!, { device: 'cpu', ortVersion: odd })
+    resave(multi, SPLIT, hash.get('unpruned')!, hash.get('unpruned')!, { device: 'cpu', maxLength: MAX_LENGTH * 2 })
     const site = path.join(dir, 'site-multi')
     const { data } = report(multi, site)
     const [m] = data.models
@@ -246,18 +272,18 @@ describe('leaderboard columns split by scoring key', () => {
     const labels = [`cpu, ort ${odd}`, `cpu, ort ${ort}, scoring ${same.slice(0, 8)}`, `cpu, ort ${ort}, scoring ${hidden.slice(0, 8)}`, `webgpu, ort ${ort}`]
 
     it('labels say device and onnxruntime version where they differ, and the key where they do not', () => {
-      const agree = m.tasks.filter(t => t.name === AGREE)
+      const agree = m.tasks.filter(t => t.name === SPLIT)
       assert.deepEqual(agree.map(t => t.scoring!.label).sort(), [...labels].sort())
-      assert.deepEqual(agree.map(t => t.key).sort(), labels.map(l => `${AGREE} [${l}]`).sort())
+      assert.deepEqual(agree.map(t => t.key).sort(), labels.map(l => `${SPLIT} [${l}]`).sort())
       assert.equal(new Set(agree.map(t => t.slug)).size, 4)
       // The unpruned model's re-saved runs are their own cells, each its own run's value.
       const base = m.rows.find(r => r.isBaseline)!
-      assert.equal(Object.keys(base.cells).filter(k => k.startsWith(AGREE)).length, 3)
+      assert.equal(Object.keys(base.cells).filter(k => k.startsWith(SPLIT)).length, 3)
     })
 
     it('the page shows the labels escaped (headless Chromium reads them back as text, no injected markup)', async () => {
       const html = fs.readFileSync(path.join(site, 'model-tiny.html'), 'utf8')
-      assert.ok(html.includes(`${AGREE} [cpu, ort 1.99.0-&lt;b&gt;dev&lt;/b&gt;&amp;]<br>`))
+      assert.ok(html.includes(`${SPLIT} [cpu, ort 1.99.0-&lt;b&gt;dev&lt;/b&gt;&amp;]<br>`))
       assert.ok(!html.includes('<b>dev</b>'))
       const browser = await chromium.launch({
         executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
@@ -268,7 +294,7 @@ describe('leaderboard columns split by scoring key', () => {
         await page.goto(`file://${path.join(site, 'model-tiny.html')}`)
         const table = page.locator('table.board').first()
         const headers = (await table.locator('thead th').allTextContents()).map(t => t.trim())
-        for (const label of labels) assert.ok(headers.some(h => h.startsWith(`${AGREE} [${label}]`)), `${label} in ${headers.join(' | ')}`)
+        for (const label of labels) assert.ok(headers.some(h => h.startsWith(`${SPLIT} [${label}]`)), `${label} in ${headers.join(' | ')}`)
         assert.equal(await table.locator('thead th b').count(), 0)
         const legend = (await page.locator('p.scoring-note').first().textContent())!
         assert.ok(legend.includes(`[cpu, ort ${odd}] cpu, float32, onnxruntime ${odd}`), legend)
