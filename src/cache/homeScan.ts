@@ -15,6 +15,7 @@ import { holderIsGone } from '../sweep/leases.ts'
 import { processAlive } from '../util/processAlive.ts'
 import { diskUsage, usageBytes, type Usage } from './diskUsage.ts'
 import { storesOpenForWriting } from './openStores.ts'
+import { variantLastUsed } from './variantUse.ts'
 
 export type Area = 'variants' | 'graphs' | 'calibration'
 export const AREAS: readonly Area[] = ['variants', 'graphs', 'calibration']
@@ -214,15 +215,7 @@ function variantEntry(full: string, name: string, contentHash: string, labels: S
   if (leasedBy) variant.leasedBy = leasedBy
   const writtenBy = labels.writtenBy.get(name)
   if (writtenBy) variant.writtenBy = writtenBy
-  const editsFile = path.join(full, 'edits.json')
-  let lastUsedMs = 0
-  let times: fs.Stats | undefined
-  try {
-    times = fs.statSync(editsFile)
-    lastUsedMs = Math.max(times.atimeMs, times.mtimeMs)
-  } catch {
-    try { lastUsedMs = fs.statSync(full).mtimeMs } catch { /* vanished */ }
-  }
+  const { lastUsedMs, restore } = variantLastUsed(full)
   if (!isVariantFolder(full)) return { state: 'incomplete', note: 'no edits file: an unfinished folder (rebuilt when needed)', variant, lastUsedMs }
   try {
     const { modelDir, edits } = readVariantFiles(full)
@@ -233,10 +226,7 @@ function variantEntry(full: string, name: string, contentHash: string, labels: S
     if (!isHarnessError(e)) throw e
     return { state: 'damaged', note: `${e.message.replace(/; delete .*$/, '')} (rebuilt when needed)`, variant, lastUsedMs }
   } finally {
-    // Looking is not using: our read moved the edits file's access time, the clock of last use.
-    if (times) {
-      try { fs.utimesSync(editsFile, times.atime, times.mtime) } catch { /* not ours to change (another user's home): a later list shows this read as a use */ }
-    }
+    restore() // our read moved the access time
   }
 }
 

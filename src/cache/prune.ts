@@ -13,6 +13,7 @@ import { graphEntryLastUsed, RECENT_MS } from '../onnx/graphStore.ts'
 import { fileError } from '../util/fileErrors.ts'
 import { freedBytes } from './diskUsage.ts'
 import type { Area, CacheEntry, HomeScan } from './homeScan.ts'
+import { variantLastUsed } from './variantUse.ts'
 
 export interface PruneSelection {
   /** Areas whose entries go (filtered by olderThanMs / modelDir); leftovers of dead processes go in these areas too. Empty: leftovers only, in every area. */
@@ -134,6 +135,8 @@ function removeEntry(e: CacheEntry): boolean | string {
   const name = path.basename(e.path)
   switch (e.kind) {
     case 'variant':
+      // A worker that opened it since the scan marked it (variantUse.ts); the scan's decision is stale.
+      if (variantLastUsed(e.path).lastUsedMs > e.lastUsedMs) return 'used since the scan'
       return removeVariantFolder(e.path)
     case 'staging':
       if (stagingFolderState(parent, name) !== 'stale') return 'its publish is running again'

@@ -8,6 +8,7 @@ import { expertMaskFeeds, isMaskOnly, sharedWeightInputs, weightInputFeeds, type
 import { openGraphSession, resolvePrecision } from '../engine/graphSession.ts'
 import { emptyEdits, validateEdits, type VariantEdits } from '../edits/variantEdits.ts'
 import { readVariantFiles } from '../edits/variantFolder.ts'
+import { markVariantUsed } from '../cache/variantUse.ts'
 import { batchFeeds } from '../engine/scorer.ts'
 import type { PackedBatch } from '../engine/packing.ts'
 import { errorData, fail, withContext, type HarnessErrorData } from '../errors.ts'
@@ -77,6 +78,7 @@ function planFor(variantDir: string, device: Device, allowNonfinite: readonly st
   const hit = plans.get(variantDir)
   if (hit) return hit
   const { modelDir, edits } = readVariantFiles(variantDir)
+  markVariantUsed(variantDir) // the clock `cache prune --older-than` reads
   let ckpt = checkpoints.get(modelDir)
   // The main thread opened this checkpoint first and printed its warnings.
   if (!ckpt) checkpoints.set(modelDir, (ckpt = openCheckpoint(modelDir, { warn: () => {}, allowNonfinite: allowNonfinite.includes(modelDir) })))
