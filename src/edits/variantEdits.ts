@@ -112,6 +112,9 @@ function validateLayerHooks(layer: MoeLayerSpec, hooks: LayerHooks, hidden: numb
     checkSlot(Number(slot), 'novice')
     if (vec.length !== hidden) fail('HOOK_INVALID', `${where}: novice vector for expert ${slot} has length ${vec.length}, expected hidden_size ${hidden}.`)
     if (disabled.has(Number(slot))) fail('HOOK_INVALID', `${where}: expert ${slot} is both disabled and a novice.`)
+    // A NaN/Inf novice makes every token routed to it score NaN, which accuracy metrics count as a wrong (or first-choice) answer.
+    const bad = vec.findIndex(v => !Number.isFinite(v))
+    if (bad >= 0) fail('HOOK_INVALID', `${where}: novice vector for expert ${slot} has a non-finite value (${vec[bad]}) at ${bad}; replace NaN/Inf (e.g. an expert with no routed calibration tokens) by a finite vector.`)
   }
   if (hooks.neuronKeep !== undefined && !(hooks.neuronKeep > 0 && hooks.neuronKeep <= 1)) {
     fail('HOOK_INVALID', `${where}: neuron top-k keep fraction must be in (0, 1], got ${hooks.neuronKeep}.`)

@@ -12,7 +12,7 @@ import { spillBudgetBytes, spillOverrides } from '../edits/overrideSpill.ts'
 import { mulberry32, seedFromString } from '../util/rng.ts'
 import { statsView, type StatsData } from '../calibration/stats.ts'
 import type { LayerReport, MethodContext, MethodDefinition, MethodReport } from './defineMethod.ts'
-import { layoutOf, needsOf, unprunedNeedsOf, type ParamValues } from './registry.ts'
+import { isCodingError, layoutOf, needsOf, pluginLocation, unprunedNeedsOf, type ParamValues } from './registry.ts'
 
 export interface AppliedMethod {
   edits: VariantEdits
@@ -88,6 +88,11 @@ export function startMethod(method: MethodDefinition, params: ParamValues, ckpt:
         const old = edits.overrides[name]
         if (old && !isStoredOverride(old)) held -= old.byteLength
         const rounded = decodeToFloat32(encodeFromFloat32(data, entry.dtype), entry.dtype)
+        // Checked here, so the error names the plugin's set() call, not just the tensor after the method ran.
+        const bad = rounded.findIndex(v => !Number.isFinite(v))
+        if (bad >= 0) {
+          fail('HOOK_INVALID', `weights.set('${name}'): value ${data[bad]} at index ${bad} is ${Number.isFinite(data[bad]) ? `${rounded[bad]} in the checkpoint's ${entry.dtype}` : 'not finite'}; edits must be finite (and within ${entry.dtype}'s range)`)
+        }
         edits.overrides[name] = rounded
         held += rounded.byteLength
         // Stored in the checkpoint's dtype once over budget: a real-size method never holds the model in float32.
@@ -139,10 +144,14 @@ export function startMethod(method: MethodDefinition, params: ParamValues, ckpt:
   const relabel = (e: unknown, phase: string): never => {
     // The machine, not the method: a full or read-only disk, a bad setting keep their own code and fix.
     if (e instanceof HarnessError && (e.code === 'FILE_ACCESS' || e.code === 'CONFIG_INVALID')) failIn(where(phase), e.code, e.message, e)
-    // A plugin's own HarnessError keeps its code in the message (METHOD_FAILED: HOOK_INVALID: ...).
-    if (e instanceof HarnessError) failIn(where(phase), e.code === 'METHOD_INFEASIBLE' ? e.code : 'METHOD_FAILED', e.code === 'METHOD_INFEASIBLE' ? e.message : `${e.code}: ${e.message}`, e)
-    failIn(where(phase), 'METHOD_FAILED', (e as Error)?.message ?? String(e), e)
+    // A plugin's own HarnessError keeps its code in the message (METHOD_FAILED: HOOK_INVALID: ...);
+    // every message names the line of the method's code that threw or made the failing call.
+    const at = pluginLocation(e, method.name)
+    if (e instanceof HarnessError) failIn(where(phase), e.code === 'METHOD_INFEASIBLE' ? e.code : 'METHOD_FAILED', e.code === 'METHOD_INFEASIBLE' ? e.message : `${e.code}: ${e.message}${at}`, e)
+    failIn(where(phase), 'METHOD_FAILED', `${e instanceof Error ? (isCodingError(e) ? `${e.name}: ${e.message}` : e.message) : String(e)}${at}`, e)
   }
+  const file = pluginLocation(undefined, method.name) // ' (thrown by methods/x.ts)' or ''
+  const inFile = file.replace(/^ \(thrown by (.*)\)$/, ' ($1)')
   const layerReports: LayerReport[] = []
   let done = 0
   let whole: MethodReport | undefined
@@ -166,7 +175,10 @@ export function startMethod(method: MethodDefinition, params: ParamValues, ckpt:
       }
       busy += performance.now() - t0
       if (!r! || typeof r.removed !== 'number' || typeof r.total !== 'number' || !Number.isFinite(r.removed) || !Number.isFinite(r.total)) {
-        failIn(where(`applyLayer ${index}`), 'METHOD_FAILED', `must return { removed: number, total: number, notes? }, got ${JSON.stringify(r!)}.`)
+        failIn(where(`applyLayer ${index}`), 'METHOD_FAILED', `must return { removed: number, total: number, notes? }, got ${JSON.stringify(r!)}${inFile}.`)
+      }
+      if (r.removed < 0 || r.total < 0 || r.removed > r.total) {
+        failIn(where(`applyLayer ${index}`), 'METHOD_FAILED', `returned removed ${r.removed} of total ${r.total}; need 0 <= removed <= total (units removed in this layer, of the units the ratio is measured against)${inFile}.`)
       }
       for (const name of Object.keys(edits.overrides)) {
         if (!before.has(name) && !ownTensors.has(name)) failIn(where(`applyLayer ${index}`), 'METHOD_FAILED', `edited tensor '${name}', which is not part of layer ${index}; applyLayer may only edit its own layer.`)
@@ -188,16 +200,25 @@ export function startMethod(method: MethodDefinition, params: ParamValues, ckpt:
         report = whole!
       }
       if (!report || typeof report.achievedRatio !== 'number' || !Number.isFinite(report.achievedRatio)) {
-        failIn(where('apply'), 'METHOD_FAILED', `must return { achievedRatio: number, ... }, got ${JSON.stringify(report)}.`)
+        failIn(where('apply'), 'METHOD_FAILED', `must return { achievedRatio: number, ... }, got ${JSON.stringify(report)}${inFile}.`)
+      }
+      // The leaderboard's "achieved" column and every curve's x read it as a share, like the requested ratio.
+      if (report.achievedRatio < 0 || report.achievedRatio > 1) {
+        failIn(where('apply'), 'METHOD_FAILED', `returned achievedRatio ${report.achievedRatio}, outside [0, 1]: it is the share the method actually removed, in the unit of its ratio (e.g. removedShare(layout, experts))${inFile}.`)
+      }
+      try {
+        JSON.stringify(report.notes ?? {})
+      } catch (e) {
+        failIn(where('apply'), 'METHOD_FAILED', `returned notes that cannot be stored as JSON (${String((e as Error).message).split('\n')[0]}); keep notes to numbers, strings, arrays and plain objects${inFile}.`, e)
       }
       for (const [name, data] of Object.entries(edits.overrides)) {
         // Stored tensors were checked when they were written (storeOverrides).
-        if (!isStoredOverride(data) && data.some(v => !Number.isFinite(v))) failIn(where('apply'), 'METHOD_FAILED', `tensor '${name}' has non-finite values after the method ran.`)
+        if (!isStoredOverride(data) && data.some(v => !Number.isFinite(v))) failIn(where('apply'), 'METHOD_FAILED', `tensor '${name}' has non-finite values after the method ran${inFile}.`)
       }
       try {
         validateEdits(ckpt.spec, edits)
       } catch (e) {
-        failIn(where('apply'), 'METHOD_FAILED', `produced an invalid variant: ${(e as Error).message}`, e)
+        failIn(where('apply'), 'METHOD_FAILED', `produced an invalid variant: ${(e as Error).message}${inFile}`, e)
       }
       return { edits, report, warnings, seconds: busy / 1000 }
     },

@@ -1,4 +1,7 @@
 // Finds method files in methods/, validates parameters, and runs the fail-fast checks.
+import fs from 'node:fs'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { fail, failIn, HarnessError, withContext } from '../errors.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
 import { moeLayers } from '../model/modelSpec.ts'
@@ -26,6 +29,11 @@ export async function loadMethod(name: string): Promise<MethodDefinition> {
  * on the command line and in a config, instead of only listing the file names.
  */
 async function unknownMethod(name: string): Promise<never> {
+  // A file the registry skips for its name (methods/varPrune.ts, my_method.ts) would otherwise be "unknown" with no hint why.
+  if (fs.existsSync(path.join(METHODS_DIR, `${name}.ts`))) {
+    const kebab = name.replace(/([a-z0-9])([A-Z])/g, '$1-$2').replace(/[_\s.]+/g, '-').toLowerCase()
+    fail('UNKNOWN_NAME', `${path.join(METHODS_DIR, `${name}.ts`)} is not loaded: method file names are kebab-case (lowercase letters, digits, dashes). Rename it to ${kebab}.ts, set name: '${kebab}' in it, and use --method ${kebab}.`)
+  }
   const uses: string[] = []
   const methods = await loadAllMethods().catch(() => [] as MethodDefinition[]) // a broken file must not hide this error
   for (const m of methods) {
@@ -46,8 +54,33 @@ function checkShape(m: MethodDefinition): MethodDefinition {
   if (typeof m.apply !== 'function' && typeof m.applyLayer !== 'function') fail('METHOD_INVALID', `Method '${m.name}' has neither apply(ctx) nor applyLayer(ctx, layer); define one of them.`)
   if (typeof m.apply === 'function' && typeof m.applyLayer === 'function') fail('METHOD_INVALID', `Method '${m.name}' defines both apply and applyLayer; keep one (applyLayer serves both calibration procedures).`)
   if (!m.params?.ratio) fail('METHOD_INVALID', `Method '${m.name}' must declare a 'ratio' parameter (p.ratio()): it is the shared sweep axis.`)
+  if (RESERVED_METHOD_NAMES.includes(m.name)) fail('METHOD_INVALID', `methods/${m.name}.ts: '${m.name}' is reserved (the leaderboard's label for the unedited model); rename the file and its name.`)
+  if (m.params.ratio.type !== 'number') fail('METHOD_INVALID', `methods/${m.name}.ts: parameter 'ratio' must be a number (p.ratio()), not ${m.params.ratio.type}.`)
+  // A default outside its own bounds would be blamed on the user ("k = 50 is above its maximum 10") though nobody passed it.
+  for (const [key, spec] of Object.entries(m.params)) {
+    const bad = (why: string) => fail('METHOD_INVALID', `methods/${m.name}.ts: parameter '${key}' ${why}; fix its declaration in params.`)
+    if (spec.type === 'enum') {
+      if (!Array.isArray(spec.values) || spec.values.length === 0) bad('has no values')
+      if (!spec.values.includes(spec.default)) bad(`has default ${JSON.stringify(spec.default)}, which is not one of its values (${spec.values.join(', ')})`)
+    } else if (spec.type === 'boolean') {
+      const d: unknown = spec.default
+      if (typeof d !== 'boolean') bad(`has default ${JSON.stringify(d)}, not true or false`)
+    } else if (spec.type === 'number' || spec.type === 'integer') {
+      const d: unknown = spec.default
+      if (typeof d !== 'number' || !Number.isFinite(d)) bad(`has default ${JSON.stringify(d)}, not a finite number`)
+      if (spec.type === 'integer' && !Number.isInteger(spec.default)) bad(`is an integer but its default is ${spec.default}`)
+      if (spec.min !== undefined && spec.max !== undefined && spec.min > spec.max) bad(`has min ${spec.min} above max ${spec.max}`)
+      if (spec.min !== undefined && spec.default < spec.min) bad(`has default ${spec.default} below its minimum ${spec.min}`)
+      if (spec.max !== undefined && spec.default > spec.max) bad(`has default ${spec.default} above its maximum ${spec.max}`)
+    } else {
+      bad(`has unknown type ${JSON.stringify((spec as { type?: unknown }).type)} (use p.number, p.integer, p.boolean or p.enum)`)
+    }
+  }
   return m
 }
+
+/** Method names the harness uses itself: the leaderboard labels the unedited model 'unpruned'. */
+export const RESERVED_METHOD_NAMES: readonly string[] = ['unpruned']
 
 /**
  * sha256 of the code the method runs: its file and every project file it imports, transitively
@@ -135,6 +168,32 @@ export function procedureOf(method: MethodDefinition, params: ParamValues): Cali
   return p
 }
 
+/**
+ * Where in the method's own code a thrown value came from, for error messages: ` (at methods/x.ts:12:7)`
+ * from the first stack frame in a file under methods/ (the plugin or a helper file of its own; tsx maps
+ * the lines to the .ts source), else ` (thrown by methods/x.ts)` naming the plugin file, or '' for a
+ * method that has no file there (one built in a test). Paths are relative to the current folder when
+ * inside it.
+ */
+export function pluginLocation(e: unknown, methodName: string): string {
+  const shown = (file: string) => {
+    const rel = path.relative(process.cwd(), file)
+    return rel && !rel.startsWith('..') && !path.isAbsolute(rel) ? rel : file
+  }
+  const stack = e instanceof Error && typeof e.stack === 'string' ? e.stack : ''
+  for (const m of stack.matchAll(/\(?((?:file:\/\/)?\/[^\s():]+):(\d+):(\d+)\)?/g)) {
+    const file = m[1].startsWith('file://') ? fileURLToPath(m[1]) : m[1]
+    if (file.startsWith(METHODS_DIR + path.sep)) return ` (at ${shown(file)}:${m[2]}:${m[3]})`
+  }
+  const file = pluginFiles(METHODS_DIR).get(methodName)
+  return file ? ` (thrown by ${shown(file)})` : ''
+}
+
+/** A programming error in plugin code (not a "this ratio cannot work" message from validate). */
+export function isCodingError(e: unknown): boolean {
+  return e instanceof TypeError || e instanceof ReferenceError || e instanceof RangeError || e instanceof SyntaxError
+}
+
 /** Runs the method's own feasibility check before any calibration; errors name the method and phase. */
 export function validateMethod(method: MethodDefinition, params: ParamValues, layout: MoeLayout): void {
   const where = { method: method.name, phase: 'validate' }
@@ -143,7 +202,9 @@ export function validateMethod(method: MethodDefinition, params: ParamValues, la
     method.validate?.(params as never, layout)
   } catch (e) {
     if (e instanceof HarnessError && e.code === 'METHOD_INFEASIBLE') throw withContext(e, where)
-    failIn(where, 'METHOD_INFEASIBLE', (e as Error).message, e)
+    // validate's Errors say why a setting cannot work; a TypeError there is a bug in the plugin, located.
+    if (isCodingError(e)) failIn(where, 'METHOD_FAILED', `${(e as Error).name}: ${(e as Error).message}${pluginLocation(e, method.name)}`, e)
+    failIn(where, 'METHOD_INFEASIBLE', e instanceof Error ? e.message : `${String(e)}${pluginLocation(e, method.name)}`, e)
   }
 }
 

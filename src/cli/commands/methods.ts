@@ -1,7 +1,7 @@
 import path from 'node:path'
 import type { Command } from 'commander'
 import { fail } from '../../errors.ts'
-import { loadAllMethods, methodNames } from '../../methods/registry.ts'
+import { loadAllMethods, methodNames, RESERVED_METHOD_NAMES } from '../../methods/registry.ts'
 import { METHODS_DIR, ROOT } from '../../paths.ts'
 import { createNewFiles } from '../../util/outputPaths.ts'
 
@@ -32,6 +32,7 @@ export function registerMethods(program: Command): void {
     .action((name: string) => {
       if (!/^[a-z][a-z0-9-]*$/.test(name)) fail('INVALID_ARGUMENT', `Method names are kebab-case (letters, digits, dashes), e.g. my-pruning; got '${name}'.`)
       if (methodNames().includes(name)) fail('INVALID_ARGUMENT', `methods/${name}.ts already exists.`)
+      if (RESERVED_METHOD_NAMES.includes(name)) fail('INVALID_ARGUMENT', `'${name}' is reserved (the leaderboard's label for the unedited model); choose another name.`)
       const file = path.join(METHODS_DIR, `${name}.ts`)
       const test = path.join(ROOT, 'tests', 'methods', `${name}.test.ts`)
       // Never overwrites: an existing method or test file is refused, and nothing is created.
