@@ -15,6 +15,7 @@ import { auditUnusedTensors, type UnusedTensor } from './unusedTensors.ts'
 import { expectedShapes, tensorNames, type ModelNames } from './tensorNames.ts'
 import { loadTokenizer, type TextTokenizer } from './tokenizer.ts'
 import { checkpointFingerprint } from './fingerprint.ts'
+import { missingFolderHint, noConfigHint } from './folderHints.ts'
 import { NOVICES_FILE, readVariantHooks, VARIANT_FILE } from './variantManifest.ts'
 import type { VariantEdits } from '../edits/variantEdits.ts'
 
@@ -117,11 +118,9 @@ function describeNonFinite(file: string, name: string, nan: number, inf: number,
 
 export function openCheckpoint(dirArg: string, options: CheckpointOptions = {}): Checkpoint {
   const dir = path.resolve(dirArg)
-  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) {
-    fail('CHECKPOINT_NOT_FOUND', `Model folder ${dirArg} does not exist; pass a HuggingFace-format folder with config.json and *.safetensors.`)
-  }
+  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) fail('CHECKPOINT_NOT_FOUND', missingFolderHint(dirArg, dir))
   const configFile = path.join(dir, 'config.json')
-  if (!fs.existsSync(configFile)) fail('CHECKPOINT_NOT_FOUND', `${dir} has no config.json; it is not a HuggingFace checkpoint folder.`)
+  if (!fs.existsSync(configFile)) fail('CHECKPOINT_NOT_FOUND', noConfigHint(dir))
   const config = readJsonFile(configFile, 'CONFIG_INVALID')
   const store = openTensorStore(dir)
   checkLayerCount(dir, config, store.tensors)

@@ -1,0 +1,72 @@
+// Why a --model path is not a checkpoint folder, said in the terms of someone who got the model from
+// the Hugging Face Hub: a Hub id (the harness reads local folders only, it never downloads), the Hub
+// cache's repo folder `models--org--name` (the checkpoint is one of its snapshots), a file instead of
+// its folder, a broken symbolic link (an interrupted download), a folder one level above the checkpoint.
+// The Hub cache layout (huggingface_hub file_download.py): <cache>/models--<org>--<name>/refs/<branch>
+// holds a commit hash, snapshots/<hash>/ holds the repo's files as links into blobs/.
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+
+const HUB_ID = /^[A-Za-z0-9][\w.-]*\/[\w.-]+$/
+
+const isDir = (p: string) => fs.statSync(p, { throwIfNoEntry: false })?.isDirectory() ?? false
+
+/** The Hub cache folder huggingface_hub uses: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub. */
+export function hubCacheDir(): string {
+  if (process.env.HF_HUB_CACHE) return path.resolve(process.env.HF_HUB_CACHE)
+  const home = process.env.HF_HOME || path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'huggingface')
+  return path.join(path.resolve(home), 'hub')
+}
+
+/** Snapshot folders of a Hub cache repo folder, the one `refs/main` names first. */
+function snapshots(repoDir: string): string[] {
+  const dir = path.join(repoDir, 'snapshots')
+  if (!isDir(dir)) return []
+  const all = fs.readdirSync(dir).filter(n => isDir(path.join(dir, n)))
+  let main = ''
+  try {
+    main = fs.readFileSync(path.join(repoDir, 'refs', 'main'), 'utf8').trim()
+  } catch { /* no refs/main: list them all */ }
+  return [...all.filter(n => n === main), ...all.filter(n => n !== main)].map(n => path.join(dir, n))
+}
+
+function withConfig(dirs: string[]): string[] {
+  return dirs.filter(d => fs.existsSync(path.join(d, 'config.json')))
+}
+
+const listed = (dirs: string[]) => dirs.slice(0, 3).join(', ') + (dirs.length > 3 ? `, … (${dirs.length - 3} more)` : '')
+
+/** The fix for a --model path that does not exist or is not a folder. */
+export function missingFolderHint(dirArg: string, dir: string): string {
+  const st = fs.lstatSync(dir, { throwIfNoEntry: false })
+  if (st?.isSymbolicLink() && !fs.existsSync(dir)) return `${dirArg} is a broken symbolic link (to ${fs.readlinkSync(dir)}); point --model at the folder itself.`
+  if (st && !st.isDirectory()) {
+    const parent = path.dirname(dir)
+    return `${dirArg} is a file, not a folder; pass the folder that holds config.json${fs.existsSync(path.join(parent, 'config.json')) ? ` (here: ${parent})` : ''}.`
+  }
+  if (HUB_ID.test(dirArg)) {
+    const repo = path.join(hubCacheDir(), `models--${dirArg.replace('/', '--')}`)
+    const cached = withConfig(snapshots(repo))
+    const found = cached.length ? ` It is in your Hugging Face cache: pass --model ${cached[0]}.` : ''
+    return `Model folder ${dirArg} does not exist. It looks like a Hugging Face Hub id, but moe-harness reads local folders only (it never downloads): run \`huggingface-cli download ${dirArg} --local-dir DIR\` and pass --model DIR.${found}`
+  }
+  return `Model folder ${dirArg} does not exist; pass a HuggingFace-format folder with config.json and *.safetensors.`
+}
+
+/** The fix for an existing folder without a readable config.json. */
+export function noConfigHint(dir: string): string {
+  const cfg = path.join(dir, 'config.json')
+  const st = fs.lstatSync(cfg, { throwIfNoEntry: false })
+  if (st?.isSymbolicLink()) {
+    return `${dir}/config.json is a broken symbolic link (to ${fs.readlinkSync(cfg)}), as an interrupted or cleaned-up download leaves it; download the model again.`
+  }
+  const snaps = withConfig(snapshots(dir))
+  if (snaps.length) return `${dir} is a Hugging Face cache folder, not a checkpoint folder; pass one of its snapshots: --model ${listed(snaps)}.`
+  let subs: string[] = []
+  try {
+    subs = withConfig(fs.readdirSync(dir).map(n => path.join(dir, n)).filter(isDir))
+  } catch { /* unreadable: the generic message */ }
+  if (subs.length) return `${dir} has no config.json, but ${subs.length === 1 ? 'its subfolder' : 'these subfolders'} ${listed(subs)} ${subs.length === 1 ? 'has' : 'have'} one; pass that folder to --model.`
+  return `${dir} has no config.json; it is not a HuggingFace checkpoint folder.`
+}
