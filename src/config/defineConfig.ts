@@ -4,7 +4,7 @@ import path from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { createJiti } from 'jiti'
 import { z } from 'zod'
-import { DEFAULTS } from '../defaults.ts'
+import { DEFAULTS, harnessHome } from '../defaults.ts'
 import { fail } from '../errors.ts'
 
 const paramValue = z.union([z.number(), z.boolean(), z.string()])
@@ -48,8 +48,11 @@ export const configSchema = z.object({
   batchTokens: z.number().int().positive().default(DEFAULTS.batchTokens),
   /** Folder with local copies of the standard datasets. */
   dataDir: z.string().optional(),
-  /** The SQLite results store. */
-  store: z.string().default('.harness/results.sqlite'),
+  /**
+   * The SQLite results store, relative to the config file like every path here; omitted = results.sqlite
+   * in the harness home (./.harness, or $MOE_HARNESS_HOME). `--db` (relative to the current folder) overrides it. See storeFile.
+   */
+  store: z.string().optional(),
   report: z.object({ outDir: z.string().default('reports/site'), title: z.string().default('MoE sparsification leaderboard') }).strict().default({ outDir: 'reports/site', title: 'MoE sparsification leaderboard' }),
   /** Defaults for `sweep --slurm` / `--k8s-manifest` (CLI flags override them); see README "Running on a cluster". */
   cluster: z.object({
@@ -99,6 +102,20 @@ export function parseConfig(raw: unknown, where: string): HarnessConfig {
 /** Whether the config lets `model` (a key of models) be scored with non-finite weights. */
 export function allowsNonfinite(config: Pick<HarnessConfig, 'allowNonfinite'>, model: string): boolean {
   return config.allowNonfinite === true || (Array.isArray(config.allowNonfinite) && config.allowNonfinite.includes(model))
+}
+
+/**
+ * The results store a command uses: `--db` as given (relative to the current folder), else the config's
+ * `store` relative to the config's folder (as models, dataDir and report.outDir are: resolving it
+ * against the current folder gave `sweep --slurm --config exp/harness.config.ts` run from two folders
+ * two stores, and the second submission re-ran every cell), else `<harness home>/results.sqlite`, the
+ * default store README and `moe-harness cache` name (it had been ./.harness/results.sqlite whatever
+ * $MOE_HARNESS_HOME said). Absolute path.
+ */
+export function storeFile(loaded: Pick<LoadedConfig, 'config' | 'baseDir'>, db?: string): string {
+  if (db) return path.resolve(db)
+  if (loaded.config.store) return path.resolve(loaded.baseDir, loaded.config.store)
+  return path.join(harnessHome(), 'results.sqlite')
 }
 
 export async function loadConfig(file?: string): Promise<LoadedConfig> {

@@ -1,6 +1,6 @@
 import path from 'node:path'
 import type { Command } from 'commander'
-import { loadConfig } from '../../config/defineConfig.ts'
+import { loadConfig, storeFile } from '../../config/defineConfig.ts'
 import { checkOutputDir, type OutputContext } from '../../util/outputPaths.ts'
 import { addSweepOptions, sweepFromFlags, type SweepFlags } from './sweep.ts'
 import { buildReport } from './report.ts'
@@ -16,7 +16,7 @@ export function registerStart(program: Command): void {
     const out = path.resolve(loaded.baseDir, loaded.config.report.outDir)
     const output: OutputContext = {
       source: `report.outDir in ${loaded.file ?? 'the config'}`,
-      databases: [flags.db ?? loaded.config.store],
+      databases: [storeFile(loaded, flags.db)],
       models: Object.values(loaded.config.models).map(m => path.resolve(loaded.baseDir, m)),
     }
     checkOutputDir(out, 'report', output)
