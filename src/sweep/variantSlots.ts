@@ -91,10 +91,10 @@ async function timedTransform<T>(ctx: PrepareContext, run: () => Promise<T>): Pr
  * Fails with FILE_ACCESS, before any calibration or method runs, when some of `slots` still need a
  * prepared variant folder and the harness home cannot take one (read-only, or a file in the way):
  * otherwise that would surface only after the expensive work, once per cell. Variants already
- * prepared need no write access.
+ * prepared (known to the store, or found by id in the home's index) need no write access.
  */
 export async function checkVariantsWritable(slots: readonly VariantSlot[], ctx: PrepareContext): Promise<void> {
-  const root = path.join(harnessHome(), 'variants')
+  const root = variantsRoot()
   const pending: string[] = []
   for (const slot of slots) {
     if (slot.planned.status === 'infeasible') continue
