@@ -129,7 +129,9 @@ export interface LayerReport {
  */
 export type CalibrationProcedure = 'one-pass' | 'sequential'
 
-export type MethodFamily = 'expert-pruning' | 'expert-merging' | 'novice-replacement' | 'unstructured' | 'neuron-sparsity' | 'dynamic-skipping'
+/** The families the leaderboard groups methods by (what "ratio" means differs per family; methods.md §5). */
+export const METHOD_FAMILIES = ['expert-pruning', 'expert-merging', 'novice-replacement', 'unstructured', 'neuron-sparsity', 'dynamic-skipping'] as const
+export type MethodFamily = typeof METHOD_FAMILIES[number]
 
 export interface MethodDefinition<P extends ParamShape = ParamShape> {
   /** kebab-case id, equal to the file name (methods/<name>.ts). */

@@ -8,9 +8,9 @@ import { moeLayers } from '../model/modelSpec.ts'
 import { loadAllPlugins, loadPlugin, pluginFiles } from '../plugins/discover.ts'
 import { METHODS_DIR, ROOT } from '../paths.ts'
 import { moduleFingerprint } from '../identity/sourceFingerprint.ts'
-import { unknownName } from '../util/suggest.ts'
-import type { StatNeed } from '../calibration/stats.ts'
-import type { CalibrationProcedure, MethodDefinition, MoeLayout, ParamShape } from './defineMethod.ts'
+import { closest, unknownName } from '../util/suggest.ts'
+import { ALL_NEEDS, type StatNeed } from '../calibration/stats.ts'
+import { METHOD_FAMILIES, type CalibrationProcedure, type MethodDefinition, type MoeLayout, type ParamShape } from './defineMethod.ts'
 
 export type ParamValues = Record<string, number | boolean | string>
 
@@ -55,6 +55,10 @@ function checkShape(m: MethodDefinition): MethodDefinition {
   if (typeof m.apply === 'function' && typeof m.applyLayer === 'function') fail('METHOD_INVALID', `Method '${m.name}' defines both apply and applyLayer; keep one (applyLayer serves both calibration procedures).`)
   if (!m.params?.ratio) fail('METHOD_INVALID', `Method '${m.name}' must declare a 'ratio' parameter (p.ratio()): it is the shared sweep axis.`)
   if (RESERVED_METHOD_NAMES.includes(m.name)) fail('METHOD_INVALID', `methods/${m.name}.ts: '${m.name}' is reserved (the leaderboard's label for the unedited model); rename the file and its name.`)
+  const file = `methods/${m.name}.ts`
+  if (!(METHOD_FAMILIES as readonly string[]).includes(m.family)) fail('METHOD_INVALID', `${file}: family ${JSON.stringify(m.family)} is not one of ${METHOD_FAMILIES.join(', ')}${hint(String(m.family), METHOD_FAMILIES)}.`)
+  // A misspelt need was accepted and the method then failed in apply with "statistic 'routing' was not declared".
+  for (const [key, needs] of [['needs', m.needs], ['unprunedNeeds', m.unprunedNeeds]] as const) if (Array.isArray(needs)) checkNeeds(file, key, needs)
   if (m.params.ratio.type !== 'number') fail('METHOD_INVALID', `methods/${m.name}.ts: parameter 'ratio' must be a number (p.ratio()), not ${m.params.ratio.type}.`)
   // A default outside its own bounds would be blamed on the user ("k = 50 is above its maximum 10") though nobody passed it.
   for (const [key, spec] of Object.entries(m.params)) {
@@ -77,6 +81,18 @@ function checkShape(m: MethodDefinition): MethodDefinition {
     }
   }
   return m
+}
+
+const hint = (name: string, valid: readonly string[]) => {
+  const near = closest(name, valid)
+  return near.length ? ` (did you mean ${near.join(', ')}?)` : ''
+}
+
+/** METHOD_INVALID for a `needs` / `unprunedNeeds` entry that is not a calibration statistic. */
+function checkNeeds(file: string, key: string, needs: readonly unknown[]): void {
+  for (const need of needs) {
+    if (!(ALL_NEEDS as readonly unknown[]).includes(need)) fail('METHOD_INVALID', `${file}: ${key} lists ${JSON.stringify(need)}, which is not a calibration statistic${hint(String(need), ALL_NEEDS)}; known: ${ALL_NEEDS.join(', ')}.`)
+  }
 }
 
 /** Method names the harness uses itself: the leaderboard labels the unedited model 'unpruned'. */
@@ -151,12 +167,14 @@ export function layoutOf(ckpt: Checkpoint): MoeLayout {
 
 export function needsOf(method: MethodDefinition, params: ParamValues): StatNeed[] {
   const needs = typeof method.needs === 'function' ? method.needs(params as never) : method.needs ?? []
+  if (typeof method.needs === 'function') checkNeeds(`methods/${method.name}.ts`, 'needs(params)', needs)
   return [...needs]
 }
 
 /** Statistics read from one pass of the unpruned model (ctx.unpruned). */
 export function unprunedNeedsOf(method: MethodDefinition, params: ParamValues): StatNeed[] {
   const needs = typeof method.unprunedNeeds === 'function' ? method.unprunedNeeds(params as never) : method.unprunedNeeds ?? []
+  if (typeof method.unprunedNeeds === 'function') checkNeeds(`methods/${method.name}.ts`, 'unprunedNeeds(params)', needs)
   return [...needs]
 }
 

@@ -2,7 +2,8 @@
 // message naming the plugin file (and the line, when it threw or made the failing call), and nothing
 // is written. Found: a NaN novice vector was scored (brown-cloze acc 0.4, perplexity null), an
 // achievedRatio of 7 was stored and shown, a parameter default outside its own bounds was blamed on
-// the user ("k = 50 is above its maximum 10" though nobody passed k), a plugin named 'unpruned' became
+// the user ("k = 50 is above its maximum 10" though nobody passed k), a misspelt need or family was
+// accepted, a plugin named 'unpruned' became
 // a second "unpruned" row of the leaderboard, methods/myMethod.ts was an "Unknown method" with no hint,
 // and no error said which file or line of the plugin failed.
 // Each case is a real CLI process on a copy of the project (methods/ of the shared tree is never touched).
@@ -60,6 +61,14 @@ describe('method plugin mistakes', () => {
     plugin('unpruned', 'return { achievedRatio: 0 }')
     plugin('my-pruning', 'return { achievedRatio: removeLowestPerLayer(layout, experts, params.ratio, layout.layers.map(l => stats.routing(l.index).count)) }')
     fs.renameSync(path.join(project, 'methods/my-pruning.ts'), path.join(project, 'methods/myPruning.ts'))
+    plugin('typo-need', 'return { achievedRatio: 0 }')
+    const edit = (name: string, from: string, to: string) => {
+      const file = path.join(project, 'methods', `${name}.ts`)
+      fs.writeFileSync(file, fs.readFileSync(file, 'utf8').replace(from, to))
+    }
+    edit('typo-need', "needs: ['routing']", "needs: ['routng']")
+    plugin('typo-family', 'return { achievedRatio: 0 }')
+    edit('typo-family', "family: 'expert-pruning'", "family: 'expert-prunning' as any")
   })
 
   const cases: [method: string, code: string, message: RegExp][] = [
@@ -72,6 +81,9 @@ describe('method plugin mistakes', () => {
     ['bad-default', 'METHOD_INVALID', /methods\/bad-default\.ts: parameter 'k' has default 50 above its maximum 10; fix its declaration/],
     ['unpruned', 'METHOD_INVALID', /methods\/unpruned\.ts: 'unpruned' is reserved/],
     ['myPruning', 'UNKNOWN_NAME', /myPruning\.ts is not loaded: method file names are kebab-case.*Rename it to my-pruning\.ts/],
+    // Was accepted, then apply failed with "statistic 'routing' was not declared in the method's needs".
+    ['typo-need', 'METHOD_INVALID', /methods\/typo-need\.ts: needs lists "routng", which is not a calibration statistic \(did you mean routing\?\)/],
+    ['typo-family', 'METHOD_INVALID', /methods\/typo-family\.ts: family "expert-prunning" is not one of .*\(did you mean expert-pruning/],
   ]
   for (const [method, code, message] of cases) {
     it(`${method}: error [${code}] naming the plugin, nothing written`, () => {
