@@ -14,6 +14,7 @@ import { describeDatabase, ResultsStore } from '../store/resultsStore.ts'
 import { holderIsGone } from '../sweep/leases.ts'
 import { processAlive } from '../util/processAlive.ts'
 import { diskUsage, usageBytes, type Usage } from './diskUsage.ts'
+import { VARIANT_INDEX_FOLDER } from '../variants/variantIndex.ts'
 import { storesOpenForWriting } from './openStores.ts'
 import { variantLastUsed } from './variantUse.ts'
 
@@ -188,6 +189,7 @@ function readStores(stores: readonly string[], writers: ReadonlyMap<string, read
 function scanVariants(dir: string, labels: StoreLabels, add: Add, now: number): void {
   for (const name of readdir(dir)) {
     const full = path.join(dir, name)
+    if (name === VARIANT_INDEX_FOLDER) continue // the sweep's index of prepared variants by id (src/variants/variantIndex.ts): a few KB, never pruned
     const hash = contentHashOfFolderName(name)
     if (hash !== undefined && isDir(full)) {
       add('variants', 'variant', full, 'ok', variantEntry(full, name, hash, labels))
