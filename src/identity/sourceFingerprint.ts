@@ -49,15 +49,20 @@ export function graphBuilderCode(): string {
 
 /**
  * The project source files a module runs: `entry` and every file it reaches through relative `import` /
- * `export ... from` / `import()` specifiers, transitively (type-only imports and exports are skipped:
- * they run nothing). Package imports are not followed (their versions are the lockfile's business).
- * A specifier without the `.ts` extension is resolved as tsx resolves it (`.js` → `.ts`, added `.ts`,
- * `/index.ts`); one that resolves to no file is kept as its text. Sorted absolute paths.
+ * `export ... from` / `import()` specifiers, transitively. Type-only imports and exports are skipped (they
+ * run nothing), package imports are not followed (their versions are the lockfile's business). Named
+ * imports through a barrel (`import { removeLowestPerLayer } from '../src/index.ts'`) follow only the
+ * barrel's re-exports that provide those names (`export *` lines always), so an edit to a module the
+ * barrel also re-exports (defineConfig.ts) does not count as the method's code. A specifier without
+ * the `.ts` extension is resolved as tsx resolves it (`.js` → `.ts`, added `.ts`, `/index.ts`); one
+ * that resolves to no file is kept as its text. Sorted absolute paths.
  */
 export function moduleClosure(entry: string): { files: string[]; unresolved: string[] } {
-  const seen = new Set<string>()
+  const files = new Set<string>()
+  const visited = new Set<string>()
   const unresolved = new Set<string>()
-  const specifier = /(?:^|[;\n}])\s*(?:import|export)\s+(?!type\b)(?:[^'";]*?\sfrom\s*)?['"](\.{1,2}\/[^'"]+)['"]|\bimport\(\s*['"](\.{1,2}\/[^'"]+)['"]\s*\)/g
+  const fromClause = /(?:^|[;\n}])\s*(import|export)\s+(?!type\b)([^'";]*?)\s*from\s*['"](\.{1,2}\/[^'"]+)['"]/g
+  const bare = /(?:^|[;\n}])\s*import\s*['"](\.{1,2}\/[^'"]+)['"]|\bimport\(\s*['"](\.{1,2}\/[^'"]+)['"]\s*\)/g
   const resolve = (from: string, spec: string): string | undefined => {
     const base = path.resolve(path.dirname(from), spec)
     for (const candidate of [base, base.replace(/\.js$/, '.ts'), `${base}.ts`, path.join(base, 'index.ts')]) {
@@ -65,19 +70,49 @@ export function moduleClosure(entry: string): { files: string[]; unresolved: str
     }
     return undefined
   }
-  const walk = (file: string) => {
-    if (seen.has(file)) return
-    seen.add(file)
-    const text = fs.readFileSync(file, 'utf8')
-    for (const m of text.matchAll(specifier)) {
-      const spec = m[1] ?? m[2]
-      const target = resolve(file, spec)
-      if (target) walk(target)
-      else unresolved.add(`${path.basename(file)}:${spec}`)
-    }
+  /** `{ a, type B, c as d }` → [[a, a], [c, d]] (source name, local/exported name); null for any other clause. */
+  const namedList = (clause: string): [string, string][] | null => {
+    const m = /^\{([^}]*)\}$/.exec(clause.trim())
+    if (!m) return null
+    return m[1].split(',').map(x => x.trim()).filter(x => x && !/^type\s/.test(x)).map(x => {
+      const [src, as] = x.split(/\s+as\s+/)
+      return [src.trim(), (as ?? src).trim()]
+    })
   }
-  walk(path.resolve(entry))
-  return { files: [...seen].sort(), unresolved: [...unresolved].sort() }
+  const follow = (from: string, spec: string, names: Set<string> | 'all') => {
+    const target = resolve(from, spec)
+    if (target) walk(target, names)
+    else unresolved.add(`${path.basename(from)}:${spec}`)
+  }
+  const walk = (file: string, names: Set<string> | 'all') => {
+    const key = `${file}|${names === 'all' ? '*' : [...names].sort().join(',')}`
+    if (visited.has(key)) return
+    visited.add(key)
+    files.add(file)
+    const text = fs.readFileSync(file, 'utf8')
+    for (const m of text.matchAll(fromClause)) {
+      const [, kind, clause, spec] = m
+      const list = namedList(clause)
+      if (kind === 'import') {
+        if (!list) follow(file, spec, 'all') // default, namespace or mixed import
+        else if (list.length) follow(file, spec, new Set(list.map(([src]) => src)))
+        continue
+      }
+      if (clause.trim() === '*') {
+        follow(file, spec, names) // export * from: passes the same names on
+        continue
+      }
+      if (!list) {
+        if (names === 'all' || names.has(clause.trim().replace(/^\*\s+as\s+/, ''))) follow(file, spec, 'all')
+        continue
+      }
+      const used = list.filter(([, out]) => names === 'all' || names.has(out))
+      if (used.length) follow(file, spec, new Set(used.map(([src]) => src)))
+    }
+    for (const m of text.matchAll(bare)) follow(file, m[1] ?? m[2], 'all')
+  }
+  walk(path.resolve(entry), 'all')
+  return { files: [...files].sort(), unresolved: [...unresolved].sort() }
 }
 
 /**

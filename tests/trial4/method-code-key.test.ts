@@ -50,6 +50,34 @@ describe('method code in the variant key', () => {
     assert.notEqual(moduleFingerprint(entry, dir), afterDeep)
   })
 
+  it('named imports through a barrel follow only the re-exports that provide them', () => {
+    const dir = tmpDir()
+    const write = (rel: string, text: string) => {
+      fs.mkdirSync(path.dirname(path.join(dir, rel)), { recursive: true })
+      fs.writeFileSync(path.join(dir, rel), text)
+    }
+    write('methods/m.ts', "import { rank, type Config } from '../src/index.ts'\nexport default rank\n")
+    write('src/index.ts', [
+      "export { rank, other as renamed } from './helpers.ts'",
+      "export { defineConfig } from './config.ts'",
+      "export type { Config } from './types.ts'",
+      "export * from './strings.ts'",
+    ].join('\n'))
+    write('src/helpers.ts', "import { fail } from './errors.ts'\nexport const rank = () => fail\nexport const other = 1\n")
+    write('src/errors.ts', 'export const fail = 0\n')
+    write('src/config.ts', 'export const defineConfig = 1\n')
+    write('src/types.ts', 'export type Config = number\n')
+    write('src/strings.ts', 'export const s = 1\n')
+    const entry = path.join(dir, 'methods/m.ts')
+    assert.deepEqual(moduleClosure(entry).files.map(f => path.relative(dir, f)).sort(),
+      ['methods/m.ts', 'src/errors.ts', 'src/helpers.ts', 'src/index.ts', 'src/strings.ts'])
+    const before = moduleFingerprint(entry, dir)
+    write('src/config.ts', 'export const defineConfig = 2\n') // re-exported by the barrel, not imported by the method
+    assert.equal(moduleFingerprint(entry, dir), before)
+    write('src/errors.ts', 'export const fail = 1\n') // imported by the helper the method uses
+    assert.notEqual(moduleFingerprint(entry, dir), before)
+  })
+
   it("editing src/methods/helpers.ts changes reap's method hash; editing a CLI file does not", () => {
     // A copy of the project's source (node_modules linked), so the shared tree is never edited.
     const dir = tmpDir()
@@ -70,8 +98,9 @@ describe('method code in the variant key', () => {
     fs.writeFileSync(helpers, text.replace('scores[li][g * size + i]', '-scores[li][g * size + i]'))
     const flipped = hash()
     assert.notEqual(flipped, first, 'a changed ranking rule must change the variant key')
-    const cli = path.join(dir, 'src/cli/main.ts')
-    fs.appendFileSync(cli, '\n// unrelated edit\n')
-    assert.equal(hash(), flipped, 'code the method does not run leaves its variants alone')
+    for (const other of ['src/cli/main.ts', 'src/config/defineConfig.ts']) { // the second is re-exported by src/index.ts too
+      fs.appendFileSync(path.join(dir, other), '\n// unrelated edit\n')
+      assert.equal(hash(), flipped, `code the method does not run (${other}) leaves its variants alone`)
+    }
   })
 })
