@@ -14,7 +14,7 @@ import { describeDatabase, ResultsStore } from '../store/resultsStore.ts'
 import { holderIsGone } from '../sweep/leases.ts'
 import { processAlive } from '../util/processAlive.ts'
 import { diskUsage, usageBytes, type Usage } from './diskUsage.ts'
-import { VARIANT_INDEX_FOLDER } from '../variants/variantIndex.ts'
+import { listVariantRecords, VARIANT_INDEX_FOLDER } from '../variants/variantIndex.ts'
 import { storesOpenForWriting } from './openStores.ts'
 import { variantLastUsed } from './variantUse.ts'
 
@@ -69,6 +69,11 @@ export interface VariantFacts {
   edits?: string
   /** The variants the known stores record for this folder: "tiny: magnitude-pruning ratio 0.5", parameters that differ from the method's defaults before the ratio ("tiny: magnitude-pruning score=wanda ratio 0.5"). */
   recordedAs: string[]
+  /**
+   * What the sweeps' index of prepared variants (variants/by-id) records for a folder no store read
+   * records: "magnitude-pruning ratio 0.5" (a sweep with any store reuses the folder for it).
+   */
+  indexedAs?: string[]
   /** The stores (absolute paths) that record a variant with this folder's content. */
   stores: string[]
   /** A live lease of a known store names this folder's content (host:pid:random of its sweep). */
@@ -187,12 +192,18 @@ function readStores(stores: readonly string[], writers: ReadonlyMap<string, read
 }
 
 function scanVariants(dir: string, labels: StoreLabels, add: Add, now: number): void {
+  const indexed = new Map<string, string[]>()
+  for (const { folder, record } of listVariantRecords(dir)) {
+    const label = `${record.method} ratio ${record.ratio}`
+    const known = indexed.get(folder) ?? []
+    if (!known.includes(label)) indexed.set(folder, [...known, label])
+  }
   for (const name of readdir(dir)) {
     const full = path.join(dir, name)
     if (name === VARIANT_INDEX_FOLDER) continue // the sweep's index of prepared variants by id (src/variants/variantIndex.ts): a few KB, never pruned
     const hash = contentHashOfFolderName(name)
     if (hash !== undefined && isDir(full)) {
-      add('variants', 'variant', full, 'ok', variantEntry(full, name, hash, labels))
+      add('variants', 'variant', full, 'ok', variantEntry(full, name, hash, labels, indexed.get(name)))
       continue
     }
     const spill = spillFolderState(name)
@@ -211,8 +222,9 @@ function scanVariants(dir: string, labels: StoreLabels, add: Add, now: number): 
 }
 
 /** A variant folder's facts and state: damaged / incomplete exactly as a sweep would find it (readVariantFiles). */
-function variantEntry(full: string, name: string, contentHash: string, labels: StoreLabels): Partial<CacheEntry> {
+function variantEntry(full: string, name: string, contentHash: string, labels: StoreLabels, indexedAs: string[] | undefined): Partial<CacheEntry> {
   const variant: VariantFacts = { contentHash, recordedAs: labels.recordedAs.get(name) ?? [], stores: labels.stores.get(name) ?? [] }
+  if (!variant.recordedAs.length && indexedAs) variant.indexedAs = indexedAs
   const leasedBy = labels.leases.get(name)
   if (leasedBy) variant.leasedBy = leasedBy
   const writtenBy = labels.writtenBy.get(name)

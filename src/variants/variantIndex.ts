@@ -87,6 +87,33 @@ export function findVariantRecord(variantsRoot: string, id: string, modelId: str
   return { record: entry.record, dir: path.join(variantsRoot, entry.folder) }
 }
 
+/**
+ * Every entry of the index that reads back exactly, as (folder name, record): what `moe-harness
+ * cache` shows for folders no store it read records. Damaged entries are skipped silently (the sweep
+ * that needs one warns and rewrites it).
+ */
+export function listVariantRecords(variantsRoot: string): { folder: string; record: VariantRecord }[] {
+  const dir = path.join(variantsRoot, VARIANT_INDEX_FOLDER)
+  let names: string[]
+  try {
+    names = fs.readdirSync(dir)
+  } catch {
+    return []
+  }
+  const out: { folder: string; record: VariantRecord }[] = []
+  for (const name of names.sort()) {
+    const id = name.endsWith('.json') ? name.slice(0, -'.json'.length) : ''
+    if (!ID.test(id)) continue
+    let text: string
+    try {
+      text = fs.readFileSync(path.join(dir, name), 'utf8')
+      const entry = JSON.parse(text) as IndexEntry
+      if (entryProblem(text, id, String(entry?.record?.model_id)) === '') out.push({ folder: entry.folder, record: entry.record })
+    } catch { /* unreadable or not JSON: not listed */ }
+  }
+  return out
+}
+
 /** Why `text` is not a whole entry for variant `id` of model `modelId`, or '' when it is. */
 function entryProblem(text: string, id: string, modelId: string): string {
   let entry: IndexEntry

@@ -11,7 +11,7 @@ import { tmpDir } from '../helpers/tmp.ts'
 
 const HOUR = 3_600_000
 
-describe('cache: a variant\'s last use', () => {
+describe('cache: a variant\'s label and last use', () => {
   it('is the time a worker last opened it, so --older-than keeps a variant scored since', t => {
     const dir = tmpDir()
     const home = path.join(dir, 'home')
@@ -28,6 +28,12 @@ describe('cache: a variant\'s last use', () => {
     const variants = path.join(home, 'variants')
     const [folder] = fs.readdirSync(variants).filter(f => fs.existsSync(path.join(variants, f, 'edits.json')))
     const edits = path.join(variants, folder!, 'edits.json')
+    // The sweep's store is not in the home and not passed: the sweeps' by-id index still says what the folder is.
+    const listed = lastJson(runCli(['cache', '--json'], { env, cwd: dir }).stdout).areas.variants.items.find((e: any) => e.path.endsWith(folder!))
+    assert.deepEqual([listed.variant.recordedAs, listed.variant.indexedAs], [[], ['magnitude-pruning ratio 0.5']])
+    const text = runCli(['cache'], { env, cwd: dir }).stdout
+    assert.match(text, /magnitude-pruning ratio 0\.5 \(by-id index\)/)
+    assert.doesNotMatch(text, /not recorded in/)
     // Written a month ago, last read two hours ago, on a file whose reads never move its access time
     // (chattr +A: what every file is on a noatime mount): only the harness's own mark can.
     fs.utimesSync(edits, new Date(Date.now() - 2 * HOUR), new Date(Date.now() - 30 * 24 * HOUR))

@@ -195,7 +195,7 @@ function table(rows: string[][], indent = '  '): string {
 function variantLine(e: CacheEntry): string {
   const v = e.variant
   if (!v) return e.note ?? ''
-  const what = v.recordedAs.length ? v.recordedAs.join('; ') : v.edits ?? ''
+  const what = v.recordedAs.length ? v.recordedAs.join('; ') : v.indexedAs ? `${v.indexedAs.join('; ')} (by-id index)` : v.edits ?? ''
   const busy = v.leasedBy ? `in use by ${v.leasedBy}` : v.writtenBy ? `in use (${v.writtenBy})` : ''
   return [v.modelDir ?? '', what, busy, e.note ?? ''].filter(Boolean).join(' · ')
 }
@@ -231,7 +231,7 @@ function listText(scan: HomeScan): string {
 
 /** Variant folders no store read names: where their method and ratio are to be found. */
 function unlabelledText(scan: HomeScan): string {
-  const n = scan.entries.filter(e => e.kind === 'variant' && e.variant && !e.variant.recordedAs.length).length
+  const n = scan.entries.filter(e => e.kind === 'variant' && e.variant && !e.variant.recordedAs.length && !e.variant.indexedAs).length
   if (!n) return ''
   const read = scan.stores.length ? `the store${scan.stores.length === 1 ? '' : 's'} read (${scan.stores.join(', ')})` : `a store (none at ${path.join(scan.home, 'results.sqlite')})`
   return `note: ${n} variant folder${n === 1 ? ' is' : 's are'} not recorded in ${read}; pass the sweeps' stores with --db FILE... to see their method, parameters and ratio (a sweep's store is its config's \`store\` or its --db)\n`
