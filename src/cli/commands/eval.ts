@@ -99,6 +99,7 @@ async function runEval(flags: EvalFlags): Promise<void> {
         progress.update(docs.length)
         return result
       })
+      rejectNonfinite(task.name, evaluation, Boolean(flags.allowNonfinite))
       results.push({ task, evaluation, docs: docs.length, seconds: (performance.now() - t0) / 1000 })
     }
   } finally {
@@ -115,6 +116,19 @@ async function runEval(flags: EvalFlags): Promise<void> {
     }
     process.stdout.write(JSON.stringify({ ...json, config: extra }) + '\n')
   }
+}
+
+/**
+ * NUMERIC_FAILURE when a task's scores are not finite, as a sweep fails such a cell (src/sweep/cell.ts):
+ * an accuracy over NaN log-likelihoods is argmax over NaN (the first choice), which printed
+ * "acc 0.0000 ± 0.0000" with exit 0 for a model whose every output was NaN.
+ */
+function rejectNonfinite(task: string, evaluation: TaskEvaluation, allowed: boolean): void {
+  const bad = evaluation.samples.filter(s => s.lls.some(v => !Number.isFinite(v))).length
+  const metric = Object.entries(evaluation.metrics).find(([, m]) => m && !Number.isFinite(m.value))
+  if (!bad && !metric) return
+  const what = bad ? `${bad} of ${evaluation.samples.length} documents have non-finite log-likelihoods` : `metric ${metric![0]} is ${metric![1]!.value}`
+  fail('NUMERIC_FAILURE', `${task}: ${what}, so its scores would be meaningless: the model's outputs are not finite (${allowed ? 'NaN/Inf weights, allowed by --allow-nonfinite, or an overflow' : 'an activation overflowed'}). ${allowed ? 'Prune or fix the non-finite weights (without --allow-nonfinite the error names them)' : 'If it ran in float16, score it in float32 (--precision float32)'}.`)
 }
 
 function describeVariant(v: NonNullable<Awaited<ReturnType<typeof prepareFromPlan>>>): string {
