@@ -6,7 +6,7 @@
 // per layer. Weights are checked for NaN/Inf once each, when first read.
 import fs from 'node:fs'
 import path from 'node:path'
-import { fail } from '../errors.ts'
+import { fail, HarnessError } from '../errors.ts'
 import { parseModelSpec, type ModelSpec } from './modelSpec.ts'
 import { countNonFinite, decodeToFloat32, readTensorBytes, type StoredTensor, type TensorEntry } from './safetensors.ts'
 import { resolveTensors } from './tensorLayout.ts'
@@ -116,6 +116,19 @@ function describeNonFinite(file: string, name: string, nan: number, inf: number,
   return `${file}: tensor '${name}' holds ${parts} of its ${total} values, so every score would be NaN; the checkpoint is corrupt (or saved from a diverged run). Re-export it, or pass --allow-nonfinite to score it anyway (in a sweep config: allowNonfinite: true, or a list of model names).`
 }
 
+/**
+ * parseModelSpec's errors begin with "config.json"; they are rethrown naming the file itself, so a sweep
+ * over several models (or a variant whose model moved) says which config.json holds the bad field.
+ */
+function inConfigFile<T>(configFile: string, parse: () => T): T {
+  try {
+    return parse()
+  } catch (e) {
+    if (e instanceof HarnessError && e.message.startsWith('config.json')) e.message = configFile + e.message.slice('config.json'.length)
+    throw e
+  }
+}
+
 export function openCheckpoint(dirArg: string, options: CheckpointOptions = {}): Checkpoint {
   const dir = path.resolve(dirArg)
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) fail('CHECKPOINT_NOT_FOUND', missingFolderHint(dirArg, dir))
@@ -124,7 +137,7 @@ export function openCheckpoint(dirArg: string, options: CheckpointOptions = {}):
   const config = readJsonFile(configFile, 'CONFIG_INVALID')
   const store = openTensorStore(dir)
   checkLayerCount(dir, config, store.tensors)
-  const spec = parseModelSpec(config)
+  const spec = inConfigFile(configFile, () => parseModelSpec(config))
   checkExpertCount(dir, spec, store.tensors)
   const names = tensorNames(spec)
   const expected = expectedShapes(spec)
