@@ -48,8 +48,8 @@ export function missingFolderHint(dirArg: string, dir: string): string {
   if (HUB_ID.test(dirArg)) {
     const repo = path.join(hubCacheDir(), `models--${dirArg.replace('/', '--')}`)
     const cached = withConfig(snapshots(repo))
-    const found = cached.length ? ` It is in your Hugging Face cache: pass --model ${cached[0]}.` : ''
-    return `Model folder ${dirArg} does not exist. It looks like a Hugging Face Hub id, but moe-harness reads local folders only (it never downloads): run \`huggingface-cli download ${dirArg} --local-dir DIR\` and pass --model DIR.${found}`
+    if (cached.length) return `Model folder ${dirArg} does not exist (${dir}), but the Hugging Face Hub model ${dirArg} is in your Hugging Face cache: pass --model ${cached[0]}. moe-harness reads local folders only; it never downloads.`
+    return `Model folder ${dirArg} does not exist (${dir}). If it is a Hugging Face Hub id: moe-harness reads local folders only (it never downloads); run \`huggingface-cli download ${dirArg} --local-dir DIR\` and pass --model DIR.`
   }
   return `Model folder ${dirArg} does not exist; pass a HuggingFace-format folder with config.json and *.safetensors.`
 }

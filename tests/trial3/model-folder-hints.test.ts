@@ -49,10 +49,11 @@ describe('--model paths that are not a checkpoint folder name the folder to pass
     process.env.HF_HUB_CACHE = hub
     try {
       const cached = message('acme/tiny-moe')
-      assert.match(cached, /Hub id/)
+      assert.match(cached, /Hugging Face cache/)
       assert.match(cached, /never downloads/)
       assert.ok(cached.includes(`--model ${snap}`), cached)
       const absent = message('acme/other-moe')
+      assert.match(absent, /If it is a Hugging Face Hub id/)
       assert.match(absent, /huggingface-cli download acme\/other-moe --local-dir DIR/)
       assert.ok(!absent.includes('cache:'), absent)
     } finally {
