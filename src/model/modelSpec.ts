@@ -177,7 +177,8 @@ export function parseModelSpec(cfg: Json): ModelSpec {
   const deepseek = family === 'deepseek_v2' || family === 'deepseek_v3'
 
   const act = c.raw('hidden_act')
-  if (act !== 'silu') fail('CONFIG_UNSUPPORTED', `config.json: hidden_act '${act}' is not supported; only 'silu' (SwiGLU experts) is implemented.`)
+  // transformers activations.py (ACT2FN) maps both 'silu' and 'swish' to SiLU.
+  if (act !== 'silu' && act !== 'swish') fail('CONFIG_UNSUPPORTED', `config.json: hidden_act '${act}' is not supported; only 'silu' (= 'swish'; SwiGLU experts) is implemented.`)
   const partial = (cfg.partial_rotary_factor ?? (cfg.rope_parameters as Json | null | undefined)?.partial_rotary_factor) as unknown
   if (partial != null && partial !== 1) {
     fail('CONFIG_UNSUPPORTED', `config.json: partial_rotary_factor ${partial} is not supported (only 1).`)

@@ -69,6 +69,10 @@ describe('attribute_map names of the expert count (transformers v5 config.json)'
     setExpertCount(mixtral, 'mixtral', 2)
     assert.deepEqual([mixtral.num_local_experts, 'num_experts' in mixtral], [2, false])
   })
+  it("hidden_act 'swish' is SiLU, as transformers' ACT2FN maps it", () => {
+    assert.deepEqual(parseModelSpec({ ...config('olmoe'), hidden_act: 'swish' }), parseModelSpec({ ...config('olmoe'), hidden_act: 'silu' }))
+    assert.throws(() => parseModelSpec({ ...config('olmoe'), hidden_act: 'gelu' }), (e: unknown) => e instanceof HarnessError && e.code === 'CONFIG_UNSUPPORTED')
+  })
   it('qwen2_moe has no alias: num_local_experts is not its expert count', () => {
     const cfg = { ...config('qwen2_moe'), num_local_experts: 8 }
     assert.equal(moeLayers(parseModelSpec(cfg))[0].numExperts, 6)
