@@ -16,7 +16,7 @@ import { processAlive } from '../util/processAlive.ts'
 import { diskUsage, usageBytes, type Usage } from './diskUsage.ts'
 import { listVariantRecords, VARIANT_INDEX_FOLDER } from '../variants/variantIndex.ts'
 import { storesOpenForWriting } from './openStores.ts'
-import { variantLastUsed } from './variantUse.ts'
+import { variantLastUsed } from '../edits/variantUse.ts'
 
 export type Area = 'variants' | 'graphs' | 'calibration'
 export const AREAS: readonly Area[] = ['variants', 'graphs', 'calibration']

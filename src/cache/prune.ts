@@ -13,7 +13,7 @@ import { graphEntryLastUsed, RECENT_MS } from '../onnx/graphStore.ts'
 import { fileError } from '../util/fileErrors.ts'
 import { freedBytes } from './diskUsage.ts'
 import type { Area, CacheEntry, HomeScan } from './homeScan.ts'
-import { variantLastUsed } from './variantUse.ts'
+import { variantLastUsed } from '../edits/variantUse.ts'
 
 export interface PruneSelection {
   /** Areas whose entries go (filtered by olderThanMs / modelDir); leftovers of dead processes go in these areas too. Empty: leftovers only, in every area. */
@@ -135,7 +135,7 @@ function removeEntry(e: CacheEntry): boolean | string {
   const name = path.basename(e.path)
   switch (e.kind) {
     case 'variant':
-      // A worker that opened it since the scan marked it (variantUse.ts); the scan's decision is stale.
+      // A worker that opened it since the scan marked it (src/edits/variantUse.ts); the scan's decision is stale.
       if (variantLastUsed(e.path).lastUsedMs > e.lastUsedMs) return 'used since the scan'
       return removeVariantFolder(e.path)
     case 'staging':

@@ -8,7 +8,7 @@ import { expertMaskFeeds, isMaskOnly, sharedWeightInputs, weightInputFeeds, type
 import { openGraphSession, resolvePrecision } from '../engine/graphSession.ts'
 import { emptyEdits, validateEdits, type VariantEdits } from '../edits/variantEdits.ts'
 import { readVariantFiles } from '../edits/variantFolder.ts'
-import { markVariantUsed } from '../cache/variantUse.ts'
+import { markVariantUsed } from '../edits/variantUse.ts'
 import { batchFeeds } from '../engine/scorer.ts'
 import type { PackedBatch } from '../engine/packing.ts'
 import { errorData, fail, withContext, type HarnessErrorData } from '../errors.ts'
