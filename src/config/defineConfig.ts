@@ -118,6 +118,24 @@ export function storeFile(loaded: Pick<LoadedConfig, 'config' | 'baseDir'>, db?:
   return path.join(harnessHome(), 'results.sqlite')
 }
 
+/**
+ * A warning when a store exists where this command would have put its results before storeFile's rule
+ * (2026-11-30: a config's `store`, or `.harness/results.sqlite` when it had none, relative to the
+ * current folder) and the command now uses another file: that store's results are not read (every cell
+ * would be scored again into the new one), so the user is told which file holds them and how to keep
+ * using it. undefined with --db (the user's choice) or when the two are the same file.
+ */
+export function formerStoreWarning(loaded: Pick<LoadedConfig, 'config' | 'baseDir'>, db?: string): string | undefined {
+  if (db) return undefined
+  const used = storeFile(loaded)
+  const former = path.resolve(loaded.config.store ?? path.join('.harness', 'results.sqlite'))
+  if (former === used || !fs.existsSync(former)) return undefined
+  const keep = path.relative(loaded.baseDir, former) || former
+  return `the results store is now ${used} (${loaded.config.store ? "the config's store, relative to the config's folder" : 'the default: results.sqlite in the harness home'}), ` +
+    `but ${former} (where this command kept results before) exists and is not read: to keep using it, pass --db ${former} or set store: ${JSON.stringify(keep)} in the config; ` +
+    `or move it to ${used}${fs.existsSync(used) ? ' (merge the two with `moe-harness merge`)' : ''}.`
+}
+
 export async function loadConfig(file?: string): Promise<LoadedConfig> {
   const candidate = path.resolve(file ?? 'harness.config.ts')
   if (!fs.existsSync(candidate)) {

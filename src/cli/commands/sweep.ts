@@ -1,7 +1,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { Option, type Command } from 'commander'
-import { loadConfig, storeFile, type HarnessConfig } from '../../config/defineConfig.ts'
+import { formerStoreWarning, loadConfig, storeFile, type HarnessConfig } from '../../config/defineConfig.ts'
 import { fail } from '../../errors.ts'
 import { readSkipCells, type ClusterOptions } from '../../cluster/jobSpec.ts'
 import { pathsOutsideMount } from '../../cluster/k8sManifest.ts'
@@ -123,6 +123,8 @@ export async function sweepFromFlags(flags: SweepFlags): Promise<SweepSummary & 
   if (flags.allowNonfinite) config.allowNonfinite = true
   const leaseSeconds = flags.leaseSeconds ? positiveNumber('--lease-seconds', flags.leaseSeconds) : undefined
   const db = storeFile(loaded, flags.db)
+  const former = formerStoreWarning(loaded, flags.db)
+  if (former) process.stderr.write(`warning: ${former}\n`)
   const controller = new AbortController()
   const onSignal = () => {
     if (controller.signal.aborted) process.exit(130)
@@ -180,6 +182,8 @@ async function clusterAction(flags: ClusterFlags): Promise<void> {
   if (flags.threads) { config.pool.threads = positiveInt('--threads', flags.threads); sweepArgs.push('--threads', flags.threads) }
   if (flags.allowNonfinite) { config.allowNonfinite = true; sweepArgs.push('--allow-nonfinite') }
   const db = storeFile(loaded, flags.db) // as in sweepFromFlags and start
+  const former = formerStoreWarning(loaded, flags.db)
+  if (former) process.stderr.write(`warning: ${former}\n`)
   const options: ClusterPlanOptions = {
     config, baseDir: loaded.baseDir, configFile: loaded.file!, db, cluster, sweepArgs,
     shards: flags.arraySize !== undefined ? positiveInt('--array-size', flags.arraySize) : c.arraySize,
