@@ -10,7 +10,7 @@ import { ResultsStore } from '../store/resultsStore.ts'
 import { cellFailure, cellLabel, runCell, storedError, type Cell, type CellContext, type CellFailure, type CellOutcome } from './cell.ts'
 import { loadSweepInputs, type SweepInputs } from './inputs.ts'
 import { CellLeases } from './leases.ts'
-import { cellKey, shardOf, type Shard } from './plan.ts'
+import { cellKey, shardOfCell, type Shard } from './plan.ts'
 import { calibrateModels, checkVariantsWritable } from './variantSlots.ts'
 
 // SCORING_VERSION and every key's derivation live in src/identity/keys.ts.
@@ -85,7 +85,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
     describeInputs(store, inputs)
     const mine = (cell: Cell) => {
       const key = cellKey(cell.slot.spec, cell.data.task.name)
-      return (!options.shard || shardOf(key, options.shard.count) === options.shard.index) && !options.skipCells?.has(key)
+      return (!options.shard || shardOfCell(cell.slot.spec, cell.data.task.name, options.shard.count) === options.shard.index) && !options.skipCells?.has(key)
     }
     // Cells of one variant run back to back (workers keep its session).
     const cells = inputs.slots.flatMap(slot => inputs.tasks.map(t => ({ slot, data: inputs.taskData.get(t.name)! }))).filter(mine)
