@@ -33,7 +33,7 @@ export function shardOf(key: string, count: number): number {
  * Which shard owns a cell. Ratio-0 cells of a model and task go to one shard whatever the method: they
  * are the unpruned model for every method that edits nothing at ratio 0, and a shard scores identical
  * edits once (runs are keyed by the edits' content hash), whereas spread over shards by method each shard
- * scored the unpruned model again (with 12 method entries on 16 shards, ~45 of the ~185 distinct cells
+ * scored the unpruned model again (with 12 method entries on 16 shards, ~38 extra next to the 185 distinct cells
  * of the default plan). A method whose ratio 0 does edit is scored there all the same.
  */
 export function shardOfCell(spec: Pick<VariantSpec, 'model' | 'method' | 'params'>, task: string, count: number): number {
