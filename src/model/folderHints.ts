@@ -61,6 +61,15 @@ export function noConfigHint(dir: string): string {
   if (st?.isSymbolicLink()) {
     return `${dir}/config.json is a broken symbolic link (to ${fs.readlinkSync(cfg)}), as an interrupted or cleaned-up download leaves it; download the model again.`
   }
+  const adapter = path.join(dir, 'adapter_config.json')
+  if (fs.existsSync(adapter)) {
+    let baseModel = ''
+    try {
+      const b = (JSON.parse(fs.readFileSync(adapter, 'utf8')) as { base_model_name_or_path?: unknown }).base_model_name_or_path
+      if (typeof b === 'string' && b) baseModel = ` (its base model: ${b})`
+    } catch { /* unreadable adapter config: no base model named */ }
+    return `${dir} is a PEFT (LoRA) adapter${baseModel}, not a model: merge it into its base model (peft: PeftModel.from_pretrained(base, DIR).merge_and_unload().save_pretrained(OUT)) and pass OUT.`
+  }
   const snaps = withConfig(snapshots(dir))
   if (snaps.length) return `${dir} is a Hugging Face cache folder, not a checkpoint folder; pass one of its snapshots: --model ${listed(snaps)}.`
   let subs: string[] = []
@@ -69,4 +78,31 @@ export function noConfigHint(dir: string): string {
   } catch { /* unreadable: the generic message */ }
   if (subs.length) return `${dir} has no config.json, but ${subs.length === 1 ? 'its subfolder' : 'these subfolders'} ${listed(subs)} ${subs.length === 1 ? 'has' : 'have'} one; pass that folder to --model.`
   return `${dir} has no config.json; it is not a HuggingFace checkpoint folder.`
+}
+
+/**
+ * The fix for a folder with config.json but neither model.safetensors nor an index: the weight files it
+ * does hold, in the formats people have (PyTorch pickles, GGUF, a PEFT adapter, a safetensors file
+ * under another name), and what to do with them.
+ */
+export function noWeightsHint(dir: string): string {
+  let files: string[] = []
+  try {
+    files = fs.readdirSync(dir).sort()
+  } catch { /* unreadable: the generic message */ }
+  const base = `${dir} has no model.safetensors (or sharded model-0000N-of-0000M.safetensors with model.safetensors.index.json)`
+  const pickles = files.filter(f => /\.(bin|pt|pth|ckpt)$/.test(f))
+  const gguf = files.filter(f => f.endsWith('.gguf'))
+  const others = files.filter(f => f.endsWith('.safetensors'))
+  if (others.includes('adapter_model.safetensors')) {
+    return `${base}; its adapter_model.safetensors is a PEFT (LoRA) adapter, not a model: merge it into its base model (peft: PeftModel.from_pretrained(base, DIR).merge_and_unload().save_pretrained(OUT)) and pass OUT.`
+  }
+  if (others.length) {
+    return `${base}; it holds ${listed(others)}, a name transformers does not load either (weights in another layout, such as Mistral's consolidated files, or shards whose index is missing): pass the folder in Hugging Face format, or restore its model.safetensors.index.json.`
+  }
+  if (pickles.length) {
+    return `${base}; it holds PyTorch pickle weights (${listed(pickles)}), which moe-harness does not read (unpickling can run code): convert them once with transformers, e.g. python -c "from transformers import AutoModelForCausalLM as M; M.from_pretrained('${dir}').save_pretrained('OUT')", and pass OUT.`
+  }
+  if (gguf.length) return `${base}; it holds GGUF weights (${listed(gguf)}), which moe-harness does not read: use the original safetensors checkpoint.`
+  return `${base}.`
 }

@@ -4,6 +4,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { fail } from '../errors.ts'
+import { noWeightsHint } from './folderHints.ts'
 import { readSafetensorsFile, type StoredTensor } from './safetensors.ts'
 
 export const INDEX_FILE = 'model.safetensors.index.json'
@@ -51,7 +52,7 @@ export function openTensorStore(dir: string): TensorStore {
   if (!fs.existsSync(index)) {
     const shards = fs.readdirSync(dir).filter(f => /^model-\d+-of-\d+\.safetensors$/.test(f))
     if (shards.length) fail('SAFETENSORS_INVALID', `${dir} has sharded weights but no ${INDEX_FILE}; restore the index file.`)
-    fail('CHECKPOINT_NOT_FOUND', `${dir} has no ${SINGLE_FILE} (or sharded model-0000N-of-0000M.safetensors with ${INDEX_FILE}).`)
+    fail('CHECKPOINT_NOT_FOUND', noWeightsHint(dir))
   }
   const map = readIndex(index)
   const shardNames = [...new Set(Object.values(map))].sort()

@@ -80,4 +80,27 @@ describe('--model paths that are not a checkpoint folder name the folder to pass
     assert.ok(message(parent).includes(`its subfolder ${path.join(parent, 'OLMoE-tiny')}`))
     assert.match(message(path.join(root, 'no-such')), /does not exist/)
   })
+
+  it('a folder without safetensors names the weights it holds and the fix; a PEFT adapter folder says what it is', () => {
+    const cases: [string, RegExp][] = [
+      ['pytorch_model.bin', /PyTorch pickle weights \(pytorch_model\.bin\).*save_pretrained/],
+      ['model.gguf', /GGUF weights \(model\.gguf\)/],
+      ['consolidated.safetensors', /holds consolidated\.safetensors/],
+      ['adapter_model.safetensors', /PEFT \(LoRA\) adapter/],
+    ]
+    for (const [file, want] of cases) {
+      const dir = path.join(root, `weights-${file}`)
+      fs.mkdirSync(dir)
+      for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json']) fs.copyFileSync(path.join(src, f), path.join(dir, f))
+      fs.writeFileSync(path.join(dir, file), 'x')
+      const m = message(dir)
+      assert.match(m, /has no model\.safetensors/)
+      assert.match(m, want)
+    }
+    const adapter = path.join(root, 'adapter')
+    fs.mkdirSync(adapter)
+    fs.writeFileSync(path.join(adapter, 'adapter_config.json'), JSON.stringify({ base_model_name_or_path: 'acme/tiny-moe', peft_type: 'LORA' }))
+    fs.writeFileSync(path.join(adapter, 'adapter_model.safetensors'), 'x')
+    assert.match(message(adapter), /PEFT \(LoRA\) adapter \(its base model: acme\/tiny-moe\)/)
+  })
 })
