@@ -56,6 +56,7 @@ function checkShape(m: MethodDefinition): MethodDefinition {
   if (!m.params?.ratio) fail('METHOD_INVALID', `Method '${m.name}' must declare a 'ratio' parameter (p.ratio()): it is the shared sweep axis.`)
   if (RESERVED_METHOD_NAMES.includes(m.name)) fail('METHOD_INVALID', `methods/${m.name}.ts: '${m.name}' is reserved (the leaderboard's label for the unedited model); rename the file and its name.`)
   const file = `methods/${m.name}.ts`
+  if (typeof m.description !== 'string' || !m.description.trim()) fail('METHOD_INVALID', `${file}: description must be a sentence or two (shown by \`moe-harness methods\` and on the report's method page).`)
   if (!(METHOD_FAMILIES as readonly string[]).includes(m.family)) fail('METHOD_INVALID', `${file}: family ${JSON.stringify(m.family)} is not one of ${METHOD_FAMILIES.join(', ')}${hint(String(m.family), METHOD_FAMILIES)}.`)
   // A misspelt need was accepted and the method then failed in apply with "statistic 'routing' was not declared".
   for (const [key, needs] of [['needs', m.needs], ['unprunedNeeds', m.unprunedNeeds]] as const) if (Array.isArray(needs)) checkNeeds(file, key, needs)

@@ -67,6 +67,8 @@ describe('method plugin mistakes', () => {
       fs.writeFileSync(file, fs.readFileSync(file, 'utf8').replace(from, to))
     }
     edit('typo-need', "needs: ['routing']", "needs: ['routng']")
+    plugin('no-description', 'return { achievedRatio: 0 }')
+    edit('no-description', "description: 'trial plugin',", '')
     plugin('typo-family', 'return { achievedRatio: 0 }')
     edit('typo-family', "family: 'expert-pruning'", "family: 'expert-prunning' as any")
   })
@@ -83,6 +85,7 @@ describe('method plugin mistakes', () => {
     ['myPruning', 'UNKNOWN_NAME', /myPruning\.ts is not loaded: method file names are kebab-case.*Rename it to my-pruning\.ts/],
     // Was accepted, then apply failed with "statistic 'routing' was not declared in the method's needs".
     ['typo-need', 'METHOD_INVALID', /methods\/typo-need\.ts: needs lists "routng", which is not a calibration statistic \(did you mean routing\?\)/],
+    ['no-description', 'METHOD_INVALID', /methods\/no-description\.ts: description must be a sentence or two/], // was listed as 'undefined'
     ['typo-family', 'METHOD_INVALID', /methods\/typo-family\.ts: family "expert-prunning" is not one of .*\(did you mean expert-pruning/],
   ]
   for (const [method, code, message] of cases) {
