@@ -1,6 +1,7 @@
 // The sbatch array script `moe-harness sweep --slurm` writes (and `--dry-run` prints): readable, with
 // every choice commented, so it can be read, edited and submitted by hand like a colleague's script.
 import { HARNESS_VERSION } from '../version.ts'
+import { harnessHome } from '../defaults.ts'
 import path from 'node:path'
 import { arraySpec, logDir, shardDbName, shellQuote, skipCellsFile, type ClusterOptions, type ShardJob } from './jobSpec.ts'
 
@@ -52,6 +53,10 @@ export function renderSbatchScript(job: ShardJob, options: ClusterOptions, plan:
     '',
     'echo "moe-harness shard ${SHARD}/${SHARDS}: job ${SLURM_ARRAY_JOB_ID}_${SHARD} on $(hostname), started $(date -Is)"',
     'mkdir -p "${STATE_DIR}/shards"',
+    '# The harness home of the submitting command, resolved (calibration, prepared variants, graphs), so shards',
+    '# reuse its cache and each other\'s: a task runs in the config\'s folder, where ./.harness (or a relative',
+    '# $MOE_HARNESS_HOME) would be another folder.',
+    `export MOE_HARNESS_HOME=${q(harnessHome())}`,
     `# Cells the store already held when \`moe-harness sweep --slurm\` submitted (it writes ${skipName}) are`,
     '# not scored again; cells this shard already stored are skipped too, so a requeued task continues.',
     'set --',
