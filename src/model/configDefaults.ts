@@ -112,8 +112,11 @@ export const CONFIG_DEFAULTS: Readonly<Record<Family, FamilyDefaults>> = {
       rope_interleave: true,
       // Not DeepseekV3Config fields: the Hub config.json names the router transformers hard-codes.
       topk_method: 'noaux_tc', scoring_func: 'sigmoid', moe_layer_freq: 1,
+      // DeepseekV3Config.num_mtp_layers (default 1), stored as num_nextn_predict_layers (attribute_map):
+      // layers the scoring model does not run (unusedTensors.ts accounts for their tensors).
+      num_nextn_predict_layers: 1,
     },
-    aliases: { n_routed_experts: ['num_local_experts'] },
+    aliases: { n_routed_experts: ['num_local_experts'], num_nextn_predict_layers: ['num_mtp_layers'] },
   },
 }
 

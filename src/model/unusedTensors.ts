@@ -11,6 +11,7 @@
 //  - DeepSeek-V3's multi-token-prediction layers (model.layers.N.. with N >= num_hidden_layers,
 //    num_nextn_predict_layers of them): a warning; transformers skips them too
 //    (_keys_to_ignore_on_load_unexpected in modeling_deepseek_v3.py), and scoring does not use them.
+import { configValue } from './configDefaults.ts'
 import { fail } from '../errors.ts'
 import type { ModelSpec } from './modelSpec.ts'
 import { readTensorBytes, type StoredTensor } from './safetensors.ts'
@@ -64,7 +65,8 @@ export function auditUnusedTensors(dir: string, spec: ModelSpec, config: Record<
   const layerModules = [...COMMON, ...(LAYER_MODULES[spec.family] ?? [])]
   const known = new Set(['model.embed_tokens.weight', 'model.norm.weight', 'lm_head.weight', ...layerModules.map(m => `model.layers.#.${m}`)])
   const numLayers = spec.layers.length
-  const mtp = spec.family === 'deepseek_v3' && typeof config.num_nextn_predict_layers === 'number' ? config.num_nextn_predict_layers : 0
+  const mtpValue = spec.family === 'deepseek_v3' ? configValue(config, spec.family, 'num_nextn_predict_layers') : 0
+  const mtp = typeof mtpValue === 'number' && Number.isInteger(mtpValue) && mtpValue > 0 ? mtpValue : 0
   const unused: UnusedTensor[] = []
   const conflicts: string[] = []
   let offModule = false
