@@ -12,6 +12,7 @@ import { loadSweepInputs, type SweepInputs } from './inputs.ts'
 import { CellLeases } from './leases.ts'
 import { cellKey, shardOfCell, type Shard } from './plan.ts'
 import { calibrateModels, checkVariantsWritable } from './variantSlots.ts'
+import { indexCells, storedCells } from './storedCells.ts'
 
 // SCORING_VERSION and every key's derivation live in src/identity/keys.ts.
 export { SCORING_VERSION } from '../identity/keys.ts'
@@ -69,7 +70,13 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
   const timings = { calibration: 0, transform: 0, sessionBuild: 0, scoring: 0, database: 0, cellWall: 0, workerBusy: 0, total: 0 }
   const t0 = performance.now()
   const loaded = await loadSweepInputs(config, options.baseDir, log) // everything cheap is validated first
-  checkDeviceAvailable(loaded.device) // before any calibration, method or graph build
+  const mine = (cell: Cell) => {
+    const key = cellKey(cell.slot.spec, cell.data.task.name)
+    return (!options.shard || shardOfCell(cell.slot.spec, cell.data.task.name, options.shard.count) === options.shard.index) && !options.skipCells?.has(key)
+  }
+  // Before any calibration, method or graph build; but only when a cell is left to score: a GPU sweep
+  // whose every cell the store holds (merged shards, rerun on a login node to finish the report) uses no device.
+  if (loaded.device !== 'cpu' && await cellsLeft(loaded, options.db, mine)) checkDeviceAvailable(loaded.device)
   // Workers × threads chosen so the largest model (mapped once) and every worker's largest batch fit
   // in the memory available; fewer workers than requested when they would not (src/pool/memoryFit.ts).
   const fit = fitPoolToModels({ models: [...loaded.models.values()], batchTokens: config.batchTokens, requestedWorkers: loaded.workers, requestedThreads: config.pool.threads })
@@ -83,10 +90,6 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
   let sweepId = 0
   try {
     describeInputs(store, inputs)
-    const mine = (cell: Cell) => {
-      const key = cellKey(cell.slot.spec, cell.data.task.name)
-      return (!options.shard || shardOfCell(cell.slot.spec, cell.data.task.name, options.shard.count) === options.shard.index) && !options.skipCells?.has(key)
-    }
     // Cells of one variant run back to back (workers keep its session).
     const cells = inputs.slots.flatMap(slot => inputs.tasks.map(t => ({ slot, data: inputs.taskData.get(t.name)! }))).filter(mine)
     summary.cells = cells.length
@@ -120,6 +123,17 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
     store.close()
   }
   return summary
+}
+
+/** Whether some of this sweep's cells (`mine`) are not stored complete in `db` (any doubt, such as a store that does not open, counts as work). */
+async function cellsLeft(inputs: SweepInputs, db: string, mine: (cell: Cell) => boolean): Promise<boolean> {
+  try {
+    const cells = (await indexCells(inputs)).filter(c => mine(c.cell))
+    const states = storedCells(cells, inputs, db)
+    return cells.some(c => states.get(c.key)?.state !== 'complete')
+  } catch {
+    return true
+  }
 }
 
 /**
