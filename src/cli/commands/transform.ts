@@ -4,6 +4,7 @@ import { fail } from '../../errors.ts'
 import { openCheckpoint } from '../../model/checkpoint.ts'
 import { checkOutputDir, type OutputContext } from '../../util/outputPaths.ts'
 import { HARNESS_VERSION } from '../../version.ts'
+import { harnessHome } from '../../defaults.ts'
 import fs from 'node:fs'
 import path from 'node:path'
 import { exportVariant, fp8Dequantization } from '../../variants/export.ts'
@@ -42,6 +43,7 @@ Example:
     const output: OutputContext = { source: '--out', models: [ckpt.dir] }
     // Refuse a bad --out before calibrating and applying the method.
     checkOutputDir(flags.out, 'transform', output)
+    refuseHarnessHome(flags.out)
     const plan = await planFromFlags(flags, ckpt)
     const variant = (await prepareFromPlan(ckpt, plan, flags, { device: flags.device, threads: threadCount(flags) }))!
     const provenance = {
@@ -68,4 +70,18 @@ const gb = (bytes: number) => (bytes >= 1e9 ? `${(bytes / 1e9).toFixed(1)} GB` :
 /** Bytes of the safetensors files in a folder. */
 function safetensorsBytes(dir: string): number {
   return fs.readdirSync(dir).filter(f => f.endsWith('.safetensors')).reduce((n, f) => n + fs.statSync(path.join(dir, f)).size, 0)
+}
+
+/**
+ * The method writes calibration statistics and graphs into the harness home while it runs; an --out
+ * that is the home, or holds it, would then look like a folder of files moe-harness did not write and
+ * be refused only after the work (or, were it replaced, lose the caches).
+ */
+function refuseHarnessHome(out: string): void {
+  const home = harnessHome()
+  const abs = path.resolve(out)
+  const rel = path.relative(abs, home)
+  if (rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel))) {
+    fail('OUTPUT_UNSAFE', `--out ${out} ${rel === '' ? 'is' : 'contains'} the harness home ${home} ($MOE_HARNESS_HOME, else ./.harness), where calibration statistics and graphs are written while the method runs. Nothing was written; choose a folder outside it (e.g. ${path.join(path.dirname(abs), 'transformed')}).`)
+  }
 }
