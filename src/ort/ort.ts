@@ -85,11 +85,34 @@ export function cudaInstallHint(): string {
   )
 }
 
+/** The folder of onnxruntime-node's native libraries (libonnxruntime.so.1, its providers). */
+function ortBinDir(): string {
+  const main = createRequire(import.meta.url).resolve('onnxruntime-node')
+  return path.join(path.dirname(main), '..', 'bin', 'napi-v6', process.platform, process.arch)
+}
+
 /** Whether onnxruntime-node's CUDA provider library is installed next to its CPU binaries. */
 export function cudaProviderInstalled(): boolean {
-  const main = createRequire(import.meta.url).resolve('onnxruntime-node')
-  const binDir = path.join(path.dirname(main), '..', 'bin', 'napi-v6', process.platform, process.arch)
-  return fs.existsSync(path.join(binDir, 'libonnxruntime_providers_cuda.so'))
+  return fs.existsSync(path.join(ortBinDir(), 'libonnxruntime_providers_cuda.so'))
+}
+
+/**
+ * Why the Vulkan loader libvulkan.so.1 cannot be found where Dawn (onnxruntime's WebGPU backend) looks
+ * for it (dlopen's words), or undefined when it can. Dawn is linked into libonnxruntime.so.1, whose
+ * RUNPATH is $ORIGIN, so its dlopen also searches that library's folder `ortDir`; a dlopen from Node
+ * (no RUNPATH) searches only LD_LIBRARY_PATH, ld.so.cache and the system folders, and alone refused
+ * a loader placed beside onnxruntime (glibc dlopen(3): the calling object's DT_RUNPATH).
+ */
+export function vulkanLoaderMissing(ortDir: string = ortBinDir()): string | undefined {
+  try {
+    // A library that is not a Node addon loads and then fails to "self-register", which means it is there.
+    process.dlopen({ exports: {} }, 'libvulkan.so.1')
+    return undefined
+  } catch (e) {
+    const message = (e as Error).message
+    if (!/cannot open shared object file/.test(message) || fs.existsSync(path.join(ortDir, 'libvulkan.so.1'))) return undefined
+    return message.split(':').slice(1).join(':').trim()
+  }
 }
 
 /**
@@ -104,14 +127,8 @@ export function checkDeviceAvailable(device: Device): void {
   // Never fall back to the CPU silently: a missing CUDA provider is an error with the install command.
   if (device === 'cuda' && !cudaProviderInstalled()) fail('DEVICE_UNAVAILABLE', cudaInstallHint())
   if (device === 'webgpu' && process.platform === 'linux') {
-    try {
-      // dlopen searches the library path as Dawn's loader does; a library that is not a Node addon
-      // loads and then fails to "self-register", which means it is there.
-      process.dlopen({ exports: {} }, 'libvulkan.so.1')
-    } catch (e) {
-      const message = (e as Error).message
-      if (/cannot open shared object file/.test(message)) fail('DEVICE_UNAVAILABLE', `No WebGPU device: the Vulkan loader libvulkan.so.1, which onnxruntime's WebGPU provider (Dawn over Vulkan) opens, is not installed (${message.split(':').slice(1).join(':').trim()}). Install it (Debian/Ubuntu: apt install libvulkan1) with the GPU vendor's Vulkan driver (e.g. the NVIDIA driver's Vulkan ICD), ${CPU_INSTEAD}.`)
-    }
+    const missing = vulkanLoaderMissing()
+    if (missing !== undefined) fail('DEVICE_UNAVAILABLE', `No WebGPU device: the Vulkan loader libvulkan.so.1, which onnxruntime's WebGPU provider (Dawn over Vulkan) opens, is not installed (${missing}). Install it (Debian/Ubuntu: apt install libvulkan1) with the GPU vendor's Vulkan driver (e.g. the NVIDIA driver's Vulkan ICD), ${CPU_INSTEAD}.`)
   }
 }
 
