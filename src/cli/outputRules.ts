@@ -9,11 +9,19 @@ import type { ResultRow } from '../store/resultRows.ts'
 /** The CSV/JSON export columns, in order (the CSV header). */
 export const RESULT_COLUMNS = [
   'model', 'model_id', 'method', 'params', 'ratio', 'achieved_ratio', 'variant_id', 'task', 'task_version', 'subset',
-  'metric', 'value', 'stderr', 'docs', 'status', 'error',
+  'metric', 'value', 'stderr', 'docs', 'status', 'error', 'device', 'ort_version', 'scoring_key', 'data_sha256',
 ] as const satisfies readonly (keyof ResultRow)[]
 
-/** The columns of exports written before failed variants/cells were exported (no 'error'): still ours to replace. */
-const LEGACY_RESULT_COLUMNS: readonly string[] = RESULT_COLUMNS.filter(c => c !== 'error')
+/** How the run was scored and on which data: added 2026-11-30, when a store could hold a cell under several scoring keys. */
+const SCORING_COLUMNS: readonly string[] = ['device', 'ort_version', 'scoring_key', 'data_sha256']
+/**
+ * The columns of exports written before (still ours to replace): without the scoring columns, and before
+ * that without 'error' (failed variants/cells were not exported).
+ */
+const LEGACY_COLUMN_SETS: readonly (readonly string[])[] = [
+  RESULT_COLUMNS.filter(c => !SCORING_COLUMNS.includes(c)),
+  RESULT_COLUMNS.filter(c => !SCORING_COLUMNS.includes(c) && c !== 'error'),
+]
 
 // Compile-time check that RESULT_COLUMNS names every field of ResultRow.
 type Missing = Exclude<keyof ResultRow, (typeof RESULT_COLUMNS)[number]>
@@ -36,7 +44,7 @@ export const CSV_EXPORT: FileRule = {
       const head = Buffer.alloc(512)
       const n = fs.readSync(fd, head, 0, head.length, 0)
       const firstLine = head.subarray(0, n).toString('utf8').split(/\r?\n/)[0]
-      return firstLine === RESULT_COLUMNS.join(',') || firstLine === LEGACY_RESULT_COLUMNS.join(',')
+      return [RESULT_COLUMNS, ...LEGACY_COLUMN_SETS].some(columns => firstLine === columns.join(','))
     } finally {
       fs.closeSync(fd)
     }
@@ -55,7 +63,7 @@ export const JSON_EXPORT: FileRule = {
     } catch {
       return false
     }
-    const wanted = [[...RESULT_COLUMNS].sort().join(','), [...LEGACY_RESULT_COLUMNS].sort().join(',')]
+    const wanted = [RESULT_COLUMNS, ...LEGACY_COLUMN_SETS].map(columns => [...columns].sort().join(','))
     return Array.isArray(value) && value.every(v => v !== null && typeof v === 'object' && !Array.isArray(v) && wanted.includes(Object.keys(v).sort().join(',')))
   },
 }

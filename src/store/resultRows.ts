@@ -24,6 +24,16 @@ export interface ResultRow {
   status: string
   /** Why the variant or cell failed (formatted HarnessError); null for results. */
   error: string | null
+  /**
+   * How the run was scored (null for a failed variant): the execution provider, the onnxruntime version and
+   * keys.ts scoringKey (scoring version, max length, device, onnxruntime version). A store merged from CPU
+   * and GPU shards holds a cell under two keys (float32 vs half precision): two rows that only these tell apart.
+   */
+  device: string | null
+  ort_version: string | null
+  scoring_key: string | null
+  /** sha256 of the task data file the run read ('' before schema 5; null for a failed variant). */
+  data_sha256: string | null
 }
 
 export function readResultRows(store: ResultsStore): ResultRow[] {
@@ -31,7 +41,8 @@ export function readResultRows(store: ResultsStore): ResultRow[] {
   return store.all<ResultRow>(`
     SELECT * FROM (
       SELECT m.name AS model, m.model_id, v.method, v.params_json AS params, v.ratio, v.achieved_ratio, v.variant_id,
-             r.task, r.task_version, r.subset, x.metric, x.value, x.stderr, r.docs, r.status, NULL AS error, r.run_id AS k
+             r.task, r.task_version, r.subset, x.metric, x.value, x.stderr, r.docs, r.status, NULL AS error,
+             r.device, r.ort_version, r.scoring_key, r.data_sha256, r.run_id AS k
       FROM variants v
       JOIN models m ON m.model_id = v.model_id
       JOIN runs r ON r.model_id = v.model_id AND r.content_hash = v.content_hash
@@ -39,7 +50,8 @@ export function readResultRows(store: ResultsStore): ResultRow[] {
       WHERE v.status = 'ready' AND r.status = 'complete'
       UNION ALL
       SELECT m.name, m.model_id, v.method, v.params_json, v.ratio, v.achieved_ratio, v.variant_id,
-             r.task, r.task_version, r.subset, NULL, NULL, NULL, r.docs, 'failed', COALESCE(r.error, 'failed'), r.run_id
+             r.task, r.task_version, r.subset, NULL, NULL, NULL, r.docs, 'failed', COALESCE(r.error, 'failed'),
+             r.device, r.ort_version, r.scoring_key, r.data_sha256, r.run_id
       FROM variants v
       JOIN models m ON m.model_id = v.model_id
       JOIN runs r ON r.model_id = v.model_id AND r.content_hash = v.content_hash
@@ -47,7 +59,7 @@ export function readResultRows(store: ResultsStore): ResultRow[] {
         AND NOT EXISTS (SELECT 1 FROM runs c WHERE c.model_id = r.model_id AND c.content_hash = r.content_hash AND c.task = r.task AND c.status = 'complete')
       UNION ALL
       SELECT m.name, m.model_id, v.method, v.params_json, v.ratio, NULL, v.variant_id,
-             NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'failed', COALESCE(v.error, 'failed'), 0
+             NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'failed', COALESCE(v.error, 'failed'), NULL, NULL, NULL, NULL, 0
       FROM variants v
       JOIN models m ON m.model_id = v.model_id
       WHERE v.status = 'failed'

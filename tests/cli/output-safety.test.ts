@@ -200,7 +200,7 @@ describe('output safety', () => {
       assert.equal(r.status, 0, r.stderr)
     }
     const lines = fs.readFileSync(path.join(work, 'out.csv'), 'utf8').trim().split('\n')
-    assert.equal(lines[0], 'model,model_id,method,params,ratio,achieved_ratio,variant_id,task,task_version,subset,metric,value,stderr,docs,status,error')
+    assert.equal(lines[0], 'model,model_id,method,params,ratio,achieved_ratio,variant_id,task,task_version,subset,metric,value,stderr,docs,status,error,device,ort_version,scoring_key,data_sha256')
     const rows = JSON.parse(fs.readFileSync(path.join(work, 'out.json'), 'utf8'))
     assert.equal(rows.length, lines.length - 1)
     assert.ok(rows.length > 0 && rows.every((x: { task: string }) => x.task === 'brown-cloze'))

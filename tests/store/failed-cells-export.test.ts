@@ -48,9 +48,9 @@ describe('failed variants and cells in export and report', () => {
     ])
     const lines = fs.readFileSync(csv, 'utf8').trim().split('\n')
     assert.equal(lines.length, 4)
-    assert.match(lines[0]!, /,docs,status,error$/)
-    assert.match(lines[1]!, /,brown-cloze,1,all,acc,0\.5,0\.1,2,complete,$/)
-    assert.match(lines[2]!, /,brown-perplexity,1,all,,,,2,failed,NUMERIC_FAILURE \(phase score\): non-finite log-likelihood for document 0$/)
+    assert.match(lines[0]!, /,docs,status,error,device,ort_version,scoring_key,data_sha256$/)
+    assert.match(lines[1]!, /,brown-cloze,1,all,acc,0\.5,0\.1,2,complete,,cpu,0,sk-complete,$/)
+    assert.match(lines[2]!, /,brown-perplexity,1,all,,,,2,failed,NUMERIC_FAILURE \(phase score\): non-finite log-likelihood for document 0,cpu,0,sk-failed,$/)
     assert.match(lines[3]!, /,failed-v50,,,,,,,,failed,METHOD_INFEASIBLE \(phase validate\)/)
     // A re-export replaces its own earlier output (our columns), including one written before the error column.
     const legacy = path.join(dir, 'legacy.csv')

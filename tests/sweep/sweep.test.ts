@@ -206,7 +206,7 @@ describe('moe-harness sweep', () => {
     const r = runCli(['export', '--db', full, '--csv', csv, '--json', json])
     assert.equal(r.status, 0, r.stderr)
     const lines = fs.readFileSync(csv, 'utf8').trim().split('\n')
-    assert.match(lines[0], /^model,model_id,method,params,ratio,achieved_ratio,variant_id,task,task_version,subset,metric,value,stderr,docs,status,error$/)
+    assert.match(lines[0], /^model,model_id,method,params,ratio,achieved_ratio,variant_id,task,task_version,subset,metric,value,stderr,docs,status,error,device,ort_version,scoring_key,data_sha256$/)
     const rows = JSON.parse(fs.readFileSync(json, 'utf8'))
     assert.equal(rows.length, lines.length - 1)
     assert.ok(rows.some((x: any) => x.method === 'neuron-top-k' && x.ratio === 0.5 && x.metric === 'acc'))
