@@ -90,7 +90,8 @@ const hint = (name: string, valid: readonly string[]) => {
 }
 
 /** METHOD_INVALID for a `needs` / `unprunedNeeds` entry that is not a calibration statistic. */
-function checkNeeds(file: string, key: string, needs: readonly unknown[]): void {
+function checkNeeds(file: string, key: string, needs: unknown): void {
+  if (!Array.isArray(needs)) fail('METHOD_INVALID', `${file}: ${key} must be an array of statistic names (e.g. ['routing']), got ${JSON.stringify(needs)}.`)
   for (const need of needs) {
     if (!(ALL_NEEDS as readonly unknown[]).includes(need)) fail('METHOD_INVALID', `${file}: ${key} lists ${JSON.stringify(need)}, which is not a calibration statistic${hint(String(need), ALL_NEEDS)}; known: ${ALL_NEEDS.join(', ')}.`)
   }
@@ -167,21 +168,31 @@ export function layoutOf(ckpt: Checkpoint): MoeLayout {
 }
 
 export function needsOf(method: MethodDefinition, params: ParamValues): StatNeed[] {
-  const needs = typeof method.needs === 'function' ? method.needs(params as never) : method.needs ?? []
+  const needs = typeof method.needs === 'function' ? callHook(method, 'needs', () => (method.needs as (p: never) => readonly StatNeed[])(params as never)) : method.needs ?? []
   if (typeof method.needs === 'function') checkNeeds(`methods/${method.name}.ts`, 'needs(params)', needs)
   return [...needs]
 }
 
 /** Statistics read from one pass of the unpruned model (ctx.unpruned). */
 export function unprunedNeedsOf(method: MethodDefinition, params: ParamValues): StatNeed[] {
-  const needs = typeof method.unprunedNeeds === 'function' ? method.unprunedNeeds(params as never) : method.unprunedNeeds ?? []
+  const needs = typeof method.unprunedNeeds === 'function' ? callHook(method, 'unprunedNeeds', () => (method.unprunedNeeds as (p: never) => readonly StatNeed[])(params as never)) : method.unprunedNeeds ?? []
   if (typeof method.unprunedNeeds === 'function') checkNeeds(`methods/${method.name}.ts`, 'unprunedNeeds(params)', needs)
   return [...needs]
 }
 
+/** Runs one of a plugin's small functions (needs, calibration); what it throws is METHOD_FAILED naming the method, the hook and the line (was INTERNAL with a stack trace). */
+function callHook<T>(method: MethodDefinition, hook: string, fn: () => T): T {
+  try {
+    return fn()
+  } catch (e) {
+    if (e instanceof HarnessError) throw withContext(e, { method: method.name, phase: hook })
+    return failIn({ method: method.name, phase: hook }, 'METHOD_FAILED', `${e instanceof Error ? (isCodingError(e) ? `${e.name}: ${e.message}` : e.message) : String(e)}${pluginLocation(e, method.name)}`, e)
+  }
+}
+
 /** The calibration procedure of a method with these parameters ('one-pass' unless the method says otherwise). */
 export function procedureOf(method: MethodDefinition, params: ParamValues): CalibrationProcedure {
-  const p = typeof method.calibration === 'function' ? method.calibration(params as never) : method.calibration ?? 'one-pass'
+  const p = typeof method.calibration === 'function' ? callHook(method, 'calibration', () => (method.calibration as (p: never) => CalibrationProcedure)(params as never)) : method.calibration ?? 'one-pass'
   if (p !== 'one-pass' && p !== 'sequential') fail('METHOD_INVALID', `Method '${method.name}': calibration must be 'one-pass' or 'sequential', got ${JSON.stringify(p)}.`)
   if (p === 'sequential' && typeof method.applyLayer !== 'function') fail('METHOD_INVALID', `Method '${method.name}' asks for sequential calibration but has no applyLayer(ctx, layer); sequential calibration applies the method one layer at a time.`)
   return p

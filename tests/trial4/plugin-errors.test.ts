@@ -69,6 +69,8 @@ describe('method plugin mistakes', () => {
     edit('typo-need', "needs: ['routing']", "needs: ['routng']")
     plugin('no-description', 'return { achievedRatio: 0 }')
     edit('no-description', "description: 'trial plugin',", '')
+    plugin('throwing-needs', 'return { achievedRatio: 0 }')
+    edit('throwing-needs', "needs: ['routing'],", "needs: (params: any) => params.grid.routing,")
     plugin('typo-family', 'return { achievedRatio: 0 }')
     edit('typo-family', "family: 'expert-pruning'", "family: 'expert-prunning' as any")
   })
@@ -86,6 +88,8 @@ describe('method plugin mistakes', () => {
     // Was accepted, then apply failed with "statistic 'routing' was not declared in the method's needs".
     ['typo-need', 'METHOD_INVALID', /methods\/typo-need\.ts: needs lists "routng", which is not a calibration statistic \(did you mean routing\?\)/],
     ['no-description', 'METHOD_INVALID', /methods\/no-description\.ts: description must be a sentence or two/], // was listed as 'undefined'
+    // Was error [INTERNAL] with a stack trace.
+    ['throwing-needs', 'METHOD_FAILED', /\(method throwing-needs, phase needs\): TypeError: Cannot read properties of undefined \(reading 'routing'\) \(at methods\/throwing-needs\.ts:7:\d+\)/],
     ['typo-family', 'METHOD_INVALID', /methods\/typo-family\.ts: family "expert-prunning" is not one of .*\(did you mean expert-pruning/],
   ]
   for (const [method, code, message] of cases) {
