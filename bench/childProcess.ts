@@ -14,8 +14,11 @@ export interface ChildResult {
   wallSeconds: number
 }
 
-/** Runs a child, polls its VmHWM, kills it (process group) at `capSeconds`; collects its JSON lines. */
-export function runChild(cmd: string, args: string[], env: NodeJS.ProcessEnv, capSeconds: number): Promise<ChildResult> {
+/**
+ * Runs a child, polls its VmHWM, kills it (process group) at `capSeconds`; collects its JSON lines.
+ * `onStderr` receives the child's whole stderr as it comes (a log; stderrTail keeps the end only).
+ */
+export function runChild(cmd: string, args: string[], env: NodeJS.ProcessEnv, capSeconds: number, onStderr?: (chunk: string) => void): Promise<ChildResult> {
   return new Promise(resolve => {
     const t0 = performance.now()
     const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
@@ -34,7 +37,7 @@ export function runChild(cmd: string, args: string[], env: NodeJS.ProcessEnv, ca
       stdout = lines.pop()!
       lines.forEach(take)
     })
-    child.stderr.on('data', (b: Buffer) => { stderr = (stderr + b.toString()).slice(-4000) })
+    child.stderr.on('data', (b: Buffer) => { onStderr?.(b.toString()); stderr = (stderr + b.toString()).slice(-4000) })
     const poll = setInterval(() => {
       try {
         const m = /^VmHWM:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${child.pid}/status`, 'utf8'))
