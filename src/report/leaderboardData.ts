@@ -185,6 +185,20 @@ function columnKeys(runs: readonly ColumnOf[]): { keyOf: (c: ColumnOf) => string
   return { keyOf, scoringOf }
 }
 
+/**
+ * `runs` less those a later run of the same cell (content, task, version, subset, data file) on the
+ * same device and onnxruntime version superseded under another scoring key: a new SCORING_VERSION
+ * re-scores every cell, and the old score is neither a measurement to show nor a column a variant
+ * prepared since could ever fill (its average would stay null). The latest run stands, as it did before
+ * columns were split by scoring key; other devices and onnxruntime versions keep columns of their own.
+ * `runs` are in run id order within a task (completeRuns).
+ */
+function latestPerCell(runs: readonly StoredRun[]): StoredRun[] {
+  const cell = (r: StoredRun) => JSON.stringify([r.contentHash, r.task, r.taskVersion, r.subset, r.dataSha256, r.device, r.ortVersion])
+  const latest = new Map(runs.map(r => [cell(r), r.scoringKey]))
+  return runs.filter(r => latest.get(cell(r)) === r.scoringKey)
+}
+
 export function slugify(text: string): string {
   const s = text.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '')
   return s || 'x'
@@ -221,7 +235,7 @@ export function summarize(store: ReportSource, title: string): LeaderboardData {
     return s
   }
   const storedModels = store.storedModels()
-  const runsOf = new Map(storedModels.map(m => [m.id, store.completeRuns(m.id)]))
+  const runsOf = new Map(storedModels.map(m => [m.id, latestPerCell(store.completeRuns(m.id))]))
   const { keyOf, scoringOf } = columnKeys([...runsOf.values()].flat())
   for (const m of storedModels) {
     const runs = runsOf.get(m.id)!
