@@ -75,6 +75,18 @@ export function variantKey(v: { modelId: string; method: string; methodCode: str
   }), 24)
 }
 
+/**
+ * The seed of a method's `ctx.rng`: the variant key without the method's code hash, so editing the
+ * code (a comment, a helper it imports) does not redraw a random method's choices; what it is asked
+ * to do (model, method, parameters, calibration, procedure) does. 24 hex characters.
+ */
+export function methodSeedKey(v: { modelId: string; method: string; params: unknown; calibrationKey: string | null; sequential: boolean }): string {
+  return digest(JSON.stringify({
+    seed: 1, model: v.modelId, method: v.method, params: v.params, calibration: v.calibrationKey,
+    ...(v.sequential ? { procedure: 'sequential' } : {}),
+  }), 24)
+}
+
 /** The id recorded for a variant that failed before it had edits: a hash of its spec. */
 export function failedVariantKey(spec: unknown): string {
   return `failed-${digest(JSON.stringify(spec), 20)}`

@@ -94,7 +94,7 @@ export interface MethodContext<V> {
    * the same data as `stats`.
    */
   readonly unpruned: CalibrationStats
-  /** Seeded from the variant key: the only randomness a method may use. */
+  /** Seeded from the variant key less the method's code hash (identity/keys.ts methodSeedKey): the only randomness a method may use. */
   readonly rng: () => number
   readonly log: MethodLogger
 }

@@ -5,7 +5,7 @@ import { sequentialStats } from '../calibration/sequential.ts'
 import type { CalibrationSpec } from '../calibration/source.ts'
 import type { StatNeed, StatsData } from '../calibration/stats.ts'
 import type { VariantEdits } from '../edits/variantEdits.ts'
-import { BUILD_FORMAT_VERSION, variantKey } from '../identity/keys.ts'
+import { BUILD_FORMAT_VERSION, methodSeedKey, variantKey } from '../identity/keys.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
 import type { Device } from '../ort/ort.ts'
 import { applyMethod, startMethod } from '../methods/applyMethod.ts'
@@ -65,11 +65,19 @@ export async function planVariant(ckpt: Checkpoint, methodName: string, given: P
   }
 }
 
-export function variantId(ckpt: Checkpoint, plan: { method: MethodDefinition; params: ParamValues; needs: readonly StatNeed[]; procedure?: CalibrationProcedure }, calibrationKey: string | null): string {
-  return variantKey({
-    modelId: ckpt.fingerprint(), method: plan.method.name, methodCode: methodFileHash(plan.method.name), params: plan.params,
-    calibrationKey: plan.needs.length ? calibrationKey : null, sequential: plan.procedure === 'sequential',
-  })
+type VariantPlanOf = { method: MethodDefinition; params: ParamValues; needs: readonly StatNeed[]; procedure?: CalibrationProcedure }
+
+export function variantId(ckpt: Checkpoint, plan: VariantPlanOf, calibrationKey: string | null): string {
+  return variantKey({ ...variantKeyFields(ckpt, plan, calibrationKey), methodCode: methodFileHash(plan.method.name) })
+}
+
+/** The seed of the method's ctx.rng (identity/keys.ts methodSeedKey: the variant id less the code hash). */
+function seedOf(ckpt: Checkpoint, plan: VariantPlanOf, calibrationKey: string | null): string {
+  return methodSeedKey(variantKeyFields(ckpt, plan, calibrationKey))
+}
+
+function variantKeyFields(ckpt: Checkpoint, plan: VariantPlanOf, calibrationKey: string | null) {
+  return { modelId: ckpt.fingerprint(), method: plan.method.name, params: plan.params, calibrationKey: plan.needs.length ? calibrationKey : null, sequential: plan.procedure === 'sequential' }
 }
 
 export interface PrepareOptions {
@@ -91,7 +99,7 @@ export async function prepareVariant(ckpt: Checkpoint, plan: PlannedVariant, opt
   const needs = [...new Set([...plan.needs, ...(options.extraNeeds ?? [])])]
   const calib = plan.needs.length ? await calibrateFor(ckpt, needs, options) : null
   const id = variantId(ckpt, plan, calib?.key ?? null)
-  const applied = await applyMethod(plan.method, plan.params, ckpt, calib?.data, id)
+  const applied = await applyMethod(plan.method, plan.params, ckpt, calib?.data, seedOf(ckpt, plan, calib?.key ?? null))
   return {
     method: plan.method.name, params: plan.params, variantId: id, edits: applied.edits, report: applied.report,
     accounting: accountVariant(ckpt, applied.edits, calib?.data),
@@ -105,8 +113,9 @@ export async function prepareVariant(ckpt: Checkpoint, plan: PlannedVariant, opt
 async function prepareSequential(ckpt: Checkpoint, plan: PlannedVariant, options: PrepareOptions): Promise<PreparedVariant> {
   const unprunedNeeds = [...new Set([...plan.onePassNeeds, ...(options.extraNeeds ?? [])])]
   const unpruned = plan.onePassNeeds.length ? await calibrateFor(ckpt, unprunedNeeds, options) : null
-  const id = variantId(ckpt, plan, await calibrationKey(ckpt, options.calibration))
-  const run = startMethod(plan.method, plan.params, ckpt, id, unpruned?.data)
+  const key = await calibrationKey(ckpt, options.calibration)
+  const id = variantId(ckpt, plan, key)
+  const run = startMethod(plan.method, plan.params, ckpt, seedOf(ckpt, plan, key), unpruned?.data)
   const seq = await sequentialStats(ckpt, options.calibration, needsOf(plan.method, plan.params), run, { device: options.device, threads: options.threads, onProgress: options.onCalibration })
   const applied = run.finish()
   const info = seq.data.info
