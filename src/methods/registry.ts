@@ -20,7 +20,22 @@ export function methodNames(): string[] {
 
 export async function loadMethod(name: string): Promise<MethodDefinition> {
   if (!methodNames().includes(name)) await unknownMethod(name)
+  holdCodeHash(name)
   return loadPlugin<MethodDefinition>('method', METHODS_DIR, name, 'METHOD_INVALID').then(checkShape)
+}
+
+/**
+ * Each method's code hash (methodFileHash) as it was when this process first loaded the method: Node
+ * imports a module once per process, so an edit afterwards (of the method or a helper it imports) does
+ * not change the code that runs here. A sweep plans its variants at the start and computes their ids as
+ * it prepares them, possibly hours later; read from disk then, an edit in between gave variants made by
+ * the old code the new code's id, in the store and the home's index (src/variants/variantIndex.ts), and
+ * a later sweep running the new code reused them. Taken just before the import.
+ */
+const loadedCode = new Map<string, string>()
+function holdCodeHash(name: string): void {
+  const file = pluginFiles(METHODS_DIR).get(name)
+  if (file && !loadedCode.has(name)) loadedCode.set(name, moduleFingerprint(file, ROOT))
 }
 
 /**
@@ -47,6 +62,7 @@ async function unknownMethod(name: string): Promise<never> {
 }
 
 export async function loadAllMethods(): Promise<MethodDefinition[]> {
+  for (const name of methodNames()) holdCodeHash(name)
   return (await loadAllPlugins<MethodDefinition>('method', METHODS_DIR, 'METHOD_INVALID')).map(checkShape)
 }
 
@@ -109,6 +125,8 @@ export const RESERVED_METHOD_NAMES: readonly string[] = ['unpruned']
  * are still reused (runs are keyed by the edits' content hash).
  */
 export function methodFileHash(name: string): string {
+  const loaded = loadedCode.get(name) // the code this process runs, once the method is loaded
+  if (loaded) return loaded
   const file = pluginFiles(METHODS_DIR).get(name)
   return file ? moduleFingerprint(file, ROOT) : 'unknown'
 }
