@@ -1,6 +1,7 @@
 // npm run bench:gpu: the GPU path of issue 10 §6, measured on a machine lent through the `device` tool
-// (scripts/device/run.sh runs it there; README.md "GPU validation" gives the calls). Four parts, each
-// measurement a child process killed at its cap (bench/childProcess.ts, as bench/scale.bench.ts does):
+// (scripts/device/run.sh runs it there; README.md "GPU validation" gives the calls). Four parts, run in
+// the order a, b, d, c, each measurement a child process killed at its cap (bench/childProcess.ts, as
+// bench/scale.bench.ts does); the whole run stops starting children at BENCH_GPU_BUDGET_SECONDS:
 // a part that fails records its error, exit code and stderr, and the other parts still run.
 //  (a) device: checkDeviceAvailable (src/ort/ort.ts) and a session of the built-in model (models/tiny-moe)
 //      on the device at its default precision (engine/graphSession.ts defaultPrecision), one run; the
@@ -455,13 +456,14 @@ async function main(): Promise<void> {
   const depths = list(option('depths', smoke ? '2,4' : '12,24,48')).map(Number)
   const t0 = performance.now()
   try {
+    const deviceCheck = parts.includes('device') ? await guarded('a', () => devicePart(s)) : null
+    const parity = parts.includes('parity') ? await guarded('b', () => parityPart(s, Number(option('parity-tokens', '500')))) : null
+    // (d) before (c): the deepest builds of (c) are the part most likely to meet the budget's end.
+    const throughput = parts.includes('throughput') ? await guarded('d', () => throughputPart(s, context, smoke)) : null
+    const layerBodies = parts.includes('bodies') ? await guarded('c', () => bodiesPart(s, depths)) : null
     const result = {
       benchmark: 'gpu', device, smoke, cpus: os.cpus().length, threads: s.threads, memoryBytes: os.totalmem(), budgetSeconds: budget, capSeconds: s.cap,
-      deviceCheck: parts.includes('device') ? await guarded('a', () => devicePart(s)) : null,
-      parity: parts.includes('parity') ? await guarded('b', () => parityPart(s, Number(option('parity-tokens', '500')))) : null,
-      layerBodies: parts.includes('bodies') ? await guarded('c', () => bodiesPart(s, depths)) : null,
-      throughput: parts.includes('throughput') ? await guarded('d', () => throughputPart(s, context, smoke)) : null,
-      totalSeconds: 0,
+      deviceCheck, parity, layerBodies, throughput, totalSeconds: 0,
     }
     result.totalSeconds = round((performance.now() - t0) / 1000, 1)!
     const json = JSON.stringify(result)

@@ -9,7 +9,8 @@
 #                           when `ldconfig -p` lists no libvulkan.so.1
 # One call carries at most 64 MiB with the working tree (tracked + untracked-not-ignored files), so the
 # parts travel in two calls (README.md "GPU validation"); this script checks each call's total and
-# fails when one would not fit. Usage: bash scripts/device/pack.sh   (from anywhere; ~2 min on 2 cores)
+# fails when one would not fit. Usage: bash scripts/device/pack.sh   (from anywhere; ~4 min on 2 cores)
+#        bash scripts/device/pack.sh --check   only the size check, on the parts already built (seconds)
 # Options (environment): DEVICE_PACK_GL=0 skips the .debs; DEVICE_PACK_XZ="-6" changes xz's level.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -25,9 +26,16 @@ node_version=$(node --version)
 case "$node_version" in v20.*) ;; *) echo "pack.sh: node is $node_version; the device part must be Node 20 (better-sqlite3's addon is built for its ABI)" >&2; exit 1 ;; esac
 [ "$(uname -m)" = x86_64 ] || { echo "pack.sh: this machine is $(uname -m); the device is x86-64, so its node and addons must be built on x86-64" >&2; exit 1; }
 
-# ---- runtime: the production dependency tree, pruned to what Linux x64 loads at run time
+CHECK_ONLY=0
+[ "${1:-}" = --check ] && CHECK_ONLY=1
+if [ $CHECK_ONLY = 1 ]; then
+  for part in runtime.tar.xz node.tar.xz; do [ -f "$OUTDIR/$part" ] || { echo "pack.sh: $OUTDIR/$part is missing: run bash scripts/device/pack.sh" >&2; exit 1; }; done
+fi
+stage=$(mktemp -d)
 list=$(mktemp)
-trap 'rm -f "$list"' EXIT
+trap 'rm -f "$list"; rm -rf "$stage"' EXIT
+if [ $CHECK_ONLY = 0 ]; then
+# ---- runtime: the production dependency tree, pruned to what Linux x64 loads at run time
 npm ls --omit=dev --all --parseable 2>/dev/null | tail -n +2 | sed "s|^$ROOT/||" | sort -u | while read -r pkg; do
   [ -d "$pkg" ] || continue
   # Nested node_modules are packages of their own in the list; everything here that runs on Linux x64.
@@ -49,8 +57,6 @@ tar -cf - -T "$list" | xz -T0 $XZ_OPTS > "$OUTDIR/runtime.tar.xz.tmp"
 mv "$OUTDIR/runtime.tar.xz.tmp" "$OUTDIR/runtime.tar.xz"
 
 # ---- node: the binary alone (it is self-contained: libc, libstdc++ and libm only)
-stage=$(mktemp -d)
-trap 'rm -f "$list"; rm -rf "$stage"' EXIT
 mkdir -p "$stage/node/bin"
 cp "$(readlink -f "$(command -v node)")" "$stage/node/bin/node"
 echo "$node_version" > "$stage/node/VERSION"
@@ -68,6 +74,8 @@ if [ "${DEVICE_PACK_GL:-1}" != 0 ]; then
     echo "pack.sh: warning: apt-get could not download the Vulkan loader debs; .device/gl is left as it was (the device may have libvulkan.so.1 already)" >&2
   fi
 fi
+
+fi # CHECK_ONLY
 
 # ---- what each call carries, against the 64 MiB limit
 tree=$( (git ls-files -z; git ls-files -z --others --exclude-standard) | xargs -0 -r stat -c %s 2>/dev/null | awk '{s+=$1} END {print s+0}')

@@ -19,7 +19,12 @@ unpack() { # tarball, target folder, stamp
   id=$(stat -c '%s %Y' "$1")
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$id" ]; then echo "$1: already unpacked"; return 0; fi
   local t0=$SECONDS
-  mkdir -p "$2" && tar -C "$2" -xJf "$1" && echo "$id" > "$stamp" && echo "$1: unpacked into $2 in $((SECONDS - t0)) s"
+  mkdir -p "$2" || return 1
+  if command -v xz >/dev/null; then tar -C "$2" -xJf "$1" || return 1
+  else # no xz-utils there: Python's lzma reads the same archive
+    python3 -c 'import sys, tarfile; t = tarfile.open(sys.argv[1]); t.extractall(sys.argv[2], filter="tar") if hasattr(tarfile, "tar_filter") else t.extractall(sys.argv[2])' "$1" "$2" || return 1
+  fi
+  echo "$id" > "$stamp" && echo "$1: unpacked into $2 in $((SECONDS - t0)) s"
 }
 if [ -f .device/runtime.tar.xz ]; then
   if [ -d node_modules ] && [ ! -f .device/runtime.stamp ]; then
@@ -46,16 +51,25 @@ if ! ldconfig -p | grep -q 'libvulkan\.so\.1'; then
   fi
 fi
 ldconfig -p | grep -i vulkan || echo "(ldconfig lists no vulkan library)"
-icds=$(ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json 2>/dev/null)
-nv_icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-if [ -z "$icds" ] && [ -f $nv_icd ]; then
-  # The driver's own ICD file is outside the loader's search path on these machines (device README).
+icds=$(ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json /usr/local/nvidia/share/vulkan/icd.d/*.json 2>/dev/null | tr '\n' ' ')
+echo "vulkan ICD files: ${icds:-none}"
+nv_icd=$(ls /usr/share/vulkan/icd.d/nvidia*.json /etc/vulkan/icd.d/nvidia*.json /usr/local/nvidia/share/vulkan/icd.d/nvidia*.json 2>/dev/null | head -1)
+if [ -n "$nv_icd" ] && [ $gpu = 1 ]; then
+  # The NVIDIA ICD alone: the driver's own file may lie outside the loader's search path (device README),
+  # and a software driver (lavapipe) listed beside it must not be the adapter Dawn measures.
   export VK_DRIVER_FILES=$nv_icd VK_ICD_FILENAMES=$nv_icd
   [ -f /usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json ] && export __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
-  echo "VK_DRIVER_FILES=$nv_icd"
+  echo "VK_DRIVER_FILES=$nv_icd:"; cat "$nv_icd"; echo
+  # The library it names must be found by dlopen.
+  lib=$(sed -n 's/.*"library_path": *"\([^"]*\)".*/\1/p' "$nv_icd")
+  if [ -n "$lib" ] && [ "${lib#/}" = "$lib" ] && ! ldconfig -p | grep -qF "$lib"; then
+    for d in /usr/local/nvidia/lib64 /usr/local/nvidia/lib; do
+      [ -e "$d/$lib" ] && export LD_LIBRARY_PATH=$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} && echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH (for $lib)" && break
+    done
+  fi
+elif [ $gpu = 1 ]; then
+  echo "(no NVIDIA Vulkan ICD file found: Dawn will find no NVIDIA adapter)"
 fi
-echo "vulkan ICD files: ${icds:-none in /usr/share or /etc}${VK_DRIVER_FILES:+; using $VK_DRIVER_FILES}"
-[ -n "${VK_DRIVER_FILES:-}" ] && { cat "$VK_DRIVER_FILES"; echo; }
 
 echo "== node"
 NODE=
