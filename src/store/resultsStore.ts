@@ -4,6 +4,7 @@
 // SQLite: every failure becomes a HarnessError (STORE_CORRUPT, STORE_READONLY, STORE_LOCKED,
 // STORE_NOT_HARNESS, STORE_FAILED) naming the file and the fix.
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import Database from 'better-sqlite3'
 import { fail, HarnessError } from '../errors.ts'
@@ -137,6 +138,8 @@ export class ResultsStore {
   readonly readonly: boolean
   /** How the command line names this file, for the fix in error messages: '--db', merge's '--out', 'a merge input'. */
   readonly flag: string
+  /** The temp folder of a large older-schema store migrated for reading (removed on close). */
+  private temporaryCopy: string | undefined
 
   /**
    * Opens (read-write: creates) a results database. Read-only opens never write anything: not the
@@ -145,7 +148,7 @@ export class ResultsStore {
    * application's database), STORE_CORRUPT, STORE_READONLY, STORE_LOCKED, STORE_FAILED (missing,
    * a folder, newer schema, I/O).
    */
-  constructor(readonly file: string, options: { readonly?: boolean; flag?: string } = {}) {
+  constructor(readonly file: string, options: { readonly?: boolean; flag?: string; inMemoryMigrationMaxBytes?: number } = {}) {
     this.readonly = options.readonly ?? false
     this.flag = options.flag ?? '--db'
     const abs = path.resolve(file)
@@ -166,35 +169,48 @@ export class ResultsStore {
         this.db.pragma('synchronous = NORMAL')
       }
       this.db.pragma('foreign_keys = ON')
-      this.migrate(this.readonly)
+      this.migrate(this.readonly, options.inMemoryMigrationMaxBytes ?? MIGRATE_IN_MEMORY_MAX_BYTES)
       if (!this.readonly && this.db.pragma('application_id', { simple: true }) !== APPLICATION_ID) this.db.pragma(`application_id = ${APPLICATION_ID}`)
     } catch (e) {
       try { this.db?.close() } catch { /* already failing */ }
+      if (this.temporaryCopy) fs.rmSync(this.temporaryCopy, { recursive: true, force: true })
       if (!existed && !this.readonly) removeCreated(abs)
       throw storeError(e, file, this.readonly, this.flag)
     }
   }
 
-  private migrate(readonly: boolean): void {
+  private migrate(readonly: boolean, inMemoryMax: number): void {
     const version = this.db.pragma('user_version', { simple: true }) as number
     if (version > SCHEMA_VERSION) fail('STORE_FAILED', `${this.file} has schema version ${version}, newer than this harness (${SCHEMA_VERSION}); upgrade moe-harness.`)
     if (version === SCHEMA_VERSION) return
-    if (readonly) fail('STORE_FAILED', `${this.file} has schema version ${version}; open it once read-write (e.g. moe-harness sweep) to migrate it to ${SCHEMA_VERSION}.`)
-    // IMMEDIATE, and the version read again inside: cooperating sweeps may open a new store at once.
-    // Foreign keys are off while migrating (a pragma that is ignored inside a transaction): a rebuilt
-    // table (migration 5) is dropped and replaced, which must not cascade into metrics and samples.
-    this.db.pragma('foreign_keys = OFF')
-    try {
-      this.db.transaction(() => {
-        const current = this.db.pragma('user_version', { simple: true }) as number
-        for (let v = current; v < SCHEMA_VERSION; v++) this.db.exec(MIGRATIONS[v])
-        if (current < SCHEMA_VERSION) this.db.pragma(`user_version = ${SCHEMA_VERSION}`)
-        const broken = this.db.pragma('foreign_key_check') as unknown[]
-        if (broken.length) fail('STORE_CORRUPT', `${this.file}: migrating to schema ${SCHEMA_VERSION} found ${broken.length} rows whose references are broken; nothing was changed. Restore the store from a backup or start a new one.`)
-      }).immediate()
-    } finally {
-      this.db.pragma('foreign_keys = ON')
+    if (readonly) {
+      // Reading never writes the file: an older store is migrated in a private in-memory copy, so
+      // report, export and merge read it as it is (a read-only file, a colleague's shard, an archive).
+      const bytes = fs.statSync(path.resolve(this.file)).size
+      let copy: Database.Database
+      if (bytes <= inMemoryMax) {
+        copy = new Database(this.db.serialize())
+      } else {
+        // Too large for one buffer: a copy in the temp folder, removed on close.
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'moe-harness-migrate-'))
+        const file = path.join(dir, 'store.sqlite')
+        try {
+          this.db.exec(`VACUUM INTO '${file.replaceAll("'", "''")}'`)
+        } catch (e) {
+          fs.rmSync(dir, { recursive: true, force: true })
+          throw fileError(e, dir, `copy ${this.file} (schema ${version}) into the temp folder to migrate it for reading (free space there, or set TMPDIR to a folder with room)`, 'STORE_FAILED')
+        }
+        copy = new Database(file)
+        this.temporaryCopy = dir
+      }
+      this.db.close()
+      ;(this as { db: Database.Database }).db = copy
+      runMigrations(copy, this.file)
+      copy.pragma('query_only = ON')
+      return
     }
+    // IMMEDIATE, and the version read again inside: cooperating sweeps may open a new store at once.
+    runMigrations(this.db, this.file)
   }
 
   /**
@@ -211,6 +227,7 @@ export class ResultsStore {
       } catch { /* another connection is open: it stays in WAL mode, which is just as correct */ }
     }
     this.db.close()
+    if (this.temporaryCopy) fs.rmSync(this.temporaryCopy, { recursive: true, force: true })
   }
 
   /** Runs a database operation behind the error boundary (corrupt pages surface only when read). */
@@ -583,6 +600,30 @@ export function validateMergeInputs(inputs: readonly string[], out?: string): vo
     const kind = describeDatabase(out)
     if (kind.kind === 'foreign') fail('STORE_NOT_HARNESS', kind.reason)
     if (kind.kind === 'unreadable') throw kind.error
+  }
+}
+
+/** Stores up to this size are migrated in memory when opened read-only (SQLite's serialize copies the whole file). */
+const MIGRATE_IN_MEMORY_MAX_BYTES = 2 ** 31
+
+/**
+ * Brings `db` from its schema version to SCHEMA_VERSION in one IMMEDIATE transaction, the version read
+ * again inside (cooperating sweeps may open a new store at once). Foreign keys are off while migrating
+ * (a pragma that is ignored inside a transaction): a rebuilt table (migration 5) is dropped and
+ * replaced, which must not cascade into metrics and samples.
+ */
+function runMigrations(db: Database.Database, file: string): void {
+  db.pragma('foreign_keys = OFF')
+  try {
+    db.transaction(() => {
+      const current = db.pragma('user_version', { simple: true }) as number
+      for (let v = current; v < SCHEMA_VERSION; v++) db.exec(MIGRATIONS[v])
+      if (current < SCHEMA_VERSION) db.pragma(`user_version = ${SCHEMA_VERSION}`)
+      const broken = db.pragma('foreign_key_check') as unknown[]
+      if (broken.length) fail('STORE_CORRUPT', `${file}: migrating to schema ${SCHEMA_VERSION} found ${broken.length} rows whose references are broken; nothing was changed. Restore the store from a backup or start a new one.`)
+    }).immediate()
+  } finally {
+    db.pragma('foreign_keys = ON')
   }
 }
 

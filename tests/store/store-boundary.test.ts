@@ -72,8 +72,13 @@ describe('results store boundary', () => {
     db.pragma('user_version = 1')
     db.close()
     assert.deepEqual(describeDatabase(file), { kind: 'harness', schemaVersion: 1, stamped: false })
-    // Read-only: recognised, but its schema is older, so it asks for a writable open first.
-    assert.equal(storeCode(() => new ResultsStore(file, { readonly: true })), 'STORE_FAILED')
+    // Read-only: recognised and read through a private migrated copy; the file is not touched.
+    const before = fs.readFileSync(file)
+    const ro = new ResultsStore(file, { readonly: true })
+    assert.equal(ro.all<{ name: string }>('SELECT name FROM models')[0].name, 'n')
+    ro.close()
+    assert.ok(before.equals(fs.readFileSync(file)))
+    assert.deepEqual(describeDatabase(file), { kind: 'harness', schemaVersion: 1, stamped: false })
     new ResultsStore(file).close()
     assert.deepEqual(describeDatabase(file), { kind: 'harness', schemaVersion: SCHEMA_VERSION, stamped: true })
     const r = new ResultsStore(file, { readonly: true })
