@@ -8,6 +8,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { fail, type HarnessError } from '../errors.ts'
 import { removeVariantFolder, stagingFolderState } from '../edits/variantFolder.ts'
+import { removeOrphanEntries } from '../variants/variantIndex.ts'
 import { spillFolderState } from '../edits/overrideSpill.ts'
 import { graphEntryLastUsed, RECENT_MS } from '../onnx/graphStore.ts'
 import { fileError } from '../util/fileErrors.ts'
@@ -126,6 +127,8 @@ export function executePrune(plan: PrunePlan, scan: HomeScan): PruneResult {
     if (gone === true) result.removed.push(e)
     else if (typeof gone === 'string') result.skipped.push({ entry: e, reason: gone })
   }
+  // The sweeps' by-id index names folders; entries of removed ones would only be skipped later.
+  if (plan.remove.some(e => e.kind === 'variant')) removeOrphanEntries(path.join(scan.home, 'variants'))
   return result
 }
 

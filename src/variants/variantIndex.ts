@@ -114,6 +114,22 @@ export function listVariantRecords(variantsRoot: string): { folder: string; reco
   return out
 }
 
+/**
+ * Removes the index entries that name a folder no longer under `variantsRoot` (pruned, or removed by
+ * hand): a sweep would prepare those variants again anyway. Returns how many went; best effort.
+ */
+export function removeOrphanEntries(variantsRoot: string): number {
+  let removed = 0
+  for (const { folder, record } of listVariantRecords(variantsRoot)) {
+    if (fs.existsSync(path.join(variantsRoot, folder))) continue
+    try {
+      fs.rmSync(entryFile(variantsRoot, record.variant_id), { force: true })
+      removed++
+    } catch { /* not ours to change: harmless, the entry is checked before use */ }
+  }
+  return removed
+}
+
 /** Why `text` is not a whole entry for variant `id` of model `modelId`, or '' when it is. */
 function entryProblem(text: string, id: string, modelId: string): string {
   let entry: IndexEntry
