@@ -26,17 +26,31 @@ export interface ScoringPool {
   close(): Promise<void>
 }
 
+/** How long close() waits for workers still loading their modules before terminating them anyway. */
+const WORKER_LOAD_WAIT_MS = 30_000
+
 export function createPool(options: PoolOptions): ScoringPool {
   if (options.workers * options.threads > os.availableParallelism()) {
     process.stderr.write(`warning: ${options.workers} workers × ${options.threads} threads exceed the ${os.availableParallelism()} cores; throughput will suffer\n`)
   }
-  const piscina = new Piscina({
-    filename: fileURLToPath(new URL('./poolWorker.mjs', import.meta.url)),
-    minThreads: options.workers,
-    maxThreads: options.workers,
-    idleTimeout: 60_000,
-    concurrentTasksPerWorker: 1,
-  })
+  // Started at the first batch, not before: a sweep that fails or is interrupted while it calibrates
+  // or prepares variants never starts (and so never tears down half-loaded) workers.
+  let piscina: Piscina | undefined
+  let started = 0
+  let loaded = 0
+  const start = (): Piscina => {
+    if (piscina) return piscina
+    piscina = new Piscina({
+      filename: fileURLToPath(new URL('./poolWorker.mjs', import.meta.url)),
+      minThreads: options.workers,
+      maxThreads: options.workers,
+      idleTimeout: 60_000,
+      concurrentTasksPerWorker: 1,
+    })
+    piscina.on('workerCreate', () => { started++ })
+    piscina.on('message', (m: unknown) => { if ((m as { moeHarnessWorkerLoaded?: boolean })?.moeHarnessWorkerLoaded) loaded++ })
+    return piscina
+  }
   let build = 0
   let runTime = 0
   // Terminating a worker while onnxruntime is inside run() or session creation aborts the whole
@@ -48,7 +62,7 @@ export function createPool(options: PoolOptions): ScoringPool {
         const task: WorkerTask = { variantDir, batch, device: options.device, threads: options.threads, ...(options.allowNonfinite?.length ? { allowNonfinite: [...options.allowNonfinite] } : {}) }
         let result: WorkerResult
         try {
-          const running = piscina.run(task) as Promise<WorkerResult>
+          const running = start().run(task) as Promise<WorkerResult>
           inflight.add(running)
           void running.catch(() => {}).finally(() => inflight.delete(running))
           result = await running
@@ -66,6 +80,11 @@ export function createPool(options: PoolOptions): ScoringPool {
     runSeconds: () => runTime,
     async close() {
       await Promise.allSettled([...inflight])
+      if (!piscina) return
+      // A worker still instantiating its modules must not be terminated (see poolWorker.mjs); one that
+      // failed to load never reports, hence the bound.
+      const until = Date.now() + WORKER_LOAD_WAIT_MS
+      while (loaded < Math.max(started, options.workers) && Date.now() < until) await new Promise(r => setTimeout(r, 20))
       await piscina.destroy()
     },
   }
