@@ -228,9 +228,10 @@ function writableFolder(dir: string): boolean {
  * The checkpoint with every weight checked for NaN/Inf once per checkpoint identity, not once per
  * graph and worker: the first build reads all its tensors (Checkpoint.checkFinite, TENSOR_NONFINITE)
  * and leaves a marker under `graphs`; later builds, in any worker or process, skip the reads. A
- * checkpoint opened with allowNonfinite is returned as it is (nothing is checked).
+ * checkpoint opened with allowNonfinite is returned as it is (nothing is checked). A sweep calls it up
+ * front for each model (src/sweep/modelChecks.ts), so a broken model fails its cells before any calibration.
  */
-function verifiedFinite(ckpt: Checkpoint, graphs: string): Checkpoint {
+export function verifiedFinite(ckpt: Checkpoint, graphs: string): Checkpoint {
   if (ckpt.allowNonfinite) return ckpt
   const marker = path.join(graphs, `.finite-${graphKey({ checkpoint: checkpointIdentity(ckpt), editsHash: '', options: 'finite', allowNonfinite: false })}`)
   if (!fs.existsSync(marker)) {

@@ -12,6 +12,7 @@ import { loadSweepInputs, type SweepInputs } from './inputs.ts'
 import { CellLeases } from './leases.ts'
 import { cellKey, shardOfCell, type Shard } from './plan.ts'
 import { calibrateModels, checkVariantsWritable } from './variantSlots.ts'
+import { checkModels, failRefusedModels } from './modelChecks.ts'
 import { indexCells, storedCells } from './storedCells.ts'
 
 // SCORING_VERSION and every key's derivation live in src/identity/keys.ts.
@@ -89,15 +90,18 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
   const summary: SweepSummary = { cells: 0, skipped: 0, completed: 0, failed: 0, interrupted: false, timings, tokensScored: 0, failures: [], scoredElsewhere: 0, owner: leases.owner, pool: { workers: inputs.workers, threads: inputs.threads } }
   let sweepId = 0
   try {
-    describeInputs(store, inputs)
     // Cells of one variant run back to back (workers keep its session).
     const cells = inputs.slots.flatMap(slot => inputs.tasks.map(t => ({ slot, data: inputs.taskData.get(t.name)! }))).filter(mine)
+    const slots = inputs.slots.filter(s => cells.some(c => c.slot === s))
+    // Before any calibration: a broken model (NaN weights, folder gone) fails its own cells only.
+    const refused = checkModels(slots, inputs.models, log)
+    describeInputs(store, inputs, new Set(refused.filter(f => !f.fingerprinted).map(f => f.name)))
     summary.cells = cells.length
     sweepId = store.startSweep(JSON.stringify({ config, shard: options.shard ?? null }), cells.length)
+    failRefusedModels(refused, store)
     let done = 0
     const report = (label: string) => options.onProgress?.({ done, total: cells.length, label })
     const ctx: CellContext = { inputs, store, pool, leases, timings, signal: options.signal, onScoring: cell => report(cellLabel(cell)), onPreparing: report, log }
-    const slots = inputs.slots.filter(s => cells.some(c => c.slot === s))
     await checkVariantsWritable(slots, ctx)
     await calibrateModels(slots, ctx, timings, log, report)
 
@@ -192,8 +196,9 @@ async function schedule(cells: Cell[], lanes: number, settle: (cell: Cell, retri
 }
 
 /** What the report needs to stand alone: the models, the methods planned and the tasks. */
-function describeInputs(store: ResultsStore, inputs: SweepInputs): void {
+function describeInputs(store: ResultsStore, inputs: SweepInputs, unreadable: ReadonlySet<string>): void {
   for (const [name, ckpt] of inputs.models) {
+    if (unreadable.has(name)) continue // no fingerprint to store it under (checkModels): its cells fail unstored
     store.upsertModel({
       model_id: ckpt.fingerprint(), name, path: ckpt.dir, architecture: ckpt.spec.architecture, config_json: JSON.stringify(ckpt.config),
       total_params: [...ckpt.tensors.values()].reduce((s, t) => s + t.shape.reduce((x, y) => x * y, 1), 0),

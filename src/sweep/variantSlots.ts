@@ -12,7 +12,7 @@ import { isVariantFolder, publishVariantFolder, readVariantFiles, variantFolderS
 import type { VariantEdits } from '../edits/variantEdits.ts'
 import { releaseSpilled } from '../edits/overrideSpill.ts'
 import { withFileErrors } from '../util/fileErrors.ts'
-import { errorData, formatError, withContext, type HarnessErrorData } from '../errors.ts'
+import { errorData, formatError, HarnessError, type ErrorCode, type ErrorContext, type HarnessErrorData } from '../errors.ts'
 import { failedVariantKey, variantFolderName } from '../identity/keys.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
 import type { ResultsStore, VariantRow } from '../store/resultsStore.ts'
@@ -97,7 +97,7 @@ export async function checkVariantsWritable(slots: readonly VariantSlot[], ctx: 
   const root = variantsRoot()
   const pending: string[] = []
   for (const slot of slots) {
-    if (slot.planned.status === 'infeasible') continue
+    if (slot.planned.status === 'infeasible' || slot.preparation) continue // failed with its model (failSlots), or prepared
     // A variant the store knows but whose folder must be rewritten says why (else "prepare" puzzles).
     let why = ''
     const stored = await storedVariant(slot, slot.planned.plan, ctx, m => {
@@ -224,6 +224,34 @@ async function prepareSlot(slot: VariantSlot, ctx: PrepareContext): Promise<Prep
   return result
 }
 
+/**
+ * Fails `slots` before their preparation with a failure of their model (weights refused, calibration
+ * failed): each of their cells then counts as failed in the summary, and each planned variant is stored
+ * as a failed variant with `error`, as a variant whose method failed is (the report lists it; a rerun
+ * prepares it again). `store` undefined: nothing is stored (the model has no fingerprint to store it under).
+ */
+export function failSlots(slots: readonly VariantSlot[], error: HarnessErrorData, store: ResultsStore | undefined): void {
+  for (const slot of slots) {
+    if (slot.planned.status !== 'planned') continue // infeasible: recorded with its own reason when its cells come
+    if (store) saveFailedVariant(store, slot, slot.planned.plan.params, error)
+    slot.preparation = Promise.resolve({ status: 'failed', error })
+  }
+}
+
+/**
+ * A failure of model `name` as data, its message prefixed by the model's name (a sweep over several
+ * models says which one), and the error to throw when it stops the sweep as a whole: a HarnessError
+ * carrying the same data; any other error as it is (its stack is the clue).
+ */
+export function modelFailure(name: string, e: unknown, fallback: ErrorCode, context: ErrorContext): { data: HarnessErrorData; thrown: unknown } {
+  const d = errorData(e, fallback, context)
+  const data = { ...d, message: `model '${name}': ${d.message}` }
+  return { data, thrown: e instanceof HarnessError ? HarnessError.fromData(data) : e }
+}
+
+/** Whether a slot was failed before its preparation (failSlots) or is infeasible: none of its cells can be scored. */
+const settledFailed = (slot: VariantSlot) => slot.planned.status !== 'planned' || slot.preparation !== undefined
+
 function saveFailedVariant(store: ResultsStore, slot: VariantSlot, params: ParamValues, error: HarnessErrorData): void {
   store.saveVariant({
     variant_id: failedVariantKey(slot.spec), model_id: slot.ckpt.fingerprint(), method: slot.spec.method, params_json: JSON.stringify(params),
@@ -234,17 +262,30 @@ function saveFailedVariant(store: ResultsStore, slot: VariantSlot, params: Param
 
 /**
  * Calibrates each model once for the union of the one-pass statistics its pending variants need
- * (sequential variants calibrate on their own) and stores the calibration's telemetry.
+ * (sequential variants calibrate on their own) and stores the calibration's telemetry. A model whose
+ * calibration fails (its windows cannot be built, its folder is gone, ...) fails the variants that
+ * needed it (failSlots) and the sweep goes on with the others. Only a sweep of a single model left
+ * with no variant to score stops as a whole, with that error, as it did before.
  */
 export async function calibrateModels(slots: readonly VariantSlot[], ctx: PrepareContext, timings: { calibration: number }, log: (line: string) => void, progress: (label: string) => void): Promise<void> {
   const { calibration, device, workers, threads, models } = ctx.inputs
   for (const [name, ckpt] of models) {
-    const needs = [...new Set(slots.flatMap(s => s.spec.model === name && s.planned.status === 'planned' ? s.planned.plan.onePassNeeds : []))] as StatNeed[]
+    const needing = slots.filter(s => s.spec.model === name && s.planned.status === 'planned' && s.planned.plan.onePassNeeds.length && !settledFailed(s))
+    const needs = [...new Set(needing.flatMap(s => s.planned.status === 'planned' ? s.planned.plan.onePassNeeds : []))] as StatNeed[]
     if (needs.length === 0) continue
     const tc = performance.now()
-    const result = (await calibrateFor(ckpt, needs, { calibration: calibration(ckpt), device, threads: workers * threads, onCalibration: (d, t) => progress(`calibrating ${name} ${d}/${t}`) })
-      .catch(e => { throw withContext(e, { phase: 'calibrate' }) }))!
-    timings.calibration += (performance.now() - tc) / 1000
+    let result: Awaited<ReturnType<typeof calibrateFor>>
+    try {
+      result = (await calibrateFor(ckpt, needs, { calibration: calibration(ckpt), device, threads: workers * threads, onCalibration: (d, t) => progress(`calibrating ${name} ${d}/${t}`) }))!
+    } catch (e) {
+      const failure = modelFailure(name, e, 'CALIBRATION_FAILED', { phase: 'calibrate' })
+      if (models.size === 1 && slots.every(s => settledFailed(s) || needing.includes(s))) throw failure.thrown
+      failSlots(needing, failure.data, ctx.store)
+      log(`calibration for ${name} failed: ${formatError(failure.data)}`)
+      continue
+    } finally {
+      timings.calibration += (performance.now() - tc) / 1000
+    }
     log(`calibration for ${name}: ${result.fromCache ? 'cached' : 'computed'} (${needs.join(', ')})`)
     const routing = result.data.routing
     ctx.store.saveCalibration({
