@@ -115,19 +115,21 @@ describe('the CLI and sweeps report the fields', () => {
     const body = {
       models: { n: broken.dir }, methods: ['neuron-top-k'], ratios: [0.5], tasks: ['brown-cloze'], subset: { sample: 4 },
       calibration: { sequences: 2, length: 16 }, pool: { workers: 1, threads: 1 },
+      // Scored anyway: without it a sweep refuses the model's weights before any cell (sweep/modelChecks.ts).
+      allowNonfinite: true,
     }
     fs.writeFileSync(config, `import { defineConfig } from ${JSON.stringify(path.join(ROOT, 'src/index.ts'))}\nexport default defineConfig(${JSON.stringify(body)})\n`)
     const db = path.join(dir, 'nan.sqlite')
     const r = runCli(['sweep', '--config', config, '--db', db, '--json'], { env })
     assert.equal(r.status, 1, r.stderr)
-    const expected = { code: 'TENSOR_NONFINITE', method: 'neuron-top-k', phase: 'session build', task: 'brown-cloze' }
+    const expected = { code: 'NUMERIC_FAILURE', method: 'neuron-top-k', phase: 'score', task: 'brown-cloze' }
     const summary = lastJson(r.stdout)
     assert.equal(summary.failures.length, 1)
     const f = summary.failures[0]
     assert.deepEqual({ code: f.code, method: f.method, phase: f.phase, task: f.task }, expected)
-    assert.match(f.message, /holds 3 NaN/)
+    assert.match(f.message, /non-finite/)
     assert.equal(f.error, formatError(f))
-    assert.match(r.stderr, /\n {2}n neuron-top-k \{"ratio":0\.5\} brown-cloze: TENSOR_NONFINITE \(method neuron-top-k, phase session build, task brown-cloze\): .*holds 3 NaN/)
+    assert.match(r.stderr, /\n {2}n neuron-top-k \{"ratio":0\.5\} brown-cloze: NUMERIC_FAILURE \(method neuron-top-k, phase score, task brown-cloze\): .*non-finite/)
     const s = new ResultsStore(db, { readonly: true })
     try {
       const rows = s.all<{ error: string; error_json: string }>("SELECT error, error_json FROM runs WHERE status = 'failed'")

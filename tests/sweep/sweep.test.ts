@@ -140,11 +140,11 @@ describe('moe-harness sweep', () => {
     // The summary names each failed cell and why.
     assert.match(r.stderr, /4 cell\(s\) failed:/)
     for (const ratio of [0, 0.5]) for (const task of ['brown-cloze', 'brown-agreement']) {
-      // The worker's non-finite check fails building the session; its code and fields survive the pool.
-      assert.match(r.stderr, new RegExp(`\\n  c neuron-top-k \\{"ratio":${ratio}\\} ${task}: TENSOR_NONFINITE \\(method neuron-top-k, phase session build, task ${task}\\): .*NaN`))
+      // The model's weights are checked before any work (sweep/modelChecks.ts): its cells fail, the other model's are scored.
+      assert.match(r.stderr, new RegExp(`\\n  c neuron-top-k \\{"ratio":${ratio}\\} ${task}: TENSOR_NONFINITE \\(phase check\\): model 'c': .*NaN`))
     }
     assert.equal(summary.failures.length, 4)
-    assert.ok(summary.failures.every((f: any) => f.code === 'TENSOR_NONFINITE' && f.method === 'neuron-top-k' && f.phase === 'session build'), JSON.stringify(summary.failures))
+    assert.ok(summary.failures.every((f: any) => f.code === 'TENSOR_NONFINITE' && f.phase === 'check'), JSON.stringify(summary.failures))
     // start: the same sweep (all cells stored now, the failed ones retried), the site, and exit 1.
     const site = path.join(dir, 'broken-site')
     fs.writeFileSync(cfg, fs.readFileSync(cfg, 'utf8').replace('"pool"', `"report": { "outDir": ${JSON.stringify(site)} },\n  "pool"`))
@@ -153,11 +153,14 @@ describe('moe-harness sweep', () => {
     assert.match(st.stderr, /4 cell\(s\) failed:/)
     assert.ok(fs.existsSync(path.join(site, 'index.html')), 'the site is still built')
     const s = new ResultsStore(db, { readonly: true })
-    const failed = s.all<any>("SELECT task, error, error_json FROM runs WHERE status = 'failed'")
+    // Stored as the model's failed variants (one per ratio), as a variant whose method failed is.
+    const failed = s.all<any>("SELECT ratio, error, error_json FROM variants WHERE status = 'failed' ORDER BY ratio")
+    const failedRuns = s.all<any>("SELECT run_id FROM runs WHERE status = 'failed'")
     s.close()
-    assert.equal(failed.length, 4)
-    assert.ok(failed.every(f => /^TENSOR_NONFINITE \(method neuron-top-k, phase session build, task [a-z-]+\): .*NaN/.test(f.error)), JSON.stringify(failed))
-    assert.ok(failed.every(f => JSON.parse(f.error_json).code === 'TENSOR_NONFINITE' && JSON.parse(f.error_json).task === f.task), JSON.stringify(failed))
+    assert.deepEqual(failed.map(f => f.ratio), [0, 0.5])
+    assert.equal(failedRuns.length, 0)
+    assert.ok(failed.every(f => /^TENSOR_NONFINITE \(phase check\): model 'c': .*NaN/.test(f.error)), JSON.stringify(failed))
+    assert.ok(failed.every(f => JSON.parse(f.error_json).code === 'TENSOR_NONFINITE' && JSON.parse(f.error_json).phase === 'check'), JSON.stringify(failed))
   })
 
   it('two models sharing one database never reuse each other\'s results', () => {
