@@ -19,11 +19,43 @@ export async function renderSvg(spec: Record<string, unknown>): Promise<string> 
 }
 
 /**
+ * A series label's colour, the same in every chart that shows it (series are keyed by label, so
+ * `unpruned` in a Pareto chart never shifts the methods' colours): build one with seriesColors over
+ * every label the pages can show.
+ */
+export type SeriesColors = ReadonlyMap<string, string>
+
+/** Tableau 20, in its order (vega's `tableau20` scheme); the unpruned model is always dark grey. */
+const PALETTE = ['#4c78a8', '#f58518', '#54a24b', '#e45756', '#72b7b2', '#eeca3b', '#b279a2', '#ff9da6', '#9d755d', '#bab0ac',
+  '#9ecae9', '#ffbf79', '#88d27a', '#ff9d98', '#83bcb6', '#f2cf5b', '#d6a5c9', '#fcbfd2', '#d8b5a5', '#79706e']
+const UNPRUNED_COLOUR = '#374151'
+
+/** One colour per label: `unpruned` grey, the others from the palette in sorted label order (cycling past 20). */
+export function seriesColors(labels: Iterable<string>): SeriesColors {
+  const sorted = [...new Set(labels)].filter(l => l !== 'unpruned').sort()
+  return new Map([['unpruned', UNPRUNED_COLOUR], ...sorted.map((l, i): [string, string] => [l, PALETTE[i % PALETTE.length]])])
+}
+
+/** A colour encoding over the labels `present` (legend in the colours' order), each in its page-wide colour. */
+function colorEncoding(field: string, present: readonly string[], colors: SeriesColors): Record<string, unknown> {
+  const domain = [...colors.keys()].filter(l => present.includes(l))
+  return { field, type: 'nominal', title: 'method', scale: { domain, range: domain.map(l => colors.get(l)!) } }
+}
+
+/** Axis numbers with at most 4 significant digits and a few ticks (never `6.040064`). */
+const AXIS = { format: ',.4~r', tickCount: 6 }
+
+/** What a chart that is not drawn says instead (HTML, shown in the chart's place). */
+function chartNote(text: string): string {
+  return `<p class="muted chart-note">${text}</p>`
+}
+
+/**
  * One line per method series over the ratio axis, with ±stderr bands; the unpruned model anchors
  * ratio 0 of every series that has a value of its own (`pick` null: the row is not drawn, e.g. an
  * incomplete row's average), so a series with none is not in the chart at all.
  */
-export async function ratioCurves(model: ModelData, pick: (r: Row) => { value: number; stderr: number | null } | null, yTitle: string, higherIsBetter = true): Promise<string> {
+export async function ratioCurves(model: ModelData, pick: (r: Row) => { value: number; stderr: number | null } | null, yTitle: string, higherIsBetter: boolean, colors: SeriesColors): Promise<string> {
   const values: Record<string, unknown>[] = []
   const base = model.baseline ? pick(model.baseline) : null
   const point = (series: string, ratio: number, v: { value: number; stderr: number | null }) => ({ series, ratio, value: v.value, lo: v.value - (v.stderr ?? 0), hi: v.value + (v.stderr ?? 0) })
@@ -39,15 +71,15 @@ export async function ratioCurves(model: ModelData, pick: (r: Row) => { value: n
     values.push(...own)
   }
   if (!values.length) return ''
-  const color = { field: 'series', type: 'nominal', title: 'method', sort: series }
+  const color = colorEncoding('series', series, colors)
   return renderSvg({
     width: 520, height: 300,
     data: { values },
     resolve: { legend: { color: 'independent' } },
-    encoding: { x: { field: 'ratio', type: 'quantitative', title: 'ratio', scale: { domain: [0, 1] } } },
+    encoding: { x: { field: 'ratio', type: 'quantitative', title: 'ratio', scale: { domain: [0, 1] }, axis: AXIS } },
     layer: [
-      { mark: { type: 'errorband', opacity: 0.15 }, encoding: { y: { field: 'lo', type: 'quantitative', title: yTitle, scale: { zero: false, reverse: !higherIsBetter } }, y2: { field: 'hi' }, color: { ...color, legend: null } } },
-      { mark: { type: 'line', point: true, strokeWidth: 2 }, encoding: { y: { field: 'value', type: 'quantitative', title: yTitle }, color } },
+      { mark: { type: 'errorband', opacity: 0.15 }, encoding: { y: { field: 'lo', type: 'quantitative', title: yTitle, scale: { zero: false, reverse: !higherIsBetter }, axis: AXIS }, y2: { field: 'hi' }, color: { ...color, legend: null } } },
+      { mark: { type: 'line', point: true, strokeWidth: 2 }, encoding: { y: { field: 'value', type: 'quantitative', title: yTitle, axis: AXIS }, color } },
     ],
   })
 }
@@ -58,14 +90,28 @@ export function paretoFront(points: { x: number; y: number; label: string }[]): 
   return front.sort((a, b) => a.x - b.x || b.y - a.y)
 }
 
-export async function paretoChart(model: ModelData, axis: 'memory' | 'active'): Promise<string> {
+/**
+ * Average accuracy against memory (MiB) or active parameters per token (M) of the complete rows, with
+ * the non-dominated front. When every point has the same x (expert pruning keeps top-k experts per
+ * token, so its active parameters do not move; or a single complete row) the chart would be a
+ * vertical line on one raw tick: a note says so instead.
+ */
+export async function paretoChart(model: ModelData, axis: 'memory' | 'active', colors: SeriesColors): Promise<string> {
   const points = model.rows.filter(r => r.average !== null).map(r => ({
     x: axis === 'memory' ? r.accounting.memoryBytes / 2 ** 20 : r.accounting.activeParamsPerToken / 1e6,
     y: r.average!, label: r.seriesLabel, ratio: r.ratio,
   }))
   if (!points.length) return ''
+  const xs = new Set(points.map(p => p.x))
+  if (xs.size === 1) {
+    const value = axis === 'memory' ? `${points[0].x.toFixed(1)} MiB of memory` : `${points[0].x.toFixed(2)} M active parameters per token`
+    const why = points.length === 1 ? 'only one row has an average' : axis === 'active'
+      ? `all ${points.length} rows with an average compute ${value}: the methods here change which experts exist, not how many parameters a token runs through (each token still uses its top-k experts)`
+      : `all ${points.length} rows with an average store ${value}`
+    return chartNote(`Not drawn: ${why === 'only one row has an average' ? `${why} (${value})` : why}, so there is no trade-off to plot.`)
+  }
   const front = paretoFront(points)
-  const series = [...new Set(points.map(p => p.label))].sort()
+  const series = [...new Set(points.map(p => p.label))]
   return renderSvg({
     width: 520, height: 300,
     layer: [
@@ -73,9 +119,9 @@ export async function paretoChart(model: ModelData, axis: 'memory' | 'active'): 
       {
         data: { values: points }, mark: { type: 'point', filled: true, size: 70 },
         encoding: {
-          x: { field: 'x', type: 'quantitative', title: axis === 'memory' ? 'memory (MiB)' : 'active parameters per token (M)', scale: { zero: false } },
-          y: { field: 'y', type: 'quantitative', title: 'average accuracy', scale: { zero: false } },
-          color: { field: 'label', type: 'nominal', title: 'method', sort: series },
+          x: { field: 'x', type: 'quantitative', title: axis === 'memory' ? 'memory (MiB)' : 'active parameters per token (M)', scale: { zero: false }, axis: AXIS },
+          y: { field: 'y', type: 'quantitative', title: 'average accuracy', scale: { zero: false }, axis: AXIS },
+          color: colorEncoding('label', series, colors),
           shape: { field: 'ratio', type: 'nominal', title: 'ratio' },
         },
       },

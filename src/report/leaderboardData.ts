@@ -3,12 +3,15 @@
 import { defaultPrecision } from '../engine/graphSession.ts'
 import { isBaselineContent } from '../identity/keys.ts'
 import { DEVICES, type Device } from '../ort/ort.ts'
-import type { StoredCalibration, StoredParamSpec, StoredRun } from '../store/reads.ts'
+import type { StoredCalibration, StoredParamSpec, StoredRun, StoredVariant } from '../store/reads.ts'
 import type { ResultsStore } from '../store/resultsStore.ts'
 import type { VariantAccounting } from '../variants/accounting.ts'
 import { compareCorrectness, comparePerplexity, type PairedResult } from './significance.ts'
 
-/** 2: tasks are columns keyed by TaskInfo.key (task, version, document subset, data file, scoring key; TaskInfo.scoring, only on columns split by scoring key, is an addition within 2); rows say which tasks their average and recovery cover. */
+/**
+ * 2: tasks are columns keyed by TaskInfo.key (task, version, document subset, data file, scoring key; TaskInfo.scoring, only on columns split by scoring key, is an addition within 2); rows say which tasks their average and recovery cover.
+ * Additions within 2: one row per (method, parameters, ratio), the newest variant; older ones in ModelData.superseded (Row.createdAt, Row.superseded, Row.olderComplete).
+ */
 export const LEADERBOARD_VERSION = 2
 
 /**
@@ -104,6 +107,44 @@ export interface Row {
   seriesLabel: string
   /** How the variant was calibrated (null: the method needs no calibration). Rows stored before procedures existed were one-pass. */
   calibration: StoredCalibration | null
+  /** When the store recorded the variant (ISO 8601, UTC). */
+  createdAt: string
+  /** How many older variants of this row's method, parameters and ratio it supersedes (ModelData.superseded). */
+  superseded: number
+  /**
+   * When this row is incomplete and an older variant of it (superseded) scored every accuracy task:
+   * that one, so the page can say a complete result of the earlier code exists; null otherwise.
+   */
+  olderComplete: { variantId: string; createdAt: string; average: number } | null
+}
+
+/**
+ * An older variant of a row's (method, parameters other than their current defaults, ratio): its
+ * variant id covers the method's code (its file and the project files it imports), its calibration
+ * and procedure, so an edited plugin or another calibration makes a new variant of the same row.
+ * The newest (by `variants.created_at`) is the row: it is what the code now produces. Older ones are
+ * listed with their own scores, never averaged with it, charted, put on Pareto fronts or tested.
+ */
+export interface SupersededVariant {
+  variantId: string
+  status: 'ready' | 'failed'
+  method: string
+  paramsLabel: string
+  seriesLabel: string
+  ratio: number
+  createdAt: string
+  /** The slug of the row that supersedes it; '' when the newest variant failed (ModelData.failures lists it). */
+  supersededBy: string
+  /** When the newest variant was recorded. */
+  supersededAt: string
+  /** Its own scores by TaskInfo.key (no significance: it is compared with nothing). */
+  cells: Record<string, Cell>
+  /** Over all of ModelData.averageTasks, or null (missingTasks), as a row's. */
+  average: number | null
+  missingTasks: string[]
+  calibration: StoredCalibration | null
+  /** The transform's error, for a failed one. */
+  error: string | null
 }
 
 export interface MethodInfo { name: string; slug: string; family: string; description: string; params: Record<string, StoredParamSpec>; reference: Record<string, string> | null }
@@ -122,8 +163,10 @@ export interface ModelData {
   incompleteRows: number
   baseline: Row | null
   routingLoad: { layer: number; load: number[] }[] | null
-  /** Failed variants (no task) and failed cells (a prepared variant whose task failed to score). */
+  /** Failed variants (no task) and failed cells (a prepared variant whose task failed to score); only the newest variant of each row. */
   failures: { method: string; params: string; task: string | null; error: string }[]
+  /** Older variants of the rows' (method, parameters, ratio), newest first within each (SupersededVariant). */
+  superseded: SupersededVariant[]
 }
 
 export interface LeaderboardData {
@@ -199,6 +242,20 @@ function latestPerCell(runs: readonly StoredRun[]): StoredRun[] {
   return runs.filter(r => latest.get(cell(r)) === r.scoringKey)
 }
 
+/** `params` less the ratio and every value equal to the method's current default, as `k=v` pairs by name (what names a series). */
+function nonDefaultParams(params: Record<string, unknown>, defaults: Record<string, StoredParamSpec>): [string, unknown][] {
+  return Object.entries(params).filter(([k, x]) => k !== 'ratio' && defaults[k]?.default !== x)
+}
+
+/**
+ * Which row a variant is a version of: its method, ratio and the parameters that differ from the
+ * method's current defaults (so a parameter a plugin edit added, at its default, does not split a row),
+ * order-independent.
+ */
+function rowIdentity(method: string, ratio: number, params: Record<string, unknown>, defaults: Record<string, StoredParamSpec>): string {
+  return JSON.stringify([method, ratio, nonDefaultParams(params, defaults).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))])
+}
+
 export function slugify(text: string): string {
   const s = text.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '')
   return s || 'x'
@@ -211,8 +268,9 @@ export type ReportSource = Pick<ResultsStore,
 
 /**
  * Reads everything the site shows from the store's typed queries (no SQL here): per model, the
- * columns (task × version × subset × data file × scoring key) of its complete runs, one row per ready variant (the unpruned
- * model once), failed variants, and paired significance (evaluation-protocol.md §5) against the
+ * columns (task × version × subset × data file × scoring key) of its complete runs, one row per (method,
+ * parameters, ratio): its newest variant (the unpruned model once; older variants in ModelData.superseded,
+ * SupersededVariant), failed variants, and paired significance (evaluation-protocol.md §5) against the
  * unpruned model and against the best row at the same ratio. Higher-is-better is the flag the
  * evaluation stored with the metric; a task whose primary metric no complete run stored (so it has
  * no cells) counts as higher-is-better.
@@ -260,22 +318,30 @@ export function summarize(store: ReportSource, title: string): LeaderboardData {
     const failures: ModelData['failures'] = []
     const rows: Row[] = []
     const hashOf = new Map<string, string>()
-    let baselineSeen = false
-    for (const v of variants) {
-      if (v.status !== 'ready') {
-        failures.push({ method: v.method, params: v.paramsJson, task: null, error: v.error ?? 'failed' })
-        continue
+    const defaultsOf = (method: string) => methods.find(x => x.name === method)?.params ?? {}
+    const paramsOf = (v: StoredVariant): Record<string, unknown> => {
+      if (v.status === 'ready') return v.params
+      try {
+        return JSON.parse(v.paramsJson) as Record<string, unknown>
+      } catch {
+        return {}
       }
-      const isBaseline = isBaselineContent(v.contentHash) && v.ratio === 0
-      if (isBaseline && baselineSeen) continue
-      hashOf.set(v.variantId, v.contentHash)
-      // Only what differs from the method's defaults names a series.
-      const defaults = methods.find(x => x.name === v.method)?.params ?? {}
-      const paramsLabel = Object.entries(v.params).filter(([k, x]) => k !== 'ratio' && defaults[k]?.default !== x).map(([k, x]) => `${k}=${x}`).join(' ')
+    }
+    const isBaselineVariant = (v: StoredVariant) => v.status === 'ready' && isBaselineContent(v.contentHash) && v.ratio === 0
+    // The newest variant of each row stands (ties: a ready one, then the larger id, so renders are deterministic).
+    const newer = (a: StoredVariant, b: StoredVariant) => a.createdAt !== b.createdAt ? a.createdAt > b.createdAt : a.status !== b.status ? a.status === 'ready' : a.variantId > b.variantId
+    const identityOf = (v: StoredVariant) => rowIdentity(v.method, v.ratio, paramsOf(v), defaultsOf(v.method))
+    const newest = new Map<string, StoredVariant>()
+    for (const v of variants) {
+      if (isBaselineVariant(v)) continue
+      const current = newest.get(identityOf(v))
+      if (!current || newer(v, current)) newest.set(identityOf(v), v)
+    }
+    const cellsOf = (contentHash: string) => {
       const cells: Record<string, Cell> = {}
       let tokens = 0, seconds = 0
       for (const t of tasks) {
-        const run = runOf(v.contentHash, t)
+        const run = runOf(contentHash, t)
         if (!run) continue
         const metric = store.runMetric(run.runId, t.metric)
         if (!metric) continue
@@ -283,22 +349,43 @@ export function summarize(store: ReportSource, title: string): LeaderboardData {
         tokens += run.tokensProcessed
         seconds += run.seconds
       }
-      if (isBaseline) baselineSeen = true
       const missingTasks = averageTasks.filter(k => !cells[k])
       const average = averageTasks.length && !missingTasks.length ? meanOver(cells, averageTasks) : null
+      return { cells, missingTasks, average, tokensPerSecond: seconds > 0 ? tokens / seconds : null }
+    }
+    const labelOf = (v: StoredVariant) => nonDefaultParams(paramsOf(v), defaultsOf(v.method)).map(([k, x]) => `${k}=${x}`).join(' ')
+    const olderOf = new Map<string, StoredVariant[]>()
+    let baselineSeen = false
+    for (const v of variants) {
+      if (!isBaselineVariant(v) && newest.get(identityOf(v)) !== v) {
+        olderOf.set(identityOf(v), [...(olderOf.get(identityOf(v)) ?? []), v])
+        continue
+      }
+      if (v.status !== 'ready') {
+        failures.push({ method: v.method, params: v.paramsJson, task: null, error: v.error ?? 'failed' })
+        continue
+      }
+      const isBaseline = isBaselineVariant(v)
+      if (isBaseline && baselineSeen) continue
+      hashOf.set(v.variantId, v.contentHash)
+      // Only what differs from the method's defaults names a series.
+      const paramsLabel = labelOf(v)
+      const { cells, missingTasks, average, tokensPerSecond } = cellsOf(v.contentHash)
+      if (isBaseline) baselineSeen = true
       rows.push({
         variantId: v.variantId, slug: '', method: isBaseline ? 'unpruned' : v.method, family: isBaseline ? 'baseline' : familyOf.get(v.method) ?? 'unknown',
         params: v.params, paramsLabel: isBaseline ? '' : paramsLabel, ratio: v.ratio, achievedRatio: v.achievedRatio, isBaseline, cells, average, missingTasks, recovery: null, recoveryTasks: [],
-        accounting: v.accounting, tokensPerSecond: seconds > 0 ? tokens / seconds : null,
+        accounting: v.accounting, tokensPerSecond,
         warnings: v.warnings, notes: v.notes,
         seriesLabel: isBaseline ? 'unpruned' : paramsLabel ? `${v.method} (${paramsLabel})` : v.method,
-        calibration: v.calibration,
+        calibration: v.calibration, createdAt: v.createdAt, superseded: 0, olderComplete: null,
       })
     }
     rows.sort((a, b) => Number(b.isBaseline) - Number(a.isBaseline) || a.method.localeCompare(b.method) || a.paramsLabel.localeCompare(b.paramsLabel) || a.ratio - b.ratio)
     const baseline = rows.find(r => r.isBaseline) ?? null
     for (const r of rows) {
       r.slug = unique(slugify(`${m.name}-${r.isBaseline ? 'unpruned' : `${r.method}-${r.paramsLabel}-${r.ratio}`}`))
+      r.superseded = r.isBaseline ? 0 : olderOf.get(rowIdentity(r.method, r.ratio, r.params, defaultsOf(r.method)))?.length ?? 0
       if (!baseline) continue
       // Never a mean over one set of tasks divided by a mean over another: both over the tasks both scored.
       const shared = averageTasks.filter(k => r.cells[k] && baseline.cells[k])
@@ -308,6 +395,25 @@ export function summarize(store: ReportSource, title: string): LeaderboardData {
         r.recoveryTasks = shared
       }
     }
+    const superseded: SupersededVariant[] = []
+    for (const [identity, older] of olderOf) {
+      const current = newest.get(identity)!
+      const row = current.status === 'ready' ? rows.find(r => r.variantId === current.variantId) : undefined
+      for (const v of [...older].sort((a, b) => (newer(a, b) ? -1 : 1))) {
+        const paramsLabel = labelOf(v)
+        const scored = v.status === 'ready' ? cellsOf(v.contentHash) : { cells: {}, missingTasks: averageTasks, average: null }
+        superseded.push({
+          variantId: v.variantId, status: v.status, method: v.method, paramsLabel, seriesLabel: paramsLabel ? `${v.method} (${paramsLabel})` : v.method,
+          ratio: v.ratio, createdAt: v.createdAt, supersededBy: row?.slug ?? '', supersededAt: current.createdAt,
+          cells: scored.cells, average: scored.average, missingTasks: scored.missingTasks,
+          calibration: v.status === 'ready' ? v.calibration : null, error: v.status === 'failed' ? v.error ?? 'failed' : null,
+        })
+        if (row && row.missingTasks.length && !row.olderComplete && scored.average !== null) {
+          row.olderComplete = { variantId: v.variantId, createdAt: v.createdAt, average: scored.average }
+        }
+      }
+    }
+    superseded.sort((a, b) => a.method.localeCompare(b.method) || a.paramsLabel.localeCompare(b.paramsLabel) || a.ratio - b.ratio || (a.createdAt < b.createdAt ? 1 : a.createdAt > b.createdAt ? -1 : 0))
     // Paired significance against the unpruned model and the best row at the same ratio.
     for (const t of tasks) {
       const compare = (a: Row, b: Row): PairedResult | undefined => {
@@ -336,9 +442,10 @@ export function summarize(store: ReportSource, title: string): LeaderboardData {
         }
       }
     }
-    // Failed cells: a prepared variant whose task did not score (the unpruned model listed once).
+    // Failed cells: a prepared variant whose task did not score (the unpruned model listed once; superseded variants not at all).
+    const shown = new Set(rows.map(r => r.variantId))
     for (const f of store.failedRuns(m.id)) {
-      const owners = variants.filter(v => v.status === 'ready' && v.contentHash === f.contentHash)
+      const owners = variants.filter(v => v.status === 'ready' && v.contentHash === f.contentHash && (shown.has(v.variantId) || isBaselineVariant(v)))
       const baselineOwner = owners.find(v => v.status === 'ready' && isBaselineContent(v.contentHash) && v.ratio === 0)
       for (const v of baselineOwner ? [baselineOwner] : owners) {
         failures.push({ method: v === baselineOwner ? 'unpruned' : v.method, params: v === baselineOwner ? '' : v.paramsJson, task: f.task, error: f.error })
@@ -347,7 +454,7 @@ export function summarize(store: ReportSource, title: string): LeaderboardData {
     models.push({
       id: m.id, name: m.name, slug: unique(slugify(m.name)), architecture: m.architecture, config: m.config, tasks, averageTasks, rows,
       incompleteRows: rows.filter(r => r.missingTasks.length).length, baseline,
-      routingLoad: store.routingLoad(m.id), failures,
+      routingLoad: store.routingLoad(m.id), failures, superseded,
     })
   }
   return { version: LEADERBOARD_VERSION, title, models, methods, generatedFrom: store.sweepSummary() }

@@ -8,7 +8,9 @@ import { stringify } from 'csv-stringify/sync'
 import Handlebars from 'handlebars'
 import { REPORTS_DIR } from '../paths.ts'
 import { writeOutputDir, type OutputContext } from '../util/outputPaths.ts'
-import { expertMap, paretoChart, ratioCurves, routingHeatmap } from './charts.ts'
+import { paramValuesText } from '../methods/paramText.ts'
+import type { StoredParamSpec } from '../store/reads.ts'
+import { expertMap, paretoChart, ratioCurves, routingHeatmap, seriesColors } from './charts.ts'
 import type { Cell, LeaderboardData, ModelData, Row, ScoringInfo, TaskInfo } from './leaderboardData.ts'
 
 const SIGNIFICANT = 0.05
@@ -46,6 +48,13 @@ function scoringLegend(model: ModelData): { name: string; columns: ScoringInfo[]
     const hiddenDifference = new Set(columns.map(c => JSON.stringify([c.device, c.ortVersion]))).size < columns.length
     return { name, columns, hiddenDifference }
   })
+}
+
+/** Why a row has no recovery (shown on its '–'). */
+function recoveryMissing(row: Row, model: ModelData): string {
+  if (!model.baseline) return 'no unpruned baseline scored for this model: add ratio 0 to the sweep'
+  if (!model.averageTasks.length) return 'the model has no accuracy task to compare'
+  return 'this row and the unpruned model share no scored accuracy task: score both on the same tasks'
 }
 
 /** A recovery over fewer than all of the model's accuracy tasks (the row or the unpruned model lacks some). */
@@ -125,6 +134,10 @@ function createEngine(theme: Theme): typeof Handlebars {
   }).join(' · '))
   hb.registerHelper('taskCount', (row: Row, model: ModelData) => `${model.averageTasks.length - row.missingTasks.length}/${model.averageTasks.length}`)
   hb.registerHelper('partialRecovery', (row: Row, model: ModelData) => isPartialRecovery(row, model))
+  hb.registerHelper('olderCompleteRows', (model: ModelData) => model.rows.some(r => r.olderComplete))
+  hb.registerHelper('recoveryMissing', (row: Row, model: ModelData) => recoveryMissing(row, model))
+  hb.registerHelper('paramValues', (name: string, spec: StoredParamSpec) => paramValuesText(name, spec) || spec.type)
+  hb.registerHelper('date', (iso: unknown) => (typeof iso === 'string' && iso ? iso.replace('T', ' ').replace(/\.\d+Z$|Z$/, ' UTC') : '–'))
   hb.registerHelper('splitTasks', (model: ModelData) => splitTasks(model).join(', '))
   hb.registerHelper('scoringSplitTasks', (model: ModelData) => scoringSplitTasks(model, true).join(', '))
   hb.registerHelper('anySplit', (model: ModelData) => splitTasks(model).length + scoringSplitTasks(model, true).length > 0)
@@ -174,18 +187,20 @@ export async function buildPages(data: LeaderboardData, theme: Theme = loadTheme
     pages.set(file, layout({ site, pageTitle: title, css, js, body: template(name)({ site, ...context }) }))
   }
 
+  // One colour per series on every page (the index shows every model's charts side by side).
+  const colors = seriesColors(data.models.flatMap(m => m.rows.map(r => r.seriesLabel)))
   const models: SiteModel[] = []
   for (const m of data.models) {
     const accuracy = m.tasks.filter(t => t.isAccuracy)
     models.push({
       ...m,
       charts: {
-        average: accuracy.length ? await ratioCurves(m, r => (r.average === null ? null : { value: r.average, stderr: null }), 'average accuracy') : '',
-        paretoMemory: accuracy.length ? await paretoChart(m, 'memory') : '',
-        paretoActive: accuracy.length ? await paretoChart(m, 'active') : '',
+        average: accuracy.length ? await ratioCurves(m, r => (r.average === null ? null : { value: r.average, stderr: null }), 'average accuracy', true, colors) : '',
+        paretoMemory: accuracy.length ? await paretoChart(m, 'memory', colors) : '',
+        paretoActive: accuracy.length ? await paretoChart(m, 'active', colors) : '',
         routing: m.routingLoad ? await routingHeatmap(m.routingLoad) : '',
       },
-      taskCharts: await Promise.all(m.tasks.map(async task => ({ task, svg: await ratioCurves(m, r => r.cells[task.key] ?? null, task.metric, task.higherIsBetter) }))),
+      taskCharts: await Promise.all(m.tasks.map(async task => ({ task, svg: await ratioCurves(m, r => r.cells[task.key] ?? null, task.metric, task.higherIsBetter, colors) }))),
       methodNames: [...new Set(m.rows.map(r => r.method))].sort(),
       ratioValues: [...new Set(m.rows.map(r => r.ratio))].sort((a, b) => a - b),
     })
@@ -208,13 +223,14 @@ export async function buildPages(data: LeaderboardData, theme: Theme = loadTheme
     const perModel = []
     for (const m of models) {
       const rows = m.rows.filter(r => r.method === method.name)
-      if (!rows.length) continue
+      const superseded = m.superseded.filter(s => s.method === method.name)
+      if (!rows.length && !superseded.length) continue
       const sub: ModelData = { ...m, rows: [...(m.baseline ? [m.baseline] : []), ...rows] }
       const charts = [
-        { title: 'average accuracy vs ratio', svg: await ratioCurves(sub, r => (r.average === null ? null : { value: r.average, stderr: null }), 'average accuracy') },
-        ...(await Promise.all(m.tasks.map(async t => ({ title: `${t.key}: ${t.metric}`, svg: await ratioCurves(sub, r => r.cells[t.key] ?? null, t.metric, t.higherIsBetter) })))),
+        { title: 'average accuracy vs ratio', svg: await ratioCurves(sub, r => (r.average === null ? null : { value: r.average, stderr: null }), 'average accuracy', true, colors) },
+        ...(await Promise.all(m.tasks.map(async t => ({ title: `${t.key}: ${t.metric}`, svg: await ratioCurves(sub, r => r.cells[t.key] ?? null, t.metric, t.higherIsBetter, colors) })))),
       ].filter(c => c.svg)
-      perModel.push({ model: m, rows, charts })
+      perModel.push({ model: m, rows, charts, superseded })
     }
     page(`method-${method.slug}.html`, 'method', method.name, { method, paramList: Object.entries(method.params).map(([name, spec]) => ({ name, spec })), models: perModel })
   }
@@ -225,7 +241,7 @@ export async function buildPages(data: LeaderboardData, theme: Theme = loadTheme
     for (const m of models) {
       const t = m.tasks.find(x => x.slug === task.slug)
       if (!t) continue
-      perModel.push({ model: m, svg: await ratioCurves(m, r => r.cells[t.key] ?? null, t.metric, t.higherIsBetter), rows: m.rows.filter(r => r.cells[t.key]).map(row => ({ row, cell: row.cells[t.key] })) })
+      perModel.push({ model: m, svg: await ratioCurves(m, r => r.cells[t.key] ?? null, t.metric, t.higherIsBetter, colors), rows: m.rows.filter(r => r.cells[t.key]).map(row => ({ row, cell: row.cells[t.key] })) })
     }
     page(`task-${task.slug}.html`, 'task', task.key, { task, models: perModel })
   }

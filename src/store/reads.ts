@@ -5,7 +5,7 @@
 import type { VariantAccounting } from '../variants/accounting.ts'
 
 /** A method's parameter as the method file declares it (src/methods/defineMethod.ts `params`). */
-export interface StoredParamSpec { type: string; default: unknown; description: string; values?: string[] }
+export interface StoredParamSpec { type: string; default: unknown; description: string; values?: string[]; /** Declared bounds of a number / integer parameter. */ min?: number; max?: number }
 
 /** A row of `method_info`: what the report needs to describe a method without loading its file. */
 export interface StoredMethod {
@@ -27,7 +27,7 @@ export interface StoredModel { id: string; name: string; path: string; architect
 export interface StoredCalibration { procedure: 'one-pass' | 'sequential'; tokens: number; seconds: number }
 
 /** A variant whose transform failed: only what identifies it, and the error. */
-export interface FailedVariant { status: 'failed'; variantId: string; method: string; paramsJson: string; ratio: number; error: string | null }
+export interface FailedVariant { status: 'failed'; variantId: string; method: string; paramsJson: string; ratio: number; error: string | null; /** When the store recorded it (ISO 8601, UTC; `variants.created_at`). */ createdAt: string }
 
 /** A transformed variant, ready to be scored. */
 export interface ReadyVariant {
@@ -47,6 +47,8 @@ export interface ReadyVariant {
   /** The method's free-form notes from its transform report ({} when it wrote none). */
   notes: Record<string, unknown>
   calibration: StoredCalibration | null
+  /** When the store recorded it (ISO 8601, UTC; `variants.created_at`): a variant re-recorded by a later sweep has that sweep's time. */
+  createdAt: string
 }
 
 export type StoredVariant = FailedVariant | ReadyVariant

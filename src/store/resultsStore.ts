@@ -410,7 +410,7 @@ export class ResultsStore {
   /** A model's variants, ready and failed, by method, parameters (JSON text), ratio, id. */
   storedVariants(modelId: string): StoredVariant[] {
     return this.all<VariantRow>('SELECT * FROM variants WHERE model_id = ? ORDER BY method, params_json, ratio, variant_id', modelId).map((v): StoredVariant => {
-      const common = { variantId: v.variant_id, method: v.method, paramsJson: v.params_json, ratio: Number(v.ratio) }
+      const common = { variantId: v.variant_id, method: v.method, paramsJson: v.params_json, ratio: Number(v.ratio), createdAt: v.created_at }
       if (v.status !== 'ready') return { status: 'failed', ...common, error: v.error }
       return {
         status: 'ready', ...common, params: JSON.parse(v.params_json), achievedRatio: Number(v.achieved_ratio ?? 0), contentHash: v.content_hash ?? '',

@@ -21,9 +21,9 @@ const GOLDEN = path.join(import.meta.dirname, 'golden')
 const UPDATE = process.env.UPDATE_GOLDEN === '1'
 const CHANGED = '-changed'
 
-/** Only what legitimately differs between two renders of the same results: wall-clock times (the sweep's finish time). */
+/** Only what legitimately differs between two renders of the same results: wall-clock times (the sweep's finish time, when variants were recorded), ISO or as pages show them. */
 function normalise(content: string): string {
-  return content.replace(/\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z/g, '<time>')
+  return content.replace(/\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z/g, '<time>').replace(/\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC/g, '<time>')
 }
 
 /** A unified-style diff of the first differing region (3 lines of context; long lines cut around the first differing column). */
@@ -97,19 +97,26 @@ function buildStore(file: string): ResultsStore {
     routing_load_json: JSON.stringify([{ layer: 0, load: [0.4, 0.3, 0.2, 0.1] }, { layer: 1, load: [0.1, 0.2, 0.3, 0.4] }]),
   })
   const sweep = store.startSweep('{}', 15)
+  // An older variant of frequency-pruning 0.25 (the method file was edited since): recorded first, so
+  // superseded by v-fp25; its runs are written last, from their own generator, so the others' values stay.
+  interface SyntheticVariant { id: string; method: string; params: Record<string, unknown>; ratio: number; hash: string; accounting: VariantAccounting; skill: number; calibration: { procedure: string; tokens: number; seconds: number } | null }
+  const superseded: SyntheticVariant = { id: 'v-fp0025-old', method: 'frequency-pruning', params: { ratio: 0.25 }, ratio: 0.25, hash: 'hash-fp25-old', accounting: accountingOf([[0], [3]]), skill: 0.6, calibration: { procedure: 'one-pass', tokens: 64, seconds: 0.25 } }
+  const saveVariant = (v: SyntheticVariant) => store.saveVariant({
+    variant_id: v.id, model_id: modelId, method: v.method, params_json: JSON.stringify(v.params), ratio: v.ratio, achieved_ratio: v.ratio,
+    content_hash: v.hash, accounting_json: JSON.stringify(v.accounting), report_json: JSON.stringify({ notes: v.ratio ? { scored: 'frequency' } : {} }),
+    warnings_json: JSON.stringify(v.id === 'v-nt50' ? ['wanda needs calibration <data>'] : []), calibration_json: v.calibration ? JSON.stringify(v.calibration) : null,
+    transform_seconds: 0.25, status: 'ready', error: null,
+  })
+  saveVariant(superseded)
+  const recordedAt = Date.now()
+  while (Date.now() <= recordedAt + 1) { /* the next variants are recorded at a later millisecond */ }
   const variants = [
     { id: 'v-base', method: 'frequency-pruning', params: { ratio: 0 }, ratio: 0, hash: BASELINE_CONTENT, accounting: accountingOf([[], []]), skill: 0.8, calibration: null },
     { id: 'v-fp25', method: 'frequency-pruning', params: { ratio: 0.25 }, ratio: 0.25, hash: 'hash-fp25', accounting: accountingOf([[3], [0]]), skill: 0.7, calibration: { procedure: 'one-pass', tokens: 128, seconds: 0.5 } },
     { id: 'v-fp50', method: 'frequency-pruning', params: { ratio: 0.5 }, ratio: 0.5, hash: 'hash-fp50', accounting: accountingOf([[2, 3], [0, 1]]), skill: 0.5, calibration: { procedure: 'sequential', tokens: 256, seconds: 1.25 } },
     { id: 'v-nt50', method: 'neuron-top-k', params: { ratio: 0.5, score: 'wanda' }, ratio: 0.5, hash: 'hash-nt50', accounting: accountingOf([[], []], 8), skill: 0.3, calibration: null },
   ]
-  for (const v of variants) {
-    store.saveVariant({
-      variant_id: v.id, model_id: modelId, method: v.method, params_json: JSON.stringify(v.params), ratio: v.ratio, achieved_ratio: v.ratio,
-      content_hash: v.hash, accounting_json: JSON.stringify(v.accounting), report_json: JSON.stringify({ notes: v.ratio ? { scored: 'frequency' } : {} }),
-      warnings_json: JSON.stringify(v.id === 'v-nt50' ? ['wanda needs calibration <data>'] : []), calibration_json: v.calibration ? JSON.stringify(v.calibration) : null,
-      transform_seconds: 0.25, status: 'ready', error: null,
-    })
+  const saveRuns = (v: SyntheticVariant, rng: () => number) => {
     const docs = 24
     for (const t of tasks) {
       const samples = [], correct: number[] = [], lls: number[] = [], words: number[] = [], bytes: number[] = []
@@ -139,6 +146,11 @@ function buildStore(file: string): ResultsStore {
       }, metrics, samples)
     }
   }
+  for (const v of variants) {
+    saveVariant(v)
+    saveRuns(v, rng)
+  }
+  saveRuns(superseded, mulberry32(20261201))
   store.saveVariant({
     variant_id: 'v-nt25', model_id: modelId, method: 'neuron-top-k', params_json: JSON.stringify({ ratio: 0.25, score: 'wanda' }), ratio: 0.25, achieved_ratio: null,
     content_hash: null, accounting_json: null, report_json: null, warnings_json: null, calibration_json: null, transform_seconds: null, status: 'failed',
@@ -195,7 +207,11 @@ describe('report golden pages', () => {
     try {
       const variants = store.storedVariants('synthetic-model-0001')
       // By method, then the params' JSON text ({"ratio":0.25} sorts before {"ratio":0}).
-      assert.deepEqual(variants.map(v => `${v.variantId}:${v.status}`), ['v-fp25:ready', 'v-fp50:ready', 'v-base:ready', 'v-nt25:failed', 'v-nt50:ready'])
+      // Ties by variant id; each with when the store recorded it (the superseded v-fp0025-old first).
+      assert.deepEqual(variants.map(v => `${v.variantId}:${v.status}`), ['v-fp0025-old:ready', 'v-fp25:ready', 'v-fp50:ready', 'v-base:ready', 'v-nt25:failed', 'v-nt50:ready'])
+      const at = new Map(variants.map(v => [v.variantId, v.createdAt]))
+      for (const t of at.values()) assert.match(t, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/)
+      assert.ok(at.get('v-fp0025-old')! < at.get('v-fp25')!)
       const fp50 = variants.find(v => v.variantId === 'v-fp50')
       assert.ok(fp50?.status === 'ready')
       assert.deepEqual(fp50.calibration, { procedure: 'sequential', tokens: 256, seconds: 1.25 })
@@ -226,6 +242,7 @@ describe('report golden pages', () => {
 
   it('normalises only times, and the diff points at the changed column', () => {
     assert.equal(normalise('last finished 2026-11-30T00:01:02.345Z, v1.2.3'), 'last finished <time>, v1.2.3')
+    assert.equal(normalise('made 2026-11-30 00:01:02 UTC, 0.6250'), 'made <time>, 0.6250')
     const d = diffText('a\nb\n' + 'x'.repeat(300) + '1' + 'y'.repeat(50) + '\nc', 'a\nb\n' + 'x'.repeat(300) + '2' + 'y'.repeat(50) + '\nc', 'p.html')
     assert.match(d, /^@@ -3,1 \+3,1 @@$/m)
     assert.match(d, /^-…\[col 220\]x{80}1y{50}$/m)

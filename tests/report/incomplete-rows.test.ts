@@ -144,11 +144,14 @@ describe('leaderboard rows over different task sets', () => {
     assert.ok(!complete.includes('incomplete'))
     assert.match(html, /<p class="muted incomplete-note"><span class="incomplete">incomplete<\/span>: 1 row\(s\) lack a score for some of the 2 accuracy tasks \(brown-agreement, brown-cloze\)/)
     assert.match(html, /Merge the shards or rerun the sweep to complete the rows\.<\/p>/)
-    for (const title of ['Average accuracy vs ratio', 'accuracy vs memory', 'accuracy vs active parameters per token']) {
+    for (const title of ['Average accuracy vs ratio', 'accuracy vs memory']) {
       const svg = chart(html, title)
       assert.ok(svg.includes('frequency-pruning'), `${title} draws the complete rows`)
       assert.ok(!svg.includes('neuron-top-k'), `${title} leaves the incomplete row out`)
     }
+    // Expert pruning leaves the active parameters per token alone: the two complete rows share one x, so no chart, a note
+    // (the incomplete neuron-top-k row, which does change it, would have made one).
+    assert.match(html, /<h3>accuracy vs active parameters per token<\/h3><p class="muted chart-note">Not drawn: all 2 rows with an average compute \d+\.\d\d M active parameters per token/)
     // Its brown-agreement score is still drawn where it compares: that task's curve.
     assert.ok(chart(html, '<a href="task-brown-agreement.html">brown-agreement</a>: acc vs ratio').includes('neuron-top-k'))
     assert.match(files.get('index.html')!, /1 incomplete/)

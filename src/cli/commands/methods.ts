@@ -1,6 +1,7 @@
 import path from 'node:path'
 import type { Command } from 'commander'
 import { fail } from '../../errors.ts'
+import { paramValuesText } from '../../methods/paramText.ts'
 import { loadAllMethods, methodNames, RESERVED_METHOD_NAMES } from '../../methods/registry.ts'
 import { METHODS_DIR, ROOT } from '../../paths.ts'
 import { createNewFiles } from '../../util/outputPaths.ts'
@@ -19,8 +20,8 @@ export function registerMethods(program: Command): void {
       for (const m of methods) {
         process.stdout.write(`${m.name}  (${m.family})\n  ${m.description}\n`)
         for (const [k, spec] of Object.entries(m.params)) {
-          const range = k === 'ratio' && spec.type === 'number' && spec.min === 0 && spec.max === 0.999999 ? ' {0 <= r < 1}' : spec.type === 'number' || spec.type === 'integer' ? numberRange(spec) : ''
-          const values = spec.type === 'enum' ? ` {${spec.values.join('|')}}` : spec.type === 'boolean' ? ' {true|false}' : range
+          const text = paramValuesText(k, spec)
+          const values = text ? ` ${text}` : ''
           process.stdout.write(`    --param ${k}=${String(spec.default)}${values}  ${spec.description}\n`)
         }
         process.stdout.write('\n')
@@ -44,13 +45,6 @@ export function registerMethods(program: Command): void {
       process.stdout.write(`created ${path.relative(process.cwd(), file)} and ${path.relative(process.cwd(), test)}\n` +
         `try it: moe-harness eval --model models/tiny-moe --method ${name} --ratio 0.25\n`)
     })
-}
-
-/** ' {integer, 0 <= x <= 10}' for a number parameter's declared bounds ('' for a plain number). */
-function numberRange(spec: { type: 'number' | 'integer'; min?: number; max?: number }): string {
-  const bounds = spec.min !== undefined && spec.max !== undefined ? `${spec.min} <= x <= ${spec.max}` : spec.min !== undefined ? `x >= ${spec.min}` : spec.max !== undefined ? `x <= ${spec.max}` : ''
-  const parts = [spec.type === 'integer' ? 'integer' : '', bounds].filter(Boolean)
-  return parts.length ? ` {${parts.join(', ')}}` : ''
 }
 
 function methodTemplate(name: string): string {
