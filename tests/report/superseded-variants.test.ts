@@ -11,7 +11,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { describe, it } from 'node:test'
 import { chromium } from 'playwright-core'
-import type { LeaderboardData, Row } from '../../src/report/leaderboardData.ts'
+import { summarize, type LeaderboardData, type Row } from '../../src/report/leaderboardData.ts'
 import type { ReadyVariant } from '../../src/store/reads.ts'
 import { ResultsStore } from '../../src/store/resultsStore.ts'
 import { ROOT } from '../helpers/cli.ts'
@@ -243,5 +243,59 @@ describe('one leaderboard row per method, parameters and ratio after the method 
     } finally {
       await browser.close()
     }
+  })
+})
+
+describe('which variant stands for a row (store API)', () => {
+  /** A store with `variants` recorded in order (each at a later millisecond), each ready one scored `score` on one accuracy task. */
+  function storeWith(variants: { id: string; params: Record<string, unknown>; ratio?: number; score?: number; error?: string }[]): LeaderboardData {
+    const store = new ResultsStore(path.join(tmpDir(), 'store.sqlite'))
+    try {
+      store.upsertModel({ model_id: 'm', name: 'm', path: '/nonexistent', architecture: 'OlmoeForCausalLM', config_json: '{}', total_params: 1 })
+      store.saveMethodInfo({
+        name: 'frequency-pruning', family: 'expert-pruning', description: 'd', reference_json: null, code_hash: 'c',
+        params_json: JSON.stringify({ ratio: { type: 'number', default: 0.25, min: 0, max: 0.999999, description: 'r' }, score: { type: 'enum', default: 'count', values: ['count', 'gate-mass'], description: 's' }, added: { type: 'boolean', default: false, description: 'a parameter a later edit added' } }),
+      })
+      store.saveTaskInfo({ name: 't', version: 1, kind: 'multiple_choice', description: '', metrics_json: '["acc"]', primary_metric: 'acc' })
+      for (const v of variants) {
+        const ratio = v.ratio ?? 0.25
+        if (v.error) {
+          store.saveVariant({ variant_id: v.id, model_id: 'm', method: 'frequency-pruning', params_json: JSON.stringify({ ratio, ...v.params }), ratio, achieved_ratio: null, content_hash: null, accounting_json: null, report_json: null, warnings_json: null, calibration_json: null, transform_seconds: null, status: 'failed', error: v.error })
+        } else {
+          store.saveVariant({
+            variant_id: v.id, model_id: 'm', method: 'frequency-pruning', params_json: JSON.stringify({ ratio, ...v.params }), ratio, achieved_ratio: ratio, content_hash: `hash-${v.id}`,
+            accounting_json: JSON.stringify({ totalParams: 1, expertParams: 1, baseExpertParams: 1, baseTotalParams: 1, nonzeroParams: 1, memoryBytes: 4, activeParamsPerToken: 1, baseActiveParamsPerToken: 1, layers: [] }),
+            report_json: '{}', warnings_json: '[]', calibration_json: null, transform_seconds: 0, status: 'ready', error: null,
+          })
+          store.saveRun({ model_id: 'm', content_hash: `hash-${v.id}`, task: 't', task_version: 1, subset: 'all', scoring_key: 'sk', harness_version: '0', ort_version: '0', device: 'cpu', status: 'complete', error: null, docs: 4, seconds: 1, tokens_processed: 10, tokens_per_choice: 0 },
+            [{ metric: 'acc', value: v.score ?? 0.5, stderr: null, higher_is_better: 1 }], [])
+        }
+        const at = Date.now()
+        while (Date.now() <= at + 1) { /* the next variant is recorded at a later millisecond */ }
+      }
+      return summarize(store, 'x')
+    } finally {
+      store.close()
+    }
+  }
+
+  it('a parameter a later edit added, at its default, does not split the row; a non-default value is its own row', () => {
+    const [m] = storeWith([{ id: 'old', params: { score: 'count' }, score: 0.5 }, { id: 'new', params: { score: 'count', added: false }, score: 0.75 }, { id: 'other', params: { score: 'gate-mass', added: false }, score: 0.25 }]).models
+    assert.deepEqual(m.rows.map(r => [r.variantId, r.seriesLabel, r.average, r.superseded]), [['new', 'frequency-pruning', 0.75, 1], ['other', 'frequency-pruning (score=gate-mass)', 0.25, 0]])
+    assert.deepEqual(m.superseded.map(s => [s.variantId, s.average, s.supersededBy]), [['old', 0.5, m.rows[0].slug]])
+  })
+
+  it('when the newest variant failed, it is the failure shown; the older result is superseded, not current', () => {
+    const [m] = storeWith([{ id: 'old', params: {}, score: 0.5 }, { id: 'failed-1', params: {}, error: 'METHOD_FAILED: NaN scores' }]).models
+    assert.deepEqual(m.rows, [])
+    assert.deepEqual(m.failures.map(f => f.error), ['METHOD_FAILED: NaN scores'])
+    assert.deepEqual(m.superseded.map(s => [s.variantId, s.status, s.supersededBy, s.average]), [['old', 'ready', '', 0.5]])
+  })
+
+  it('an older failure of a row that now succeeds is superseded, not listed as failing', () => {
+    const [m] = storeWith([{ id: 'failed-1', params: {}, error: 'METHOD_FAILED: NaN scores' }, { id: 'new', params: {}, score: 0.5 }]).models
+    assert.deepEqual(m.rows.map(r => r.variantId), ['new'])
+    assert.deepEqual(m.failures, [])
+    assert.deepEqual(m.superseded.map(s => [s.variantId, s.status, s.error]), [['failed-1', 'failed', 'METHOD_FAILED: NaN scores']])
   })
 })
