@@ -7,8 +7,7 @@
 # (25.0 worked, with the system's libLLVM-15 and X/Wayland client libraries).
 # Usage: bash scripts/device/lavapipe.sh node --import tsx bench/gpu.bench.ts --smoke=1 --threads=2
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-DIR=$PWD/.device/lavapipe
+DIR=$(cd "$(dirname "$0")/../.." && pwd)/.device/lavapipe # the command runs in the caller's folder
 if [ ! -f "$DIR/lvp.json" ]; then
   mkdir -p "$DIR/lists/partial" "$DIR/debs"
   echo "deb http://deb.debian.org/debian bookworm-backports main" > "$DIR/sources.list"
