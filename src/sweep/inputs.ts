@@ -39,6 +39,22 @@ export interface SweepInputs {
   calibration(ckpt: Checkpoint): CalibrationSpec
 }
 
+/**
+ * A model of the config, opened and checked (openCheckpoint). A model that cannot be opened (folder
+ * missing, config.json or safetensors invalid) stops the sweep here, before any work, as any config
+ * error does, its message naming the model's key: with several models, which one to fix or drop.
+ * Failures found later (weights, tokenizer, calibration: modelChecks.ts, variantSlots.ts) fail only
+ * that model's cells.
+ */
+function openModel(config: HarnessConfig, name: string, dir: string): Checkpoint {
+  try {
+    return openCheckpoint(dir, { allowNonfinite: allowsNonfinite(config, name) })
+  } catch (e) {
+    if (e instanceof HarnessError) e.message = `model '${name}': ${e.message}`
+    throw e
+  }
+}
+
 export async function loadSweepInputs(config: HarnessConfig, baseDir: string, log: (line: string) => void): Promise<SweepInputs> {
   const tasks = await resolveSweepTasks(config)
   const dataDir = config.dataDir ? path.resolve(baseDir, config.dataDir) : defaultDataDir()
@@ -49,7 +65,7 @@ export async function loadSweepInputs(config: HarnessConfig, baseDir: string, lo
   }
   const specs = await expandVariants(config, baseDir)
   const models = new Map<string, Checkpoint>()
-  for (const s of specs) if (!models.has(s.model)) models.set(s.model, openCheckpoint(s.modelDir, { allowNonfinite: allowsNonfinite(config, s.model) }))
+  for (const s of specs) if (!models.has(s.model)) models.set(s.model, openModel(config, s.model, s.modelDir))
   const slots: VariantSlot[] = []
   for (const spec of specs) {
     const ckpt = models.get(spec.model)!

@@ -128,6 +128,13 @@ describe('sweep with one broken model', () => {
     assert.deepEqual(Object.fromEntries(Object.entries(all).filter(([k]) => k.startsWith('good '))), scores('alone'))
   })
 
+  it('a model that cannot be opened stops the sweep before any work, as a config error, naming the model', () => {
+    const r = sweep(config('missing', { good: 'good', typo: 'goood' }), 'missing')
+    assert.equal(r.status, 1)
+    assert.match(r.stderr, /error \[CHECKPOINT_NOT_FOUND\]: model 'typo': .*goood/)
+    assert.doesNotMatch(r.stderr, /calibration for/)
+  })
+
   it('a sweep whose only model is broken stops as a whole, naming the model, its tensor and the fix', () => {
     poisonTensors(path.join(dir, 'good', 'model.safetensors'), ['model.norm.weight'])
     const r = sweep(config('only', { good: 'good' }), 'only')
