@@ -209,6 +209,10 @@ describe('moe-harness cache', () => {
     // The store is written by this test itself (the lease): compared apart.
     const outsideStore = (lines: string[]) => lines.filter(l => !l.startsWith('results.sqlite'))
     const before = outsideStore(snapshot(home))
+    // The sweeps' by-id index entries naming a folder (variants/by-id/<id>.json) go with it.
+    const byId = path.join(variantsDir, 'by-id')
+    const entriesOf = (folder: string) => fs.readdirSync(byId).filter(f => f.endsWith('.json') && JSON.parse(fs.readFileSync(path.join(byId, f), 'utf8')).folder === folder).map(f => `variants/by-id/${f}`)
+    const goneEntries = [folders['m magnitude-pruning'], folders['m2 frequency-pruning'], folders['m2 magnitude-pruning']].flatMap(f => entriesOf(f!))
     let r
     try {
       r = cache('prune', '--variants', '--yes', '--json')
@@ -220,13 +224,15 @@ describe('moe-harness cache', () => {
     assert.equal(r.status, 0, r.stderr)
     const result = lastJson(r.stdout)
     const removedNames = result.removed.map((e: any) => e.name).sort()
-    const gone = [folders['m magnitude-pruning'], folders['m2 frequency-pruning'], folders['m2 magnitude-pruning'], deadStaging, deadAside, deadSpill].map(n => `variants/${n}`)
-    assert.deepEqual(removedNames, gone.sort())
+    const goneFolders = [folders['m magnitude-pruning'], folders['m2 frequency-pruning'], folders['m2 magnitude-pruning'], deadStaging, deadAside, deadSpill].map(n => `variants/${n}`)
+    assert.deepEqual(removedNames, [...goneFolders].sort())
     assert.ok(result.kept.some((e: any) => e.name === `variants/${leased}` && /in use by the sweep .*:test/.test(e.reason)), JSON.stringify(result.kept))
     assert.ok(result.kept.some((e: any) => e.name === `variants/${liveSpill}` && /running process/.test(e.reason)), JSON.stringify(result.kept))
     assert.ok(result.freedBytes > 0)
     // Exactly those are gone: everything else (other areas, foreign files, the live spill, the leased folder) is as it was.
     const remaining = outsideStore(snapshot(home))
+    const gone = [...goneFolders, ...goneEntries]
+    assert.ok(goneEntries.length >= 3, 'the removed variants had index entries')
     assert.deepEqual(remaining, before.filter(line => !gone.some(g => line === g || line.startsWith(`${g}/`) || line.startsWith(`${g} `))))
     for (const f of foreign) assert.ok(fs.existsSync(path.join(home, f)), f)
     assert.ok(fs.existsSync(path.join(variantsDir, liveSpill, 'overrides-0.safetensors')))
