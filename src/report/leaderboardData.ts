@@ -9,39 +9,39 @@ import type { VariantAccounting } from '../variants/accounting.ts'
 import { compareCorrectness, comparePerplexity, type PairedResult } from './significance.ts'
 
 /**
- * 2: tasks are columns keyed by TaskInfo.key (task, version, document subset, data file, scoring key; TaskInfo.scoring, only on columns split by scoring key, is an addition within 2); rows say which tasks their average and recovery cover.
+ * 2: tasks are columns keyed by TaskInfo.key (task, version, document subset, data file, device; TaskInfo.scoring, only on columns split by device, is an addition within 2); rows say which tasks their average and recovery cover.
  * Additions within 2: one row per (method, parameters, ratio), the newest variant; older ones in ModelData.superseded (Row.createdAt, Row.superseded, Row.olderComplete).
  */
 export const LEADERBOARD_VERSION = 2
 
 /**
- * How the cells of a column were scored, when the store holds its task under several scoring keys
+ * How the cells of a column were scored, when the store holds its task scored on several devices
  * (TaskInfo.scoring). The device decides the graph's precision (the sweep has no precision option:
  * engine/graphSession.ts defaultPrecision), so a CPU and a GPU score of one task are different
- * measurements, as are scores from two onnxruntime versions.
+ * measurements. Another onnxruntime or scoring version on the same device is not: its latest run stands.
  */
 export interface ScoringInfo {
-  /** keys.ts scoringKey: scoring version, max length, device, onnxruntime version. */
+  /** keys.ts scoringKey (scoring version, max length, device, onnxruntime version) of the column's first run. */
   key: string
   /** The execution provider the runs used ('cpu', 'cuda', 'webgpu'). */
   device: string
   /** The compute dtype of the graph on that device ('float32' on the CPU, 'float16' on a GPU); '' for a device this harness does not know. */
   precision: string
   ortVersion: string
-  /** What tells this column apart from the task's other scoring keys, as the key shows it: `webgpu`, `ort 1.22.0`, `cpu, ort 1.20.1` or `scoring 1a2b3c4d`. */
+  /** What tells this column apart from the task's others: its device, `cpu` / `webgpu`. */
   label: string
 }
 
 /**
  * One column of a model's leaderboard: one task version scored on one document subset of one data
- * file under one scoring key. Scores of two versions of a task, of two sets of documents, or from two
- * devices (float32 vs half precision) or onnxruntime versions are different measurements, so they are
- * never one column, never paired, never averaged together (lm-eval versions tasks for this).
+ * file on one device. Scores of two versions of a task, of two sets of documents, or from two devices
+ * (float32 vs half precision) are different measurements, so they are never one column, never paired,
+ * never averaged together (lm-eval versions tasks for this).
  */
 export interface TaskInfo {
   /**
    * The column's identity in Row.cells and averageTasks: the task's name, or, when the store holds
-   * several versions, subsets, data files or scoring keys of it, `name v2` / `name [sample:20:seed1234]` /
+   * several versions, subsets, data files or devices of it, `name v2` / `name [sample:20:seed1234]` /
    * `name [data 1a2b3c4d]` (the data file's sha256; `unknown` for runs stored before schema 5) /
    * `name [webgpu]` (ScoringInfo.label).
    */
@@ -60,7 +60,7 @@ export interface TaskInfo {
   higherIsBetter: boolean
   /** Accuracy-type tasks enter the average; perplexity tasks are shown beside it. */
   isAccuracy: boolean
-  /** Present only when the store holds this task under several scoring keys (the column is split by it). */
+  /** Present only when the store holds this task scored on several devices (the column is split by device). */
   scoring?: ScoringInfo
 }
 
@@ -185,40 +185,27 @@ function meanOver(cells: Record<string, Cell>, keys: readonly string[]): number 
 type ColumnOf = Pick<StoredRun, 'task' | 'taskVersion' | 'subset' | 'dataSha256' | 'scoringKey' | 'device' | 'ortVersion'>
 
 /**
- * What tells each of one task's scoring keys apart, in the readable fields the runs store: the device
- * when the keys differ in device, `ort X` when in onnxruntime version; keys these do not tell apart
- * (another scoring version or max length, not stored per run) add `scoring <first 8 hex of the key>`.
- */
-function scoringLabels(keys: ReadonlyMap<string, { device: string; ortVersion: string }>): Map<string, string> {
-  const devices = new Set([...keys.values()].map(k => k.device)), orts = new Set([...keys.values()].map(k => k.ortVersion))
-  const readable = new Map([...keys].map(([key, k]) => [key, [...(devices.size > 1 ? [k.device] : []), ...(orts.size > 1 ? [`ort ${k.ortVersion}`] : [])]]))
-  const uses = new Map<string, number>()
-  for (const parts of readable.values()) uses.set(parts.join(', '), (uses.get(parts.join(', ')) ?? 0) + 1)
-  return new Map([...readable].map(([key, parts]) => [key, (uses.get(parts.join(', '))! > 1 ? [...parts, `scoring ${key.slice(0, 8)}`] : parts).join(', ')]))
-}
-
-/**
- * The column key of every (task, version, subset, data file, scoring key) in `runs`: the bare name
- * when a task has one of each in the whole store, else the name with what tells its columns apart;
- * and, for a task split by scoring key, how a column's cells were scored.
+ * The column key of every (task, version, subset, data file, device) in `runs`: the bare name when a
+ * task has one of each in the whole store, else the name with what tells its columns apart; and, for
+ * a task scored on several devices, how a column's cells were scored. The device decides the graph's
+ * precision, so its scores are another measurement; another onnxruntime or scoring version on the same
+ * device is not a column of its own (latestPerCell keeps each cell's latest run): after an upgrade a
+ * sweep re-scores every cell, and variants prepared since could never fill an old version's column.
  */
 function columnKeys(runs: readonly ColumnOf[]): { keyOf: (c: ColumnOf) => string; scoringOf: (c: ColumnOf) => ScoringInfo | undefined } {
-  const seen = new Map<string, { versions: Set<number>; subsets: Set<string>; data: Set<string>; scoring: Map<string, { device: string; ortVersion: string }> }>()
+  const seen = new Map<string, { versions: Set<number>; subsets: Set<string>; data: Set<string>; devices: Set<string> }>()
   for (const c of runs) {
-    const s = seen.get(c.task) ?? { versions: new Set(), subsets: new Set(), data: new Set(), scoring: new Map() }
+    const s = seen.get(c.task) ?? { versions: new Set(), subsets: new Set(), data: new Set(), devices: new Set() }
     seen.set(c.task, s)
     s.versions.add(c.taskVersion)
     s.subsets.add(c.subset)
     s.data.add(c.dataSha256)
-    // The key hashes device and onnxruntime version, so one key has one of each.
-    s.scoring.set(c.scoringKey, { device: c.device, ortVersion: c.ortVersion })
+    s.devices.add(c.device)
   }
-  const labels = new Map([...seen].map(([task, s]) => [task, s.scoring.size > 1 ? scoringLabels(s.scoring) : null]))
   const scoringOf = (c: ColumnOf): ScoringInfo | undefined => {
-    const label = labels.get(c.task)?.get(c.scoringKey)
-    if (label === undefined) return undefined
+    if (seen.get(c.task)!.devices.size < 2) return undefined
     const precision = (DEVICES as readonly string[]).includes(c.device) ? defaultPrecision(c.device as Device) : ''
-    return { key: c.scoringKey, device: c.device, precision, ortVersion: c.ortVersion, label }
+    return { key: c.scoringKey, device: c.device, precision, ortVersion: c.ortVersion, label: c.device }
   }
   const keyOf = (c: ColumnOf) => {
     const s = seen.get(c.task)!
@@ -230,14 +217,14 @@ function columnKeys(runs: readonly ColumnOf[]): { keyOf: (c: ColumnOf) => string
 
 /**
  * `runs` less those a later run of the same cell (content, task, version, subset, data file) on the
- * same device and onnxruntime version superseded under another scoring key: a new SCORING_VERSION
+ * same device superseded under another scoring key: a new SCORING_VERSION or onnxruntime version
  * re-scores every cell, and the old score is neither a measurement to show nor a column a variant
  * prepared since could ever fill (its average would stay null). The latest run stands, as it did before
- * columns were split by scoring key; other devices and onnxruntime versions keep columns of their own.
+ * columns were split; other devices keep columns of their own (columnKeys).
  * `runs` are in run id order within a task (completeRuns).
  */
 function latestPerCell(runs: readonly StoredRun[]): StoredRun[] {
-  const cell = (r: StoredRun) => JSON.stringify([r.contentHash, r.task, r.taskVersion, r.subset, r.dataSha256, r.device, r.ortVersion])
+  const cell = (r: StoredRun) => JSON.stringify([r.contentHash, r.task, r.taskVersion, r.subset, r.dataSha256, r.device])
   const latest = new Map(runs.map(r => [cell(r), r.scoringKey]))
   return runs.filter(r => latest.get(cell(r)) === r.scoringKey)
 }
@@ -268,7 +255,7 @@ export type ReportSource = Pick<ResultsStore,
 
 /**
  * Reads everything the site shows from the store's typed queries (no SQL here): per model, the
- * columns (task × version × subset × data file × scoring key) of its complete runs, one row per (method,
+ * columns (task × version × subset × data file × device) of its complete runs, one row per (method,
  * parameters, ratio): its newest variant (the unpruned model once; older variants in ModelData.superseded,
  * SupersededVariant), failed variants, and paired significance (evaluation-protocol.md §5) against the
  * unpruned model and against the best row at the same ratio. Higher-is-better is the flag the
@@ -298,7 +285,8 @@ export function summarize(store: ReportSource, title: string): LeaderboardData {
   for (const m of storedModels) {
     const runs = runsOf.get(m.id)!
     const columns = new Map<string, StoredRun>()
-    for (const r of runs) if (!columns.has(keyOf(r))) columns.set(keyOf(r), r)
+    // The latest run of each column describes it (TaskInfo.scoring: the onnxruntime version its latest cells used).
+    for (const r of runs) columns.set(keyOf(r), r)
     const tasks: TaskInfo[] = [...columns.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([key, r]) => {
       const t = taskMeta.get(`${r.task}@${r.taskVersion}`)
       const metric = t?.primaryMetric ?? 'acc'

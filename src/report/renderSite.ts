@@ -19,7 +19,7 @@ const SIGNIFICANT = 0.05
  * Accuracy tasks the store holds in several columns (task versions, document subsets or data files
  * that differ): no row can have them all unless scored under every one, so rerunning one sweep does
  * not complete the rows; the leaderboard says so beside the incomplete note. Columns that differ only
- * in scoring key are scoringSplitTasks'.
+ * in device are scoringSplitTasks'.
  */
 function splitTasks(model: ModelData): string[] {
   const columns = new Map<string, Set<string>>()
@@ -31,22 +31,16 @@ function splitTasks(model: ModelData): string[] {
   return [...columns].filter(([, c]) => c.size > 1).map(([name]) => name)
 }
 
-/** Tasks split by scoring key (TaskInfo.scoring), accuracy ones only when `accuracyOnly`, in column order. */
+/** Tasks split by device (TaskInfo.scoring), accuracy ones only when `accuracyOnly`, in column order. */
 function scoringSplitTasks(model: ModelData, accuracyOnly: boolean): string[] {
   return [...new Set(model.tasks.filter(t => t.scoring && (t.isAccuracy || !accuracyOnly)).map(t => t.name))]
 }
 
-/**
- * The legend of a model's scoring-split columns: per task, each distinct scoring label with the
- * device, its precision and the onnxruntime version, and whether two of its keys differ only in what
- * the runs do not store (their labels then carry the key's first 8 hex digits).
- */
-function scoringLegend(model: ModelData): { name: string; columns: ScoringInfo[]; hiddenDifference: boolean }[] {
+/** The legend of a model's device-split columns: per task, each device with its precision. */
+function scoringLegend(model: ModelData): { name: string; columns: ScoringInfo[] }[] {
   return scoringSplitTasks(model, false).map(name => {
     const columns = [...new Map(model.tasks.filter(t => t.name === name && t.scoring).map(t => [t.scoring!.label, t.scoring!])).values()]
-    // Two keys with the same device and onnxruntime differ in what runs do not store (scoring version, max length).
-    const hiddenDifference = new Set(columns.map(c => JSON.stringify([c.device, c.ortVersion]))).size < columns.length
-    return { name, columns, hiddenDifference }
+    return { name, columns }
   })
 }
 

@@ -115,7 +115,7 @@ function cpuRun(db: string, task: string, hash: string): number {
   }
 }
 
-describe('leaderboard columns split by scoring key', () => {
+describe('leaderboard columns split by device', () => {
   const db = path.join(dir, 'results.sqlite')
   // CPU: the unpruned model and frequency-pruning 0.5 on both tasks; neuron-top-k 0.5 on brown-cloze only.
   sweep(db, { methods: ['frequency-pruning'], ratios: [0, 0.5], tasks: [SPLIT, OTHER] }, 'cpu-full')
@@ -234,11 +234,10 @@ describe('leaderboard columns split by scoring key', () => {
     assert.ok(html.includes(`>${SPLIT} [webgpu]<br>`) && html.includes(`>${SPLIT} [cpu]<br>`))
     assert.match(html, /title="brown-agreement v\d+, documents sample:20:seed\d+, scored on webgpu in float16 with onnxruntime [^"]+: acc \(higher is better\)"/)
     const legend = /<p class="muted scoring-note">(.*?)<\/p>/s.exec(html)![1]
-    assert.equal(legend, `<b>${SPLIT}</b>: scored under several scoring keys, one column each (<b>[cpu]</b> cpu, float32, onnxruntime ${ort}; <b>[webgpu]</b> webgpu, float16, onnxruntime ${ort}). The device sets the graph's precision (float32 on the CPU, half precision on a GPU) and onnxruntime versions differ in kernels, so these are different measurements: a cell, its recovery, its significance marks and its curves compare only within its own column, and an average needs every column.`)
+    assert.equal(legend, `<b>${SPLIT}</b>: scored on several devices, one column each (<b>[cpu]</b> float32; <b>[webgpu]</b> float16). The device sets the graph's precision (float32 on the CPU, half precision on a GPU), so these are different measurements: a cell, its recovery, its significance marks and its curves compare only within its own column, and an average needs every column. On one device a cell shows its latest run (a newer onnxruntime or scoring version re-scores it).`)
     const note = /<p class="muted incomplete-note">(.*?)<\/p>/s.exec(html)![1]
-    assert.ok(note.endsWith(`The store holds ${SPLIT} under several scoring keys (devices or onnxruntime versions, one column each): a row scored under one lacks the others, so rerunning a sweep does not complete it; score every variant on the same device and onnxruntime version, or report each on its own store (<code>moe-harness report --db</code>).`), note)
+    assert.ok(note.endsWith(`The store holds ${SPLIT} scored on several devices (one column each): a row scored on one lacks the others, so rerunning a sweep does not complete it; score every variant on the same device, or report each on its own store (<code>moe-harness report --db</code>).`), note)
     assert.ok(!note.includes('Merge the shards') && !note.includes('task versions, document subsets'), note)
-    assert.ok(!legend.includes('first digits of their scoring key'), 'no key digits in a legend whose columns device tells apart')
     // Each column's curve: the unpruned model anchors ratio 0 only where it was scored (cpu), and the
     // webgpu curve draws the webgpu cells.
     const chartOf = (key: string) => {
@@ -257,35 +256,37 @@ describe('leaderboard columns split by scoring key', () => {
     assert.match(taskPage, /Scored on <code>webgpu<\/code> in float16 with onnxruntime [^ ]+ \(scoring key <code>[0-9a-f]{16}<\/code>\)/)
   })
 
-  describe('onnxruntime versions and keys that differ only in hidden fields', () => {
-    // Another store: brown-agreement also scored on cpu with another (odd, markup-like) onnxruntime
-    // version, and on cpu with this onnxruntime under another max length (a key no readable field tells apart).
+  describe('another onnxruntime or scoring version on the same device', () => {
+    // Another store: the unpruned model's brown-agreement re-scored on cpu, as an upgrade's sweep re-scores
+    // every cell: first under another max length (a key no readable field tells apart; frequency-pruning's
+    // scores stand in), then under another, odd and markup-like, onnxruntime version.
     const odd = '1.99.0-<b>dev</b>&'
     const multi = path.join(dir, 'multi.sqlite')
     fs.copyFileSync(webgpu, multi)
-    resave(multi, SPLIT, hash.get('unpruned')!, hash.get('unpruned')!, { device: 'cpu', ortVersion: odd })
-    resave(multi, SPLIT, hash.get('unpruned')!, hash.get('unpruned')!, { device: 'cpu', maxLength: MAX_LENGTH * 2 })
+    resave(multi, SPLIT, hash.get('frequency-pruning@0.5')!, hash.get('unpruned')!, { device: 'cpu', maxLength: MAX_LENGTH * 2 })
+    const latest = resave(multi, SPLIT, hash.get('unpruned')!, hash.get('unpruned')!, { device: 'cpu', ortVersion: odd })
     const site = path.join(dir, 'site-multi')
     const { data } = report(multi, site)
     const [m] = data.models
-    const hidden = scoringKey({ maxLength: MAX_LENGTH * 2, device: 'cpu', ortVersion: ort }), same = scoringKey({ maxLength: MAX_LENGTH, device: 'cpu', ortVersion: ort })
-    const labels = [`cpu, ort ${odd}`, `cpu, ort ${ort}, scoring ${same.slice(0, 8)}`, `cpu, ort ${ort}, scoring ${hidden.slice(0, 8)}`, `webgpu, ort ${ort}`]
 
-    it('labels say device and onnxruntime version where they differ, and the key where they do not', () => {
+    it('is not a column of its own: one column per device, and a cell shows its latest run', () => {
       const agree = m.tasks.filter(t => t.name === SPLIT)
-      assert.deepEqual(agree.map(t => t.scoring!.label).sort(), [...labels].sort())
-      assert.deepEqual(agree.map(t => t.key).sort(), labels.map(l => `${SPLIT} [${l}]`).sort())
-      assert.equal(new Set(agree.map(t => t.slug)).size, 4)
-      // The unpruned model's run re-saved under another onnxruntime is a cell of its own; the one re-saved on the
-      // same device and onnxruntime under another key supersedes its earlier run (a re-scored cell shows its latest
-      // score: leaderboardData.ts latestPerCell), so the baseline has no cell in that earlier key's column.
+      assert.deepEqual(agree.map(t => t.scoring!.label).sort(), ['cpu', 'webgpu'])
+      assert.deepEqual(agree.map(t => t.key).sort(), [CPU_COL, GPU_COL].sort())
       const base = m.rows.find(r => r.isBaseline)!
-      assert.deepEqual(Object.keys(base.cells).filter(k => k.startsWith(SPLIT)).sort(), [`${SPLIT} [${labels[0]}]`, `${SPLIT} [${labels[2]}]`].sort())
+      assert.equal(base.cells[CPU_COL].value, runValues(multi, latest).acc)
+      // The column says how its latest run was scored.
+      assert.equal(agree.find(t => t.key === CPU_COL)!.scoring!.ortVersion, odd)
+      // The rows complete before the re-scoring stay complete (the old runs are no column a row could lack).
+      const complete = (d: typeof data) => d.models[0].rows.filter(r => r.average !== null).map(r => `${r.method} ${r.ratio}`).sort()
+      assert.deepEqual(complete(data), complete(report(webgpu, path.join(dir, 'site-webgpu-again')).data))
     })
 
-    it('the page shows the labels escaped (headless Chromium reads them back as text, no injected markup)', async () => {
-      const html = fs.readFileSync(path.join(site, 'model-tiny.html'), 'utf8')
-      assert.ok(html.includes(`${SPLIT} [cpu, ort 1.99.0-&lt;b&gt;dev&lt;/b&gt;&amp;]<br>`))
+    it('the task page shows the onnxruntime version escaped (headless Chromium reads it back as text, no injected markup)', async () => {
+      const cpuTask = m.tasks.find(t => t.key === CPU_COL)!
+      const file = path.join(site, `task-${cpuTask.slug}.html`)
+      const html = fs.readFileSync(file, 'utf8')
+      assert.ok(html.includes('onnxruntime 1.99.0-&lt;b&gt;dev&lt;/b&gt;&amp;'), 'escaped')
       assert.ok(!html.includes('<b>dev</b>'))
       const browser = await chromium.launch({
         executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
@@ -293,21 +294,13 @@ describe('leaderboard columns split by scoring key', () => {
       })
       try {
         const page = await browser.newPage()
+        await page.goto(`file://${file}`)
+        const note = (await page.locator('p.scoring-note').first().textContent())!
+        assert.ok(note.includes(`with onnxruntime ${odd}`), note)
+        assert.equal(await page.locator('p.scoring-note b').count(), 0)
         await page.goto(`file://${path.join(site, 'model-tiny.html')}`)
-        const table = page.locator('table.board').first()
-        const headers = (await table.locator('thead th').allTextContents()).map(t => t.trim())
-        for (const label of labels) assert.ok(headers.some(h => h.startsWith(`${SPLIT} [${label}]`)), `${label} in ${headers.join(' | ')}`)
-        assert.equal(await table.locator('thead th b').count(), 0)
-        const legend = (await page.locator('p.scoring-note').first().textContent())!
-        assert.ok(legend.includes(`[cpu, ort ${odd}] cpu, float32, onnxruntime ${odd}`), legend)
-        assert.ok(legend.includes(`[webgpu, ort ${ort}] webgpu, float16, onnxruntime ${ort}`), legend)
-        assert.ok(legend.includes('Columns named scoring and the first digits of their scoring key differ in what the runs do not record'), legend)
-        // The webgpu column shows the webgpu runs' values, and only those.
-        const gpuTask = m.tasks.find(t => t.scoring?.device === 'webgpu')!
-        const shown = await table.locator(`tbody tr td[data-task="${gpuTask.slug}"]`).evaluateAll(tds => tds.map(td => td.getAttribute('data-v')))
-        const expected = m.rows.flatMap(r => (r.cells[gpuTask.key] ? [String(r.cells[gpuTask.key].value)] : []))
-        assert.equal(expected.length, 2)
-        assert.deepEqual(shown.filter(x => x !== '').sort(), expected.sort())
+        const headers = (await page.locator('table.board').first().locator('thead th').allTextContents()).map(t => t.trim())
+        assert.equal(headers.filter(h => h.startsWith(SPLIT)).length, 2, headers.join(' | '))
       } finally {
         await browser.close()
       }
