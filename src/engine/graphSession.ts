@@ -107,13 +107,24 @@ export function graphCacheRoot(settings: { cacheDir?: string } = {}): string | u
  * DEVICE_UNAVAILABLE (ort.ts), INVALID_ARGUMENT (bfloat16 off cuda), and NUMERIC_FAILURE from run()
  * when a half-precision graph returns Inf/NaN.
  */
+/**
+ * The graph options a session on `device` in `precision` builds with. float32 is the option's
+ * absence, so float32 graphs keep the cache keys they had before precision existed. Half precision on
+ * WebGPU gets layer bodies (moeGraph.ts GraphOptions.layerBodies: measured bit-identical there); on the
+ * CPU a float16 value crossing an If is rounded where one graph keeps it in float32, and CUDA has not
+ * been measured, so both keep one main graph unless the caller says otherwise.
+ */
+export function sessionGraphOptions(graphOptions: Omit<GraphOptions, 'weightFiles'>, precision: ComputePrecision, device: Device): Omit<GraphOptions, 'weightFiles'> {
+  const { precision: _, ...rest } = graphOptions
+  if (precision === 'float32') return rest
+  return { ...rest, precision, ...(device === 'webgpu' && rest.layerBodies === undefined ? { layerBodies: true } : {}) }
+}
+
 export async function openGraphSession(ckpt: Checkpoint, edits: VariantEdits, graphOptions: Omit<GraphOptions, 'weightFiles'>, settings: GraphSessionSettings): Promise<GraphSession> {
   const session = { device: settings.device, threads: settings.threads }
   const precision = resolvePrecision(settings.device, graphOptions.precision ?? settings.precision)
   if (precision === 'float16') refuseFloat16Overflows(ckpt, float16Overflows(ckpt, graphCacheRoot(settings)))
-  // float32 is the option's absence, so float32 graphs keep the cache keys they had before precision existed.
-  const { precision: _, ...rest } = graphOptions
-  const options: Omit<GraphOptions, 'weightFiles'> = precision === 'float32' ? rest : { ...rest, precision }
+  const options = sessionGraphOptions(graphOptions, precision, settings.device)
   const opened = (s: Session, graphFromCache: boolean): GraphSession => ({
     ...s, graphFromCache, precision, run: precision === 'float32' || ckpt.allowNonfinite ? s.run : refuseNonfinite(s, precision),
   })

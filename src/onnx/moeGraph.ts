@@ -82,6 +82,13 @@ export interface GraphOptions {
    * ignored by the graph; the feeds carry them.
    */
   weightInputs?: readonly string[]
+  /**
+   * Each decoder layer in an If body of its own (see buildScoringGraph). Absent: the default, float32
+   * graphs of mapped weights only. graphSession.ts sets it for half-precision graphs on WebGPU, where it
+   * was measured bit-identical to one main graph (bench/gpu.bench.ts part (c) on Dawn over lavapipe:
+   * 2 to 48 layers of the Qwen3-30B-A3B shape) and creates sessions faster at depth.
+   */
+  layerBodies?: boolean
 }
 
 /**
@@ -125,7 +132,7 @@ const NEG_INF = -Infinity
  * same order: the numbers are bit-identical either way (tests/engine/layer-bodies.test.ts).
  */
 export function buildScoringGraph(
-  ckpt: Checkpoint, variantEdits: VariantEdits, options: GraphOptions = {}, layerBodies = options.weightFiles !== undefined && (options.precision ?? 'float32') === 'float32',
+  ckpt: Checkpoint, variantEdits: VariantEdits, options: GraphOptions = {}, layerBodies = options.layerBodies ?? (options.weightFiles !== undefined && (options.precision ?? 'float32') === 'float32'),
 ): BuiltGraph {
   const spec = ckpt.spec
   // A harness-format variant folder carries hooks of its own; edits apply on top of them.
