@@ -41,6 +41,11 @@ export async function getCalibrationStats(ckpt: Checkpoint, spec: CalibrationSpe
   return { data, key, fromCache: false }
 }
 
+/** Whether the one-pass calibration cache holds an entry for (ckpt, spec) (its needs unchecked: reading it would cost as much as using it). */
+export async function calibrationCached(ckpt: Checkpoint, spec: CalibrationSpec, cacheDir?: string): Promise<boolean> {
+  return fs.existsSync(path.join(cacheDir ?? harnessHome(), 'calibration', `${await calibrationKey(ckpt, spec)}.v8`))
+}
+
 /**
  * A calibration cache entry, or undefined when there is none or it cannot be trusted: unreadable, not
  * statistics, or recorded under another key than its file name says (a file copied or renamed between

@@ -5,7 +5,7 @@
 // home's index of prepared variants (src/variants/variantIndex.ts), and then recorded in the store.
 import fs from 'node:fs'
 import path from 'node:path'
-import { calibrationKey, harnessHome } from '../calibration/cache.ts'
+import { calibrationCached, calibrationKey, harnessHome } from '../calibration/cache.ts'
 import type { StatNeed } from '../calibration/stats.ts'
 import { contentHash } from '../edits/variantEdits.ts'
 import { isVariantFolder, publishVariantFolder, readVariantFiles, variantFolderState } from '../edits/variantFolder.ts'
@@ -273,6 +273,20 @@ export async function calibrateModels(slots: readonly VariantSlot[], ctx: Prepar
     const needing = slots.filter(s => s.spec.model === name && s.planned.status === 'planned' && s.planned.plan.onePassNeeds.length && !settledFailed(s))
     const needs = [...new Set(needing.flatMap(s => s.planned.status === 'planned' ? s.planned.plan.onePassNeeds : []))] as StatNeed[]
     if (needs.length === 0) continue
+    // Every variant that needs the statistics already prepared (this store's, or found in the home's
+    // index) and no cached pass to read: a full calibration pass would only record the routing load
+    // for the report (a read-only shared home, or a pruned calibration cache, paid it on every run).
+    if (!(await calibrationCached(ckpt, calibration(ckpt)))) {
+      const ready = await Promise.all(needing.map(async s => {
+        if (s.planned.status !== 'planned') return false
+        const stored = await storedVariant(s, s.planned.plan, ctx, () => {})
+        return stored.ready !== undefined || stored.moved !== undefined
+      }))
+      if (ready.every(Boolean)) {
+        log(`calibration for ${name}: skipped, every variant that needs it is prepared`)
+        continue
+      }
+    }
     const tc = performance.now()
     let result: Awaited<ReturnType<typeof calibrateFor>>
     try {
