@@ -6,10 +6,13 @@ import path from 'node:path'
 import { describe, it } from 'node:test'
 import { lastJson, ROOT, runCli } from '../helpers/cli.ts'
 import { cudaProviderInstalled } from '../../src/ort/ort.ts'
+import { lavapipeEnv } from '../helpers/lavapipe.ts'
 import { tmpDir } from '../helpers/tmp.ts'
 
 const model = path.join(ROOT, 'models', 'tiny-moe')
-const score = (device: string, ...extra: string[]) => runCli(['score', '--model', model, '--text', 'The cat sat on the mat.', '--json', '--device', device, ...extra], { timeoutMs: 120_000 })
+const TEXT = 'The cat sat on the mat.'
+const score = (device: string, ...extra: string[]) => runCli(['score', '--model', model, '--text', TEXT, '--json', '--device', device, ...extra], { timeoutMs: 120_000 })
+const lavapipe = lavapipeEnv()
 
 describe('--device', () => {
   const cpu = score('cpu')
@@ -44,6 +47,19 @@ describe('--device', () => {
       if (/Vulkan loader libvulkan\.so\.1 .* is not installed/.test(r.stderr)) assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr)
     })
   }
+
+  it('webgpu runs on Mesa\'s software Vulkan (lavapipe) and agrees with the CPU: float32 to 1e-4, float16 to 2e-2 (measured 8.4e-3; the CPU's float16 emulation 3.3e-3)', { skip: !lavapipe && 'lavapipe is not unpacked (.ci/run does it: bash scripts/device/lavapipe.sh true)' }, () => {
+    const want = lastJson(cpu.stdout).logprobs as number[]
+    for (const [precision, bound] of [['float32', 1e-4], ['float16', 2e-2]] as const) {
+      const r = runCli(['score', '--model', model, '--text', TEXT, '--json', '--device', 'webgpu', '--precision', precision], { timeoutMs: 180_000, env: lavapipe })
+      assert.equal(r.status, 0, r.stderr)
+      const got = lastJson(r.stdout).logprobs as number[]
+      assert.equal(got.length, want.length)
+      const max = got.reduce((m, v, i) => Math.max(m, Math.abs(v - want[i]!)), 0)
+      assert.ok(max < bound, `${precision}: max |Δlogp| ${max}`)
+      if (precision === 'float16') assert.ok(max > 0, 'half precision rounds: not the CPU float32 numbers')
+    }
+  })
 
   it('a sweep on a device that certainly cannot run fails before calibrating or preparing anything', () => {
     const unavailable = ['cuda', 'webgpu'].filter(d => score(d, '--precision', 'float32').status !== 0)
