@@ -48,7 +48,7 @@ describe('--device', () => {
     })
   }
 
-  it('webgpu runs on Mesa\'s software Vulkan (lavapipe) and agrees with the CPU: float32 to 1e-4, float16 to 2e-2 (measured 8.4e-3; the CPU's float16 emulation 3.3e-3)', { skip: !lavapipe && 'lavapipe is not unpacked (.ci/run does it: bash scripts/device/lavapipe.sh true)' }, () => {
+  it('webgpu runs on Mesa\'s software Vulkan (lavapipe) and agrees with the CPU: float32 to 1e-4, float16 to 2e-2 (measured 8.4e-3; float16 emulated on the CPU 3.3e-3)', { skip: !lavapipe && 'lavapipe is not unpacked (.ci/run does it: bash scripts/device/lavapipe.sh true)' }, () => {
     const want = lastJson(cpu.stdout).logprobs as number[]
     for (const [precision, bound] of [['float32', 1e-4], ['float16', 2e-2]] as const) {
       const r = runCli(['score', '--model', model, '--text', TEXT, '--json', '--device', 'webgpu', '--precision', precision], { timeoutMs: 180_000, env: lavapipe })
