@@ -193,8 +193,13 @@ function readStores(stores: readonly string[], writers: ReadonlyMap<string, read
 
 function scanVariants(dir: string, labels: StoreLabels, add: Add, now: number): void {
   const indexed = new Map<string, string[]>()
-  for (const { folder, record } of listVariantRecords(dir)) {
-    const label = `${record.method} ratio ${record.ratio}`
+  const records = listVariantRecords(dir).map(({ folder, record }) => ({ folder, method: record.method, ratio: record.ratio, params: paramsOf(record.params_json) }))
+  for (const { folder, method, ratio, params } of records) {
+    // The parameters that tell this method's indexed variants apart (the method's defaults are in
+    // the stores, not the index): "magnitude-pruning score=wanda ratio 0.5".
+    const others = records.filter(r => r.method === method)
+    const shown = Object.entries(params).filter(([k, x]) => k !== 'ratio' && others.some(o => JSON.stringify(o.params[k]) !== JSON.stringify(x))).map(([k, x]) => ` ${k}=${x}`).join('')
+    const label = `${method}${shown} ratio ${ratio}`
     const known = indexed.get(folder) ?? []
     if (!known.includes(label)) indexed.set(folder, [...known, label])
   }
@@ -241,6 +246,14 @@ function variantEntry(full: string, name: string, contentHash: string, labels: S
     return { state: 'damaged', note: `${e.message.replace(/; delete .*$/, '')} (rebuilt when needed)`, variant, lastUsedMs }
   } finally {
     restore() // our read moved the access time
+  }
+}
+
+function paramsOf(json: string): Record<string, unknown> {
+  try {
+    return JSON.parse(json) as Record<string, unknown>
+  } catch {
+    return {} // an index entry's params are JSON (its digest is checked); none shown otherwise
   }
 }
 

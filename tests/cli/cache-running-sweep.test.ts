@@ -11,7 +11,7 @@ import path from 'node:path'
 import { before, describe, it } from 'node:test'
 import { storesOpenForWriting } from '../../src/cache/openStores.ts'
 import { ResultsStore } from '../../src/store/resultsStore.ts'
-import { lastJson, ROOT, runCli } from '../helpers/cli.ts'
+import { lastJson, runCli, writeSweepConfig } from '../helpers/cli.ts'
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
 import { tmpDir } from '../helpers/tmp.ts'
 
@@ -32,7 +32,7 @@ describe('cache prune keeps the variants of a store a running process is writing
       tasks: ['brown-cloze'], subset: { limit: 2 }, calibration: { sequences: 2, length: 16 }, pool: { workers: 1, threads: 1 }, store: 'sweep-results.sqlite',
     }
     const config = path.join(dir, 'c.config.ts')
-    fs.writeFileSync(config, `import { defineConfig } from ${JSON.stringify(path.join(ROOT, 'src/index.ts'))}\nexport default defineConfig(${JSON.stringify(body)})\n`)
+    writeSweepConfig(config, body)
     const sweep = runCli(['sweep', '--config', config, '--json'], { env, cwd: dir })
     assert.equal(sweep.status, 0, sweep.stderr)
     assert.equal(lastJson(sweep.stdout).completed, 2)
@@ -87,11 +87,13 @@ describe('cache prune keeps the variants of a store a running process is writing
       writer.close()
     }
 
-    // Only read (a report): not in use. Without --db the listing cannot name them, and says where to look.
+    // Only read (a report): not in use. Without --db the listing names them from the sweeps' by-id index.
     const reader = new ResultsStore(store, { readonly: true })
     try {
       const text = cache('list')
-      assert.match(text.stdout, /note: 2 variant folders are not recorded in a store \(none at .*results\.sqlite\); pass the sweeps' stores with --db/)
+      assert.match(text.stdout, /magnitude-pruning [^\n]*score=wanda ratio 0\.5 \(by-id index\)/)
+      assert.match(text.stdout, /magnitude-pruning [^\n]*score=magnitude ratio 0\.5 \(by-id index\)/)
+      assert.doesNotMatch(text.stdout, /not recorded in a store/)
       const r = cache('prune', '--variants', '--older-than', '1d', '--yes', '--json')
       assert.equal(r.status, 0, r.stderr)
       assert.deepEqual(lastJson(r.stdout).removed.map((e: any) => e.name).sort(), Object.values(folders).map(f => `variants/${f}`).sort())
