@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { describe, it } from 'node:test'
-import { lastJson, ROOT, runCli } from '../helpers/cli.ts'
+import { lastJson, runCli, writeSweepConfig } from '../helpers/cli.ts'
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
 import { tmpDir } from '../helpers/tmp.ts'
 
@@ -20,7 +20,7 @@ describe('cache: a variant\'s label and last use', () => {
     const config = (task: string) => {
       const file = path.join(dir, `${task}.config.ts`)
       const body = { models: { m: 'm' }, methods: ['magnitude-pruning'], ratios: [0.5], tasks: [task], subset: { limit: 2 }, pool: { workers: 1, threads: 1 } }
-      fs.writeFileSync(file, `import { defineConfig } from ${JSON.stringify(path.join(ROOT, 'src/index.ts'))}\nexport default defineConfig(${JSON.stringify(body)})\n`)
+      writeSweepConfig(file, body)
       return file
     }
     const db = path.join(dir, 'r.sqlite')

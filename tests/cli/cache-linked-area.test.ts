@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { before, describe, it } from 'node:test'
-import { lastJson, ROOT, runCli } from '../helpers/cli.ts'
+import { lastJson, runCli, writeSweepConfig } from '../helpers/cli.ts'
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
 import { tmpDir } from '../helpers/tmp.ts'
 
@@ -30,7 +30,7 @@ describe('cache with an area linked to another disk', () => {
   before(() => {
     writeTinyCheckpoint(path.join(dir, 'm'), { family: 'mixtral', experts: 4, topK: 2, layers: 2, hidden: 32, ffn: 16, seed: 61 })
     const body = { models: { m: 'm' }, methods: ['frequency-pruning', 'magnitude-pruning'], ratios: [0.5], tasks: ['brown-cloze'], subset: { limit: 2 }, calibration: { sequences: 2, length: 16 }, pool: { workers: 1, threads: 1 } }
-    fs.writeFileSync(config, `import { defineConfig } from ${JSON.stringify(path.join(ROOT, 'src/index.ts'))}\nexport default defineConfig(${JSON.stringify(body)})\n`)
+    writeSweepConfig(config, body)
     const sweep = runCli(['sweep', '--config', config, '--db', path.join(home, 'results.sqlite'), '--json'], { env, cwd: dir })
     assert.equal(sweep.status, 0, sweep.stderr)
     // The variants area moves to another disk, linked back.

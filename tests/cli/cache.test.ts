@@ -8,7 +8,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { before, describe, it } from 'node:test'
 import { ResultsStore } from '../../src/store/resultsStore.ts'
-import { lastJson, ROOT, runCli, runCliAsync } from '../helpers/cli.ts'
+import { lastJson, runCli, runCliAsync, writeSweepConfig } from '../helpers/cli.ts'
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
 import { tmpDir } from '../helpers/tmp.ts'
 
@@ -62,7 +62,7 @@ describe('moe-harness cache', () => {
     writeTinyCheckpoint(path.join(dir, 'm'), { family: 'mixtral', experts: 4, topK: 2, layers: 2, hidden: 32, ffn: 16, seed: 97 })
     writeTinyCheckpoint(path.join(dir, 'm2'), { family: 'mixtral', experts: 4, topK: 2, layers: 2, hidden: 32, ffn: 16, seed: 98 })
     const body = { models: { m: 'm', m2: 'm2' }, methods: ['frequency-pruning', 'magnitude-pruning'], ratios: [0.5], tasks: ['brown-cloze'], subset: { limit: 3 }, calibration: { sequences: 2, length: 16 }, pool: { workers: 1, threads: 1 } }
-    fs.writeFileSync(config, `import { defineConfig } from ${JSON.stringify(path.join(ROOT, 'src/index.ts'))}\nexport default defineConfig(${JSON.stringify(body)})\n`)
+    writeSweepConfig(config, body)
     const sweep = runCli(['sweep', '--config', config, '--db', path.join(home, 'results.sqlite'), '--json'], { env, cwd: dir })
     assert.equal(sweep.status, 0, sweep.stderr)
     assert.equal(lastJson(sweep.stdout).completed, 4)

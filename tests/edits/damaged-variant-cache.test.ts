@@ -7,7 +7,7 @@ import { describe, it } from 'node:test'
 import { publishVariantFolder, readVariantFiles, variantFolderState } from '../../src/edits/variantFolder.ts'
 import type { VariantEdits } from '../../src/edits/variantEdits.ts'
 import { HarnessError } from '../../src/errors.ts'
-import { ROOT, runCli } from '../helpers/cli.ts'
+import { runCli, writeSweepConfig } from '../helpers/cli.ts'
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
 import { tmpDir } from '../helpers/tmp.ts'
 import { overrideValues } from '../../src/edits/overrideTensor.ts'
@@ -75,7 +75,7 @@ describe('a sweep over a damaged prepared-variant cache', () => {
     writeTinyCheckpoint(path.join(dir, 'm'), { family: 'mixtral', experts: 4, topK: 2, layers: 2, hidden: 32, ffn: 16, seed: 97 })
     const config = path.join(dir, 'c.config.ts')
     const body = { models: { m: 'm' }, methods: ['frequency-pruning'], ratios: [0.5], tasks: ['brown-cloze'], subset: { limit: 3 }, calibration: { sequences: 2, length: 16 }, pool: { workers: 1, threads: 1 } }
-    fs.writeFileSync(config, `import { defineConfig } from ${JSON.stringify(path.join(ROOT, 'src/index.ts'))}\nexport default defineConfig(${JSON.stringify(body)})\n`)
+    writeSweepConfig(config, body)
     const env = { MOE_HARNESS_HOME: path.join(dir, 'home') }
     const first = runCli(['sweep', '--config', config, '--db', path.join(dir, 'a.sqlite')], { env })
     assert.equal(first.status, 0, first.stderr)

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import path from 'node:path'
 import { describe, it } from 'node:test'
-import { lastJson, ROOT, runCli } from '../helpers/cli.ts'
+import { lastJson, ROOT, runCli, writeSweepConfig } from '../helpers/cli.ts'
 import { cudaProviderInstalled } from '../../src/ort/ort.ts'
 import { lavapipeEnv } from '../helpers/lavapipe.ts'
 import { tmpDir } from '../helpers/tmp.ts'
@@ -67,7 +67,7 @@ describe('--device', () => {
       const dir = tmpDir()
       const config = path.join(dir, 'c.config.ts')
       const body = { models: { m: model }, methods: ['frequency-pruning'], ratios: [0.5], tasks: ['brown-cloze'], subset: { limit: 2 }, device, calibration: { sequences: 2, length: 16 }, pool: { workers: 1, threads: 1 } }
-      fs.writeFileSync(config, `import { defineConfig } from ${JSON.stringify(path.join(ROOT, 'src/index.ts'))}\nexport default defineConfig(${JSON.stringify(body)})\n`)
+      writeSweepConfig(config, body)
       const home = path.join(dir, 'home')
       const r = runCli(['sweep', '--config', config, '--db', path.join(dir, 'r.sqlite')], { env: { MOE_HARNESS_HOME: home }, timeoutMs: 120_000 })
       // Only a device whose absence is certain without starting it is caught this early (CUDA provider, Vulkan loader).

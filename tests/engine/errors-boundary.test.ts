@@ -15,7 +15,7 @@ import { createSession, type Feed, type Session } from '../../src/ort/ort.ts'
 import { createPool, type ScoringPool } from '../../src/pool/pool.ts'
 import { ResultsStore } from '../../src/store/resultsStore.ts'
 import { publishVariantFolder } from '../../src/edits/variantFolder.ts'
-import { lastJson, ROOT, runCli } from '../helpers/cli.ts'
+import { lastJson, runCli, writeSweepConfig } from '../helpers/cli.ts'
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
 import { tmpDir } from '../helpers/tmp.ts'
 
@@ -118,7 +118,7 @@ describe('the CLI and sweeps report the fields', () => {
       // Scored anyway: without it a sweep refuses the model's weights before any cell (sweep/modelChecks.ts).
       allowNonfinite: true,
     }
-    fs.writeFileSync(config, `import { defineConfig } from ${JSON.stringify(path.join(ROOT, 'src/index.ts'))}\nexport default defineConfig(${JSON.stringify(body)})\n`)
+    writeSweepConfig(config, body)
     const db = path.join(dir, 'nan.sqlite')
     const r = runCli(['sweep', '--config', config, '--db', db, '--json'], { env })
     assert.equal(r.status, 1, r.stderr)

@@ -1,4 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process'
+import fs from 'node:fs'
 import path from 'node:path'
 
 export const ROOT = path.resolve(import.meta.dirname, '..', '..')
@@ -41,4 +42,10 @@ export function runCliAsync(args: string[], options: { cwd?: string; env?: Recor
       resolve({ status: code ?? -1, stdout, stderr, timedOut, signal })
     })
   })
+}
+
+/** Writes a sweep config (`defineConfig(body)`, imported from this checkout) to `file`; returns `file`. */
+export function writeSweepConfig(file: string, body: unknown): string {
+  fs.writeFileSync(file, `import { defineConfig } from ${JSON.stringify(path.join(ROOT, 'src/index.ts'))}\nexport default defineConfig(${JSON.stringify(body)})\n`)
+  return file
 }

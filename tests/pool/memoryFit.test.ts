@@ -12,7 +12,7 @@ import {
   availableMemoryBytes, estimateWorkerBytes, estimateWorkerParts, fitPool, formatBytes, MEMORY_SAFETY, modelWeightBytes,
   ORT_ALLOCATION_FACTOR, WORKER_OVERHEAD_BYTES, worstBatch,
 } from '../../src/pool/memoryFit.ts'
-import { lastJson, ROOT, runCli } from '../helpers/cli.ts'
+import { lastJson, ROOT, runCli, writeSweepConfig } from '../helpers/cli.ts'
 import { tmpDir } from '../helpers/tmp.ts'
 
 const GB = 1e9
@@ -150,7 +150,7 @@ describe('sweep sizes its pool to the memory available', () => {
   const config = (name: string, extra: Record<string, unknown>) => {
     const file = path.join(dir, `${name}.config.ts`)
     const body = { models: { tiny: TINY }, methods: ['frequency-pruning'], ratios: [0], tasks: ['brown-cloze'], subset: { limit: 4 }, pool: { workers: 2 }, ...extra }
-    fs.writeFileSync(file, `import { defineConfig } from ${JSON.stringify(path.join(ROOT, 'src/index.ts'))}\nexport default defineConfig(${JSON.stringify(body)})\n`)
+    writeSweepConfig(file, body)
     return file
   }
   const poolLine = (stderr: string) => {

@@ -8,10 +8,10 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { describe, it } from 'node:test'
-import Database from 'better-sqlite3'
 import { ResultsStore, SCHEMA_VERSION } from '../../src/store/resultsStore.ts'
-import { ROOT, runCli } from '../helpers/cli.ts'
+import { runCli, writeSweepConfig } from '../helpers/cli.ts'
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
+import { rewriteAsSchema4 } from '../helpers/schema4.ts'
 import { tmpDir } from '../helpers/tmp.ts'
 
 /** A real sweep's store (one model, unpruned, one task), then its runs table rewritten as schema 4 had it (no data_file / data_sha256). */
@@ -20,25 +20,10 @@ function schema4Store(file: string): void {
   writeTinyCheckpoint(path.join(dir, 'm'), { family: 'mixtral', experts: 4, topK: 2, layers: 2, hidden: 32, ffn: 16, seed: 5 })
   const config = path.join(dir, 'c.config.ts')
   const body = { models: { m: 'm' }, methods: ['magnitude-pruning'], ratios: [0], tasks: ['brown-cloze'], subset: { limit: 3 }, pool: { workers: 1, threads: 1 } }
-  fs.writeFileSync(config, `import { defineConfig } from ${JSON.stringify(path.join(ROOT, 'src/index.ts'))}\nexport default defineConfig(${JSON.stringify(body)})\n`)
+  writeSweepConfig(config, body)
   const sweep = runCli(['sweep', '--config', config, '--db', file], { env: { MOE_HARNESS_HOME: path.join(dir, 'home') } })
   assert.equal(sweep.status, 0, sweep.stderr)
-  const raw = new Database(file)
-  raw.pragma('foreign_keys = OFF')
-  raw.exec(`CREATE TABLE runs_v4 (
-     run_id INTEGER PRIMARY KEY AUTOINCREMENT, model_id TEXT NOT NULL REFERENCES models(model_id), content_hash TEXT NOT NULL,
-     task TEXT NOT NULL, task_version INTEGER NOT NULL, subset TEXT NOT NULL, scoring_key TEXT NOT NULL,
-     harness_version TEXT NOT NULL, ort_version TEXT NOT NULL, device TEXT NOT NULL,
-     status TEXT NOT NULL CHECK (status IN ('complete', 'failed')), error TEXT, docs INTEGER NOT NULL,
-     seconds REAL NOT NULL, tokens_processed INTEGER NOT NULL, tokens_per_choice INTEGER NOT NULL, created_at TEXT NOT NULL, error_json TEXT,
-     UNIQUE (model_id, content_hash, task, task_version, subset, scoring_key));
-   INSERT INTO runs_v4 SELECT run_id, model_id, content_hash, task, task_version, subset, scoring_key, harness_version, ort_version, device,
-     status, error, docs, seconds, tokens_processed, tokens_per_choice, created_at, error_json FROM runs;
-   DROP TABLE runs;
-   ALTER TABLE runs_v4 RENAME TO runs;`)
-  raw.pragma('user_version = 4')
-  raw.pragma('journal_mode = DELETE')
-  raw.close()
+  rewriteAsSchema4(file)
 }
 
 const sha = (file: string) => crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex')

@@ -5,7 +5,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { describe, it } from 'node:test'
 import { ResultsStore } from '../../src/store/resultsStore.ts'
-import { ROOT, runCli } from '../helpers/cli.ts'
+import { runCli, writeSweepConfig } from '../helpers/cli.ts'
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
 import { tmpDir } from '../helpers/tmp.ts'
 import { poisonTensors } from '../helpers/rawSafetensors.ts'
@@ -30,7 +30,7 @@ const env = { MOE_HARNESS_HOME: path.join(dir, 'home') }
 function config(name: string, extra: Record<string, unknown> = {}): string {
   const file = path.join(dir, `${name}.config.ts`)
   const body = { models: { nanny: 'nan-model' }, methods: ['frequency-pruning'], ratios: [0], tasks: ['brown-cloze'], subset: { limit: 3 }, pool: { workers: 1, threads: 1 }, ...extra }
-  fs.writeFileSync(file, `import { defineConfig } from ${JSON.stringify(path.join(ROOT, 'src/index.ts'))}\nexport default defineConfig(${JSON.stringify(body)})\n`)
+  writeSweepConfig(file, body)
   return file
 }
 const runsIn = (db: string) => {

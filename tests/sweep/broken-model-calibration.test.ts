@@ -8,7 +8,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { describe, it } from 'node:test'
 import { ResultsStore } from '../../src/store/resultsStore.ts'
-import { ROOT, lastJson, runCli } from '../helpers/cli.ts'
+import { lastJson, runCli, writeSweepConfig } from '../helpers/cli.ts'
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
 import { tmpDir } from '../helpers/tmp.ts'
 
@@ -33,7 +33,7 @@ function config(name: string, models: Record<string, string>, methods: string[] 
     models, methods, ratios: [0.5], tasks: ['brown-cloze'], subset: { limit: 3 },
     calibration: { source: path.join(dir, 'calibration.txt'), sequences: 2 }, pool: { workers: 1, threads: 1 },
   }
-  fs.writeFileSync(file, `import { defineConfig } from ${JSON.stringify(path.join(ROOT, 'src/index.ts'))}\nexport default defineConfig(${JSON.stringify(body)})\n`)
+  writeSweepConfig(file, body)
   return file
 }
 const db = (name: string) => path.join(dir, `${name}.sqlite`)

@@ -6,7 +6,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { describe, it } from 'node:test'
 import { ResultsStore } from '../../src/store/resultsStore.ts'
-import { lastJson, ROOT, runCli } from '../helpers/cli.ts'
+import { lastJson, runCli, writeSweepConfig } from '../helpers/cli.ts'
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
 import { tmpDir } from '../helpers/tmp.ts'
 
@@ -18,7 +18,7 @@ describe('calibration of prepared variants', () => {
     writeTinyCheckpoint(path.join(dir, 'm'), { family: 'mixtral', experts: 4, topK: 2, layers: 2, hidden: 32, ffn: 16, seed: 61 })
     const config = path.join(dir, 'c.config.ts')
     const body = { models: { m: 'm' }, methods: ['frequency-pruning'], ratios: [0.5], tasks: ['brown-cloze'], subset: { limit: 3 }, calibration: { sequences: 2, length: 16 }, pool: { workers: 1, threads: 1 } }
-    fs.writeFileSync(config, `import { defineConfig } from ${JSON.stringify(path.join(ROOT, 'src/index.ts'))}\nexport default defineConfig(${JSON.stringify(body)})\n`)
+    writeSweepConfig(config, body)
     const sweep = (db: string) => runCli(['sweep', '--config', config, '--db', path.join(dir, db), '--json'], { env, cwd: dir })
     const first = sweep('a.sqlite')
     assert.equal(first.status, 0, first.stderr)

@@ -8,9 +8,10 @@ import path from 'node:path'
 import { describe, it } from 'node:test'
 import Database from 'better-sqlite3'
 import { ResultsStore, SCHEMA_VERSION } from '../../src/store/resultsStore.ts'
-import { lastJson, ROOT, runCli } from '../helpers/cli.ts'
+import { lastJson, runCli, writeSweepConfig } from '../helpers/cli.ts'
 import { writeTaskFixtures } from '../helpers/taskFixtures.ts'
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
+import { rewriteAsSchema4 } from '../helpers/schema4.ts'
 import { tmpDir } from '../helpers/tmp.ts'
 
 const dir = tmpDir()
@@ -22,7 +23,7 @@ const db = path.join(dir, 'results.sqlite')
 function sweep(dataDir: string, store = db) {
   const file = path.join(dir, `${path.basename(dataDir)}.config.ts`)
   const body = { models: { m: 'model' }, methods: [{ method: 'magnitude-pruning', params: { score: 'magnitude' } }], ratios: [0], tasks: ['arc_easy', 'brown-cloze'], subset: { sample: 4 }, dataDir, pool: { workers: 1, threads: 1 } }
-  fs.writeFileSync(file, `import { defineConfig } from ${JSON.stringify(path.join(ROOT, 'src/index.ts'))}\nexport default defineConfig(${JSON.stringify(body)})\n`)
+  writeSweepConfig(file, body)
   const r = runCli(['sweep', '--config', file, '--db', store, '--json'], { env })
   assert.equal(r.status, 0, r.stderr)
   return lastJson(r.stdout)
@@ -72,24 +73,7 @@ describe('run provenance: the task data file', () => {
   it('migrates a schema-4 store: old runs keep their metrics and samples, are readable, and are not reused', () => {
     const old = path.join(dir, 'old.sqlite')
     fs.copyFileSync(db, old)
-    // Rewrite the runs table as schema 4 had it (no data_file / data_sha256, six-column key).
-    const raw = new Database(old)
-    raw.pragma('foreign_keys = OFF') // better-sqlite3 turns them on; dropping runs would cascade
-    raw.exec(`CREATE TABLE runs_v4 (
-       run_id INTEGER PRIMARY KEY AUTOINCREMENT, model_id TEXT NOT NULL REFERENCES models(model_id), content_hash TEXT NOT NULL,
-       task TEXT NOT NULL, task_version INTEGER NOT NULL, subset TEXT NOT NULL, scoring_key TEXT NOT NULL,
-       harness_version TEXT NOT NULL, ort_version TEXT NOT NULL, device TEXT NOT NULL,
-       status TEXT NOT NULL CHECK (status IN ('complete', 'failed')), error TEXT, docs INTEGER NOT NULL,
-       seconds REAL NOT NULL, tokens_processed INTEGER NOT NULL, tokens_per_choice INTEGER NOT NULL, created_at TEXT NOT NULL, error_json TEXT,
-       UNIQUE (model_id, content_hash, task, task_version, subset, scoring_key));
-     INSERT INTO runs_v4 SELECT run_id, model_id, content_hash, task, task_version, subset, scoring_key, harness_version, ort_version, device,
-       status, error, docs, seconds, tokens_processed, tokens_per_choice, created_at, error_json FROM runs WHERE run_id IN (SELECT MIN(run_id) FROM runs GROUP BY task);
-     DROP TABLE runs;
-     ALTER TABLE runs_v4 RENAME TO runs;
-     DELETE FROM metrics WHERE run_id NOT IN (SELECT run_id FROM runs);
-     DELETE FROM samples WHERE run_id NOT IN (SELECT run_id FROM runs);`)
-    raw.pragma('user_version = 4')
-    raw.close()
+    rewriteAsSchema4(old, { onlyFirstRunPerTask: true })
     const before = new Database(old, { readonly: true })
     const counts = before.prepare('SELECT (SELECT COUNT(*) FROM metrics) AS m, (SELECT COUNT(*) FROM samples) AS s').get() as { m: number; s: number }
     before.close()

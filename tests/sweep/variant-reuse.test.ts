@@ -8,7 +8,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { describe, it } from 'node:test'
 import { ResultsStore } from '../../src/store/resultsStore.ts'
-import { ROOT, lastJson, runCli, runCliAsync, type CliResult } from '../helpers/cli.ts'
+import { lastJson, runCli, runCliAsync, type CliResult, writeSweepConfig } from '../helpers/cli.ts'
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
 import { tmpDir } from '../helpers/tmp.ts'
 import { snapshot } from './storeSnapshot.ts'
@@ -30,7 +30,7 @@ function writeConfig(name: string, model: string): string {
     methods: ['frequency-pruning', { method: 'magnitude-pruning', params: { score: 'magnitude' } }],
     ratios: [0.5], tasks: ['brown-cloze'], subset: { sample: 6 }, calibration: { sequences: 2, length: 16 }, pool: { workers: 1, threads: 1 },
   }
-  fs.writeFileSync(file, `import { defineConfig } from ${JSON.stringify(path.join(ROOT, 'src/index.ts'))}\nexport default defineConfig(${JSON.stringify(body)})\n`)
+  writeSweepConfig(file, body)
   return file
 }
 const config = writeConfig('base', 'model')

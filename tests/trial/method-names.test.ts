@@ -5,7 +5,7 @@ import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import path from 'node:path'
 import { describe, it } from 'node:test'
-import { ROOT, runCli } from '../helpers/cli.ts'
+import { runCli, writeSweepConfig } from '../helpers/cli.ts'
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
 import { tmpDir } from '../helpers/tmp.ts'
 
@@ -24,7 +24,7 @@ describe('unknown method names', () => {
   it('a sweep config naming moe-pruner gets the config form, before any work', () => {
     const file = path.join(dir, 'c.config.ts')
     const body = { models: { m: model }, methods: ['moe-pruner'], ratios: [0.5], tasks: ['brown-cloze'], subset: { sample: 2 } }
-    fs.writeFileSync(file, `import { defineConfig } from ${JSON.stringify(path.join(ROOT, 'src/index.ts'))}\nexport default defineConfig(${JSON.stringify(body)})\n`)
+    writeSweepConfig(file, body)
     const r = runCli(['sweep', '--config', file, '--db', path.join(dir, 'r.sqlite')], { env })
     assert.equal(r.status, 1)
     assert.match(r.stderr, /Unknown method 'moe-pruner'.*params: \{ score: 'moe-pruner' \}/)

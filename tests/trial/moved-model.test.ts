@@ -8,7 +8,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { describe, it } from 'node:test'
 import { ResultsStore } from '../../src/store/resultsStore.ts'
-import { lastJson, ROOT, runCli } from '../helpers/cli.ts'
+import { lastJson, runCli, writeSweepConfig } from '../helpers/cli.ts'
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
 import { tmpDir } from '../helpers/tmp.ts'
 
@@ -20,7 +20,7 @@ writeTinyCheckpoint(path.join(dir, 'other'), { ...shape, seed: 12 })
 function sweep(name: string, model: string, tasks: string[], home: string, db: string) {
   const file = path.join(dir, `${name}.config.ts`)
   const body = { models: { m: model }, methods: [{ method: 'magnitude-pruning', params: { score: 'magnitude' } }], ratios: [0.5], tasks, subset: { sample: 4, seed: 3 }, pool: { workers: 1, threads: 1 } }
-  fs.writeFileSync(file, `import { defineConfig } from ${JSON.stringify(path.join(ROOT, 'src/index.ts'))}\nexport default defineConfig(${JSON.stringify(body)})\n`)
+  writeSweepConfig(file, body)
   // A zero spill budget stores the edited tensors as overrides files, linked into the variant folder.
   const r = runCli(['sweep', '--config', file, '--db', db, '--json'], { env: { MOE_HARNESS_HOME: home, MOE_HARNESS_SPILL_MB: '0' } })
   assert.equal(r.status, 0, r.stderr)

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import path from 'node:path'
 import { describe, it } from 'node:test'
-import { ROOT, runCli, runCliAsync } from '../helpers/cli.ts'
+import { runCli, runCliAsync, writeSweepConfig } from '../helpers/cli.ts'
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
 import { tmpDir } from '../helpers/tmp.ts'
 
@@ -22,7 +22,7 @@ describe('a read-only harness home with a damaged variant folder', () => {
     const config = (tasks: string[]) => {
       const file = path.join(dir, `${tasks.length}.config.ts`)
       const body = { models: { m: 'model' }, methods: [{ method: 'magnitude-pruning', params: { score: 'magnitude' } }], ratios: [0.5], tasks, subset: { sample: 2 }, pool: { workers: 1, threads: 1 } }
-      fs.writeFileSync(file, `import { defineConfig } from ${JSON.stringify(path.join(ROOT, 'src/index.ts'))}\nexport default defineConfig(${JSON.stringify(body)})\n`)
+      writeSweepConfig(file, body)
       return file
     }
     const env = { MOE_HARNESS_HOME: home, MOE_HARNESS_SPILL_MB: '0' }

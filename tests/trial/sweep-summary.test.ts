@@ -3,10 +3,9 @@
 // workers build sessions while the main thread prepares the next variant, and their sum had read
 // "114.5% of the sweep" in a fresh-user trial with two workers and weight-editing methods).
 import assert from 'node:assert/strict'
-import fs from 'node:fs'
 import path from 'node:path'
 import { describe, it } from 'node:test'
-import { lastJson, ROOT, runCli } from '../helpers/cli.ts'
+import { lastJson, runCli, writeSweepConfig } from '../helpers/cli.ts'
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
 import { tmpDir } from '../helpers/tmp.ts'
 
@@ -19,7 +18,7 @@ describe('sweep summary line', () => {
       models: { m: 'model' }, methods: [{ method: 'magnitude-pruning', params: { score: 'wanda' } }, 'hc-smoe'], ratios: [0.25, 0.5],
       tasks: ['brown-cloze'], subset: { sample: 3 }, calibration: { sequences: 4, length: 64 }, pool: { workers: 2, threads: 1 },
     }
-    fs.writeFileSync(file, `import { defineConfig } from ${JSON.stringify(path.join(ROOT, 'src/index.ts'))}\nexport default defineConfig(${JSON.stringify(body)})\n`)
+    writeSweepConfig(file, body)
     const r = runCli(['sweep', '--config', file, '--db', path.join(dir, 'r.sqlite'), '--json'], { env: { MOE_HARNESS_HOME: path.join(dir, 'home'), MOE_HARNESS_SPILL_MB: '0' } })
     assert.equal(r.status, 0, r.stderr)
     const { timings: t, pool, completed } = lastJson(r.stdout)
