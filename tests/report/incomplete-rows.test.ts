@@ -12,6 +12,7 @@ import type { LeaderboardData, Row } from '../../src/report/leaderboardData.ts'
 import { ResultsStore } from '../../src/store/resultsStore.ts'
 import { ROOT, runCli } from '../helpers/cli.ts'
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
+import { parseCsv } from '../helpers/csv.ts'
 import { tmpDir } from '../helpers/tmp.ts'
 
 const dir = tmpDir()
@@ -60,23 +61,6 @@ function storedScores(db: string): Map<string, Map<string, number>> {
   }
 }
 
-/** RFC 4180 CSV (quoted fields, doubled quotes) into objects by header. */
-function parseCsv(text: string): Record<string, string>[] {
-  const records: string[][] = []
-  let field = '', record: string[] = [], quoted = false
-  for (let i = 0; i < text.length; i++) {
-    const ch = text[i]
-    if (quoted) {
-      if (ch === '"' && text[i + 1] === '"') { field += '"'; i++ } else if (ch === '"') quoted = false
-      else field += ch
-    } else if (ch === '"') quoted = true
-    else if (ch === ',') { record.push(field); field = '' }
-    else if (ch === '\n') { record.push(field); records.push(record); record = []; field = '' }
-    else field += ch
-  }
-  const [header, ...rows] = records
-  return rows.map(r => Object.fromEntries(header.map((h, i) => [h, r[i]])))
-}
 
 /** The <tr> of the leaderboard table on `html` whose method cell is `method` and ratio `ratio`. */
 function tableRow(html: string, method: string, ratio: number): string {

@@ -15,6 +15,7 @@ import { compareCorrectness } from '../../src/report/significance.ts'
 import { ResultsStore, type MetricRow, type RunRow, type SampleRow } from '../../src/store/resultsStore.ts'
 import { ROOT, runCli } from '../helpers/cli.ts'
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
+import { parseCsv } from '../helpers/csv.ts'
 import { tmpDir } from '../helpers/tmp.ts'
 
 const dir = tmpDir()
@@ -40,23 +41,6 @@ function report(db: string, out: string): { data: LeaderboardData; files: Map<st
   return { data: JSON.parse(files.get('leaderboard.json')!) as LeaderboardData, files }
 }
 
-/** RFC 4180 CSV (quoted fields, doubled quotes) into objects by header. */
-function parseCsv(text: string): Record<string, string>[] {
-  const records: string[][] = []
-  let field = '', record: string[] = [], quoted = false
-  for (let i = 0; i < text.length; i++) {
-    const ch = text[i]
-    if (quoted) {
-      if (ch === '"' && text[i + 1] === '"') { field += '"'; i++ } else if (ch === '"') quoted = false
-      else field += ch
-    } else if (ch === '"') quoted = true
-    else if (ch === ',') { record.push(field); field = '' }
-    else if (ch === '\n') { record.push(field); records.push(record); record = []; field = '' }
-    else field += ch
-  }
-  const [header, ...rows] = records
-  return rows.map(r => Object.fromEntries(header.map((h, i) => [h, r[i]])))
-}
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length
 /** Column keys in the leaderboard's order (by key). */

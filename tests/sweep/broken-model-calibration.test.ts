@@ -10,6 +10,7 @@ import { describe, it } from 'node:test'
 import { ResultsStore } from '../../src/store/resultsStore.ts'
 import { lastJson, runCli, writeSweepConfig } from '../helpers/cli.ts'
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
+import { cellScores } from '../helpers/storeScores.ts'
 import { tmpDir } from '../helpers/tmp.ts'
 
 const dir = tmpDir()
@@ -39,21 +40,7 @@ function config(name: string, models: Record<string, string>, methods: string[] 
 const db = (name: string) => path.join(dir, `${name}.sqlite`)
 const sweep = (cfg: string, store: string) => runCli(['sweep', '--config', cfg, '--db', db(store), '--json'], { env })
 
-/** Each complete cell's metrics by 'model method task'. */
-function scores(store: string): Record<string, Record<string, number>> {
-  const s = new ResultsStore(db(store), { readonly: true })
-  try {
-    const rows = s.all<{ model: string; method: string; task: string; metric: string; value: number }>(
-      `SELECT m.name AS model, v.method, r.task, x.metric, x.value FROM runs r JOIN models m ON m.model_id = r.model_id
-       JOIN variants v ON v.model_id = r.model_id AND v.content_hash = r.content_hash AND v.status = 'ready' JOIN metrics x ON x.run_id = r.run_id
-       WHERE r.status = 'complete' ORDER BY 1, 2, 3, 4`)
-    const out: Record<string, Record<string, number>> = {}
-    for (const r of rows) (out[`${r.model} ${r.method} ${r.task}`] ??= {})[r.metric] = r.value
-    return out
-  } finally {
-    s.close()
-  }
-}
+const scores = (store: string) => cellScores(db(store), c => `${c.model} ${c.method} ${c.task}`)
 
 describe('sweep with a model whose calibration fails', () => {
   it('fails only the variants that need the calibration; everything else is scored as without that model', () => {

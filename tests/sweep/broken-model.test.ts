@@ -11,6 +11,7 @@ import { ResultsStore } from '../../src/store/resultsStore.ts'
 import { lastJson, runCli, writeSweepConfig } from '../helpers/cli.ts'
 import { poisonTensors, readRaw, tensorBytes, writeRaw } from '../helpers/rawSafetensors.ts'
 import { writeTinyCheckpoint, type TinyOptions } from '../helpers/tinyCheckpoint.ts'
+import { cellScores } from '../helpers/storeScores.ts'
 import { tmpDir } from '../helpers/tmp.ts'
 
 const dir = tmpDir()
@@ -40,21 +41,7 @@ function config(name: string, models: Record<string, string>): string {
 const db = (name: string) => path.join(dir, `${name}.sqlite`)
 const sweep = (cfg: string, store: string) => runCli(['sweep', '--config', cfg, '--db', db(store), '--json'], { env })
 
-/** Each complete cell's metrics by 'model method ratio task'. */
-function scores(store: string): Record<string, Record<string, number>> {
-  const s = new ResultsStore(db(store), { readonly: true })
-  try {
-    const rows = s.all<{ model: string; method: string; ratio: number; task: string; metric: string; value: number }>(
-      `SELECT m.name AS model, v.method, v.ratio, r.task, x.metric, x.value FROM runs r JOIN models m ON m.model_id = r.model_id
-       JOIN variants v ON v.model_id = r.model_id AND v.content_hash = r.content_hash AND v.status = 'ready' JOIN metrics x ON x.run_id = r.run_id
-       WHERE r.status = 'complete' ORDER BY 1, 2, 3, 4, 5`)
-    const out: Record<string, Record<string, number>> = {}
-    for (const r of rows) (out[`${r.model} ${r.method} ${r.ratio} ${r.task}`] ??= {})[r.metric] = r.value
-    return out
-  } finally {
-    s.close()
-  }
-}
+const scores = (store: string) => cellScores(db(store), c => `${c.model} ${c.method} ${c.ratio} ${c.task}`)
 
 function failedVariants(store: string): { model: string; method: string; ratio: number; error: string; error_json: string }[] {
   const s = new ResultsStore(db(store), { readonly: true })
