@@ -30,8 +30,7 @@ export async function calibrationKey(ckpt: Checkpoint, spec: CalibrationSpec): P
 
 export async function getCalibrationStats(ckpt: Checkpoint, spec: CalibrationSpec, needs: readonly StatNeed[], options: CollectOptions & { cacheDir?: string }): Promise<CalibrationResult> {
   const key = await calibrationKey(ckpt, spec)
-  const dir = path.join(options.cacheDir ?? harnessHome(), 'calibration')
-  const file = path.join(dir, `${key}.v8`)
+  const file = cacheFileOf(key, options.cacheDir)
   const cached = readCacheFile(file, key)
   if (cached && needs.every(n => cached!.info.needs.includes(n))) return { data: cached, key, fromCache: true }
   const union = ALL_NEEDS.filter(n => needs.includes(n) || cached?.info.needs.includes(n))
@@ -41,9 +40,12 @@ export async function getCalibrationStats(ckpt: Checkpoint, spec: CalibrationSpe
   return { data, key, fromCache: false }
 }
 
+/** The one-pass cache entry of calibration key `key`. */
+const cacheFileOf = (key: string, cacheDir?: string) => path.join(cacheDir ?? harnessHome(), 'calibration', `${key}.v8`)
+
 /** Whether the one-pass calibration cache holds an entry for (ckpt, spec) (its needs unchecked: reading it would cost as much as using it). */
 export async function calibrationCached(ckpt: Checkpoint, spec: CalibrationSpec, cacheDir?: string): Promise<boolean> {
-  return fs.existsSync(path.join(cacheDir ?? harnessHome(), 'calibration', `${await calibrationKey(ckpt, spec)}.v8`))
+  return fs.existsSync(cacheFileOf(await calibrationKey(ckpt, spec), cacheDir))
 }
 
 /**

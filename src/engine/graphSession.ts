@@ -102,12 +102,6 @@ export function graphCacheRoot(settings: { cacheDir?: string } = {}): string | u
 }
 
 /**
- * The session of buildScoringGraph(ckpt, edits, options) in the precision of `options`, else of
- * `settings`, else the device's default; see WeightResidency. Errors: the build's, SESSION_FAILED /
- * DEVICE_UNAVAILABLE (ort.ts), INVALID_ARGUMENT (bfloat16 off cuda), and NUMERIC_FAILURE from run()
- * when a half-precision graph returns Inf/NaN.
- */
-/**
  * The graph options a session on `device` in `precision` builds with. float32 is the option's
  * absence, so float32 graphs keep the cache keys they had before precision existed. Half precision on
  * WebGPU gets layer bodies (moeGraph.ts GraphOptions.layerBodies: measured bit-identical there); on the
@@ -120,6 +114,12 @@ export function sessionGraphOptions(graphOptions: Omit<GraphOptions, 'weightFile
   return { ...rest, precision, ...(device === 'webgpu' && rest.layerBodies === undefined ? { layerBodies: true } : {}) }
 }
 
+/**
+ * The session of buildScoringGraph(ckpt, edits, options) in the precision of `options`, else of
+ * `settings`, else the device's default; see WeightResidency. Errors: the build's, SESSION_FAILED /
+ * DEVICE_UNAVAILABLE (ort.ts), INVALID_ARGUMENT (bfloat16 off cuda), and NUMERIC_FAILURE from run()
+ * when a half-precision graph returns Inf/NaN.
+ */
 export async function openGraphSession(ckpt: Checkpoint, edits: VariantEdits, graphOptions: Omit<GraphOptions, 'weightFiles'>, settings: GraphSessionSettings): Promise<GraphSession> {
   const session = { device: settings.device, threads: settings.threads }
   const precision = resolvePrecision(settings.device, graphOptions.precision ?? settings.precision)

@@ -21,12 +21,13 @@ export const LEADERBOARD_VERSION = 2
  * measurements. Another onnxruntime or scoring version on the same device is not: its latest run stands.
  */
 export interface ScoringInfo {
-  /** keys.ts scoringKey (scoring version, max length, device, onnxruntime version) of the column's first run. */
+  /** keys.ts scoringKey (scoring version, max length, device, onnxruntime version) of the column's latest run. */
   key: string
   /** The execution provider the runs used ('cpu', 'cuda', 'webgpu'). */
   device: string
   /** The compute dtype of the graph on that device ('float32' on the CPU, 'float16' on a GPU); '' for a device this harness does not know. */
   precision: string
+  /** The onnxruntime version of the column's latest run (older cells of the column may predate it). */
   ortVersion: string
   /** What tells this column apart from the task's others: its device, `cpu` / `webgpu`. */
   label: string
