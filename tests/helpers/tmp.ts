@@ -9,3 +9,13 @@ export function tmpDir(prefix = 'moe-harness-'): string {
   after(() => fs.rmSync(dir, { recursive: true, force: true }))
   return dir
 }
+
+/** Points MOE_HARNESS_HOME at `home` for this test file (in-process sweeps read it), restored when it finishes. */
+export function useHarnessHome(home: string): void {
+  const saved = process.env.MOE_HARNESS_HOME
+  process.env.MOE_HARNESS_HOME = home
+  after(() => {
+    if (saved === undefined) delete process.env.MOE_HARNESS_HOME
+    else process.env.MOE_HARNESS_HOME = saved
+  })
+}

@@ -8,11 +8,12 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { describe, it } from 'node:test'
 import { chromium } from 'playwright-core'
-import type { LeaderboardData, Row } from '../../src/report/leaderboardData.ts'
+import type { Row } from '../../src/report/leaderboardData.ts'
 import { ResultsStore } from '../../src/store/resultsStore.ts'
 import { ROOT, runCli } from '../helpers/cli.ts'
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
 import { parseCsv } from '../helpers/csv.ts'
+import { reportSite } from '../helpers/site.ts'
 import { tmpDir } from '../helpers/tmp.ts'
 
 const dir = tmpDir()
@@ -33,12 +34,7 @@ function sweep(db: string, body: Record<string, unknown>, name: string): void {
   assert.equal(r.status, 0, r.stderr)
 }
 
-function report(db: string, out: string): { data: LeaderboardData; files: Map<string, string> } {
-  const r = runCli(['report', '--db', db, '--out', out])
-  assert.equal(r.status, 0, r.stderr)
-  const files = new Map(fs.readdirSync(out).map(f => [f, fs.readFileSync(path.join(out, f), 'utf8')]))
-  return { data: JSON.parse(files.get('leaderboard.json')!) as LeaderboardData, files }
-}
+const report = reportSite
 
 /** Per variant method (the unpruned model as 'unpruned'), task → primary metric value, read from the store's own runs. */
 function storedScores(db: string): Map<string, Map<string, number>> {

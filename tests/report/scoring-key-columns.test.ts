@@ -16,6 +16,7 @@ import { ResultsStore, type MetricRow, type RunRow, type SampleRow } from '../..
 import { ROOT, runCli } from '../helpers/cli.ts'
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
 import { parseCsv } from '../helpers/csv.ts'
+import { reportSite } from '../helpers/site.ts'
 import { tmpDir } from '../helpers/tmp.ts'
 
 const dir = tmpDir()
@@ -34,12 +35,7 @@ export default defineConfig(${JSON.stringify({ models: { tiny: 'model' }, calibr
   assert.equal(r.status, 0, r.stderr)
 }
 
-function report(db: string, out: string): { data: LeaderboardData; files: Map<string, string> } {
-  const r = runCli(['report', '--db', db, '--out', out])
-  assert.equal(r.status, 0, r.stderr)
-  const files = new Map(fs.readdirSync(out).map(f => [f, fs.readFileSync(path.join(out, f), 'utf8')]))
-  return { data: JSON.parse(files.get('leaderboard.json')!) as LeaderboardData, files }
-}
+const report = reportSite
 
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length

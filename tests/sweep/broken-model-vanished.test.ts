@@ -5,21 +5,16 @@
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import path from 'node:path'
-import { after, describe, it } from 'node:test'
+import { describe, it } from 'node:test'
 import { parseConfig } from '../../src/config/defineConfig.ts'
 import { ResultsStore } from '../../src/store/resultsStore.ts'
 import { runSweep } from '../../src/sweep/runSweep.ts'
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
-import { tmpDir } from '../helpers/tmp.ts'
+import { tmpDir, useHarnessHome } from '../helpers/tmp.ts'
 
 describe('a model folder that vanishes during a sweep', () => {
   const dir = tmpDir()
-  const saved = process.env.MOE_HARNESS_HOME
-  process.env.MOE_HARNESS_HOME = path.join(dir, 'home')
-  after(() => {
-    if (saved === undefined) delete process.env.MOE_HARNESS_HOME
-    else process.env.MOE_HARNESS_HOME = saved
-  })
+  useHarnessHome(path.join(dir, 'home'))
   const tiny = { family: 'mixtral', experts: 4, topK: 2, layers: 2, hidden: 16, ffn: 8 } as const
   writeTinyCheckpoint(path.join(dir, 'kept'), { ...tiny, seed: 111 })
   writeTinyCheckpoint(path.join(dir, 'gone'), { ...tiny, seed: 112 })

@@ -6,21 +6,16 @@
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import path from 'node:path'
-import { after, describe, it } from 'node:test'
+import { describe, it } from 'node:test'
 import { parseConfig } from '../../src/config/defineConfig.ts'
 import { ResultsStore } from '../../src/store/resultsStore.ts'
 import { runSweep } from '../../src/sweep/runSweep.ts'
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
-import { tmpDir } from '../helpers/tmp.ts'
+import { tmpDir, useHarnessHome } from '../helpers/tmp.ts'
 
 describe('a variant folder removed during a sweep', () => {
   const dir = tmpDir()
-  const saved = process.env.MOE_HARNESS_HOME
-  process.env.MOE_HARNESS_HOME = path.join(dir, 'home')
-  after(() => {
-    if (saved === undefined) delete process.env.MOE_HARNESS_HOME
-    else process.env.MOE_HARNESS_HOME = saved
-  })
+  useHarnessHome(path.join(dir, 'home'))
   writeTinyCheckpoint(path.join(dir, 'm'), { family: 'mixtral', experts: 4, topK: 2, layers: 2, hidden: 32, ffn: 16, seed: 53 })
   const config = parseConfig({
     models: { m: 'm' }, methods: ['magnitude-pruning'], ratios: [0.5], tasks: ['brown-cloze', 'brown-agreement'],
