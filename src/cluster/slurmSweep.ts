@@ -263,6 +263,9 @@ export async function runSlurmSweep(o: ClusterPlanOptions & {
       result.merged.runs += m.runs
       result.merged.skipped += m.skipped
     }
+    // Every planned variant was used by this sweep, those whose cells the store held too (no shard
+    // planned them): the leaderboard's row is the variant used last (a reverted method edit).
+    for (const id of new Set(plan.index?.cells.flatMap(c => (c.variantId ? [c.variantId] : [])))) store.markVariantUsed(id)
   } finally {
     store.close()
   }

@@ -11,6 +11,7 @@ import { compareCorrectness, comparePerplexity, type PairedResult } from './sign
 /**
  * 2: tasks are columns keyed by TaskInfo.key (task, version, document subset, data file, device; TaskInfo.scoring, only on columns split by device, is an addition within 2); rows say which tasks their average and recovery cover.
  * Additions within 2: one row per (method, parameters, ratio), the newest variant; older ones in ModelData.superseded (Row.createdAt, Row.superseded, Row.olderComplete).
+ * Then "newest" became the variant a sweep used last (Row.lastUsedAt, SupersededVariant.lastUsedAt; supersededAt is the current variant's lastUsedAt).
  */
 export const LEADERBOARD_VERSION = 2
 
@@ -110,21 +111,24 @@ export interface Row {
   calibration: StoredCalibration | null
   /** When the store recorded the variant (ISO 8601, UTC). */
   createdAt: string
+  /** When a sweep last planned the variant (ISO 8601, UTC; src/store/reads.ts ReadyVariant.lastUsedAt): why this variant is the row. */
+  lastUsedAt: string
   /** How many older variants of this row's method, parameters and ratio it supersedes (ModelData.superseded). */
   superseded: number
   /**
    * When this row is incomplete and an older variant of it (superseded) scored every accuracy task:
    * that one, so the page can say a complete result of the earlier code exists; null otherwise.
    */
-  olderComplete: { variantId: string; createdAt: string; average: number } | null
+  olderComplete: { variantId: string; createdAt: string; lastUsedAt: string; average: number } | null
 }
 
 /**
  * An older variant of a row's (method, parameters other than their current defaults, ratio): its
  * variant id covers the method's code (its file and the project files it imports), its calibration
  * and procedure, so an edited plugin or another calibration makes a new variant of the same row.
- * The newest (by `variants.created_at`) is the row: it is what the code now produces. Older ones are
- * listed with their own scores, never averaged with it, charted, put on Pareto fronts or tested.
+ * The one a sweep used last (`variants.last_used_at`, then `created_at`) is the row: it is what the code
+ * now produces, also after an edit is reverted (the earlier variant is reused, not made again). The
+ * others are listed with their own scores, never averaged with it, charted, put on Pareto fronts or tested.
  */
 export interface SupersededVariant {
   variantId: string
@@ -134,9 +138,11 @@ export interface SupersededVariant {
   seriesLabel: string
   ratio: number
   createdAt: string
+  /** When a sweep last planned it (earlier than the current variant's). */
+  lastUsedAt: string
   /** The slug of the row that supersedes it; '' when the newest variant failed (ModelData.failures lists it). */
   supersededBy: string
-  /** When the newest variant was recorded. */
+  /** When a sweep last planned the current variant (its lastUsedAt). */
   supersededAt: string
   /** Its own scores by TaskInfo.key (no significance: it is compared with nothing). */
   cells: Record<string, Cell>
@@ -166,7 +172,7 @@ export interface ModelData {
   routingLoad: { layer: number; load: number[] }[] | null
   /** Failed variants (no task) and failed cells (a prepared variant whose task failed to score); only the newest variant of each row. */
   failures: { method: string; params: string; task: string | null; error: string }[]
-  /** Older variants of the rows' (method, parameters, ratio), newest first within each (SupersededVariant). */
+  /** The other variants of the rows' (method, parameters, ratio), last used first within each (SupersededVariant). */
   superseded: SupersededVariant[]
 }
 
@@ -257,7 +263,7 @@ export type ReportSource = Pick<ResultsStore,
 /**
  * Reads everything the site shows from the store's typed queries (no SQL here): per model, the
  * columns (task × version × subset × data file × device) of its complete runs, one row per (method,
- * parameters, ratio): its newest variant (the unpruned model once; older variants in ModelData.superseded,
+ * parameters, ratio): the variant a sweep used last (the unpruned model once; the others in ModelData.superseded,
  * SupersededVariant), failed variants, and paired significance (evaluation-protocol.md §5) against the
  * unpruned model and against the best row at the same ratio. Higher-is-better is the flag the
  * evaluation stored with the metric; a task whose primary metric no complete run stored (so it has
@@ -317,8 +323,10 @@ export function summarize(store: ReportSource, title: string): LeaderboardData {
       }
     }
     const isBaselineVariant = (v: StoredVariant) => v.status === 'ready' && isBaselineContent(v.contentHash) && v.ratio === 0
-    // The newest variant of each row stands (ties: a ready one, then the larger id, so renders are deterministic).
-    const newer = (a: StoredVariant, b: StoredVariant) => a.createdAt !== b.createdAt ? a.createdAt > b.createdAt : a.status !== b.status ? a.status === 'ready' : a.variantId > b.variantId
+    // The variant a sweep used last stands: what the method's code produces now, also after an edit is
+    // reverted (ties: the later made, a ready one, then the larger id, so renders are deterministic).
+    const newer = (a: StoredVariant, b: StoredVariant) => a.lastUsedAt !== b.lastUsedAt ? a.lastUsedAt > b.lastUsedAt
+      : a.createdAt !== b.createdAt ? a.createdAt > b.createdAt : a.status !== b.status ? a.status === 'ready' : a.variantId > b.variantId
     const identityOf = (v: StoredVariant) => rowIdentity(v.method, v.ratio, paramsOf(v), defaultsOf(v.method))
     const newest = new Map<string, StoredVariant>()
     for (const v of variants) {
@@ -367,7 +375,7 @@ export function summarize(store: ReportSource, title: string): LeaderboardData {
         accounting: v.accounting, tokensPerSecond,
         warnings: v.warnings, notes: v.notes,
         seriesLabel: isBaseline ? 'unpruned' : paramsLabel ? `${v.method} (${paramsLabel})` : v.method,
-        calibration: v.calibration, createdAt: v.createdAt, superseded: 0, olderComplete: null,
+        calibration: v.calibration, createdAt: v.createdAt, lastUsedAt: v.lastUsedAt, superseded: 0, olderComplete: null,
       })
     }
     rows.sort((a, b) => Number(b.isBaseline) - Number(a.isBaseline) || a.method.localeCompare(b.method) || a.paramsLabel.localeCompare(b.paramsLabel) || a.ratio - b.ratio)
@@ -393,16 +401,17 @@ export function summarize(store: ReportSource, title: string): LeaderboardData {
         const scored = v.status === 'ready' ? cellsOf(v.contentHash) : { cells: {}, missingTasks: averageTasks, average: null }
         superseded.push({
           variantId: v.variantId, status: v.status, method: v.method, paramsLabel, seriesLabel: paramsLabel ? `${v.method} (${paramsLabel})` : v.method,
-          ratio: v.ratio, createdAt: v.createdAt, supersededBy: row?.slug ?? '', supersededAt: current.createdAt,
+          ratio: v.ratio, createdAt: v.createdAt, lastUsedAt: v.lastUsedAt, supersededBy: row?.slug ?? '', supersededAt: current.lastUsedAt,
           cells: scored.cells, average: scored.average, missingTasks: scored.missingTasks,
           calibration: v.status === 'ready' ? v.calibration : null, error: v.status === 'failed' ? v.error ?? 'failed' : null,
         })
         if (row && row.missingTasks.length && !row.olderComplete && scored.average !== null) {
-          row.olderComplete = { variantId: v.variantId, createdAt: v.createdAt, average: scored.average }
+          row.olderComplete = { variantId: v.variantId, createdAt: v.createdAt, lastUsedAt: v.lastUsedAt, average: scored.average }
         }
       }
     }
-    superseded.sort((a, b) => a.method.localeCompare(b.method) || a.paramsLabel.localeCompare(b.paramsLabel) || a.ratio - b.ratio || (a.createdAt < b.createdAt ? 1 : a.createdAt > b.createdAt ? -1 : 0))
+    const latestFirst = (a: string, b: string) => (a < b ? 1 : a > b ? -1 : 0)
+    superseded.sort((a, b) => a.method.localeCompare(b.method) || a.paramsLabel.localeCompare(b.paramsLabel) || a.ratio - b.ratio || latestFirst(a.lastUsedAt, b.lastUsedAt) || latestFirst(a.createdAt, b.createdAt))
     // Paired significance against the unpruned model and the best row at the same ratio.
     for (const t of tasks) {
       const compare = (a: Row, b: Row): PairedResult | undefined => {

@@ -27,7 +27,7 @@ export interface StoredModel { id: string; name: string; path: string; architect
 export interface StoredCalibration { procedure: 'one-pass' | 'sequential'; tokens: number; seconds: number }
 
 /** A variant whose transform failed: only what identifies it, and the error. */
-export interface FailedVariant { status: 'failed'; variantId: string; method: string; paramsJson: string; ratio: number; error: string | null; /** When the store recorded it (ISO 8601, UTC; `variants.created_at`). */ createdAt: string }
+export interface FailedVariant { status: 'failed'; variantId: string; method: string; paramsJson: string; ratio: number; error: string | null; /** When the store recorded it (ISO 8601, UTC; `variants.created_at`). */ createdAt: string; /** When a sweep last planned it (ReadyVariant.lastUsedAt). */ lastUsedAt: string }
 
 /** A transformed variant, ready to be scored. */
 export interface ReadyVariant {
@@ -49,6 +49,12 @@ export interface ReadyVariant {
   calibration: StoredCalibration | null
   /** When the store recorded it (ISO 8601, UTC; `variants.created_at`): a variant re-recorded by a later sweep has that sweep's time. */
   createdAt: string
+  /**
+   * When a sweep last planned it (ISO 8601, UTC; `variants.last_used_at`), also when every cell was
+   * already stored (a reverted method edit brings an older variant back without recording anything
+   * else); >= createdAt. Rows from before schema 6: their createdAt.
+   */
+  lastUsedAt: string
 }
 
 export type StoredVariant = FailedVariant | ReadyVariant

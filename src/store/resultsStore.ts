@@ -19,6 +19,12 @@ export interface VariantRow {
   calibration_json: string | null; transform_seconds: number | null; status: 'ready' | 'failed'; error: string | null; created_at: string
   /** The error as HarnessErrorData JSON ({code, message, method?, phase?, task?}); null for rows from before schema 4. */
   error_json: string | null
+  /**
+   * When a sweep last planned this variant (ISO 8601, UTC): set on save and by markVariantUsed, also
+   * when every cell was already complete; a merge keeps the later of two stores' times. Rows from
+   * before schema 6 start at their created_at.
+   */
+  last_used_at: string
 }
 export interface RunRow {
   run_id: number; model_id: string; content_hash: string; task: string; task_version: number; subset: string; scoring_key: string
@@ -100,6 +106,11 @@ const MIGRATIONS: string[] = [
    DROP TABLE runs;
    ALTER TABLE runs_v5 RENAME TO runs;
    DELETE FROM leases;`,
+  // 6: when a sweep last planned each variant, so the leaderboard's current variant of a row is the one
+  // the code produces now: reverting a method edit reuses the older variant's folder and runs, and
+  // records nothing else. Old rows start at their creation time, so their order does not change.
+  `ALTER TABLE variants ADD COLUMN last_used_at TEXT NOT NULL DEFAULT '';
+   UPDATE variants SET last_used_at = created_at;`,
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS.length
@@ -253,12 +264,25 @@ export class ResultsStore {
     return this.guard(() => this.db.prepare('SELECT * FROM variants WHERE variant_id = ?').get(variantId) as VariantRow | undefined)
   }
 
-  saveVariant(v: Omit<VariantRow, 'created_at' | 'error_json'> & { error_json?: string | null }): void {
+  /** Records a variant (replacing its row), made and last used now. */
+  saveVariant(v: Omit<VariantRow, 'created_at' | 'error_json' | 'last_used_at'> & { error_json?: string | null }): void {
     this.guard(() => {
+      const t = now()
       this.db.prepare(`INSERT OR REPLACE INTO variants (variant_id, model_id, method, params_json, ratio, achieved_ratio, content_hash,
-          accounting_json, report_json, warnings_json, calibration_json, transform_seconds, status, error, error_json, created_at)
+          accounting_json, report_json, warnings_json, calibration_json, transform_seconds, status, error, error_json, created_at, last_used_at)
         VALUES (@variant_id, @model_id, @method, @params_json, @ratio, @achieved_ratio, @content_hash, @accounting_json, @report_json,
-          @warnings_json, @calibration_json, @transform_seconds, @status, @error, @error_json, @created_at)`).run({ error_json: null, ...v, created_at: now() })
+          @warnings_json, @calibration_json, @transform_seconds, @status, @error, @error_json, @created_at, @last_used_at)`).run({ error_json: null, ...v, created_at: t, last_used_at: t })
+    })
+  }
+
+  /**
+   * Records that a sweep planned the stored variant `variantId` now (its folder and runs reused, nothing
+   * else written): the leaderboard's current variant of a row is the one used last. Never moves the
+   * time back (another machine's clock, a merge).
+   */
+  markVariantUsed(variantId: string): void {
+    this.guard(() => {
+      this.db.prepare('UPDATE variants SET last_used_at = MAX(last_used_at, ?) WHERE variant_id = ?').run(now(), variantId)
     })
   }
 
@@ -410,7 +434,7 @@ export class ResultsStore {
   /** A model's variants, ready and failed, by method, parameters (JSON text), ratio, id. */
   storedVariants(modelId: string): StoredVariant[] {
     return this.all<VariantRow>('SELECT * FROM variants WHERE model_id = ? ORDER BY method, params_json, ratio, variant_id', modelId).map((v): StoredVariant => {
-      const common = { variantId: v.variant_id, method: v.method, paramsJson: v.params_json, ratio: Number(v.ratio), createdAt: v.created_at }
+      const common = { variantId: v.variant_id, method: v.method, paramsJson: v.params_json, ratio: Number(v.ratio), createdAt: v.created_at, lastUsedAt: v.last_used_at }
       if (v.status !== 'ready') return { status: 'failed', ...common, error: v.error }
       return {
         status: 'ready', ...common, params: JSON.parse(v.params_json), achievedRatio: Number(v.achieved_ratio ?? 0), contentHash: v.content_hash ?? '',
@@ -500,7 +524,7 @@ export class ResultsStore {
     return { sweeps: s?.n ?? 0, lastSweep: s?.last ?? null }
   }
 
-  /** Copies every row of another store into this one; identical keys are kept once. */
+  /** Copies every row of another store into this one; identical keys are kept once, a variant with the later of its two last_used_at. */
   mergeFrom(other: string): { runs: number; skipped: number } {
     const src = new ResultsStore(other, { readonly: true, flag: 'a merge input' })
     let runs = 0, skipped = 0
@@ -515,11 +539,15 @@ export class ResultsStore {
         for (const c of src.all<any>('SELECT * FROM calibrations')) this.saveCalibration(c)
         for (const v of src.all<VariantRow>('SELECT * FROM variants')) {
           const mine = this.variant(v.variant_id)
+          // Used last on whichever machine used it last: the later time of the two stores.
+          const lastUsed = mine && mine.last_used_at > v.last_used_at ? mine.last_used_at : v.last_used_at
           if (!mine || (mine.status === 'failed' && v.status === 'ready')) {
             this.db.prepare(`INSERT OR REPLACE INTO variants (variant_id, model_id, method, params_json, ratio, achieved_ratio, content_hash,
-                accounting_json, report_json, warnings_json, calibration_json, transform_seconds, status, error, error_json, created_at)
+                accounting_json, report_json, warnings_json, calibration_json, transform_seconds, status, error, error_json, created_at, last_used_at)
               VALUES (@variant_id, @model_id, @method, @params_json, @ratio, @achieved_ratio, @content_hash, @accounting_json, @report_json,
-                @warnings_json, @calibration_json, @transform_seconds, @status, @error, @error_json, @created_at)`).run(v)
+                @warnings_json, @calibration_json, @transform_seconds, @status, @error, @error_json, @created_at, @last_used_at)`).run({ ...v, last_used_at: lastUsed })
+          } else if (lastUsed !== mine.last_used_at) {
+            this.db.prepare('UPDATE variants SET last_used_at = ? WHERE variant_id = ?').run(lastUsed, v.variant_id)
           }
         }
         for (const r of src.all<RunRow>('SELECT * FROM runs')) {

@@ -160,6 +160,17 @@ function recordReady(ctx: PrepareContext, record: VariantRecord): void {
 }
 
 /**
+ * Records that this sweep planned a variant the store already holds (its cells may all be complete):
+ * the leaderboard's current variant of a row is the one used last, so a reverted method edit shows the
+ * variant the code produces again, not the one the edit made.
+ */
+function recordUse(ctx: PrepareContext, variantId: string): void {
+  const td = performance.now()
+  ctx.store.markVariantUsed(variantId)
+  ctx.timings.database += (performance.now() - td) / 1000
+}
+
+/**
  * Records a ready variant in the harness home's index, so a sweep into another store finds it without
  * preparing it. An index that cannot be written costs only that: `warn` when the folder was just
  * written here (the home was writable a moment ago); silent when indexing a variant the store knew
@@ -193,8 +204,9 @@ async function prepareSlot(slot: VariantSlot, ctx: PrepareContext): Promise<Prep
       if (fromIndex) {
         ctx.log?.(`variant ${name}: prepared folder ${path.basename(reused.dir)} found by its id in ${path.join(variantsRoot(), VARIANT_INDEX_FOLDER)}; the method is not run again`)
         recordReady(ctx, record)
-      } else if (!findVariantRecord(variantsRoot(), reused.variantId, ckpt.fingerprint(), () => {})) {
-        indexVariant(record, false) // known to this store only (prepared before the index existed)
+      } else {
+        recordUse(ctx, reused.variantId)
+        if (!findVariantRecord(variantsRoot(), reused.variantId, ckpt.fingerprint(), () => {})) indexVariant(record, false) // known to this store only (prepared before the index existed)
       }
       return reused
     }

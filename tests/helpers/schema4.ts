@@ -1,9 +1,20 @@
 // Rewrites a results store as schema 4 wrote it (runs without data_file / data_sha256, a six-column
-// key): a store from an older harness, for migration tests.
+// key), or as schema 5 did (variants without last_used_at): a store from an older harness, for
+// migration tests.
 import Database from 'better-sqlite3'
+
+/** Variants without last_used_at (schema 6 added it), user_version 5. */
+export function rewriteAsSchema5(file: string): void {
+  const raw = new Database(file)
+  raw.exec('ALTER TABLE variants DROP COLUMN last_used_at')
+  raw.pragma('user_version = 5')
+  raw.pragma('journal_mode = DELETE')
+  raw.close()
+}
 
 /** `onlyFirstRunPerTask`: keep each task's first run (the six-column key cannot hold two data files' runs). */
 export function rewriteAsSchema4(file: string, options: { onlyFirstRunPerTask?: boolean } = {}): void {
+  rewriteAsSchema5(file)
   const raw = new Database(file)
   raw.pragma('foreign_keys = OFF') // better-sqlite3 turns them on; dropping runs would cascade
   raw.exec(`CREATE TABLE runs_v4 (

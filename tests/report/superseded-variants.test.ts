@@ -4,7 +4,8 @@
 // `report`, and every row, note and chart checked against the store: one row per (method, parameters,
 // ratio), the newest variant, older ones listed on the method page with their own scores and kept out
 // of averages, curves, Pareto fronts and significance; one colour per method on every chart; no chart
-// drawn over one x value; the parameters' bounds; why a recovery is missing.
+// drawn over one x value; the parameters' bounds; why a recovery is missing. ("Newest" is the variant a
+// sweep used last; here that is the one made last. A reverted edit: tests/report/reverted-variant.test.ts.)
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
@@ -119,7 +120,7 @@ describe('one leaderboard row per method, parameters and ratio after the method 
     assert.equal(r50.variantId, fp50[1].variant.variantId)
     assert.deepEqual(r50.missingTasks, ['brown-cloze'])
     assert.equal(r50.average, null)
-    assert.deepEqual(r50.olderComplete, { variantId: fp50[0].variant.variantId, createdAt: fp50[0].variant.createdAt, average: mean(['brown-agreement', 'brown-cloze'].map(t => fp50[0].scores.get(t)!)) })
+    assert.deepEqual(r50.olderComplete, { variantId: fp50[0].variant.variantId, createdAt: fp50[0].variant.createdAt, lastUsedAt: fp50[0].variant.lastUsedAt, average: mean(['brown-agreement', 'brown-cloze'].map(t => fp50[0].scores.get(t)!)) })
     // The unedited method and the unpruned model keep one row each.
     assert.deepEqual(model.rows.map(r => `${r.seriesLabel} ${r.ratio}`), ['unpruned 0', 'frequency-pruning 0.25', 'frequency-pruning 0.5', 'frequency-pruning (score=gate-mass) 0.5', 'neuron-top-k 0.25', 'neuron-top-k 0.5'])
     assert.equal(model.incompleteRows, 2)
@@ -160,9 +161,9 @@ describe('one leaderboard row per method, parameters and ratio after the method 
     for (const s of model.superseded) assert.ok(page.includes(`data-variant="${s.variantId}"`))
     assert.ok(page.includes(model.superseded[0].average!.toFixed(4)))
     const html = files.get('model-tiny.html')!
-    assert.match(html, /<p class="muted superseded-note">One row per method, parameters and ratio: its newest variant[^<]*2 older variant\(s\)/)
+    assert.match(html, /<p class="muted superseded-note">One row per method, parameters and ratio: the variant a sweep used last[^<]*2 other variant\(s\)/)
     const row50 = html.split('<tr class=').find(r => r.includes('data-method="frequency-pruning" data-ratio="0.5"'))!
-    assert.match(row50, /An older variant of this row \(made [^)]*\) scored every task, average \d\.\d{4}/)
+    assert.match(row50, /A superseded variant of this row \(last swept [^)]*\) scored every task, average \d\.\d{4}/)
     assert.match(row50, /<span class="older-complete"/)
   })
 

@@ -39,11 +39,11 @@ const sweep = (store: string, cfg = config): CliResult => runCli(['sweep', '--co
 const FOUND = /variant m (frequency-pruning|magnitude-pruning) r=0\.5: prepared folder [0-9a-f]{16}-[0-9a-f]{24} found by its id in .*by-id; the method is not run again/g
 const foundMethods = (stderr: string) => [...stderr.matchAll(FOUND)].map(m => m[1]).sort()
 
-/** Every column of the store's variant rows but created_at, by method. */
+/** Every column of the store's variant rows but their times (created_at, last_used_at), by method. */
 function variantRows(store: string): Record<string, unknown> {
   const s = new ResultsStore(db(store), { readonly: true })
   try {
-    return Object.fromEntries(s.all<any>('SELECT * FROM variants ORDER BY method').map(({ created_at: _, ...row }) => [row.method, row]))
+    return Object.fromEntries(s.all<any>('SELECT * FROM variants ORDER BY method').map(({ created_at: _, last_used_at: _used, ...row }) => [row.method, row]))
   } finally {
     s.close()
   }
