@@ -96,6 +96,9 @@ function checkShape(m: MethodDefinition): MethodDefinition {
     } else {
       bad(`has unknown type ${JSON.stringify((spec as { type?: unknown }).type)} (use p.number, p.integer, p.boolean or p.enum)`)
     }
+    // tsx does not check types: a missing description was listed by `methods` as 'undefined'.
+    const description: unknown = spec.description
+    if (typeof description !== 'string' || !description.trim()) bad('has no description (a short phrase shown by `moe-harness methods` and on the report\'s method page)')
   }
   return m
 }

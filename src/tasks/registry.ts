@@ -6,17 +6,21 @@ import { defaultDataDir, TASK_DATA_DIR, TASKS_DIR } from '../paths.ts'
 import { mulberry32, seedFromString } from '../util/rng.ts'
 import { InvalidRecordError, type TaskDefinition } from './defineTask.ts'
 import { fileSha256, readRecordFile, resolveDataFile } from './records.ts'
+import { checkTaskShape } from './taskShape.ts'
 
 export function taskNames(): string[] {
   return [...pluginFiles(TASKS_DIR).keys()]
 }
 
-export function loadTask(name: string): Promise<TaskDefinition> {
-  return loadPlugin<TaskDefinition>('task', TASKS_DIR, name, 'TASK_INVALID')
+export async function loadTask(name: string): Promise<TaskDefinition> {
+  const task = await loadPlugin<TaskDefinition>('task', TASKS_DIR, name, 'TASK_INVALID')
+  return checkTaskShape(task, pluginFiles(TASKS_DIR).get(name) ?? name)
 }
 
-export function loadAllTasks(): Promise<TaskDefinition[]> {
-  return loadAllPlugins<TaskDefinition>('task', TASKS_DIR, 'TASK_INVALID')
+export async function loadAllTasks(): Promise<TaskDefinition[]> {
+  const tasks = await loadAllPlugins<TaskDefinition>('task', TASKS_DIR, 'TASK_INVALID')
+  const files = pluginFiles(TASKS_DIR)
+  return tasks.map(t => checkTaskShape(t, files.get(t.name) ?? t.name))
 }
 
 export interface TaskDocs<Doc = unknown> {
