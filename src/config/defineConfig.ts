@@ -6,6 +6,7 @@ import { createJiti } from 'jiti'
 import { z } from 'zod'
 import { DEFAULTS, harnessHome } from '../defaults.ts'
 import { fail } from '../errors.ts'
+import { closest } from '../util/suggest.ts'
 
 const paramValue = z.union([z.number(), z.boolean(), z.string()])
 
@@ -88,7 +89,7 @@ export interface LoadedConfig {
 export function parseConfig(raw: unknown, where: string): HarnessConfig {
   const result = configSchema.safeParse(raw)
   if (!result.success) {
-    const issues = result.error.issues.map(i => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')
+    const issues = result.error.issues.map(i => `${i.path.join('.') || '(root)'}: ${i.message}${keyHint(i)}`).join('; ')
     fail('HARNESS_CONFIG_INVALID', `${where} is invalid: ${issues}.`)
   }
   const allowed = result.data.allowNonfinite
@@ -97,6 +98,34 @@ export function parseConfig(raw: unknown, where: string): HarnessConfig {
     if (unknown.length) fail('HARNESS_CONFIG_INVALID', `${where} is invalid: allowNonfinite names ${unknown.map(m => `'${m}'`).join(', ')}, not a key of models (${Object.keys(result.data.models).join(', ')}).`)
   }
   return result.data
+}
+
+/**
+ * ` (did you mean ratios?)` for an unrecognized key with a close valid key at the same place in the
+ * schema (zod names only the unknown key: `ratio: [...]` said `Unrecognized key: "ratio"`).
+ */
+function keyHint(issue: z.core.$ZodIssue): string {
+  if (issue.code !== 'unrecognized_keys') return ''
+  const valid = objectKeysAt(configSchema, issue.path)
+  const near = [...new Set(issue.keys.flatMap(k => closest(k, valid, 1)))]
+  return near.length ? ` (did you mean ${near.join(', ')}?)` : ''
+}
+
+/** The keys of the object schema found at `at` (through defaults, optionals, arrays, records and unions); [] when none. */
+function objectKeysAt(schema: z.ZodType, at: readonly PropertyKey[]): string[] {
+  const unwrap = (s: z.ZodType | undefined): z.ZodType | undefined => {
+    while (s instanceof z.ZodDefault || s instanceof z.ZodOptional) s = s.unwrap() as z.ZodType
+    if (s instanceof z.ZodUnion) return (s.options as z.ZodType[]).map(unwrap).find(o => o instanceof z.ZodObject)
+    return s
+  }
+  let s = unwrap(schema)
+  for (const step of at) {
+    if (s instanceof z.ZodObject) s = unwrap(s.shape[String(step)] as z.ZodType | undefined)
+    else if (s instanceof z.ZodArray) s = unwrap(s.element as z.ZodType)
+    else if (s instanceof z.ZodRecord) s = unwrap(s.valueType as z.ZodType)
+    else return []
+  }
+  return s instanceof z.ZodObject ? Object.keys(s.shape) : []
 }
 
 /** Whether the config lets `model` (a key of models) be scored with non-finite weights. */
