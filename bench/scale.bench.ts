@@ -22,6 +22,11 @@
 //      matrix edited) applied and published as a sweep does it, at full width - seconds and peak RSS
 //      with the edits stored as they accumulate (as shipped) and held in memory as float32
 //      (MOE_HARNESS_SPILL_MB=Infinity: the engine before stored overrides), when that fits.
+//  (e) tasks (opt-in: BENCH_SCALE_PARTS=tasks; bench/scaleTasks.ts): the built-in suite's multiple-choice
+//      requests at full width, the engine as the harness scores them (a context once for all its
+//      choices, the head only at scored positions) against the peer scoring them as lm-eval's HF
+//      backend does (context + choice per choice, log-softmax over every position) - seconds and
+//      tokens/s per task, their ratio, and the largest |logprob difference|.
 // Each measurement is its own child process, so peak RSS is that of one worker doing that one
 // thing; `baselineRssBytes` is the child's RSS before it loads anything (the runtime's fixed part).
 // The peer maps the safetensors files (np.memmap, as the safetensors package does), so its peak
@@ -49,6 +54,13 @@
 //   BENCH_SCALE_CALIBRATION_CAP_SECONDS 1800                  part (c) cap
 //   BENCH_SCALE_METHOD_LAYERS  2,4                            part (d) layer counts (olmoe: 16 is the whole model)
 //   BENCH_SCALE_METHOD_CAP_SECONDS 1800                       part (d) cap
+//   BENCH_SCALE_TASKS_CONFIGS  olmoe                          part (e) shapes
+//   BENCH_SCALE_TASKS_LAYERS   4                              part (e) layer count at full width
+//   BENCH_SCALE_TASKS_NAMES    brown-cloze,brown-next-sentence,brown-agreement  part (e) tasks
+//   BENCH_SCALE_TASKS_DOCS     24                             part (e) documents per task (the first ones)
+//   BENCH_SCALE_TASKS_CAP_SECONDS 1800                        part (e) cap per child process
+//   BENCH_SCALE_TASKS_PEER_WEIGHTS auto                       part (e) peer: float32 copies, or cast-on-use (kept
+//                                                             as stored, cast when read); auto: float32 if it fits
 // The last line printed is one JSON object with every figure and the machine's load average.
 import fs from 'node:fs'
 import os from 'node:os'
@@ -59,6 +71,8 @@ import { ModelProtoSchema } from 'onnx-buf'
 import { mulberry32 } from '../src/util/rng.ts'
 import { runChild, type ChildResult } from './childProcess.ts'
 import { REAL, tensorPlan, tinyWidth, writeCheckpoint, type Config } from './syntheticCheckpoint.ts'
+import { findOpenBlas, TORCH_PEER_SCRIPT, torchPeerEnv } from './peers/torchPeer.ts'
+import { tasksChild, tasksPart, type TasksJob } from './scaleTasks.ts'
 
 // ---------------------------------------------------------------- measuring child (the engine)
 
@@ -287,11 +301,6 @@ function option(name: string, fallback: string): string {
 const list = (s: string) => s.split(',').map(x => x.trim()).filter(Boolean)
 
 
-function findOpenBlas(): string | null {
-  const given = option('openblas', '')
-  const candidates = [given, '/usr/lib/x86_64-linux-gnu/openblas-pthread', '/opt/moe-bench-openblas/usr/lib/x86_64-linux-gnu/openblas-pthread'].filter(Boolean)
-  return candidates.find(d => fs.existsSync(path.join(d, 'libblas.so.3'))) ?? null
-}
 
 interface Settings { cap: number; threads: number[]; short: number; python: string; openblas: string | null; memoryGuard: boolean }
 
@@ -308,12 +317,8 @@ async function engine(dir: string, threads: number, tokens: string, warmup: numb
 }
 
 function peer(s: Settings, dir: string, threads: number, tokens: string, warmup: number, out?: string): Promise<ChildResult> {
-  const env: NodeJS.ProcessEnv = { ...process.env, OMP_NUM_THREADS: String(threads), OPENBLAS_NUM_THREADS: String(threads) }
-  // environment.md: these two are unset together, in the peer's environment only.
-  delete env.OPENBLAS_CORETYPE
-  delete env.OPENBLAS_L2_SIZE
-  if (s.openblas) env.LD_LIBRARY_PATH = [s.openblas, env.LD_LIBRARY_PATH].filter(Boolean).join(':')
-  const args = [path.join(HERE, 'peers', 'torch_moe.py'), '--model', dir, '--tokens', tokens, '--threads', String(threads), '--warmup', String(warmup)]
+  const env = torchPeerEnv(s.openblas, threads)
+  const args = [TORCH_PEER_SCRIPT, '--model', dir, '--tokens', tokens, '--threads', String(threads), '--warmup', String(warmup)]
   if (out) args.push('--out', out)
   return runChild(s.python, args, env, s.cap)
 }
@@ -609,7 +614,7 @@ async function main(): Promise<void> {
     threads: list(option('threads', '2')).map(Number),
     short: Number(option('short', '64')),
     python: option('python', '/usr/bin/python3'),
-    openblas: findOpenBlas(),
+    openblas: findOpenBlas(option('openblas', '')),
     memoryGuard: option('memory-guard', '1') !== '0',
   }
   const context = Number(option('context', smoke ? '128' : '2048'))
@@ -632,21 +637,27 @@ async function main(): Promise<void> {
       ? await methodPart({ ...s, cap: Number(option('method-cap-seconds', '1800')) }, names, list(option('method-layers', smoke ? '2' : '2,4')).map(Number), smoke, work)
       : []
     load.push(os.loadavg())
+    const tasks = parts.includes('tasks')
+      ? await tasksPart({ ...s, cap: Number(option('tasks-cap-seconds', '1800')), memAvailableBytes, peerWeights: option('tasks-peer-weights', 'auto') as 'auto' | 'float32' | 'cast-on-use' }, list(option('tasks-configs', 'olmoe')), list(option('tasks-names', 'brown-cloze,brown-next-sentence,brown-agreement')),
+        Number(option('tasks-docs', smoke ? '4' : '24')), Number(option('tasks-layers', smoke ? '2' : '4')), smoke, tinyWidth, work)
+      : []
+    load.push(os.loadavg())
     console.log(JSON.stringify({
       benchmark: 'scale', cpus: os.cpus().length, memoryBytes: os.totalmem(), smoke, capSeconds: { depth: s.cap, width: Number(option('width-cap-seconds', '420')) }, threads: s.threads,
       peer: { python: s.python, openblas: s.openblas, blasLoaded: peerBlas, malloc: 'glibc defaults for both (no MALLOC_* settings)' },
       loadAverage1m: { start: round(load[0][0], 2), afterDepth: round(load[1]?.[0] ?? null, 2), end: round(load[load.length - 1][0], 2) },
       totalSeconds: round((performance.now() - t0) / 1000, 1),
       sources: Object.fromEntries(names.map(n => [n, REAL[n].source])),
-      depth, width, calibration, method,
+      depth, width, calibration, method, tasks,
     }))
   } finally {
     fs.rmSync(work, { recursive: true, force: true })
   }
 }
 
-const childJob = process.env.SCALE_BENCH_CHILD ? JSON.parse(process.env.SCALE_BENCH_CHILD) as ChildJob | CalibrationJob | MethodJob : null
-if (childJob && 'calibration' in childJob) await calibrationChild(childJob)
+const childJob = process.env.SCALE_BENCH_CHILD ? JSON.parse(process.env.SCALE_BENCH_CHILD) as ChildJob | CalibrationJob | MethodJob | TasksJob : null
+if (childJob && 'tasks' in childJob) await tasksChild(childJob)
+else if (childJob && 'calibration' in childJob) await calibrationChild(childJob)
 else if (childJob && 'method' in childJob) await methodChild(childJob)
 else if (childJob) await engineChild(childJob)
 else await main()

@@ -16,6 +16,9 @@ code does, so the engine and this peer read identical weights and tokens:
 
 Usage: torch_moe.py --model DIR --tokens FILE (int64 little-endian) --threads N
                     [--warmup N] [--out logprobs.f32] [--load-only]
+       torch_moe.py --model DIR --requests FILE.json --threads N [--out PREFIX]
+  (the harness's scoring requests, scored per choice as lm-eval's HF backend does; --out writes
+   PREFIX.<task> with every continuation token's log-probability in request order)
 Prints progress lines and, last, one JSON object: loadSeconds, warmupSeconds, forwardSeconds,
 tokensPerSecond, peakRssBytes (VmHWM), baselineRssBytes (after imports), blas (libraries mapped).
 """
@@ -43,7 +46,9 @@ def emit(obj):
 
 args = argparse.ArgumentParser()
 args.add_argument('--model', required=True)
-args.add_argument('--tokens', required=True)
+args.add_argument('--tokens')
+args.add_argument('--cast-on-use', action='store_true', help='keep half-precision weights as stored and cast each to float32 when read')
+args.add_argument('--requests', help='JSON {batchTokens, tasks: {name: {requests, warmup}}}: score them as lm-eval HFLM does')
 args.add_argument('--threads', type=int, default=1)
 args.add_argument('--warmup', type=int, default=0)
 args.add_argument('--out')
@@ -60,10 +65,20 @@ baseline = vm_kb('VmRSS')
 NP_DTYPES = {'F32': np.float32, 'F16': np.float16, 'BF16': np.uint16}
 
 
-def read_tensors(model_dir):
+class CastOnUse(dict):
+    """Weights kept as stored (bfloat16 / float16 views of the mapped file) and cast to float32 each
+    time they are read, as the engine's mapped graph casts them per layer at run time: the peer's
+    resident size is then the checkpoint once, so full-depth models fit where float32 copies do not."""
+
+    def __getitem__(self, key):
+        v = dict.__getitem__(self, key)
+        return v.float() if v.dtype != torch.float32 else v
+
+
+def read_tensors(model_dir, cast_on_use=False):
     index = os.path.join(model_dir, 'model.safetensors.index.json')
     files = sorted(set(json.load(open(index))['weight_map'].values())) if os.path.exists(index) else ['model.safetensors']
-    out = {}
+    out = CastOnUse() if cast_on_use else {}
     for name in files:
         path = os.path.join(model_dir, name)
         raw = np.memmap(path, dtype=np.uint8, mode='r')
@@ -75,6 +90,12 @@ def read_tensors(model_dir):
                 continue
             begin, end = e['data_offsets']
             a = np.frombuffer(raw, dtype=NP_DTYPES[e['dtype']], count=(end - begin) // np.dtype(NP_DTYPES[e['dtype']]).itemsize, offset=base + begin)
+            if cast_on_use and e['dtype'] == 'BF16':
+                out[key] = torch.from_numpy(a.view(np.int16).reshape(e['shape'])).view(torch.bfloat16)
+                continue
+            if cast_on_use and e['dtype'] == 'F16':
+                out[key] = torch.from_numpy(a.reshape(e['shape']))
+                continue
             if e['dtype'] == 'BF16':
                 f = (a.astype(np.uint32) << 16).view(np.float32)
             else:
@@ -86,7 +107,7 @@ def read_tensors(model_dir):
 
 t0 = time.perf_counter()
 cfg = json.load(open(os.path.join(opt.model, 'config.json')))
-W = read_tensors(opt.model)
+W = read_tensors(opt.model, opt.cast_on_use)
 arch = cfg['architectures'][0]
 family = {'MixtralForCausalLM': 'mixtral', 'OlmoeForCausalLM': 'olmoe', 'Qwen3MoeForCausalLM': 'qwen3_moe',
           'DeepseekV2ForCausalLM': 'deepseek_v2'}[arch]
@@ -150,51 +171,53 @@ def rotate_half(x):
 
 
 def attend(q, k, v, scale, mask):
-    """eager_attention_forward: q [H, T, dq], k [H, T, dq], v [H, T, dv] -> [T, H*dv]."""
+    """eager_attention_forward: q [B, H, T, dq], k [B, H, T, dq], v [B, H, T, dv] -> [B, T, H*dv]."""
     s = (q @ k.transpose(-1, -2)) * scale + mask
     p = torch.softmax(s, dim=-1, dtype=torch.float32)
     o = p @ v
-    return o.transpose(0, 1).reshape(q.shape[1], -1)
+    return o.transpose(1, 2).reshape(q.shape[0], q.shape[2], -1)
 
 
 def gqa_attention(i, x, cos, sin, mask):
     p = f'model.layers.{i}.self_attn'
     hd = cfg.get('head_dim') or d // H
-    T = x.shape[0]
+    B, T = x.shape[0], x.shape[1]
     q, k, v = lin(x, p + '.q_proj'), lin(x, p + '.k_proj'), lin(x, p + '.v_proj')
     if family == 'olmoe':
         q, k = rms(q, W[p + '.q_norm.weight'], eps), rms(k, W[p + '.k_norm.weight'], eps)
-    q, k, v = q.view(T, H, hd).transpose(0, 1), k.view(T, KV, hd).transpose(0, 1), v.view(T, KV, hd).transpose(0, 1)
+    q, k, v = q.view(B, T, H, hd).transpose(1, 2), k.view(B, T, KV, hd).transpose(1, 2), v.view(B, T, KV, hd).transpose(1, 2)
     if family == 'qwen3_moe':
         q, k = rms(q, W[p + '.q_norm.weight'], eps), rms(k, W[p + '.k_norm.weight'], eps)
     q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
-    k, v = k.repeat_interleave(H // KV, dim=0), v.repeat_interleave(H // KV, dim=0)
+    k, v = k.repeat_interleave(H // KV, dim=1), v.repeat_interleave(H // KV, dim=1)
     return lin(attend(q, k, v, hd ** -0.5, mask), p + '.o_proj')
 
 
 def mla_attention(i, x, rope, mask):
     p = f'model.layers.{i}.self_attn'
     nope, rd, vd, r = cfg['qk_nope_head_dim'], cfg['qk_rope_head_dim'], cfg['v_head_dim'], cfg['kv_lora_rank']
-    T = x.shape[0]
+    B, T = x.shape[0], x.shape[1]
     cos, sin, mscale2 = rope
-    q = lin(x, p + '.q_proj').view(T, H, nope + rd).transpose(0, 1)
+    q = lin(x, p + '.q_proj').view(B, T, H, nope + rd).transpose(1, 2)
     q_nope, q_pe = q[..., :nope], q[..., nope:]
     ckv = lin(x, p + '.kv_a_proj_with_mqa')
-    latent, k_pe = ckv[:, :r], ckv[:, r:].view(T, 1, rd).transpose(0, 1)
-    kv = lin(rms(latent, W[p + '.kv_a_layernorm.weight'], 1e-6), p + '.kv_b_proj').view(T, H, nope + vd).transpose(0, 1)
+    latent, k_pe = ckv[..., :r], ckv[..., r:].view(B, T, 1, rd).transpose(1, 2)
+    kv = lin(rms(latent, W[p + '.kv_a_layernorm.weight'], 1e-6), p + '.kv_b_proj').view(B, T, H, nope + vd).transpose(1, 2)
     k_nope, v = kv[..., :nope], kv[..., nope:]
 
     def rot_pairs(t):  # view_as_complex on consecutive pairs (2i, 2i+1)
         a, b = t[..., 0::2], t[..., 1::2]
         return torch.stack((a * cos - b * sin, a * sin + b * cos), dim=-1).flatten(-2)
-    q_pe, k_pe = rot_pairs(q_pe), rot_pairs(k_pe).expand(H, T, rd)
+    q_pe, k_pe = rot_pairs(q_pe), rot_pairs(k_pe).expand(B, H, T, rd)
     qf, kf = torch.cat((q_nope, q_pe), -1), torch.cat((k_nope, k_pe), -1)
     scale = (nope + rd) ** -0.5 * mscale2
     return lin(attend(qf, kf, v, scale, mask), p + '.o_proj')
 
 
 def sparse_moe(i, x):
-    """Router + HF expert loop (index_select rows of each expert hit, SwiGLU, weight, index_add_)."""
+    """Router + HF expert loop (index_select rows of each expert hit, SwiGLU, weight, index_add_) over [B, T, d]."""
+    shape = x.shape
+    x = x.reshape(-1, shape[-1])
     if family == 'mixtral':
         p, names, E, norm = f'model.layers.{i}.block_sparse_moe', ('w1', 'w3', 'w2'), cfg['num_local_experts'], True
     elif family == 'deepseek_v2':
@@ -217,7 +240,7 @@ def sparse_moe(i, x):
         out.index_add_(0, rows, y)
     if family == 'deepseek_v2' and cfg.get('n_shared_experts'):
         out = out + swiglu(x, p + '.shared_experts')
-    return out
+    return out.reshape(shape)
 
 
 def is_moe(i):
@@ -228,8 +251,9 @@ def is_moe(i):
     return True
 
 
-def forward(ids):
-    T = ids.shape[0]
+def hidden_states(ids):
+    """Final-norm hidden states [B, T, d] of right-padded rows [B, T] (causal: padding is never attended)."""
+    T = ids.shape[1]
     pos = torch.arange(T, dtype=torch.float32)
     mask = torch.full((T, T), float('-inf')).triu(1)
     if family == 'deepseek_v2':
@@ -245,14 +269,19 @@ def forward(ids):
         f = pos[:, None] * default_inv_freq(hd)[None, :]
         emb = torch.cat((f, f), dim=-1)
         cos, sin = emb.cos(), emb.sin()
-    x = W['model.embed_tokens.weight'].index_select(0, ids)
+    x = W['model.embed_tokens.weight'][ids]
     for i in range(L):
         p = f'model.layers.{i}'
         h = rms(x, W[p + '.input_layernorm.weight'], eps)
         x = x + (mla_attention(i, h, rope, mask) if family == 'deepseek_v2' else gqa_attention(i, h, cos, sin, mask))
         h = rms(x, W[p + '.post_attention_layernorm.weight'], eps)
         x = x + (sparse_moe(i, h) if is_moe(i) else swiglu(h, p + '.mlp'))
-    x = rms(x, W['model.norm.weight'], eps)
+    return rms(x, W['model.norm.weight'], eps)
+
+
+def forward(ids):
+    """log p of each next token of one sequence [T] -> [T - 1]."""
+    x = hidden_states(ids[None])[0]
     logits = x[:-1] @ W['lm_head.weight'].T
     logp = torch.log_softmax(logits, dim=-1)
     return logp.gather(1, ids[1:, None]).flatten()
@@ -262,6 +291,74 @@ def blas_libraries():
     with open('/proc/self/maps') as f:
         return sorted({line.split()[-1] for line in f if 'blas' in line.lower() or 'lapack' in line.lower() or 'mkl' in line.lower()})
 
+
+def lm_eval_pairs(requests):
+    """The (context, continuation) pairs lm-eval's HF backend scores for the harness's requests: one
+    per choice (a request's branches share its prefix only in the harness), and a rolling window as
+    (its context tokens, its scored tokens)."""
+    pairs = []
+    for r in requests:
+        if r['branches']:
+            pairs += [(r['prefix'], b) for b in r['branches']]
+        else:
+            cut = max(1, r.get('scorePrefixFrom') or len(r['prefix']))
+            pairs.append((r['prefix'][:cut], r['prefix'][cut:]))
+    return pairs
+
+
+def score_like_hflm(pairs, batch_tokens):
+    """lm-eval's HFLM._loglikelihood_tokens on CPU: the model input is (context + continuation)[:-1]
+    (requests here already fit max_length); identical inputs run once (its logits cache and
+    group_by="contexts" reuse at most that); inputs sorted longest first and batched right-padded, here
+    by the same padded-token budget as the harness's batches (rows x width <= batch_tokens) rather than
+    a fixed row count; the whole batch's logits go through log_softmax; the continuation's
+    log-probabilities are read at its positions. Returns per-pair lists of token log-probabilities."""
+    inputs = {}
+    for ctx, cont in pairs:
+        inputs.setdefault(tuple((ctx + cont)[:-1]), None)
+    order = sorted(inputs, key=lambda t: (-len(t), t))
+    batches, cur = [], []
+    for t in order:
+        if cur and len(cur[0]) * (len(cur) + 1) > batch_tokens:
+            batches.append(cur)
+            cur = []
+        cur.append(t)
+    if cur:
+        batches.append(cur)
+    for batch in batches:
+        width = len(batch[0])
+        ids = torch.zeros((len(batch), width), dtype=torch.int64)
+        for row, t in enumerate(batch):
+            ids[row, :len(t)] = torch.tensor(t, dtype=torch.int64)
+        logp = torch.log_softmax(hidden_states(ids) @ W['lm_head.weight'].T, dim=-1)
+        for row, t in enumerate(batch):
+            inputs[t] = logp[row, :len(t)]
+    out = []
+    for ctx, cont in pairs:
+        rows = inputs[tuple((ctx + cont)[:-1])]
+        n = len(ctx) + len(cont) - 1
+        picked = rows[n - len(cont):n].gather(1, torch.tensor(cont, dtype=torch.int64)[:, None]).flatten()
+        out.append(picked.tolist())
+    return out, len(inputs), sum(len(t) for t in inputs), len(batches)
+
+
+if opt.requests:
+    spec = json.load(open(opt.requests))
+    result = {'loadSeconds': load_seconds, 'baselineRssBytes': baseline, 'torch': torch.__version__, 'threads': torch.get_num_threads(), 'blas': blas_libraries(), 'tasks': {}}
+    for name, task in spec['tasks'].items():
+        pairs = lm_eval_pairs(task['requests'])
+        if task.get('warmup'):
+            score_like_hflm(pairs[:2], spec['batchTokens'])
+        t = time.perf_counter()
+        lps, forwards, tokens, batches = score_like_hflm(pairs, spec['batchTokens'])
+        seconds = time.perf_counter() - t
+        emit({'phase': 'task:' + name, 'seconds': seconds, 'forwards': forwards, 'inputTokens': tokens, 'batches': batches})
+        if opt.out:
+            np.array([v for lp in lps for v in lp], dtype=np.float32).tofile(f'{opt.out}.{name}')
+        result['tasks'][name] = {'seconds': seconds, 'forwards': forwards, 'inputTokens': tokens, 'batches': batches}
+    result['peakRssBytes'] = vm_kb('VmHWM')
+    emit(result)
+    sys.exit(0)
 
 ids = torch.from_numpy(np.fromfile(opt.tokens, dtype=np.int64))
 warm = 0.0
