@@ -9,6 +9,7 @@ import crypto from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
+import { isMainThread, threadId } from 'node:worker_threads'
 import { harnessHome } from '../defaults.ts'
 import { parseNonNegative } from '../util/envNumber.ts'
 import { fail } from '../errors.ts'
@@ -29,21 +30,40 @@ export function spillBudgetBytes(): number {
 const PREFIX = '.spill-'
 const WHAT = "store a method's edited tensors (set MOE_HARNESS_HOME to a writable folder with space, or MOE_HARNESS_SPILL_MB=Infinity to keep them in memory)"
 let folder: string | undefined
+let created = false
 let files = 0
 
-/** This process's spill folder, created on first use. */
-function spillFolder(): string {
+/**
+ * This process's spill folder (not created yet): one per process, whichever thread spills. The main
+ * thread removes it at exit; a method worker (src/methods/applyWorker.ts) is handed the main thread's
+ * path (useSpillFolder) and writes there, so a worker ended mid-method leaves nothing of its own.
+ */
+export function spillFolderPath(): string {
   if (folder) return folder
   const home = harnessHome()
   const parent = process.env.MOE_HARNESS_HOME || fs.existsSync(home) ? path.join(home, 'variants') : os.tmpdir()
   const dir = path.join(parent, `${PREFIX}${os.hostname()}-${process.pid}-${crypto.randomBytes(3).toString('hex')}`)
+  if (isMainThread) process.once('exit', () => fs.rmSync(dir, { recursive: true, force: true }))
+  return (folder = dir)
+}
+
+/** In a method worker: spill into the main thread's folder (spillFolderPath there). */
+export function useSpillFolder(dir: string): void {
+  folder = dir
+}
+
+/** This process's spill folder, created on first use. */
+function spillFolder(): string {
+  const dir = spillFolderPath()
+  if (created) return dir
+  const parent = path.dirname(dir)
   withFileErrors(parent, WHAT, () => {
     fs.mkdirSync(parent, { recursive: true })
     removeDeadSpills(parent)
-    fs.mkdirSync(dir)
+    fs.mkdirSync(dir, { recursive: true }) // an earlier method worker of this process may have made it
   })
-  process.once('exit', () => fs.rmSync(dir, { recursive: true, force: true }))
-  return (folder = dir)
+  created = true
+  return dir
 }
 
 /** Removes the spill folders under `parent` of processes on this host that no longer run (killed before their exit hook). */
@@ -74,7 +94,8 @@ export function spillFolderState(name: string): 'dead' | 'live' | 'other-host' |
 export function spillOverrides(overrides: Record<string, OverrideTensor>, dtypeOf: (name: string) => DType): void {
   const pending = Object.fromEntries(Object.entries(overrides).filter(([, t]) => !isStoredOverride(t))) as Record<string, Float32Array>
   if (Object.keys(pending).length === 0) return
-  const file = path.join(spillFolder(), `overrides-${files++}.safetensors`)
+  // Named by thread too: method workers of one process spill into one folder, possibly at once.
+  const file = path.join(spillFolder(), `overrides-${threadId}-${files++}.safetensors`)
   Object.assign(overrides, withFileErrors(file, WHAT, () => storeOverrides(file, pending, dtypeOf)))
 }
 

@@ -155,7 +155,8 @@ export interface MethodDefinition<P extends ParamShape = ParamShape> {
   validate?: (params: ParamValues<P>, layout: MoeLayout) => void
   /**
    * The whole-model phase: edit weights and/or set hooks. Deterministic given params, stats and
-   * ctx.rng. One-pass calibration only. Define exactly one of `apply` and `applyLayer`.
+   * ctx.rng. One-pass calibration only. Define exactly one of `apply` and `applyLayer`. Both run in a
+   * worker thread (src/methods/applyInWorker.ts): module-level state is not shared with `validate` / `needs`.
    */
   apply?: (ctx: MethodContext<ParamValues<P>>) => MethodReport | Promise<MethodReport>
   /**

@@ -1,14 +1,15 @@
 // From (model, method, params) to a ready variant: validate, calibrate (cached; one-pass, or
 // sequential interleaved with the method's per-layer edits), apply, account.
 import { calibrationKey, getCalibrationStats } from '../calibration/cache.ts'
-import { sequentialStats } from '../calibration/sequential.ts'
+import { sequentialStats, type SequentialResult } from '../calibration/sequential.ts'
 import type { CalibrationSpec } from '../calibration/source.ts'
 import type { StatNeed, StatsData } from '../calibration/stats.ts'
 import type { VariantEdits } from '../edits/variantEdits.ts'
 import { BUILD_FORMAT_VERSION, methodSeedKey, variantKey } from '../identity/keys.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
 import type { Device } from '../ort/ort.ts'
-import { applyMethod, startMethod } from '../methods/applyMethod.ts'
+import { applyMethodInWorker, startMethodInWorker } from '../methods/applyInWorker.ts'
+import type { AppliedMethod } from '../methods/applyMethod.ts'
 import type { CalibrationProcedure, MethodDefinition, MethodReport } from '../methods/defineMethod.ts'
 import { layoutOf, loadMethod, methodFileHash, needsOf, procedureOf, resolveParams, unprunedNeedsOf, validateMethod, type ParamValues } from '../methods/registry.ts'
 import { accountVariant, type VariantAccounting } from './accounting.ts'
@@ -99,7 +100,8 @@ export async function prepareVariant(ckpt: Checkpoint, plan: PlannedVariant, opt
   const needs = [...new Set([...plan.needs, ...(options.extraNeeds ?? [])])]
   const calib = plan.needs.length ? await calibrateFor(ckpt, needs, options) : null
   const id = variantId(ckpt, plan, calib?.key ?? null)
-  const applied = await applyMethod(plan.method, plan.params, ckpt, calib?.data, seedOf(ckpt, plan, calib?.key ?? null))
+  // In a worker thread: the main thread's timers (lease heartbeats) and signals run while the method computes.
+  const applied = await applyMethodInWorker(plan.method, plan.params, ckpt, calib?.data, seedOf(ckpt, plan, calib?.key ?? null))
   return {
     method: plan.method.name, params: plan.params, variantId: id, edits: applied.edits, report: applied.report,
     accounting: accountVariant(ckpt, applied.edits, calib?.data),
@@ -115,9 +117,15 @@ async function prepareSequential(ckpt: Checkpoint, plan: PlannedVariant, options
   const unpruned = plan.onePassNeeds.length ? await calibrateFor(ckpt, unprunedNeeds, options) : null
   const key = await calibrationKey(ckpt, options.calibration)
   const id = variantId(ckpt, plan, key)
-  const run = startMethod(plan.method, plan.params, ckpt, seedOf(ckpt, plan, key), unpruned?.data)
-  const seq = await sequentialStats(ckpt, options.calibration, needsOf(plan.method, plan.params), run, { device: options.device, threads: options.threads, onProgress: options.onCalibration })
-  const applied = run.finish()
+  const run = await startMethodInWorker(plan.method, plan.params, ckpt, seedOf(ckpt, plan, key), unpruned?.data)
+  let seq: SequentialResult
+  let applied: AppliedMethod
+  try {
+    seq = await sequentialStats(ckpt, options.calibration, needsOf(plan.method, plan.params), run, { device: options.device, threads: options.threads, onProgress: options.onCalibration })
+    applied = await run.finish()
+  } finally {
+    await run.close() // the worker, when calibration failed between two layers
+  }
   const info = seq.data.info
   return {
     method: plan.method.name, params: plan.params, variantId: id, edits: applied.edits, report: applied.report,

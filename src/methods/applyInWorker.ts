@@ -1,0 +1,218 @@
+// Runs a method's apply / applyLayer in a worker thread (applyWorker.ts), so the main thread's event
+// loop keeps running while the method computes: the sweep's lease heartbeat (src/sweep/leases.ts) keeps
+// the cells being scored reserved, progress prints, and a second Ctrl-C quits at once (process.exit
+// ends the worker with the process; the spill folder is the main thread's and removed at exit).
+// Same results, bit for bit: the worker runs the same applyMethod / startMethod on the same checkpoint
+// files, statistics (copied), parameters and seed key.
+//
+// The main thread applies the method itself (applyMethod / startMethod) only when a worker cannot load
+// the same code: a method object with no file in methods/ (built in a test), or a method file (or a
+// project file it imports) edited since this process loaded it, whose variant id names the code loaded
+// first (registry.ts methodFileHash).
+//
+// One method runs at a time per process (the worker's requests queue here), as when every apply ran on
+// the main thread: each holds up to the spill budget of edited tensors plus its own working memory.
+import { fileURLToPath } from 'node:url'
+import { Worker } from 'node:worker_threads'
+import { failIn, HarnessError } from '../errors.ts'
+import type { StatNeed, StatsData } from '../calibration/stats.ts'
+import { spillBudgetBytes, spillFolderPath } from '../edits/overrideSpill.ts'
+import type { VariantEdits } from '../edits/variantEdits.ts'
+import type { Checkpoint } from '../model/checkpoint.ts'
+import { METHODS_DIR } from '../paths.ts'
+import { pluginFiles } from '../plugins/discover.ts'
+import { applyMethod, startMethod, type AppliedMethod, type MethodRunOptions } from './applyMethod.ts'
+import type { MethodDefinition } from './defineMethod.ts'
+import { methodFileHash, needsOf, pluginLocation, unprunedNeedsOf, type ParamValues } from './registry.ts'
+import type { ApplyReply, ApplyRequest, ApplyStart } from './applyWorker.ts'
+
+const ENTRY = fileURLToPath(new URL('./applyWorker.mjs', import.meta.url))
+
+/** A method applied layer by layer (sequential calibration) in a worker. */
+export interface LayerwiseRun {
+  /** The edits so far (live object, updated after each layer: src/calibration/sequential.ts reads it). */
+  readonly edits: VariantEdits
+  /** applyLayer for MoE layer `index`; `stats` holds (at least) that layer's entries. */
+  layer(index: number, stats: StatsData): Promise<void>
+  /** Validates the edits and returns the combined report (MethodRun.finish); the worker is free again. */
+  finish(): Promise<AppliedMethod>
+  /** Frees the worker when finish did not (an error elsewhere between two layers); safe to call twice. */
+  close(): Promise<void>
+}
+
+/** applyMethod (one-pass statistics: apply, or applyLayer for every layer) in a worker; same arguments, same result. */
+export async function applyMethodInWorker(method: MethodDefinition, params: ParamValues, ckpt: Checkpoint, stats: StatsData | undefined, seedKey: string, options: MethodRunOptions = {}): Promise<AppliedMethod> {
+  const worker = await MethodWorker.start(method, params, ckpt, seedKey, 'one-pass', undefined, options)
+  if (!worker) return oneAtATime(() => applyMethod(method, params, ckpt, stats, seedKey, undefined, options))
+  try {
+    const needs = [...needsOf(method, params), ...unprunedNeedsOf(method, params)]
+    const reply = await oneAtATime(() => worker.request({ kind: 'apply', ...(stats ? { stats: onlyNeeds(stats, needs) } : {}) }))
+    return expect(reply, 'done').applied
+  } finally {
+    await worker.release()
+  }
+}
+
+/** startMethod (sequential calibration drives it layer by layer) in a worker. */
+export async function startMethodInWorker(method: MethodDefinition, params: ParamValues, ckpt: Checkpoint, seedKey: string, unpruned: StatsData | undefined, options: MethodRunOptions = {}): Promise<LayerwiseRun> {
+  const worker = await MethodWorker.start(method, params, ckpt, seedKey, 'layers', unpruned && onlyNeeds(unpruned, unprunedNeedsOf(method, params)), options)
+  if (!worker) {
+    const run = startMethod(method, params, ckpt, seedKey, unpruned, options)
+    return { edits: run.edits, layer: (i, s) => oneAtATime(() => run.layer(i, s)), finish: async () => run.finish(), close: async () => {} }
+  }
+  const edits: VariantEdits = { layers: {}, overrides: {} }
+  let released = false
+  const release = async () => {
+    if (!released) await worker.release()
+    released = true
+  }
+  return {
+    edits,
+    async layer(index, stats) {
+      const delta = expect(await oneAtATime(() => worker.request({ kind: 'layer', index, stats: layerOf(stats, index) })), 'layer').edits
+      for (const l of Object.keys(edits.layers)) delete edits.layers[Number(l)]
+      Object.assign(edits.layers, delta.layers)
+      Object.assign(edits.overrides, delta.overrides)
+    },
+    async finish() {
+      try {
+        const applied = expect(await worker.request({ kind: 'finish' }), 'done').applied
+        // The worker's own edits from now on (in-memory tensors moved here, stored ones as spilled), in the live object.
+        Object.assign(edits, applied.edits)
+        return { ...applied, edits }
+      } finally {
+        await release()
+      }
+    },
+    close: release,
+  }
+}
+
+let queue: Promise<unknown> = Promise.resolve()
+/** Runs `fn` after every method request queued before it. */
+function oneAtATime<T>(fn: () => Promise<T>): Promise<T> {
+  const run = queue.then(fn, fn)
+  queue = run.catch(() => {})
+  return run
+}
+
+/** The statistics a method may read (its needs), not every table a sweep collected for all its methods: less to copy. */
+function onlyNeeds(stats: StatsData, needs: readonly StatNeed[]): StatsData {
+  const out: StatsData = { info: stats.info }
+  for (const need of new Set(needs)) if (stats[need] !== undefined) (out as unknown as Record<string, unknown>)[need] = stats[need]
+  return out
+}
+
+/** Layer `index`'s entries of every table (the worker keeps the earlier layers' entries). */
+function layerOf(stats: StatsData, index: number): StatsData {
+  const out: Record<string, unknown> = { info: stats.info }
+  for (const [key, table] of Object.entries(stats)) {
+    if (key !== 'info' && table && (table as Record<number, unknown>)[index] !== undefined) out[key] = { [index]: (table as Record<number, unknown>)[index] }
+  }
+  return out as unknown as StatsData
+}
+
+function expect<K extends ApplyReply['kind']>(reply: ApplyReply, kind: K): Extract<ApplyReply, { kind: K }> {
+  if (reply.kind === 'error') throw HarnessError.fromData(reply.error)
+  if (reply.kind === 'crash') {
+    const e = new Error(reply.message)
+    e.name = reply.name
+    if (reply.stack) e.stack = reply.stack
+    throw e
+  }
+  if (reply.kind !== kind) throw new Error(`method worker answered '${reply.kind}' where '${kind}' was expected`)
+  return reply as Extract<ApplyReply, { kind: K }>
+}
+
+/**
+ * One worker thread: one request at a time, each answered by one reply. Kept for the next method once
+ * idle (one idle thread per process, unreferenced, so it never keeps the process alive): starting a
+ * thread costs about a second (tsx and the harness's modules), a real method seconds to minutes.
+ */
+class MethodWorker {
+  private static idle: MethodWorker | undefined
+  private waiting?: { resolve: (r: ApplyReply) => void; reject: (e: unknown) => void }
+  private exited = false
+  private method = ''
+
+  private constructor(private readonly worker: Worker) {
+    worker.on('message', (reply: ApplyReply) => this.settle(w => w.resolve(reply)))
+    // Thrown outside a request (a plugin's stray promise): the method failed, located in its file when the stack says where.
+    worker.on('error', e => this.settle(w => w.reject(this.failed(e, `${e instanceof Error ? e.message : String(e)}${pluginLocation(e, this.method)}`))))
+    worker.on('exit', code => {
+      this.exited = true
+      if (MethodWorker.idle === this) MethodWorker.idle = undefined
+      this.settle(w => w.reject(this.failed(undefined, `its worker thread stopped (exit code ${code}) before the method finished; a method must not call process.exit.`)))
+    })
+  }
+
+  /**
+   * A worker running the method on the checkpoint's folder, once it has loaded the method and opened the
+   * checkpoint; undefined when the main thread must apply it (no file, or other code than this process loaded).
+   */
+  static async start(method: MethodDefinition, params: ParamValues, ckpt: Checkpoint, seedKey: string, mode: ApplyStart['mode'], unpruned: StatsData | undefined, options: MethodRunOptions): Promise<MethodWorker | undefined> {
+    if (!pluginFiles(METHODS_DIR).has(method.name)) return undefined
+    const start: ApplyStart = {
+      method: method.name, codeHash: methodFileHash(method.name), params, seedKey, mode,
+      checkpoint: { dir: ckpt.dir, allowNonfinite: ckpt.allowNonfinite },
+      spillBytes: options.spillBytes ?? spillBudgetBytes(), spillFolder: spillFolderPath(),
+      ...(unpruned ? { unpruned } : {}), env: { ...process.env },
+    }
+    let w = MethodWorker.idle
+    MethodWorker.idle = undefined
+    if (!w) {
+      w = new MethodWorker(new Worker(ENTRY))
+      expect(await w.next(), 'loaded')
+    }
+    w.method = method.name
+    let first: ApplyReply
+    try {
+      first = await w.request({ kind: 'start', ...start })
+    } catch (e) {
+      await w.release()
+      throw e
+    }
+    if (first.kind === 'ready') return w
+    await w.release()
+    if (first.kind === 'stale') return undefined
+    return expect(first, 'ready') as never // throws the worker's error
+  }
+
+  request(req: ApplyRequest): Promise<ApplyReply> {
+    const reply = this.next()
+    this.worker.postMessage(req)
+    return reply
+  }
+
+  /** Keeps the thread for the next method when none is kept yet, else ends it. Only after its `loaded` reply: terminating a thread still instantiating its modules aborts the process (pool.ts). */
+  async release(): Promise<void> {
+    if (this.exited) return
+    if (!MethodWorker.idle) {
+      MethodWorker.idle = this
+      this.worker.unref()
+    } else {
+      await this.worker.terminate()
+    }
+  }
+
+  private next(): Promise<ApplyReply> {
+    if (this.exited) return Promise.reject(this.failed(undefined, 'its worker thread has stopped.'))
+    this.worker.ref() // an idle worker never keeps the process alive; one being waited for does
+    return new Promise((resolve, reject) => { this.waiting = { resolve, reject } })
+  }
+
+  private settle(fn: (w: NonNullable<MethodWorker['waiting']>) => void): void {
+    const w = this.waiting
+    this.waiting = undefined
+    if (!this.exited) this.worker.unref()
+    if (w) fn(w)
+  }
+
+  private failed(cause: unknown, message: string): HarnessError {
+    try {
+      return failIn({ method: this.method, phase: 'apply' }, 'METHOD_FAILED', message, cause)
+    } catch (e) {
+      return e as HarnessError
+    }
+  }
+}
