@@ -1,4 +1,4 @@
-import { Command, CommanderError } from 'commander'
+import { Command, CommanderError, type Option } from 'commander'
 import { formatContext, isHarnessError } from '../errors.ts'
 import { fileError } from '../util/fileErrors.ts'
 import { HARNESS_VERSION } from '../version.ts'
@@ -44,7 +44,30 @@ Environment variables (checked before any command; empty = unset):
   registerReport(program)
   registerStart(program)
   registerCache(program)
+  deferMandatoryOptions(program)
   return program
+}
+
+/**
+ * Commander checks mandatory options before unknown ones, so `eval --modle DIR` said "required option
+ * '--model <dir>' not specified" and never named the typo. The mandatory options are checked in a
+ * preAction hook instead, which runs after commander refused unknown options (with its "Did you mean").
+ * Same message and exit code (2) as commander's own check.
+ */
+function deferMandatoryOptions(program: Command): void {
+  const mandatory = new Map<Command, Option[]>()
+  const visit = (cmd: Command) => {
+    const opts = cmd.options.filter(o => o.mandatory)
+    for (const o of opts) o.mandatory = false
+    if (opts.length) mandatory.set(cmd, opts)
+    cmd.commands.forEach(visit)
+  }
+  visit(program)
+  program.hook('preAction', (_program, action) => {
+    for (const o of mandatory.get(action) ?? []) {
+      if (action.getOptionValue(o.attributeName()) === undefined) action.error(`error: required option '${o.flags}' not specified`, { code: 'commander.missingMandatoryOptionValue' })
+    }
+  })
 }
 
 export async function main(argv: string[]): Promise<number> {

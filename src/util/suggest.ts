@@ -14,20 +14,27 @@ export function editDistance(a: string, b: string): number {
   return prev[b.length]
 }
 
-/** The valid names closest to `name`: small edit distance, or one contains the other. */
+/**
+ * The valid names closest to `name`: small edit distance, or one contains the other; failing those,
+ * names that begin like it (a long camelCase parameter typed by its first word, spelt another way:
+ * `renormalise` for renormalizeRouterWeights had no suggestion).
+ */
 export function closest(name: string, valid: readonly string[], max = 3): string[] {
   const lower = name.toLowerCase()
-  return valid
-    .map(v => {
-      const vl = v.toLowerCase()
-      const d = editDistance(lower, vl)
-      const contains = vl.includes(lower) || lower.includes(vl)
-      return { v, score: contains ? Math.min(d, 1.5) : d }
-    })
-    .filter(x => x.score <= Math.max(2, Math.floor(name.length / 3)))
+  const rank = (scored: { v: string; score: number }[], limit: number) => scored
+    .filter(x => x.score <= limit)
     .sort((a, b) => a.score - b.score || a.v.localeCompare(b.v))
     .slice(0, max)
     .map(x => x.v)
+  const near = rank(valid.map(v => {
+    const vl = v.toLowerCase()
+    const d = editDistance(lower, vl)
+    const contains = vl.includes(lower) || lower.includes(vl)
+    return { v, score: contains ? Math.min(d, 1.5) : d }
+  }), Math.max(2, Math.floor(name.length / 3)))
+  if (near.length || lower.length < 4) return near
+  return rank(valid.filter(v => v.length > lower.length).map(v => ({ v, score: editDistance(lower, v.toLowerCase().slice(0, lower.length)) })),
+    Math.max(1, Math.floor(lower.length / 5)))
 }
 
 /** Throws UNKNOWN_NAME with "Did you mean" suggestions and the list of valid names. */
