@@ -1,8 +1,8 @@
 // A method plugin that computes for a long time no longer stops the sweep's main thread (its apply runs
-// in a worker thread, src/methods/applyInWorker.ts): timers fire meanwhile (the lease heartbeat is one),
-// a second Ctrl-C quits a real sweep at once and the rerun completes; ctx.rng gives the same edits in
-// either thread, a plugin's error keeps its code, fields and line, and a plugin edited after the
-// process loaded it still runs as loaded.
+// in a worker thread, src/methods/applyInWorker.ts): timers fire meanwhile, so the lease heartbeat keeps
+// a cell being scored from being taken over, and a second Ctrl-C quits a real sweep at once (the rerun
+// completes); ctx.rng gives the same edits in either thread, a plugin's error keeps its code, fields and
+// line, and a plugin edited after the process loaded it still runs as loaded.
 // Plugins are written into a copy of the project (methods/ of the shared tree is never touched).
 import assert from 'node:assert/strict'
 import { spawn, spawnSync } from 'node:child_process'
@@ -57,6 +57,9 @@ import { loadMethod, resolveParams } from './src/methods/registry.ts'
 import { openCheckpoint } from './src/model/checkpoint.ts'
 import { contentHash } from './src/edits/variantEdits.ts'
 import { planVariant, prepareVariant } from './src/variants/prepare.ts'
+import { runKey } from './src/identity/keys.ts'
+import { ResultsStore } from './src/store/resultsStore.ts'
+import { CellLeases } from './src/sweep/leases.ts'
 const ckpt = openCheckpoint(process.argv[2])
 const prep = { calibration: { source: 'builtin', sequences: 2, length: 32, seed: 1 }, device: 'cpu' as const, threads: 1 }
 const out: Record<string, unknown> = {}
@@ -74,11 +77,18 @@ process.env.SLOW_MS = '800'
 await applyMethod(method, params, ckpt, undefined, 'seed-a')
 out.ticksMainThread = ticks
 ticks = 0
+// A cell this process scores meanwhile: its lease (300 ms) must outlive the 800 ms method.
+const store = new ResultsStore(process.argv[3])
+const mine = new CellLeases(store, 300), other = new CellLeases(store, 300)
+const cell = runKey({ modelId: 'm', contentHash: 'c', task: 't', taskVersion: 1, subset: 's', scoringKey: 'k', dataSha256: 'd' })
+out.claims = [mine.claim(cell)]
 const t0 = performance.now()
 await prepareVariant(ckpt, await planVariant(ckpt, 'slow-rng', { ratio: 0.34 }), prep)
 out.ticksWorker = ticks
 out.workerMs = performance.now() - t0
+;(out.claims as string[]).push(other.claim(cell))
 clearInterval(timer)
+mine.close(); other.close(); store.close()
 out.errors = {}
 for (const name of ['throws', 'type-error', 'missing-tensor']) {
   try {
@@ -107,7 +117,7 @@ describe('a slow or failing method plugin in a worker thread', () => {
     plugin('missing-tensor', "weights.set('model.layers.0.no.such.weight', new Float32Array(4)); return { achievedRatio: 0 }")
     plugin('edited', 'for (const l of layout.layers) experts.remove(l.index, 0); return { achievedRatio: 1 / layout.layers[0].numExperts }')
     fs.writeFileSync(path.join(project, 'probe.ts'), PROBE)
-    const r = spawnSync(process.execPath, ['--import', 'tsx', 'probe.ts', model], { cwd: project, encoding: 'utf8', env: { ...process.env, MOE_HARNESS_HOME: home }, timeout: 120_000 })
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'probe.ts', model, path.join(dir, 'leases.sqlite')], { cwd: project, encoding: 'utf8', env: { ...process.env, MOE_HARNESS_HOME: home }, timeout: 120_000 })
     assert.equal(r.status, 0, r.stderr)
     probe = JSON.parse(r.stdout.trim().split('\n').pop()!)
   })
@@ -122,6 +132,10 @@ describe('a slow or failing method plugin in a worker thread', () => {
     // 800 ms of computing with a 20 ms timer: about 40 ticks; on the main thread the queued tick runs once after.
     assert.ok(probe.ticksMainThread <= 2, `main thread: ${probe.ticksMainThread} ticks`)
     assert.ok(probe.ticksWorker >= 20, `worker: ${probe.ticksWorker} ticks in ${probe.workerMs} ms`)
+  })
+
+  it("the lease of a cell being scored is renewed while the method computes: a cooperating process finds it busy", () => {
+    assert.deepEqual(probe.claims, ['claimed', 'busy'])
   })
 
   it("a plugin's error keeps its code, method, phase and the plugin's line", () => {
