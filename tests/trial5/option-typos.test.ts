@@ -4,9 +4,11 @@
 // Also: a parameter name a user spells the British way (renormalise for renormalizeRouterWeights)
 // gets the parameter it begins like as a suggestion.
 import assert from 'node:assert/strict'
+import path from 'node:path'
 import { describe, it } from 'node:test'
 import { runCli } from '../helpers/cli.ts'
 import { closest } from '../../src/util/suggest.ts'
+import { tmpDir } from '../helpers/tmp.ts'
 
 describe('option typos', () => {
   const cases: [args: string[], message: RegExp][] = [
@@ -17,6 +19,9 @@ describe('option typos', () => {
     [['eval', '--tasks', 'brown-cloze'], /^error: required option '--model <dir>' not specified\n\(run with --help for usage\)/],
     [['merge', 'a.sqlite'], /^error: required option '--out <file>' not specified/],
     [['cache', 'list', '--jsn'], /^error: unknown option '--jsn'\n\(Did you mean --json\?\)/],
+    // `cache` runs `list` by default, which took the typo as an argument: "too many arguments for 'list'".
+    [['cache', 'lst'], /^error: unknown command 'lst'\n\(Did you mean list\?\)/],
+    [['cache', 'prnue'], /^error: unknown command 'prnue'\n\(Did you mean prune\?\)/],
   ]
   for (const [args, message] of cases) {
     it(args.join(' '), () => {
@@ -26,6 +31,16 @@ describe('option typos', () => {
       assert.equal(r.stdout, '')
     })
   }
+
+  it('cache with no subcommand still lists the home', () => {
+    const home = path.join(tmpDir(), 'no-home')
+    for (const args of [['cache'], ['cache', 'list', '--json']]) {
+      const r = runCli(args, { env: { MOE_HARNESS_HOME: home } })
+      assert.equal(r.status, 0, r.stderr)
+      if (args.length === 1) assert.match(r.stdout, /No harness home at .*no-home/)
+      else assert.deepEqual([JSON.parse(r.stdout).home, JSON.parse(r.stdout).exists], [home, false])
+    }
+  })
 
   it('the mandatory option given: the command runs (score prints the log-probabilities)', () => {
     const r = runCli(['score', '--model', 'models/tiny-moe', '--text', 'The jury said', '--json'])

@@ -7,6 +7,7 @@ import { formatBytes, freedBytes, usageBytes } from '../../cache/diskUsage.ts'
 import { AREAS, scanHome, type Area, type CacheEntry, type HomeScan } from '../../cache/homeScan.ts'
 import { executePrune, parseDuration, planPrune } from '../../cache/prune.ts'
 import { ResultsStore } from '../../store/resultsStore.ts'
+import { closest } from '../../util/suggest.ts'
 
 interface StoreFlags { json?: boolean; db?: string[] }
 interface PruneFlags extends StoreFlags {
@@ -43,6 +44,8 @@ Examples:
 
   addStoreOption(cache
     .command('list', { isDefault: true })
+    // `cache lst` reaches the default command with 'lst' as an argument; the action names it as a command.
+    .allowExcessArguments()
     .description('List the harness home per area: variant folders (method, ratio, model, size, last use, state), graphs, calibration, totals.'))
     .addHelpText('after', `
 Sizes are bytes on disk; a file hard-linked in several places counts once; an area that is a symbolic
@@ -57,7 +60,12 @@ Examples:
   moe-harness cache list
   MOE_HARNESS_HOME=/scratch/harness moe-harness cache list --json
 `)
-    .action((flags: StoreFlags) => {
+    .action((flags: StoreFlags, list: Command) => {
+      if (list.args.length) {
+        // Was "too many arguments for 'list'", which never said that `lst` is not a command.
+        const near = closest(list.args[0], cache.commands.map(c => c.name()))
+        cache.error(`error: unknown command '${list.args[0]}'${near.length ? `\n(Did you mean ${near.join(', ')}?)` : ''}`, { code: 'commander.unknownCommand' })
+      }
       const home = checkedHome()
       const scan = scanHome(home, storesOf(home, flags))
       if (flags.json) {
