@@ -62,8 +62,9 @@ export async function startMethodInWorker(method: MethodDefinition, params: Para
   }
   const edits: VariantEdits = { layers: {}, overrides: {} }
   let released = false
-  const release = async () => {
-    if (!released) await worker.release()
+  // A run left between two layers holds its edits in the thread: that thread is ended, not kept.
+  const release = async (finished: boolean) => {
+    if (!released) await worker.release(finished)
     released = true
   }
   return {
@@ -81,10 +82,10 @@ export async function startMethodInWorker(method: MethodDefinition, params: Para
         Object.assign(edits, applied.edits)
         return { ...applied, edits }
       } finally {
-        await release()
+        await release(true)
       }
     },
-    close: release,
+    close: () => release(false),
   }
 }
 
@@ -184,10 +185,13 @@ class MethodWorker {
     return reply
   }
 
-  /** Keeps the thread for the next method when none is kept yet, else ends it. Only after its `loaded` reply: terminating a thread still instantiating its modules aborts the process (pool.ts). */
-  async release(): Promise<void> {
+  /**
+   * Keeps the thread for the next method (`keep`, and none is kept yet), else ends it. Only after its
+   * `loaded` reply: terminating a thread still instantiating its modules aborts the process (pool.ts).
+   */
+  async release(keep = true): Promise<void> {
     if (this.exited) return
-    if (!MethodWorker.idle) {
+    if (keep && !MethodWorker.idle) {
       MethodWorker.idle = this
       this.worker.unref()
     } else {

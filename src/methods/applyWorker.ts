@@ -5,7 +5,7 @@
 // are the types below; edits come back with their float32 buffers moved (transferred, in the last
 // reply) and stored overrides as file references.
 import { parentPort } from 'node:worker_threads'
-import { fail, HarnessError, type HarnessErrorData } from '../errors.ts'
+import { HarnessError, type HarnessErrorData } from '../errors.ts'
 import type { StatsData } from '../calibration/stats.ts'
 import { useSpillFolder } from '../edits/overrideSpill.ts'
 import { isStoredOverride, type OverrideTensor } from '../edits/overrideTensor.ts'
@@ -110,9 +110,9 @@ async function handle(req: ApplyRequest): Promise<void> {
     current = { start, method, ckpt, run, stats: { info: NO_INFO }, sent: new Map() }
     return post({ kind: 'ready' })
   }
-  const c = current ?? fail('INVALID_ARGUMENT', `method worker: '${req.kind}' without a run started`)
+  const c = current ?? internal(`'${req.kind}' without a run started`)
   if (req.kind === 'apply') return done(await applyMethod(c.method, c.start.params, c.ckpt, req.stats, c.start.seedKey, undefined, { spillBytes: c.start.spillBytes }))
-  const run = c.run ?? fail('INVALID_ARGUMENT', `method worker: '${req.kind}' needs a run started in 'layers' mode`)
+  const run = c.run ?? internal(`'${req.kind}' needs a run started in 'layers' mode`)
   if (req.kind === 'finish') return done(run.finish())
   c.stats.info = req.stats.info
   for (const [key, table] of Object.entries(req.stats)) if (key !== 'info' && table) Object.assign(((c.stats as unknown as Record<string, object>)[key] ??= {}), table)
@@ -123,8 +123,14 @@ async function handle(req: ApplyRequest): Promise<void> {
   post({ kind: 'layer', edits: { layers: run.edits.layers, overrides } })
 }
 
+/** A request out of protocol: a bug in applyInWorker.ts, reported as an internal error with its stack. */
+function internal(what: string): never {
+  throw new Error(`method worker: ${what}`)
+}
+
 const NO_INFO: StatsData['info'] = { key: '', needs: [], sequences: 0, length: 0, tokens: 0, source: 'none', seconds: 0 }
 
 // The main thread sends the next request only after this one's reply.
-port.on('message', (req: ApplyRequest) => { handle(req).catch(postError) })
+// A failed run is over: its edits are not kept for the next one.
+port.on('message', (req: ApplyRequest) => { handle(req).catch(e => { current = undefined; postError(e) }) })
 post({ kind: 'loaded' })

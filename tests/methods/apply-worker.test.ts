@@ -100,4 +100,20 @@ describe('method apply in a worker thread', () => {
     const ok = await applyMethodInWorker(method, params, ckpt, stats, 'seed-4')
     assert.deepEqual(fingerprint(ok), fingerprint(await applyMethod(method, params, ckpt, stats, 'seed-4')))
   })
+
+  it('a layer-by-layer run that fails in a layer fails as in the main thread, and closing it frees the thread', async () => {
+    const method = await loadMethod('naee')
+    const params = resolveParams(method, { ratio: 0.5 })
+    const starved = { info: stats.info } // no layerTargets of the unpruned model
+    const layer = moeLayers(ckpt.spec)[0].index
+    const expected = await startMethod(method, params, ckpt, 'seed-5', starved).layer(layer, stats).then(() => undefined, e => e)
+    const run = await startMethodInWorker(method, params, ckpt, 'seed-5', starved)
+    const got = await run.layer(layer, stats).then(() => undefined, e => e)
+    await run.close()
+    assert.ok(expected && got, 'both fail')
+    assert.deepEqual([got.code, got.message, got.method, got.phase], [expected.code, expected.message, expected.method, expected.phase])
+    assert.equal(got.phase, `applyLayer ${layer}`)
+    const ok = await applyMethodInWorker(await loadMethod('frequency-pruning'), resolveParams(await loadMethod('frequency-pruning'), { ratio: 0.5 }), ckpt, stats, 'seed-5')
+    assert.ok(Object.keys(ok.edits.layers).length > 0)
+  })
 })
