@@ -41,6 +41,16 @@ function intFlag(name: string, v: string | undefined, fallback: number): number 
   return n
 }
 
+/**
+ * A seed: any integer, as the config's seeds are (--seed x became NaN, stored as subset
+ * sample:5:seedNaN; --calibration-seed x keyed the calibration cache by null).
+ */
+export function integerFlag(name: string, v: string): number {
+  const n = Number(v)
+  if (v.trim() === '' || !Number.isSafeInteger(n)) fail('INVALID_ARGUMENT', `${name} must be an integer, got '${v}'.`)
+  return n
+}
+
 export function calibrationFromFlags(flags: MethodFlags, ckpt: Checkpoint): CalibrationSpec {
   const d = defaultCalibration(ckpt.spec.maxPositions)
   return {
@@ -48,7 +58,7 @@ export function calibrationFromFlags(flags: MethodFlags, ckpt: Checkpoint): Cali
     field: flags.calibrationField,
     sequences: intFlag('--calibration-sequences', flags.calibrationSequences, d.sequences),
     length: intFlag('--calibration-length', flags.calibrationLength, d.length),
-    seed: Number(flags.calibrationSeed ?? d.seed),
+    seed: flags.calibrationSeed === undefined ? d.seed : integerFlag('--calibration-seed', flags.calibrationSeed),
   }
 }
 

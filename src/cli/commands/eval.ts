@@ -10,7 +10,7 @@ import { evaluateTask, type TaskEvaluation } from '../../tasks/evaluate.ts'
 import { builtInTasks, loadTaskDocs, resolveTasks, selectDocs, subsetKey, type SubsetSpec } from '../../tasks/registry.ts'
 import { checkpointOptions, addDeviceOptions, addHookOptions, addPrecisionOption, editsFromFlags, engineSettings, type EngineFlags } from '../engineOptions.ts'
 import { resolvePrecision } from '../../engine/graphSession.ts'
-import { addMethodOptions, planFromFlags, prepareFromPlan, type MethodFlags } from '../methodOptions.ts'
+import { addMethodOptions, integerFlag, planFromFlags, prepareFromPlan, type MethodFlags } from '../methodOptions.ts'
 import { withProgress } from '../progress.ts'
 import { formatResultsTable, resultsJson } from '../resultsTable.ts'
 
@@ -57,8 +57,15 @@ function positiveNumber(flag: string, value: string | undefined): number | undef
   return n
 }
 
+/** Token counts are whole: --max-length 40.5 and --batch-tokens 100.7 were taken as given. */
+function positiveInteger(flag: string, value: string | undefined): number | undefined {
+  const n = positiveNumber(flag, value)
+  if (n !== undefined && !Number.isInteger(n)) fail('INVALID_ARGUMENT', `${flag} must be a whole number of tokens, got '${value}'.`)
+  return n
+}
+
 export function subsetFromFlags(flags: { limit?: string; sample?: string; seed: string }): SubsetSpec {
-  return { limit: positiveNumber('--limit', flags.limit), sample: positiveNumber('--sample', flags.sample), seed: Number(flags.seed) }
+  return { limit: positiveNumber('--limit', flags.limit), sample: positiveNumber('--sample', flags.sample), seed: integerFlag('--seed', flags.seed) }
 }
 
 async function runEval(flags: EvalFlags): Promise<void> {
@@ -76,8 +83,8 @@ async function runEval(flags: EvalFlags): Promise<void> {
     loaded.push({ task, data, docs: selectDocs(task, data.docs, subset) })
   }
   const tokenizer = ckpt.tokenizer()
-  const maxLength = positiveNumber('--max-length', flags.maxLength) ?? ckpt.spec.maxPositions
-  const batchTokens = positiveNumber('--batch-tokens', flags.batchTokens)!
+  const maxLength = positiveInteger('--max-length', flags.maxLength) ?? ckpt.spec.maxPositions
+  const batchTokens = positiveInteger('--batch-tokens', flags.batchTokens)!
   const engine = engineSettings(flags)
   const variant = await prepareFromPlan(ckpt, plan, flags, engine)
   const edits = variant ? mergeEdits(variant.edits, hookEdits) : hookEdits
