@@ -51,17 +51,29 @@ export function emptyEdits(): VariantEdits {
   return { layers: {}, overrides: {} }
 }
 
-/** `extra` layered on top of `base` (disabled sets are united; other hooks of `extra` win). */
+/**
+ * `extra` layered on top of `base` (disabled sets are united; other hooks of `extra` win). A slot
+ * `extra` removes is removed: a novice or binding `base` gave that slot no longer applies (a method run
+ * on a harness-format variant whose novices it removed was "both disabled and a novice").
+ */
 export function mergeEdits(base: VariantEdits, extra: VariantEdits): VariantEdits {
   const layers = { ...base.layers }
   for (const [l, h] of Object.entries(extra.layers)) {
     const cur = layers[Number(l)] ?? {}
     const disabled = [...new Set([...(cur.disabled ?? []), ...(h.disabled ?? [])])].sort((a, b) => a - b)
+    const removed = new Set(h.disabled ?? [])
+    const kept = <T>(slots: Record<number, T> | undefined): Record<number, T> =>
+      Object.fromEntries(Object.entries(slots ?? {}).filter(([slot]) => !removed.has(Number(slot))))
+    const bindings = { ...kept(cur.bindings), ...h.bindings }
+    const novices = { ...kept(cur.novices), ...h.novices }
+    const merged: LayerHooks = { ...cur, ...h }
+    delete merged.bindings
+    delete merged.novices
     layers[Number(l)] = {
-      ...cur, ...h,
+      ...merged,
       ...(disabled.length ? { disabled } : {}),
-      ...(cur.bindings || h.bindings ? { bindings: { ...cur.bindings, ...h.bindings } } : {}),
-      ...(cur.novices || h.novices ? { novices: { ...cur.novices, ...h.novices } } : {}),
+      ...(Object.keys(bindings).length ? { bindings } : {}),
+      ...(Object.keys(novices).length ? { novices } : {}),
     }
   }
   return { overrides: { ...base.overrides, ...extra.overrides }, layers }

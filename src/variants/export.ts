@@ -8,7 +8,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { fail } from '../errors.ts'
-import type { LayerHooks, VariantEdits } from '../edits/variantEdits.ts'
+import { mergeEdits, type LayerHooks, type VariantEdits } from '../edits/variantEdits.ts'
 import { overrideBytes } from '../edits/overrideTensor.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
 import { setExpertCount } from '../model/configDefaults.ts'
@@ -50,7 +50,10 @@ export function exportFormat(ckpt: Checkpoint, edits: VariantEdits): ExportForma
  * source model, a folder inside a model, or anything that holds a database, the project or the cwd.
  * Errors: VARIANT_INVALID (format), OUTPUT_UNSAFE (refused path), OUTPUT_FAILED (write error).
  */
-export function exportVariant(ckpt: Checkpoint, edits: VariantEdits, outDir: string, provenance: Record<string, unknown>, requested: ExportFormat | 'auto' = 'auto', output: OutputContext = { source: 'the output folder' }): ExportFormat {
+export function exportVariant(ckpt: Checkpoint, variantEdits: VariantEdits, outDir: string, provenance: Record<string, unknown>, requested: ExportFormat | 'auto' = 'auto', output: OutputContext = { source: 'the output folder' }): ExportFormat {
+  // A harness-format source (its moe_harness_variant.json: novices, neuron top-k, ...) keeps its own
+  // hooks under the method's: they were dropped, and the output scored as a different model.
+  const edits = ckpt.baseEdits ? mergeEdits(ckpt.baseEdits, variantEdits) : variantEdits
   const possible = exportFormat(ckpt, edits)
   const format = requested === 'auto' ? possible : requested
   if (format === 'hf' && possible !== 'hf') {
