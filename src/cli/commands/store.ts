@@ -13,8 +13,8 @@ export function registerStore(program: Command): void {
     .command('export')
     .description('Export the results store as CSV and/or JSON (one row per model × variant × task × metric).')
     .requiredOption('--db <file>', 'SQLite results store')
-    .option('--csv <file>', 'write CSV here (replaces only a CSV export of moe-harness)')
-    .option('--json <file>', 'write JSON here (replaces only a JSON export of moe-harness)')
+    .option('--csv <file>', 'write CSV here (replaces only a CSV export of moe-harness; - = stdout)')
+    .option('--json <file>', 'write JSON here (replaces only a JSON export of moe-harness; - = stdout)')
     .action((flags: { db: string; csv?: string; json?: string }) => {
       if (!flags.csv && !flags.json) fail('INVALID_ARGUMENT', 'Pass --csv FILE and/or --json FILE.')
       if (flags.csv && flags.json && path.resolve(flags.csv) === path.resolve(flags.json)) fail('INVALID_ARGUMENT', `--csv and --json are the same file ${flags.csv}; pass two different files.`)
@@ -25,13 +25,19 @@ export function registerStore(program: Command): void {
           ...(flags.csv ? [{ file: flags.csv, ctx: ctx('--csv'), rule: CSV_EXPORT }] : []),
           ...(flags.json ? [{ file: flags.json, ctx: ctx('--json'), rule: JSON_EXPORT }] : []),
         ]
+        // '-' is stdout, as for most Unix tools (`--csv -` wrote a file named '-' in the current folder).
+        const toStdout = (o: { file: string }) => o.file === '-'
         // Both paths are checked before either is written.
-        for (const o of outputs) checkOutputFile(o.file, o.ctx, o.rule)
+        for (const o of outputs) if (!toStdout(o)) checkOutputFile(o.file, o.ctx, o.rule)
         const rows = readResultRows(store)
         // Explicit columns: an empty export still has its header (and stays recognisable as ours).
         const text = (rule: typeof CSV_EXPORT) => (rule === CSV_EXPORT ? stringify(rows, { header: true, columns: [...RESULT_COLUMNS] }) : JSON.stringify(rows, null, 1))
-        for (const o of outputs) writeOutputFile(o.file, o.ctx, o.rule, tmp => fs.writeFileSync(tmp, text(o.rule)))
-        process.stdout.write(`exported ${rows.length} rows\n`)
+        for (const o of outputs) {
+          if (toStdout(o)) process.stdout.write(text(o.rule))
+          else writeOutputFile(o.file, o.ctx, o.rule, tmp => fs.writeFileSync(tmp, text(o.rule)))
+        }
+        // On stderr when the data goes to stdout, so a pipe gets the export only.
+        ;(outputs.some(toStdout) ? process.stderr : process.stdout).write(`exported ${rows.length} rows\n`)
       } finally {
         store.close()
       }
