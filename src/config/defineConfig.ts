@@ -24,11 +24,11 @@ export const configSchema = z.object({
   /** Model name → local HuggingFace-format folder (relative to the config file). */
   models: z.record(z.string(), z.string()).refine(m => Object.keys(m).length > 0, 'declare at least one model'),
   /** Methods and their parameter grids; omitted = every method in methods/ with its defaults. */
-  methods: z.array(methodEntry).optional(),
+  methods: z.array(methodEntry).min(1, 'list at least one method, or leave methods out for every method in methods/ (an empty list sweeps nothing)').optional(),
   /** The shared sweep axis; 0 is the unpruned baseline. */
   ratios: z.array(z.number().min(0).lt(1)).min(1).default([0, 0.25, 0.5, 0.75]),
   /** Task names (tasks/<name>.ts); omitted = the built-in tasks. */
-  tasks: z.array(z.string()).optional(),
+  tasks: z.array(z.string()).min(1, 'list at least one task, or leave tasks out for the built-in tasks (an empty list sweeps nothing)').optional(),
   /** The same document subset for every method: the first `limit`, or a seeded stratified `sample`. */
   subset: z.object({ limit: z.number().positive().optional(), sample: z.number().int().positive().optional(), seed: z.number().int().default(DEFAULTS.sampleSeed) })
     .strict().refine(s => !(s.limit !== undefined && s.sample !== undefined), 'use either limit or sample').default({ seed: DEFAULTS.sampleSeed }),
