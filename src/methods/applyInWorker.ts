@@ -13,17 +13,16 @@
 // One method runs at a time per process (the worker's requests queue here), as when every apply ran on
 // the main thread: each holds up to the spill budget of edited tensors plus its own working memory.
 import { fileURLToPath } from 'node:url'
+import v8 from 'node:v8'
 import { Worker } from 'node:worker_threads'
 import { failIn, HarnessError } from '../errors.ts'
 import type { StatNeed, StatsData } from '../calibration/stats.ts'
 import { spillBudgetBytes, spillFolderPath } from '../edits/overrideSpill.ts'
 import type { VariantEdits } from '../edits/variantEdits.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
-import { METHODS_DIR } from '../paths.ts'
-import { pluginFiles } from '../plugins/discover.ts'
 import { applyMethod, startMethod, type AppliedMethod, type MethodRunOptions } from './applyMethod.ts'
 import type { MethodDefinition } from './defineMethod.ts'
-import { methodFileHash, needsOf, pluginLocation, unprunedNeedsOf, type ParamValues } from './registry.ts'
+import { methodFileHash, methodNames, needsOf, pluginLocation, unprunedNeedsOf, type ParamValues } from './registry.ts'
 import type { ApplyReply, ApplyRequest, ApplyStart } from './applyWorker.ts'
 
 const ENTRY = fileURLToPath(new URL('./applyWorker.mjs', import.meta.url))
@@ -42,15 +41,18 @@ export interface LayerwiseRun {
 
 /** applyMethod (one-pass statistics: apply, or applyLayer for every layer) in a worker; same arguments, same result. */
 export async function applyMethodInWorker(method: MethodDefinition, params: ParamValues, ckpt: Checkpoint, stats: StatsData | undefined, seedKey: string, options: MethodRunOptions = {}): Promise<AppliedMethod> {
-  const worker = await MethodWorker.start(method, params, ckpt, seedKey, 'one-pass', undefined, options)
-  if (!worker) return oneAtATime(() => applyMethod(method, params, ckpt, stats, seedKey, undefined, options))
-  try {
-    const needs = [...needsOf(method, params), ...unprunedNeedsOf(method, params)]
-    const reply = await oneAtATime(() => worker.request({ kind: 'apply', ...(stats ? { stats: onlyNeeds(stats, needs) } : {}) }))
-    return expect(reply, 'done').applied
-  } finally {
-    await worker.release()
-  }
+  // The thread's start is queued too: the preparations a sweep's lanes ask for at once take the kept
+  // thread in turn, where each started its own (~40 MB and a CPU second apiece) only to wait here.
+  return oneAtATime(async () => {
+    const worker = await MethodWorker.start(method, params, ckpt, seedKey, 'one-pass', undefined, options)
+    if (!worker) return applyMethod(method, params, ckpt, stats, seedKey, undefined, options)
+    try {
+      const needs = [...needsOf(method, params), ...unprunedNeedsOf(method, params)]
+      return expect(await worker.request({ kind: 'apply', ...(stats ? { stats: onlyNeeds(stats, needs) } : {}) }), 'done').applied
+    } finally {
+      await worker.release()
+    }
+  })
 }
 
 /** startMethod (sequential calibration drives it layer by layer) in a worker. */
@@ -113,6 +115,9 @@ function layerOf(stats: StatsData, index: number): StatsData {
   return out as unknown as StatsData
 }
 
+/** A thread that V8 ended at its heap limit (Node's ERR_WORKER_OUT_OF_MEMORY). */
+const outOfHeap = (e: unknown) => (e as { code?: unknown } | null)?.code === 'ERR_WORKER_OUT_OF_MEMORY'
+
 function expect<K extends ApplyReply['kind']>(reply: ApplyReply, kind: K): Extract<ApplyReply, { kind: K }> {
   if (reply.kind === 'error') throw HarnessError.fromData(reply.error)
   if (reply.kind === 'crash') {
@@ -139,7 +144,7 @@ class MethodWorker {
   private constructor(private readonly worker: Worker) {
     worker.on('message', (reply: ApplyReply) => this.settle(w => w.resolve(reply)))
     // Thrown outside a request (a plugin's stray promise): the method failed, located in its file when the stack says where.
-    worker.on('error', e => this.settle(w => w.reject(this.failed(e, `${e instanceof Error ? e.message : String(e)}${pluginLocation(e, this.method)}`))))
+    worker.on('error', e => this.settle(w => w.reject(this.failed(e, outOfHeap(e) ? this.outOfHeapMessage() : `${e instanceof Error ? e.message : String(e)}${pluginLocation(e, this.method)}`))))
     worker.on('exit', code => {
       this.exited = true
       if (MethodWorker.idle === this) MethodWorker.idle = undefined
@@ -152,7 +157,7 @@ class MethodWorker {
    * checkpoint; undefined when the main thread must apply it (no file, or other code than this process loaded).
    */
   static async start(method: MethodDefinition, params: ParamValues, ckpt: Checkpoint, seedKey: string, mode: ApplyStart['mode'], unpruned: StatsData | undefined, options: MethodRunOptions): Promise<MethodWorker | undefined> {
-    if (!pluginFiles(METHODS_DIR).has(method.name)) return undefined
+    if (!methodNames().includes(method.name)) return undefined
     const start: ApplyStart = {
       method: method.name, codeHash: methodFileHash(method.name), params, seedKey, mode,
       checkpoint: { dir: ckpt.dir, allowNonfinite: ckpt.allowNonfinite },
@@ -163,6 +168,7 @@ class MethodWorker {
     MethodWorker.idle = undefined
     if (!w) {
       w = new MethodWorker(new Worker(ENTRY))
+      w.method = method.name // a thread that fails to load names the method it was started for
       expect(await w.next(), 'loaded')
     }
     w.method = method.name
@@ -210,6 +216,16 @@ class MethodWorker {
     this.waiting = undefined
     if (!this.exited) this.worker.unref()
     if (w) fn(w)
+  }
+
+  /**
+   * V8 ended the thread at its heap limit (ERR_WORKER_OUT_OF_MEMORY): the limit is the process's
+   * (--max-old-space-size, or V8's default for the machine), the same as the main thread's, and
+   * counts JavaScript objects and arrays, not typed arrays' memory.
+   */
+  private outOfHeapMessage(): string {
+    const mb = Math.round(v8.getHeapStatistics().heap_size_limit / 2 ** 20)
+    return `ran out of JavaScript heap (${mb} MB, V8's limit for this process, not the machine's memory)${pluginLocation(undefined, this.method)}: keep large numeric data in typed arrays (Float32Array, Float64Array: outside the heap) rather than arrays or objects, or raise the limit with NODE_OPTIONS=--max-old-space-size=<MB>.`
   }
 
   private failed(cause: unknown, message: string): HarnessError {

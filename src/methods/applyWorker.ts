@@ -92,7 +92,14 @@ let current: Current | undefined
 
 function done(applied: AppliedMethod): void {
   current = undefined
-  post({ kind: 'done', applied }, transferables(applied.edits))
+  try {
+    post({ kind: 'done', applied }, transferables(applied.edits))
+  } catch (e) {
+    if (!(e instanceof Error && e.name === 'DataCloneError')) throw e
+    // A report holding what cannot cross threads (a function among its notes): the main thread stores
+    // it as JSON (report_json), which drops such values, so its JSON form is the same report.
+    post({ kind: 'done', applied: { ...applied, report: JSON.parse(JSON.stringify(applied.report)) } }, transferables(applied.edits))
+  }
 }
 
 async function handle(req: ApplyRequest): Promise<void> {

@@ -1,0 +1,106 @@
+// The method worker (src/methods/applyInWorker.ts) under load and at its limits: preparations a sweep's
+// lanes ask for at once share the one kept thread instead of each starting its own; a plugin that runs
+// the thread out of JavaScript heap fails as METHOD_FAILED naming the fix, and the next method runs; a
+// report the main thread accepts (a function among its notes, dropped when stored as JSON) is accepted
+// from the worker too, stored the same.
+// Plugins are written into a copy of the project (methods/ of the shared tree is never touched).
+import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
+import fs from 'node:fs'
+import path from 'node:path'
+import { before, describe, it } from 'node:test'
+import { ROOT } from '../helpers/cli.ts'
+import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
+import { tmpDir } from '../helpers/tmp.ts'
+
+const dir = tmpDir()
+const project = path.join(dir, 'project')
+const model = writeTinyCheckpoint(path.join(dir, 'model'), { family: 'mixtral', experts: 4, topK: 2, layers: 2, hidden: 16, ffn: 8, seed: 17 }).dir
+
+/** A plugin whose apply's body is `body` (line 9 of the file). */
+function plugin(name: string, body: string): void {
+  fs.writeFileSync(path.join(project, 'methods', `${name}.ts`), [
+    "import { threadId } from 'node:worker_threads'",
+    "import { defineMethod, p } from '../src/index.ts'",
+    'export default defineMethod({',
+    `  name: '${name}',`,
+    "  description: 'test plugin',",
+    "  family: 'expert-pruning',",
+    '  params: { ratio: p.ratio() },',
+    '  apply({ layout, experts, weights }) {',
+    `    ${body}`, // line 9
+    '  },',
+    '})',
+    '',
+  ].join('\n'))
+}
+
+/** Runs `code` (a module in the project copy) with `node [flags] --import tsx`; its last stdout line, as JSON. */
+function probe(code: string, flags: string[] = []): any {
+  const file = path.join(project, `probe-${Math.random().toString(36).slice(2)}.ts`)
+  fs.writeFileSync(file, `import { applyMethodInWorker } from './src/methods/applyInWorker.ts'
+import { applyMethod } from './src/methods/applyMethod.ts'
+import { loadMethod, resolveParams } from './src/methods/registry.ts'
+import { openCheckpoint } from './src/model/checkpoint.ts'
+import { contentHash } from './src/edits/variantEdits.ts'
+const ckpt = openCheckpoint(${JSON.stringify(model)})
+const load = async (name: string) => { const m = await loadMethod(name); return [m, resolveParams(m, { ratio: 0.25 })] as const }
+const failure = (e: any) => ({ code: e.code, method: e.method, phase: e.phase, message: e.message })
+${code}`)
+  const r = spawnSync(process.execPath, [...flags, '--import', 'tsx', file], { cwd: project, encoding: 'utf8', env: { ...process.env, MOE_HARNESS_HOME: path.join(dir, 'home') }, timeout: 120_000 })
+  assert.equal(r.status, 0, r.stderr)
+  return JSON.parse(r.stdout.trim().split('\n').pop()!)
+}
+
+describe('the method worker under load and at its limits', () => {
+  before(() => {
+    fs.mkdirSync(project)
+    for (const d of ['src', 'methods']) fs.cpSync(path.join(ROOT, d), path.join(project, d), { recursive: true })
+    fs.copyFileSync(path.join(ROOT, 'package.json'), path.join(project, 'package.json'))
+    fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(project, 'node_modules'))
+    plugin('which-thread', 'experts.remove(layout.layers[0].index, 0); return { achievedRatio: 0.125, notes: { thread: threadId } }')
+    plugin('heap-hog', 'const kept: number[][] = []; for (;;) kept.push(new Array(1e6).fill(threadId + 0.5))')
+    plugin('function-notes', [
+      'const gate = layout.names.layers[layout.layers[0].index].experts![0].gate',
+      'weights.set(gate, weights.get(gate).map(v => v * 0.5))', // an edited tensor: its buffer moves to the main thread
+      'experts.remove(layout.layers[0].index, 1); return { achievedRatio: 0.125, notes: { kept: [1, 2], score: () => 1 } }',
+    ].join('; '))
+  })
+
+  it('methods applied at once (a sweep preparing a variant per lane) run one after another in one kept thread', () => {
+    const out = probe(`
+const [m, params] = await load('which-thread')
+const runs = await Promise.all([1, 2, 3, 4].map(i => applyMethodInWorker(m, params, ckpt, undefined, 'seed-' + i)))
+console.log(JSON.stringify({ threads: runs.map(r => r.report.notes!.thread) }))`)
+    assert.equal(out.threads.length, 4)
+    assert.ok(out.threads.every((t: number) => t > 0), `a worker thread, not the main one: ${out.threads}`)
+    assert.deepEqual(new Set(out.threads).size, 1, `threads started: ${out.threads}`)
+  })
+
+  it('a plugin that runs out of JavaScript heap fails as METHOD_FAILED naming the limit and its fix; the next method runs', () => {
+    const out = probe(`
+const [hog, hogParams] = await load('heap-hog')
+const error = await applyMethodInWorker(hog, hogParams, ckpt, undefined, 'seed').then(() => null, failure)
+const [m, params] = await load('which-thread')
+const next = await applyMethodInWorker(m, params, ckpt, undefined, 'seed')
+console.log(JSON.stringify({ error, next: next.report.achievedRatio }))`, ['--max-old-space-size=192'])
+    assert.deepEqual([out.error.code, out.error.method, out.error.phase], ['METHOD_FAILED', 'heap-hog', 'apply'])
+    assert.match(out.error.message, /JavaScript heap/)
+    assert.match(out.error.message, /methods\/heap-hog\.ts/)
+    assert.match(out.error.message, /NODE_OPTIONS=--max-old-space-size=/)
+    assert.match(out.error.message, /typed arrays/)
+    assert.equal(out.next, 0.125)
+  })
+
+  it('a report with a function among its notes is accepted as in the main thread and stored the same', () => {
+    const out = probe(`
+const [m, params] = await load('function-notes')
+const here = await applyMethod(m, params, ckpt, undefined, 'seed')
+const there = await applyMethodInWorker(m, params, ckpt, undefined, 'seed').catch(failure)
+console.log(JSON.stringify({ here: JSON.stringify(here.report), there: there.report ? JSON.stringify(there.report) : there, edits: [contentHash(here.edits), there.edits && contentHash(there.edits)], overrides: Object.keys(here.edits.overrides).length }))`)
+    assert.equal(out.here, JSON.stringify({ achievedRatio: 0.125, notes: { kept: [1, 2] } }))
+    assert.equal(out.there, out.here)
+    assert.equal(out.overrides, 1)
+    assert.equal(out.edits[1], out.edits[0])
+  })
+})
