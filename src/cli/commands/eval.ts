@@ -1,6 +1,6 @@
 import type { Command } from 'commander'
 import { fail } from '../../errors.ts'
-import { mergeEdits, validateEdits } from '../../edits/variantEdits.ts'
+import { mergeEdits, validateEdits, type VariantEdits } from '../../edits/variantEdits.ts'
 import { DEFAULTS } from '../../defaults.ts'
 import { createLocalScorer } from '../../engine/scorer.ts'
 import { openCheckpoint } from '../../model/checkpoint.ts'
@@ -50,6 +50,20 @@ Examples:
   cmd.action(async (flags: EvalFlags) => runEval(flags))
 }
 
+/**
+ * INVALID_ARGUMENT when --neuron-topk would replace the keep share the method set: mergeEdits lets the
+ * flag win, so `--method neuron-top-k --ratio 0.5 --neuron-topk 0.9` scored keep 0.9 and reported it
+ * as neuron-top-k ratio 0.5. (--mask-experts adds removals to the method's, which is what it says.)
+ */
+function refuseReplacedHooks(method: string, variant: VariantEdits, hooks: VariantEdits): void {
+  for (const [layer, h] of Object.entries(hooks.layers)) {
+    const own = variant.layers[Number(layer)]?.neuronKeep
+    if (h.neuronKeep !== undefined && own !== undefined) {
+      fail('INVALID_ARGUMENT', `--neuron-topk ${h.neuronKeep} would replace the share of neurons method ${method} keeps (${own} in layer ${layer}), and the result would be reported as ${method}'s; pass either --neuron-topk or the method's --ratio.`)
+    }
+  }
+}
+
 function positiveNumber(flag: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined
   const n = Number(value)
@@ -87,6 +101,7 @@ async function runEval(flags: EvalFlags): Promise<void> {
   const batchTokens = positiveInteger('--batch-tokens', flags.batchTokens)!
   const engine = engineSettings(flags)
   const variant = await prepareFromPlan(ckpt, plan, flags, engine)
+  if (variant) refuseReplacedHooks(variant.method, variant.edits, hookEdits)
   const edits = variant ? mergeEdits(variant.edits, hookEdits) : hookEdits
   validateEdits(ckpt.spec, edits)
   if (variant) process.stderr.write(`${describeVariant(variant)}\n`)
@@ -117,6 +132,8 @@ async function runEval(flags: EvalFlags): Promise<void> {
     const json = resultsJson(results.map(r => ({ task: r.task, metrics: r.evaluation.metrics, docs: r.docs, total: loaded.find(l => l.task === r.task)!.data.docs.length })))
     const extra = {
       model: ckpt.dir, device: flags.device, precision: resolvePrecision(flags.device, flags.precision), subset: subsetKey(subset), max_length: maxLength,
+      // The direct hooks change the model too: a result with them is not the method's alone.
+      ...(flags.maskExperts ? { mask_experts: flags.maskExperts } : {}), ...(flags.neuronTopk !== undefined ? { neuron_topk: Number(flags.neuronTopk) } : {}),
       ...(variant ? { method: variant.method, params: variant.params, variant_id: variant.variantId, achieved_ratio: variant.report.achievedRatio, accounting: { ...variant.accounting, layers: undefined }, layers: variant.accounting.layers, calibration: variant.calibration, warnings: variant.warnings } : {}),
       tokens: Object.fromEntries(results.map(r => [r.task.name, r.evaluation.tokens])),
       seconds: Object.fromEntries(results.map(r => [r.task.name, r.seconds])),
