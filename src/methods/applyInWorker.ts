@@ -72,12 +72,14 @@ export async function startMethodInWorker(method: MethodDefinition, params: Para
   return {
     edits,
     async layer(index, stats) {
+      worker.phase = `applyLayer ${index}` // the phase applyMethod gives an error thrown there
       const delta = expect(await oneAtATime(() => worker.request({ kind: 'layer', index, stats: layerOf(stats, index) })), 'layer').edits
       for (const l of Object.keys(edits.layers)) delete edits.layers[Number(l)]
       Object.assign(edits.layers, delta.layers)
       Object.assign(edits.overrides, delta.overrides)
     },
     async finish() {
+      worker.phase = 'apply'
       try {
         const applied = expect(await worker.request({ kind: 'finish' }), 'done').applied
         // The worker's own edits from now on (in-memory tensors moved here, stored ones as spilled), in the live object.
@@ -140,6 +142,8 @@ class MethodWorker {
   private waiting?: { resolve: (r: ApplyReply) => void; reject: (e: unknown) => void }
   private exited = false
   private method = ''
+  /** The phase a thread that stops or fails outside a request is blamed on: 'apply', or the layer a run layer by layer is in. */
+  phase = 'apply'
 
   private constructor(private readonly worker: Worker) {
     worker.on('message', (reply: ApplyReply) => this.settle(w => w.resolve(reply)))
@@ -172,6 +176,7 @@ class MethodWorker {
       expect(await w.next(), 'loaded')
     }
     w.method = method.name
+    w.phase = 'apply'
     let first: ApplyReply
     try {
       first = await w.request({ kind: 'start', ...start })
@@ -230,7 +235,7 @@ class MethodWorker {
 
   private failed(cause: unknown, message: string): HarnessError {
     try {
-      return failIn({ method: this.method, phase: 'apply' }, 'METHOD_FAILED', message, cause)
+      return failIn({ method: this.method, phase: this.phase }, 'METHOD_FAILED', message, cause)
     } catch (e) {
       return e as HarnessError
     }

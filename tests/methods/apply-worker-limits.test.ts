@@ -60,6 +60,17 @@ describe('the method worker under load and at its limits', () => {
     fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(project, 'node_modules'))
     plugin('which-thread', 'experts.remove(layout.layers[0].index, 0); return { achievedRatio: 0.125, notes: { thread: threadId } }')
     plugin('heap-hog', 'const kept: number[][] = []; for (;;) kept.push(new Array(1e6).fill(threadId + 0.5))')
+    // Per layer (sequential calibration drives it): runs out of heap in the second MoE layer.
+    fs.writeFileSync(path.join(project, 'methods', 'layer-hog.ts'), [
+      "import { defineMethod, p } from '../src/index.ts'",
+      "export default defineMethod({ name: 'layer-hog', description: 'test plugin', family: 'expert-pruning', params: { ratio: p.ratio() },",
+      '  applyLayer(ctx, layer) {',
+      '    if (layer.index !== ctx.layout.layers[0].index) { const kept: number[][] = []; for (;;) kept.push(new Array(1e6).fill(0.5)) }',
+      '    return { removed: 0, total: layer.numExperts }',
+      '  },',
+      '})',
+      '',
+    ].join('\n'))
     plugin('function-notes', [
       'const gate = layout.names.layers[layout.layers[0].index].experts![0].gate',
       'weights.set(gate, weights.get(gate).map(v => v * 0.5))', // an edited tensor: its buffer moves to the main thread
@@ -90,6 +101,22 @@ console.log(JSON.stringify({ error, next: next.report.achievedRatio }))`, ['--ma
     assert.match(out.error.message, /NODE_OPTIONS=--max-old-space-size=/)
     assert.match(out.error.message, /typed arrays/)
     assert.equal(out.next, 0.125)
+  })
+
+  it('out of heap in a layer run layer by layer: the phase names the layer, as an error thrown there does', () => {
+    const out = probe(`
+import { startMethodInWorker } from './src/methods/applyInWorker.ts'
+import { layoutOf } from './src/methods/registry.ts'
+const [m, params] = await load('layer-hog')
+const info = { key: '', needs: [], sequences: 0, length: 0, tokens: 0, source: 'none', seconds: 0 }
+const [first, second] = layoutOf(ckpt).layers.map(l => l.index)
+const run = await startMethodInWorker(m, params, ckpt, 'seed', undefined)
+await run.layer(first, { info })
+const error = await run.layer(second, { info }).then(() => null, failure)
+await run.close()
+console.log(JSON.stringify({ error, second }))`, ['--max-old-space-size=192'])
+    assert.deepEqual([out.error.code, out.error.method, out.error.phase], ['METHOD_FAILED', 'layer-hog', `applyLayer ${out.second}`])
+    assert.match(out.error.message, /JavaScript heap/)
   })
 
   it('a report with a function among its notes is accepted as in the main thread and stored the same', () => {
