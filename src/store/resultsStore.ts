@@ -132,6 +132,12 @@ const BUSY_TIMEOUT_MS = 10_000
 const QUICK_CHECK_MAX_BYTES = 256 * 1024 * 1024
 
 const now = () => new Date().toISOString()
+/**
+ * When a variant was last used: its last_used_at, or its created_at when that is '' (the column's
+ * default: a row written by an older harness's sweep that opened the store before this one migrated
+ * it to schema 6, and goes on writing the columns it knows).
+ */
+const lastUsedOf = (v: Pick<VariantRow, 'last_used_at' | 'created_at'>) => v.last_used_at || v.created_at
 /** A run key's fields alone (a row, or a key from before data_sha256, is narrowed to exactly the key). */
 const keyOf = (k: RunKey): RunKey => ({ model_id: k.model_id, content_hash: k.content_hash, task: k.task, task_version: k.task_version, subset: k.subset, scoring_key: k.scoring_key, data_sha256: k.data_sha256 })
 /** A lease's cell: the run key, so identical variants (e.g. every method at ratio 0) share one lease. */
@@ -434,7 +440,7 @@ export class ResultsStore {
   /** A model's variants, ready and failed, by method, parameters (JSON text), ratio, id. */
   storedVariants(modelId: string): StoredVariant[] {
     return this.all<VariantRow>('SELECT * FROM variants WHERE model_id = ? ORDER BY method, params_json, ratio, variant_id', modelId).map((v): StoredVariant => {
-      const common = { variantId: v.variant_id, method: v.method, paramsJson: v.params_json, ratio: Number(v.ratio), createdAt: v.created_at, lastUsedAt: v.last_used_at }
+      const common = { variantId: v.variant_id, method: v.method, paramsJson: v.params_json, ratio: Number(v.ratio), createdAt: v.created_at, lastUsedAt: lastUsedOf(v) }
       if (v.status !== 'ready') return { status: 'failed', ...common, error: v.error }
       return {
         status: 'ready', ...common, params: JSON.parse(v.params_json), achievedRatio: Number(v.achieved_ratio ?? 0), contentHash: v.content_hash ?? '',
@@ -540,7 +546,7 @@ export class ResultsStore {
         for (const v of src.all<VariantRow>('SELECT * FROM variants')) {
           const mine = this.variant(v.variant_id)
           // Used last on whichever machine used it last: the later time of the two stores.
-          const lastUsed = mine && mine.last_used_at > v.last_used_at ? mine.last_used_at : v.last_used_at
+          const lastUsed = mine && lastUsedOf(mine) > lastUsedOf(v) ? lastUsedOf(mine) : lastUsedOf(v)
           if (!mine || (mine.status === 'failed' && v.status === 'ready')) {
             this.db.prepare(`INSERT OR REPLACE INTO variants (variant_id, model_id, method, params_json, ratio, achieved_ratio, content_hash,
                 accounting_json, report_json, warnings_json, calibration_json, transform_seconds, status, error, error_json, created_at, last_used_at)

@@ -176,6 +176,43 @@ describe('variants.last_used_at', () => {
     })
   }
 
+  it("a variant an older harness's sweep records in a store migrated under it (no last_used_at) counts as used when made, merged too", () => {
+    const dir = tmpDir()
+    const file = path.join(dir, 'store.sqlite')
+    storeWith(file, ['a'], SCORES)
+    nextMillisecond()
+    // A sweep of a schema 5 harness opened the store before a newer harness migrated it, and goes on
+    // writing rows with the columns it knows: last_used_at gets the column's default.
+    const store = new ResultsStore(file)
+    try {
+      const a = store.variant('a')!
+      store.db.prepare(`INSERT INTO variants (variant_id, model_id, method, params_json, ratio, achieved_ratio, content_hash, accounting_json, report_json,
+          warnings_json, calibration_json, transform_seconds, status, error, error_json, created_at)
+        VALUES ('b', 'm', 'frequency-pruning', @params_json, 0.25, 0.25, 'hash-b', @accounting_json, '{}', '[]', NULL, 0, 'ready', NULL, NULL, @created_at)`)
+        .run({ params_json: a.params_json, accounting_json: a.accounting_json, created_at: new Date().toISOString() })
+      store.saveRun({ model_id: 'm', content_hash: 'hash-b', task: 't', task_version: 1, subset: 'all', scoring_key: 'sk', harness_version: '0', ort_version: '0', device: 'cpu', status: 'complete', error: null, docs: 4, seconds: 1, tokens_processed: 10, tokens_per_choice: 0 },
+        [{ metric: 'acc', value: SCORES.b, stderr: null, higher_is_better: 1 }], [])
+    } finally {
+      store.close()
+    }
+    const [created, used] = times(file).get('b')!
+    assert.equal(used, created)
+    assert.ok(created > times(file).get('a')![1])
+    assert.deepEqual(board(file), { current: 'b', average: 0.75, superseded: ['a'] })
+    const out = path.join(dir, 'merged.sqlite')
+    const r = runCli(['merge', file, '--out', out])
+    assert.equal(r.status, 0, r.stderr)
+    assert.deepEqual(board(out), { current: 'b', average: 0.75, superseded: ['a'] })
+    // Used again later by this harness: the mark applies as to any row.
+    const w = new ResultsStore(out)
+    try {
+      w.markVariantUsed('a')
+    } finally {
+      w.close()
+    }
+    assert.equal(board(out).current, 'a')
+  })
+
   it('merge keeps the later last_used_at of the two stores, in either order, from a schema 5 input too', () => {
     const dir = tmpDir()
     // Machine 1 made a, then b (the edit); machine 2 (a copy of it before the edit) used a again later.
