@@ -141,18 +141,25 @@ class MethodWorker {
   private static idle: MethodWorker | undefined
   private waiting?: { resolve: (r: ApplyReply) => void; reject: (e: unknown) => void }
   private exited = false
+  /** Why the thread stopped when no request was waiting for it (a plugin's stray error between two layers). */
+  private stoppedBy: HarnessError | undefined
   private method = ''
   /** The phase a thread that stops or fails outside a request is blamed on: 'apply', or the layer a run layer by layer is in. */
   phase = 'apply'
 
   private constructor(private readonly worker: Worker) {
     worker.on('message', (reply: ApplyReply) => this.settle(w => w.resolve(reply)))
-    // Thrown outside a request (a plugin's stray promise): the method failed, located in its file when the stack says where.
-    worker.on('error', e => this.settle(w => w.reject(this.failed(e, outOfHeap(e) ? this.outOfHeapMessage() : `${e instanceof Error ? e.message : String(e)}${pluginLocation(e, this.method)}`))))
+    // Thrown outside a request (a plugin's stray promise or timer): the method failed, located in its file
+    // when the stack says where. Between two layers nobody waits yet: the next request is answered with it.
+    worker.on('error', e => {
+      const failure = this.failed(e, outOfHeap(e) ? this.outOfHeapMessage() : `${e instanceof Error ? e.message : String(e)}${pluginLocation(e, this.method)}`)
+      if (this.waiting) this.settle(w => w.reject(failure))
+      else this.stoppedBy ??= failure
+    })
     worker.on('exit', code => {
       this.exited = true
       if (MethodWorker.idle === this) MethodWorker.idle = undefined
-      this.settle(w => w.reject(this.failed(undefined, `its worker thread stopped (exit code ${code}) before the method finished; a method must not call process.exit.`)))
+      this.settle(w => w.reject(this.stoppedBy ?? this.failed(undefined, `its worker thread stopped (exit code ${code}) before the method finished; a method must not call process.exit.`)))
     })
   }
 
@@ -211,7 +218,7 @@ class MethodWorker {
   }
 
   private next(): Promise<ApplyReply> {
-    if (this.exited) return Promise.reject(this.failed(undefined, 'its worker thread has stopped.'))
+    if (this.exited) return Promise.reject(this.stoppedBy ?? this.failed(undefined, 'its worker thread has stopped.'))
     this.worker.ref() // an idle worker never keeps the process alive; one being waited for does
     return new Promise((resolve, reject) => { this.waiting = { resolve, reject } })
   }

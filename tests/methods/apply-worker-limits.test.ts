@@ -71,6 +71,17 @@ describe('the method worker under load and at its limits', () => {
       '})',
       '',
     ].join('\n'))
+    // Per layer: the first layer leaves a timer that throws once the layer has returned (a stray callback).
+    fs.writeFileSync(path.join(project, 'methods', 'layer-stray.ts'), [
+      "import { defineMethod, p } from '../src/index.ts'",
+      "export default defineMethod({ name: 'layer-stray', description: 'test plugin', family: 'expert-pruning', params: { ratio: p.ratio() },",
+      '  applyLayer(ctx, layer) {',
+      "    if (layer.index === ctx.layout.layers[0].index) setTimeout(() => { throw new Error('scores went stale') }, 0)", // line 4
+      '    return { removed: 0, total: layer.numExperts }',
+      '  },',
+      '})',
+      '',
+    ].join('\n'))
     plugin('function-notes', [
       'const gate = layout.names.layers[layout.layers[0].index].experts![0].gate',
       'weights.set(gate, weights.get(gate).map(v => v * 0.5))', // an edited tensor: its buffer moves to the main thread
@@ -117,6 +128,23 @@ await run.close()
 console.log(JSON.stringify({ error, second }))`, ['--max-old-space-size=192'])
     assert.deepEqual([out.error.code, out.error.method, out.error.phase], ['METHOD_FAILED', 'layer-hog', `applyLayer ${out.second}`])
     assert.match(out.error.message, /JavaScript heap/)
+  })
+
+  it('a plugin error thrown between two layers is what the next layer reports, with its line', () => {
+    const out = probe(`
+import { startMethodInWorker } from './src/methods/applyInWorker.ts'
+import { layoutOf } from './src/methods/registry.ts'
+const [m, params] = await load('layer-stray')
+const info = { key: '', needs: [], sequences: 0, length: 0, tokens: 0, source: 'none', seconds: 0 }
+const [first, second] = layoutOf(ckpt).layers.map(l => l.index)
+const run = await startMethodInWorker(m, params, ckpt, 'seed', undefined)
+await run.layer(first, { info })
+await new Promise(res => setTimeout(res, 300)) // the main thread calibrates the next layer meanwhile
+const error = await run.layer(second, { info }).then(() => null, failure)
+await run.close()
+console.log(JSON.stringify({ error, first }))`)
+    assert.deepEqual([out.error.code, out.error.method, out.error.phase], ['METHOD_FAILED', 'layer-stray', `applyLayer ${out.first}`])
+    assert.match(out.error.message, /^scores went stale \(at methods\/layer-stray\.ts:4:\d+\)/)
   })
 
   it('a report with a function among its notes is accepted as in the main thread and stored the same', () => {
