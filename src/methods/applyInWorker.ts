@@ -104,7 +104,7 @@ function oneAtATime<T>(fn: () => Promise<T>): Promise<T> {
 /** The statistics a method may read (its needs), not every table a sweep collected for all its methods: less to copy. */
 function onlyNeeds(stats: StatsData, needs: readonly StatNeed[]): StatsData {
   const out: StatsData = { info: stats.info }
-  for (const need of new Set(needs)) if (stats[need] !== undefined) (out as unknown as Record<string, unknown>)[need] = stats[need]
+  for (const need of new Set(needs)) if (stats[need] !== undefined) (out as unknown as Record<string, unknown>)[need] = ownBuffers(stats[need])
   return out
 }
 
@@ -112,9 +112,25 @@ function onlyNeeds(stats: StatsData, needs: readonly StatNeed[]): StatsData {
 function layerOf(stats: StatsData, index: number): StatsData {
   const out: Record<string, unknown> = { info: stats.info }
   for (const [key, table] of Object.entries(stats)) {
-    if (key !== 'info' && table && (table as Record<number, unknown>)[index] !== undefined) out[key] = { [index]: (table as Record<number, unknown>)[index] }
+    if (key !== 'info' && table && (table as Record<number, unknown>)[index] !== undefined) out[key] = { [index]: ownBuffers((table as Record<number, unknown>)[index]) }
   }
   return out as unknown as StatsData
+}
+
+/**
+ * `value` with every typed array that views part of a larger buffer copied into its own (same values).
+ * Statistics read from the calibration cache are views into the whole file's buffer (v8.deserialize),
+ * and a structured clone copies a view's entire buffer: every table of every need the sweep collected,
+ * for a method that reads one (hundreds of MB at real size, per apply).
+ */
+function ownBuffers<T>(value: T): T {
+  if (ArrayBuffer.isView(value)) {
+    if (value.byteLength === value.buffer.byteLength || value instanceof DataView) return value
+    return (Buffer.isBuffer(value) ? Buffer.from(value) : (value as unknown as Float64Array).slice()) as T // Buffer#slice would be a view
+  }
+  if (Array.isArray(value)) return value.map(ownBuffers) as T
+  if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, ownBuffers(v)])) as T
+  return value
 }
 
 /** A thread that V8 ended at its heap limit (Node's ERR_WORKER_OUT_OF_MEMORY). */

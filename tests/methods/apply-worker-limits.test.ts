@@ -55,7 +55,7 @@ ${code}`)
 describe('the method worker under load and at its limits', () => {
   before(() => {
     fs.mkdirSync(project)
-    for (const d of ['src', 'methods']) fs.cpSync(path.join(ROOT, d), path.join(project, d), { recursive: true })
+    for (const d of ['src', 'methods', 'tasks']) fs.cpSync(path.join(ROOT, d), path.join(project, d), { recursive: true })
     fs.copyFileSync(path.join(ROOT, 'package.json'), path.join(project, 'package.json'))
     fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(project, 'node_modules'))
     plugin('which-thread', 'experts.remove(layout.layers[0].index, 0); return { achievedRatio: 0.125, notes: { thread: threadId } }')
@@ -78,6 +78,17 @@ describe('the method worker under load and at its limits', () => {
       '  applyLayer(ctx, layer) {',
       "    if (layer.index === ctx.layout.layers[0].index) setTimeout(() => { throw new Error('scores went stale') }, 0)", // line 4
       '    return { removed: 0, total: layer.numExperts }',
+      '  },',
+      '})',
+      '',
+    ].join('\n'))
+    // Declares routing only; reports how many bytes back the routing counts it was given.
+    fs.writeFileSync(path.join(project, 'methods', 'routing-bytes.ts'), [
+      "import { defineMethod, p } from '../src/index.ts'",
+      "export default defineMethod({ name: 'routing-bytes', description: 'test plugin', family: 'expert-pruning', params: { ratio: p.ratio() }, needs: ['routing'],",
+      '  apply({ layout, stats }) {',
+      '    const count = stats.routing(layout.layers[0].index).count',
+      '    return { achievedRatio: 0, notes: { backing: count.buffer.byteLength, own: count.byteLength, first: Array.from(count) } }',
       '  },',
       '})',
       '',
@@ -130,7 +141,7 @@ console.log(JSON.stringify({ error, second }))`, ['--max-old-space-size=192'])
     assert.match(out.error.message, /JavaScript heap/)
   })
 
-  it('a plugin error thrown between two layers is what the next layer reports, with its line', () => {
+  it('a plugin error thrown between two layers fails the run with its line, blamed on the layer that left it', () => {
     const out = probe(`
 import { startMethodInWorker } from './src/methods/applyInWorker.ts'
 import { layoutOf } from './src/methods/registry.ts'
@@ -138,13 +149,33 @@ const [m, params] = await load('layer-stray')
 const info = { key: '', needs: [], sequences: 0, length: 0, tokens: 0, source: 'none', seconds: 0 }
 const [first, second] = layoutOf(ckpt).layers.map(l => l.index)
 const run = await startMethodInWorker(m, params, ckpt, 'seed', undefined)
-await run.layer(first, { info })
-await new Promise(res => setTimeout(res, 300)) // the main thread calibrates the next layer meanwhile
-const error = await run.layer(second, { info }).then(() => null, failure)
+// The error may reach the main thread with the first layer's reply or after it: either request fails with it.
+const error = await (async () => {
+  await run.layer(first, { info })
+  await new Promise(res => setTimeout(res, 300)) // the main thread calibrates the next layer meanwhile
+  await run.layer(second, { info })
+})().then(() => null, failure)
 await run.close()
 console.log(JSON.stringify({ error, first }))`)
     assert.deepEqual([out.error.code, out.error.method, out.error.phase], ['METHOD_FAILED', 'layer-stray', `applyLayer ${out.first}`])
     assert.match(out.error.message, /^scores went stale \(at methods\/layer-stray\.ts:4:\d+\)/)
+  })
+
+  it("statistics read from the calibration cache cross to the worker as the tables the method declared, not the cache file's whole buffer", () => {
+    const out = probe(`
+import { getCalibrationStats } from './src/calibration/cache.ts'
+const spec = { source: 'builtin', sequences: 2, length: 32, seed: 1 }
+const all = ['routing', 'expertOutputs', 'expertOutputsAll', 'inputNorms', 'layerSamples', 'layerTargets'] as const
+await getCalibrationStats(ckpt, spec, [...all], { device: 'cpu', threads: 1 })
+const cached = await getCalibrationStats(ckpt, spec, [...all], { device: 'cpu', threads: 1 }) // read back: views into the file's buffer
+const [m, params] = await load('routing-bytes')
+const here = await applyMethod(m, params, ckpt, cached.data, 'seed')
+const there = await applyMethodInWorker(m, params, ckpt, cached.data, 'seed')
+console.log(JSON.stringify({ fromCache: cached.fromCache, here: here.report.notes, there: there.report.notes }))`)
+    assert.equal(out.fromCache, true)
+    assert.ok(out.here.backing > 100 * out.here.own, `the cache's tables share one buffer in the main thread: ${out.here.backing} bytes for ${out.here.own}`)
+    assert.deepEqual(out.there.first, out.here.first)
+    assert.equal(out.there.backing, out.there.own, 'the worker got the routing counts, not the whole cache file')
   })
 
   it('a report with a function among its notes is accepted as in the main thread and stored the same', () => {
