@@ -1,12 +1,14 @@
 // Fresh-user trial 5: a misspelt option is named as such, with the closest option, even when the option
 // it misspells is mandatory. Found: `eval --modle DIR` said "required option '--model <dir>' not
 // specified" (commander checks mandatory options before unknown ones), never naming the typo.
+// A cluster-only sweep option without --slurm was ignored silently.
 // Also: a parameter name a user spells the British way (renormalise for renormalizeRouterWeights)
 // gets the parameter it begins like as a suggestion.
 import assert from 'node:assert/strict'
+import fs from 'node:fs'
 import path from 'node:path'
 import { describe, it } from 'node:test'
-import { runCli } from '../helpers/cli.ts'
+import { ROOT, runCli, writeSweepConfig } from '../helpers/cli.ts'
 import { closest } from '../../src/util/suggest.ts'
 import { tmpDir } from '../helpers/tmp.ts'
 
@@ -31,6 +33,20 @@ describe('option typos', () => {
       assert.equal(r.stdout, '')
     })
   }
+
+  it('a cluster option on a local sweep is refused before any work (it was ignored)', () => {
+    const dir = tmpDir()
+    const config = writeSweepConfig(path.join(dir, 'harness.config.ts'), { models: { tiny: path.join(ROOT, 'models/tiny-moe') }, tasks: ['brown-cloze'], store: 'results.sqlite' })
+    for (const [args, message] of [
+      [['--array-size', '8'], /error \[INVALID_ARGUMENT\]: --array-size applies to a cluster sweep only: add --slurm \(or --k8s-manifest FILE\)/],
+      [['--partition', 'gpu', '--time', '01:00:00'], /error \[INVALID_ARGUMENT\]: --partition, --time apply to a cluster sweep only/],
+    ] as const) {
+      const r = runCli(['sweep', '--config', config, ...args], { cwd: dir, env: { MOE_HARNESS_HOME: path.join(dir, 'home') } })
+      assert.equal(r.status, 1, r.stderr)
+      assert.match(r.stderr, message)
+      assert.deepEqual(fs.readdirSync(dir), ['harness.config.ts'], 'no store, no home')
+    }
+  })
 
   it('cache with no subcommand still lists the home', () => {
     const home = path.join(tmpDir(), 'no-home')

@@ -41,6 +41,12 @@ interface ClusterFlags extends SweepFlags {
   pollSeconds?: string
 }
 
+/** Options that only a cluster sweep (--slurm, --k8s-manifest) reads. */
+const CLUSTER_ONLY: readonly [keyof ClusterFlags, string][] = [
+  ['arraySize', '--array-size'], ['partition', '--partition'], ['account', '--account'], ['time', '--time'], ['gpusPerTask', '--gpus-per-task'],
+  ['cpusPerTask', '--cpus-per-task'], ['sbatch', '--sbatch'], ['image', '--image'], ['pvc', '--pvc'], ['pollSeconds', '--poll-seconds'],
+]
+
 export function addSweepOptions(cmd: Command): Command {
   return cmd
     .option('--config <file>', 'harness config (default: ./harness.config.ts)')
@@ -89,6 +95,9 @@ Examples:
 `)
   cmd.action(async (flags: ClusterFlags) => {
     if (flags.k8sManifest || flags.slurm || flags.dryRun) return clusterAction(flags)
+    // A cluster option on a local sweep was ignored silently (`sweep --array-size 8` ran one local process).
+    const clusterOnly = CLUSTER_ONLY.filter(([key]) => flags[key] !== undefined).map(([, flag]) => flag)
+    if (clusterOnly.length) fail('INVALID_ARGUMENT', `${clusterOnly.join(', ')} ${clusterOnly.length > 1 ? 'apply' : 'applies'} to a cluster sweep only: add --slurm (or --k8s-manifest FILE), or drop ${clusterOnly.length > 1 ? 'them' : 'it'} for a local sweep (--shard i/n runs one shard here).`)
     const summary = await sweepFromFlags(flags)
     if (flags.json) process.stdout.write(JSON.stringify(summary) + '\n')
     if (summary.interrupted) process.exitCode = 130
