@@ -166,7 +166,12 @@ function recordReady(ctx: PrepareContext, record: VariantRecord): void {
  */
 function recordUse(ctx: PrepareContext, variantId: string): void {
   const td = performance.now()
-  ctx.store.markVariantUsed(variantId)
+  try {
+    ctx.store.markVariantUsed(variantId)
+  } catch (e) {
+    // Bookkeeping only: the variant itself is sound, so a busy or read-only store must not fail it.
+    defaultWarn(`could not record that this sweep used variant ${variantId} (${(e as Error).message}); the leaderboard may show another variant of its row as current until a later sweep records it`)
+  }
   ctx.timings.database += (performance.now() - td) / 1000
 }
 
