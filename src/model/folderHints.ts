@@ -7,6 +7,7 @@
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
+import { ROOT } from '../paths.ts'
 
 const HUB_ID = /^[A-Za-z0-9][\w.-]*\/[\w.-]+$/
 
@@ -44,6 +45,11 @@ export function missingFolderHint(dirArg: string, dir: string): string {
   if (st && !st.isDirectory()) {
     const parent = path.dirname(dir)
     return `${dirArg} is a file, not a folder; pass the folder that holds config.json${fs.existsSync(path.join(parent, 'config.json')) ? ` (here: ${parent})` : ''}.`
+  }
+  // README's `--model models/tiny-moe` run from another folder: it suggested downloading it from the Hub.
+  const inProject = path.resolve(ROOT, dirArg)
+  if (!path.isAbsolute(dirArg) && inProject !== dir && fs.existsSync(path.join(inProject, 'config.json'))) {
+    return `Model folder ${dirArg} does not exist in the current folder (${dir}); relative paths start there. The harness project has ${dirArg}: pass --model ${inProject}, or run the command from ${ROOT}.`
   }
   if (HUB_ID.test(dirArg)) {
     const repo = path.join(hubCacheDir(), `models--${dirArg.replace('/', '--')}`)
