@@ -79,7 +79,15 @@ export async function expandVariants(config: HarnessConfig, baseDir: string): Pr
       }
     }
   }
-  return specs
+  // A value listed twice (ratios [0.5, 0.5], a method entry repeated, a grid [true, true]) is one
+  // variant: each copy was counted as a cell of its own ("8 cells, 6 already complete" for 2).
+  const seen = new Set<string>()
+  return specs.filter(spec => {
+    const key = `${spec.model}|${spec.method}|${JSON.stringify(Object.entries(spec.params).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))}`
+    if (seen.has(key)) return false
+    seen.add(key)
+    return true
+  })
 }
 
 export async function resolveSweepTasks(config: HarnessConfig): Promise<TaskDefinition[]> {
