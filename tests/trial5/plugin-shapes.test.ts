@@ -94,6 +94,15 @@ describe('plugin shapes are checked when a plugin loads', () => {
     for (const m of ['acc', 'acc_norm']) assert.ok(out.results.sums[m] >= 0 && out.results.sums[m] <= 1, `${m} = ${out.results.sums[m]}`)
   })
 
+  it('new-method with the name of an existing method says what to do, and writes nothing', () => {
+    const before = fs.readFileSync(path.join(project, 'methods', 'reap.ts'), 'utf8')
+    const r = cli(['new-method', 'reap'])
+    assert.equal(r.status, 1, r.stderr)
+    assert.match(r.stderr, /error \[INVALID_ARGUMENT\]: methods\/reap\.ts already exists \(nothing was written\); choose another name, or edit that file\./)
+    assert.equal(fs.readFileSync(path.join(project, 'methods', 'reap.ts'), 'utf8'), before)
+    assert.equal(fs.existsSync(path.join(project, 'tests', 'methods', 'reap.test.ts')), false)
+  })
+
   it('a method parameter without a description is METHOD_INVALID naming the file and the parameter', () => {
     fs.writeFileSync(path.join(project, 'methods', 'no-param-text.ts'), [
       "import { checkUniformRemoval, defineMethod, p, removeLowestPerLayer } from '../src/index.ts'",

@@ -33,7 +33,7 @@ export function registerMethods(program: Command): void {
     .description('Scaffold methods/<name>.ts (a working method) and tests/methods/<name>.test.ts.')
     .action((name: string) => {
       if (!/^[a-z][a-z0-9-]*$/.test(name)) fail('INVALID_ARGUMENT', `Method names are kebab-case (letters, digits, dashes), e.g. my-pruning; got '${name}'.`)
-      if (methodNames().includes(name)) fail('INVALID_ARGUMENT', `methods/${name}.ts already exists.`)
+      if (methodNames().includes(name)) fail('INVALID_ARGUMENT', `methods/${name}.ts already exists (nothing was written); choose another name, or edit that file.`)
       if (RESERVED_METHOD_NAMES.includes(name)) fail('INVALID_ARGUMENT', `'${name}' is reserved (the leaderboard's label for the unedited model); choose another name.`)
       const file = path.join(METHODS_DIR, `${name}.ts`)
       const test = path.join(ROOT, 'tests', 'methods', `${name}.test.ts`)
