@@ -32,7 +32,7 @@ export const configSchema = z.object({
   /** The same document subset for every method: the first `limit`, or a seeded stratified `sample`. */
   subset: z.object({ limit: z.number().positive().optional(), sample: z.number().int().positive().optional(), seed: z.number().int().default(DEFAULTS.sampleSeed) })
     .strict().refine(s => !(s.limit !== undefined && s.sample !== undefined), 'use either limit or sample').default({ seed: DEFAULTS.sampleSeed }),
-  /** Calibration text and size; defaults (src/defaults.ts): the built-in validation text, 128 sequences of min(2048, context) tokens, seed 42. */
+  /** Calibration text and size; defaults (src/defaults.ts): the built-in validation text, 128 sequences of min(2048, context) tokens, seed 42. A file source is relative to the config file. */
   calibration: z.object({
     source: z.string().default(DEFAULTS.calibration.source), field: z.string().optional(), sequences: z.number().int().positive().optional(),
     length: z.number().int().min(2).optional(), seed: z.number().int().default(DEFAULTS.calibration.seed),
