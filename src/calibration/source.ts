@@ -20,6 +20,8 @@ export interface CalibrationSpec {
   sequences: number
   length: number
   seed: number
+  /** Data folder of a task:<name> source (the command's --data-dir / config dataDir; default $MOE_HARNESS_DATA or ./data). */
+  dataDir?: string
 }
 
 export const BUILTIN_CALIBRATION = path.join(TASK_DATA_DIR, 'calibration-validation.jsonl')
@@ -32,7 +34,7 @@ export function defaultCalibration(maxPositions: number): CalibrationSpec {
 async function documents(spec: CalibrationSpec): Promise<{ texts: string[]; fingerprint: string }> {
   if (spec.source.startsWith('task:')) {
     const task = await loadTask(spec.source.slice(5))
-    const { docs, sha256 } = await loadTaskDocs(task)
+    const { docs, sha256 } = await loadTaskDocs(task, spec.dataDir)
     const texts = docs.map(({ doc }) => {
       switch (task.kind) {
         case 'rolling': return task.prompt(doc).text

@@ -18,6 +18,8 @@ export interface MethodFlags {
   calibrationSequences?: string
   calibrationLength?: string
   calibrationSeed?: string
+  /** eval's --data-dir: where a task:<name> calibration source is read. */
+  dataDir?: string
 }
 
 const collect = (value: string, previous: string[]) => [...previous, value]
@@ -59,6 +61,8 @@ export function calibrationFromFlags(flags: MethodFlags, ckpt: Checkpoint): Cali
     sequences: intFlag('--calibration-sequences', flags.calibrationSequences, d.sequences),
     length: intFlag('--calibration-length', flags.calibrationLength, d.length),
     seed: flags.calibrationSeed === undefined ? d.seed : integerFlag('--calibration-seed', flags.calibrationSeed),
+    // task:<name> reads the data folder the command's tasks read (it ignored --data-dir).
+    ...(flags.dataDir ? { dataDir: flags.dataDir } : {}),
   }
 }
 

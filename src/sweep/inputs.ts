@@ -84,7 +84,7 @@ export async function loadSweepInputs(config: HarnessConfig, baseDir: string, lo
     // A file source is relative to the config's folder, as its models, dataDir and store are (it was
     // read from the current folder: `sweep --config exp/harness.config.ts` from elsewhere failed to find it).
     const source = c.source === 'builtin' || c.source.startsWith('task:') ? c.source : path.resolve(baseDir, c.source)
-    return { source, field: c.field, sequences: c.sequences ?? d.sequences, length: c.length ?? d.length, seed: c.seed }
+    return { source, field: c.field, sequences: c.sequences ?? d.sequences, length: c.length ?? d.length, seed: c.seed, dataDir }
   }
   return { config, device: config.device, workers, threads: config.pool.threads ?? defaultThreads(workers), tasks, taskData, models, slots, calibration }
 }
