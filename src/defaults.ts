@@ -26,6 +26,11 @@ export const DEFAULTS = Object.freeze({
     maxLength: 2048,
     seed: 42,
   }),
+  /**
+   * Window of the pruning papers' token perplexity (a task's `tokenWindow` overrides it; never longer
+   * than the model's context): WikiText-2 "PPL at 2048" (evaluation-protocol.md §4.2).
+   */
+  tokenPerplexityWindow: 2048,
   /** Padded tokens per batch; scores do not depend on it (src/engine/packing.ts). */
   batchTokens: 2048,
   /** Scoring workers of a sweep. */

@@ -17,7 +17,10 @@ export const FINGERPRINT_VERSION = 2
 /** Bump when scoring semantics change (request building, metrics): part of every run's key. */
 // 2: lm-eval's special tokens and prefix rules, ("", delimiter + choice) unconditional requests,
 // first-index is_greedy, code-point choice lengths (H6, issue 9 §5-§7).
-export const SCORING_VERSION = 2
+// 3: token-perplexity windows default to 2048 tokens, not the model's context (changes scores of models
+// whose context exceeds 2048); also re-scores results from before the config.json fixes of 2026-11-30
+// (rope_parameters per layer type, num_local_experts on Qwen3-MoE, swish), which run keys do not cover.
+export const SCORING_VERSION = 3
 
 /** Bump when the meaning of a built variant changes (graph semantics, edit encoding): part of every variant id. */
 export const BUILD_FORMAT_VERSION = 1

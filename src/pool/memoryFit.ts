@@ -189,13 +189,16 @@ export function estimateWorkerBytes(spec: ModelSpec, rows: number, rowTokens: nu
 /**
  * The batch shape that costs a worker the most under a padded-token budget (config batchTokens;
  * src/engine/packing.ts planBatches keeps rows × width <= batchTokens, except one request longer than
- * the budget, which goes alone): rows of the model's longest sequence (max_position_embeddings, or
- * the sliding window that caps it), as many as the budget holds. Attention grows with B·T² = tokens × T,
- * so the widest rows are the worst case. A multiple-choice request packs its branches after the
- * shared prefix and can run a few tokens past the context; such a request goes alone in its batch.
+ * the budget, which goes alone): rows of the longest request the sweep builds (`longestRequest`, an
+ * upper bound in tokens: src/tasks/requestBound.ts), else of the model's longest sequence
+ * (max_position_embeddings, or the sliding window that caps it), never longer than the latter; as many
+ * as the budget holds. Attention grows with B·T² = tokens × T, so the widest rows are the worst case.
+ * A multiple-choice request packs its branches after the shared prefix and can run a few tokens past
+ * the context; such a request goes alone in its batch.
  */
-export function worstBatch(spec: ModelSpec, batchTokens: number): { rows: number; rowTokens: number } {
-  const rowTokens = Math.min(spec.maxPositions, spec.slidingWindow ?? Infinity)
+export function worstBatch(spec: ModelSpec, batchTokens: number, longestRequest?: number): { rows: number; rowTokens: number } {
+  const context = Math.min(spec.maxPositions, spec.slidingWindow ?? Infinity)
+  const rowTokens = longestRequest !== undefined ? Math.max(1, Math.min(context, Math.ceil(longestRequest))) : context
   return { rows: Math.max(1, Math.floor(batchTokens / rowTokens)), rowTokens }
 }
 
@@ -252,12 +255,14 @@ function readText(file: string): string | undefined {
 
 /**
  * The pool of a sweep over `models`: modelBytes is the largest model's weights, perWorkerBytes the
- * largest worker estimate over the models at the worst batch of `batchTokens`; available memory and
- * cores are read from this machine unless given.
+ * largest worker estimate over the models at the worst batch of `batchTokens` (rows as long as
+ * `longestRequest(maxLength)` when given: the sweep's requests at a model's context); available
+ * memory and cores are read from this machine unless given.
  */
 export function fitPoolToModels(o: {
   models: readonly Pick<Checkpoint, 'spec' | 'tensors'>[]
   batchTokens: number
+  longestRequest?: (maxLength: number) => number
   requestedWorkers: number
   requestedThreads?: number
   availableBytes?: number
@@ -267,7 +272,7 @@ export function fitPoolToModels(o: {
   let batch: { rows: number; rowTokens: number } | undefined
   for (const ckpt of o.models) {
     modelBytes = Math.max(modelBytes, modelWeightBytes(ckpt))
-    const worst = worstBatch(ckpt.spec, o.batchTokens)
+    const worst = worstBatch(ckpt.spec, o.batchTokens, o.longestRequest?.(ckpt.spec.maxPositions))
     const bytes = estimateWorkerBytes(ckpt.spec, worst.rows, worst.rowTokens)
     if (bytes > perWorkerBytes) [perWorkerBytes, batch] = [bytes, worst]
   }

@@ -75,7 +75,7 @@ export type TaskDefinition<Doc = any> = TaskBase<Doc> & (
   | {
       kind: 'rolling'
       prompt: (doc: Doc) => RollingPrompt
-      /** Window of the papers' "token perplexity" convention (default: the model's context, max 2048). */
+      /** Window of the papers' "token perplexity" convention (default 2048, DEFAULTS.tokenPerplexityWindow; at most the model's context). */
       tokenWindow?: number
     }
 )

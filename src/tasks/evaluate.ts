@@ -1,5 +1,6 @@
 // Turns a task's documents into scoring requests, scores them, and computes lm-eval's metrics.
 // Choices of a multiple-choice item share one pass over their context (branches of one request).
+import { DEFAULTS } from '../defaults.ts'
 import { fail, withContext } from '../errors.ts'
 import { packedLength, type ScoreRequest, type ScoreResult } from '../engine/packing.ts'
 import type { TextTokenizer } from '../model/tokenizer.ts'
@@ -170,7 +171,9 @@ async function evaluateDocs<Doc>(task: TaskDefinition<Doc>, docs: readonly { ind
   if (task.kind === 'rolling' && task.metrics.includes('token_perplexity')) {
     // The pruning papers' convention: join the raw documents with "\n\n", tokenize once, cut disjoint
     // windows of `tokenWindow` tokens (remainder dropped); each window's first token is context only.
-    const window = Math.min(task.tokenWindow ?? env.maxLength, env.maxLength)
+    // Default 2048, as documented (defineTask.ts): the model's context had been used, so a Qwen3 or
+    // DeepSeek model scored one window as long as the whole corpus (up to 163,840 tokens).
+    const window = Math.min(task.tokenWindow ?? DEFAULTS.tokenPerplexityWindow, env.maxLength)
     const ids = env.tokenizer.encode(docs.map(d => { const p = task.prompt(d.doc); return p.countText ?? p.text }).join('\n\n'))
     for (let w = 0; w + window <= ids.length; w += window) {
       tokenWindowRequests.push(add({ prefix: ids.slice(w, w + window), branches: [], scorePrefixFrom: 1 }))
