@@ -56,8 +56,8 @@ async function documents(spec: CalibrationSpec): Promise<{ texts: string[]; fing
     return { texts, fingerprint: `task:${task.name}@${task.version}:${sha256}` }
   }
   const file = spec.source === 'builtin' ? BUILTIN_CALIBRATION : path.resolve(spec.source)
-  if (!fs.existsSync(file)) fail('CALIBRATION_FAILED', `Calibration source ${file} does not exist; pass --calibration builtin, task:<name>, or a .txt/.jsonl/.parquet file.`)
-  if (!/\.(txt|jsonl|parquet)$/.test(file)) fail('CALIBRATION_FAILED', `Calibration source ${file} is not a .txt, .jsonl or .parquet file; pass --calibration builtin, task:<name>, or a file of one of those kinds.`)
+  if (!fs.existsSync(file)) fail('CALIBRATION_FAILED', `Calibration source ${file} does not exist; pass --calibration (calibration.source in harness.config.ts) builtin, task:<name>, or a .txt/.jsonl/.parquet file.`)
+  if (!/\.(txt|jsonl|parquet)$/.test(file)) fail('CALIBRATION_FAILED', `Calibration source ${file} is not a .txt, .jsonl or .parquet file; pass --calibration (calibration.source in harness.config.ts) builtin, task:<name>, or a file of one of those kinds.`)
   const bytes = readRegularFile(file, 'read the calibration source', 'CALIBRATION_FAILED')
   const sha = crypto.createHash('sha256').update(bytes).digest('hex')
   if (file.endsWith('.txt')) {
@@ -70,7 +70,7 @@ async function documents(spec: CalibrationSpec): Promise<{ texts: string[]; fing
   if (records.length === 0) fail('CALIBRATION_FAILED', `Calibration source ${file} has no records; pass a file with one {"${field}": "..."} object per line.`)
   const texts = records.map((r, i) => {
     const v = r[field]
-    if (typeof v !== 'string') fail('CALIBRATION_FAILED', `${where(i)}: the record has no string field '${field}'; choose the text field with --calibration-field.`)
+    if (typeof v !== 'string') fail('CALIBRATION_FAILED', `${where(i)}: the record has no string field '${field}'; choose the text field with --calibration-field (calibration.field in harness.config.ts).`)
     return checkText(v, where(i))
   })
   return { texts, fingerprint: `file:${sha}:${field}` }
@@ -115,7 +115,7 @@ export async function calibrationWindows(spec: CalibrationSpec, tok: TextTokeniz
     if (stream.length >= need) break
   }
   if (stream.length < need) {
-    fail('CALIBRATION_FAILED', `The calibration source has ${stream.length} tokens but ${spec.sequences} × ${spec.length} = ${need} are needed; lower --calibration-sequences or --calibration-length, or use a larger source.`)
+    fail('CALIBRATION_FAILED', `The calibration source has ${stream.length} tokens but ${spec.sequences} × ${spec.length} = ${need} are needed; lower --calibration-sequences or --calibration-length (calibration.sequences / calibration.length in harness.config.ts), or use a larger source.`)
   }
   const windows = Array.from({ length: spec.sequences }, (_, s) => stream.slice(s * spec.length, (s + 1) * spec.length))
   return { windows, fingerprint }
