@@ -12,6 +12,7 @@ import { before, describe, it } from 'node:test'
 import { ROOT } from '../helpers/cli.ts'
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
 import { tmpDir } from '../helpers/tmp.ts'
+import { copyProject } from '../helpers/projectCopy.ts'
 
 const dir = tmpDir()
 const project = path.join(dir, 'project')
@@ -54,10 +55,7 @@ ${code}`)
 
 describe('the method worker under load and at its limits', () => {
   before(() => {
-    fs.mkdirSync(project)
-    for (const d of ['src', 'methods', 'tasks']) fs.cpSync(path.join(ROOT, d), path.join(project, d), { recursive: true })
-    fs.copyFileSync(path.join(ROOT, 'package.json'), path.join(project, 'package.json'))
-    fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(project, 'node_modules'))
+    copyProject(project, ['src', 'methods', 'tasks', 'package.json'])
     plugin('which-thread', 'experts.remove(layout.layers[0].index, 0); return { achievedRatio: 0.125, notes: { thread: threadId } }')
     plugin('heap-hog', 'const kept: number[][] = []; for (;;) kept.push(new Array(1e6).fill(threadId + 0.5))')
     // Per layer (sequential calibration drives it): runs out of heap in the second MoE layer.

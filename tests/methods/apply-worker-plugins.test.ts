@@ -12,6 +12,7 @@ import { before, describe, it } from 'node:test'
 import { ROOT } from '../helpers/cli.ts'
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
 import { tmpDir } from '../helpers/tmp.ts'
+import { copyProject } from '../helpers/projectCopy.ts'
 
 const dir = tmpDir()
 const project = path.join(dir, 'project')
@@ -108,10 +109,7 @@ console.log(JSON.stringify(out))
 describe('a slow or failing method plugin in a worker thread', () => {
   let probe: any
   before(() => {
-    fs.mkdirSync(project)
-    for (const d of ['src', 'methods', 'bin', 'tasks']) fs.cpSync(path.join(ROOT, d), path.join(project, d), { recursive: true })
-    fs.copyFileSync(path.join(ROOT, 'package.json'), path.join(project, 'package.json'))
-    fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(project, 'node_modules'))
+    copyProject(project, ['src', 'methods', 'bin', 'tasks', 'package.json'])
     plugin('slow-rng', SLOW_RNG)
     plugin('throws', "throw new Error('no scores for this layer')")
     plugin('type-error', 'const s: any = undefined; return s.achievedRatio')

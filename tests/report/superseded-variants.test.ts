@@ -18,11 +18,11 @@ import { ResultsStore } from '../../src/store/resultsStore.ts'
 import { ROOT } from '../helpers/cli.ts'
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
 import { tmpDir } from '../helpers/tmp.ts'
+import { copyProject } from '../helpers/projectCopy.ts'
 
 const dir = tmpDir()
 const project = path.join(dir, 'project')
-for (const entry of ['bin', 'src', 'methods', 'tasks', 'reports', 'package.json', 'tsconfig.json']) fs.cpSync(path.join(ROOT, entry), path.join(project, entry), { recursive: true })
-fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(project, 'node_modules'))
+copyProject(project, ['bin', 'src', 'methods', 'tasks', 'reports', 'package.json', 'tsconfig.json'])
 writeTinyCheckpoint(path.join(dir, 'model'), { family: 'olmoe', experts: 6, topK: 2, layers: 2, hidden: 32, ffn: 16, seed: 73 })
 const env = { ...process.env, MOE_HARNESS_HOME: path.join(dir, 'home') }
 const TASKS = ['brown-cloze', 'brown-agreement']

@@ -8,6 +8,7 @@ import path from 'node:path'
 import { describe, it } from 'node:test'
 import { ROOT } from '../helpers/cli.ts'
 import { tmpDir } from '../helpers/tmp.ts'
+import { copyProject } from '../helpers/projectCopy.ts'
 import { moduleClosure, moduleFingerprint } from '../../src/identity/sourceFingerprint.ts'
 
 describe('method code in the variant key', () => {
@@ -81,9 +82,7 @@ describe('method code in the variant key', () => {
   it("editing src/methods/helpers.ts changes reap's method hash; editing a CLI file does not", () => {
     // A copy of the project's source (node_modules linked), so the shared tree is never edited.
     const dir = tmpDir()
-    for (const d of ['src', 'methods']) fs.cpSync(path.join(ROOT, d), path.join(dir, d), { recursive: true })
-    fs.copyFileSync(path.join(ROOT, 'package.json'), path.join(dir, 'package.json'))
-    fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(dir, 'node_modules'))
+    copyProject(dir, ['src', 'methods', 'package.json'])
     const hash = (): string => {
       const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e',
         `import { methodFileHash } from ${JSON.stringify(path.join(dir, 'src/methods/registry.ts'))}; console.log(methodFileHash('reap'))`], { cwd: dir, encoding: 'utf8' })

@@ -14,6 +14,7 @@ import path from 'node:path'
 import { before, describe, it } from 'node:test'
 import { ROOT } from '../helpers/cli.ts'
 import { tmpDir } from '../helpers/tmp.ts'
+import { copyProject } from '../helpers/projectCopy.ts'
 
 const dir = tmpDir()
 const project = path.join(dir, 'project')
@@ -44,12 +45,7 @@ function transform(method: string, out: string) {
 
 describe('method plugin mistakes', () => {
   before(() => {
-    fs.mkdirSync(project)
-    for (const d of ['src', 'methods', 'bin', 'tasks']) fs.cpSync(path.join(ROOT, d), path.join(project, d), { recursive: true })
-    fs.copyFileSync(path.join(ROOT, 'package.json'), path.join(project, 'package.json'))
-    fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(project, 'node_modules'))
-    fs.mkdirSync(path.join(project, 'models'))
-    fs.symlinkSync(path.join(ROOT, 'models/tiny-moe'), path.join(project, 'models/tiny-moe'))
+    copyProject(project, ['src', 'methods', 'bin', 'tasks', 'package.json'], { model: true })
     const firstExpert = 'layout.names.layers[layout.layers[0].index].experts![0].gate'
     plugin('nan-novice', 'experts.setNovice(layout.layers[0].index, 0, new Float32Array(layout.hiddenSize).fill(NaN)); return { achievedRatio: 0 }')
     plugin('inf-weight', `const w = weights.get(${firstExpert}); w[3] = 1e30; weights.set(${firstExpert}, w); return { achievedRatio: 0 }`)

@@ -12,6 +12,7 @@ import path from 'node:path'
 import { before, describe, it } from 'node:test'
 import { lastJson, ROOT } from '../helpers/cli.ts'
 import { tmpDir } from '../helpers/tmp.ts'
+import { copyProject } from '../helpers/projectCopy.ts'
 
 const dir = tmpDir()
 const project = path.join(dir, 'project')
@@ -48,12 +49,7 @@ const evalTask = (name: string) => cli(['eval', '--model', path.join(project, 'm
 
 describe('plugin shapes are checked when a plugin loads', () => {
   before(() => {
-    fs.mkdirSync(project)
-    for (const d of ['src', 'methods', 'bin', 'tasks']) fs.cpSync(path.join(ROOT, d), path.join(project, d), { recursive: true })
-    fs.copyFileSync(path.join(ROOT, 'package.json'), path.join(project, 'package.json'))
-    fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(project, 'node_modules'))
-    fs.mkdirSync(path.join(project, 'models'))
-    fs.symlinkSync(path.join(ROOT, 'models/tiny-moe'), path.join(project, 'models/tiny-moe'))
+    copyProject(project, ['src', 'methods', 'bin', 'tasks', 'package.json'], { model: true })
     fs.mkdirSync(path.join(project, 'data/sums'), { recursive: true })
     const lines = []
     for (let i = 0; i < 6; i++) lines.push(JSON.stringify({ q: `${i} plus ${i} is`, choices: [String(2 * i), String(2 * i + 1), String(i * i + 7)], answer: 0 }))
