@@ -15,3 +15,25 @@ export function copyProject(project: string, entries: readonly string[], o: { mo
   }
   return project
 }
+
+/**
+ * Writes methods/<name>.ts into `project`: an expert-pruning plugin with a ratio parameter whose apply
+ * destructures `applyArgs` and runs `body` on line 9 of the file (error locations name that line);
+ * `importLine` is the file's first line.
+ */
+export function writeMethodPlugin(project: string, name: string, o: { importLine: string; applyArgs: string; body: string }): void {
+  fs.writeFileSync(path.join(project, 'methods', `${name}.ts`), [
+    o.importLine,
+    "import { defineMethod, p } from '../src/index.ts'",
+    'export default defineMethod({',
+    `  name: '${name}',`,
+    "  description: 'test plugin',",
+    "  family: 'expert-pruning',",
+    '  params: { ratio: p.ratio() },',
+    `  apply({ ${o.applyArgs} }) {`,
+    `    ${o.body}`, // line 9
+    '  },',
+    '})',
+    '',
+  ].join('\n'))
+}

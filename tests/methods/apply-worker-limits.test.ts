@@ -12,7 +12,7 @@ import { before, describe, it } from 'node:test'
 import { ROOT } from '../helpers/cli.ts'
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
 import { tmpDir } from '../helpers/tmp.ts'
-import { copyProject } from '../helpers/projectCopy.ts'
+import { copyProject, writeMethodPlugin } from '../helpers/projectCopy.ts'
 
 const dir = tmpDir()
 const project = path.join(dir, 'project')
@@ -20,20 +20,7 @@ const model = writeTinyCheckpoint(path.join(dir, 'model'), { family: 'mixtral', 
 
 /** A plugin whose apply's body is `body` (line 9 of the file). */
 function plugin(name: string, body: string): void {
-  fs.writeFileSync(path.join(project, 'methods', `${name}.ts`), [
-    "import { threadId } from 'node:worker_threads'",
-    "import { defineMethod, p } from '../src/index.ts'",
-    'export default defineMethod({',
-    `  name: '${name}',`,
-    "  description: 'test plugin',",
-    "  family: 'expert-pruning',",
-    '  params: { ratio: p.ratio() },',
-    '  apply({ layout, experts, weights }) {',
-    `    ${body}`, // line 9
-    '  },',
-    '})',
-    '',
-  ].join('\n'))
+  writeMethodPlugin(project, name, { importLine: "import { threadId } from 'node:worker_threads'", applyArgs: 'layout, experts, weights', body })
 }
 
 /** Runs `code` (a module in the project copy) with `node [flags] --import tsx`; its last stdout line, as JSON. */

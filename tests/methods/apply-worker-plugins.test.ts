@@ -12,7 +12,7 @@ import { before, describe, it } from 'node:test'
 import { ROOT } from '../helpers/cli.ts'
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
 import { tmpDir } from '../helpers/tmp.ts'
-import { copyProject } from '../helpers/projectCopy.ts'
+import { copyProject, writeMethodPlugin } from '../helpers/projectCopy.ts'
 
 const dir = tmpDir()
 const project = path.join(dir, 'project')
@@ -21,20 +21,7 @@ const model = writeTinyCheckpoint(path.join(dir, 'model'), { family: 'mixtral', 
 
 /** A plugin whose apply's body is `body`, on line 9 of the file. */
 function plugin(name: string, body: string): void {
-  fs.writeFileSync(path.join(project, 'methods', `${name}.ts`), [
-    "import fs from 'node:fs'",
-    "import { defineMethod, p } from '../src/index.ts'",
-    'export default defineMethod({',
-    `  name: '${name}',`,
-    "  description: 'test plugin',",
-    "  family: 'expert-pruning',",
-    '  params: { ratio: p.ratio() },',
-    '  apply({ params, layout, experts, weights, rng }) {',
-    `    ${body}`, // line 9
-    '  },',
-    '})',
-    '',
-  ].join('\n'))
+  writeMethodPlugin(project, name, { importLine: "import fs from 'node:fs'", applyArgs: 'params, layout, experts, weights, rng', body })
 }
 
 // Scales one expert weight by rng values (an edited tensor: spilled to disk when MOE_HARNESS_SPILL_MB=0),
