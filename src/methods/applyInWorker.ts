@@ -229,6 +229,9 @@ class MethodWorker {
       MethodWorker.idle = this
       this.worker.unref()
     } else {
+      // Referenced while it ends: an unreferenced thread's terminate() can be left pending when nothing
+      // else keeps the event loop alive (the process then exits 13 on an unsettled await).
+      this.worker.ref()
       await this.worker.terminate()
     }
   }

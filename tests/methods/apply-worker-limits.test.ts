@@ -36,7 +36,7 @@ const load = async (name: string) => { const m = await loadMethod(name); return 
 const failure = (e: any) => ({ code: e.code, method: e.method, phase: e.phase, message: e.message })
 ${code}`)
   const r = spawnSync(process.execPath, [...flags, '--import', 'tsx', file], { cwd: project, encoding: 'utf8', env: { ...process.env, MOE_HARNESS_HOME: path.join(dir, 'home') }, timeout: 120_000 })
-  assert.equal(r.status, 0, r.stderr)
+  assert.equal(r.status, 0, `exit ${r.status} (signal ${r.signal})\nstdout: ${r.stdout}\nstderr: ${r.stderr}`)
   return JSON.parse(r.stdout.trim().split('\n').pop()!)
 }
 
