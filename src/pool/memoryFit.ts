@@ -102,7 +102,7 @@ export function fitPool(r: PoolFitRequest): PoolFit {
   if (fits) reason += reduced ? `; ${sum(workers)} fits` : ` (${sum(workers)} fits ${room})`
   else {
     const smaller = r.batch?.rows === 1
-      ? `a model with a smaller context (the batches are already single rows of ${r.batch.rowTokens} tokens, so a lower batchTokens does not help)`
+      ? `shorter documents (a subset without the longest) or a model with a smaller context (the batches are already single rows of ${r.batch.rowTokens} tokens, so a lower batchTokens does not help)`
       : 'fewer or shorter batches (a lower batchTokens in the config), a model with a smaller context'
     reason += `${reduced ? '; even 1 worker does not fit' : ''}: ${sum(1)} exceeds ${room}, so scoring will likely run out of memory; use ${smaller}, or a machine with more free memory`
   }
