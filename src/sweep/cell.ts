@@ -84,6 +84,7 @@ async function score(cell: Cell, variant: { dir: string }, ctx: CellContext): Pr
       tokenizer: ckpt.tokenizer(), maxLength: ckpt.spec.maxPositions,
       score: requests => scoreRequests(requests, ctx.pool.runner(variant.dir), { vocabSize: ckpt.spec.vocabSize, maxLength: ckpt.spec.slidingWindow }, { maxBatchTokens: config.batchTokens, concurrency: workers + 1, signal: ctx.signal }),
     })
+    logNotes(evaluation.notes, cell, ctx)
     for (const sample of evaluation.samples) {
       if (sample.lls.some(v => !Number.isFinite(v))) fail('NUMERIC_FAILURE', `non-finite log-likelihood for document ${sample.doc}`)
     }
@@ -100,6 +101,18 @@ async function score(cell: Cell, variant: { dir: string }, ctx: CellContext): Pr
   ctx.timings.cellWall += (performance.now() - ts) / 1000
   if (ctx.signal?.aborted) return undefined
   return { evaluation, error, seconds: (performance.now() - ts) / 1000 }
+}
+
+// A note (token_perplexity left out of a short corpus) is the same for every variant of a model: logged once per sweep.
+const loggedNotes = new WeakMap<CellContext, Set<string>>()
+function logNotes(notes: readonly string[], cell: Cell, ctx: CellContext): void {
+  const seen = loggedNotes.get(ctx) ?? new Set<string>()
+  loggedNotes.set(ctx, seen)
+  for (const note of notes) {
+    const line = `warning: ${cell.slot.spec.model}: ${note}`
+    if (!seen.has(line)) (ctx.log ?? (l => process.stderr.write(`${l}\n`)))(line)
+    seen.add(line)
+  }
 }
 
 /** Writes the run (complete, or failed with its error), its metrics and samples in one transaction. */

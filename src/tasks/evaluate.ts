@@ -35,6 +35,8 @@ export interface TaskEvaluation {
   samples: SampleRow[]
   /** Tokens the graph processed, and what per-choice recomputation (lm-eval) would have processed. */
   tokens: { processed: number; perChoiceEquivalent: number }
+  /** Why a metric the task lists is absent (one line each, for the user to see: eval prints them, a sweep logs them). */
+  notes: string[]
 }
 
 interface Plan {
@@ -168,6 +170,7 @@ async function evaluateDocs<Doc>(task: TaskDefinition<Doc>, docs: readonly { ind
 
   let tokenPerplexity: number | undefined
   let tokenWindowRequests: number[] = []
+  const notes: string[] = []
   if (task.kind === 'rolling' && task.metrics.includes('token_perplexity')) {
     // The pruning papers' convention: join the raw documents with "\n\n", tokenize once, cut disjoint
     // windows of `tokenWindow` tokens (remainder dropped); each window's first token is context only.
@@ -178,6 +181,9 @@ async function evaluateDocs<Doc>(task: TaskDefinition<Doc>, docs: readonly { ind
     for (let w = 0; w + window <= ids.length; w += window) {
       tokenWindowRequests.push(add({ prefix: ids.slice(w, w + window), branches: [], scorePrefixFrom: 1 }))
     }
+    // As GPTQ/Wanda (nsamples = numel // seqlen), a corpus shorter than one window has no token
+    // perplexity. A shorter window would not be the papers' number, so it is left out, but said.
+    if (!tokenWindowRequests.length && docs.length) notes.push(tokenWindowNote(task.name, docs.length, ids.length, window, task.tokenWindow !== undefined))
   }
 
   const results = await env.score(requests)
@@ -187,7 +193,15 @@ async function evaluateDocs<Doc>(task: TaskDefinition<Doc>, docs: readonly { ind
     tokenPerplexity = Math.exp(-sum(lps) / lps.length)
   }
   const processed = requests.reduce((n, r) => n + packedLength(r), 0)
-  return { metrics: computeMetrics(task, samples, tokenPerplexity), samples, tokens: { processed, perChoiceEquivalent: perChoice } }
+  return { metrics: computeMetrics(task, samples, tokenPerplexity), samples, tokens: { processed, perChoiceEquivalent: perChoice }, notes }
+}
+
+/** Why token_perplexity is absent: the joined documents are shorter than one window, and what to change. */
+function tokenWindowNote(task: string, docs: number, tokens: number, window: number, taskWindow: boolean): string {
+  const source = taskWindow ? `the task's tokenWindow` : `DEFAULTS.tokenPerplexityWindow, capped by the model's context`
+  return `${task}: token_perplexity not computed: its ${docs} document${docs === 1 ? '' : 's'} joined are ${tokens} tokens, fewer than one ${window}-token window (${source}); `
+    + `the other perplexities are scored. Score more documents (a larger or no --limit/--sample, or the config's subset), `
+    + `or set a smaller tokenWindow in the task file (the papers use 2048; --max-length also caps it in eval)`
 }
 
 function validateGold(task: string, index: number, gold: number | readonly number[], n: number): void {

@@ -122,6 +122,7 @@ async function runEval(flags: EvalFlags): Promise<void> {
         return result
       })
       rejectNonfinite(task.name, evaluation, Boolean(flags.allowNonfinite))
+      for (const note of evaluation.notes) process.stderr.write(`warning: ${note}\n`)
       results.push({ task, evaluation, docs: docs.length, seconds: (performance.now() - t0) / 1000 })
     }
   } finally {
@@ -137,6 +138,7 @@ async function runEval(flags: EvalFlags): Promise<void> {
       ...(variant ? { method: variant.method, params: variant.params, variant_id: variant.variantId, achieved_ratio: variant.report.achievedRatio, accounting: { ...variant.accounting, layers: undefined }, layers: variant.accounting.layers, calibration: variant.calibration, warnings: variant.warnings } : {}),
       tokens: Object.fromEntries(results.map(r => [r.task.name, r.evaluation.tokens])),
       seconds: Object.fromEntries(results.map(r => [r.task.name, r.seconds])),
+      ...(results.some(r => r.evaluation.notes.length) ? { notes: results.flatMap(r => r.evaluation.notes) } : {}),
     }
     process.stdout.write(JSON.stringify({ ...json, config: extra }) + '\n')
   }
