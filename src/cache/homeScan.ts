@@ -24,8 +24,8 @@ export const AREAS: readonly Area[] = ['variants', 'graphs', 'calibration']
 /**
  * variant: a prepared variant folder (<16 hex of the model id>-<24 hex content hash>); staging: a
  * publish's staged/set-aside folder; spill: a method's spill folder; graph: a graph cache entry;
- * graph-temp: a graph being built (or a dead build); finite-marker: a checkpoint's NaN/Inf check
- * marker; calibration / calibration-temp: statistics files (one-pass and sequential) and their
+ * graph-temp: a graph being built (or a dead build); finite-marker: a checkpoint's NaN/Inf (or
+ * float16 range) check marker; calibration / calibration-temp: statistics files (one-pass and sequential) and their
  * temp files; store: a results database (never pruned); foreign: anything else (never removed).
  */
 export type EntryKind = 'variant' | 'staging' | 'spill' | 'graph' | 'graph-temp' | 'finite-marker' | 'calibration' | 'calibration-temp' | 'store' | 'foreign'
@@ -102,7 +102,8 @@ const STORE_FILE = /\.(sqlite|sqlite3|db)(-wal|-shm|-journal)?$/
 const CALIBRATION_FILE = /^[0-9a-f]{32}\.v8$/
 const CALIBRATION_TEMP = /^[0-9a-f]{32}\.v8\.tmp-(\d+)$/
 const GRAPH_ENTRY = /^[0-9a-f]{32}$/
-const FINITE_MARKER = /^\.finite-[0-9a-f]{32}$/
+// Per-checkpoint weight checks under graphs/ (src/onnx/graphStore.ts): NaN/Inf, and float16's range for half-precision runs.
+const FINITE_MARKER = /^\.(finite|float16-range)-[0-9a-f]{32}$/
 const GRAPH_TEMP = '.building-'
 /** A calibration temp file is written and renamed within seconds: one this old, of a gone process, is a leftover. */
 const STALE_TEMP_MS = 60 * 60_000
@@ -287,7 +288,7 @@ function scanGraphs(dir: string, add: Add, now: number): void {
       const stale = now - mtimeOf(full) > STALE_BUILD_MS
       add('graphs', 'graph-temp', full, stale ? 'leftover' : 'live', { note: stale ? 'graph build folder of a build that died' : 'graph being built, kept' })
     } else if (FINITE_MARKER.test(name) && !isDir(full)) {
-      add('graphs', 'finite-marker', full, 'ok', { note: 'marks a checkpoint whose weights were checked for NaN/Inf' })
+      add('graphs', 'finite-marker', full, 'ok', { note: name.startsWith('.finite-') ? 'marks a checkpoint whose weights were checked for NaN/Inf' : 'marks a checkpoint whose weights were checked against float16\'s range' })
     } else {
       add('graphs', 'foreign', full, 'kept', { note: 'not ours, kept' })
     }
