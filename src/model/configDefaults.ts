@@ -149,6 +149,17 @@ export function configValue(cfg: Record<string, unknown>, family: Family, key: s
   return table[key]
 }
 
+/**
+ * Those of `keys` that config.json leaves out and that therefore take the configuration-class default,
+ * with that default: what a shape or value error must name, since the file itself does not say it.
+ */
+export function defaultedKeys(cfg: Record<string, unknown>, family: Family, keys: readonly string[]): { key: string; value: unknown }[] {
+  const table = CONFIG_DEFAULTS[family].values
+  return keys
+    .filter(k => Object.prototype.hasOwnProperty.call(table, k) && configKeyIn(cfg, family, k) === undefined)
+    .map(key => ({ key, value: table[key] }))
+}
+
 /** The routed-expert count's canonical key per family (the configuration-class field). */
 const EXPERT_COUNT_KEY: Readonly<Record<Family, string>> = {
   mixtral: 'num_local_experts', olmoe: 'num_experts', qwen2_moe: 'num_experts', qwen3_moe: 'num_experts',

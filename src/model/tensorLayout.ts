@@ -9,6 +9,7 @@
 //    v5 Mixtral also renames `block_sparse_moe.gate` to `mlp.gate`.
 //  - F8 weights with `<name>_scale_inv` blocks (DeepSeek-V3/R1): dequantized on read to an F32 entry.
 import { fail } from '../errors.ts'
+import { defaultedKeys } from './configDefaults.ts'
 import type { ModelSpec } from './modelSpec.ts'
 import { isEngineDType, type DType, type Fp8DType, type Fp8Source, type StoredTensor, type TensorEntry } from './safetensors.ts'
 import type { ExpertNames, ModelNames } from './tensorNames.ts'
@@ -41,6 +42,13 @@ function fp8Settings(config: Record<string, unknown>, dir: string): Fp8Settings 
   }
   return { block: [size[0], size[1]] }
 }
+
+/** The config.json keys tensor shapes are computed from (every family's; defaultedKeys keeps the family's own). */
+const SHAPE_KEYS = [
+  'hidden_size', 'vocab_size', 'intermediate_size', 'moe_intermediate_size', 'shared_expert_intermediate_size', 'num_attention_heads',
+  'num_key_value_heads', 'head_dim', 'num_local_experts', 'num_experts', 'n_routed_experts', 'n_shared_experts', 'kv_lora_rank',
+  'q_lora_rank', 'qk_nope_head_dim', 'qk_rope_head_dim', 'v_head_dim',
+] as const
 
 export function resolveTensors(dir: string, spec: ModelSpec, names: ModelNames, expected: Map<string, number[]>, stored: Map<string, StoredTensor>, config: Record<string, unknown>): ResolvedTensors {
   const fp8 = fp8Settings(config, dir)
@@ -85,7 +93,14 @@ export function resolveTensors(dir: string, spec: ModelSpec, names: ModelNames, 
 
   const checkShape = (t: StoredTensor, got: number[], want: number[], what: string) => {
     if (got.length !== want.length || got.some((d, i) => d !== want[i])) {
-      fail('TENSOR_SHAPE', `${t.file}: tensor '${t.name}' has shape [${t.shape}] but config.json implies ${what} [${want}].`)
+      // A size config.json leaves out is transformers' class default (a full-size model's): say so,
+      // or "config.json implies [512, 2048]" points at a file that has no such number.
+      // A null default is derived from keys that are named when absent (head_dim = hidden_size / heads).
+      const absent = defaultedKeys(config, spec.family, SHAPE_KEYS).filter(a => a.value !== null)
+      const hint = absent.length
+        ? ` config.json has no ${absent.map(a => `'${a.key}'`).join(', ')}: transformers' default${absent.length === 1 ? ' was' : 's were'} used (${absent.map(a => `${a.key}=${JSON.stringify(a.value)}`).join(', ')}; src/model/configDefaults.ts); where the checkpoint's value differs, add it to config.json.`
+        : ''
+      fail('TENSOR_SHAPE', `${t.file}: tensor '${t.name}' has shape [${t.shape}] but config.json implies ${what ? `${what} ` : ''}[${want}].${hint}`)
     }
   }
 
