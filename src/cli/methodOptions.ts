@@ -1,5 +1,6 @@
 // --method / --ratio / --param and the calibration flags, shared by eval, transform and score.
 import type { Command } from 'commander'
+import { checkCalibrationLength } from '../config/calibrationLength.ts'
 import { DEFAULTS } from '../defaults.ts'
 import { fail } from '../errors.ts'
 import { defaultCalibration, type CalibrationSpec } from '../calibration/source.ts'
@@ -84,11 +85,13 @@ export async function planFromFlags(flags: MethodFlags, ckpt: Checkpoint) {
 
 export async function prepareFromPlan(ckpt: Checkpoint, plan: Awaited<ReturnType<typeof planFromFlags>>, flags: MethodFlags, engine: { device: Device; threads: number }): Promise<PreparedVariant | undefined> {
   if (!plan) return undefined
+  const calibration = calibrationFromFlags(flags, ckpt)
+  if (plan.needs.length) checkCalibrationLength(calibration.length, ckpt.spec.maxPositions, ckpt.dir, { flag: '--calibration-length' })
   let progress: ReturnType<typeof createProgress> | undefined
   let prepared: PreparedVariant
   try {
     prepared = await prepareVariant(ckpt, plan, {
-      calibration: calibrationFromFlags(flags, ckpt), ...engine,
+      calibration, ...engine,
       onCalibration: (done, total) => { (progress ??= createProgress('calibration'.padEnd(22), total)).update(done) },
     })
   } finally {

@@ -4,6 +4,7 @@
 import path from 'node:path'
 import { defaultCalibration, type CalibrationSpec } from '../calibration/source.ts'
 import { allowsNonfinite, type HarnessConfig } from '../config/defineConfig.ts'
+import { checkCalibrationLength } from '../config/calibrationLength.ts'
 import { defaultThreads } from '../defaults.ts'
 import { errorData, HarnessError, withContext } from '../errors.ts'
 import { openCheckpoint, type Checkpoint } from '../model/checkpoint.ts'
@@ -75,6 +76,14 @@ export async function loadSweepInputs(config: HarnessConfig, baseDir: string, lo
       if (!(e instanceof HarnessError) || e.code !== 'METHOD_INFEASIBLE') throw withContext(e, { method: spec.method, phase: 'plan' })
       slots.push({ spec, ckpt, planned: { status: 'infeasible', error: errorData(e, 'METHOD_INFEASIBLE', { method: spec.method, phase: 'plan' }) } })
       log(`skipping ${spec.model}/${spec.method} ${JSON.stringify(spec.params)}: ${e.message}`)
+    }
+  }
+  // Before any calibration: a window longer than a calibrated model's context would exhaust memory.
+  if (config.calibration.length !== undefined) {
+    for (const slot of slots) {
+      if (slot.planned.status === 'planned' && slot.planned.plan.needs.length) {
+        checkCalibrationLength(config.calibration.length, slot.ckpt.spec.maxPositions, `model '${slot.spec.model}' (${slot.ckpt.dir})`, { configFile: 'harness.config.ts' })
+      }
     }
   }
   const workers = config.pool.workers
