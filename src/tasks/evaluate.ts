@@ -198,7 +198,7 @@ async function evaluateDocs<Doc>(task: TaskDefinition<Doc>, docs: readonly { ind
 
 /** Why token_perplexity is absent: the joined documents are shorter than one window, and what to change. */
 function tokenWindowNote(task: string, docs: number, tokens: number, window: number, taskWindow: boolean): string {
-  const source = taskWindow ? `the task's tokenWindow` : `DEFAULTS.tokenPerplexityWindow, capped by the model's context`
+  const source = taskWindow ? `the task's tokenWindow` : `the papers' ${DEFAULTS.tokenPerplexityWindow}, at most the model's context`
   return `${task}: token_perplexity not computed: its ${docs} document${docs === 1 ? '' : 's'} joined are ${tokens} tokens, fewer than one ${window}-token window (${source}); `
     + `the other perplexities are scored. Score more documents (a larger or no --limit/--sample, or the config's subset), `
     + `or set a smaller tokenWindow in the task file (the papers use 2048; --max-length also caps it in eval)`
