@@ -89,6 +89,11 @@ export interface GraphOptions {
    * 2 to 48 layers of the Qwen3-30B-A3B shape) and creates sessions faster at depth.
    */
   layerBodies?: boolean
+  /**
+   * Run token-wise nodes on every position of the [B, T] batch, padding included (before issue 10;
+   * see Padding). Only tests and benchmarks set it: the scores are the same within float rounding.
+   */
+  keepPadding?: boolean
 }
 
 /**
@@ -163,14 +168,18 @@ export function buildScoringGraph(
   const d = spec.hiddenSize
   const bt = g.op('Shape', [ids])
   const flat = (x: string, tail: number[]) => g.op('Reshape', [x, g.constInt([-1, ...tail])])
-  let x = slice.from === 0 ? weights.rows(ckpt.names.embed, flat(ids, []), g) : p.toCompute(g, g.input('hidden_in', 'float32', ['N', d]))
-
   // Validity and attention bias [B, 1, 1, T, T] (0 where allowed, -inf elsewhere), shared by all layers.
   const branchFlat = flat(branch, [])
-  const valid = g.op('GreaterOrEqual', [branchFlat, g.scalarInt(0)])
+  let valid = g.op('GreaterOrEqual', [branchFlat, g.scalarInt(0)])
+  // A whole scoring graph computes token-wise nodes on the batch's real tokens only: N counts them, not
+  // B x T (see Padding). Slices and calibration outputs keep every position: their consumers index rows as b*T + t.
+  const padding = slice.from === 0 && slice.to === total && !Object.values(calib).some(Boolean) && !options.keepPadding ? dropPadding(g, valid) : undefined
+  const tokenwise = (x: string) => (padding ? g.op('Gather', [flat(x, []), padding.real], { axis: 0 }) : x)
+  if (padding) valid = tokenwise(valid)
+  let x = slice.from === 0 ? weights.rows(ckpt.names.embed, tokenwise(flat(ids, [])), g) : p.toCompute(g, g.input('hidden_in', 'float32', ['N', d]))
   const runsAttention = spec.layers.some((_, i) => 2 * i >= slice.from && 2 * i < slice.to)
   const bias = runsAttention ? attentionBias(g, branch, bt) : ''
-  const [cos, sin] = runsAttention ? rotaryTables(g, spec, pos, p) : ['', '']
+  const [cos, sin] = runsAttention ? rotaryTables(g, spec, tokenwise(pos), p) : ['', '']
 
   const attends = (i: number) => 2 * i >= slice.from && 2 * i < slice.to
   const addsMlp = (i: number) => 2 * i + 1 >= slice.from && 2 * i + 1 < slice.to
@@ -178,7 +187,7 @@ export function buildScoringGraph(
   // Layer i's attention and MLP (each when the slice has it), in `b`: the main graph or a layer body.
   const attentionOf = (b: GraphBuilder, i: number, x: string): string => {
     const h = rmsNorm(b, weights.precision, x, weights.float(ckpt.names.layers[i].inputNorm, b), spec.rmsNormEps)
-    return b.op('Add', [x, attention(b, spec, weights, i, h, bt, cos, sin, bias)])
+    return b.op('Add', [x, attention(b, spec, weights, i, h, bt, cos, sin, bias, padding)])
   }
   const mlpOf = (b: GraphBuilder, report: Report, i: number, x: string): string => {
     const layer = spec.layers[i]!
@@ -235,7 +244,7 @@ export function buildScoringGraph(
     return { model: g.toBytes({ architecture: spec.architecture }), external: g.external, outputNames }
   }
   const final = rmsNorm(g, weights.precision, x, weights.float(ckpt.names.finalNorm, g), spec.rmsNormEps)
-  const picked = g.op('Gather', [final, scorePos], { axis: 0 })
+  const picked = g.op('Gather', [final, padding ? g.op('Gather', [padding.index, scorePos], { axis: 0 }) : scorePos], { axis: 0 })
   // MatMul against the transposed head (folded once at session creation) beats Gemm(transB) for a
   // float32 head; a half-precision one is not constant (see WeightLoader), so Gemm reads it as stored.
   const logits = weights.isHalf(ckpt.names.lmHead) || p.isHalf
@@ -561,6 +570,31 @@ function swiglu(g: GraphBuilder, weights: ComputeWeights, e: ExpertNames, x: str
   return linear(g, hidden, weights.float(e.down, g))
 }
 
+/**
+ * How a scoring graph leaves padding out (issue 10): a batch is B right-padded rows of T positions, and
+ * with the lengths of real prompts about a quarter of the B x T positions are padding (bench:scale part
+ * (e), 2048-token batches). Every node that works token by token (embedding, norms, projections,
+ * rotary, router, experts) runs on the N real tokens in row-major order; only the attention core needs
+ * the [B, T] layout, and gets it by `spread`. A padding position then holds a copy of some real token's
+ * query, key and value: its key is masked (-inf bias) and its query's output is dropped, so no score
+ * depends on it, as none depended on the padding tokens' own values before.
+ */
+interface Padding {
+  /** int64 [N]: flat position b*T + t of each real token (its row in the compact layout). */
+  real: string
+  /** int64 [B*T]: the compact row of each position's token (padding: the row's last real token). */
+  spread: string
+  /** int64 [B*T]: the compact row of a real position (score_positions index it). */
+  index: string
+}
+
+function dropPadding(g: GraphBuilder, valid: string): Padding {
+  const real = g.op('Reshape', [g.op('NonZero', [valid]), g.constInt([-1])])
+  const index = g.op('Sub', [g.op('CumSum', [g.op('Cast', [valid], { to: 7 }), g.scalarInt(0)]), g.scalarInt(1)])
+  // Rows are right-padded and never empty, so only a batch starting with padding would give -1 here.
+  return { real, index, spread: g.op('Max', [index, g.scalarInt(0)]) }
+}
+
 function attentionBias(g: GraphBuilder, branch: string, bt: string): string {
   const T = g.op('Gather', [bt, g.scalarInt(1)], { axis: 0 })
   const idx = g.op('Range', [g.scalarInt(0), T, g.scalarInt(1)])
@@ -620,8 +654,9 @@ function applyRotaryInterleaved(g: GraphBuilder, x: string, cos: string, sin: st
   return applyRotary(g, halves, cos, sin, r)
 }
 
-function attention(g: GraphBuilder, spec: ModelSpec, weights: ComputeWeights, li: number, h: string, bt: string, cos: string, sin: string, bias: string): string {
-  if (spec.mla) return mlaAttention(g, spec, weights, li, h, bt, cos, sin, bias)
+function attention(g: GraphBuilder, spec: ModelSpec, weights: ComputeWeights, li: number, h: string, bt: string, cos: string, sin: string, bias: string, padding?: Padding): string {
+  if (spec.mla) return mlaAttention(g, spec, weights, li, h, bt, cos, sin, bias, padding)
+  const padded = (x: string) => (padding ? g.op('Gather', [x, padding.spread], { axis: 0 }) : x)
   const n = weights.ckpt.names.layers[li]
   const { numHeads: H, numKvHeads: KV, headDim: hd } = spec
   const bOpt = (name?: string) => (name ? weights.float(name, g) : undefined)
@@ -651,16 +686,16 @@ function attention(g: GraphBuilder, spec: ModelSpec, weights: ComputeWeights, li
   // q → [B, KV, rep, T, hd]; k, v → [B, KV, 1, T, hd]; GQA by broadcasting, no copies of k/v.
   const qShape = g.op('Concat', [bt, g.constInt([KV, rep, hd])], { axis: 0 })
   const kvShape = g.op('Concat', [bt, g.constInt([KV, 1, hd])], { axis: 0 })
-  const q5 = g.op('Transpose', [g.op('Reshape', [q, qShape])], { perm: [0, 2, 3, 1, 4] })
+  const q5 = g.op('Transpose', [g.op('Reshape', [padded(q), qShape])], { perm: [0, 2, 3, 1, 4] })
   const qScaled = g.op('Mul', [q5, weights.precision.scalar(g, spec.attentionScale)])
-  const kT = g.op('Transpose', [g.op('Reshape', [k, kvShape])], { perm: [0, 2, 3, 4, 1] }) // [B, KV, 1, hd, T]
-  const v5 = g.op('Transpose', [g.op('Reshape', [v, kvShape])], { perm: [0, 2, 3, 1, 4] })
+  const kT = g.op('Transpose', [g.op('Reshape', [padded(k), kvShape])], { perm: [0, 2, 3, 4, 1] }) // [B, KV, 1, hd, T]
+  const v5 = g.op('Transpose', [g.op('Reshape', [padded(v), kvShape])], { perm: [0, 2, 3, 1, 4] })
   // Mask and softmax in float32, probabilities back in the compute dtype (precision.ts).
   const scores = g.op('Add', [weights.precision.toFloat32(g, g.op('MatMul', [qScaled, kT])), bias])
   const probs = weights.precision.toCompute(g, g.op('Softmax', [scores], { axis: -1 }))
   const ctx = g.op('MatMul', [probs, v5]) // [B, KV, rep, T, hd]
   const merged = g.op('Reshape', [g.op('Transpose', [ctx], { perm: [0, 3, 1, 2, 4] }), g.constInt([-1, H * hd])])
-  return linear(g, merged, weights.float(n.o, g), bOpt(n.oBias))
+  return linear(g, padding ? g.op('Gather', [merged, padding.real], { axis: 0 }) : merged, weights.float(n.o, g), bOpt(n.oBias))
 }
 
 /**
@@ -671,7 +706,7 @@ function attention(g: GraphBuilder, spec: ModelSpec, weights: ComputeWeights, li
  * q_nope·k_nope + q_rope·k_rope (the concatenation's dot product) without materialising the shared
  * k_rope per head.
  */
-function mlaAttention(g: GraphBuilder, spec: ModelSpec, weights: ComputeWeights, li: number, h: string, bt: string, cos: string, sin: string, bias: string): string {
+function mlaAttention(g: GraphBuilder, spec: ModelSpec, weights: ComputeWeights, li: number, h: string, bt: string, cos: string, sin: string, bias: string, padding?: Padding): string {
   const n = weights.ckpt.names.layers[li]
   const m = spec.mla!, names = n.mla!
   const H = spec.numHeads
@@ -695,7 +730,7 @@ function mlaAttention(g: GraphBuilder, spec: ModelSpec, weights: ComputeWeights,
   }
   const kRot = rotate(g.op('Reshape', [kRope, g.constInt([-1, 1, r])]), 1) // [N, 1, r]
   // [B, T, heads, 1, dim] → queries [B, heads, 1, T, dim], keys [B, heads, 1, dim, T].
-  const to5 = (x: string, heads: number, dim: number) => g.op('Reshape', [x, g.op('Concat', [bt, g.constInt([heads, 1, dim])], { axis: 0 })])
+  const to5 = (x: string, heads: number, dim: number) => g.op('Reshape', [padding ? g.op('Gather', [x, padding.spread], { axis: 0 }) : x, g.op('Concat', [bt, g.constInt([heads, 1, dim])], { axis: 0 })])
   const asQuery = (x: string, heads: number, dim: number) => g.op('Transpose', [to5(x, heads, dim)], { perm: [0, 2, 3, 1, 4] })
   const asKey = (x: string, heads: number, dim: number) => g.op('Transpose', [to5(x, heads, dim)], { perm: [0, 2, 3, 4, 1] })
   const qRot = rotate(qRopeOf(g, q3, nope, r), H)
@@ -706,7 +741,7 @@ function mlaAttention(g: GraphBuilder, spec: ModelSpec, weights: ComputeWeights,
   const probs = p.toCompute(g, g.op('Softmax', [scores], { axis: -1 }))
   const ctx = g.op('MatMul', [probs, asQuery(v, H, vd)]) // [B, H, 1, T, vd]
   const merged = g.op('Reshape', [g.op('Transpose', [ctx], { perm: [0, 3, 1, 2, 4] }), g.constInt([-1, H * vd])])
-  return linear(g, merged, weights.float(n.o, g), bOpt(n.oBias))
+  return linear(g, padding ? g.op('Gather', [merged, padding.real], { axis: 0 }) : merged, weights.float(n.o, g), bOpt(n.oBias))
 }
 
 function qNopeOf(g: GraphBuilder, q3: string, nope: number): string {
