@@ -47,6 +47,8 @@ export interface PrepareContext {
   onPreparing?: (label: string) => void
   /** One line of the sweep's log (a variant found prepared in the harness home rather than prepared). */
   log?: (line: string) => void
+  /** Ctrl-C / SIGTERM: a calibration pass stops at its next batch (it ran to the end, minutes to hours on a real model). */
+  signal?: AbortSignal
 }
 
 const variantsRoot = () => path.join(harnessHome(), 'variants')
@@ -287,6 +289,7 @@ function saveFailedVariant(store: ResultsStore, slot: VariantSlot, params: Param
 export async function calibrateModels(slots: readonly VariantSlot[], ctx: PrepareContext, timings: { calibration: number }, log: (line: string) => void, progress: (label: string) => void): Promise<void> {
   const { calibration, device, workers, threads, models } = ctx.inputs
   for (const [name, ckpt] of models) {
+    if (ctx.signal?.aborted) return
     const needing = slots.filter(s => s.spec.model === name && s.planned.status === 'planned' && s.planned.plan.onePassNeeds.length && !settledFailed(s))
     const needs = [...new Set(needing.flatMap(s => s.planned.status === 'planned' ? s.planned.plan.onePassNeeds : []))] as StatNeed[]
     if (needs.length === 0) continue
@@ -307,8 +310,11 @@ export async function calibrateModels(slots: readonly VariantSlot[], ctx: Prepar
     const tc = performance.now()
     let result: Awaited<ReturnType<typeof calibrateFor>>
     try {
-      result = (await calibrateFor(ckpt, needs, { calibration: calibration(ckpt), device, threads: workers * threads, onCalibration: (d, t) => progress(`calibrating ${name} ${d}/${t}`) }))!
+      // Thrown between batches; the pass releases its session (collect.ts) and nothing is cached or stored.
+      const onCalibration = (d: number, t: number) => { ctx.signal?.throwIfAborted(); progress(`calibrating ${name} ${d}/${t}`) }
+      result = (await calibrateFor(ckpt, needs, { calibration: calibration(ckpt), device, threads: workers * threads, onCalibration }))!
     } catch (e) {
+      if (ctx.signal?.aborted) return // interrupted, not failed: its variants stay unprepared for the rerun
       const failure = modelFailure(name, e, 'CALIBRATION_FAILED', { phase: 'calibrate' })
       if (models.size === 1 && slots.every(s => settledFailed(s) || needing.includes(s))) throw failure.thrown
       failSlots(needing, failure.data, ctx.store)
