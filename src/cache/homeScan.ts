@@ -1,4 +1,4 @@
-// What the harness home holds (README "The harness home"): one entry per thing the harness wrote
+// What the harness home holds (README "Sweeps and results", the harness home): one entry per thing the harness wrote
 // there, recognised only by the names its writers give them (src/edits/variantFolder.ts,
 // src/edits/overrideSpill.ts, src/onnx/graphStore.ts, src/calibration/cache.ts and sequential.ts),
 // and every other file as 'foreign' (never removed). Reads only: nothing here changes the home.

@@ -28,7 +28,7 @@ export function registerCache(program: Command): void {
     .command('cache')
     .description('Show and free what the harness home holds: prepared variants, built graphs, calibration statistics.')
   cache.addHelpText('after', `
-The harness home is ./.harness, or $MOE_HARNESS_HOME (see README "The harness home").
+The harness home is ./.harness, or $MOE_HARNESS_HOME (see README "Sweeps and results").
 Examples:
   moe-harness cache                                  # what is there, per area, with sizes
   moe-harness cache list --json
