@@ -157,6 +157,8 @@ class MethodWorker {
   private static idle: MethodWorker | undefined
   private waiting?: { resolve: (r: ApplyReply) => void; reject: (e: unknown) => void }
   private stopped = false
+  /** Ends release()'s wait for terminate() when the thread stops first ('error' or 'exit'). */
+  private onStop?: () => void
   /** Why the thread stopped (a plugin's stray error, between two layers too: the next request fails with it). */
   private stoppedBy: HarnessError | undefined
   private method = ''
@@ -229,7 +231,14 @@ class MethodWorker {
       MethodWorker.idle = this
       this.worker.unref()
     } else {
-      await this.worker.terminate() // referenced (by terminate) until its 'exit'
+      // Referenced (by terminate) until it ends: by terminate() or on its own, whichever is first. A thread
+      // already ending itself after an uncaught error (its 'error' still on its way here) may never emit
+      // 'exit' once terminate() is called (Node 20): that terminate() never settles, and the process quits
+      // with code 13 and no output (tests/methods/apply-worker-terminate-race.test.ts).
+      await new Promise<void>(resolve => {
+        this.onStop = resolve
+        void this.worker.terminate().then(() => resolve())
+      })
     }
   }
 
@@ -256,6 +265,7 @@ class MethodWorker {
     this.stopped = true
     if (MethodWorker.idle === this) MethodWorker.idle = undefined
     this.settle(w => w.reject(this.stoppedBy))
+    this.onStop?.()
   }
 
   /**
