@@ -55,6 +55,8 @@ export interface PoolFitRequest {
   perWorkerBytes: number
   /** The batch perWorkerBytes was estimated for, named in the reason. */
   batch?: { rows: number; rowTokens: number }
+  /** perWorkerBytes includes each worker's own float32 weights (MOE_HARNESS_WEIGHTS=memory), named in the reason. */
+  weightsInMemory?: boolean
   /** Fraction of availableBytes the plan may use (default MEMORY_SAFETY). */
   safety?: number
 }
@@ -95,7 +97,8 @@ export function fitPool(r: PoolFitRequest): PoolFit {
 
   const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`
   const at = r.batch ? ` at batches of ${r.batch.rows} x ${r.batch.rowTokens} tokens` : ''
-  const sum = (w: number) => `model ${formatBytes(r.modelBytes)} mapped once + ${w} x ${formatBytes(r.perWorkerBytes)} per worker${at} = ${formatBytes(total(w))}`
+  const own = r.weightsInMemory ? ' (its own float32 weights, MOE_HARNESS_WEIGHTS=memory, and activations)' : ''
+  const sum = (w: number) => `model ${formatBytes(r.modelBytes)} mapped once + ${w} x ${formatBytes(r.perWorkerBytes)} per worker${own}${at} = ${formatBytes(total(w))}`
   const room = `${Math.round(safety * 100)}% of ${formatBytes(r.availableBytes)} available`
   let reason = `pool: ${plural(workers, 'worker')} x ${plural(threads, 'thread')}`
   if (reduced) reason += `, reduced from ${plural(r.requestedWorkers, 'requested worker')} because ${sum(r.requestedWorkers)} exceeds ${room}`
@@ -219,6 +222,19 @@ export function modelWeightBytes(ckpt: Pick<Checkpoint, 'tensors'>): number {
   return bytes
 }
 
+/** Bytes of the model's weights decoded to float32 (each stored tensor once, as modelWeightBytes counts them). */
+export function float32WeightBytes(ckpt: Pick<Checkpoint, 'tensors'>): number {
+  const seen = new Set<string>()
+  let bytes = 0
+  for (const t of ckpt.tensors.values()) {
+    const key = `${t.file}:${t.offset}`
+    if (seen.has(key)) continue
+    seen.add(key)
+    bytes += F32 * t.shape.reduce((a, b) => a * b, 1)
+  }
+  return bytes
+}
+
 export interface MemorySources {
   /** Default /proc/meminfo. */
   meminfo?: string
@@ -267,18 +283,25 @@ export function fitPoolToModels(o: {
   requestedThreads?: number
   availableBytes?: number
   cores?: number
+  /**
+   * MOE_HARNESS_WEIGHTS=memory (engine/graphSession.ts weightResidency): every worker decodes every
+   * weight to float32 in its own session; counted as twice those bytes per worker (the decoded copy and
+   * onnxruntime's, at peak: one full-width OLMoE layer, 1.25 GB BF16, peaked at 4.8 GB more per worker
+   * than mapped). Without it the plan said 2 workers fit in 10 GB and the sweep peaked at 12.6 GB.
+   */
+  weightsInMemory?: boolean
 }): PoolFit {
   let modelBytes = 0, perWorkerBytes = 0
   let batch: { rows: number; rowTokens: number } | undefined
   for (const ckpt of o.models) {
     modelBytes = Math.max(modelBytes, modelWeightBytes(ckpt))
     const worst = worstBatch(ckpt.spec, o.batchTokens, o.longestRequest?.(ckpt.spec.maxPositions))
-    const bytes = estimateWorkerBytes(ckpt.spec, worst.rows, worst.rowTokens)
+    const bytes = estimateWorkerBytes(ckpt.spec, worst.rows, worst.rowTokens) + (o.weightsInMemory ? 2 * float32WeightBytes(ckpt) : 0)
     if (bytes > perWorkerBytes) [perWorkerBytes, batch] = [bytes, worst]
   }
   return fitPool({
     requestedWorkers: o.requestedWorkers, requestedThreads: o.requestedThreads,
     cores: o.cores ?? os.availableParallelism(), availableBytes: o.availableBytes ?? availableMemoryBytes(),
-    modelBytes, perWorkerBytes, batch,
+    modelBytes, perWorkerBytes, batch, weightsInMemory: o.weightsInMemory,
   })
 }

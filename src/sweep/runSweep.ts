@@ -3,6 +3,7 @@
 // moment: a rerun resumes and ends with every cell complete exactly once.
 import { allowsNonfinite, type HarnessConfig } from '../config/defineConfig.ts'
 import { methodFileHash } from '../methods/registry.ts'
+import { weightResidency } from '../engine/graphSession.ts'
 import { fitPoolToModels } from '../pool/memoryFit.ts'
 import { longestRequestBound } from '../tasks/requestBound.ts'
 import { checkDeviceAvailable } from '../ort/ort.ts'
@@ -83,7 +84,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
   // in the memory available; fewer workers than requested when they would not (src/pool/memoryFit.ts).
   // Rows as long as the requests the tasks' selected documents make (cell.ts scores at the model's context).
   const longestRequest = (maxLength: number) => Math.max(1, ...loaded.tasks.map(t => longestRequestBound(t, loaded.taskData.get(t.name)!.docs, maxLength)))
-  const fit = fitPoolToModels({ models: [...loaded.models.values()], batchTokens: config.batchTokens, longestRequest, requestedWorkers: loaded.workers, requestedThreads: config.pool.threads })
+  const fit = fitPoolToModels({ models: [...loaded.models.values()], batchTokens: config.batchTokens, longestRequest, requestedWorkers: loaded.workers, requestedThreads: config.pool.threads, weightsInMemory: weightResidency() === 'memory' })
   log(fit.reason)
   const inputs: SweepInputs = { ...loaded, workers: fit.workers, threads: fit.threads }
   const store = new ResultsStore(options.db)
