@@ -44,13 +44,18 @@ export async function applyMethodInWorker(method: MethodDefinition, params: Para
   // The thread's start is queued too: the preparations a sweep's lanes ask for at once take the kept
   // thread in turn, where each started its own (~40 MB and a CPU second apiece) only to wait here.
   return oneAtATime(async () => {
-    const worker = await MethodWorker.start(method, params, ckpt, seedKey, 'one-pass', undefined, options)
-    if (!worker) return applyMethod(method, params, ckpt, stats, seedKey, undefined, options)
-    try {
-      const needs = [...needsOf(method, params), ...unprunedNeedsOf(method, params)]
-      return expect(await worker.request({ kind: 'apply', ...(stats ? { stats: onlyNeeds(stats, needs) } : {}) }), 'done').applied
-    } finally {
-      await worker.release()
+    for (let fresh = false; ; fresh = true) {
+      const worker = await MethodWorker.start(method, params, ckpt, seedKey, 'one-pass', undefined, options, fresh)
+      if (!worker) return applyMethod(method, params, ckpt, stats, seedKey, undefined, options)
+      try {
+        const needs = [...needsOf(method, params), ...unprunedNeedsOf(method, params)]
+        return expect(await worker.request({ kind: 'apply', ...(stats ? { stats: onlyNeeds(stats, needs) } : {}) }), 'done').applied
+      } catch (e) {
+        if (!fresh && worker.stoppedAfterReuse) continue // see stoppedAfterReuse: once more on a thread of its own
+        throw e
+      } finally {
+        await worker.release()
+      }
     }
   })
 }
@@ -157,6 +162,8 @@ class MethodWorker {
   private static idle: MethodWorker | undefined
   private waiting?: { resolve: (r: ApplyReply) => void; reject: (e: unknown) => void }
   private stopped = false
+  /** Taken over from the method before it (kept idle) rather than started for this method. */
+  private reused = false
   /** Ends release()'s wait for terminate() when the thread stops first ('error' or 'exit'). */
   private onStop?: () => void
   /** Why the thread stopped (a plugin's stray error, between two layers too: the next request fails with it). */
@@ -185,7 +192,7 @@ class MethodWorker {
    * A worker running the method on the checkpoint's folder, once it has loaded the method and opened the
    * checkpoint; undefined when the main thread must apply it (no file, or other code than this process loaded).
    */
-  static async start(method: MethodDefinition, params: ParamValues, ckpt: Checkpoint, seedKey: string, mode: ApplyStart['mode'], unpruned: StatsData | undefined, options: MethodRunOptions): Promise<MethodWorker | undefined> {
+  static async start(method: MethodDefinition, params: ParamValues, ckpt: Checkpoint, seedKey: string, mode: ApplyStart['mode'], unpruned: StatsData | undefined, options: MethodRunOptions, fresh = false): Promise<MethodWorker | undefined> {
     if (!methodNames().includes(method.name)) return undefined
     const start: ApplyStart = {
       method: method.name, codeHash: methodFileHash(method.name), params, seedKey, mode,
@@ -193,9 +200,10 @@ class MethodWorker {
       spillBytes: options.spillBytes ?? spillBudgetBytes(), spillFolder: spillFolderPath(),
       ...(unpruned ? { unpruned } : {}), env: { ...process.env },
     }
-    let w = MethodWorker.idle
-    MethodWorker.idle = undefined
-    if (!w) {
+    let w = fresh ? undefined : MethodWorker.idle
+    if (w) MethodWorker.idle = undefined
+    if (w) w.reused = true
+    else {
       w = new MethodWorker(new Worker(ENTRY))
       w.method = method.name // a thread that fails to load names the method it was started for
       expect(await w.next(), 'loaded')
@@ -207,12 +215,23 @@ class MethodWorker {
       first = await w.request({ kind: 'start', ...start })
     } catch (e) {
       await w.release()
+      if (!fresh && w.stoppedAfterReuse) return MethodWorker.start(method, params, ckpt, seedKey, mode, unpruned, options, true)
       throw e
     }
     if (first.kind === 'ready') return w
     await w.release()
     if (first.kind === 'stale') return undefined
     return expect(first, 'ready') as never // throws the worker's error
+  }
+
+  /**
+   * A kept thread that stopped under the method that took it over: the stray error (or exit) may be the
+   * method before's, a timer or promise of its plugin that fired after its reply; it is not this method's
+   * failure. The method runs once more on a thread of its own, where an error of its own comes again
+   * (tests/methods/apply-worker-idle-stray.test.ts). Not retried: a layer-by-layer run after its start.
+   */
+  get stoppedAfterReuse(): boolean {
+    return this.reused && this.stopped
   }
 
   request(req: ApplyRequest): Promise<ApplyReply> {
