@@ -84,6 +84,16 @@ function refuseFloat16Overflows(ckpt: Checkpoint, overflows: readonly Float16Ove
   fail('NUMERIC_FAILURE', `${overflows.length} weight tensor(s) of ${ckpt.dir} exceed float16's range (largest finite 65504): ${named}${overflows.length > 3 ? `, and ${overflows.length - 3} more` : ''}. A float16 graph would turn them into Inf and score NaN. Score it with --precision float32, or --precision bfloat16 on --device cuda (bfloat16 has float32's range).`)
 }
 
+/**
+ * NUMERIC_FAILURE now when sessions on `settings.device` (in `settings.precision`, else the device's
+ * default) would compute in float16 and a weight of `ckpt` exceeds float16's range. openGraphSession
+ * refuses the same, but only once a method's variant is prepared: eval, transform and sweep call this
+ * before calibrating, which on a real model takes hours. (A removed expert's weight still counts.)
+ */
+export function refuseFloat16Range(ckpt: Checkpoint, settings: { device: Device; precision?: ComputePrecision; cacheDir?: string }): void {
+  if (resolvePrecision(settings.device, settings.precision) === 'float16') refuseFloat16Overflows(ckpt, float16Overflows(ckpt, graphCacheRoot(settings)))
+}
+
 export function weightResidency(settings: { weights?: WeightResidency } = {}): WeightResidency {
   const chosen = settings.weights ?? (process.env.MOE_HARNESS_WEIGHTS || 'mapped')
   if (chosen !== 'mapped' && chosen !== 'memory') fail('CONFIG_INVALID', `MOE_HARNESS_WEIGHTS must be 'mapped' or 'memory', got '${chosen}'; unset it for the default (mapped).`)
@@ -123,7 +133,7 @@ export function sessionGraphOptions(graphOptions: Omit<GraphOptions, 'weightFile
 export async function openGraphSession(ckpt: Checkpoint, edits: VariantEdits, graphOptions: Omit<GraphOptions, 'weightFiles'>, settings: GraphSessionSettings): Promise<GraphSession> {
   const session = { device: settings.device, threads: settings.threads }
   const precision = resolvePrecision(settings.device, graphOptions.precision ?? settings.precision)
-  if (precision === 'float16') refuseFloat16Overflows(ckpt, float16Overflows(ckpt, graphCacheRoot(settings)))
+  refuseFloat16Range(ckpt, { ...settings, precision })
   const options = sessionGraphOptions(graphOptions, precision, settings.device)
   const opened = (s: Session, graphFromCache: boolean): GraphSession => ({
     ...s, graphFromCache, precision, run: precision === 'float32' || ckpt.allowNonfinite ? s.run : refuseNonfinite(s, precision),

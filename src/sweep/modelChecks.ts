@@ -6,7 +6,8 @@
 // seconds and the others are still scored (in a `--shard` or Slurm task too, whose store then holds
 // the failed cells); a sweep of a single model that fails stops as a whole, as it did before.
 import path from 'node:path'
-import { graphCacheRoot } from '../engine/graphSession.ts'
+import { graphCacheRoot, refuseFloat16Range } from '../engine/graphSession.ts'
+import type { Device } from '../ort/ort.ts'
 import { formatError, type HarnessErrorData } from '../errors.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
 import { verifiedFinite } from '../onnx/graphStore.ts'
@@ -18,10 +19,10 @@ export interface ModelCheckFailure { name: string; slots: VariantSlot[]; error: 
 
 /**
  * Checks every model that has one of `slots` to prepare (its fingerprint, its tokenizer, then its
- * weights unless allowNonfinite) and returns those that failed, logging each. Throws the error when
+ * weights unless allowNonfinite, and on a GPU device their float16 range) and returns those that failed, logging each. Throws the error when
  * the sweep has a single model: every cell would fail for the same reason, said once.
  */
-export function checkModels(slots: readonly VariantSlot[], models: ReadonlyMap<string, Checkpoint>, log: (line: string) => void): ModelCheckFailure[] {
+export function checkModels(slots: readonly VariantSlot[], models: ReadonlyMap<string, Checkpoint>, log: (line: string) => void, device: Device = 'cpu'): ModelCheckFailure[] {
   const failures: ModelCheckFailure[] = []
   for (const [name, ckpt] of models) {
     const own = slots.filter(s => s.spec.model === name && s.planned.status === 'planned')
@@ -32,6 +33,7 @@ export function checkModels(slots: readonly VariantSlot[], models: ReadonlyMap<s
       fingerprinted = true
       ckpt.tokenizer()
       checkFinite(ckpt)
+      refuseFloat16Range(ckpt, { device }) // the pool's sessions compute in the device's default precision
     } catch (e) {
       const { data, thrown } = modelFailure(name, e, 'FILE_ACCESS', { phase: 'check' }) // anything not a HarnessError here is a failed read
       if (models.size === 1) throw thrown

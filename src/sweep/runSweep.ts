@@ -98,7 +98,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
     const cells = inputs.slots.flatMap(slot => inputs.tasks.map(t => ({ slot, data: inputs.taskData.get(t.name)! }))).filter(mine)
     const slots = inputs.slots.filter(s => cells.some(c => c.slot === s))
     // Before any calibration: a broken model (NaN weights, folder gone) fails its own cells only.
-    const refused = checkModels(slots, inputs.models, log)
+    const refused = checkModels(slots, inputs.models, log, inputs.device)
     describeInputs(store, inputs, new Set(refused.filter(f => !f.fingerprinted).map(f => f.name)))
     summary.cells = cells.length
     sweepId = store.startSweep(JSON.stringify({ config, shard: options.shard ?? null }), cells.length)

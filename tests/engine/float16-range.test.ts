@@ -14,6 +14,9 @@ import { encodeFromFloat32, maxAbsFinite } from '../../src/model/safetensors.ts'
 import { readTensors, writeTensors } from '../helpers/rawSafetensors.ts'
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
 import { tmpDir } from '../helpers/tmp.ts'
+import { runCli } from '../helpers/cli.ts'
+import { checkModels } from '../../src/sweep/modelChecks.ts'
+import type { VariantSlot } from '../../src/sweep/variantSlots.ts'
 
 const dir = tmpDir()
 const batch = packBatch([{ prefix: [1, 17, 250, 3, 99, 45], branches: [[5, 6]], scorePrefixFrom: 1 }], [0])
@@ -70,6 +73,28 @@ describe('float16 graphs and weights beyond float16 range', () => {
       }
     })
   }
+
+  it('eval refuses a float16 run before calibrating or applying the method (it did so only after, hours on a real model)', () => {
+    const { dir: d, name } = model('big-eval', 'BF16', { pick: expertDown, factor: 1e6 })
+    const home = path.join(dir, 'home-eval')
+    const r = runCli(['eval', '--model', d, '--method', 'reap', '--ratio', '0.25', '--calibration-sequences', '2', '--calibration-length', '16', '--precision', 'float16', '--tasks', 'brown-cloze', '--limit', '2'], { env: { MOE_HARNESS_HOME: home } })
+    assert.notEqual(r.status, 0)
+    assert.match(r.stderr, /NUMERIC_FAILURE/)
+    assert.ok(r.stderr.includes(`'${name}'`), r.stderr)
+    assert.ok(!fs.existsSync(path.join(home, 'calibration')), 'no calibration statistics were computed')
+    assert.doesNotMatch(r.stderr, /calibrat(ing|ed)|prepared/i)
+  })
+
+  it("a sweep's model check refuses the model on a device whose sessions are float16, and not on the CPU (float32)", () => {
+    const { dir: d, name } = model('big-sweep', 'BF16', { pick: expertDown, factor: 1e6 })
+    const ckpt = openCheckpoint(d, { warn: () => {} })
+    const slots = [{ spec: { model: 'big' }, planned: { status: 'planned' } }] as unknown as VariantSlot[]
+    const logged: string[] = []
+    assert.deepEqual(checkModels(slots, new Map([['big', ckpt], ['other', ckpt]]), line => logged.push(line), 'cpu'), [])
+    const refused = checkModels(slots, new Map([['big', ckpt], ['other', ckpt]]), line => logged.push(line), 'webgpu')
+    assert.deepEqual(refused.map(f => [f.name, f.error.code]), [['big', 'NUMERIC_FAILURE']])
+    assert.ok(logged.some(l => l.includes(name!)), logged.join('\n'))
+  })
 
   it('weights within range open a float16 graph, with and without a graph cache', async () => {
     const { dir: d } = model('in-range', 'BF16')

@@ -9,7 +9,7 @@ import type { MetricName, TaskDefinition } from '../../tasks/defineTask.ts'
 import { evaluateTask, type TaskEvaluation } from '../../tasks/evaluate.ts'
 import { builtInTasks, loadTaskDocs, resolveTasks, selectDocs, subsetKey, type SubsetSpec } from '../../tasks/registry.ts'
 import { checkpointOptions, addDeviceOptions, addHookOptions, addPrecisionOption, editsFromFlags, engineSettings, type EngineFlags } from '../engineOptions.ts'
-import { resolvePrecision } from '../../engine/graphSession.ts'
+import { refuseFloat16Range, resolvePrecision } from '../../engine/graphSession.ts'
 import { addMethodOptions, integerFlag, planFromFlags, prepareFromPlan, type MethodFlags } from '../methodOptions.ts'
 import { withProgress } from '../progress.ts'
 import { formatResultsTable, resultsJson } from '../resultsTable.ts'
@@ -100,6 +100,7 @@ async function runEval(flags: EvalFlags): Promise<void> {
   const maxLength = positiveInteger('--max-length', flags.maxLength) ?? ckpt.spec.maxPositions
   const batchTokens = positiveInteger('--batch-tokens', flags.batchTokens)!
   const engine = engineSettings(flags)
+  refuseFloat16Range(ckpt, engine)
   const variant = await prepareFromPlan(ckpt, plan, flags, engine)
   if (variant) refuseReplacedHooks(variant.method, variant.edits, hookEdits)
   const edits = variant ? mergeEdits(variant.edits, hookEdits) : hookEdits
