@@ -55,7 +55,7 @@ export function validateRequest(r: ScoreRequest, vocabSize: number, maxLength: n
   if (r.branches.some(b => b.length === 0)) fail('INVALID_ARGUMENT', 'A continuation branch needs at least one token.')
   const longest = r.branches.length === 0 ? r.prefix.length - 1 : r.prefix.length - 1 + Math.max(...r.branches.map(b => b.length))
   if (maxLength !== null && longest > maxLength) {
-    fail('SEQUENCE_TOO_LONG', `A sequence of ${longest} tokens exceeds the model's sliding_window of ${maxLength}; sliding-window attention is not implemented, so score shorter windows.`)
+    fail('SEQUENCE_TOO_LONG', `A sequence of ${longest} tokens exceeds the model's sliding_window of ${maxLength}; sliding-window attention is not implemented (within ${maxLength} tokens it equals full attention). Score at most ${maxLength} tokens per sequence: eval --max-length ${maxLength} cuts rolling windows there; a sweep scores documents at the model's context, so give it tasks whose requests are shorter (multiple-choice tasks are), or a config without sliding_window.`)
   }
 }
 
