@@ -211,28 +211,28 @@ export function worstBatch(spec: ModelSpec, batchTokens: number, longestRequest?
  * are dequantized to float32 in memory rather than mapped.
  */
 export function modelWeightBytes(ckpt: Pick<Checkpoint, 'tensors'>): number {
-  const seen = new Set<string>()
-  let bytes = 0
-  for (const t of ckpt.tensors.values()) {
-    const key = `${t.file}:${t.offset}`
-    if (seen.has(key)) continue
-    seen.add(key)
-    bytes += t.fp8 ? F32 * t.shape.reduce((a, b) => a * b, 1) : t.byteLength
-  }
-  return bytes
+  return sumDistinctTensors(ckpt, t => (t.fp8 ? F32 * numel(t) : t.byteLength))
 }
 
 /** Bytes of the model's weights decoded to float32 (each stored tensor once, as modelWeightBytes counts them). */
 export function float32WeightBytes(ckpt: Pick<Checkpoint, 'tensors'>): number {
+  return sumDistinctTensors(ckpt, t => F32 * numel(t))
+}
+
+type TensorEntry = Checkpoint['tensors'] extends ReadonlyMap<string, infer T> ? T : never
+const numel = (t: TensorEntry) => t.shape.reduce((a, b) => a * b, 1)
+
+/** `bytes` summed over the checkpoint's stored tensors, each once (a file range viewed under several names counts once). */
+function sumDistinctTensors(ckpt: Pick<Checkpoint, 'tensors'>, bytes: (t: TensorEntry) => number): number {
   const seen = new Set<string>()
-  let bytes = 0
+  let total = 0
   for (const t of ckpt.tensors.values()) {
     const key = `${t.file}:${t.offset}`
     if (seen.has(key)) continue
     seen.add(key)
-    bytes += F32 * t.shape.reduce((a, b) => a * b, 1)
+    total += bytes(t)
   }
-  return bytes
+  return total
 }
 
 export interface MemorySources {
