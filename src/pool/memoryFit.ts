@@ -206,6 +206,26 @@ export function worstBatch(spec: ModelSpec, batchTokens: number, longestRequest?
 }
 
 /**
+ * One sequence of `tokens` tokens scored in one process: what it needs (the weights, `weightBytes`, +
+ * the worker estimate of a one-row batch: the pool's rule, estimateWorkerBytes), whether that fits within
+ * MEMORY_SAFETY of `availableBytes`, and the longest sequence that would (0: none). Attention grows with
+ * the square of the length, so the need never falls as the sequence lengthens.
+ */
+export function oneSequenceFit(spec: ModelSpec, tokens: number, weightBytes: number, availableBytes: number): { needBytes: number; fits: boolean; longestFitting: number } {
+  const need = (t: number) => weightBytes + estimateWorkerBytes(spec, 1, t)
+  const limit = MEMORY_SAFETY * availableBytes
+  const needBytes = need(tokens)
+  if (needBytes <= limit) return { needBytes, fits: true, longestFitting: tokens }
+  let lo = 0, hi = tokens - 1
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2)
+    if (need(mid) <= limit) lo = mid
+    else hi = mid - 1
+  }
+  return { needBytes, fits: false, longestFitting: lo > 0 && need(lo) <= limit ? lo : 0 }
+}
+
+/**
  * Bytes of the weights the model uses (each stored tensor once: tied embeddings and fused expert
  * stacks viewed per expert are not counted twice). F8 weights count 4 bytes per element, since they
  * are dequantized to float32 in memory rather than mapped.

@@ -9,7 +9,10 @@ import type { MetricName, TaskDefinition } from '../../tasks/defineTask.ts'
 import { evaluateTask, type TaskEvaluation } from '../../tasks/evaluate.ts'
 import { builtInTasks, loadTaskDocs, resolveTasks, selectDocs, subsetKey, type SubsetSpec } from '../../tasks/registry.ts'
 import { checkpointOptions, addDeviceOptions, addHookOptions, addPrecisionOption, editsFromFlags, engineSettings, type EngineFlags } from '../engineOptions.ts'
-import { refuseFloat16Range, resolvePrecision } from '../../engine/graphSession.ts'
+import { refuseFloat16Range, resolvePrecision, weightResidency } from '../../engine/graphSession.ts'
+import type { ModelSpec } from '../../model/modelSpec.ts'
+import { availableMemoryBytes, float32WeightBytes, formatBytes, MEMORY_SAFETY, modelWeightBytes, oneSequenceFit } from '../../pool/memoryFit.ts'
+import { longestRequestBound } from '../../tasks/requestBound.ts'
 import { addMethodOptions, integerFlag, planFromFlags, prepareFromPlan, type MethodFlags } from '../methodOptions.ts'
 import { withProgress } from '../progress.ts'
 import { formatResultsTable, resultsJson } from '../resultsTable.ts'
@@ -78,6 +81,26 @@ function positiveInteger(flag: string, value: string | undefined): number | unde
   return n
 }
 
+/**
+ * SEQUENCE_TOO_LONG before calibrating or applying a method when the longest request of the selected
+ * documents (an upper bound, src/tasks/requestBound.ts) would not fit in memory even alone in its batch
+ * (src/pool/memoryFit.ts oneSequenceFit, the pool's rule). A rolling-window task scores each document in
+ * windows as long as the model's context (lm-eval's HF backend) and attention grows with the square of the
+ * window: a 10,000-token document on a DeepSeek-V2-Lite config needs about 65 GB, and ran into the
+ * kernel's OOM killer after the method's calibration. Batches of several rows are not judged here: how
+ * many rows a batch gets depends on the requests' real lengths, and a refusal must never be wrong.
+ */
+export function checkEvalFits(spec: ModelSpec, longest: number, weightBytes: number, availableBytes: number, o: { maxLengthGiven: boolean; floatWeights: boolean }): void {
+  const fit = oneSequenceFit(spec, longest, weightBytes, availableBytes)
+  if (fit.fits) return
+  const cap = fit.longestFitting > 0
+    ? `cap every sequence with --max-length ${fit.longestFitting}${o.maxLengthGiven ? '' : " (rolling windows are then cut there, where lm-eval's HF backend uses the model's whole context)"}, or `
+    : ''
+  fail('SEQUENCE_TOO_LONG', `The longest request of these documents (up to ${longest} tokens) needs about ${formatBytes(fit.needBytes)} scored alone (weights ${formatBytes(weightBytes)}${o.floatWeights ? ' held as float32, MOE_HARNESS_WEIGHTS=memory' : ''}; `
+    + `attention grows with the square of its length), more than ${Math.round(MEMORY_SAFETY * 100)}% of the ${formatBytes(availableBytes)} available. `
+    + `Nothing was calibrated or scored. To fit: ${cap}score other documents (--limit, --sample), or free memory.`)
+}
+
 export function subsetFromFlags(flags: { limit?: string; sample?: string; seed: string }): SubsetSpec {
   return { limit: positiveNumber('--limit', flags.limit), sample: positiveNumber('--sample', flags.sample), seed: integerFlag('--seed', flags.seed) }
 }
@@ -101,6 +124,12 @@ async function runEval(flags: EvalFlags): Promise<void> {
   const batchTokens = positiveInteger('--batch-tokens', flags.batchTokens)!
   const engine = engineSettings(flags)
   refuseFloat16Range(ckpt, engine)
+  if (flags.device === 'cpu') {
+    const floatWeights = weightResidency() === 'memory'
+    const weights = modelWeightBytes(ckpt) + (floatWeights ? 2 * float32WeightBytes(ckpt) : 0)
+    const longest = Math.min(Math.max(1, ...loaded.map(l => longestRequestBound(l.task, l.docs, maxLength))), maxLength + 1)
+    checkEvalFits(ckpt.spec, longest, weights, availableMemoryBytes(), { maxLengthGiven: flags.maxLength !== undefined, floatWeights })
+  }
   const variant = await prepareFromPlan(ckpt, plan, flags, engine)
   if (variant) refuseReplacedHooks(variant.method, variant.edits, hookEdits)
   const edits = variant ? mergeEdits(variant.edits, hookEdits) : hookEdits

@@ -6,7 +6,7 @@ import { openCheckpoint } from '../../model/checkpoint.ts'
 import { checkpointOptions, addDeviceOptions, addHookOptions, addPrecisionOption, editsFromFlags, engineSettings, type EngineFlags } from '../engineOptions.ts'
 import { resolvePrecision } from '../../engine/graphSession.ts'
 import type { ModelSpec } from '../../model/modelSpec.ts'
-import { availableMemoryBytes, estimateWorkerBytes, formatBytes, MEMORY_SAFETY, modelWeightBytes } from '../../pool/memoryFit.ts'
+import { availableMemoryBytes, formatBytes, MEMORY_SAFETY, modelWeightBytes, oneSequenceFit } from '../../pool/memoryFit.ts'
 
 interface ScoreFlags extends EngineFlags {
   model: string
@@ -74,8 +74,8 @@ async function runScore(flags: ScoreFlags): Promise<void> {
  * context's worth would have the kernel kill it (or its neighbours) instead of an error.
  */
 export function checkScoreFits(spec: ModelSpec, tokens: number, weightBytes: number, availableBytes: number): void {
-  const need = weightBytes + estimateWorkerBytes(spec, 1, tokens)
-  if (need <= MEMORY_SAFETY * availableBytes) return
+  const { fits, needBytes: need } = oneSequenceFit(spec, tokens, weightBytes, availableBytes)
+  if (fits) return
   fail('SEQUENCE_TOO_LONG', `Scoring ${tokens} tokens as one sequence needs about ${formatBytes(need)} (weights ${formatBytes(weightBytes)}; attention grows with the square of the length), `
     + `more than ${Math.round(MEMORY_SAFETY * 100)}% of the ${formatBytes(availableBytes)} available: score a shorter text (or the text in pieces), or free memory.`)
 }

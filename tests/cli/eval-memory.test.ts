@@ -1,0 +1,59 @@
+// `eval` scores rolling-window tasks in windows as long as the model's context (lm-eval's HF backend),
+// and attention grows with the square of a window: a long document on a long-context model ran out of
+// memory only after the method's calibration. The longest request that cannot fit even alone in its
+// batch is now refused first (SEQUENCE_TOO_LONG naming the --max-length that fits).
+import assert from 'node:assert/strict'
+import fs from 'node:fs'
+import path from 'node:path'
+import { describe, it } from 'node:test'
+import { REAL, tinyWidth } from '../../bench/syntheticCheckpoint.ts'
+import { checkEvalFits } from '../../src/cli/commands/eval.ts'
+import { parseModelSpec } from '../../src/model/modelSpec.ts'
+import { estimateWorkerBytes, MEMORY_SAFETY } from '../../src/pool/memoryFit.ts'
+import { runCli } from '../helpers/cli.ts'
+import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
+import { tmpDir } from '../helpers/tmp.ts'
+
+const GB = 1e9
+const spec = parseModelSpec({ ...tinyWidth(REAL.deepseek!.config), num_hidden_layers: 2 })
+const fitsIn = (tokens: number, available: number) => 1e6 + estimateWorkerBytes(spec, 1, tokens) <= MEMORY_SAFETY * available
+
+describe('eval: a request too long to score in the memory available', () => {
+  it('is refused naming the longest --max-length that fits, the need and the memory available', () => {
+    assert.throws(() => checkEvalFits(spec, 16_000, 1e6, 24 * GB, { maxLengthGiven: false, floatWeights: false }), (e: Error & { code?: string }) => {
+      assert.equal(e.code, 'SEQUENCE_TOO_LONG')
+      const cap = Number(/--max-length (\d+)/.exec(e.message)?.[1])
+      assert.ok(fitsIn(cap, 24 * GB) && !fitsIn(cap + 1, 24 * GB), `--max-length ${cap} is the longest that fits`)
+      assert.match(e.message, /up to 16000 tokens\) needs about [\d.]+ GB scored alone/)
+      assert.match(e.message, /of the 24\.0 GB available\. Nothing was calibrated or scored/)
+      assert.match(e.message, /lm-eval's HF backend uses the model's whole context/)
+      return true
+    })
+  })
+
+  it("passes at the papers' 2048 tokens; with no room even for one token it names no --max-length", () => {
+    checkEvalFits(spec, 2048, 1e6, 24 * GB, { maxLengthGiven: false, floatWeights: false })
+    assert.throws(() => checkEvalFits(spec, 2048, 30 * GB, 24 * GB, { maxLengthGiven: true, floatWeights: true }), (e: Error) => {
+      assert.doesNotMatch(e.message, /--max-length/)
+      assert.match(e.message, /weights 30\.0 GB held as float32, MOE_HARNESS_WEIGHTS=memory/)
+      return true
+    })
+  })
+
+  it('end to end: a 400,000-character document on a long-context model is refused before the method calibrates', () => {
+    const dir = tmpDir()
+    const model = writeTinyCheckpoint(path.join(dir, 'model'), { family: 'qwen3_moe', experts: 4, topK: 2, seed: 3 })
+    const configFile = path.join(model.dir, 'config.json')
+    fs.writeFileSync(configFile, JSON.stringify({ ...JSON.parse(fs.readFileSync(configFile, 'utf8')), max_position_embeddings: 1_000_000 }))
+    const dataDir = path.join(dir, 'data')
+    fs.mkdirSync(path.join(dataDir, 'wikitext'), { recursive: true })
+    // Every window is scored at the model's context, so this page is one ~400,000-token window.
+    fs.writeFileSync(path.join(dataDir, 'wikitext', 'test.jsonl'), JSON.stringify({ page: ' = Long = \n' + 'word '.repeat(80_000) }) + '\n')
+    const home = path.join(dir, 'home')
+    const r = runCli(['eval', '--model', model.dir, '--tasks', 'wikitext', '--data-dir', dataDir, '--method', 'reap', '--ratio', '0.25', '--calibration-sequences', '2', '--calibration-length', '16'], { env: { MOE_HARNESS_HOME: home }, timeoutMs: 120_000 })
+    assert.notEqual(r.status, 0)
+    assert.match(r.stderr, /SEQUENCE_TOO_LONG/)
+    assert.match(r.stderr, /--max-length \d+/)
+    assert.ok(!fs.existsSync(path.join(home, 'calibration')), 'no calibration statistics were computed')
+  })
+})
