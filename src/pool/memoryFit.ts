@@ -206,7 +206,7 @@ export function worstBatch(spec: ModelSpec, batchTokens: number, longestRequest?
 }
 
 /**
- * One sequence of `tokens` tokens scored in one process: what it needs (the weights, `weightBytes`, +
+ * One sequence of `tokens` tokens scored in one process: what it needs (resident weights, `weightBytes`, +
  * the worker estimate of a one-row batch: the pool's rule, estimateWorkerBytes), whether that fits within
  * MEMORY_SAFETY of `availableBytes`, and the longest sequence that would (0: none). Attention grows with
  * the square of the length, so the need never falls as the sequence lengthens.
@@ -232,6 +232,16 @@ export function oneSequenceFit(spec: ModelSpec, tokens: number, weightBytes: num
  */
 export function modelWeightBytes(ckpt: Pick<Checkpoint, 'tensors'>): number {
   return sumDistinctTensors(ckpt, t => (t.fp8 ? F32 * numel(t) : t.byteLength))
+}
+
+/**
+ * Bytes of weights a process holds that the kernel cannot page out, for a refusal to count: none for
+ * mapped weights (the checkpoint's own file pages, and derived.bin's: dropped and read back under
+ * pressure, so a checkpoint larger than memory still scores, slowly), twice the float32 weights with
+ * MOE_HARNESS_WEIGHTS=memory (decoded in JS, then the session's copy).
+ */
+export function residentWeightBytes(ckpt: Pick<Checkpoint, 'tensors'>, weightsInMemory: boolean): number {
+  return weightsInMemory ? 2 * float32WeightBytes(ckpt) : 0
 }
 
 /** Bytes of the model's weights decoded to float32 (each stored tensor once, as modelWeightBytes counts them). */

@@ -9,7 +9,8 @@ import { describe, it } from 'node:test'
 import { REAL, tinyWidth } from '../../bench/syntheticCheckpoint.ts'
 import { checkEvalFits } from '../../src/cli/commands/eval.ts'
 import { parseModelSpec } from '../../src/model/modelSpec.ts'
-import { estimateWorkerBytes, MEMORY_SAFETY } from '../../src/pool/memoryFit.ts'
+import { estimateWorkerBytes, float32WeightBytes, MEMORY_SAFETY, residentWeightBytes } from '../../src/pool/memoryFit.ts'
+import { openCheckpoint } from '../../src/model/checkpoint.ts'
 import { runCli } from '../helpers/cli.ts'
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
 import { tmpDir } from '../helpers/tmp.ts'
@@ -38,6 +39,16 @@ describe('eval: a request too long to score in the memory available', () => {
       assert.match(e.message, /weights 30\.0 GB held as float32, MOE_HARNESS_WEIGHTS=memory/)
       return true
     })
+  })
+
+  it('mapped weights are not counted (file pages: a checkpoint larger than memory scores, slowly); float32-resident ones are, twice', () => {
+    const dir = tmpDir()
+    const ckpt = openCheckpoint(writeTinyCheckpoint(path.join(dir, 'model'), { family: 'mixtral', experts: 4, topK: 2, seed: 8 }).dir, { warn: () => {} })
+    assert.equal(residentWeightBytes(ckpt, false), 0)
+    assert.equal(residentWeightBytes(ckpt, true), 2 * float32WeightBytes(ckpt))
+    assert.ok(float32WeightBytes(ckpt) > 0)
+    // A 2048-token window fits beside weights that are only mapped, however large the checkpoint.
+    checkEvalFits(spec, 2048, residentWeightBytes(ckpt, false), 1 * GB, { maxLengthGiven: false, floatWeights: false })
   })
 
   it('end to end: a 400,000-character document on a long-context model is refused before the method calibrates', () => {

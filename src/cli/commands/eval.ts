@@ -11,7 +11,7 @@ import { builtInTasks, loadTaskDocs, resolveTasks, selectDocs, subsetKey, type S
 import { checkpointOptions, addDeviceOptions, addHookOptions, addPrecisionOption, editsFromFlags, engineSettings, type EngineFlags } from '../engineOptions.ts'
 import { refuseFloat16Range, resolvePrecision, weightResidency } from '../../engine/graphSession.ts'
 import type { ModelSpec } from '../../model/modelSpec.ts'
-import { availableMemoryBytes, float32WeightBytes, formatBytes, MEMORY_SAFETY, modelWeightBytes, oneSequenceFit } from '../../pool/memoryFit.ts'
+import { availableMemoryBytes, formatBytes, MEMORY_SAFETY, oneSequenceFit, residentWeightBytes } from '../../pool/memoryFit.ts'
 import { longestRequestBound } from '../../tasks/requestBound.ts'
 import { addMethodOptions, integerFlag, planFromFlags, prepareFromPlan, type MethodFlags } from '../methodOptions.ts'
 import { withProgress } from '../progress.ts'
@@ -96,7 +96,7 @@ export function checkEvalFits(spec: ModelSpec, longest: number, weightBytes: num
   const cap = fit.longestFitting > 0
     ? `cap every sequence with --max-length ${fit.longestFitting}${o.maxLengthGiven ? '' : " (rolling windows are then cut there, where lm-eval's HF backend uses the model's whole context)"}, or `
     : ''
-  fail('SEQUENCE_TOO_LONG', `The longest request of these documents (up to ${longest} tokens) needs about ${formatBytes(fit.needBytes)} scored alone (weights ${formatBytes(weightBytes)}${o.floatWeights ? ' held as float32, MOE_HARNESS_WEIGHTS=memory' : ''}; `
+  fail('SEQUENCE_TOO_LONG', `The longest request of these documents (up to ${longest} tokens) needs about ${formatBytes(fit.needBytes)} scored alone (${weightBytes > 0 ? `weights ${formatBytes(weightBytes)}${o.floatWeights ? ' held as float32, MOE_HARNESS_WEIGHTS=memory' : ''}; ` : ''}`
     + `attention grows with the square of its length), more than ${Math.round(MEMORY_SAFETY * 100)}% of the ${formatBytes(availableBytes)} available. `
     + `Nothing was calibrated or scored. To fit: ${cap}score other documents (--limit, --sample), or free memory.`)
 }
@@ -126,7 +126,7 @@ async function runEval(flags: EvalFlags): Promise<void> {
   refuseFloat16Range(ckpt, engine)
   if (flags.device === 'cpu') {
     const floatWeights = weightResidency() === 'memory'
-    const weights = modelWeightBytes(ckpt) + (floatWeights ? 2 * float32WeightBytes(ckpt) : 0)
+    const weights = residentWeightBytes(ckpt, floatWeights)
     const longest = Math.min(Math.max(1, ...loaded.map(l => longestRequestBound(l.task, l.docs, maxLength))), maxLength + 1)
     checkEvalFits(ckpt.spec, longest, weights, availableMemoryBytes(), { maxLengthGiven: flags.maxLength !== undefined, floatWeights })
   }

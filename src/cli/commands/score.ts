@@ -4,9 +4,9 @@ import { createLocalScorer } from '../../engine/scorer.ts'
 import { validateEdits } from '../../edits/variantEdits.ts'
 import { openCheckpoint } from '../../model/checkpoint.ts'
 import { checkpointOptions, addDeviceOptions, addHookOptions, addPrecisionOption, editsFromFlags, engineSettings, type EngineFlags } from '../engineOptions.ts'
-import { resolvePrecision } from '../../engine/graphSession.ts'
+import { resolvePrecision, weightResidency } from '../../engine/graphSession.ts'
 import type { ModelSpec } from '../../model/modelSpec.ts'
-import { availableMemoryBytes, formatBytes, MEMORY_SAFETY, modelWeightBytes, oneSequenceFit } from '../../pool/memoryFit.ts'
+import { availableMemoryBytes, formatBytes, MEMORY_SAFETY, oneSequenceFit, residentWeightBytes } from '../../pool/memoryFit.ts'
 
 interface ScoreFlags extends EngineFlags {
   model: string
@@ -47,7 +47,7 @@ async function runScore(flags: ScoreFlags): Promise<void> {
   validateEdits(ckpt.spec, edits)
   const tokens = flags.ids !== undefined ? parseIds(flags.ids) : ckpt.tokenizer().encode(flags.text!)
   if (tokens.length < 2) fail('INVALID_ARGUMENT', `Need at least 2 tokens to score (got ${tokens.length}); the first token is only context.`)
-  if (flags.device === 'cpu') checkScoreFits(ckpt.spec, tokens.length, modelWeightBytes(ckpt), availableMemoryBytes())
+  if (flags.device === 'cpu') checkScoreFits(ckpt.spec, tokens.length, residentWeightBytes(ckpt, weightResidency() === 'memory'), availableMemoryBytes())
   const scorer = await createLocalScorer(ckpt, edits, engineSettings(flags))
   try {
     const [result] = await scorer.score([{ prefix: tokens, branches: [], scorePrefixFrom: 1 }])
@@ -68,7 +68,7 @@ async function runScore(flags: ScoreFlags): Promise<void> {
 
 /**
  * SEQUENCE_TOO_LONG when one forward pass over `tokens` would not fit in `availableBytes` (the pool's
- * rule, src/pool/memoryFit.ts: weights once + the worker estimate at 1 x tokens, within 85%). `score`
+ * rule, src/pool/memoryFit.ts: resident weights + the worker estimate at 1 x tokens, within 85%). `score`
  * sends the whole text as one sequence, and attention grows with its square: 16,000 ids on a
  * 163,840-context DeepSeek-V2 config of tiny width passed 8.7 GB of RSS and kept growing, and a real
  * context's worth would have the kernel kill it (or its neighbours) instead of an error.
@@ -76,6 +76,6 @@ async function runScore(flags: ScoreFlags): Promise<void> {
 export function checkScoreFits(spec: ModelSpec, tokens: number, weightBytes: number, availableBytes: number): void {
   const { fits, needBytes: need } = oneSequenceFit(spec, tokens, weightBytes, availableBytes)
   if (fits) return
-  fail('SEQUENCE_TOO_LONG', `Scoring ${tokens} tokens as one sequence needs about ${formatBytes(need)} (weights ${formatBytes(weightBytes)}; attention grows with the square of the length), `
+  fail('SEQUENCE_TOO_LONG', `Scoring ${tokens} tokens as one sequence needs about ${formatBytes(need)} (${weightBytes > 0 ? `weights ${formatBytes(weightBytes)}; ` : ''}attention grows with the square of the length), `
     + `more than ${Math.round(MEMORY_SAFETY * 100)}% of the ${formatBytes(availableBytes)} available: score a shorter text (or the text in pieces), or free memory.`)
 }
