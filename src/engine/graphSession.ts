@@ -87,7 +87,7 @@ function refuseFloat16Overflows(ckpt: Checkpoint, overflows: readonly Float16Ove
 /**
  * NUMERIC_FAILURE now when sessions on `settings.device` (in `settings.precision`, else the device's
  * default) would compute in float16 and a weight of `ckpt` exceeds float16's range. openGraphSession
- * refuses the same, but only once a method's variant is prepared: eval, transform and sweep call this
+ * refuses the same, but only once a method's variant is prepared: eval and a sweep's model check call this
  * before calibrating, which on a real model takes hours. (A removed expert's weight still counts.)
  */
 export function refuseFloat16Range(ckpt: Checkpoint, settings: { device: Device; precision?: ComputePrecision; cacheDir?: string }): void {
