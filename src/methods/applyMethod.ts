@@ -3,6 +3,7 @@
 // MoE layer in order, either all at once (one-pass statistics) or interleaved with the sequential
 // calibration engine (src/calibration/sequential.ts), which reads `edits` after each layer.
 // Plugin exceptions are re-labelled METHOD_FAILED with the method's name and phase as error fields.
+import { inspect } from 'node:util'
 import { fail, failIn, HarnessError } from '../errors.ts'
 import { emptyEdits, validateEdits, type LayerHooks, type VariantEdits } from '../edits/variantEdits.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
@@ -33,6 +34,11 @@ export interface MethodRun {
   finish(): AppliedMethod
 }
 
+/** A returned value as the method's author would write it (JSON.stringify shows NaN as null and drops undefined fields). */
+function shownValue(v: unknown): string {
+  return inspect(v, { depth: 2, breakLength: Infinity, maxArrayLength: 8, maxStringLength: 200 })
+}
+
 const NO_STATS: StatsData = { info: { key: '', needs: [], sequences: 0, length: 0, tokens: 0, source: 'none', seconds: 0 } }
 
 /** Tensor names that belong to decoder layer `index` (every string in its names entry). */
@@ -60,13 +66,16 @@ export function startMethod(method: MethodDefinition, params: ParamValues, ckpt:
   let held = 0 // float32 bytes of edited tensors in memory
   const warnings: string[] = []
   let stats: StatsData = NO_STATS
+  // Layers are named by their decoder index (layout.layers[i].index), which is not the position in
+  // layout.layers when the model has dense layers (DeepSeek's first_k_dense_replace).
+  const moeLayer = (layer: number) => layout.layers.find(l => l.index === layer) ??
+    fail('HOOK_INVALID', `layer ${layer} is not a MoE layer (MoE layers: ${layout.layers.map(l => l.index).join(', ')}); pass a layer's index (layout.layers[i].index), not its position`)
   const hooks = (layer: number): LayerHooks => {
-    const spec = layout.layers.find(l => l.index === layer)
-    if (!spec) fail('HOOK_INVALID', `layer ${layer} is not a MoE layer (MoE layers: ${layout.layers.map(l => l.index).join(', ')})`)
+    moeLayer(layer)
     return (edits.layers[layer] ??= {})
   }
   const checkExpert = (layer: number, e: number) => {
-    const spec = layout.layers.find(l => l.index === layer)!
+    const spec = moeLayer(layer)
     if (!Number.isInteger(e) || e < 0 || e >= spec.numExperts) fail('HOOK_INVALID', `layer ${layer}: expert ${e} is out of range 0..${spec.numExperts - 1}`)
   }
   const needs = needsOf(method, params)
@@ -147,7 +156,7 @@ export function startMethod(method: MethodDefinition, params: ParamValues, ckpt:
     // A plugin's own HarnessError keeps its code in the message (METHOD_FAILED: HOOK_INVALID: ...);
     // every message names the line of the method's code that threw or made the failing call.
     const at = pluginLocation(e, method.name)
-    if (e instanceof HarnessError) failIn(where(phase), e.code === 'METHOD_INFEASIBLE' ? e.code : 'METHOD_FAILED', e.code === 'METHOD_INFEASIBLE' ? e.message : `${e.code}: ${e.message}${at}`, e)
+    if (e instanceof HarnessError) failIn(where(phase), e.code === 'METHOD_INFEASIBLE' ? e.code : 'METHOD_FAILED', e.code === 'METHOD_INFEASIBLE' ? e.message : `${e.code === 'METHOD_FAILED' ? '' : `${e.code}: `}${e.message}${at}`, e)
     failIn(where(phase), 'METHOD_FAILED', `${e instanceof Error ? (isCodingError(e) ? `${e.name}: ${e.message}` : e.message) : String(e)}${at}`, e)
   }
   const file = pluginLocation(undefined, method.name) // ' (thrown by methods/x.ts)' or ''
@@ -175,7 +184,7 @@ export function startMethod(method: MethodDefinition, params: ParamValues, ckpt:
       }
       busy += performance.now() - t0
       if (!r! || typeof r.removed !== 'number' || typeof r.total !== 'number' || !Number.isFinite(r.removed) || !Number.isFinite(r.total)) {
-        failIn(where(`applyLayer ${index}`), 'METHOD_FAILED', `must return { removed: number, total: number, notes? }, got ${JSON.stringify(r!)}${inFile}.`)
+        failIn(where(`applyLayer ${index}`), 'METHOD_FAILED', `must return { removed: number, total: number, notes? }, got ${shownValue(r!)}${inFile}.`)
       }
       if (r.removed < 0 || r.total < 0 || r.removed > r.total) {
         failIn(where(`applyLayer ${index}`), 'METHOD_FAILED', `returned removed ${r.removed} of total ${r.total}; need 0 <= removed <= total (units removed in this layer, of the units the ratio is measured against)${inFile}.`)
@@ -200,7 +209,7 @@ export function startMethod(method: MethodDefinition, params: ParamValues, ckpt:
         report = whole!
       }
       if (!report || typeof report.achievedRatio !== 'number' || !Number.isFinite(report.achievedRatio)) {
-        failIn(where('apply'), 'METHOD_FAILED', `must return { achievedRatio: number, ... }, got ${JSON.stringify(report)}${inFile}.`)
+        failIn(where('apply'), 'METHOD_FAILED', `must return { achievedRatio: number, ... }, got ${shownValue(report)}${inFile}.`)
       }
       // The leaderboard's "achieved" column and every curve's x read it as a share, like the requested ratio.
       if (report.achievedRatio < 0 || report.achievedRatio > 1) {

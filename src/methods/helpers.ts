@@ -16,7 +16,12 @@ export function stableArgsort(values: ArrayLike<number>, order: 'asc' | 'desc' =
  * first `keep`. Returns the indices NOT kept, ascending.
  */
 export function dropLowest(scores: ArrayLike<number>, keep: number): number[] {
-  for (let i = 0; i < scores.length; i++) if (Number.isNaN(scores[i])) fail('METHOD_FAILED', `score ${i} is NaN; handle empty experts explicitly`)
+  // A NaN or a missing score makes the sort's comparator NaN, so the kept set would be arbitrary.
+  for (let i = 0; i < scores.length; i++) {
+    if (typeof scores[i] !== 'number' || Number.isNaN(scores[i])) {
+      fail('INVALID_ARGUMENT', `score ${i} is ${Number.isNaN(scores[i]) ? 'NaN' : `not a number (${String(scores[i])})`}; give every expert a number (handle experts with no routed calibration tokens explicitly)`)
+    }
+  }
   return stableArgsort(scores, 'desc').slice(keep).sort((a, b) => a - b)
 }
 
@@ -97,8 +102,25 @@ export function removedShare(layout: MoeLayout, experts: ExpertControls): number
  * exported as a standard checkpoint). Equal per-group removal keeps every variant routable and
  * exportable (n_routed_experts and n_group stay consistent); within a group the paper's ranking is
  * unchanged. With G = 1 this is exactly the per-layer rule.
+ * Errors: INVALID_ARGUMENT when `scores` is not one list of E numbers (no NaN) per MoE layer, in layout.layers order.
  */
 export function removeLowestPerLayer(layout: MoeLayout, experts: ExpertControls, ratio: number, scores: readonly ArrayLike<number>[]): number {
+  // A short or misaligned score list removed arbitrary experts silently (the missing scores compare as NaN).
+  const example = 'e.g. layout.layers.map(l => stats.routing(l.index).count)'
+  if (!Array.isArray(scores) || scores.length !== layout.layers.length) {
+    fail('INVALID_ARGUMENT', `removeLowestPerLayer: scores must hold one list per MoE layer, in layout.layers order (${layout.layers.length} lists), got ${Array.isArray(scores) ? `${scores.length} entries` : typeof scores}; ${example}`)
+  }
+  layout.layers.forEach((layer, li) => {
+    const got = scores[li] as ArrayLike<number> | undefined
+    if (!got || typeof got.length !== 'number' || got.length !== layer.numExperts) {
+      fail('INVALID_ARGUMENT', `removeLowestPerLayer: scores[${li}] (layer ${layer.index}) must hold one score per expert (${layer.numExperts}), got ${got && typeof got.length === 'number' ? `${got.length} values` : String(got)}; ${example}`)
+    }
+    for (let e = 0; e < layer.numExperts; e++) {
+      if (typeof got[e] !== 'number' || Number.isNaN(got[e])) {
+        fail('INVALID_ARGUMENT', `removeLowestPerLayer: scores[${li}][${e}] (layer ${layer.index}, expert ${e}) is ${Number.isNaN(got[e]) ? 'NaN' : `not a number (${String(got[e])})`}; give every expert a number (handle experts with no routed calibration tokens explicitly)`)
+      }
+    }
+  })
   layout.layers.forEach((layer, li) => {
     const groups = prunedGroups(layer)
     const size = layer.numExperts / groups
