@@ -142,7 +142,9 @@ function createEngine(theme: Theme): typeof Handlebars {
     const esc = hb.Utils.escapeExpression
     let out = ''
     if (cell.vsBaseline && cell.vsBaseline.p < SIGNIFICANT) {
-      out += `<span class="sig base" title="${esc(`vs unpruned: ${cell.vsBaseline.test}, p = ${cell.vsBaseline.p.toPrecision(3)} (${cell.vsBaseline.detail})`)}">▼</span>`
+      // The arrow says which way: a pruned model can be significantly better than the unpruned one (it always showed ▼).
+      const better = cell.vsBaseline.favours === 'a'
+      out += `<span class="sig base" title="${esc(`${better ? 'better' : 'worse'} than unpruned: ${cell.vsBaseline.test}, p = ${cell.vsBaseline.p.toPrecision(3)} (${cell.vsBaseline.detail})`)}">${better ? '▲' : '▼'}</span>`
     }
     if (cell.vsBest && cell.vsBest.p < SIGNIFICANT) {
       out += `<span class="sig best" title="${esc(`vs best at this ratio (${cell.vsBest.best}): ${cell.vsBest.test}, p = ${cell.vsBest.p.toPrecision(3)} (${cell.vsBest.detail})`)}">◆</span>`

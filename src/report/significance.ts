@@ -18,7 +18,15 @@ export function mcnemarExact(b: number, c: number): number {
   return Math.min(1, 2 * tail)
 }
 
-export interface PairedResult { p: number; test: string; detail: string }
+export interface PairedResult {
+  p: number
+  test: string
+  detail: string
+  /** Which side the observed difference favours (higher accuracy, lower perplexity): the first argument 'a', the second 'b', or 'neither' (a tie). */
+  favours: 'a' | 'b' | 'neither'
+}
+
+const favouring = (aBetter: boolean, bBetter: boolean): PairedResult['favours'] => (aBetter ? 'a' : bBetter ? 'b' : 'neither')
 
 export function compareCorrectness(a: readonly number[], b: readonly number[]): PairedResult {
   let onlyA = 0, onlyB = 0
@@ -26,7 +34,7 @@ export function compareCorrectness(a: readonly number[], b: readonly number[]): 
     if (a[i] && !b[i]) onlyA++
     else if (!a[i] && b[i]) onlyB++
   }
-  return { p: mcnemarExact(onlyA, onlyB), test: 'McNemar (exact)', detail: `b=${onlyA}, c=${onlyB}, n=${a.length}` }
+  return { p: mcnemarExact(onlyA, onlyB), test: 'McNemar (exact)', detail: `b=${onlyA}, c=${onlyB}, n=${a.length}`, favours: favouring(onlyA > onlyB, onlyB > onlyA) }
 }
 
 /**
@@ -50,5 +58,5 @@ export function comparePerplexity(llA: readonly number[], llB: readonly number[]
     const d = ppl(llA, idx) - ppl(llB, idx)
     if (observed >= 0 ? d <= 0 : d >= 0) other++
   }
-  return { p: Math.min(1, (2 * (other + 1)) / (iterations + 1)), test: 'paired bootstrap', detail: `Δ=${observed.toFixed(4)}, ${iterations} resamples` }
+  return { p: Math.min(1, (2 * (other + 1)) / (iterations + 1)), test: 'paired bootstrap', detail: `Δ=${observed.toFixed(4)}, ${iterations} resamples`, favours: favouring(observed < 0, observed > 0) }
 }
