@@ -142,9 +142,20 @@ export function allowsNonfinite(config: Pick<HarnessConfig, 'allowNonfinite'>, m
  * $MOE_HARNESS_HOME said). Absolute path.
  */
 export function storeFile(loaded: Pick<LoadedConfig, 'config' | 'baseDir'>, db?: string): string {
-  if (db) return path.resolve(db)
-  if (loaded.config.store) return path.resolve(loaded.baseDir, loaded.config.store)
+  if (db !== undefined) return storePath('--db', db, process.cwd())
+  if (loaded.config.store !== undefined) return storePath('store in the config', loaded.config.store, loaded.baseDir)
   return path.join(harnessHome(), 'results.sqlite')
+}
+
+/**
+ * A store path given by the user, resolved against `base`. An empty one was ignored (`--db "$DB"` with
+ * DB unset wrote to the config's store); one ending in a slash names a folder, and path.resolve dropped
+ * the slash, so `--db results/` created a database file named `results`. Errors: STORE_FAILED.
+ */
+function storePath(what: string, value: string, base: string): string {
+  if (!value.trim()) fail('STORE_FAILED', `${what} is empty; give the results database's file path (e.g. results.sqlite)${what === '--db' ? ', or leave --db out to use the config\'s store' : ''}.`)
+  if (/[\\/]$/.test(value)) fail('STORE_FAILED', `${what} ${value} ends with a slash, so it names a folder, not a database file; pass a file path such as ${path.join(value, 'results.sqlite')}.`)
+  return path.resolve(base, value)
 }
 
 /**
@@ -171,12 +182,19 @@ export async function loadConfig(file?: string): Promise<LoadedConfig> {
     if (file) fail('HARNESS_CONFIG_INVALID', `Config file ${file} does not exist.`)
     fail('HARNESS_CONFIG_INVALID', `No harness.config.ts in ${process.cwd()}; pass --config FILE (see the README for the fields).`)
   }
-  let value: unknown
+  let mod: unknown
   try {
     // jiti loads a TypeScript config from any folder, whatever its package.json says about modules.
-    value = await createJiti(import.meta.url, { moduleCache: false }).import(pathToFileURL(candidate).href, { default: true })
+    mod = await createJiti(import.meta.url, { moduleCache: false }).import(pathToFileURL(candidate).href)
   } catch (e) {
     fail('HARNESS_CONFIG_INVALID', `${candidate} failed to load: ${(e as Error).message}`)
   }
-  return { config: parseConfig(value, candidate), file: candidate, baseDir: path.dirname(candidate) }
+  // Without a default export the module's other exports were validated as the config ("models: expected record, received undefined").
+  // `in`, not `.default`: jiti's interop answers `.default` with the whole module when there is none.
+  const exports = mod && typeof mod === 'object' ? (mod as Record<string, unknown>) : {}
+  if (!('default' in exports) || exports.default === undefined) {
+    const named = Object.keys(exports).filter(k => k !== 'default')
+    fail('HARNESS_CONFIG_INVALID', `${candidate} has no default export: the config must be \`export default defineConfig({ ... })\`${named.length ? ` (the file exports ${named.map(n => `'${n}'`).join(', ')}: make the config its default export)` : ''}.`)
+  }
+  return { config: parseConfig(exports.default, candidate), file: candidate, baseDir: path.dirname(candidate) }
 }

@@ -99,10 +99,33 @@ Examples:
     const clusterOnly = CLUSTER_ONLY.filter(([key]) => flags[key] !== undefined).map(([, flag]) => flag)
     if (clusterOnly.length) fail('INVALID_ARGUMENT', `${clusterOnly.join(', ')} ${clusterOnly.length > 1 ? 'apply' : 'applies'} to a cluster sweep only: add --slurm (or --k8s-manifest FILE), or drop ${clusterOnly.length > 1 ? 'them' : 'it'} for a local sweep (--shard i/n runs one shard here).`)
     const summary = await sweepFromFlags(flags)
+    if (!summary.interrupted && !flags.skipCells) process.stderr.write(nextStep(summary, flags))
     if (flags.json) process.stdout.write(JSON.stringify(summary) + '\n')
     if (summary.interrupted) process.exitCode = 130
     else if (summary.failed > 0) process.exitCode = 1
   })
+}
+
+/** `s` as one shell word: as it is when it needs no quoting, else in single quotes. */
+function shellWord(s: string): string {
+  return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`
+}
+
+/** A path as the user would type it from here: relative inside the current folder, else absolute. */
+function shellPath(file: string): string {
+  const rel = path.relative(process.cwd(), file)
+  return shellWord(rel && !rel.startsWith('..') && !path.isAbsolute(rel) ? rel : file)
+}
+
+/**
+ * Where the results went and the command that publishes them: `sweep` wrote a store and said neither
+ * (the config's store is relative to the config, a shard's is its --db), and `report` needs --db.
+ */
+export function nextStep(summary: { db: string; config: HarnessConfig; baseDir: string }, flags: Pick<SweepFlags, 'shard'>): string {
+  const db = shellPath(summary.db)
+  const site = `--out ${shellPath(path.resolve(summary.baseDir, summary.config.report.outDir))} --title ${shellWord(summary.config.report.title)}`
+  if (flags.shard) return `results of shard ${flags.shard} in ${db}; when every shard is done: moe-harness merge <every shard's store> --out all.sqlite, then moe-harness report --db all.sqlite ${site}\n`
+  return `results in ${db}; leaderboard: moe-harness report --db ${db} ${site} (moe-harness start runs the sweep and then the report)\n`
 }
 
 function positiveInt(flag: string, v: string, min = 1): number {
