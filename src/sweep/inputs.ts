@@ -1,6 +1,7 @@
 // What a sweep works on, validated before any expensive work: the tasks with their documents and data
 // file hashes, the models (opened and checked), every variant's plan (infeasible ones recorded, not
 // thrown), the pool's shape and the calibration each model uses.
+import fs from 'node:fs'
 import path from 'node:path'
 import { defaultCalibration, type CalibrationSpec } from '../calibration/source.ts'
 import { allowsNonfinite, type HarnessConfig } from '../config/defineConfig.ts'
@@ -56,6 +57,23 @@ function openModel(config: HarnessConfig, name: string, dir: string): Checkpoint
   }
 }
 
+/**
+ * Models of the config that are one checkpoint folder under several names. The store keys a model by
+ * its fingerprint and keeps the last name it was recorded under, so the leaderboard showed one of
+ * them and the other vanished, silently (a copied line whose path was not changed).
+ */
+function sameFolderModels(models: Map<string, Checkpoint>): string[] {
+  const byFolder = new Map<string, string[]>()
+  for (const [name, ckpt] of models) {
+    let folder = path.resolve(ckpt.dir)
+    try { folder = fs.realpathSync(folder) } catch { /* opened just now; a race leaves the resolved path */ }
+    byFolder.set(folder, [...(byFolder.get(folder) ?? []), name])
+  }
+  return [...byFolder].filter(([, names]) => names.length > 1).map(([folder, names]) =>
+    `models ${names.map(n => `'${n}'`).join(' and ')} are the same checkpoint folder ${folder}: they are scored once and are one model in the store and the leaderboard ` +
+    `(shown under one of the names); point each at the checkpoint you meant, or drop the extra name from models in the config.`)
+}
+
 export async function loadSweepInputs(config: HarnessConfig, baseDir: string, log: (line: string) => void): Promise<SweepInputs> {
   const tasks = await resolveSweepTasks(config)
   const dataDir = config.dataDir ? path.resolve(baseDir, config.dataDir) : defaultDataDir()
@@ -67,6 +85,7 @@ export async function loadSweepInputs(config: HarnessConfig, baseDir: string, lo
   const specs = await expandVariants(config, baseDir)
   const models = new Map<string, Checkpoint>()
   for (const s of specs) if (!models.has(s.model)) models.set(s.model, openModel(config, s.model, s.modelDir))
+  for (const line of sameFolderModels(models)) log(`warning: ${line}`)
   const slots: VariantSlot[] = []
   for (const spec of specs) {
     const ckpt = models.get(spec.model)!
