@@ -157,7 +157,8 @@ export function startMethod(method: MethodDefinition, params: ParamValues, ckpt:
     // every message names the line of the method's code that threw or made the failing call.
     const at = pluginLocation(e, method.name)
     if (e instanceof HarnessError) failIn(where(phase), e.code === 'METHOD_INFEASIBLE' ? e.code : 'METHOD_FAILED', e.code === 'METHOD_INFEASIBLE' ? e.message : `${e.code === 'METHOD_FAILED' ? '' : `${e.code}: `}${e.message}${at}`, e)
-    failIn(where(phase), 'METHOD_FAILED', `${e instanceof Error ? (isCodingError(e) ? `${e.name}: ${e.message}` : e.message) : String(e)}${at}`, e)
+    // A thrown plain object (`throw { code: 42 }`) read "[object Object]".
+    failIn(where(phase), 'METHOD_FAILED', `${e instanceof Error ? (isCodingError(e) ? `${e.name}: ${e.message}` : e.message) : typeof e === 'string' ? e : shownValue(e)}${at}`, e)
   }
   const file = pluginLocation(undefined, method.name) // ' (thrown by methods/x.ts)' or ''
   const inFile = file.replace(/^ \(thrown by (.*)\)$/, ' ($1)')
@@ -190,10 +191,10 @@ export function startMethod(method: MethodDefinition, params: ParamValues, ckpt:
         failIn(where(`applyLayer ${index}`), 'METHOD_FAILED', `returned removed ${r.removed} of total ${r.total}; need 0 <= removed <= total (units removed in this layer, of the units the ratio is measured against)${inFile}.`)
       }
       for (const name of Object.keys(edits.overrides)) {
-        if (!before.has(name) && !ownTensors.has(name)) failIn(where(`applyLayer ${index}`), 'METHOD_FAILED', `edited tensor '${name}', which is not part of layer ${index}; applyLayer may only edit its own layer.`)
+        if (!before.has(name) && !ownTensors.has(name)) failIn(where(`applyLayer ${index}`), 'METHOD_FAILED', `edited tensor '${name}', which is not part of layer ${index}; applyLayer may only edit its own layer${inFile}.`)
       }
       const hooksAfter = JSON.stringify(Object.entries(edits.layers).filter(([l]) => Number(l) !== index).map(([l, h]) => [l, Object.keys(h)]))
-      if (hooksAfter !== hooksBefore) failIn(where(`applyLayer ${index}`), 'METHOD_FAILED', `set hooks on another layer; applyLayer may only edit its own layer.`)
+      if (hooksAfter !== hooksBefore) failIn(where(`applyLayer ${index}`), 'METHOD_FAILED', `set hooks on another layer; applyLayer may only edit its own layer${inFile}.`)
       layerReports.push(r!)
       done++
     },

@@ -4,7 +4,8 @@
 // layer) failed with "TypeError: Cannot read properties of undefined (reading 'numExperts')";
 // removeLowestPerLayer given fewer scores than experts (or a misspelt statistic field, undefined)
 // removed arbitrary experts and reported the requested ratio as achieved; achievedRatio NaN was
-// reported as "got {"achievedRatio":null}"; a helper's own METHOD_FAILED read "METHOD_FAILED: METHOD_FAILED: ...".
+// reported as "got {"achievedRatio":null}"; a helper's own METHOD_FAILED read "METHOD_FAILED: METHOD_FAILED: ...";
+// `throw { code: 42 }` read "[object Object]".
 import assert from 'node:assert/strict'
 import path from 'node:path'
 import { describe, it } from 'node:test'
@@ -57,6 +58,11 @@ describe('method context mistakes', () => {
   it('the same calls with the layer index edit the variant', async () => {
     const r = await applyMethod(method(c => { c.experts.remove(c.layout.layers[0].index, 1); return { achievedRatio: 1 / 8 } }), { ratio: 0.25 }, ckpt, undefined, 'trial7')
     assert.deepEqual(r.edits.layers[1].disabled, [1])
+  })
+
+  it('a thrown plain object is shown as written, not "[object Object]"', async () => {
+    const e = await failure(() => { throw { code: 42, why: 'no scores' } })
+    assert.match(e.message, /^\{ code: 42, why: 'no scores' \}/)
   })
 
   it('an achievedRatio of NaN is shown as NaN, not null', async () => {
