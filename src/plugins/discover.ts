@@ -29,7 +29,10 @@ export async function loadPlugin<T extends Named>(kind: string, dir: string, nam
     fail(code, `${kind} file ${file} failed to load: ${(e as Error).message}`, e)
   }
   const plugin = mod.default
-  if (!plugin || typeof plugin !== 'object') fail(code, `${file} must default-export a ${kind} object (export default define…({...})).`)
+  if (!plugin || typeof plugin !== 'object') {
+    const named = Object.keys(mod).filter(k => k !== 'default')
+    fail(code, `${file} must default-export a ${kind} object (export default define…({...}))${named.length ? `; it exports ${named.map(n => `'${n}'`).join(', ')}: make the ${kind} its default export` : ''}.`)
+  }
   if (plugin.name !== name) fail(code, `${file} exports ${kind} '${plugin.name}' but the file is named '${name}'; the name must equal the file name.`)
   return plugin
 }
