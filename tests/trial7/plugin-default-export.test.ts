@@ -14,8 +14,9 @@ describe('a plugin without a default export', () => {
     const body = "{ name: 'my-pruning', description: 'x.', family: 'expert-pruning', params: {} }"
     fs.writeFileSync(path.join(dir, 'my-pruning.ts'), `export const method = ${body}\nexport const helper = 1\n`)
     await assert.rejects(loadPlugin('method', dir, 'my-pruning', 'METHOD_INVALID'), (e: HarnessError) =>
-      e.code === 'METHOD_INVALID' && e.message === `${path.join(dir, 'my-pruning.ts')} must default-export a method object (export default define…({...})); it exports 'method', 'helper': make the method its default export.`)
-    fs.writeFileSync(path.join(dir, 'my-pruning.ts'), `export default ${body}\n`)
-    assert.equal((await loadPlugin<{ name: string }>('method', dir, 'my-pruning', 'METHOD_INVALID')).name, 'my-pruning')
+      e.code === 'METHOD_INVALID' && e.message === `${path.join(dir, 'my-pruning.ts')} must default-export a method object (export default define…({...})); it exports 'helper', 'method': make the method its default export.`)
+    const ok = tmpDir() // another folder: the module cache keeps the first file's module
+    fs.writeFileSync(path.join(ok, 'my-pruning.ts'), `export default ${body}\n`)
+    assert.equal((await loadPlugin<{ name: string }>('method', ok, 'my-pruning', 'METHOD_INVALID')).name, 'my-pruning')
   })
 })
