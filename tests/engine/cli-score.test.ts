@@ -1,8 +1,10 @@
 // `moe-harness score` end to end: the JSON contract and the hook flags, against the reference.
 import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
+import fs from 'node:fs'
 import path from 'node:path'
 import { describe, it } from 'node:test'
-import { lastJson, runCli } from '../helpers/cli.ts'
+import { BIN, lastJson, runCli } from '../helpers/cli.ts'
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
 import { tmpDir } from '../helpers/tmp.ts'
 import { referenceLogprobs } from '../reference/forward.ts'
@@ -48,5 +50,24 @@ describe('moe-harness score', () => {
     const r = runCli(['score', '--help'])
     assert.equal(r.status, 0)
     for (const flag of ['--model', '--text', '--ids', '--json', '--mask-experts', '--neuron-topk', '--device']) assert.match(r.stdout, new RegExp(flag))
+  })
+
+  it('--text-file (a path, or - for standard input) scores as --text; an unreadable file is FILE_ACCESS', () => {
+    const text = 'The quick brown fox jumps over the lazy dog.\nA second line, with ünïcode.'
+    const file = path.join(dir, 'page.txt')
+    fs.writeFileSync(file, text)
+    const direct = lastJson(runCli(['score', '--model', model.dir, '--text', text, '--json']).stdout)
+    const fromFile = runCli(['score', '--model', model.dir, '--text-file', file, '--json'])
+    assert.equal(fromFile.status, 0, fromFile.stderr)
+    assert.deepEqual(lastJson(fromFile.stdout).tokens, direct.tokens)
+    assert.deepEqual(lastJson(fromFile.stdout).logprobs, direct.logprobs)
+    const stdin = spawnSync(process.execPath, [BIN, 'score', '--model', model.dir, '--text-file', '-', '--json'], { input: text, encoding: 'utf8' })
+    assert.equal(stdin.status, 0, stdin.stderr)
+    assert.deepEqual(lastJson(stdin.stdout).logprobs, direct.logprobs)
+    const missing = runCli(['score', '--model', model.dir, '--text-file', path.join(dir, 'absent.txt')])
+    assert.notEqual(missing.status, 0)
+    assert.match(missing.stderr, /FILE_ACCESS.*--text-file .*absent\.txt: cannot read it \(ENOENT\)/)
+    const both = runCli(['score', '--model', model.dir, '--text-file', file, '--text', 'x'])
+    assert.match(both.stderr, /INVALID_ARGUMENT.*exactly one of --text, --text-file or --ids/)
   })
 })

@@ -3,7 +3,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 
 export const ROOT = path.resolve(import.meta.dirname, '..', '..')
-const BIN = path.join(ROOT, 'bin', 'moe-harness.mjs')
+export const BIN = path.join(ROOT, 'bin', 'moe-harness.mjs')
 
 export interface CliResult { status: number; stdout: string; stderr: string }
 

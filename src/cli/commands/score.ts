@@ -1,3 +1,4 @@
+import fs from 'node:fs'
 import type { Command } from 'commander'
 import { fail } from '../../errors.ts'
 import { createLocalScorer } from '../../engine/scorer.ts'
@@ -11,6 +12,7 @@ import { availableMemoryBytes, formatBytes, MEMORY_SAFETY, oneSequenceFit, resid
 interface ScoreFlags extends EngineFlags {
   model: string
   text?: string
+  textFile?: string
   ids?: string
   json?: boolean
 }
@@ -21,6 +23,7 @@ export function registerScore(program: Command): void {
     .description('Per-token log-probabilities of a text or token ids, their sum and perplexity.')
     .requiredOption('--model <dir>', 'HuggingFace-format checkpoint folder')
     .option('--text <text>', 'text to score (tokenized without special tokens)')
+    .option('--text-file <path>', "UTF-8 text file to score, as --text ('-': standard input); for texts longer than a command line holds (~128 kB)")
     .option('--ids <ids>', 'comma-separated token ids to score, e.g. 1,2,3')
     .option('--json', 'print one JSON object as the last line')
   addHookOptions(addPrecisionOption(addDeviceOptions(cmd)))
@@ -28,7 +31,8 @@ export function registerScore(program: Command): void {
 The first token is context; logprobs[i] = log p(tokens[i+1] | tokens[0..i]).
 Examples:
   moe-harness score --model models/tiny-moe --text "The jury said"
-  moe-harness score --model DIR --ids 0,312,17,99 --mask-experts "0:1,5" --json\n`)
+  moe-harness score --model DIR --ids 0,312,17,99 --mask-experts "0:1,5" --json
+  moe-harness score --model DIR --text-file page.txt --json | tail -n 1 > page-scores.json\n`)
   cmd.action(async (flags: ScoreFlags) => runScore(flags))
 }
 
@@ -40,11 +44,21 @@ function parseIds(text: string): number[] {
   return ids
 }
 
+/** The text of --text-file ('-': standard input), refused with the path when it cannot be read. */
+function readTextFile(file: string): string {
+  try {
+    return fs.readFileSync(file === '-' ? 0 : file, 'utf8')
+  } catch (e) {
+    return fail('FILE_ACCESS', `--text-file ${file}: cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); pass a readable UTF-8 text file, or '-' to read standard input.`)
+  }
+}
+
 async function runScore(flags: ScoreFlags): Promise<void> {
-  if ((flags.text === undefined) === (flags.ids === undefined)) fail('INVALID_ARGUMENT', 'Pass exactly one of --text or --ids.')
+  if ([flags.text, flags.textFile, flags.ids].filter(x => x !== undefined).length !== 1) fail('INVALID_ARGUMENT', 'Pass exactly one of --text, --text-file or --ids.')
   const ckpt = openCheckpoint(flags.model, checkpointOptions(flags))
   const edits = editsFromFlags(flags, ckpt.spec)
   validateEdits(ckpt.spec, edits)
+  if (flags.textFile !== undefined) flags.text = readTextFile(flags.textFile)
   const tokens = flags.ids !== undefined ? parseIds(flags.ids) : ckpt.tokenizer().encode(flags.text!)
   if (tokens.length < 2) fail('INVALID_ARGUMENT', `Need at least 2 tokens to score (got ${tokens.length}); the first token is only context.`)
   if (flags.device === 'cpu') checkScoreFits(ckpt.spec, tokens.length, residentWeightBytes(ckpt, weightResidency() === 'memory'), availableMemoryBytes())
