@@ -57,9 +57,9 @@ export class GraphBuilder {
     return new GraphBuilder(name, this)
   }
 
-  /** This builder's nodes as a body graph returning `outputs` (name, type, dims). */
+  /** This builder's nodes as a body graph taking its `input`s (a Loop body's) and returning `outputs` (name, type, dims). */
   toGraph(outputs: { name: string; type: ElemType; dims: Dim[] }[]): GraphProto {
-    return create(GraphProtoSchema, { name: this.name, node: this.nodes, initializer: this.inits, output: outputs.map(o => valueInfo(o.name, o.type, o.dims)) })
+    return create(GraphProtoSchema, { name: this.name, node: this.nodes, initializer: this.inits, input: this.inputs, output: outputs.map(o => valueInfo(o.name, o.type, o.dims)) })
   }
 
   /** Number of nodes in this graph (not counting its subgraphs). */

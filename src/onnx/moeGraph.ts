@@ -27,6 +27,7 @@ import { mergeEdits, neuronsKept, validateEdits, type LayerHooks, type VariantEd
 import { isStoredOverride, overrideBytes, overrideNumel, type OverrideTensor } from '../edits/overrideTensor.ts'
 import { GraphBuilder, type ElemType } from './graphBuilder.ts'
 import { Precision, type ComputePrecision } from './precision.ts'
+import { CHUNK_LIMITS, headBlock, type ChunkLimits } from './sequenceChunks.ts'
 
 export interface CalibrationOutputs {
   routerLogits?: boolean
@@ -94,6 +95,11 @@ export interface GraphOptions {
    * see Padding). Only tests and benchmarks set it: the scores are the same within float rounding.
    */
   keepPadding?: boolean
+  /**
+   * When attention and the head work on blocks of rows (sequenceChunks.ts; default CHUNK_LIMITS).
+   * Tests set small limits to compare blocked and one-pass results on tiny models.
+   */
+  chunkLimits?: ChunkLimits
 }
 
 /**
@@ -178,7 +184,11 @@ export function buildScoringGraph(
   if (padding) valid = tokenwise(valid)
   let x = slice.from === 0 ? weights.rows(ckpt.names.embed, tokenwise(flat(ids, [])), g) : p.toCompute(g, g.input('hidden_in', 'float32', ['N', d]))
   const runsAttention = spec.layers.some((_, i) => 2 * i >= slice.from && 2 * i < slice.to)
-  const bias = runsAttention ? attentionBias(g, branch, bt) : ''
+  const limits = options.chunkLimits ?? CHUNK_LIMITS
+  // Half-precision graphs are for GPUs, and stay one pass: control flow there costs device round trips
+  // no GPU run has measured yet, and the CPU's float16 emulation rounds wherever a value enters a body.
+  const blocks = !p.isHalf
+  const plan = runsAttention ? attentionPlan(g, branch, bt, spec.numHeads, limits, blocks) : undefined
   const [cos, sin] = runsAttention ? rotaryTables(g, spec, tokenwise(pos), p) : ['', '']
 
   const attends = (i: number) => 2 * i >= slice.from && 2 * i < slice.to
@@ -187,7 +197,7 @@ export function buildScoringGraph(
   // Layer i's attention and MLP (each when the slice has it), in `b`: the main graph or a layer body.
   const attentionOf = (b: GraphBuilder, i: number, x: string): string => {
     const h = rmsNorm(b, weights.precision, x, weights.float(ckpt.names.layers[i].inputNorm, b), spec.rmsNormEps)
-    return b.op('Add', [x, attention(b, spec, weights, i, h, bt, cos, sin, bias, padding)])
+    return b.op('Add', [x, attention(b, spec, weights, i, h, bt, cos, sin, plan!, padding)])
   }
   const mlpOf = (b: GraphBuilder, report: Report, i: number, x: string): string => {
     const layer = spec.layers[i]!
@@ -244,21 +254,26 @@ export function buildScoringGraph(
     return { model: g.toBytes({ architecture: spec.architecture }), external: g.external, outputNames }
   }
   const final = rmsNorm(g, weights.precision, x, weights.float(ckpt.names.finalNorm, g), spec.rmsNormEps)
-  const picked = g.op('Gather', [final, padding ? g.op('Gather', [padding.index, scorePos], { axis: 0 }) : scorePos], { axis: 0 })
+  // Head and log-softmax over blocks of scored positions (sequenceChunks.ts headRows), in a Loop even
+  // when one block holds them all: a long window's [M, V] logits would not fit, and rows are independent.
+  const rowsOf = padding ? g.op('Gather', [padding.index, scorePos], { axis: 0 }) : scorePos
   // MatMul against the transposed head (folded once at session creation) beats Gemm(transB) for a
   // float32 head; a half-precision one is not constant (see WeightLoader), so Gemm reads it as stored.
-  const logits = weights.isHalf(ckpt.names.lmHead) || p.isHalf
-    ? linear(g, picked, weights.float(ckpt.names.lmHead, g))
-    : g.op('MatMul', [picked, g.op('Transpose', [weights.float(ckpt.names.lmHead, g)], { perm: [1, 0] })])
-  // LogSoftmax is onnxruntime's vectorised path (ReduceLogSumExp + ArgMax cost 8x more here).
-  // In a half-precision graph the logits are widened first: log-softmax in float32 (precision.ts).
-  const logSoftmax = g.op('LogSoftmax', [p.toFloat32(g, logits)], { axis: 1 })
-  const lp = g.op('Reshape', [g.op('GatherElements', [logSoftmax, g.op('Unsqueeze', [scoreTgt, g.constInt([1])])], { axis: 1 }), g.constInt([-1])], {}, 'logprobs')
-  // is_greedy: the target is torch's argmax, the FIRST maximal index (lm-eval HFLM._loglikelihood_tokens:
-  // logits.argmax(dim=-1) == cont_toks), so an exact tie at the top counts only for the earliest token.
-  // TopK k=1 returns the lower index on ties (ONNX TopK spec) and costs less than ArgMax in onnxruntime.
-  const [, top] = g.opN('TopK', [logSoftmax, g.constInt([1])], 2, { axis: 1, largest: 1, sorted: 1 })
-  g.op('Equal', [g.op('Reshape', [top, g.constInt([-1])]), scoreTgt], {}, 'greedy')
+  const halfHead = weights.isHalf(ckpt.names.lmHead) || p.isHalf
+  const head = halfHead ? weights.float(ckpt.names.lmHead, g) : g.op('Transpose', [weights.float(ckpt.names.lmHead, g)], { perm: [1, 0] })
+  overRows(g, [rowsOf, scoreTgt], blocks ? headBlock(spec.vocabSize, limits) : undefined, (b, [rows, targets]) => {
+    const picked = b.op('Gather', [final, rows!], { axis: 0 })
+    const logits = halfHead ? linear(b, picked, head) : b.op('MatMul', [picked, head])
+    // LogSoftmax is onnxruntime's vectorised path (ReduceLogSumExp + ArgMax cost 8x more here).
+    // In a half-precision graph the logits are widened first: log-softmax in float32 (precision.ts).
+    const logSoftmax = b.op('LogSoftmax', [p.toFloat32(b, logits)], { axis: 1 })
+    const lp = b.op('Reshape', [b.op('GatherElements', [logSoftmax, b.op('Unsqueeze', [targets!, g.constInt([1])])], { axis: 1 }), g.constInt([-1])])
+    // is_greedy: the target is torch's argmax, the FIRST maximal index (lm-eval HFLM._loglikelihood_tokens:
+    // logits.argmax(dim=-1) == cont_toks), so an exact tie at the top counts only for the earliest token.
+    // TopK k=1 returns the lower index on ties (ONNX TopK spec) and costs less than ArgMax in onnxruntime.
+    const [, top] = b.opN('TopK', [logSoftmax, g.constInt([1])], 2, { axis: 1, largest: 1, sorted: 1 })
+    return [{ value: lp, type: 'float32' }, { value: b.op('Equal', [b.op('Reshape', [top, g.constInt([-1])]), targets!]), type: 'bool' }]
+  }, ['logprobs', 'greedy'])
   addOutput('logprobs', 'float32', ['M'])
   addOutput('greedy', 'bool', ['M'])
 
@@ -595,21 +610,129 @@ function dropPadding(g: GraphBuilder, valid: string): Padding {
   return { real, index, spread: g.op('Max', [index, g.scalarInt(0)]) }
 }
 
-function attentionBias(g: GraphBuilder, branch: string, bt: string): string {
+/**
+ * How attention covers a batch's queries (sequenceChunks.ts attentionRows): `long` (bool scalar) when
+ * B·H·T² scores exceed limits.attention; attention then runs `passes` blocks of `rows` queries
+ * each (`pads` extends axis 3 of a rank-5 query tensor to passes·rows), with each block's bias computed
+ * in its pass. Otherwise one pass with `bias` [B, 1, 1, T, T], built once for every layer (an empty
+ * tensor when long: the whole bias is what must not be built then).
+ */
+interface AttentionPlan {
+  /** Absent in a graph that always attends in one pass (half precision). */
+  long?: string
+  rows: string
+  passes: string
+  pads: string
+  bias: string
+  branch: string
+  /** int64 scalars: rows and positions of the padded batch. */
+  B: string
+  T: string
+}
+
+function attentionPlan(g: GraphBuilder, branch: string, bt: string, heads: number, limits: ChunkLimits, blocks: boolean): AttentionPlan {
+  const B = g.op('Gather', [bt, g.scalarInt(0)], { axis: 0 })
   const T = g.op('Gather', [bt, g.scalarInt(1)], { axis: 0 })
-  const idx = g.op('Range', [g.scalarInt(0), T, g.scalarInt(1)])
-  const causal = g.op('LessOrEqual', [g.op('Unsqueeze', [idx, g.constInt([0])]), g.op('Unsqueeze', [idx, g.constInt([1])])]) // [Tq, Tk]: k <= q
-  const bq = g.op('Unsqueeze', [branch, g.constInt([2])]) // [B, T, 1]
+  const wholeBias = (b: GraphBuilder) => biasRows(b, branch, branch, b.op('Range', [g.scalarInt(0), T, g.scalarInt(1)]), T)
+  if (!blocks) return { rows: '', passes: '', pads: '', bias: wholeBias(g), branch, B, T }
+  const perQuery = g.op('Mul', [g.op('Mul', [B, T]), g.scalarInt(heads)]) // B·H·T scores per query row
+  const long = g.op('Greater', [g.op('Mul', [perQuery, T]), g.scalarInt(limits.attention)])
+  const rows = g.op('Min', [g.op('Max', [g.op('Div', [g.scalarInt(limits.attention), perQuery]), g.scalarInt(2)]), T])
+  const passes = g.op('Div', [g.op('Add', [T, g.op('Sub', [rows, g.scalarInt(1)])]), rows])
+  const padEnd = g.op('Sub', [g.op('Mul', [passes, rows]), T])
+  const pads = g.op('Concat', [g.constInt([0, 0, 0, 0, 0, 0, 0, 0]), g.op('Unsqueeze', [padEnd, g.constInt([0])]), g.constInt([0])], { axis: 0 })
+  const skip = g.subgraph(g.fresh('bias_skipped'))
+  const none = skip.op('Identity', [g.constFloat([], [1, 1, 1, 0, 0])])
+  const whole = g.subgraph(g.fresh('bias_whole'))
+  const full = wholeBias(whole)
+  const dims = ['B', 1, 1, 'T', 'T']
+  const bias = g.op('If', [long], { then_branch: skip.toGraph([{ name: none, type: 'float32', dims }]), else_branch: whole.toGraph([{ name: full, type: 'float32', dims }]) })
+  return { long, rows, passes, pads, bias, branch, B, T }
+}
+
+/**
+ * Attention bias [B, 1, 1, Q, T] for queries at positions `queryIdx` [Q] (`queryBranch` [B, Q] their
+ * branch ids) over all T keys of `branch` [B, T]: 0 where the key is allowed (causal, same branch or the
+ * shared prefix, not padding), -inf elsewhere.
+ */
+function biasRows(g: GraphBuilder, queryBranch: string, branch: string, queryIdx: string, T: string): string {
+  const keyIdx = g.op('Range', [g.scalarInt(0), T, g.scalarInt(1)])
+  const k = g.op('Unsqueeze', [keyIdx, g.constInt([0])]), q = g.op('Unsqueeze', [queryIdx, g.constInt([1])])
+  const causal = g.op('LessOrEqual', [k, q]) // [Q, T]: k <= q
+  const bq = g.op('Unsqueeze', [queryBranch, g.constInt([2])]) // [B, Q, 1]
   const bk = g.op('Unsqueeze', [branch, g.constInt([1])]) // [B, 1, T]
   const sameOrShared = g.op('Or', [g.op('Equal', [bq, bk]), g.op('Equal', [bk, g.scalarInt(0)])])
   const keyValid = g.op('GreaterOrEqual', [bk, g.scalarInt(0)])
   const allowed = g.op('And', [g.op('And', [sameOrShared, keyValid]), causal])
   const bias = g.op('Where', [allowed, g.scalarFloat(0), g.scalarFloat(NEG_INF)])
   // A padding row may have no allowed key; give it its own diagonal so its softmax stays finite.
-  const selfOnly = g.op('Where', [g.op('Equal', [g.op('Unsqueeze', [idx, g.constInt([0])]), g.op('Unsqueeze', [idx, g.constInt([1])])]), g.scalarFloat(0), g.scalarFloat(NEG_INF)])
+  const selfOnly = g.op('Where', [g.op('Equal', [k, q]), g.scalarFloat(0), g.scalarFloat(NEG_INF)])
   const rowHasKey = g.op('ReduceMax', [g.op('Cast', [allowed], { to: 1 }), g.constInt([-1])], { keepdims: 1 })
   const safe = g.op('Where', [g.op('Greater', [rowHasKey, g.scalarFloat(0)]), bias, selfOnly])
-  return g.op('Unsqueeze', [safe, g.constInt([1, 2])]) // [B, 1, 1, T, T]
+  return g.op('Unsqueeze', [safe, g.constInt([1, 2])]) // [B, 1, 1, Q, T]
+}
+
+/**
+ * The attention context [B, X, Y, T, dim] (compute dtype `type`) of `core`, which maps query tensors
+ * (each [B, ·, ·, Q, ·], queries on axis 3) and their bias [B, 1, 1, Q, T] to [B, X, Y, Q, dim]: in one
+ * pass, or block by block in a Loop when the plan says long. Each query row's scores, softmax and
+ * context depend on that row alone, so the blocks give the one pass's numbers.
+ */
+function overQueries(g: GraphBuilder, plan: AttentionPlan, queries: string[], type: ElemType, [X, Y, dim]: number[], core: (b: GraphBuilder, queries: string[], bias: string) => string): string {
+  if (plan.long === undefined) return core(g, queries, plan.bias)
+  const dims = (q: string | number) => ['B', X!, Y!, q, dim!]
+  const direct = g.subgraph(g.fresh('attention_direct'))
+  const whole = core(direct, queries, plan.bias)
+  const blocked = g.subgraph(g.fresh('attention_blocked'))
+  const padded = queries.map(q => blocked.op('Pad', [q, plan.pads]))
+  const body = blocked.subgraph(g.fresh('attention_block'))
+  const pass = body.input(g.fresh('pass'), 'int64', [])
+  const cond = body.input(g.fresh('cond'), 'bool', [])
+  const start = body.op('Mul', [pass, plan.rows])
+  const end = body.op('Add', [start, plan.rows])
+  const [from, to] = [start, end].map(x => body.op('Unsqueeze', [x, g.constInt([0])]))
+  const block = padded.map(q => body.op('Slice', [q, from!, to!, g.constInt([3])]))
+  // Rows past T (the last block's padding) repeat the last query; their context is sliced off below.
+  const queryIdx = body.op('Min', [body.op('Range', [start, end, g.scalarInt(1)]), body.op('Sub', [plan.T, g.scalarInt(1)])])
+  const bias = biasRows(body, body.op('Gather', [plan.branch, queryIdx], { axis: 1 }), plan.branch, queryIdx, plan.T)
+  const ctx = core(body, block, bias)
+  const [scan] = blocked.opN('Loop', [plan.passes, ''], 1, {
+    body: body.toGraph([{ name: body.op('Identity', [cond]), type: 'bool', dims: [] }, { name: ctx, type, dims: dims('Q') }]),
+  })
+  // [passes, B, X, Y, rows, dim] → [B, X, Y, passes·rows, dim] → the first T queries.
+  const joined = blocked.op('Reshape', [blocked.op('Transpose', [scan!], { perm: [1, 2, 3, 0, 4, 5] }), blocked.op('Concat', [blocked.op('Unsqueeze', [plan.B, g.constInt([0])]), g.constInt([X!, Y!, -1, dim!])], { axis: 0 })])
+  const out = blocked.op('Slice', [joined, g.constInt([0]), blocked.op('Unsqueeze', [plan.T, g.constInt([0])]), g.constInt([3])])
+  return g.op('If', [plan.long], { then_branch: blocked.toGraph([{ name: out, type, dims: dims('T') }]), else_branch: direct.toGraph([{ name: whole, type, dims: dims('T') }]) })
+}
+
+/**
+ * Per-row results of `perBlock` over blocks of at most `rowsPerPass` rows of `inputs` (axis 0, M rows),
+ * in a Loop, joined back in order as the outputs `names` (each [M]); in one pass in the graph itself
+ * when rowsPerPass is undefined. perBlock maps the block's inputs to 1-D values, one per row. The last block is padded with zeros (row 0 and token 0, both valid),
+ * and their results are cut off.
+ */
+function overRows(g: GraphBuilder, inputs: string[], rowsPerPass: number | undefined, perBlock: (b: GraphBuilder, block: string[]) => { value: string; type: ElemType }[], names: string[]): void {
+  if (rowsPerPass === undefined) {
+    perBlock(g, inputs).forEach((o, i) => g.op('Identity', [o.value], {}, names[i]))
+    return
+  }
+  const M = g.op('Gather', [g.op('Shape', [inputs[0]!]), g.scalarInt(0)], { axis: 0 })
+  // At least one pass of at least one row, so no Loop output is ever empty-shaped (M = 0 gives [0] below).
+  const rows = g.op('Max', [g.op('Min', [g.scalarInt(rowsPerPass), M]), g.scalarInt(1)])
+  const passes = g.op('Max', [g.op('Div', [g.op('Add', [M, g.op('Sub', [rows, g.scalarInt(1)])]), rows]), g.scalarInt(1)])
+  const padEnd = g.op('Sub', [g.op('Mul', [passes, rows]), M])
+  const padded = inputs.map(x => g.op('Pad', [x, g.op('Concat', [g.constInt([0]), g.op('Unsqueeze', [padEnd, g.constInt([0])])], { axis: 0 })]))
+  const body = g.subgraph(g.fresh('row_block'))
+  const pass = body.input(g.fresh('pass'), 'int64', [])
+  const cond = body.input(g.fresh('cond'), 'bool', [])
+  const start = body.op('Mul', [pass, rows])
+  const [from, to] = [start, body.op('Add', [start, rows])].map(x => body.op('Unsqueeze', [x, g.constInt([0])]))
+  const outs = perBlock(body, padded.map(x => body.op('Slice', [x, from!, to!, g.constInt([0])])))
+  const scans = g.opN('Loop', [passes, ''], outs.length, {
+    body: body.toGraph([{ name: body.op('Identity', [cond]), type: 'bool', dims: [] }, ...outs.map(o => ({ name: o.value, type: o.type, dims: ['R'] }))]),
+  })
+  const end = g.op('Unsqueeze', [M, g.constInt([0])])
+  scans.forEach((scan, i) => g.op('Slice', [g.op('Reshape', [scan, g.constInt([-1])]), g.constInt([0]), end, g.constInt([0])], {}, names[i]))
 }
 
 /**
@@ -654,8 +777,8 @@ function applyRotaryInterleaved(g: GraphBuilder, x: string, cos: string, sin: st
   return applyRotary(g, halves, cos, sin, r)
 }
 
-function attention(g: GraphBuilder, spec: ModelSpec, weights: ComputeWeights, li: number, h: string, bt: string, cos: string, sin: string, bias: string, padding?: Padding): string {
-  if (spec.mla) return mlaAttention(g, spec, weights, li, h, bt, cos, sin, bias, padding)
+function attention(g: GraphBuilder, spec: ModelSpec, weights: ComputeWeights, li: number, h: string, bt: string, cos: string, sin: string, plan: AttentionPlan, padding?: Padding): string {
+  if (spec.mla) return mlaAttention(g, spec, weights, li, h, bt, cos, sin, plan, padding)
   const padded = (x: string) => (padding ? g.op('Gather', [x, padding.spread], { axis: 0 }) : x)
   const n = weights.ckpt.names.layers[li]
   const { numHeads: H, numKvHeads: KV, headDim: hd } = spec
@@ -691,9 +814,11 @@ function attention(g: GraphBuilder, spec: ModelSpec, weights: ComputeWeights, li
   const kT = g.op('Transpose', [g.op('Reshape', [padded(k), kvShape])], { perm: [0, 2, 3, 4, 1] }) // [B, KV, 1, hd, T]
   const v5 = g.op('Transpose', [g.op('Reshape', [padded(v), kvShape])], { perm: [0, 2, 3, 1, 4] })
   // Mask and softmax in float32, probabilities back in the compute dtype (precision.ts).
-  const scores = g.op('Add', [weights.precision.toFloat32(g, g.op('MatMul', [qScaled, kT])), bias])
-  const probs = weights.precision.toCompute(g, g.op('Softmax', [scores], { axis: -1 }))
-  const ctx = g.op('MatMul', [probs, v5]) // [B, KV, rep, T, hd]
+  const ctx = overQueries(g, plan, [qScaled], weights.precision.elemType, [KV, rep, hd], (b, [qs], bias) => {
+    const scores = b.op('Add', [weights.precision.toFloat32(b, b.op('MatMul', [qs!, kT])), bias])
+    const probs = weights.precision.toCompute(b, b.op('Softmax', [scores], { axis: -1 }))
+    return b.op('MatMul', [probs, v5])
+  }) // [B, KV, rep, T, hd]
   const merged = g.op('Reshape', [g.op('Transpose', [ctx], { perm: [0, 3, 1, 2, 4] }), g.constInt([-1, H * hd])])
   return linear(g, padding ? g.op('Gather', [merged, padding.real], { axis: 0 }) : merged, weights.float(n.o, g), bOpt(n.oBias))
 }
@@ -706,7 +831,7 @@ function attention(g: GraphBuilder, spec: ModelSpec, weights: ComputeWeights, li
  * q_nope·k_nope + q_rope·k_rope (the concatenation's dot product) without materialising the shared
  * k_rope per head.
  */
-function mlaAttention(g: GraphBuilder, spec: ModelSpec, weights: ComputeWeights, li: number, h: string, bt: string, cos: string, sin: string, bias: string, padding?: Padding): string {
+function mlaAttention(g: GraphBuilder, spec: ModelSpec, weights: ComputeWeights, li: number, h: string, bt: string, cos: string, sin: string, plan: AttentionPlan, padding?: Padding): string {
   const n = weights.ckpt.names.layers[li]
   const m = spec.mla!, names = n.mla!
   const H = spec.numHeads
@@ -735,11 +860,15 @@ function mlaAttention(g: GraphBuilder, spec: ModelSpec, weights: ComputeWeights,
   const asKey = (x: string, heads: number, dim: number) => g.op('Transpose', [to5(x, heads, dim)], { perm: [0, 2, 3, 4, 1] })
   const qRot = rotate(qRopeOf(g, q3, nope, r), H)
   // Scores summed, scaled, masked and normalised in float32 (precision.ts).
-  let scores = p.toFloat32(g, g.op('MatMul', [asQuery(qRot, H, r), asKey(kRot, 1, r)])) // [B, H, 1, T, T]
-  if (nope > 0) scores = g.op('Add', [p.toFloat32(g, g.op('MatMul', [asQuery(qNopeOf(g, q3, nope), H, nope), asKey(kNope, H, nope)])), scores])
-  scores = g.op('Add', [g.op('Mul', [scores, g.scalarFloat(spec.attentionScale)]), bias])
-  const probs = p.toCompute(g, g.op('Softmax', [scores], { axis: -1 }))
-  const ctx = g.op('MatMul', [probs, asQuery(v, H, vd)]) // [B, H, 1, T, vd]
+  const kRotT = asKey(kRot, 1, r), kNopeT = nope > 0 ? asKey(kNope, H, nope) : '', v5 = asQuery(v, H, vd)
+  const queries = [asQuery(qRot, H, r), ...(nope > 0 ? [asQuery(qNopeOf(g, q3, nope), H, nope)] : [])]
+  const ctx = overQueries(g, plan, queries, p.elemType, [H, 1, vd], (b, [qr, qn], bias) => {
+    let scores = p.toFloat32(b, b.op('MatMul', [qr!, kRotT])) // [B, H, 1, Q, T]
+    if (qn) scores = b.op('Add', [p.toFloat32(b, b.op('MatMul', [qn, kNopeT])), scores])
+    scores = b.op('Add', [b.op('Mul', [scores, g.scalarFloat(spec.attentionScale)]), bias])
+    const probs = p.toCompute(b, b.op('Softmax', [scores], { axis: -1 }))
+    return b.op('MatMul', [probs, v5])
+  }) // [B, H, 1, T, vd]
   const merged = g.op('Reshape', [g.op('Transpose', [ctx], { perm: [0, 3, 1, 2, 4] }), g.constInt([-1, H * vd])])
   return linear(g, padding ? g.op('Gather', [merged, padding.real], { axis: 0 }) : merged, weights.float(n.o, g), bOpt(n.oBias))
 }

@@ -10,6 +10,7 @@ import { defaultThreads } from '../defaults.ts'
 import { fail } from '../errors.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
 import type { ModelSpec } from '../model/modelSpec.ts'
+import { attentionRows, headRows } from '../onnx/sequenceChunks.ts'
 
 /**
  * Fraction of the available memory a pool plans to use. The rest covers what the estimate leaves
@@ -119,9 +120,13 @@ export function formatBytes(bytes: number): string {
 
 /** The float32 memory of one worker scoring one batch, by part (bytes); estimateWorkerBytes is their sum. */
 export interface WorkerBytes {
-  /** Attention scores [B, H, T, T] three times (MatMul output, + mask, Softmax output), plus the additive mask [B, 1, 1, T, T]. */
+  /**
+   * Attention scores [B, H, Q, T] three times (MatMul output, + mask, Softmax output), plus the additive
+   * mask [B, 1, 1, Q, T], for the Q query rows of one pass (sequenceChunks.ts attentionRows: T when the
+   * whole fits in one pass).
+   */
   attention: number
-  /** lm_head logits and their log-softmax [scored positions <= B·T, V]. */
+  /** lm_head logits and their log-softmax for one block of scored positions [headRows(B·T, V), V]. */
   logits: number
   /** ~10 live hidden-width tensors [B·T, w] (residual, norms, q/k/v, attention output, MoE sum), w = max(d, H·head_dim). */
   hidden: number
@@ -145,6 +150,9 @@ export interface WorkerBytes {
  * Conservative by construction: the parts are summed although attention, the expert FFN and the
  * logits are live at different points of the graph (onnxruntime's memory planner reuses their
  * buffers), and every position is counted as scored; that leaves headroom for what is not modelled.
+ * Attention and logits are counted per block of rows as a float32 graph computes them at long
+ * sequences (src/onnx/sequenceChunks.ts); a half-precision graph (GPUs) keeps them whole, in the
+ * device's memory.
  *
  * Not counted: a worker keeps up to two sessions (poolWorker.ts), and onnxruntime's CPU arena keeps
  * each session's peak allocated, so two sessions that both scored their largest batch can hold up to
@@ -172,9 +180,10 @@ export function estimateWorkerParts(spec: ModelSpec, rows: number, rowTokens: nu
     }
   }
   matrix = Math.max(matrix, H * spec.headDim * d, mla * (spec.mla?.kvLoraRank ?? 0))
+  const Q = attentionRows(B, H, T)
   const live = {
-    attention: (3 * B * H * T * T + B * T * T) * F32,
-    logits: 2 * n * V * F32,
+    attention: (3 * B * H * Q * T + B * Q * T) * F32,
+    logits: 2 * headRows(n, V) * V * F32,
     hidden: 10 * n * width * F32,
     ffn: 3 * n * ffnPerToken * F32,
     router: n * experts * (topK + 3) * F32,
@@ -208,8 +217,9 @@ export function worstBatch(spec: ModelSpec, batchTokens: number, longestRequest?
 /**
  * One sequence of `tokens` tokens scored in one process: what it needs (resident weights, `weightBytes`, +
  * the worker estimate of a one-row batch: the pool's rule, estimateWorkerBytes), whether that fits within
- * MEMORY_SAFETY of `availableBytes`, and the longest sequence that would (0: none). Attention grows with
- * the square of the length, so the need never falls as the sequence lengthens.
+ * MEMORY_SAFETY of `availableBytes`, and the longest sequence that would (0: none). The need never
+ * falls as the sequence lengthens (attention in one pass grows with its square, in blocks about
+ * linearly), so the longest fitting length is found by bisection.
  */
 export function oneSequenceFit(spec: ModelSpec, tokens: number, weightBytes: number, availableBytes: number): { needBytes: number; fits: boolean; longestFitting: number } {
   const need = (t: number) => weightBytes + estimateWorkerBytes(spec, 1, t)

@@ -79,9 +79,12 @@ describe('estimateWorkerBytes', () => {
 
   it('matches a hand computation for OLMoE at 2 x 2048 tokens', () => {
     const B = 2, T = 2048, n = B * T
+    // B·H·T² = 2^27 scores exceed one pass (2^26, sequenceChunks.ts): passes of 2^26 / (B·H·T) = 1024 queries;
+    // the head's blocks hold floor(2^26 / 50304) = 1334 positions.
+    const Q = 1024, M = 1334
     const live = {
-      attention: (3 * B * 16 * T * T + B * T * T) * 4, // scores, + mask, softmax; the mask
-      logits: 2 * n * 50304 * 4, // logits and log-softmax
+      attention: (3 * B * 16 * Q * T + B * Q * T) * 4, // scores, + mask, softmax; the mask
+      logits: 2 * M * 50304 * 4, // logits and log-softmax
       hidden: 10 * n * 2048 * 4, // width max(d 2048, H 16 x head_dim 128)
       ffn: 3 * n * (8 * 1024) * 4, // top-8 experts of F 1024: gate, up, product
       router: n * 64 * (8 + 3) * 4,

@@ -52,14 +52,15 @@ describe('a pool for a model with a 163,840-token context', () => {
   const ckpt = openCheckpoint(TINY)
   const huge = { spec: { ...ckpt.spec, maxPositions: 163_840 }, tensors: ckpt.tensors }
 
-  it('plans batches of the requests the tasks build, where the context alone plans terabytes', async () => {
+  it('plans batches of the requests the tasks build, where the context alone plans 10 GB per worker', async () => {
     const task = await loadTask('brown-cloze')
     const docs = (await loadTaskDocs(task)).docs.slice(0, 8)
     const bound = (maxLength: number) => longestRequestBound(task, docs, maxLength)
     const byContext = fitPoolToModels({ models: [huge], batchTokens: 2048, requestedWorkers: 2, availableBytes: 20 * GB, cores: 2 })
     const byRequests = fitPoolToModels({ models: [huge], batchTokens: 2048, requestedWorkers: 2, availableBytes: 20 * GB, cores: 2, longestRequest: bound })
-    assert.equal(byContext.fits, false)
-    assert.match(byContext.reason, /1 x \d+\.\d GB per worker at batches of 1 x 163840 tokens/)
+    // One 163,840-token row: attention and head in blocks (sequenceChunks.ts), the rest grows with the length.
+    assert.deepEqual([byContext.workers, byContext.reduced], [1, true])
+    assert.match(byContext.reason, /1 x 1\d\.\d GB per worker at batches of 1 x 163840 tokens/)
     assert.equal(byRequests.workers, 2)
     assert.equal(byRequests.fits, true)
     const worst = worstBatch(huge.spec, 2048, bound(163_840))

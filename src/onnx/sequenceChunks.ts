@@ -1,0 +1,44 @@
+// How a scoring graph keeps its two largest tensors bounded at long sequences (issue 10, real
+// contexts). lm-eval scores a rolling-perplexity document in windows of the model's whole context
+// (HFLM.max_length: max_position_embeddings, 4096 to 163840 tokens for the papers' models), where
+// attention scores [B, H, T, T] and the head's logits [M, V] outgrow any machine: one 20,000-token
+// window of DeepSeek-V2-Lite needs 25.6 GB of scores per copy and 8.2 GB of logits. Both are exact
+// row by row (a query's softmax sees only its own row; log-softmax and argmax are per scored
+// position), so the graph computes them over blocks of rows and the numbers do not change: blocks of
+// two rows or more are bit-identical to one pass (tests/engine/long-sequence-blocks.test.ts); a block
+// of one query row is not (onnxruntime's MatMul takes another path for a single row, 1e-6 apart), so
+// a block never has fewer than two rows unless the whole has one.
+// The graph (moeGraph.ts) and the memory estimate (src/pool/memoryFit.ts) both read the rule here.
+
+/** Element counts (float32 elements of one tensor) that decide how rows are blocked. */
+export interface ChunkLimits {
+  /**
+   * Attention runs in one pass while its B·H·T² scores fit here (every default 2048-token batch of a
+   * model with up to 16 heads), else in passes of as many query rows as keep B·H·rows·T within it.
+   */
+  attention: number
+  /** The head's pass takes as many scored positions as keep rows·V within this. */
+  head: number
+}
+
+/** 256 MiB of float32 per attention pass and per block of logits. */
+export const CHUNK_LIMITS: ChunkLimits = { attention: 2 ** 26, head: 2 ** 26 }
+
+/**
+ * Query rows per attention pass for B rows of T positions and H query heads: T (one pass) while
+ * B·H·T² <= limits.attention, else max(2, floor(limits.attention / (B·H·T))), never more than T.
+ */
+export function attentionRows(B: number, H: number, T: number, limits: ChunkLimits = CHUNK_LIMITS): number {
+  if (B * H * T * T <= limits.attention) return T
+  return Math.min(T, Math.max(2, Math.floor(limits.attention / (B * H * T))))
+}
+
+/** Scored positions per head pass for M >= 1 positions and a vocabulary of V: headBlock(V), at most M. */
+export function headRows(M: number, V: number, limits: ChunkLimits = CHUNK_LIMITS): number {
+  return Math.min(M, headBlock(V, limits))
+}
+
+/** The head's block before it is capped by the positions scored: max(2, floor(limits.head / V)). */
+export function headBlock(V: number, limits: ChunkLimits = CHUNK_LIMITS): number {
+  return Math.max(2, Math.floor(limits.head / V))
+}
