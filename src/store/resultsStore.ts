@@ -674,6 +674,8 @@ function checkIntact(db: Database.Database, file: string, consequence: string, f
  * whether the file exists. A writable open creates missing parent folders.
  */
 function checkDatabasePath(file: string, abs: string, readonly: boolean, flag: string): boolean {
+  // `--db "$DB"` with DB unset resolved to the current folder: "  is a folder, not a database file".
+  if (!file.trim()) fail('STORE_FAILED', `${flag} is ${file ? 'blank' : 'empty'}; pass ${flag} with the results database's file path (e.g. results.sqlite).`)
   let st: fs.Stats | undefined
   try {
     st = fs.statSync(abs)

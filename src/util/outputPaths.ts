@@ -64,6 +64,7 @@ export function checkOutputDir(target: string, kind: OutputKind, ctx: OutputCont
 }
 
 function checkDir(target: string, kind: OutputKind, ctx: OutputContext): string {
+  refuseBlank(target, ctx, `a new folder for the ${kind} output`)
   const abs = realTarget(target)
   const shown = named(ctx, target)
   const st = lstat(abs)
@@ -146,6 +147,7 @@ export function checkOutputFile(target: string, ctx: OutputContext, rule: FileRu
 }
 
 function checkFile(target: string, ctx: OutputContext, rule: FileRule): string {
+  refuseBlank(target, ctx, `a file path (e.g. ${rule.example})`)
   const abs = realTarget(target)
   const shown = named(ctx, target)
   const st = lstat(abs)
@@ -207,6 +209,14 @@ export function createNewFiles(files: readonly { file: string; content: string; 
 /** '--out DIR', or 'report.outDir in FILE (DIR)' for paths from a config. */
 function named(ctx: OutputContext, target: string): string {
   return ctx.source.startsWith('-') ? `${ctx.source} ${target}` : `${ctx.source} (${target})`
+}
+
+/**
+ * An empty or blank path (`--out "$OUT"` with OUT unset): it resolved to the current folder (refused as
+ * such, a confusing reason) or, for a file, to a file named ' ' in it.
+ */
+function refuseBlank(target: string, ctx: OutputContext, what: string): void {
+  if (!target.trim()) refuse(`${ctx.source} is ${target ? 'blank' : 'empty'}`, `pass ${what}`)
 }
 
 function refuse(problem: string, fix: string): never {

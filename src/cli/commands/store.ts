@@ -16,14 +16,15 @@ export function registerStore(program: Command): void {
     .option('--csv <file>', 'write CSV here (replaces only a CSV export of moe-harness; - = stdout)')
     .option('--json <file>', 'write JSON here (replaces only a JSON export of moe-harness; - = stdout)')
     .action((flags: { db: string; csv?: string; json?: string }) => {
-      if (!flags.csv && !flags.json) fail('INVALID_ARGUMENT', 'Pass --csv FILE and/or --json FILE.')
+      if (flags.csv === undefined && flags.json === undefined) fail('INVALID_ARGUMENT', 'Pass --csv FILE and/or --json FILE.')
+      // An empty value (`--json "$OUT"` with OUT unset) was skipped silently; checkOutputFile names it.
       if (flags.csv && flags.json && path.resolve(flags.csv) === path.resolve(flags.json)) fail('INVALID_ARGUMENT', `--csv and --json are the same file ${flags.csv}; pass two different files.`)
       const store = new ResultsStore(flags.db, { readonly: true })
       try {
         const ctx = (source: string): OutputContext => ({ source, databases: [flags.db], models: modelsOf(store) })
         const outputs = [
-          ...(flags.csv ? [{ file: flags.csv, ctx: ctx('--csv'), rule: CSV_EXPORT }] : []),
-          ...(flags.json ? [{ file: flags.json, ctx: ctx('--json'), rule: JSON_EXPORT }] : []),
+          ...(flags.csv !== undefined ? [{ file: flags.csv, ctx: ctx('--csv'), rule: CSV_EXPORT }] : []),
+          ...(flags.json !== undefined ? [{ file: flags.json, ctx: ctx('--json'), rule: JSON_EXPORT }] : []),
         ]
         // '-' is stdout, as for most Unix tools (`--csv -` wrote a file named '-' in the current folder).
         const toStdout = (o: { file: string }) => o.file === '-'
