@@ -78,6 +78,8 @@ export async function planFromFlags(flags: MethodFlags, ckpt: Checkpoint) {
   if (flags.ratio !== undefined) {
     const r = Number(flags.ratio)
     if (!Number.isFinite(r)) fail('INVALID_ARGUMENT', `--ratio must be a number in [0, 1), got '${flags.ratio}'.`)
+    // --ratio replaced --param ratio=... silently.
+    if (given.ratio !== undefined && given.ratio !== r) fail('INVALID_ARGUMENT', `--ratio ${flags.ratio} and --param ratio=${given.ratio} disagree; pass the ratio once (--ratio).`)
     given.ratio = r
   }
   return planVariant(ckpt, method.name, given)

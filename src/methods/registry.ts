@@ -144,11 +144,18 @@ export function parseParamOverrides(method: MethodDefinition, pairs: readonly st
     const raw = pair.slice(eq + 1).trim()
     const spec = method.params[key]
     if (!spec) unknownName(`parameter of method '${method.name}'`, key, Object.keys(method.params))
+    // The last of two values won silently.
+    if (key in out) fail('INVALID_ARGUMENT', `--param ${key} is given twice (${key}=${String(out[key])} and ${key}=${raw}); pass it once (a sweep config takes a list of values to compare).`)
     if (spec.type === 'boolean') {
       if (raw !== 'true' && raw !== 'false') fail('INVALID_ARGUMENT', `${method.name}.${key} is a boolean; use ${key}=true or ${key}=false.`)
       out[key] = raw === 'true'
     } else if (spec.type === 'enum') out[key] = raw
-    else out[key] = Number(raw)
+    else {
+      // Number('') is 0 (`--param k=` ran with k = 0) and Number('abc') NaN, shown as "got null".
+      const n = Number(raw)
+      if (raw === '' || Number.isNaN(n)) fail('INVALID_ARGUMENT', `${method.name}.${key} must be ${spec.type === 'integer' ? 'an integer' : 'a number'}, got '${raw}' (--param ${key}=<${spec.type === 'integer' ? 'integer' : 'number'}>).`)
+      out[key] = n
+    }
   }
   return out
 }
