@@ -6,6 +6,7 @@ import { createJiti } from 'jiti'
 import { z } from 'zod'
 import { DEFAULTS, harnessHome } from '../defaults.ts'
 import { fail } from '../errors.ts'
+import { ROOT } from '../paths.ts'
 import { closest } from '../util/suggest.ts'
 
 const paramValue = z.union([z.number(), z.boolean(), z.string()])
@@ -187,7 +188,12 @@ export async function loadConfig(file?: string): Promise<LoadedConfig> {
     // jiti loads a TypeScript config from any folder, whatever its package.json says about modules.
     mod = await createJiti(import.meta.url, { moduleCache: false }).import(pathToFileURL(candidate).href)
   } catch (e) {
-    fail('HARNESS_CONFIG_INVALID', `${candidate} failed to load: ${(e as Error).message}`)
+    const message = (e as Error).message
+    // The project is no npm package: a config outside it that imports 'moe-harness' cannot resolve it.
+    const hint = /Cannot find (module|package) 'moe-harness/.test(message)
+      ? ` (the harness is not an installed package: import defineConfig from ${JSON.stringify(path.join(ROOT, 'src/index.ts'))}, or default-export a plain object)`
+      : ''
+    fail('HARNESS_CONFIG_INVALID', `${candidate} failed to load: ${message}${hint}`)
   }
   // Without a default export the module's other exports were validated as the config ("models: expected record, received undefined").
   // `in`, not `.default`: jiti's interop answers `.default` with the whole module when there is none.

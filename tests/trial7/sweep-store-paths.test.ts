@@ -2,7 +2,8 @@
 // store it wrote (a config's store is relative to the config; `report` then needs --db), so a user
 // with a config had to guess the path to publish; `--db results/` created a database *file* named
 // `results`; `--db "$DB"` with DB unset (an empty value) silently used the config's store; a config
-// without `export default` was "models: Invalid input: expected record, received undefined".
+// without `export default` was "models: Invalid input: expected record, received undefined"; one importing
+// 'moe-harness' (no installed package) got no hint where defineConfig is.
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
@@ -54,6 +55,14 @@ describe('the results store of a sweep', () => {
       assert.deepEqual(fs.readdirSync(cwd), ['c.config.ts'])
     })
   }
+
+  it("a config outside the project importing 'moe-harness' is told where defineConfig is", () => {
+    const file = path.join(dir, 'pkg.config.ts')
+    fs.writeFileSync(file, `import { defineConfig } from 'moe-harness'\nexport default defineConfig(${JSON.stringify(body)})\n`)
+    const r = runCli(['sweep', '--config', file], { env, cwd: dir })
+    assert.equal(r.status, 1)
+    assert.match(r.stderr, new RegExp(`Cannot find module 'moe-harness'[^]*\\(the harness is not an installed package: import defineConfig from "${path.join(ROOT, 'src/index.ts')}", or default-export a plain object\\)`))
+  })
 
   it('a config without a default export says so and names what it exports', () => {
     const file = path.join(dir, 'named.config.ts')
