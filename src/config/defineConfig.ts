@@ -96,7 +96,8 @@ export function parseConfig(raw: unknown, where: string): HarnessConfig {
   const allowed = result.data.allowNonfinite
   if (Array.isArray(allowed)) {
     const unknown = allowed.filter(m => !(m in result.data.models))
-    if (unknown.length) fail('HARNESS_CONFIG_INVALID', `${where} is invalid: allowNonfinite names ${unknown.map(m => `'${m}'`).join(', ')}, not a key of models (${Object.keys(result.data.models).join(', ')}).`)
+    const near = [...new Set(unknown.flatMap(m => closest(m, Object.keys(result.data.models), 1)))]
+    if (unknown.length) fail('HARNESS_CONFIG_INVALID', `${where} is invalid: allowNonfinite names ${unknown.map(m => `'${m}'`).join(', ')}, not a key of models (${Object.keys(result.data.models).join(', ')})${near.length ? ` (did you mean ${near.join(', ')}?)` : ''}.`)
   }
   return result.data
 }

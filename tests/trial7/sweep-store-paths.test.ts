@@ -64,6 +64,13 @@ describe('the results store of a sweep', () => {
     assert.match(r.stderr, new RegExp(`Cannot find module 'moe-harness'[^]*\\(the harness is not an installed package: import defineConfig from "${path.join(ROOT, 'src/index.ts')}", or default-export a plain object\\)`))
   })
 
+  it('a misspelt model name in allowNonfinite gets the closest model name', () => {
+    const config = writeSweepConfig(path.join(dir, 'nonfinite.config.ts'), { ...body, allowNonfinite: ['tyni'] })
+    const r = runCli(['sweep', '--config', config], { env, cwd: dir })
+    assert.equal(r.status, 1)
+    assert.match(r.stderr, /allowNonfinite names 'tyni', not a key of models \(tiny\) \(did you mean tiny\?\)\./)
+  })
+
   it('a config without a default export says so and names what it exports', () => {
     const file = path.join(dir, 'named.config.ts')
     fs.writeFileSync(file, `import { defineConfig } from ${JSON.stringify(path.join(ROOT, 'src/index.ts'))}\nexport const config = defineConfig(${JSON.stringify(body)})\n`)
