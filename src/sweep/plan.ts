@@ -2,7 +2,7 @@
 import crypto from 'node:crypto'
 import path from 'node:path'
 import type { HarnessConfig } from '../config/defineConfig.ts'
-import { fail } from '../errors.ts'
+import { fail, HarnessError } from '../errors.ts'
 import { loadMethod, methodNames, parseParamOverrides, type ParamValues } from '../methods/registry.ts'
 import type { TaskDefinition } from '../tasks/defineTask.ts'
 import { builtInTasks, resolveTasks } from '../tasks/registry.ts'
@@ -74,7 +74,14 @@ export async function expandVariants(config: HarnessConfig, baseDir: string): Pr
       if ('ratio' in given) fail('HARNESS_CONFIG_INVALID', `methods[${name}].params.ratio: ratios come from the top-level 'ratios' list.`)
       for (const combo of grid(given)) {
         // Validate names and types now (strings through the same parser as --param k=v).
-        const typed = parseParamOverrides(method, Object.entries(combo).map(([k, v]) => `${k}=${v}`))
+        let typed: ParamValues
+        try {
+          typed = parseParamOverrides(method, Object.entries(combo).map(([k, v]) => `${k}=${v}`))
+        } catch (e) {
+          // Said where the value is: the config, not a --param flag.
+          if (e instanceof HarnessError) e.message = `methods[${name}].params in the config: ${e.message.replace(/ \(--param \w+=<\w+>\)/, '').replace(/^--param /, '')}`
+          throw e
+        }
         for (const ratio of config.ratios) specs.push({ model, modelDir: path.resolve(baseDir, dir), method: name, params: { ...typed, ratio } })
       }
     }

@@ -10,6 +10,8 @@ import { defineMethod, p } from '../../src/index.ts'
 import type { MethodDefinition } from '../../src/methods/defineMethod.ts'
 import { parseParamOverrides, resolveParams } from '../../src/methods/registry.ts'
 import { openCheckpoint } from '../../src/model/checkpoint.ts'
+import { parseConfig } from '../../src/config/defineConfig.ts'
+import { expandVariants } from '../../src/sweep/plan.ts'
 import { ROOT } from '../helpers/cli.ts'
 
 const method = defineMethod({
@@ -34,5 +36,12 @@ describe('--param values', () => {
     await assert.rejects(planFromFlags(flags('0.25', ['ratio=0.5']), ckpt), (e: HarnessError) => e.code === 'INVALID_ARGUMENT' && /^--ratio 0\.25 and --param ratio=0\.5 disagree; pass the ratio once \(--ratio\)\.$/.test(e.message))
     const plan = await planFromFlags(flags('0.25', ['ratio=0.25']), ckpt)
     assert.equal(plan?.params.ratio, 0.25)
+  })
+
+  it('a bad value in a sweep config names the config entry, not a --param flag', async () => {
+    const config = (params: Record<string, unknown>, method = 'magnitude-pruning') => parseConfig({ models: { tiny: path.join(ROOT, 'models/tiny-moe') }, methods: [{ method, params }], ratios: [0.5] }, 'test.config.ts')
+    await assert.rejects(expandVariants(config({ protectSuperExperts: 'yes' }, 'reap'), ROOT), (e: HarnessError) => e.code === 'INVALID_ARGUMENT' && /^methods\[reap\]\.params in the config: reap\.protectSuperExperts is a boolean/.test(e.message))
+    await assert.rejects(expandVariants(config({ scroe: 'wanda' }), ROOT), (e: HarnessError) => e.code === 'UNKNOWN_NAME' && /^methods\[magnitude-pruning\]\.params in the config: Unknown parameter of method 'magnitude-pruning' 'scroe'\. Did you mean: score\?/.test(e.message))
+    assert.equal((await expandVariants(config({ score: 'wanda' }), ROOT))[0].params.score, 'wanda')
   })
 })
