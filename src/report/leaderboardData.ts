@@ -287,6 +287,10 @@ export function summarize(store: ReportSource, title: string): LeaderboardData {
     return s
   }
   const storedModels = store.storedModels()
+  // Two checkpoints recorded under one name (a re-downloaded or edited checkpoint at the same path, two
+  // configs reusing a name) were two sections titled alike: the fingerprint's first digits tell them apart.
+  const sameName = (name: string) => storedModels.filter(x => x.name === name).length > 1
+  const shownName = (m: { name: string; id: string }) => (sameName(m.name) ? `${m.name} [${m.id.slice(0, 8)}]` : m.name)
   const runsOf = new Map(storedModels.map(m => [m.id, latestPerCell(store.completeRuns(m.id))]))
   const { keyOf, scoringOf } = columnKeys([...runsOf.values()].flat())
   for (const m of storedModels) {
@@ -381,7 +385,7 @@ export function summarize(store: ReportSource, title: string): LeaderboardData {
     rows.sort((a, b) => Number(b.isBaseline) - Number(a.isBaseline) || a.method.localeCompare(b.method) || a.paramsLabel.localeCompare(b.paramsLabel) || a.ratio - b.ratio)
     const baseline = rows.find(r => r.isBaseline) ?? null
     for (const r of rows) {
-      r.slug = unique(slugify(`${m.name}-${r.isBaseline ? 'unpruned' : `${r.method}-${r.paramsLabel}-${r.ratio}`}`))
+      r.slug = unique(slugify(`${shownName(m)}-${r.isBaseline ? 'unpruned' : `${r.method}-${r.paramsLabel}-${r.ratio}`}`))
       r.superseded = r.isBaseline ? 0 : olderOf.get(rowIdentity(r.method, r.ratio, r.params, defaultsOf(r.method)))?.length ?? 0
       if (!baseline) continue
       // Never a mean over one set of tasks divided by a mean over another: both over the tasks both scored.
@@ -450,7 +454,7 @@ export function summarize(store: ReportSource, title: string): LeaderboardData {
       }
     }
     models.push({
-      id: m.id, name: m.name, slug: unique(slugify(m.name)), architecture: m.architecture, config: m.config, tasks, averageTasks, rows,
+      id: m.id, name: shownName(m), slug: unique(slugify(shownName(m))), architecture: m.architecture, config: m.config, tasks, averageTasks, rows,
       incompleteRows: rows.filter(r => r.missingTasks.length).length, baseline,
       routingLoad: store.routingLoad(m.id), failures, superseded,
     })
