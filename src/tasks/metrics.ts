@@ -52,8 +52,9 @@ export function bootstrapStderr(xs: readonly number[], stat: (sample: number[]) 
   return Math.sqrt(values.reduce((s, v) => s + (v - mean(values)) ** 2, 0) / (iterations - 1))
 }
 
+/** Accuracy and its stderr; no stderr (null, "N/A") for fewer than 2 documents, as lm-eval's `len(items) > 1` check (the table showed "± NaN"). */
 export function accuracyMetric(outcomes: readonly number[]): MetricValue {
-  return { value: mean(outcomes), stderr: meanStderr(outcomes), higherIsBetter: true }
+  return { value: mean(outcomes), stderr: outcomes.length > 1 ? meanStderr(outcomes) : null, higherIsBetter: true }
 }
 
 /** lm-eval's `perplexity` aggregation: exp(-mean over documents of log-likelihood). */
