@@ -12,6 +12,7 @@ import { paramValuesText } from '../methods/paramText.ts'
 import type { StoredParamSpec } from '../store/reads.ts'
 import { expertMap, paretoChart, ratioCurves, routingHeatmap, seriesColors } from './charts.ts'
 import type { Cell, LeaderboardData, ModelData, Row, ScoringInfo, TaskInfo } from './leaderboardData.ts'
+import type { PairedResult } from './significance.ts'
 
 const SIGNIFICANT = 0.05
 
@@ -137,6 +138,8 @@ function createEngine(theme: Theme): typeof Handlebars {
   hb.registerHelper('anySplit', (model: ModelData) => splitTasks(model).length + scoringSplitTasks(model, true).length > 0)
   hb.registerHelper('scoringLegend', (model: ModelData) => scoringLegend(model))
   hb.registerHelper('cellsOf', (row: Row, tasks: TaskInfo[]) => tasks.map(task => ({ task, cell: row.cells[task.key] })))
+  // Which way a paired difference goes, in the task's own sense (higher accuracy, lower perplexity).
+  hb.registerHelper('favours', (r: PairedResult | undefined) => (r?.favours === 'a' ? 'better, ' : r?.favours === 'b' ? 'worse, ' : ''))
   hb.registerHelper('sigMarks', (cell: Cell | undefined) => {
     if (!cell) return ''
     const esc = hb.Utils.escapeExpression

@@ -47,6 +47,8 @@ describe('significance marks against the unpruned model', () => {
       assert.equal(cell.vsBaseline.favours, better ? 'a' : 'b', `${row.method} ${row.ratio}`)
       const tr = html.split('<tr class=').find(t => t.includes(`data-method="${row.method}" data-ratio="${row.ratio}"`))!
       assert.match(tr, new RegExp(`title="${better ? 'better' : 'worse'} than unpruned: paired bootstrap, p [^"]*">${better ? '▲' : '▼'}</span>`), `${row.method} ${row.ratio}: ${cell.value} vs unpruned ${base}`)
+      // The variant's own page says it in words.
+      assert.match(files.get(`run-${row.slug}.html`)!, new RegExp(`<td class="text">${better ? 'better' : 'worse'}, p = `))
     }
     // The seeded fixture has one of each (ratio 0.5 lowers this random model's perplexity, 0.25 raises it).
     assert.deepEqual([...seen].sort(), ['better', 'worse'])
