@@ -70,4 +70,17 @@ describe('moe-harness score', () => {
     const both = runCli(['score', '--model', model.dir, '--text-file', file, '--text', 'x'])
     assert.match(both.stderr, /INVALID_ARGUMENT.*exactly one of --text, --text-file or --ids/)
   })
+
+  it('warns when the text is longer than the context (scored as transformers would, not as lm-eval cuts it)', () => {
+    const short = writeTinyCheckpoint(path.join(dir, 'short-context'), { family: 'olmoe', experts: 4, topK: 2, seed: 22 })
+    const configFile = path.join(short.dir, 'config.json')
+    fs.writeFileSync(configFile, JSON.stringify({ ...JSON.parse(fs.readFileSync(configFile, 'utf8')), max_position_embeddings: 8 }))
+    const over = runCli(['score', '--model', short.dir, '--ids', ids.join(','), '--json'])
+    assert.equal(over.status, 0, over.stderr)
+    assert.match(over.stderr, /warning: 9 tokens is longer than the model's context \(max_position_embeddings 8\)/)
+    assert.equal(lastJson(over.stdout).logprobs.length, 8)
+    const within = runCli(['score', '--model', short.dir, '--ids', ids.slice(0, 8).join(','), '--json'])
+    assert.equal(within.status, 0, within.stderr)
+    assert.doesNotMatch(within.stderr, /longer than the model's context/)
+  })
 })

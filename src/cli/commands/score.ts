@@ -61,6 +61,11 @@ async function runScore(flags: ScoreFlags): Promise<void> {
   if (flags.textFile !== undefined) flags.text = readTextFile(flags.textFile)
   const tokens = flags.ids !== undefined ? parseIds(flags.ids) : ckpt.tokenizer().encode(flags.text!)
   if (tokens.length < 2) fail('INVALID_ARGUMENT', `Need at least 2 tokens to score (got ${tokens.length}); the first token is only context.`)
+  // transformers scores past max_position_embeddings too (rotary positions extrapolate); lm-eval never
+  // sends more than the context, so say so rather than refuse.
+  if (tokens.length > ckpt.spec.maxPositions) {
+    process.stderr.write(`warning: ${tokens.length} tokens is longer than the model's context (max_position_embeddings ${ckpt.spec.maxPositions}); positions past it are scored as transformers would (rotary extrapolation), not as lm-eval would (it cuts windows of the context). Score at most ${ckpt.spec.maxPositions} tokens for numbers comparable with lm-eval.\n`)
+  }
   if (flags.device === 'cpu') checkScoreFits(ckpt.spec, tokens.length, residentWeightBytes(ckpt, weightResidency() === 'memory'), availableMemoryBytes())
   const scorer = await createLocalScorer(ckpt, edits, engineSettings(flags))
   try {
