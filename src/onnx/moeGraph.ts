@@ -637,8 +637,10 @@ function attentionPlan(g: GraphBuilder, branch: string, bt: string, heads: numbe
   if (!blocks) return { rows: '', passes: '', pads: '', bias: wholeBias(g), branch, B, T }
   const perQuery = g.op('Mul', [g.op('Mul', [B, T]), g.scalarInt(heads)]) // B·H·T scores per query row
   const long = g.op('Greater', [g.op('Mul', [perQuery, T]), g.scalarInt(limits.attention)])
-  const rows = g.op('Min', [g.op('Max', [g.op('Div', [g.scalarInt(limits.attention), perQuery]), g.scalarInt(2)]), T])
-  const passes = g.op('Div', [g.op('Add', [T, g.op('Sub', [rows, g.scalarInt(1)])]), rows])
+  // Equal blocks (sequenceChunks.ts attentionRows): the fewest passes of at most `block` rows, each of ceil(T / passes) rows.
+  const block = g.op('Min', [g.op('Max', [g.op('Div', [g.scalarInt(limits.attention), perQuery]), g.scalarInt(2)]), T])
+  const passes = g.op('Div', [g.op('Add', [T, g.op('Sub', [block, g.scalarInt(1)])]), block])
+  const rows = g.op('Div', [g.op('Add', [T, g.op('Sub', [passes, g.scalarInt(1)])]), passes])
   const padEnd = g.op('Sub', [g.op('Mul', [passes, rows]), T])
   const pads = g.op('Concat', [g.constInt([0, 0, 0, 0, 0, 0, 0, 0]), g.op('Unsqueeze', [padEnd, g.constInt([0])]), g.constInt([0])], { axis: 0 })
   const skip = g.subgraph(g.fresh('bias_skipped'))
@@ -718,8 +720,10 @@ function overRows(g: GraphBuilder, inputs: string[], rowsPerPass: number | undef
   }
   const M = g.op('Gather', [g.op('Shape', [inputs[0]!]), g.scalarInt(0)], { axis: 0 })
   // At least one pass of at least one row, so no Loop output is ever empty-shaped (M = 0 gives [0] below).
-  const rows = g.op('Max', [g.op('Min', [g.scalarInt(rowsPerPass), M]), g.scalarInt(1)])
-  const passes = g.op('Max', [g.op('Div', [g.op('Add', [M, g.op('Sub', [rows, g.scalarInt(1)])]), rows]), g.scalarInt(1)])
+  // Equal blocks (sequenceChunks.ts headRows), so the padding stays under one row per pass.
+  const block = g.op('Max', [g.op('Min', [g.scalarInt(rowsPerPass), M]), g.scalarInt(1)])
+  const passes = g.op('Max', [g.op('Div', [g.op('Add', [M, g.op('Sub', [block, g.scalarInt(1)])]), block]), g.scalarInt(1)])
+  const rows = g.op('Max', [g.op('Div', [g.op('Add', [M, g.op('Sub', [passes, g.scalarInt(1)])]), passes]), g.scalarInt(1)])
   const padEnd = g.op('Sub', [g.op('Mul', [passes, rows]), M])
   const padded = inputs.map(x => g.op('Pad', [x, g.op('Concat', [g.constInt([0]), g.op('Unsqueeze', [padEnd, g.constInt([0])])], { axis: 0 })]))
   const body = g.subgraph(g.fresh('row_block'))

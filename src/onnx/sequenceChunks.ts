@@ -25,20 +25,36 @@ export interface ChunkLimits {
 export const CHUNK_LIMITS: ChunkLimits = { attention: 2 ** 26, head: 2 ** 26 }
 
 /**
- * Query rows per attention pass for B rows of T positions and H query heads: T (one pass) while
- * B·H·T² <= limits.attention, else max(2, floor(limits.attention / (B·H·T))), never more than T.
+ * The most query rows one attention pass may hold for B rows of T positions and H query heads: T (one
+ * pass) while B·H·T² <= limits.attention, else max(2, floor(limits.attention / (B·H·T))), never more
+ * than T. memoryFit counts a pass of this size, an upper bound of attentionRows.
  */
-export function attentionRows(B: number, H: number, T: number, limits: ChunkLimits = CHUNK_LIMITS): number {
+export function attentionBlock(B: number, H: number, T: number, limits: ChunkLimits = CHUNK_LIMITS): number {
   if (B * H * T * T <= limits.attention) return T
   return Math.min(T, Math.max(2, Math.floor(limits.attention / (B * H * T))))
 }
 
-/** Scored positions per head pass for M >= 1 positions and a vocabulary of V: headBlock(V), at most M. */
+/**
+ * Query rows per attention pass, as the graph computes them: the passes blocks of attentionBlock rows
+ * need, ceil(T / block), each of ceil(T / passes) rows. The last block is padded to a whole one and
+ * every padded row is computed, so equal blocks keep the padding under one row per pass (blocks of the
+ * largest size padded T = 4100 to 2 x 4092 rows: twice the work). Never fewer than two rows unless T is 1.
+ */
+export function attentionRows(B: number, H: number, T: number, limits: ChunkLimits = CHUNK_LIMITS): number {
+  return evenRows(T, attentionBlock(B, H, T, limits))
+}
+
+/** Scored positions per head pass for M >= 1 positions and a vocabulary of V: min(M, headBlock(V)) in equal blocks (as attentionRows). */
 export function headRows(M: number, V: number, limits: ChunkLimits = CHUNK_LIMITS): number {
-  return Math.min(M, headBlock(V, limits))
+  return evenRows(M, Math.min(M, headBlock(V, limits)))
 }
 
 /** The head's block before it is capped by the positions scored: max(2, floor(limits.head / V)). */
 export function headBlock(V: number, limits: ChunkLimits = CHUNK_LIMITS): number {
   return Math.max(2, Math.floor(limits.head / V))
+}
+
+/** Rows per pass when `n` rows go in the fewest passes of at most `block` rows, all passes equal: ceil(n / ceil(n / block)). */
+function evenRows(n: number, block: number): number {
+  return Math.max(1, Math.ceil(n / Math.max(1, Math.ceil(n / block))))
 }

@@ -10,7 +10,7 @@ import { defaultThreads } from '../defaults.ts'
 import { fail } from '../errors.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
 import type { ModelSpec } from '../model/modelSpec.ts'
-import { attentionRows, headRows } from '../onnx/sequenceChunks.ts'
+import { attentionBlock, headBlock } from '../onnx/sequenceChunks.ts'
 
 /**
  * Fraction of the available memory a pool plans to use. The rest covers what the estimate leaves
@@ -122,11 +122,11 @@ export function formatBytes(bytes: number): string {
 export interface WorkerBytes {
   /**
    * Attention scores [B, H, Q, T] three times (MatMul output, + mask, Softmax output), plus the additive
-   * mask [B, 1, 1, Q, T], for the Q query rows of one pass (sequenceChunks.ts attentionRows: T when the
-   * whole fits in one pass).
+   * mask [B, 1, 1, Q, T], for the Q query rows of one pass (sequenceChunks.ts attentionBlock, the most
+   * a pass holds: T when the whole fits in one pass).
    */
   attention: number
-  /** lm_head logits and their log-softmax for one block of scored positions [headRows(B·T, V), V]. */
+  /** lm_head logits and their log-softmax for one block of scored positions [min(B·T, headBlock(V)), V]. */
   logits: number
   /** ~10 live hidden-width tensors [B·T, w] (residual, norms, q/k/v, attention output, MoE sum), w = max(d, H·head_dim). */
   hidden: number
@@ -180,10 +180,10 @@ export function estimateWorkerParts(spec: ModelSpec, rows: number, rowTokens: nu
     }
   }
   matrix = Math.max(matrix, H * spec.headDim * d, mla * (spec.mla?.kvLoraRank ?? 0))
-  const Q = attentionRows(B, H, T)
+  const Q = attentionBlock(B, H, T)
   const live = {
     attention: (3 * B * H * Q * T + B * Q * T) * F32,
-    logits: 2 * headRows(n, V) * V * F32,
+    logits: 2 * Math.min(n, headBlock(V)) * V * F32,
     hidden: 10 * n * width * F32,
     ffn: 3 * n * ffnPerToken * F32,
     router: n * experts * (topK + 3) * F32,

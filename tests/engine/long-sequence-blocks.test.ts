@@ -13,7 +13,7 @@ import { batchFeeds } from '../../src/engine/scorer.ts'
 import { packBatch, type ScoreRequest } from '../../src/engine/packing.ts'
 import { openCheckpoint, type Checkpoint } from '../../src/model/checkpoint.ts'
 import { buildScoringGraph, type GraphOptions } from '../../src/onnx/moeGraph.ts'
-import { attentionRows, CHUNK_LIMITS, headRows, type ChunkLimits } from '../../src/onnx/sequenceChunks.ts'
+import { attentionRows, CHUNK_LIMITS, headBlock, headRows, type ChunkLimits } from '../../src/onnx/sequenceChunks.ts'
 import { createSession } from '../../src/ort/ort.ts'
 import { mulberry32 } from '../../src/util/rng.ts'
 import { writeTinyCheckpoint, type TinyFamily } from '../helpers/tinyCheckpoint.ts'
@@ -67,7 +67,8 @@ describe('long sequences: attention and head in blocks of rows', () => {
     assert.equal(attentionRows(1, 32, 40960), 51) // Qwen3-30B-A3B's whole context: 2^26 / (32 · 40960)
     assert.equal(attentionRows(1, 1, 1e9), 2) // never fewer than two rows (one row takes another MatMul path)
     assert.equal(attentionRows(1, 1, 1, { ...CHUNK_LIMITS, attention: 0 }), 1)
-    assert.equal(headRows(2048, 151936), 441) // Qwen3's vocabulary: 2^26 / 151936
+    assert.equal(headBlock(151936), 441) // Qwen3's vocabulary: 2^26 / 151936
+    assert.equal(headRows(2048, 151936), 410) // 5 equal blocks, not 4 x 441 and a fifth padded from 284
     assert.equal(headRows(5, 151936), 5)
     assert.equal(headRows(5, 2 ** 40), 2)
     assert.equal(CHUNK_LIMITS.attention, 2 ** 26)
