@@ -102,10 +102,12 @@ export function removedShare(layout: MoeLayout, experts: ExpertControls): number
  * exported as a standard checkpoint). Equal per-group removal keeps every variant routable and
  * exportable (n_routed_experts and n_group stay consistent); within a group the paper's ranking is
  * unchanged. With G = 1 this is exactly the per-layer rule.
- * Errors: INVALID_ARGUMENT when `scores` is not one list of E numbers (no NaN) per MoE layer, in layout.layers order.
+ * Errors: INVALID_ARGUMENT when `ratio` is not in [0, 1) or `scores` is not one list of E numbers (no NaN) per
+ * MoE layer, in layout.layers order.
  */
 export function removeLowestPerLayer(layout: MoeLayout, experts: ExpertControls, ratio: number, scores: readonly ArrayLike<number>[]): number {
   // A short or misaligned score list removed arbitrary experts silently (the missing scores compare as NaN).
+  if (typeof ratio !== 'number' || !(ratio >= 0 && ratio < 1)) fail('INVALID_ARGUMENT', `removeLowestPerLayer: ratio must be a share in [0, 1) (params.ratio), got ${String(ratio)}`)
   const example = 'e.g. layout.layers.map(l => stats.routing(l.index).count)'
   if (!Array.isArray(scores) || scores.length !== layout.layers.length) {
     fail('INVALID_ARGUMENT', `removeLowestPerLayer: scores must hold one list per MoE layer, in layout.layers order (${layout.layers.length} lists), got ${Array.isArray(scores) ? `${scores.length} entries` : typeof scores}; ${example}`)

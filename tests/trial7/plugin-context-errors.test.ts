@@ -65,6 +65,16 @@ describe('method context mistakes', () => {
     assert.match(e.message, /^\{ code: 42, why: 'no scores' \}/)
   })
 
+  it('reading a parameter the method does not declare names it and the closest one (it was undefined: every expert removed)', async () => {
+    const e = await failure(c => ({ achievedRatio: removeLowestPerLayer(c.layout, c.experts, (c.params as Record<string, number>).ratoi, c.layout.layers.map(() => [4, 1, 3, 2])) }))
+    assert.match(e.message, /^INVALID_ARGUMENT: params\.ratoi: method 'trial-plugin' has no parameter 'ratoi' \(did you mean params\.ratio\?\); its parameters: ratio/)
+  })
+
+  it('the parameters still spread, serialise and answer `in` as a plain object', async () => {
+    const r = await applyMethod(method(c => ({ achievedRatio: 0, notes: { spread: { ...c.params }, json: JSON.parse(JSON.stringify(c.params)), has: 'ratoi' in c.params } })), { ratio: 0.25 }, ckpt, undefined, 'trial7')
+    assert.deepEqual(r.report.notes, { spread: { ratio: 0.25 }, json: { ratio: 0.25 }, has: false })
+  })
+
   it('an achievedRatio of NaN is shown as NaN, not null', async () => {
     const e = await failure(() => ({ achievedRatio: NaN }))
     assert.match(e.message, /must return \{ achievedRatio: number, \.\.\. \}, got \{ achievedRatio: NaN \}/)
@@ -84,10 +94,11 @@ describe('removeLowestPerLayer and dropLowest with wrong scores', () => {
     ['a misspelt statistic field (undefined)', c => c.layout.layers.map(() => undefined), /scores\[0\] \(layer 1\) must hold one score per expert \(4\), got undefined/],
     ['one list per decoder layer (indexed by layer.index)', c => { const s: number[][] = []; for (const l of c.layout.layers) s[l.index] = [4, 1, 3, 2]; return s }, /one list per MoE layer, in layout\.layers order \(2 lists\), got 3 entries/],
     ['a NaN score', c => c.layout.layers.map(() => [4, NaN, 3, 2]), /scores\[0\]\[1\] \(layer 1, expert 1\) is NaN/],
+    ['a ratio in percent', c => c.layout.layers.map(() => [4, 1, 3, 2]), /ratio must be a share in \[0, 1\) \(params\.ratio\), got 25/],
   ]
   for (const [what, scores, message] of cases) {
     it(`${what}: INVALID_ARGUMENT naming the layer, nothing removed silently`, async () => {
-      const e = await failure(c => ({ achievedRatio: removeLowestPerLayer(c.layout, c.experts, 0.25, scores(c) as number[][]) }))
+      const e = await failure(c => ({ achievedRatio: removeLowestPerLayer(c.layout, c.experts, what === 'a ratio in percent' ? 25 : 0.25, scores(c) as number[][]) }))
       assert.equal(e.code, 'METHOD_FAILED')
       assert.match(e.message, /^INVALID_ARGUMENT: removeLowestPerLayer: /)
       assert.match(e.message, message)
