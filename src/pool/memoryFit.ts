@@ -122,8 +122,11 @@ export function formatBytes(bytes: number): string {
 export interface WorkerBytes {
   /**
    * Attention scores [B, H, Q, T] three times (MatMul output, + mask, Softmax output), plus the additive
-   * mask [B, 1, 1, Q, T], for the Q query rows of one pass (sequenceChunks.ts attentionBlock, the most
-   * a pass holds: T when the whole fits in one pass).
+   * mask [B, 1, 1, Q, T], for the Q query rows of one pass (sequenceChunks.ts attentionBlock, the most a
+   * pass holds: T when the whole fits in one pass). Four times in blocks with MLA's nope part, whose
+   * scores are the sum of two MatMuls: a tiny-width DeepSeek-V2 at 7000-10,000 tokens peaked up to 4%
+   * above a count of three (tests/review7/blocked-memory.test.ts; in one pass it stays at half its
+   * estimate).
    */
   attention: number
   /** lm_head logits and their log-softmax for one block of scored positions [min(B·T, headBlock(V)), V]. */
@@ -182,7 +185,7 @@ export function estimateWorkerParts(spec: ModelSpec, rows: number, rowTokens: nu
   matrix = Math.max(matrix, H * spec.headDim * d, mla * (spec.mla?.kvLoraRank ?? 0))
   const Q = attentionBlock(B, H, T)
   const live = {
-    attention: (3 * B * H * Q * T + B * Q * T) * F32,
+    attention: ((Q < T && spec.mla?.qkNopeHeadDim ? 4 : 3) * B * H * Q * T + B * Q * T) * F32,
     logits: 2 * Math.min(n, headBlock(V)) * V * F32,
     hidden: 10 * n * width * F32,
     ffn: 3 * n * ffnPerToken * F32,
