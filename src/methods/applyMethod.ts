@@ -11,10 +11,9 @@ import { decodeToFloat32, encodeFromFloat32 } from '../model/safetensors.ts'
 import { isStoredOverride, overrideValues } from '../edits/overrideTensor.ts'
 import { spillBudgetBytes, spillOverrides } from '../edits/overrideSpill.ts'
 import { mulberry32, seedFromString } from '../util/rng.ts'
-import { closest } from '../util/suggest.ts'
 import { statsView, type StatsData } from '../calibration/stats.ts'
 import type { LayerReport, MethodContext, MethodDefinition, MethodReport } from './defineMethod.ts'
-import { isCodingError, layoutOf, needsOf, pluginLocation, unprunedNeedsOf, type ParamValues } from './registry.ts'
+import { isCodingError, layoutOf, needsOf, pluginLocation, strictParams, unprunedNeedsOf, type ParamValues } from './registry.ts'
 
 export interface AppliedMethod {
   edits: VariantEdits
@@ -38,24 +37,6 @@ export interface MethodRun {
 /** A returned value as the method's author would write it (JSON.stringify shows NaN as null and drops undefined fields). */
 function shownValue(v: unknown): string {
   return inspect(v, { depth: 2, breakLength: Infinity, maxArrayLength: 8, maxStringLength: 200 })
-}
-
-/**
- * The method's parameters, frozen; reading one it does not declare throws. A misspelt `params.ratoi`
- * was undefined, so removeLowestPerLayer removed every expert and the error blamed the variant
- * ("only 0 experts would remain") instead of the name. Symbols and Object.prototype names (toJSON,
- * constructor, ...) read as usual, so spreading, JSON and inspection work.
- */
-function strictParams(method: string, params: ParamValues): Readonly<ParamValues> {
-  return new Proxy(Object.freeze({ ...params }), {
-    get(target, key, receiver) {
-      if (typeof key === 'string' && !(key in target) && !(key in Object.prototype) && key !== 'toJSON' && key !== 'then') {
-        const near = closest(key, Object.keys(target), 1)
-        fail('INVALID_ARGUMENT', `params.${key}: method '${method}' has no parameter '${key}'${near.length ? ` (did you mean params.${near[0]}?)` : ''}; its parameters: ${Object.keys(target).join(', ')}`)
-      }
-      return Reflect.get(target, key, receiver)
-    },
-  })
 }
 
 const NO_STATS: StatsData = { info: { key: '', needs: [], sequences: 0, length: 0, tokens: 0, source: 'none', seconds: 0 } }

@@ -196,14 +196,14 @@ export function layoutOf(ckpt: Checkpoint): MoeLayout {
 }
 
 export function needsOf(method: MethodDefinition, params: ParamValues): StatNeed[] {
-  const needs = typeof method.needs === 'function' ? callHook(method, 'needs', () => (method.needs as (p: never) => readonly StatNeed[])(params as never)) : method.needs ?? []
+  const needs = typeof method.needs === 'function' ? callHook(method, 'needs', () => (method.needs as (p: never) => readonly StatNeed[])(strictParams(method.name, params) as never)) : method.needs ?? []
   if (typeof method.needs === 'function') checkNeeds(`methods/${method.name}.ts`, 'needs(params)', needs)
   return [...needs]
 }
 
 /** Statistics read from one pass of the unpruned model (ctx.unpruned). */
 export function unprunedNeedsOf(method: MethodDefinition, params: ParamValues): StatNeed[] {
-  const needs = typeof method.unprunedNeeds === 'function' ? callHook(method, 'unprunedNeeds', () => (method.unprunedNeeds as (p: never) => readonly StatNeed[])(params as never)) : method.unprunedNeeds ?? []
+  const needs = typeof method.unprunedNeeds === 'function' ? callHook(method, 'unprunedNeeds', () => (method.unprunedNeeds as (p: never) => readonly StatNeed[])(strictParams(method.name, params) as never)) : method.unprunedNeeds ?? []
   if (typeof method.unprunedNeeds === 'function') checkNeeds(`methods/${method.name}.ts`, 'unprunedNeeds(params)', needs)
   return [...needs]
 }
@@ -213,6 +213,8 @@ function callHook<T>(method: MethodDefinition, hook: string, fn: () => T): T {
   try {
     return fn()
   } catch (e) {
+    // strictParams' error is the plugin's mistake (params.grid), located like its TypeErrors.
+    if (e instanceof HarnessError && e.code === 'INVALID_ARGUMENT') failIn({ method: method.name, phase: hook }, 'METHOD_FAILED', `${e.code}: ${e.message}${pluginLocation(e, method.name)}`, e)
     if (e instanceof HarnessError) throw withContext(e, { method: method.name, phase: hook })
     return failIn({ method: method.name, phase: hook }, 'METHOD_FAILED', `${e instanceof Error ? (isCodingError(e) ? `${e.name}: ${e.message}` : e.message) : String(e)}${pluginLocation(e, method.name)}`, e)
   }
@@ -220,7 +222,7 @@ function callHook<T>(method: MethodDefinition, hook: string, fn: () => T): T {
 
 /** The calibration procedure of a method with these parameters ('one-pass' unless the method says otherwise). */
 export function procedureOf(method: MethodDefinition, params: ParamValues): CalibrationProcedure {
-  const p = typeof method.calibration === 'function' ? callHook(method, 'calibration', () => (method.calibration as (p: never) => CalibrationProcedure)(params as never)) : method.calibration ?? 'one-pass'
+  const p = typeof method.calibration === 'function' ? callHook(method, 'calibration', () => (method.calibration as (p: never) => CalibrationProcedure)(strictParams(method.name, params) as never)) : method.calibration ?? 'one-pass'
   if (p !== 'one-pass' && p !== 'sequential') fail('METHOD_INVALID', `Method '${method.name}': calibration must be 'one-pass' or 'sequential', got ${JSON.stringify(p)}.`)
   if (p === 'sequential' && typeof method.applyLayer !== 'function') fail('METHOD_INVALID', `Method '${method.name}' asks for sequential calibration but has no applyLayer(ctx, layer); sequential calibration applies the method one layer at a time.`)
   return p
@@ -252,14 +254,34 @@ export function isCodingError(e: unknown): boolean {
   return e instanceof TypeError || e instanceof ReferenceError || e instanceof RangeError || e instanceof SyntaxError
 }
 
+/**
+ * The method's parameters, frozen; reading one it does not declare throws. A misspelt `params.ratoi`
+ * was undefined, so removeLowestPerLayer removed every expert and the error blamed the variant
+ * ("only 0 experts would remain") instead of the name. Symbols and Object.prototype names (toJSON,
+ * constructor, ...) read as usual, so spreading, JSON and inspection work.
+ */
+export function strictParams(method: string, params: ParamValues): Readonly<ParamValues> {
+  return new Proxy(Object.freeze({ ...params }), {
+    get(target, key, receiver) {
+      if (typeof key === 'string' && !(key in target) && !(key in Object.prototype) && key !== 'toJSON' && key !== 'then') {
+        const near = closest(key, Object.keys(target), 1)
+        fail('INVALID_ARGUMENT', `params.${key}: method '${method}' has no parameter '${key}'${near.length ? ` (did you mean params.${near[0]}?)` : ''}; its parameters: ${Object.keys(target).join(', ')}`)
+      }
+      return Reflect.get(target, key, receiver)
+    },
+  })
+}
+
 /** Runs the method's own feasibility check before any calibration; errors name the method and phase. */
 export function validateMethod(method: MethodDefinition, params: ParamValues, layout: MoeLayout): void {
   const where = { method: method.name, phase: 'validate' }
   if (layout.layers.length === 0) failIn(where, 'METHOD_INFEASIBLE', 'the model has no MoE layers.')
   try {
-    method.validate?.(params as never, layout)
+    method.validate?.(strictParams(method.name, params) as never, layout)
   } catch (e) {
     if (e instanceof HarnessError && e.code === 'METHOD_INFEASIBLE') throw withContext(e, where)
+    // A mistake (params.ratoi), not a setting that cannot work: a sweep would skip the cell as infeasible.
+    if (e instanceof HarnessError) failIn(where, 'METHOD_FAILED', `${e.code}: ${e.message}${pluginLocation(e, method.name)}`, e)
     // validate's Errors say why a setting cannot work; a TypeError there is a bug in the plugin, located.
     if (isCodingError(e)) failIn(where, 'METHOD_FAILED', `${(e as Error).name}: ${(e as Error).message}${pluginLocation(e, method.name)}`, e)
     failIn(where, 'METHOD_INFEASIBLE', e instanceof Error ? e.message : `${String(e)}${pluginLocation(e, method.name)}`, e)

@@ -85,7 +85,8 @@ describe('method plugin mistakes', () => {
     ['typo-need', 'METHOD_INVALID', /methods\/typo-need\.ts: needs lists "routng", which is not a calibration statistic \(did you mean routing\?\)/],
     ['no-description', 'METHOD_INVALID', /methods\/no-description\.ts: description must be a sentence or two/], // was listed as 'undefined'
     // Was error [INTERNAL] with a stack trace.
-    ['throwing-needs', 'METHOD_FAILED', /\(method throwing-needs, phase needs\): TypeError: Cannot read properties of undefined \(reading 'routing'\) \(at methods\/throwing-needs\.ts:7:\d+\)/],
+    // Then a TypeError reading params.grid.routing; since trial 7 the undeclared parameter is named.
+    ['throwing-needs', 'METHOD_FAILED', /\(method throwing-needs, phase needs\): INVALID_ARGUMENT: params\.grid: method 'throwing-needs' has no parameter 'grid'; its parameters: ratio \(at methods\/throwing-needs\.ts:7:\d+\)/],
     ['typo-family', 'METHOD_INVALID', /methods\/typo-family\.ts: family "expert-prunning" is not one of .*\(did you mean expert-pruning/],
   ]
   for (const [method, code, message] of cases) {

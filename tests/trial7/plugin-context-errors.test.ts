@@ -13,7 +13,7 @@ import { HarnessError } from '../../src/errors.ts'
 import { applyMethod } from '../../src/methods/applyMethod.ts'
 import { defineMethod, dropLowest, p, removeLowestPerLayer } from '../../src/index.ts'
 import type { MethodContext, MethodDefinition, MethodReport } from '../../src/methods/defineMethod.ts'
-import type { ParamValues } from '../../src/methods/registry.ts'
+import { layoutOf, validateMethod, type ParamValues } from '../../src/methods/registry.ts'
 import { openCheckpoint } from '../../src/model/checkpoint.ts'
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
 import { tmpDir } from '../helpers/tmp.ts'
@@ -68,6 +68,12 @@ describe('method context mistakes', () => {
   it('reading a parameter the method does not declare names it and the closest one (it was undefined: every expert removed)', async () => {
     const e = await failure(c => ({ achievedRatio: removeLowestPerLayer(c.layout, c.experts, (c.params as Record<string, number>).ratoi, c.layout.layers.map(() => [4, 1, 3, 2])) }))
     assert.match(e.message, /^INVALID_ARGUMENT: params\.ratoi: method 'trial-plugin' has no parameter 'ratoi' \(did you mean params\.ratio\?\); its parameters: ratio/)
+  })
+
+  it('so does validate (a mistake, METHOD_FAILED: a sweep skipped it as an infeasible setting)', () => {
+    const m = defineMethod({ name: 'trial-plugin', description: 'x.', family: 'expert-pruning', params: { ratio: p.ratio() },
+      validate: params => { if ((params as Record<string, number>).ratoi > 0.5) throw new Error('too high') }, apply: () => ({ achievedRatio: 0 }) }) as unknown as MethodDefinition
+    assert.throws(() => validateMethod(m, { ratio: 0.25 }, layoutOf(ckpt)), (e: HarnessError) => e.code === 'METHOD_FAILED' && e.phase === 'validate' && /^INVALID_ARGUMENT: params\.ratoi: method 'trial-plugin' has no parameter 'ratoi'/.test(e.message))
   })
 
   it('the parameters still spread, serialise and answer `in` as a plain object', async () => {
