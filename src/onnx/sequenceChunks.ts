@@ -27,11 +27,22 @@ export const CHUNK_LIMITS: ChunkLimits = { attention: 2 ** 26, head: 2 ** 26 }
 /**
  * The most query rows one attention pass may hold for B rows of T positions and H query heads: T (one
  * pass) while B·H·T² <= limits.attention, else max(2, floor(limits.attention / (B·H·T))), never more
- * than T. memoryFit counts a pass of this size, an upper bound of attentionRows.
+ * than T: an upper bound of attentionRows.
  */
 export function attentionBlock(B: number, H: number, T: number, limits: ChunkLimits = CHUNK_LIMITS): number {
   if (B * H * T * T <= limits.attention) return T
   return Math.min(T, Math.max(2, Math.floor(limits.attention / (B * H * T))))
+}
+
+/**
+ * The most attention scores (elements of [B, H, Q, T]) one pass holds, for memoryFit: B·H·T² in one
+ * pass, else the limit (B·H·attentionBlock·T is within it) or two rows, B·H·2·T, when two rows exceed
+ * it. Never falls as T grows, unlike B·H·attentionBlock·T (whole rows: a sawtooth below the limit), so
+ * the longest sequence that fits can be found by bisection.
+ */
+export function attentionScores(B: number, H: number, T: number, limits: ChunkLimits = CHUNK_LIMITS): number {
+  const whole = B * H * T * T
+  return whole <= limits.attention ? whole : Math.max(limits.attention, 2 * B * H * T)
 }
 
 /**

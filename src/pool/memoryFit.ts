@@ -10,7 +10,7 @@ import { defaultThreads } from '../defaults.ts'
 import { fail } from '../errors.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
 import type { ModelSpec } from '../model/modelSpec.ts'
-import { attentionBlock, headBlock } from '../onnx/sequenceChunks.ts'
+import { attentionScores, headBlock } from '../onnx/sequenceChunks.ts'
 
 /**
  * Fraction of the available memory a pool plans to use. The rest covers what the estimate leaves
@@ -122,8 +122,8 @@ export function formatBytes(bytes: number): string {
 export interface WorkerBytes {
   /**
    * Attention scores [B, H, Q, T] three times (MatMul output, + mask, Softmax output), plus the additive
-   * mask [B, 1, 1, Q, T], for the Q query rows of one pass (sequenceChunks.ts attentionBlock, the most a
-   * pass holds: T when the whole fits in one pass). Four times in blocks with MLA's nope part, whose
+   * mask [B, 1, 1, Q, T], for the Q query rows of one pass (at most sequenceChunks.ts attentionScores:
+   * B·H·T² when the whole fits in one pass, else the block limit). Four times in blocks with MLA's nope part, whose
    * scores are the sum of two MatMuls: a tiny-width DeepSeek-V2 at 7000-10,000 tokens peaked up to 4%
    * above a count of three (tests/review7/blocked-memory.test.ts; in one pass it stays at half its
    * estimate).
@@ -183,9 +183,9 @@ export function estimateWorkerParts(spec: ModelSpec, rows: number, rowTokens: nu
     }
   }
   matrix = Math.max(matrix, H * spec.headDim * d, mla * (spec.mla?.kvLoraRank ?? 0))
-  const Q = attentionBlock(B, H, T)
+  const scores = attentionScores(B, H, T)
   const live = {
-    attention: ((Q < T && spec.mla?.qkNopeHeadDim ? 4 : 3) * B * H * Q * T + B * Q * T) * F32,
+    attention: ((scores < B * H * T * T && spec.mla?.qkNopeHeadDim ? 4 : 3) * scores + scores / H) * F32,
     logits: 2 * Math.min(n, headBlock(V)) * V * F32,
     hidden: 10 * n * width * F32,
     ffn: 3 * n * ffnPerToken * F32,
@@ -220,9 +220,10 @@ export function worstBatch(spec: ModelSpec, batchTokens: number, longestRequest?
 /**
  * One sequence of `tokens` tokens scored in one process: what it needs (resident weights, `weightBytes`, +
  * the worker estimate of a one-row batch: the pool's rule, estimateWorkerBytes), whether that fits within
- * MEMORY_SAFETY of `availableBytes`, and the longest sequence that would (0: none). The need never
- * falls as the sequence lengthens (attention in one pass grows with its square, in blocks about
- * linearly), so the longest fitting length is found by bisection.
+ * MEMORY_SAFETY of `availableBytes`, and the longest sequence that would (0: none; every shorter one fits
+ * too). The need never falls as the sequence lengthens (attention in one pass grows with its square,
+ * then stays at one block's limit, sequenceChunks.ts attentionScores; the rest grows linearly;
+ * tests/review7/sequence-fit.test.ts), so the longest fitting length is found by bisection.
  */
 export function oneSequenceFit(spec: ModelSpec, tokens: number, weightBytes: number, availableBytes: number): { needBytes: number; fits: boolean; longestFitting: number } {
   const need = (t: number) => weightBytes + estimateWorkerBytes(spec, 1, t)

@@ -14,7 +14,7 @@ import { batchFeeds } from '../../src/engine/scorer.ts'
 import { packBatch, type ScoreRequest } from '../../src/engine/packing.ts'
 import { openCheckpoint } from '../../src/model/checkpoint.ts'
 import { buildScoringGraph } from '../../src/onnx/moeGraph.ts'
-import { attentionBlock, attentionRows, headBlock, headRows, type ChunkLimits } from '../../src/onnx/sequenceChunks.ts'
+import { attentionBlock, attentionRows, attentionScores, headBlock, headRows, type ChunkLimits } from '../../src/onnx/sequenceChunks.ts'
 import { createSession } from '../../src/ort/ort.ts'
 import { mulberry32 } from '../../src/util/rng.ts'
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
@@ -37,6 +37,7 @@ describe('blocks of rows: equal blocks, less than one padded row per pass', () =
         assert.ok(T < 2 || rows >= 2, `T ${T}: ${rows} rows`)
         assert.equal(passes, ceilDiv(T, cap), `T ${T}: as many passes as blocks of the largest size need`)
         assert.ok(passes * rows - T < passes, `T ${T}: ${passes} x ${rows} rows`)
+        assert.ok(attentionScores(B, H, T, limits) >= B * H * cap * T, `T ${T}: memoryFit's count covers a pass`)
       }
     }
     for (const V of [320, 50304, 151936]) {
