@@ -19,7 +19,8 @@ const methodEntry = z.union([
     /** Fixed values, or lists of values to sweep (the grid is their cartesian product). */
     params: z.record(z.string(), z.union([paramValue, z.array(paramValue).min(1)])).optional(),
   }).strict(),
-])
+  // zod's own message for a failed union is "Invalid input".
+], { error: "each entry is a method name ('reap') or { method: 'reap', params: { name: value or [values to sweep] } }" })
 
 export const configSchema = z.object({
   /** Model name → local HuggingFace-format folder (relative to the config file). */

@@ -71,6 +71,13 @@ describe('the results store of a sweep', () => {
     assert.match(r.stderr, /allowNonfinite names 'tyni', not a key of models \(tiny\) \(did you mean tiny\?\)\./)
   })
 
+  it('a methods entry of the wrong shape says what an entry looks like (zod said "Invalid input")', () => {
+    const config = writeSweepConfig(path.join(dir, 'entry.config.ts'), { ...body, methods: ['reap', { name: 'ean' }] })
+    const r = runCli(['sweep', '--config', config], { env, cwd: dir })
+    assert.equal(r.status, 1)
+    assert.match(r.stderr, /is invalid: methods\.1: each entry is a method name \('reap'\) or \{ method: 'reap', params: \{ name: value or \[values to sweep\] \} \}\./)
+  })
+
   it('a config without a default export says so and names what it exports', () => {
     const file = path.join(dir, 'named.config.ts')
     fs.writeFileSync(file, `import { defineConfig } from ${JSON.stringify(path.join(ROOT, 'src/index.ts'))}\nexport const config = defineConfig(${JSON.stringify(body)})\n`)
