@@ -3,6 +3,9 @@
 // Token scopes matter: "routed" means the tokens whose top-k selects the expert; "all" means every
 // token reaching the layer; "forced" means the expert is run on every token.
 
+import { fail } from '../errors.ts'
+import { closest } from '../util/suggest.ts'
+
 export type StatNeed =
   /** Router statistics: counts, gate sums in every convention, softmax mass, logit Gram matrix, top-2 ratios. */
   | 'routing'
@@ -114,16 +117,70 @@ export interface StatsData {
   layerTargets?: Record<number, LayerTargets>
 }
 
-/** Wraps the data; reading a statistic that was not declared is a clear error for the plugin author. */
-export function statsView(data: StatsData, allowed: readonly StatNeed[]): CalibrationStats {
+/** The fields of each statistic's layer object (and of info), in declaration order: what a misspelt read is matched against. */
+const FIELDS = {
+  info: ['key', 'needs', 'sequences', 'length', 'tokens', 'source', 'seconds', 'procedure', 'layersFromCache'],
+  routing: ['tokens', 'count', 'gateSum', 'gateSumRenorm', 'gateSumRaw', 'softmaxSum', 'logitGram', 'top2Ratios'],
+  expertOutputs: ['sum', 'sumSq', 'normSum', 'gateNormSum', 'gateNormSumModel', 'maxAbs'],
+  inputNorms: ['gateUp', 'down', 'gateUpWeighted', 'downWeighted'],
+  layerSamples: ['tokens', 'inputs', 'routerLogits', 'expertOutputs'],
+  layerTargets: ['tokens', 'outputs'],
+} as const satisfies Record<Exclude<StatNeed, 'expertOutputsAll'> | 'info', readonly string[]>
+
+/** Who reads the view, for its errors: the method's name, the decoder layers' kinds, and `stats` or `unpruned`. */
+export interface StatsReader {
+  method?: string
+  /** Every decoder layer in order (ckpt.spec.layers): a dense layer has no statistics. */
+  layers?: readonly { index: number; kind: 'dense' | 'moe' }[]
+  /** The context property the plugin reads: 'stats' (default) or 'unpruned'. */
+  name?: string
+}
+
+/**
+ * A statistic object whose unknown fields throw: `stats.routing(l).counts` (the field is `count`) was
+ * undefined, and the error came later, far from the cause (a helper's "got undefined", NaN scores).
+ * The object is a shallow copy (the same typed arrays) whose prototype is a Proxy: real fields are
+ * own properties and read at plain-object speed (methods read them per expert and per dimension);
+ * only a read that misses them reaches the Proxy. Symbols, Object.prototype names, toJSON and then
+ * read as usual, so spreading, JSON, inspection and `await` work; `in` and Object.keys see the real fields.
+ * Errors: INVALID_ARGUMENT naming the read, the closest field and the list (the same treatment as
+ * undeclared `params.x`, src/methods/registry.ts strictParams).
+ */
+function strictFields<T extends object>(target: T, read: string, kind: string, known: readonly string[], method?: string): T {
+  const guard = new Proxy({}, {
+    get(base, key, receiver) {
+      if (typeof key !== 'string' || key in base || known.includes(key) || key === 'toJSON' || key === 'then') return Reflect.get(base, key, receiver)
+      const fields = [...new Set([...known, ...Object.keys(receiver as object)])]
+      const near = closest(key, fields, 1)
+      return fail('INVALID_ARGUMENT', `${read}.${key}: ${method ? `method '${method}' read` : 'read'} '${key}', which ${kind} statistics do not have${near.length ? ` (did you mean ${near[0]}?)` : ''}; their fields: ${fields.join(', ')}`)
+    },
+  })
+  return Object.assign(Object.create(guard) as T, target)
+}
+
+/**
+ * Wraps the data; reading a statistic that was not declared, a layer without statistics (a dense
+ * layer, a position used as an index) or a field that does not exist is INVALID_ARGUMENT naming the
+ * read (`stats.routing(0)`), the method and the fix. Layer objects are wrapped once per view and layer.
+ */
+export function statsView(data: StatsData, allowed: readonly StatNeed[], reader: StatsReader = {}): CalibrationStats {
+  const name = reader.name ?? 'stats'
+  const moe = reader.layers?.filter(l => l.kind === 'moe').map(l => l.index)
+  const wrapped = new WeakMap<object, object>()
   const get = <T>(need: StatNeed, table: Record<number, T> | undefined, layer: number): T => {
-    if (!allowed.includes(need)) throw new Error(`statistic '${need}' was not declared in the method's needs; add it to needs: [...]`)
+    const read = `${name}.${need}(${String(layer)})`
+    if (!allowed.includes(need)) {
+      fail('INVALID_ARGUMENT', `${read}: ${reader.method ? `method '${reader.method}'` : 'the method'} did not declare '${need}' in its ${name === 'unpruned' ? 'unprunedNeeds' : 'needs'} (it declares ${allowed.join(', ') || 'none'}); add it to ${name === 'unpruned' ? 'unprunedNeeds' : 'needs'}: [...]`)
+    }
     const v = table?.[layer]
-    if (v === undefined) throw new Error(`statistic '${need}' has no entry for layer ${layer}`)
-    return v
+    if (v === undefined) fail('INVALID_ARGUMENT', `${read}: ${missingLayer(data, table, need, layer, reader.layers, moe)}`)
+    if (need === 'expertOutputsAll' || typeof v !== 'object' || v === null) return v
+    let w = wrapped.get(v)
+    if (!w) wrapped.set(v, (w = strictFields(v, read, need, FIELDS[need as keyof typeof FIELDS], reader.method)))
+    return w as T
   }
   return {
-    info: data.info,
+    info: strictFields(data.info, `${name}.info`, 'info', FIELDS.info, reader.method),
     routing: l => get('routing', data.routing, l),
     expertOutputs: l => get('expertOutputs', data.expertOutputs, l),
     expertOutputsAll: l => get('expertOutputsAll', data.expertOutputsAll, l),
@@ -131,6 +188,17 @@ export function statsView(data: StatsData, allowed: readonly StatNeed[]): Calibr
     layerSamples: l => get('layerSamples', data.layerSamples, l),
     layerTargets: l => get('layerTargets', data.layerTargets, l),
   }
+}
+
+/** Why `layer` has no entry: a dense layer, no such layer, a position for an index, or (sequential) not collected yet. */
+function missingLayer(data: StatsData, table: Record<number, unknown> | undefined, need: StatNeed, layer: number, layers: StatsReader['layers'], moe: number[] | undefined): string {
+  const fix = `pass a layer's index (layout.layers[i].index), not its position`
+  const spec = layers?.find(l => l.index === layer)
+  if (spec?.kind === 'dense') return `layer ${layer} is a dense layer (no experts, so no ${need} statistics); the MoE layers are ${moe!.join(', ')}: ${fix}`
+  if (layers && !spec) return `the model has no layer ${String(layer)} (decoder layers 0..${layers.length - 1}; MoE layers ${moe!.join(', ')}); ${fix}`
+  const have = Object.keys(table ?? {})
+  const sequential = data.info.procedure === 'sequential' ? '; in sequential calibration a layer\'s statistics exist once the layers before it are applied: applyLayer reads its own layer' : ''
+  return `statistic '${need}' has no entry for layer ${String(layer)} (entries for layers: ${have.join(', ') || 'none'})${sequential}`
 }
 
 export function median(values: ArrayLike<number>): number {

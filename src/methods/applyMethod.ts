@@ -79,7 +79,7 @@ export function startMethod(method: MethodDefinition, params: ParamValues, ckpt:
     if (!Number.isInteger(e) || e < 0 || e >= spec.numExperts) fail('HOOK_INVALID', `layer ${layer}: expert ${e} is out of range 0..${spec.numExperts - 1}`)
   }
   const needs = needsOf(method, params)
-  const unprunedView = statsView(unpruned ?? NO_STATS, unprunedNeedsOf(method, params))
+  const unprunedView = statsView(unpruned ?? NO_STATS, unprunedNeedsOf(method, params), { method: method.name, layers: ckpt.spec.layers, name: 'unpruned' })
   const ctx: MethodContext<ParamValues> = {
     params: strictParams(method.name, params),
     layout,
@@ -141,7 +141,7 @@ export function startMethod(method: MethodDefinition, params: ParamValues, ckpt:
         hooks(layer).topK = k
       },
     },
-    get stats() { return statsView(stats, needs) },
+    get stats() { return statsView(stats, needs, { method: method.name, layers: ckpt.spec.layers }) },
     unpruned: unprunedView,
     rng: mulberry32(seedFromString(seedKey)),
     log: {
