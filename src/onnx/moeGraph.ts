@@ -814,12 +814,15 @@ function attention(g: GraphBuilder, spec: ModelSpec, weights: ComputeWeights, li
   const qShape = g.op('Concat', [bt, g.constInt([KV, rep, hd])], { axis: 0 })
   const kvShape = g.op('Concat', [bt, g.constInt([KV, 1, hd])], { axis: 0 })
   const q5 = g.op('Transpose', [g.op('Reshape', [padded(q), qShape])], { perm: [0, 2, 3, 1, 4] })
-  const qScaled = g.op('Mul', [q5, weights.precision.scalar(g, spec.attentionScale)])
   const kT = g.op('Transpose', [g.op('Reshape', [padded(k), kvShape])], { perm: [0, 2, 3, 4, 1] }) // [B, KV, 1, hd, T]
   const v5 = g.op('Transpose', [g.op('Reshape', [padded(v), kvShape])], { perm: [0, 2, 3, 1, 4] })
   // Mask and softmax in float32, probabilities back in the compute dtype (precision.ts).
-  const ctx = overQueries(g, plan, [qScaled], weights.precision.elemType, [KV, rep, hd], (b, [qs], bias) => {
-    const scores = b.op('Add', [weights.precision.toFloat32(b, b.op('MatMul', [qs!, kT])), bias])
+  // The scale is applied to each block's queries, next to their MatMul: onnxruntime folds a scalar Mul
+  // into the MatMul (FusedMatMul alpha, other roundings) only within one graph, and the If / Loop
+  // bodies are graphs of their own; scaled outside, the scores moved up to 2e-6 from ac4edfa~1's.
+  const ctx = overQueries(g, plan, [q5], weights.precision.elemType, [KV, rep, hd], (b, [q], bias) => {
+    const qs = b.op('Mul', [q!, weights.precision.scalar(g, spec.attentionScale)])
+    const scores = b.op('Add', [weights.precision.toFloat32(b, b.op('MatMul', [qs, kT])), bias])
     const probs = weights.precision.toCompute(b, b.op('Softmax', [scores], { axis: -1 }))
     return b.op('MatMul', [probs, v5])
   }) // [B, KV, rep, T, hd]
