@@ -3,7 +3,8 @@ import { fail } from '../../errors.ts'
 import { mergeEdits, validateEdits, type VariantEdits } from '../../edits/variantEdits.ts'
 import { DEFAULTS } from '../../defaults.ts'
 import { createLocalScorer } from '../../engine/scorer.ts'
-import { openCheckpoint } from '../../model/checkpoint.ts'
+import { openCheckpoint, type Checkpoint } from '../../model/checkpoint.ts'
+import { overrideZeros } from '../../edits/overrideTensor.ts'
 import { defaultDataDir } from '../../paths.ts'
 import type { MetricName, TaskDefinition } from '../../tasks/defineTask.ts'
 import { evaluateTask, type TaskEvaluation } from '../../tasks/evaluate.ts'
@@ -134,7 +135,7 @@ async function runEval(flags: EvalFlags): Promise<void> {
   if (variant) refuseReplacedHooks(variant.method, variant.edits, hookEdits)
   const edits = variant ? mergeEdits(variant.edits, hookEdits) : hookEdits
   validateEdits(ckpt.spec, edits)
-  if (variant) process.stderr.write(`${describeVariant(variant)}\n`)
+  if (variant) process.stderr.write(`${describeVariant(ckpt, variant)}\n`)
   const scorer = await createLocalScorer(ckpt, edits, engine)
   const results: { task: TaskDefinition; evaluation: TaskEvaluation; docs: number; seconds: number }[] = []
   try {
@@ -187,12 +188,37 @@ function rejectNonfinite(task: string, evaluation: TaskEvaluation, allowed: bool
   fail('NUMERIC_FAILURE', `${task}: ${what}, so its scores would be meaningless: the model's outputs are not finite (${allowed ? 'NaN/Inf weights, allowed by --allow-nonfinite, or an overflow' : 'an activation overflowed'}). ${allowed ? 'Prune or fix the non-finite weights (without --allow-nonfinite the error names them)' : 'If it ran in float16, score it in float32 (--precision float32)'}.`)
 }
 
-function describeVariant(v: NonNullable<Awaited<ReturnType<typeof prepareFromPlan>>>): string {
+/**
+ * The variant line: achieved ratio, stored expert parameters, and (when the method zeroed expert weights)
+ * their non-zero share. Unstructured pruning (magnitude-pruning, Wanda) stores its zeros densely, so
+ * "expert params 100.0%" alone read as if nothing had been pruned; the run page's terms are "stored
+ * parameters" and "non-zero parameters" (reports/templates/run.hbs).
+ */
+function describeVariant(ckpt: Checkpoint, v: NonNullable<Awaited<ReturnType<typeof prepareFromPlan>>>): string {
   const a = v.accounting
   const pct = (x: number, y: number) => `${((100 * x) / y).toFixed(1)}%`
+  const zeros = expertZeros(ckpt, v)
+  const nonzero = zeros > 0 ? `, ${pct(a.expertParams - zeros, a.baseExpertParams)} non-zero (unstructured: zeros are stored densely, so memory and active params/token are unchanged)` : ''
   return `${v.method} ${JSON.stringify(v.params)}: achieved ratio ${v.report.achievedRatio.toFixed(4)}, ` +
-    `expert params ${pct(a.expertParams, a.baseExpertParams)}, active params/token ${pct(a.activeParamsPerToken, a.baseActiveParamsPerToken)}` +
+    `expert params ${pct(a.expertParams, a.baseExpertParams)} stored${nonzero}, active params/token ${pct(a.activeParamsPerToken, a.baseActiveParamsPerToken)}` +
     (v.calibration ? `, calibration ${v.calibration.fromCache ? 'cached' : `${v.calibration.seconds.toFixed(1)} s`} (${v.calibration.tokens} tokens)` : '')
+}
+
+/**
+ * Zero values among the edited weights of the experts the variant stores (accounting's `kept`: removed
+ * and novice slots are not stored, a merge group's weights are counted once, as in expertParams).
+ * Stored overrides carry their count; in-memory ones are scanned once.
+ */
+function expertZeros(ckpt: Checkpoint, v: NonNullable<Awaited<ReturnType<typeof prepareFromPlan>>>): number {
+  let zeros = 0
+  for (const layer of v.accounting.layers) {
+    const names = ckpt.names.layers[layer.layer]?.experts ?? []
+    for (const e of layer.kept) for (const name of [names[e]?.gate, names[e]?.up, names[e]?.down]) {
+      const t = name === undefined ? undefined : v.edits.overrides[name]
+      if (t) zeros += overrideZeros(t)
+    }
+  }
+  return zeros
 }
 
 export type { MetricName }
