@@ -67,6 +67,11 @@ describe('moe-harness score', () => {
     const missing = runCli(['score', '--model', model.dir, '--text-file', path.join(dir, 'absent.txt')])
     assert.notEqual(missing.status, 0)
     assert.match(missing.stderr, /FILE_ACCESS.*--text-file .*absent\.txt: cannot read it \(ENOENT\)/)
+    // A byte-order mark is a file marker, not text; a blank path is named before the model is opened.
+    fs.writeFileSync(file, '\uFEFF' + text)
+    assert.deepEqual(lastJson(runCli(['score', '--model', model.dir, '--text-file', file, '--json']).stdout).logprobs, direct.logprobs)
+    const blank = runCli(['score', '--model', path.join(dir, 'no-such-model'), '--text-file', ''])
+    assert.match(blank.stderr, /INVALID_ARGUMENT.*--text-file is empty/)
     const both = runCli(['score', '--model', model.dir, '--text-file', file, '--text', 'x'])
     assert.match(both.stderr, /INVALID_ARGUMENT.*exactly one of --text, --text-file or --ids/)
   })

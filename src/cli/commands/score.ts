@@ -44,10 +44,16 @@ function parseIds(text: string): number[] {
   return ids
 }
 
-/** The text of --text-file ('-': standard input), refused with the path when it cannot be read. */
+/**
+ * The text of --text-file ('-': standard input) without a leading UTF-8 byte-order mark (an editor's
+ * file marker, not text: Python's 'utf-8-sig'). Refused, naming the path, when blank, unreadable, or
+ * standard input is a terminal (it would wait for typing with no prompt).
+ */
 function readTextFile(file: string): string {
+  if (file.trim() === '') fail('INVALID_ARGUMENT', `--text-file is ${file === '' ? 'empty' : 'blank'}; pass the path of a UTF-8 text file, or '-' to read standard input.`)
+  if (file === '-' && process.stdin.isTTY) fail('INVALID_ARGUMENT', `--text-file -: standard input is a terminal; pipe the text in (e.g. 'cat page.txt | moe-harness score --model DIR --text-file -') or pass a file path.`)
   try {
-    return fs.readFileSync(file === '-' ? 0 : file, 'utf8')
+    return fs.readFileSync(file === '-' ? 0 : file, 'utf8').replace(/^\uFEFF/, '')
   } catch (e) {
     return fail('FILE_ACCESS', `--text-file ${file}: cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); pass a readable UTF-8 text file, or '-' to read standard input.`)
   }
@@ -55,10 +61,11 @@ function readTextFile(file: string): string {
 
 async function runScore(flags: ScoreFlags): Promise<void> {
   if ([flags.text, flags.textFile, flags.ids].filter(x => x !== undefined).length !== 1) fail('INVALID_ARGUMENT', 'Pass exactly one of --text, --text-file or --ids.')
+  // Read before the checkpoint opens: a wrong path fails at once, not after loading a model.
+  if (flags.textFile !== undefined) flags.text = readTextFile(flags.textFile)
   const ckpt = openCheckpoint(flags.model, checkpointOptions(flags))
   const edits = editsFromFlags(flags, ckpt.spec)
   validateEdits(ckpt.spec, edits)
-  if (flags.textFile !== undefined) flags.text = readTextFile(flags.textFile)
   const tokens = flags.ids !== undefined ? parseIds(flags.ids) : ckpt.tokenizer().encode(flags.text!)
   if (tokens.length < 2) fail('INVALID_ARGUMENT', `Need at least 2 tokens to score (got ${tokens.length}); the first token is only context.`)
   // transformers scores past max_position_embeddings too (rotary positions extrapolate); lm-eval never
@@ -88,13 +95,14 @@ async function runScore(flags: ScoreFlags): Promise<void> {
 /**
  * SEQUENCE_TOO_LONG when one forward pass over `tokens` would not fit in `availableBytes` (the pool's
  * rule, src/pool/memoryFit.ts: resident weights + the worker estimate at 1 x tokens, within 85%). `score`
- * sends the whole text as one sequence, and attention grows with its square: 16,000 ids on a
- * 163,840-context DeepSeek-V2 config of tiny width passed 8.7 GB of RSS and kept growing, and a real
- * context's worth would have the kernel kill it (or its neighbours) instead of an error.
+ * sends the whole text as one sequence. Before attention worked in blocks (src/onnx/sequenceChunks.ts),
+ * 16,000 ids on a 163,840-context DeepSeek-V2 config of tiny width passed 8.7 GB of RSS and kept
+ * growing; the need now grows about linearly with the length, but a long enough text would still
+ * have the kernel kill it (or its neighbours) instead of an error.
  */
 export function checkScoreFits(spec: ModelSpec, tokens: number, weightBytes: number, availableBytes: number): void {
   const { fits, needBytes: need } = oneSequenceFit(spec, tokens, weightBytes, availableBytes)
   if (fits) return
-  fail('SEQUENCE_TOO_LONG', `Scoring ${tokens} tokens as one sequence needs about ${formatBytes(need)} (${weightBytes > 0 ? `weights ${formatBytes(weightBytes)}; ` : ''}attention grows with the square of the length), `
+  fail('SEQUENCE_TOO_LONG', `Scoring ${tokens} tokens as one sequence needs about ${formatBytes(need)} (${weightBytes > 0 ? `weights ${formatBytes(weightBytes)}; ` : ''}activations grow with the length), `
     + `more than ${Math.round(MEMORY_SAFETY * 100)}% of the ${formatBytes(availableBytes)} available: score a shorter text (or the text in pieces), or free memory.`)
 }
