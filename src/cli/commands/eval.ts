@@ -15,7 +15,7 @@ import type { ModelSpec } from '../../model/modelSpec.ts'
 import { availableMemoryBytes, formatBytes, MEMORY_SAFETY, oneSequenceFit, residentWeightBytes } from '../../pool/memoryFit.ts'
 import { longestRequestBound } from '../../tasks/requestBound.ts'
 import { addMethodOptions, integerFlag, planFromFlags, prepareFromPlan, type MethodFlags } from '../methodOptions.ts'
-import { withProgress } from '../progress.ts'
+import { stopAllProgress, withProgress } from '../progress.ts'
 import { formatResultsTable, resultsJson } from '../resultsTable.ts'
 
 interface EvalFlags extends EngineFlags, MethodFlags {
@@ -51,7 +51,43 @@ Examples:
   moe-harness eval --model models/tiny-moe --tasks brown-cloze,brown-agreement --sample 300 --json
   moe-harness eval --model DIR --tasks arc_easy,piqa --data-dir ~/datasets --limit 100
 `)
-  cmd.action(async (flags: EvalFlags) => runEval(flags))
+  cmd.action(async (flags: EvalFlags) => {
+    const where: { stage: EvalStage } = { stage: { what: 'starting' } }
+    // Ctrl-C printed nothing (the process died of the signal, as the shell's 130, skipping the exit hooks
+    // that remove spilled overrides and half-written graph files). eval keeps no results, so there is
+    // nothing to finish first: say what was lost and how to rerun, and exit 130 as an interrupted sweep does.
+    const onSignal = () => {
+      stopAllProgress()
+      process.stderr.write(`\n${interruptedLine(where.stage)}\n`)
+      process.exit(130)
+    }
+    process.on('SIGINT', onSignal)
+    process.on('SIGTERM', onSignal)
+    try {
+      await runEval(flags, where)
+    } finally {
+      process.off('SIGINT', onSignal)
+      process.off('SIGTERM', onSignal)
+    }
+  })
+}
+
+/** What eval is doing, for the line an interrupt prints. */
+type EvalStage =
+  | { what: 'starting' }
+  | { what: 'preparing'; method: string; calibration?: 'one-pass' | 'sequential' }
+  | { what: 'scoring'; task: string; index: number; tasks: number; calibrated: boolean }
+
+/** The one line Ctrl-C prints: what was running, what was (not) saved, how to rerun. */
+export function interruptedLine(s: EvalStage): string {
+  if (s.what === 'starting') return 'interrupted before scoring: nothing was scored or saved; rerun the same command to evaluate'
+  if (s.what === 'preparing') {
+    if (!s.calibration) return `interrupted while applying ${s.method}: nothing was scored or saved; rerun the same command to evaluate`
+    return `interrupted while preparing the ${s.method} variant (calibration and the method): nothing was scored and eval saves no results; ` +
+      `${s.calibration === 'sequential' ? "the layers' calibration statistics completed so far are cached" : 'calibration statistics are cached once complete'}, and rerunning the same command reuses them`
+  }
+  return `interrupted while scoring ${s.task} (task ${s.index} of ${s.tasks}): eval saves no results, so the scores so far are lost; rerun the same command to evaluate again` +
+    `${s.calibrated ? ' (its calibration statistics are cached)' : ''}, or use sweep, which keeps finished cells and resumes`
 }
 
 /**
@@ -106,7 +142,7 @@ export function subsetFromFlags(flags: { limit?: string; sample?: string; seed: 
   return { limit: positiveNumber('--limit', flags.limit), sample: positiveNumber('--sample', flags.sample), seed: integerFlag('--seed', flags.seed) }
 }
 
-async function runEval(flags: EvalFlags): Promise<void> {
+async function runEval(flags: EvalFlags, where: { stage: EvalStage }): Promise<void> {
   // Everything that can be wrong is checked before the model is built.
   const ckpt = openCheckpoint(flags.model, checkpointOptions(flags))
   const hookEdits = editsFromFlags(flags, ckpt.spec)
@@ -131,6 +167,7 @@ async function runEval(flags: EvalFlags): Promise<void> {
     const longest = Math.min(Math.max(1, ...loaded.map(l => longestRequestBound(l.task, l.docs, maxLength))), maxLength + 1)
     checkEvalFits(ckpt.spec, longest, weights, availableMemoryBytes(), { maxLengthGiven: flags.maxLength !== undefined, floatWeights })
   }
+  if (plan) where.stage = { what: 'preparing', method: plan.method.name, calibration: plan.needs.length ? plan.procedure : undefined }
   const variant = await prepareFromPlan(ckpt, plan, flags, engine)
   if (variant) refuseReplacedHooks(variant.method, variant.edits, hookEdits)
   const edits = variant ? mergeEdits(variant.edits, hookEdits) : hookEdits
@@ -139,7 +176,8 @@ async function runEval(flags: EvalFlags): Promise<void> {
   const scorer = await createLocalScorer(ckpt, edits, engine)
   const results: { task: TaskDefinition; evaluation: TaskEvaluation; docs: number; seconds: number }[] = []
   try {
-    for (const { task, docs } of loaded) {
+    for (const [i, { task, docs }] of loaded.entries()) {
+      where.stage = { what: 'scoring', task: task.name, index: i + 1, tasks: loaded.length, calibrated: Boolean(variant?.calibration) }
       const t0 = performance.now()
       const evaluation = await withProgress(task.name.padEnd(22), docs.length, async progress => {
         const result = await evaluateTask(task, docs, {
