@@ -680,11 +680,12 @@ function biasRows(g: GraphBuilder, queryBranch: string, branch: string, queryIdx
  * pass, or block by block in a Loop when the plan says long. Each query row's scores, softmax and
  * context depend on that row alone, so the blocks give the one pass's numbers.
  */
-function overQueries(g: GraphBuilder, plan: AttentionPlan, queries: string[], type: ElemType, [X, Y, dim]: number[], core: (b: GraphBuilder, queries: string[], bias: string) => string): string {
-  if (plan.long === undefined) return core(g, queries, plan.bias)
+function overQueries(g: GraphBuilder, plan: AttentionPlan, queries: string[], type: ElemType, [X, Y, dim]: number[], core: (b: GraphBuilder, queries: string[], bias: string, keys: KeyRange) => string): string {
+  const allKeys: KeyRange = x => x
+  if (plan.long === undefined) return core(g, queries, plan.bias, allKeys)
   const dims = (q: string | number) => ['B', X!, Y!, q, dim!]
   const direct = g.subgraph(g.fresh('attention_direct'))
-  const whole = core(direct, queries, plan.bias)
+  const whole = core(direct, queries, plan.bias, allKeys)
   const blocked = g.subgraph(g.fresh('attention_blocked'))
   const padded = queries.map(q => blocked.op('Pad', [q, plan.pads]))
   const body = blocked.subgraph(g.fresh('attention_block'))
@@ -696,8 +697,14 @@ function overQueries(g: GraphBuilder, plan: AttentionPlan, queries: string[], ty
   const block = padded.map(q => body.op('Slice', [q, from!, to!, g.constInt([3])]))
   // Rows past T (the last block's padding) repeat the last query; their context is sliced off below.
   const queryIdx = body.op('Min', [body.op('Range', [start, end, g.scalarInt(1)]), body.op('Sub', [plan.T, g.scalarInt(1)])])
-  const bias = biasRows(body, body.op('Gather', [plan.branch, queryIdx], { axis: 1 }), plan.branch, queryIdx, plan.T)
-  const ctx = core(body, block, bias)
+  // Causal: no query of the block sees a key after its last one, so the pass reads keys [0, keyEnd)
+  // only (about half the work over a sequence). Those keys' -inf add exact zeros to the softmax sum
+  // and their zero probabilities exact zeros to the context, so the numbers are one pass's.
+  const keyEnd = body.op('Min', [end, plan.T])
+  const keyTo = body.op('Unsqueeze', [keyEnd, g.constInt([0])])
+  const keys: KeyRange = (x, axis) => body.op('Slice', [x, g.constInt([0]), keyTo, g.constInt([axis])])
+  const bias = biasRows(body, body.op('Gather', [plan.branch, queryIdx], { axis: 1 }), keys(plan.branch, 1), queryIdx, keyEnd)
+  const ctx = core(body, block, bias, keys)
   const [scan] = blocked.opN('Loop', [plan.passes, ''], 1, {
     body: body.toGraph([{ name: body.op('Identity', [cond]), type: 'bool', dims: [] }, { name: ctx, type, dims: dims('Q') }]),
   })
@@ -706,6 +713,9 @@ function overQueries(g: GraphBuilder, plan: AttentionPlan, queries: string[], ty
   const out = blocked.op('Slice', [joined, g.constInt([0]), blocked.op('Unsqueeze', [plan.T, g.constInt([0])]), g.constInt([3])])
   return g.op('If', [plan.long], { then_branch: blocked.toGraph([{ name: out, type, dims: dims('T') }]), else_branch: direct.toGraph([{ name: whole, type, dims: dims('T') }]) })
 }
+
+/** The keys one attention pass reads: `x` cut to them on its key axis (all of them in one pass). */
+type KeyRange = (x: string, axis: number) => string
 
 /**
  * Per-row results of `perBlock` over blocks of at most `rowsPerPass` rows of `inputs` (axis 0, M rows),
@@ -820,11 +830,11 @@ function attention(g: GraphBuilder, spec: ModelSpec, weights: ComputeWeights, li
   // The scale is applied to each block's queries, next to their MatMul: onnxruntime folds a scalar Mul
   // into the MatMul (FusedMatMul alpha, other roundings) only within one graph, and the If / Loop
   // bodies are graphs of their own; scaled outside, the scores moved up to 2e-6 from ac4edfa~1's.
-  const ctx = overQueries(g, plan, [q5], weights.precision.elemType, [KV, rep, hd], (b, [q], bias) => {
+  const ctx = overQueries(g, plan, [q5], weights.precision.elemType, [KV, rep, hd], (b, [q], bias, keys) => {
     const qs = b.op('Mul', [q!, weights.precision.scalar(g, spec.attentionScale)])
-    const scores = b.op('Add', [weights.precision.toFloat32(b, b.op('MatMul', [qs, kT])), bias])
+    const scores = b.op('Add', [weights.precision.toFloat32(b, b.op('MatMul', [qs, keys(kT, 4)])), bias])
     const probs = weights.precision.toCompute(b, b.op('Softmax', [scores], { axis: -1 }))
-    return b.op('MatMul', [probs, v5])
+    return b.op('MatMul', [probs, keys(v5, 3)])
   }) // [B, KV, rep, T, hd]
   const merged = g.op('Reshape', [g.op('Transpose', [ctx], { perm: [0, 3, 1, 2, 4] }), g.constInt([-1, H * hd])])
   return linear(g, padding ? g.op('Gather', [merged, padding.real], { axis: 0 }) : merged, weights.float(n.o, g), bOpt(n.oBias))
@@ -869,12 +879,12 @@ function mlaAttention(g: GraphBuilder, spec: ModelSpec, weights: ComputeWeights,
   // Scores summed, scaled, masked and normalised in float32 (precision.ts).
   const kRotT = asKey(kRot, 1, r), kNopeT = nope > 0 ? asKey(kNope, H, nope) : '', v5 = asQuery(v, H, vd)
   const queries = [asQuery(qRot, H, r), ...(nope > 0 ? [asQuery(qNopeOf(g, q3, nope), H, nope)] : [])]
-  const ctx = overQueries(g, plan, queries, p.elemType, [H, 1, vd], (b, [qr, qn], bias) => {
-    let scores = p.toFloat32(b, b.op('MatMul', [qr!, kRotT])) // [B, H, 1, Q, T]
-    if (qn) scores = b.op('Add', [p.toFloat32(b, b.op('MatMul', [qn, kNopeT])), scores])
+  const ctx = overQueries(g, plan, queries, p.elemType, [H, 1, vd], (b, [qr, qn], bias, keys) => {
+    let scores = p.toFloat32(b, b.op('MatMul', [qr!, keys(kRotT, 4)])) // [B, H, 1, Q, T]
+    if (qn) scores = b.op('Add', [p.toFloat32(b, b.op('MatMul', [qn, keys(kNopeT, 4)])), scores])
     scores = b.op('Add', [b.op('Mul', [scores, g.scalarFloat(spec.attentionScale)]), bias])
     const probs = p.toCompute(b, b.op('Softmax', [scores], { axis: -1 }))
-    return b.op('MatMul', [probs, v5])
+    return b.op('MatMul', [probs, keys(v5, 3)])
   }) // [B, H, 1, T, vd]
   const merged = g.op('Reshape', [g.op('Transpose', [ctx], { perm: [0, 3, 1, 2, 4] }), g.constInt([-1, H * vd])])
   return linear(g, padding ? g.op('Gather', [merged, padding.real], { axis: 0 }) : merged, weights.float(n.o, g), bOpt(n.oBias))
