@@ -17,7 +17,11 @@ export interface CollectOptions {
   batchTokens?: number
   /** Tokens per layer kept for 'layerSamples'. */
   sampleTokens?: number
-  onProgress?: (done: number, total: number) => void
+  /**
+   * What is counted (`unit`): 'sequences' in one whole pass; 'sequences × MoE layers' layer by layer
+   * (collectLayered, sequential), with the layer in `detail`. A bar without it read "0/24".
+   */
+  onProgress?: (done: number, total: number, what?: CalibrationProgressUnit) => void
   /** Edits applied to the model while collecting (default none: the unpruned model). */
   edits?: VariantEdits
   /** The harness folder the graph cache lives under (default: harnessHome()). */
@@ -27,6 +31,14 @@ export interface CollectOptions {
    * whole pass's outputs per batch exceed WHOLE_PASS_OUTPUT_LIMIT. Same statistics either way.
    */
   layered?: boolean
+}
+
+/** What a calibration progress count means (CollectOptions.onProgress). */
+export interface CalibrationProgressUnit { unit: string; detail?: string }
+
+/** The unit of a layer-by-layer pass: every sequence through every MoE layer; `li` is the layer's position. */
+export function layerByLayer(li: number, layers: number): CalibrationProgressUnit {
+  return { unit: 'sequences × MoE layers', detail: `MoE layer ${li + 1} of ${layers}` }
 }
 
 export function outputsFor(needs: readonly StatNeed[]): CalibrationOutputs {
@@ -148,7 +160,7 @@ export async function collectStats(ckpt: Checkpoint, windows: number[][], needs:
       const out = await session.run(feeds, wanted)
       for (const a of acc.values()) a.add(out, n)
       tokens += n
-      options.onProgress?.(Math.min(windows.length, start + rows), windows.length)
+      options.onProgress?.(Math.min(windows.length, start + rows), windows.length, { unit: 'sequences' })
     }
   } finally {
     await session.release()
@@ -174,7 +186,7 @@ async function collectLayered(ckpt: Checkpoint, windows: number[][], needs: read
   let tokens = 0
   for (const [li, layer] of layers.entries()) {
     const step = await runLayerSlice(ckpt, options.edits ?? emptyEdits(), needs, layer, position, windows, hidden, options,
-      done => options.onProgress?.(li * windows.length + done, layers.length * windows.length))
+      done => options.onProgress?.(li * windows.length + done, layers.length * windows.length, layerByLayer(li, layers.length)))
     step.acc.finish(data, layer.index)
     hidden = step.hidden
     position = 2 * layer.index + 1

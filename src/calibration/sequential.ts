@@ -20,7 +20,7 @@ import { overrideDigest } from '../edits/overrideTensor.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
 import { moeLayers } from '../model/modelSpec.ts'
 import { calibrationKey, harnessHome, readCacheFile, writeCacheFile } from './cache.ts'
-import { runLayerSlice, windowsNeeded, type CollectOptions } from './collect.ts'
+import { layerByLayer, runLayerSlice, windowsNeeded, type CollectOptions } from './collect.ts'
 import { calibrationWindows, type CalibrationSpec } from './source.ts'
 import type { StatNeed, StatsData } from './stats.ts'
 
@@ -119,7 +119,7 @@ export async function sequentialStats(ckpt: Checkpoint, spec: CalibrationSpec, n
         data.info.source = w.fingerprint
       }
       const step = await runLayerSlice(ckpt, method.edits, needs, layer, position, windows, hidden, options,
-        done => options.onProgress?.(li * windows!.length + done, layers.length * windows!.length))
+        done => options.onProgress?.(li * windows!.length + done, layers.length * windows!.length, layerByLayer(li, layers.length)))
       const acc = step.acc
       tokens = step.tokens
       hidden = step.hidden

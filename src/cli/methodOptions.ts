@@ -94,7 +94,7 @@ export async function prepareFromPlan(ckpt: Checkpoint, plan: Awaited<ReturnType
   try {
     prepared = await prepareVariant(ckpt, plan, {
       calibration, ...engine,
-      onCalibration: (done, total) => { (progress ??= createProgress('calibration'.padEnd(22), total)).update(done) },
+      onCalibration: (done, total, what) => { (progress ??= createProgress('calibration'.padEnd(22), total, { unit: what?.unit })).update(done, what?.detail) },
     })
   } finally {
     progress?.stop()

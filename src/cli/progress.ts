@@ -14,12 +14,13 @@ export interface Progress {
 
 const live = new Set<Progress>()
 
-export function createProgress(title: string, total: number, options: { quiet?: boolean } = {}): Progress {
+/** `unit` names what is counted, after the count ("12/24 sequences"); a bare "0/24" left it to guess. */
+export function createProgress(title: string, total: number, options: { quiet?: boolean; unit?: string } = {}): Progress {
   if (options.quiet || total <= 0) return { update() {}, stop() {} }
   const tty = Boolean(process.stderr.isTTY)
   const bar = new cliProgress.SingleBar({
     stream: process.stderr,
-    format: `${title} {bar} {value}/{total} | {label} | eta {eta_formatted}`,
+    format: `${title} {bar} {value}/{total}${options.unit ? ` ${options.unit}` : ''} | {label} | eta {eta_formatted}`,
     noTTYOutput: !tty,
     notTTYSchedule: 5000,
     hideCursor: tty,
@@ -46,8 +47,8 @@ export function createProgress(title: string, total: number, options: { quiet?: 
 }
 
 /** Runs `work` with a bar that is stopped when it ends, whether it returns or throws. */
-export async function withProgress<T>(title: string, total: number, work: (progress: Progress) => Promise<T>): Promise<T> {
-  const progress = createProgress(title, total)
+export async function withProgress<T>(title: string, total: number, work: (progress: Progress) => Promise<T>, options: { unit?: string } = {}): Promise<T> {
+  const progress = createProgress(title, total, options)
   try {
     return await work(progress)
   } finally {

@@ -6,6 +6,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { calibrationCached, calibrationKey, harnessHome } from '../calibration/cache.ts'
+import type { CalibrationProgressUnit } from '../calibration/collect.ts'
 import type { StatNeed } from '../calibration/stats.ts'
 import { contentHash } from '../edits/variantEdits.ts'
 import { isVariantFolder, publishVariantFolder, readVariantFiles, variantFolderState } from '../edits/variantFolder.ts'
@@ -220,7 +221,7 @@ async function prepareSlot(slot: VariantSlot, ctx: PrepareContext): Promise<Prep
     ctx.onPreparing?.(`preparing ${name}`)
     const variant = await prepareVariant(ckpt, plan, {
       calibration: calibration(ckpt), device, threads: workers * threads,
-      onCalibration: (d, t) => ctx.onPreparing?.(`preparing ${name}: calibrating ${d}/${t}`),
+      onCalibration: (d, t, what) => ctx.onPreparing?.(`preparing ${name}: calibrating ${calibrationCount(d, t, what)}`),
     })
     const hash = contentHash(variant.edits)
     const dir = variantDir(ckpt, hash)
@@ -311,7 +312,7 @@ export async function calibrateModels(slots: readonly VariantSlot[], ctx: Prepar
     let result: Awaited<ReturnType<typeof calibrateFor>>
     try {
       // Thrown between batches; the pass releases its session (collect.ts) and nothing is cached or stored.
-      const onCalibration = (d: number, t: number) => { ctx.signal?.throwIfAborted(); progress(`calibrating ${name} ${d}/${t}`) }
+      const onCalibration = (d: number, t: number, what?: CalibrationProgressUnit) => { ctx.signal?.throwIfAborted(); progress(`calibrating ${name} ${calibrationCount(d, t, what)}`) }
       result = (await calibrateFor(ckpt, needs, { calibration: calibration(ckpt), device, threads: workers * threads, onCalibration }))!
     } catch (e) {
       if (ctx.signal?.aborted) return // interrupted, not failed: its variants stay unprepared for the rerun
@@ -330,4 +331,9 @@ export async function calibrateModels(slots: readonly VariantSlot[], ctx: Prepar
       routing_load_json: routing ? JSON.stringify(Object.entries(routing).map(([layer, r]) => ({ layer: Number(layer), load: Array.from(r.count, c => c / Math.max(1, r.tokens)) }))) : null,
     })
   }
+}
+
+/** "12/24 sequences × MoE layers (MoE layer 2 of 3)": a sweep's calibration count with its unit (a bare "12/24" left it to guess). */
+function calibrationCount(done: number, total: number, what?: CalibrationProgressUnit): string {
+  return `${done}/${total}${what ? ` ${what.unit}` : ''}${what?.detail ? ` (${what.detail})` : ''}`
 }

@@ -1,6 +1,7 @@
 // From (model, method, params) to a ready variant: validate, calibrate (cached; one-pass, or
 // sequential interleaved with the method's per-layer edits), apply, account.
 import { calibrationKey, getCalibrationStats } from '../calibration/cache.ts'
+import type { CalibrationProgressUnit } from '../calibration/collect.ts'
 import { sequentialStats, type SequentialResult } from '../calibration/sequential.ts'
 import type { CalibrationSpec } from '../calibration/source.ts'
 import type { StatNeed, StatsData } from '../calibration/stats.ts'
@@ -87,7 +88,8 @@ export interface PrepareOptions {
   threads: number
   /** Statistics for every planned method at once (a sweep asks for the union, so it calibrates once). */
   extraNeeds?: readonly StatNeed[]
-  onCalibration?: (done: number, total: number) => void
+  /** Progress of calibration; `what` says what is counted (sequences, or sequences × MoE layers). */
+  onCalibration?: (done: number, total: number, what?: CalibrationProgressUnit) => void
 }
 
 export async function calibrateFor(ckpt: Checkpoint, needs: readonly StatNeed[], options: PrepareOptions): Promise<{ data: StatsData; key: string; fromCache: boolean } | null> {

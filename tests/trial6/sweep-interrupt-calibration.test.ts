@@ -20,7 +20,7 @@ describe('a sweep interrupted while calibrating', () => {
     models: { m: 'm' }, methods: ['frequency-pruning'], ratios: [0.5], tasks: ['brown-cloze'],
     subset: { limit: 2 }, calibration: { sequences: 64, length: 256 }, pool: { workers: 1, threads: 1 },
   }, 'test config')
-  const calibrating = (label: string) => /^calibrating m (\d+)\/(\d+)$/.exec(label)
+  const calibrating = (label: string) => /^calibrating m (\d+)\/(\d+) sequences$/.exec(label)
 
   it('stops at the next batch, stores no failure and caches nothing; the rerun completes', async () => {
     const controller = new AbortController()

@@ -189,7 +189,7 @@ async function runEval(flags: EvalFlags, where: { stage: EvalStage }): Promise<v
         })
         progress.update(docs.length)
         return result
-      })
+      }, { unit: 'documents' })
       rejectNonfinite(task.name, evaluation, Boolean(flags.allowNonfinite))
       for (const note of evaluation.notes) process.stderr.write(`warning: ${note}\n`)
       results.push({ task, evaluation, docs: docs.length, seconds: (performance.now() - t0) / 1000 })

@@ -172,7 +172,7 @@ export async function sweepFromFlags(flags: SweepFlags): Promise<SweepSummary & 
       config, baseDir: loaded.baseDir, db, shard: parseShard(flags.shard), signal: controller.signal, leaseSeconds,
       skipCells: flags.skipCells ? readSkipCells(flags.skipCells) : undefined,
       log: line => process.stderr.write(`${line}\n`),
-      onProgress: p => { (bar ??= createProgress('sweep', p.total)).update(p.done, p.label) },
+      onProgress: p => { (bar ??= createProgress('sweep', p.total, { unit: 'cells' })).update(p.done, p.label) },
     })
     bar?.stop()
     const t = summary.timings
@@ -266,7 +266,7 @@ async function clusterAction(flags: ClusterFlags): Promise<void> {
       ...options, signal: controller.signal,
       pollMs: 1000 * (flags.pollSeconds ? positiveNumber('--poll-seconds', flags.pollSeconds) : 10),
       log: line => process.stderr.write(`${line}\n`),
-      onProgress: p => { (bar ??= createProgress('slurm shards', p.total)).update(p.done, `${p.running} running, ${p.pending} pending, ${p.failed} failed`) },
+      onProgress: p => { (bar ??= createProgress('slurm', p.total, { unit: 'shards' })).update(p.done, `${p.running} running, ${p.pending} pending, ${p.failed} failed`) },
     })
   } finally {
     bar?.stop()
