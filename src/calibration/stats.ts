@@ -136,26 +136,37 @@ export interface StatsReader {
   name?: string
 }
 
+type Kind = keyof typeof FIELDS
+
 /**
- * A statistic object whose unknown fields throw: `stats.routing(l).counts` (the field is `count`) was
- * undefined, and the error came later, far from the cause (a helper's "got undefined", NaN scores).
- * The object is a shallow copy (the same typed arrays) whose prototype is a Proxy: real fields are
- * own properties and read at plain-object speed (methods read them per expert and per dimension);
- * only a read that misses them reaches the Proxy. Symbols, Object.prototype names, toJSON and then
- * read as usual, so spreading, JSON, inspection and `await` work; `in` and Object.keys see the real fields.
+ * The prototype of a view's statistic objects of one kind: a Proxy that answers only the reads that
+ * miss an object's own fields, and throws for a name the kind does not have. `read(receiver)` names
+ * the object (`stats.routing(1)`); it runs only on that error path.
  * Errors: INVALID_ARGUMENT naming the read, the closest field and the list (the same treatment as
  * undeclared `params.x`, src/methods/registry.ts strictParams).
  */
-function strictFields<T extends object>(target: T, read: string, kind: string, known: readonly string[], method?: string): T {
-  const guard = new Proxy({}, {
+function fieldGuard(kind: Kind, read: (receiver: object) => string, method?: string): object {
+  return new Proxy({}, {
     get(base, key, receiver) {
-      if (typeof key !== 'string' || key in base || known.includes(key) || key === 'toJSON' || key === 'then') return Reflect.get(base, key, receiver)
-      const fields = [...new Set([...known, ...Object.keys(receiver as object)])]
+      if (typeof key !== 'string' || key in base || (FIELDS[kind] as readonly string[]).includes(key) || key === 'toJSON' || key === 'then') return Reflect.get(base, key, receiver)
+      const fields = [...new Set([...FIELDS[kind], ...Object.keys(receiver as object)])]
       const near = closest(key, fields, 1)
-      return fail('INVALID_ARGUMENT', `${read}.${key}: ${method ? `method '${method}' read` : 'read'} '${key}', which ${kind} statistics do not have${near.length ? ` (did you mean ${near[0]}?)` : ''}; their fields: ${fields.join(', ')}`)
+      return fail('INVALID_ARGUMENT', `${read(receiver as object)}.${key}: ${method ? `method '${method}' read` : 'read'} '${key}', which ${kind} statistics do not have${near.length ? ` (did you mean ${near[0]}?)` : ''}; their fields: ${fields.join(', ')}`)
     },
   })
-  return Object.assign(Object.create(guard) as T, target)
+}
+
+/**
+ * A statistic object whose unknown fields throw: `stats.routing(l).counts` (the field is `count`) was
+ * undefined, and the error came later, far from the cause (a helper's "got undefined", NaN scores).
+ * A shallow copy (the same typed arrays, never wrapped: methods read them per expert and per
+ * dimension) whose prototype is the kind's guard: the real fields are own properties, read at
+ * plain-object speed; only a read that misses them reaches the Proxy. Symbols, Object.prototype
+ * names, toJSON and then read as usual, so spreading, JSON, inspection and `await` work; `in` and
+ * Object.keys see the real fields.
+ */
+function strictFields<T extends object>(target: T, guard: object): T {
+  return Object.setPrototypeOf({ ...target }, guard) as T
 }
 
 /**
@@ -167,6 +178,10 @@ export function statsView(data: StatsData, allowed: readonly StatNeed[], reader:
   const name = reader.name ?? 'stats'
   const moe = reader.layers?.filter(l => l.kind === 'moe').map(l => l.index)
   const wrapped = new WeakMap<object, object>()
+  const guards = new Map<Kind, object>()
+  // Which layer's entry `receiver` copies (its fields are the entry's own values): only for an error message.
+  const layerOf = (table: Record<number, object> | undefined, receiver: object) =>
+    Object.entries(table ?? {}).find(([, e]) => Object.keys(e).every(k => (e as Record<string, unknown>)[k] === (receiver as Record<string, unknown>)[k]))?.[0] ?? '?'
   const get = <T>(need: StatNeed, table: Record<number, T> | undefined, layer: number): T => {
     const read = `${name}.${need}(${String(layer)})`
     if (!allowed.includes(need)) {
@@ -176,11 +191,20 @@ export function statsView(data: StatsData, allowed: readonly StatNeed[], reader:
     if (v === undefined) fail('INVALID_ARGUMENT', `${read}: ${missingLayer(data, table, need, layer, reader.layers, moe)}`)
     if (need === 'expertOutputsAll' || typeof v !== 'object' || v === null) return v
     let w = wrapped.get(v)
-    if (!w) wrapped.set(v, (w = strictFields(v, read, need, FIELDS[need as keyof typeof FIELDS], reader.method)))
+    if (!w) {
+      let guard = guards.get(need as Kind)
+      if (!guard) guards.set(need as Kind, (guard = fieldGuard(need as Kind, r => `${name}.${need}(${layerOf(table as Record<number, object>, r)})`, reader.method)))
+      wrapped.set(v, (w = strictFields(v, guard)))
+    }
     return w as T
   }
+  // data.info may be replaced while the view lives (the sequential worker assigns each layer's info).
+  let info: { of: StatsData['info']; wrapped: StatsData['info'] } | undefined
   return {
-    info: strictFields(data.info, `${name}.info`, 'info', FIELDS.info, reader.method),
+    get info() {
+      if (info?.of !== data.info) info = { of: data.info, wrapped: strictFields(data.info, fieldGuard('info', () => `${name}.info`, reader.method)) }
+      return info.wrapped
+    },
     routing: l => get('routing', data.routing, l),
     expertOutputs: l => get('expertOutputs', data.expertOutputs, l),
     expertOutputsAll: l => get('expertOutputsAll', data.expertOutputsAll, l),

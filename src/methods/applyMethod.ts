@@ -11,7 +11,7 @@ import { decodeToFloat32, encodeFromFloat32 } from '../model/safetensors.ts'
 import { isStoredOverride, overrideValues } from '../edits/overrideTensor.ts'
 import { spillBudgetBytes, spillOverrides } from '../edits/overrideSpill.ts'
 import { mulberry32, seedFromString } from '../util/rng.ts'
-import { statsView, type StatsData } from '../calibration/stats.ts'
+import { statsView, type CalibrationStats, type StatsData } from '../calibration/stats.ts'
 import type { LayerReport, MethodContext, MethodDefinition, MethodReport } from './defineMethod.ts'
 import { isCodingError, layoutOf, needsOf, pluginLocation, strictParams, unprunedNeedsOf, type ParamValues } from './registry.ts'
 
@@ -66,6 +66,7 @@ export function startMethod(method: MethodDefinition, params: ParamValues, ckpt:
   let held = 0 // float32 bytes of edited tensors in memory
   const warnings: string[] = []
   let stats: StatsData = NO_STATS
+  let view: { of: StatsData; view: CalibrationStats } | undefined
   // Layers are named by their decoder index (layout.layers[i].index), which is not the position in
   // layout.layers when the model has dense layers (DeepSeek's first_k_dense_replace).
   const moeLayer = (layer: number) => layout.layers.find(l => l.index === layer) ??
@@ -141,7 +142,11 @@ export function startMethod(method: MethodDefinition, params: ParamValues, ckpt:
         hooks(layer).topK = k
       },
     },
-    get stats() { return statsView(stats, needs, { method: method.name, layers: ckpt.spec.layers }) },
+    // One view per statistics object: a plugin reading ctx.stats in a loop built a view (and its wrapped layer objects) per read.
+    get stats() {
+      if (view?.of !== stats) view = { of: stats, view: statsView(stats, needs, { method: method.name, layers: ckpt.spec.layers }) }
+      return view.view
+    },
     unpruned: unprunedView,
     rng: mulberry32(seedFromString(seedKey)),
     log: {

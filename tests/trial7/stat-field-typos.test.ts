@@ -94,6 +94,24 @@ describe('misspelt statistic fields', () => {
   })
 })
 
+describe('statistics read in a hot loop', () => {
+  it('ctx.stats and its layer objects are built once, so reading them per expert stays cheap', async () => {
+    const reads = 200_000
+    const r = await applyMethod(method(c => {
+      const same = c.stats === c.stats && c.stats.routing(1) === c.stats.routing(1) && c.unpruned.routing(2) === c.unpruned.routing(2)
+      const t0 = performance.now()
+      let sum = 0
+      for (let i = 0; i < reads; i++) sum += c.stats.routing(1 + (i & 1)).count[i & 3]
+      return { achievedRatio: 0, notes: { same, ms: performance.now() - t0, finite: Number.isFinite(sum) } }
+    }), { ratio: 0.25 }, ckpt, stats, 'trial7')
+    const notes = r.report.notes as { same: boolean; ms: number; finite: boolean }
+    assert.equal(notes.same, true)
+    assert.equal(notes.finite, true)
+    // About 20 ms here; a view and a copy per read took 2 to 3 s.
+    assert.ok(notes.ms < 1000, `${reads} reads took ${notes.ms.toFixed(0)} ms`)
+  })
+})
+
 describe('statistics of a layer that has none', () => {
   it('stats.routing(0) on a dense layer 0 says it is dense and lists the MoE layers', async () => {
     const e = await failure(read(c => c.stats.routing(0)))
