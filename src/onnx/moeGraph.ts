@@ -654,8 +654,8 @@ function attentionPlan(g: GraphBuilder, branch: string, bt: string, heads: numbe
 
 /**
  * Attention bias [B, 1, 1, Q, T] for queries at positions `queryIdx` [Q] (`queryBranch` [B, Q] their
- * branch ids) over all T keys of `branch` [B, T]: 0 where the key is allowed (causal, same branch or the
- * shared prefix, not padding), -inf elsewhere.
+ * branch ids) over the keys at positions 0..T-1 (`branch` [B, T] their branch ids): 0 where the key is
+ * allowed (causal, same branch or the shared prefix, not padding), -inf elsewhere.
  */
 function biasRows(g: GraphBuilder, queryBranch: string, branch: string, queryIdx: string, T: string): string {
   const keyIdx = g.op('Range', [g.scalarInt(0), T, g.scalarInt(1)])
@@ -720,8 +720,8 @@ type KeyRange = (x: string, axis: number) => string
 /**
  * Per-row results of `perBlock` over blocks of at most `rowsPerPass` rows of `inputs` (axis 0, M rows),
  * in a Loop, joined back in order as the outputs `names` (each [M]); in one pass in the graph itself
- * when rowsPerPass is undefined. perBlock maps the block's inputs to 1-D values, one per row. The last block is padded with zeros (row 0 and token 0, both valid),
- * and their results are cut off.
+ * when rowsPerPass is undefined. perBlock maps the block's inputs to 1-D values, one per row. Blocks
+ * are equal; the last is padded with zeros (row 0 and token 0, both valid), whose results are cut off.
  */
 function overRows(g: GraphBuilder, inputs: string[], rowsPerPass: number | undefined, perBlock: (b: GraphBuilder, block: string[]) => { value: string; type: ElemType }[], names: string[]): void {
   if (rowsPerPass === undefined) {
@@ -829,7 +829,7 @@ function attention(g: GraphBuilder, spec: ModelSpec, weights: ComputeWeights, li
   // Mask and softmax in float32, probabilities back in the compute dtype (precision.ts).
   // The scale is applied to each block's queries, next to their MatMul: onnxruntime folds a scalar Mul
   // into the MatMul (FusedMatMul alpha, other roundings) only within one graph, and the If / Loop
-  // bodies are graphs of their own; scaled outside, the scores moved up to 2e-6 from ac4edfa~1's.
+  // bodies are graphs of their own; scaled outside them, logprobs moved by up to 2e-6.
   const ctx = overQueries(g, plan, [q5], weights.precision.elemType, [KV, rep, hd], (b, [q], bias, keys) => {
     const qs = b.op('Mul', [q!, weights.precision.scalar(g, spec.attentionScale)])
     const scores = b.op('Add', [weights.precision.toFloat32(b, b.op('MatMul', [qs, keys(kT, 4)])), bias])
