@@ -207,14 +207,18 @@ export function estimateWorkerBytes(spec: ModelSpec, rows: number, rowTokens: nu
  * the budget, which goes alone): rows of the longest request the sweep builds (`longestRequest`, an
  * upper bound in tokens: src/tasks/requestBound.ts), else of the model's longest sequence
  * (max_position_embeddings, or the sliding window that caps it), never longer than the latter; as many
- * as the budget holds. Attention grows with B·T² = tokens × T, so the widest rows are the worst case.
- * A multiple-choice request packs its branches after the shared prefix and can run a few tokens past
- * the context; such a request goes alone in its batch.
+ * as the budget holds, but never more than `mostRequests` when given: planBatches puts one request (all
+ * its branches) in a row and packs only the requests scored together, one task's (src/tasks/
+ * requestBound.ts requestCountBound), so a budget of a million tokens over a 40-request task plans 40
+ * rows, not 488 that can never exist. Attention grows with B·T² = tokens × T, so the widest rows are
+ * the worst case. A multiple-choice request packs its branches after the shared prefix and can run a
+ * few tokens past the context; such a request goes alone in its batch.
  */
-export function worstBatch(spec: ModelSpec, batchTokens: number, longestRequest?: number): { rows: number; rowTokens: number } {
+export function worstBatch(spec: ModelSpec, batchTokens: number, longestRequest?: number, mostRequests?: number): { rows: number; rowTokens: number } {
   const context = Math.min(spec.maxPositions, spec.slidingWindow ?? Infinity)
   const rowTokens = longestRequest !== undefined ? Math.max(1, Math.min(context, Math.ceil(longestRequest))) : context
-  return { rows: Math.max(1, Math.floor(batchTokens / rowTokens)), rowTokens }
+  const rows = Math.max(1, Math.floor(batchTokens / rowTokens))
+  return { rows: mostRequests !== undefined ? Math.max(1, Math.min(rows, Math.ceil(mostRequests))) : rows, rowTokens }
 }
 
 /**
@@ -316,13 +320,15 @@ function readText(file: string): string | undefined {
 /**
  * The pool of a sweep over `models`: modelBytes is the largest model's weights, perWorkerBytes the
  * largest worker estimate over the models at the worst batch of `batchTokens` (rows as long as
- * `longestRequest(maxLength)` when given: the sweep's requests at a model's context); available
- * memory and cores are read from this machine unless given.
+ * `longestRequest(maxLength)` when given: the sweep's requests at a model's context; at most
+ * `mostRequests(maxLength)` rows when given: the most requests one task of the sweep builds there);
+ * available memory and cores are read from this machine unless given.
  */
 export function fitPoolToModels(o: {
   models: readonly Pick<Checkpoint, 'spec' | 'tensors'>[]
   batchTokens: number
   longestRequest?: (maxLength: number) => number
+  mostRequests?: (maxLength: number) => number
   requestedWorkers: number
   requestedThreads?: number
   availableBytes?: number
@@ -339,7 +345,7 @@ export function fitPoolToModels(o: {
   let batch: { rows: number; rowTokens: number } | undefined
   for (const ckpt of o.models) {
     modelBytes = Math.max(modelBytes, modelWeightBytes(ckpt))
-    const worst = worstBatch(ckpt.spec, o.batchTokens, o.longestRequest?.(ckpt.spec.maxPositions))
+    const worst = worstBatch(ckpt.spec, o.batchTokens, o.longestRequest?.(ckpt.spec.maxPositions), o.mostRequests?.(ckpt.spec.maxPositions))
     const bytes = estimateWorkerBytes(ckpt.spec, worst.rows, worst.rowTokens) + (o.weightsInMemory ? 2 * float32WeightBytes(ckpt) : 0)
     if (bytes > perWorkerBytes) [perWorkerBytes, batch] = [bytes, worst]
   }

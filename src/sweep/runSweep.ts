@@ -5,7 +5,7 @@ import { allowsNonfinite, type HarnessConfig } from '../config/defineConfig.ts'
 import { methodFileHash } from '../methods/registry.ts'
 import { weightResidency } from '../engine/graphSession.ts'
 import { fitPoolToModels } from '../pool/memoryFit.ts'
-import { longestRequestBound } from '../tasks/requestBound.ts'
+import { longestRequestBound, requestCountBound } from '../tasks/requestBound.ts'
 import { checkDeviceAvailable } from '../ort/ort.ts'
 import { createPool } from '../pool/pool.ts'
 import { ResultsStore } from '../store/resultsStore.ts'
@@ -82,9 +82,11 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
   if (loaded.device !== 'cpu' && await cellsLeft(loaded, options.db, mine)) checkDeviceAvailable(loaded.device)
   // Workers × threads chosen so the largest model (mapped once) and every worker's largest batch fit
   // in the memory available; fewer workers than requested when they would not (src/pool/memoryFit.ts).
-  // Rows as long as the requests the tasks' selected documents make (cell.ts scores at the model's context).
+  // Rows as long as the requests the tasks' selected documents make (cell.ts scores at the model's context),
+  // and no more rows than one task makes requests (a cell scores one task's requests together).
   const longestRequest = (maxLength: number) => Math.max(1, ...loaded.tasks.map(t => longestRequestBound(t, loaded.taskData.get(t.name)!.docs, maxLength)))
-  const fit = fitPoolToModels({ models: [...loaded.models.values()], batchTokens: config.batchTokens, longestRequest, requestedWorkers: loaded.workers, requestedThreads: config.pool.threads, weightsInMemory: weightResidency() === 'memory' })
+  const mostRequests = (maxLength: number) => Math.max(1, ...loaded.tasks.map(t => requestCountBound(t, loaded.taskData.get(t.name)!.docs, maxLength)))
+  const fit = fitPoolToModels({ models: [...loaded.models.values()], batchTokens: config.batchTokens, longestRequest, mostRequests, requestedWorkers: loaded.workers, requestedThreads: config.pool.threads, weightsInMemory: weightResidency() === 'memory' })
   log(fit.reason)
   const inputs: SweepInputs = { ...loaded, workers: fit.workers, threads: fit.threads }
   const store = new ResultsStore(options.db)

@@ -57,3 +57,48 @@ export function longestRequestBound(task: TaskDefinition, docs: readonly { doc: 
   }
   return longest
 }
+
+/**
+ * An upper bound on how many requests evaluateTask builds for `docs` at `maxLength` (before identical
+ * ones are merged): the most rows one batch of the task can have, since a task's requests are scored
+ * together (src/tasks/evaluate.ts: one env.score call per task) and src/engine/packing.ts planBatches
+ * puts each request, with all its branches, in one row. Per document, as evaluate.ts builds them: a
+ * multiple-choice item is one request, or one per choice when a choice may not fit beside its context
+ * (tok(context + choice) has at most its UTF-8 bytes + ADDED_TOKENS tokens), plus one per choice for
+ * acc_mutual_info's unconditional requests; a multiple-input item one per context; a loglikelihood
+ * item one; a rolling document one per window of maxLength predicted tokens, and token_perplexity one
+ * per whole window of the joined documents. 0 for no documents.
+ */
+export function requestCountBound(task: TaskDefinition, docs: readonly { doc: unknown }[], maxLength: number): number {
+  let count = 0
+  const delim = ('targetDelimiter' in task ? task.targetDelimiter : undefined) ?? ' '
+  let joinedBytes = 0
+  for (const { doc } of docs) {
+    switch (task.kind) {
+      case 'multiple_choice': {
+        const p = task.prompt(doc)
+        const widest = Math.max(0, ...p.choices.map(c => bytes(delim + c)))
+        count += bytes(p.context) + widest + ADDED_TOKENS - 1 <= maxLength ? 1 : Math.max(1, p.choices.length)
+        if (task.metrics.includes('acc_mutual_info')) count += p.choices.length
+        break
+      }
+      case 'multiple_input':
+        count += task.prompt(doc).contexts.length
+        break
+      case 'loglikelihood':
+        count += 1
+        break
+      case 'rolling': {
+        const p = task.prompt(doc)
+        count += Math.ceil((bytes(p.text) + ADDED_TOKENS) / maxLength)
+        joinedBytes += bytes(p.countText ?? p.text)
+        break
+      }
+    }
+  }
+  if (task.kind === 'rolling' && task.metrics.includes('token_perplexity') && docs.length) {
+    const window = Math.min(task.tokenWindow ?? DEFAULTS.tokenPerplexityWindow, maxLength)
+    count += Math.floor((joinedBytes + 2 * (docs.length - 1) + ADDED_TOKENS) / window)
+  }
+  return count
+}

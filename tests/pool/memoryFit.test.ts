@@ -12,6 +12,8 @@ import {
   availableMemoryBytes, estimateWorkerBytes, estimateWorkerParts, fitPool, formatBytes, MEMORY_SAFETY, modelWeightBytes,
   ORT_ALLOCATION_FACTOR, WORKER_OVERHEAD_BYTES, worstBatch,
 } from '../../src/pool/memoryFit.ts'
+import { loadTask, loadTaskDocs } from '../../src/tasks/registry.ts'
+import { requestCountBound } from '../../src/tasks/requestBound.ts'
 import { lastJson, ROOT, runCli, writeSweepConfig } from '../helpers/cli.ts'
 import { tmpDir } from '../helpers/tmp.ts'
 
@@ -165,22 +167,30 @@ describe('sweep sizes its pool to the memory available', () => {
   it('prints the plan in one line: requested workers that fit, the cores shared, the footprint', () => {
     const r = runCli(['sweep', '--config', config('fits', {}), '--db', path.join(dir, 'fits.sqlite'), '--json'], { env })
     assert.equal(r.status, 0, r.stderr)
-    const { rows, rowTokens } = worstBatch(ckpt.spec, 2048)
-    assert.deepEqual([rows, rowTokens], [8, 256]) // the default batchTokens over tiny-moe's 256-token context
+    const { rows, rowTokens } = worstBatch(ckpt.spec, 2048, undefined, 4)
+    // The default batchTokens over tiny-moe's 256-token context holds 8 rows; four brown-cloze items make 4 requests.
+    assert.deepEqual([rows, rowTokens], [4, 256])
     const threads = Math.max(1, Math.floor(os.availableParallelism() / 2))
     const model = formatBytes(modelWeightBytes(ckpt)), per = formatBytes(estimateWorkerBytes(ckpt.spec, rows, rowTokens))
-    assert.match(poolLine(r.stderr), new RegExp(`^pool: 2 workers x ${threads} threads? \\(model ${model} mapped once \\+ 2 x ${per} per worker at batches of 8 x 256 tokens = .* fits 85% of [\\d.]+ GB available\\)$`))
+    assert.match(poolLine(r.stderr), new RegExp(`^pool: 2 workers x ${threads} threads? \\(model ${model} mapped once \\+ 2 x ${per} per worker at batches of 4 x 256 tokens = .* fits 85% of [\\d.]+ GB available\\)$`))
     assert.deepEqual(lastJson(r.stdout).pool, { workers: 2, threads })
     assert.equal(lastJson(r.stdout).completed, 1)
   })
 
-  it('starts fewer workers than requested when they would not fit, and still scores every cell', () => {
+  it('starts fewer workers than requested when they would not fit, and still scores every cell', async () => {
     // A token budget whose worst batch needs ~60% of this machine's budget per worker: one fits, two do not.
     const budget = MEMORY_SAFETY * availableMemoryBytes()
     let rows = 1
     while (estimateWorkerBytes(ckpt.spec, rows * 2, 256) < 0.6 * budget) rows *= 2
     while (estimateWorkerBytes(ckpt.spec, rows + 1, 256) < 0.6 * budget) rows += Math.max(1, Math.floor(rows / 16))
-    const r = runCli(['sweep', '--config', config('reduced', { batchTokens: rows * 256 }), '--db', path.join(dir, 'reduced.sqlite'), '--json'], { env })
+    // A batch has at most as many rows as its task has requests (worstBatch): enough documents of a
+    // rolling task that their requests could fill that many rows.
+    const task = await loadTask('brown-perplexity')
+    const docs = (await loadTaskDocs(task)).docs
+    let limit = 1
+    while (requestCountBound(task, docs.slice(0, limit), 256) < rows && limit < docs.length) limit++
+    assert.ok(requestCountBound(task, docs.slice(0, limit), 256) >= rows, `brown-perplexity cannot fill ${rows} rows`)
+    const r = runCli(['sweep', '--config', config('reduced', { batchTokens: rows * 256, tasks: ['brown-perplexity'], subset: { limit } }), '--db', path.join(dir, 'reduced.sqlite'), '--json'], { env })
     assert.equal(r.status, 0, r.stderr)
     const line = poolLine(r.stderr)
     assert.match(line, new RegExp(`^pool: 1 worker x ${os.availableParallelism()} threads?, reduced from 2 requested workers because .* 2 x .* exceeds 85% of .*; .* 1 x .* fits$`))

@@ -1,0 +1,91 @@
+// A batch never has more rows than the requests scored together (one task's: evaluateTask makes one
+// scoring call; planBatches puts a request and all its branches in one row), so the pool plans at most
+// that many rows: with batchTokens 1,000,000 a five-document sweep planned 3906 rows of 256 tokens
+// (~48 GB per worker) and ran one worker, or said scoring would run out of memory.
+import assert from 'node:assert/strict'
+import path from 'node:path'
+import { describe, it } from 'node:test'
+import { emptyResult, type ScoreRequest } from '../../src/engine/packing.ts'
+import { openCheckpoint } from '../../src/model/checkpoint.ts'
+import { estimateWorkerBytes, fitPoolToModels, formatBytes, worstBatch } from '../../src/pool/memoryFit.ts'
+import { evaluateTask } from '../../src/tasks/evaluate.ts'
+import { loadTask, loadTaskDocs } from '../../src/tasks/registry.ts'
+import { requestCountBound } from '../../src/tasks/requestBound.ts'
+import { lastJson, ROOT, runCli, writeSweepConfig } from '../helpers/cli.ts'
+import { tmpDir } from '../helpers/tmp.ts'
+
+const TINY = path.join(ROOT, 'models', 'tiny-moe')
+const GB = 1e9
+const ckpt = openCheckpoint(TINY, { warn: () => {} })
+
+/** The requests evaluateTask builds for the first `docs` documents (a scorer that records them and scores nothing). */
+async function builtRequests(name: string, docs: number, maxLength: number): Promise<ScoreRequest[]> {
+  const task = await loadTask(name)
+  let requests: ScoreRequest[] = []
+  await evaluateTask(task, (await loadTaskDocs(task)).docs.slice(0, docs), { tokenizer: ckpt.tokenizer(), maxLength, score: async rs => { requests = [...rs]; return rs.map(emptyResult) } })
+  return requests
+}
+
+describe('requestCountBound', () => {
+  // The short contexts split items whose context does not fit beside a choice (one request per choice:
+  // brown-cloze at 24 tokens builds 130 requests for 40 items) and documents into several windows.
+  const cases = [['brown-cloze', 24], ['brown-next-sentence', 128], ['brown-agreement', 96], ['brown-perplexity', 24]] as const
+  for (const [name, short] of cases) {
+    for (const maxLength of [short, 256]) {
+      it(`${name} at a ${maxLength}-token context: at least the requests evaluateTask builds, and of their order`, async () => {
+        const task = await loadTask(name)
+        const docs = (await loadTaskDocs(task)).docs.slice(0, 40)
+        const bound = requestCountBound(task, docs, maxLength)
+        const built = (await builtRequests(name, 40, maxLength)).length
+        assert.ok(bound >= built, `bound ${bound} < built ${built}`)
+        assert.ok(bound <= 6 * built, `bound ${bound} vs built ${built}`)
+      })
+    }
+  }
+
+  it('a multiple-choice item that fits is one request (its choices are branches of one row)', async () => {
+    const task = await loadTask('brown-cloze')
+    const docs = (await loadTaskDocs(task)).docs.slice(0, 5)
+    assert.equal(requestCountBound(task, docs, 4096), 5)
+    assert.equal((await builtRequests('brown-cloze', 5, 4096)).length, 5)
+    assert.equal(requestCountBound(task, [], 4096), 0)
+  })
+})
+
+describe('the worst batch of a huge token budget', () => {
+  const spec = ckpt.spec
+
+  it('has no more rows than requests, and the plan costs what that batch costs', () => {
+    const rowTokens = spec.maxPositions
+    assert.deepEqual(worstBatch(spec, 1e6), { rows: Math.floor(1e6 / rowTokens), rowTokens })
+    assert.deepEqual(worstBatch(spec, 1e6, undefined, 5), { rows: 5, rowTokens })
+    assert.deepEqual(worstBatch(spec, 1e6, 100, 5), { rows: 5, rowTokens: 100 })
+    // The budget still bounds rows when it holds fewer than the requests; never fewer than one row.
+    assert.deepEqual(worstBatch(spec, 1000, undefined, 5), { rows: 3, rowTokens })
+    assert.deepEqual(worstBatch(spec, 1e6, undefined, 0), { rows: 1, rowTokens })
+
+    const per = estimateWorkerBytes(spec, 5, rowTokens)
+    const base = { models: [ckpt], batchTokens: 1e6, requestedWorkers: 2, cores: 2, availableBytes: 20 * GB }
+    const bounded = fitPoolToModels({ ...base, mostRequests: () => 5 })
+    assert.equal(bounded.workers, 2, bounded.reason)
+    assert.ok(bounded.reason.includes(`+ 2 x ${formatBytes(per)} per worker at batches of 5 x ${rowTokens} tokens`), bounded.reason)
+    // Without the bound: 3906 rows that no five-request task can form, more than one worker's share of 20 GB.
+    const unbounded = fitPoolToModels(base)
+    assert.deepEqual([unbounded.workers, unbounded.reduced], [1, true])
+    assert.match(unbounded.reason, new RegExp(`at batches of ${Math.floor(1e6 / rowTokens)} x ${rowTokens} tokens`))
+  })
+
+  it('a sweep with batchTokens 1,000,000 over five documents keeps its 2 workers and plans 5 rows', () => {
+    const dir = tmpDir('moe-request-count-')
+    const config = writeSweepConfig(path.join(dir, 'harness.config.ts'), {
+      models: { tiny: TINY }, methods: ['magnitude-pruning'], ratios: [0], tasks: ['brown-cloze'], subset: { limit: 5 }, batchTokens: 1_000_000, pool: { workers: 2 },
+    })
+    const r = runCli(['sweep', '--config', config, '--db', path.join(dir, 'results.sqlite'), '--json'], { env: { ...process.env, MOE_HARNESS_HOME: path.join(dir, 'home') } })
+    assert.equal(r.status, 0, r.stderr)
+    const line = r.stderr.split('\n').find(l => l.startsWith('pool: '))!
+    const per = formatBytes(estimateWorkerBytes(ckpt.spec, 5, ckpt.spec.maxPositions))
+    assert.match(line, new RegExp(`^pool: 2 workers x \\d+ threads? \\(model .* \\+ 2 x ${per} per worker at batches of 5 x ${ckpt.spec.maxPositions} tokens = .* fits 85% of`))
+    assert.equal(lastJson(r.stdout).pool.workers, 2)
+    assert.equal(lastJson(r.stdout).completed, 1)
+  })
+})
