@@ -20,7 +20,8 @@ export function createProgress(title: string, total: number, options: { quiet?: 
   const tty = Boolean(process.stderr.isTTY)
   const bar = new cliProgress.SingleBar({
     stream: process.stderr,
-    format: `${title} {bar} {value}/{total}${options.unit ? ` ${options.unit}` : ''} | {label} | eta {eta_formatted}`,
+    // The label's separator travels with it (payload `labelPart`): a bar without a label showed "|  |".
+    format: `${title} {bar} {value}/{total}${options.unit ? ` ${options.unit}` : ''}{labelPart} | eta {eta_formatted}`,
     noTTYOutput: !tty,
     notTTYSchedule: 5000,
     hideCursor: tty,
@@ -29,11 +30,11 @@ export function createProgress(title: string, total: number, options: { quiet?: 
     // Until a rate is known cli-progress's eta is the string '0', 'INF' or 'NULL' (printed as '0s', 'NFs'): say '--'.
     formatTime: (t: number | string, o: cliProgress.Options, round: number) => (typeof t === 'number' && Number.isFinite(t) ? cliProgress.Format.TimeFormat(t, o, round) : '--'),
   }, cliProgress.Presets.shades_classic)
-  bar.start(total, 0, { label: '' })
+  bar.start(total, 0, { labelPart: '' })
   let stopped = false
   const progress: Progress = {
     update(done, label) {
-      if (!stopped) bar.update(done, label === undefined ? {} : { label })
+      if (!stopped) bar.update(done, label === undefined ? {} : { labelPart: label ? ` | ${label}` : '' })
     },
     stop() {
       if (stopped) return
