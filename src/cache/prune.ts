@@ -75,7 +75,8 @@ function matchesFilters(e: CacheEntry, sel: PruneSelection): boolean {
   return true
 }
 
-function samePath(a: string, b: string): boolean {
+/** The same folder: equal resolved paths, or equal real paths (a symbolic link to it). */
+export function samePath(a: string, b: string): boolean {
   if (path.resolve(a) === path.resolve(b)) return true
   try {
     return fs.realpathSync(a) === fs.realpathSync(b)

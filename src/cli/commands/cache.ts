@@ -5,7 +5,7 @@ import { harnessHome } from '../../defaults.ts'
 import { fail } from '../../errors.ts'
 import { formatBytes, freedBytes, usageBytes } from '../../cache/diskUsage.ts'
 import { AREAS, scanHome, type Area, type CacheEntry, type HomeScan } from '../../cache/homeScan.ts'
-import { executePrune, parseDuration, planPrune } from '../../cache/prune.ts'
+import { executePrune, parseDuration, planPrune, samePath } from '../../cache/prune.ts'
 import { ResultsStore } from '../../store/resultsStore.ts'
 import { closest } from '../../util/suggest.ts'
 
@@ -125,6 +125,7 @@ Examples:
       const home = checkedHome()
       const scan = scanHome(home, [...storesOf(home, flags), ...keepStores])
       const plan = planPrune(scan, { areas, olderThanMs, modelDir, keepStores, now: Date.now() })
+      if (modelDir !== undefined) process.stderr.write(unmatchedModelNote(scan, modelDir))
       const result = flags.yes ? executePrune(plan, scan) : undefined
       const foreign = scan.entries.filter(e => e.kind === 'foreign')
       if (flags.json) {
@@ -147,6 +148,25 @@ Examples:
         fail('FILE_ACCESS', `${failed[0]!.error.message}${more}`)
       }
     })
+}
+
+/**
+ * A note when no variant folder of the home names `modelDir` (a mistyped --model selected nothing and
+ * looked like a model without variants): the model folders they do name, with the closest first.
+ */
+function unmatchedModelNote(scan: HomeScan, modelDir: string): string {
+  const models = new Map<string, number>()
+  for (const e of scan.entries) {
+    const dir = e.kind === 'variant' ? e.variant?.modelDir : undefined
+    if (dir === undefined) continue
+    if (samePath(dir, modelDir)) return ''
+    models.set(dir, (models.get(dir) ?? 0) + 1)
+  }
+  const where = `no variant folder under ${path.join(scan.home, 'variants')} was prepared from ${modelDir}`
+  if (!models.size) return `note: ${where} (it holds no variant folders).\n`
+  const near = closest(modelDir, [...models.keys()], 1)
+  const listed = [...models].sort((a, b) => a[0].localeCompare(b[0])).map(([dir, n]) => `${dir} (${n})`).join(', ')
+  return `note: ${where}${near.length ? `; did you mean ${near[0]}?` : '.'} The variant folders here are of: ${listed}.\n`
 }
 
 /** The home as the harness finds it (src/defaults.ts harnessHome); a file there is refused. */
