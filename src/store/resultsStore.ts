@@ -175,7 +175,7 @@ export class ResultsStore {
       this.db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`)
       // Identify before changing anything: a foreign database must stay byte-identical.
       const kind = identify(this.db, file)
-      if (kind.kind === 'foreign') fail('STORE_NOT_HARNESS', notHarnessMessage(file, kind.reason, this.flag))
+      if (kind.kind === 'foreign') fail('STORE_NOT_HARNESS', notHarnessMessage(file, kind.reason, this.flag, this.readonly))
       if (kind.kind === 'empty' && this.readonly) fail('STORE_FAILED', `${file} is an empty database with no results; run a sweep with --db ${file} first, or pass the database a sweep wrote.`)
       // Checked before the journal mode is touched: a newer harness's database stays as it was.
       if (kind.kind === 'harness' && kind.schemaVersion > SCHEMA_VERSION) fail('STORE_FAILED', `${file} has schema version ${kind.schemaVersion}, newer than this harness (${SCHEMA_VERSION}); upgrade moe-harness.`)
@@ -698,7 +698,7 @@ function checkDatabasePath(file: string, abs: string, readonly: boolean, flag: s
     if (!canWrite(dir)) fail('STORE_READONLY', `Cannot create database ${file}: the folder ${dir} is not writable; make it writable or pass ${flag} in a writable folder.`)
     return false
   }
-  if (st.size > 0) checkHeader(file, abs, flag)
+  if (st.size > 0) checkHeader(file, abs, flag, readonly)
   if (!readonly) {
     if (!canWrite(abs)) fail('STORE_READONLY', `Database ${file} is read-only; make it writable (chmod u+w ${file}) or pass ${flag} with a writable copy. Read-only commands (report, export) work on it as it is.`)
     const dir = path.dirname(abs)
@@ -708,7 +708,7 @@ function checkDatabasePath(file: string, abs: string, readonly: boolean, flag: s
 }
 
 /** A non-empty file must start with the SQLite header; otherwise it is some other kind of file. */
-function checkHeader(file: string, abs: string, flag: string): void {
+function checkHeader(file: string, abs: string, flag: string, readonly: boolean): void {
   const head = Buffer.alloc(100)
   let n = 0
   try {
@@ -718,7 +718,7 @@ function checkHeader(file: string, abs: string, flag: string): void {
     throw fileError(e, file, 'read the database', (e as NodeJS.ErrnoException).code === 'EACCES' ? 'STORE_READONLY' : 'STORE_FAILED')
   }
   if (head.subarray(0, Math.min(n, 16)).toString('latin1') !== SQLITE_MAGIC.slice(0, Math.min(n, 16))) {
-    fail('STORE_NOT_HARNESS', notHarnessMessage(file, 'it is not a SQLite database', flag))
+    fail('STORE_NOT_HARNESS', notHarnessMessage(file, 'it is not a SQLite database', flag, readonly))
   }
   if (n < 100) fail('STORE_CORRUPT', `${file} is damaged: it is truncated to ${n} bytes, shorter than a SQLite header. Restore it from a backup or pass ${flag} with another file.`)
 }
@@ -766,8 +766,10 @@ function identify(db: Database.Database, file: string): DatabaseKind {
   return { kind: 'foreign', reason: `it has tables that are not a harness schema (${shown || 'none'}, user_version ${version})` }
 }
 
-function notHarnessMessage(file: string, reason: string, flag: string): string {
-  return `${file} is not a moe-harness results database: ${reason}. The harness never adds its tables to another file; pass ${flag} with a harness database, or a path where none exists yet to create one.`
+/** A read-only open (report, export, merge inputs, cache) creates nothing, so a new path is no fix there. */
+function notHarnessMessage(file: string, reason: string, flag: string, readonly: boolean): string {
+  const fix = readonly ? 'a harness database (one a sweep wrote)' : 'a harness database, or a path where none exists yet to create one'
+  return `${file} is not a moe-harness results database: ${reason}. The harness never adds its tables to another file; pass ${flag} with ${fix}.`
 }
 
 function removeCreated(abs: string): void {

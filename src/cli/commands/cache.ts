@@ -119,7 +119,7 @@ Examples:
       const keepStores = (flags.keepStore ?? []).map(s => {
         if (!fs.existsSync(s)) fail('INVALID_ARGUMENT', `--keep-store ${s} does not exist; pass the results database whose variants to keep (e.g. .harness/results.sqlite).`)
         // Opened here first, so a foreign, corrupt or unreadable file is its own STORE_* error before anything is removed.
-        new ResultsStore(s, { readonly: true }).close()
+        new ResultsStore(s, { readonly: true, flag: '--keep-store' }).close()
         return path.resolve(s)
       })
       const home = checkedHome()
