@@ -122,9 +122,10 @@ function positiveInteger(flag: string, value: string | undefined): number | unde
  * SEQUENCE_TOO_LONG before calibrating or applying a method when the longest request of the selected
  * documents (an upper bound, src/tasks/requestBound.ts) would not fit in memory even alone in its batch
  * (src/pool/memoryFit.ts oneSequenceFit, the pool's rule). A rolling-window task scores each document in
- * windows as long as the model's context (lm-eval's HF backend) and attention grows with the square of the
- * window: a 10,000-token document on a DeepSeek-V2-Lite config needs about 65 GB, and ran into the
- * kernel's OOM killer after the method's calibration. Batches of several rows are not judged here: how
+ * windows as long as the model's context (lm-eval's HF backend): before attention worked in blocks
+ * (src/onnx/sequenceChunks.ts) a 10,000-token document on a DeepSeek-V2-Lite config needed about 65 GB and
+ * ran into the kernel's OOM killer after the method's calibration; the need now grows about linearly
+ * with the window, but a long enough one still does not fit. Batches of several rows are not judged here: how
  * many rows a batch gets depends on the requests' real lengths, and a refusal must never be wrong.
  */
 export function checkEvalFits(spec: ModelSpec, longest: number, weightBytes: number, availableBytes: number, o: { maxLengthGiven: boolean; floatWeights: boolean }): void {
@@ -134,7 +135,7 @@ export function checkEvalFits(spec: ModelSpec, longest: number, weightBytes: num
     ? `cap every sequence with --max-length ${fit.longestFitting}${o.maxLengthGiven ? '' : " (rolling windows are then cut there, where lm-eval's HF backend uses the model's whole context)"}, or `
     : ''
   fail('SEQUENCE_TOO_LONG', `The longest request of these documents (up to ${longest} tokens) needs about ${formatBytes(fit.needBytes)} scored alone (${weightBytes > 0 ? `weights ${formatBytes(weightBytes)}${o.floatWeights ? ' held as float32, MOE_HARNESS_WEIGHTS=memory' : ''}; ` : ''}`
-    + `attention grows with the square of its length), more than ${Math.round(MEMORY_SAFETY * 100)}% of the ${formatBytes(availableBytes)} available. `
+    + `activations grow with the length), more than ${Math.round(MEMORY_SAFETY * 100)}% of the ${formatBytes(availableBytes)} available. `
     + `Nothing was calibrated or scored. To fit: ${cap}score other documents (--limit, --sample), or free memory.`)
 }
 
