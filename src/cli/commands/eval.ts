@@ -159,6 +159,11 @@ async function runEval(flags: EvalFlags, where: { stage: EvalStage }): Promise<v
   }
   const tokenizer = ckpt.tokenizer()
   const maxLength = positiveInteger('--max-length', flags.maxLength) ?? ckpt.spec.maxPositions
+  // As score warns: past the context the windows are scored by rotary extrapolation, and the token
+  // perplexity's windows (min(2048, max length)) change with it, so the numbers are not lm-eval's default.
+  if (maxLength > ckpt.spec.maxPositions) {
+    process.stderr.write(`warning: --max-length ${maxLength} is longer than the model's context (max_position_embeddings ${ckpt.spec.maxPositions}): rolling windows of up to ${maxLength} tokens and token-perplexity windows of ${Math.min(DEFAULTS.tokenPerplexityWindow, maxLength)} are scored past it as transformers would (rotary extrapolation). Omit --max-length, or pass at most ${ckpt.spec.maxPositions}, for numbers comparable with lm-eval's default.\n`)
+  }
   const batchTokens = positiveInteger('--batch-tokens', flags.batchTokens)!
   const engine = engineSettings(flags)
   refuseFloat16Range(ckpt, engine)
