@@ -8,9 +8,11 @@ export default defineMethod({
     ratio: p.ratio({ description: 'share of routed experts removed per layer: floor(ratio · E)' }),
     protectSuperExperts: p.boolean({ default: false, description: 'never remove experts with massive output activations (max |y| > 10× the median expert)' }),
   },
-  needs: ['expertOutputs'],
+  // Ratio 0 removes nothing and reads no statistics, so a sweep does not calibrate for it.
+  needs: params => (params.ratio === 0 ? [] : ['expertOutputs']),
   validate: (params, layout) => checkUniformRemoval(params.ratio, layout),
   apply({ params, layout, stats, experts }) {
+    if (params.ratio === 0) return { achievedRatio: 0 }
     const outputs = layout.layers.map(l => stats.expertOutputs(l.index))
     const guarded = params.protectSuperExperts ? superExperts(outputs, 10) : new Set<string>()
     const scores = layout.layers.map((_, li) => Array.from(outputs[li].normSum, (v, e) => (guarded.has(`${li}:${e}`) ? Infinity : v)))

@@ -15,7 +15,7 @@ export default defineMethod({
     align: p.enum(['none', 'weight-matching'], { default: 'none', description: 'm-smoe only: permute each member\'s neurons onto the dominant expert (Hungarian weight matching) before averaging' }),
     distance: p.enum(['euclidean', 'cosine'], { default: 'euclidean', description: 'hc-smoe only: distance between mean outputs (cosine is REAP\'s re-implementation)' }),
   },
-  needs: params => (params.algorithm === 'hc-smoe' ? ['routing', 'expertOutputsAll'] : ['routing']),
+  needs: params => (params.ratio === 0 ? [] : params.algorithm === 'hc-smoe' ? ['routing', 'expertOutputsAll'] : ['routing']),
   validate(params, layout) {
     if (params.algorithm === 'hc-smoe') hcsmoe.validate!({ ratio: params.ratio, distance: params.distance }, layout)
     else msmoe.validate!({ ratio: params.ratio, allocation: params.allocation, align: params.align }, layout)

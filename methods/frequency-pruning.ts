@@ -10,9 +10,11 @@ export default defineMethod({
     scope: p.enum(['layer', 'global'], { default: 'layer', description: 'layer = floor(ratio·E) per layer; global = one ranking across layers (counts vary per layer, each keeps at least top-k)' }),
     protectSuperExperts: p.boolean({ default: false, description: 'never remove experts with massive output activations (max |y| > 10× the median expert)' }),
   },
-  needs: params => (params.protectSuperExperts ? ['routing', 'expertOutputs'] : ['routing']),
+  // Ratio 0 removes nothing and reads no statistics, so a sweep does not calibrate for it.
+  needs: params => (params.ratio === 0 ? [] : params.protectSuperExperts ? ['routing', 'expertOutputs'] : ['routing']),
   validate: (params, layout) => checkUniformRemoval(params.ratio, layout),
   apply({ params, layout, stats, experts, log }) {
+    if (params.ratio === 0) return { achievedRatio: 0 }
     const scores = layout.layers.map(layer => {
       const r = stats.routing(layer.index)
       const s = Array.from({ length: layer.numExperts }, (_, e) =>

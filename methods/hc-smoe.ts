@@ -8,7 +8,8 @@ export default defineMethod({
     ratio: p.ratio({ description: 'share of routed experts merged away: groups = E - floor(ratio · E) in every layer' }),
     distance: p.enum(['euclidean', 'cosine'], { default: 'euclidean', description: 'distance between mean outputs (euclidean = official; cosine = REAP\'s re-implementation)' }),
   },
-  needs: ['routing', 'expertOutputsAll'],
+  // Ratio 0 merges nothing (apply returns first) and reads no statistics, so a sweep does not calibrate for it.
+  needs: params => (params.ratio === 0 ? [] : ['routing', 'expertOutputsAll']),
   validate(params, layout) {
     if (params.ratio === 0) return
     for (const l of layout.layers) if (removalCount(params.ratio, l.numExperts) === 0) throw new Error(`ratio ${params.ratio} merges no expert in layer ${l.index}; use at least ${(1 / l.numExperts).toFixed(4)}`)

@@ -9,7 +9,8 @@ export default defineMethod({
     allocation: p.enum(['global', 'layer'], { default: 'global', description: 'global = M-SMoE\'s allocation of groups across layers by usage frequency (official _assign_num_groups_per_layer); layer = the same number of groups in every layer' }),
     align: p.enum(['none', 'weight-matching'], { default: 'none', description: 'permute each member\'s neurons onto the dominant expert (Hungarian weight matching, REAP\'s M-SMoE) before averaging; the official Mixtral script does not' }),
   },
-  needs: ['routing'],
+  // Ratio 0 merges nothing (apply returns first) and reads no statistics, so a sweep does not calibrate for it.
+  needs: params => (params.ratio === 0 ? [] : ['routing']),
   validate(params, layout) {
     if (params.ratio === 0) return
     for (const l of layout.layers) if (removalCount(params.ratio, l.numExperts) === 0) throw new Error(`ratio ${params.ratio} merges no expert in layer ${l.index}; use at least ${(1 / l.numExperts).toFixed(4)}`)

@@ -11,7 +11,8 @@ export default defineMethod({
     freqMode: p.enum(['gateMassPerToken', 'meanGateWhenRouted'], { default: 'gateMassPerToken', description: 'φ_freq as in the official code (gate mass / all tokens) or the paper notes (mean gate over routed tokens)' }),
     novice: p.enum(['mean', 'zero'], { default: 'mean', description: 'mean routed output (MoNE-P) or zero (the --zero_out_novice ablation)' }),
   },
-  needs: ['routing', 'expertOutputs'],
+  // Ratio 0 replaces nothing and reads no statistics, so a sweep does not calibrate for it.
+  needs: params => (params.ratio === 0 ? [] : ['routing', 'expertOutputs']),
   validate(params, layout) {
     if (params.ratio === 0) return
     if (params.scope === 'layer') {
@@ -19,6 +20,7 @@ export default defineMethod({
     }
   },
   apply({ params, layout, stats, experts, log }) {
+    if (params.ratio === 0) return { achievedRatio: 0 }
     const d = layout.hiddenSize
     const perLayer = layout.layers.map(layer => {
       const r = stats.routing(layer.index)

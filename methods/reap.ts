@@ -9,9 +9,11 @@ export default defineMethod({
     renormalizeRouterWeights: p.boolean({ default: true, description: 'gates renormalised over the token\'s top-k (REAP default); false uses the gates the model applies' }),
     protectSuperExperts: p.boolean({ default: false, description: 'never remove experts with massive output activations (max |y| > 10× the median expert)' }),
   },
-  needs: ['routing', 'expertOutputs'],
+  // Ratio 0 removes nothing and reads no statistics, so a sweep does not calibrate for it.
+  needs: params => (params.ratio === 0 ? [] : ['routing', 'expertOutputs']),
   validate: (params, layout) => checkUniformRemoval(params.ratio, layout),
   apply({ params, layout, stats, experts, log }) {
+    if (params.ratio === 0) return { achievedRatio: 0 }
     const outputs = layout.layers.map(l => stats.expertOutputs(l.index))
     const guarded = params.protectSuperExperts ? superExperts(outputs, 10) : new Set<string>()
     const scores = layout.layers.map((layer, li) => {
