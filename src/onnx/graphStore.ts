@@ -94,7 +94,9 @@ function checkpointIdentity(ckpt: Checkpoint): unknown {
 /**
  * The scoring graph of (ckpt, edits, options) with its weights mapped from their files: from the cache
  * under `root`/graphs when an entry exists, else built (buildScoringGraph with weightFiles) and stored.
- * Errors: whatever the build throws (the temp folder is removed); file-system errors as thrown.
+ * A cache that cannot be written or runs out of space falls back to a temporary folder (one warning).
+ * Errors: whatever the build throws (the temp folder is removed); FILE_ACCESS when the temporary
+ * folder is full too; other file-system errors as thrown.
  */
 export function storedScoringGraph(ckpt: Checkpoint, edits: VariantEdits, options: Omit<GraphOptions, 'weightFiles'>, root: string | undefined): StoredGraph {
   if (root === undefined) return unstoredGraph(ckpt, edits, options)
@@ -112,9 +114,9 @@ export function storedScoringGraph(ckpt: Checkpoint, edits: VariantEdits, option
     return unstoredGraph(checked, edits, options)
   }
   const tmp = path.join(graphs, `.building-${key}-${process.pid}-${crypto.randomBytes(4).toString('hex')}`)
-  fs.mkdirSync(tmp)
   const derived = derivedWriter(() => path.join(tmp, DERIVED), () => path.join(dir, DERIVED))
   try {
+    fs.mkdirSync(tmp)
     const built = buildScoringGraph(checked, edits, { ...options, weightFiles: derived.files })
     derived.close(true)
     fs.writeFileSync(path.join(tmp, GRAPH), built.model)
@@ -141,10 +143,14 @@ export function storedScoringGraph(ckpt: Checkpoint, edits: VariantEdits, option
     evict(graphs, dir)
     return { ...built, external: new Map(), externalFolder: '/', dir, fromCache: false }
   } catch (e) {
+    derived.close(false)
     removeQuietly(tmp)
-    const code = (e as NodeJS.ErrnoException)?.code
-    if (!isHarnessError(e) && (code === 'ENOSPC' || code === 'EDQUOT')) {
-      fail('FILE_ACCESS', `The graph cache ${graphs} ran out of disk space while storing a graph (${(e as Error).message}); free space there, lower MOE_HARNESS_GRAPH_CACHE_GB (now ${(graphCacheLimitBytes() / 2 ** 30).toFixed(1)} GB), or point MOE_HARNESS_HOME at a larger disk.`)
+    // A full cache, like an unwritable one, only costs the reuse: the run (often after a long
+    // calibration) goes on with the graph in a temporary folder.
+    if (!isHarnessError(e) && isDiskFull(e)) {
+      if (!warnedFull.has(graphs)) process.stderr.write(`warning: the graph cache ${graphs} ran out of disk space (${(e as Error).message}); graphs are built in a temporary folder and rebuilt for every session (free space there, lower MOE_HARNESS_GRAPH_CACHE_GB (now ${(graphCacheLimitBytes() / 2 ** 30).toFixed(1)} GB), or point MOE_HARNESS_HOME at a larger disk to keep them).\n`)
+      warnedFull.add(graphs)
+      return unstoredGraph(checked, edits, options)
     }
     throw e
   } finally {
@@ -153,6 +159,8 @@ export function storedScoringGraph(ckpt: Checkpoint, edits: VariantEdits, option
 }
 
 const warnedUnwritable = new Set<string>()
+const warnedFull = new Set<string>()
+const isDiskFull = (e: unknown) => ['ENOSPC', 'EDQUOT'].includes((e as NodeJS.ErrnoException)?.code ?? '')
 /** Temp folders of unstored graphs not yet released: removed at exit too (an interrupted build). */
 const temporaries = new Set<string>()
 let exitHook = false
@@ -177,6 +185,9 @@ function unstoredGraph(ckpt: Checkpoint, edits: VariantEdits, options: Omit<Grap
   } catch (e) {
     if (dir) removeQuietly(dir)
     temporaries.delete(dir)
+    if (!isHarnessError(e) && isDiskFull(e)) {
+      fail('FILE_ACCESS', `No disk space left in the temporary folder ${os.tmpdir()} for a graph's computed weights (${(e as Error).message}); free space there, or point TMPDIR (or MOE_HARNESS_HOME, which keeps graphs) at a folder with space.`)
+    }
     throw e
   } finally {
     derived.close(false)
@@ -236,7 +247,10 @@ export function verifiedFinite(ckpt: Checkpoint, graphs: string): Checkpoint {
   const marker = path.join(graphs, `.finite-${graphKey({ checkpoint: checkpointIdentity(ckpt), editsHash: '', options: 'finite', allowNonfinite: false })}`)
   if (!fs.existsSync(marker)) {
     for (const name of ckpt.tensors.keys()) ckpt.checkFinite(name)
-    if (writableFolder(graphs)) fs.writeFileSync(marker, `${MARK}: every weight of ${path.resolve(ckpt.dir)} was checked for NaN/Inf on ${new Date().toISOString()}\n`)
+    try {
+      // Its presence is the answer, written only once the check passed; a full disk only costs the reuse.
+      if (writableFolder(graphs)) fs.writeFileSync(marker, `${MARK}: every weight of ${path.resolve(ckpt.dir)} was checked for NaN/Inf on ${new Date().toISOString()}\n`)
+    } catch { /* checked again next time */ }
   }
   return { ...ckpt, checkFinite: () => {} }
 }
