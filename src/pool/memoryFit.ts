@@ -210,15 +210,30 @@ export function estimateWorkerBytes(spec: ModelSpec, rows: number, rowTokens: nu
  * as the budget holds, but never more than `mostRequests` when given: planBatches puts one request (all
  * its branches) in a row and packs only the requests scored together, one task's (src/tasks/
  * requestBound.ts requestCountBound), so a budget of a million tokens over a 40-request task plans 40
- * rows, not 488 that can never exist. Attention grows with B·T² = tokens × T, so the widest rows are
- * the worst case. A multiple-choice request packs its branches after the shared prefix and can run a
- * few tokens past the context; such a request goes alone in its batch.
+ * rows, not 488 that can never exist. Attention grows with B·T² = tokens × T, so wide rows cost the
+ * most, but narrower rows can fill more of a budget that is not a multiple of the widest (2048 tokens
+ * hold one row of 1100 tokens or two of 1024; an OLMoE-shaped worker needs 3.7 vs 4.6 GB): every
+ * width T <= the widest is tried with the most rows it allows, min(floor(batchTokens / T),
+ * mostRequests), and the costliest (estimateWorkerBytes) is the worst batch, the widest among equals.
+ * O(sqrt(batchTokens)) widths: only where the row count changes. A multiple-choice request packs its
+ * branches after the shared prefix and can run a few tokens past the context; such a request goes alone
+ * in its batch.
  */
 export function worstBatch(spec: ModelSpec, batchTokens: number, longestRequest?: number, mostRequests?: number): { rows: number; rowTokens: number } {
   const context = Math.min(spec.maxPositions, spec.slidingWindow ?? Infinity)
-  const rowTokens = longestRequest !== undefined ? Math.max(1, Math.min(context, Math.ceil(longestRequest))) : context
-  const rows = Math.max(1, Math.floor(batchTokens / rowTokens))
-  return { rows: mostRequests !== undefined ? Math.max(1, Math.min(rows, Math.ceil(mostRequests))) : rows, rowTokens }
+  const widest = longestRequest !== undefined ? Math.max(1, Math.min(context, Math.ceil(longestRequest))) : context
+  // A row holds at least one token and one request.
+  const most = Math.max(1, Math.min(Math.floor(batchTokens), mostRequests !== undefined ? Math.ceil(mostRequests) : Infinity))
+  let worst = { rows: Math.min(most, Math.max(1, Math.floor(batchTokens / widest))), rowTokens: widest }
+  let worstBytes = estimateWorkerBytes(spec, worst.rows, worst.rowTokens)
+  for (let r = worst.rows + 1; r <= most;) {
+    const rowTokens = Math.min(widest, Math.floor(batchTokens / r))
+    const rows = Math.min(most, Math.floor(batchTokens / rowTokens))
+    const bytes = estimateWorkerBytes(spec, rows, rowTokens)
+    if (bytes > worstBytes) [worst, worstBytes] = [{ rows, rowTokens }, bytes]
+    r = rows + 1
+  }
+  return worst
 }
 
 /**

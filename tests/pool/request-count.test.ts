@@ -1,7 +1,9 @@
 // A batch never has more rows than the requests scored together (one task's: evaluateTask makes one
 // scoring call; planBatches puts a request and all its branches in one row), so the pool plans at most
 // that many rows: with batchTokens 1,000,000 a five-document sweep planned 3906 rows of 256 tokens
-// (~48 GB per worker) and ran one worker, or said scoring would run out of memory.
+// (~48 GB per worker) and ran one worker, or said scoring would run out of memory. And narrower rows
+// can fill more of a budget than the widest: the plan is the costliest shape of all (an OLMoE-shaped
+// worker under 2048 tokens of 1100-token requests: 1 x 1100 planned 3.7 GB, 2 x 1024 needs 4.6 GB).
 import assert from 'node:assert/strict'
 import path from 'node:path'
 import { describe, it } from 'node:test'
@@ -57,22 +59,44 @@ describe('the worst batch of a huge token budget', () => {
 
   it('has no more rows than requests, and the plan costs what that batch costs', () => {
     const rowTokens = spec.maxPositions
-    assert.deepEqual(worstBatch(spec, 1e6), { rows: Math.floor(1e6 / rowTokens), rowTokens })
     assert.deepEqual(worstBatch(spec, 1e6, undefined, 5), { rows: 5, rowTokens })
     assert.deepEqual(worstBatch(spec, 1e6, 100, 5), { rows: 5, rowTokens: 100 })
-    // The budget still bounds rows when it holds fewer than the requests; never fewer than one row.
-    assert.deepEqual(worstBatch(spec, 1000, undefined, 5), { rows: 3, rowTokens })
     assert.deepEqual(worstBatch(spec, 1e6, undefined, 0), { rows: 1, rowTokens })
+    // The budget still bounds rows when it holds fewer than the requests: 1000 tokens hold 3 rows of
+    // 256, or 4 of 250, which cost more.
+    assert.deepEqual(worstBatch(spec, 1000, undefined, 5), { rows: 4, rowTokens: 250 })
 
     const per = estimateWorkerBytes(spec, 5, rowTokens)
     const base = { models: [ckpt], batchTokens: 1e6, requestedWorkers: 2, cores: 2, availableBytes: 20 * GB }
     const bounded = fitPoolToModels({ ...base, mostRequests: () => 5 })
     assert.equal(bounded.workers, 2, bounded.reason)
     assert.ok(bounded.reason.includes(`+ 2 x ${formatBytes(per)} per worker at batches of 5 x ${rowTokens} tokens`), bounded.reason)
-    // Without the bound: 3906 rows that no five-request task can form, more than one worker's share of 20 GB.
+    // Without the bound: rows that no five-request task can form, more than one worker's share of 20 GB.
     const unbounded = fitPoolToModels(base)
     assert.deepEqual([unbounded.workers, unbounded.reduced], [1, true])
-    assert.match(unbounded.reason, new RegExp(`at batches of ${Math.floor(1e6 / rowTokens)} x ${rowTokens} tokens`))
+    assert.match(unbounded.reason, /at batches of 4000 x 250 tokens/)
+  })
+
+  it('is the costliest batch planBatches can form: every row count up to the requests, rows as wide as the budget allows', () => {
+    // Exhaustive: r rows of min(widest, floor(budget / r)) tokens (one row may be the widest request
+    // even past the budget); the widest among equals.
+    const exhaustive = (budget: number, longest?: number, most?: number) => {
+      const widest = Math.min(spec.maxPositions, longest ?? Infinity)
+      let best = { rows: 1, rowTokens: widest }, bytes = estimateWorkerBytes(spec, 1, widest)
+      for (let r = 2; r <= Math.min(budget, most ?? Infinity); r++) {
+        const T = Math.min(widest, Math.floor(budget / r))
+        const b = estimateWorkerBytes(spec, r, T)
+        if (b > bytes) [best, bytes] = [{ rows: r, rowTokens: T }, b]
+      }
+      return best
+    }
+    for (const budget of [100, 1000, 2048, 5000, 12_345]) {
+      for (const longest of [undefined, 100, 300]) {
+        for (const most of [undefined, 1, 3, 7, 50]) {
+          assert.deepEqual(worstBatch(spec, budget, longest, most), exhaustive(budget, longest, most), `budget ${budget}, longest ${longest}, most ${most}`)
+        }
+      }
+    }
   })
 
   it('a sweep with batchTokens 1,000,000 over five documents keeps its 2 workers and plans 5 rows', () => {
