@@ -52,8 +52,8 @@ export function addSweepOptions(cmd: Command): Command {
     .option('--config <file>', 'harness config (default: ./harness.config.ts)')
     .option('--db <file>', 'SQLite results store (default: the config\'s store)')
     .option('--shard <i/n>', 'run only shard i of n (0-based, e.g. $SLURM_ARRAY_TASK_ID/8); combine shards with `moe-harness merge`')
-    .option('--workers <n>', 'pool workers (overrides the config)')
-    .option('--threads <n>', 'intra-op threads per worker (overrides the config)')
+    .option('--workers <n>', "pool workers at most (overrides the config's pool.workers; default 1): fewer start when they do not fit in the memory available, and the 'pool:' line on stderr says why")
+    .option('--threads <n>', "intra-op threads per worker (overrides the config's pool.threads; default: the cores shared by the workers started)")
     .option('--allow-nonfinite', 'score checkpoints whose weights hold NaN/Inf (refused by default; config: allowNonfinite)')
     .option('--lease-seconds <s>', 'how long a cell claimed by this process stays reserved without a heartbeat (default 60); several sweeps on one store split the cells', )
 }
