@@ -101,8 +101,10 @@ async function runScore(flags: ScoreFlags): Promise<void> {
  * have the kernel kill it (or its neighbours) instead of an error.
  */
 export function checkScoreFits(spec: ModelSpec, tokens: number, weightBytes: number, availableBytes: number): void {
-  const { fits, needBytes: need } = oneSequenceFit(spec, tokens, weightBytes, availableBytes)
+  const { fits, needBytes: need, longestFitting } = oneSequenceFit(spec, tokens, weightBytes, availableBytes)
   if (fits) return
+  // As eval names the --max-length that fits: how short is short enough.
+  const shorter = longestFitting > 0 ? `score at most ${longestFitting} tokens at a time (a shorter text, or the text in pieces)` : 'score a shorter text'
   fail('SEQUENCE_TOO_LONG', `Scoring ${tokens} tokens as one sequence needs about ${formatBytes(need)} (${weightBytes > 0 ? `weights ${formatBytes(weightBytes)}; ` : ''}activations grow with the length), `
-    + `more than ${Math.round(MEMORY_SAFETY * 100)}% of the ${formatBytes(availableBytes)} available: score a shorter text (or the text in pieces), or free memory.`)
+    + `more than ${Math.round(MEMORY_SAFETY * 100)}% of the ${formatBytes(availableBytes)} available: ${shorter}, or free memory.`)
 }
