@@ -125,21 +125,8 @@ export function storedScoringGraph(ckpt: Checkpoint, edits: VariantEdits, option
       ...(derived.size > 0 ? { derivedIdentity: fileIdentity(path.join(tmp, DERIVED)) } : {}),
     }
     fs.writeFileSync(path.join(tmp, MANIFEST), JSON.stringify(manifest, null, 1))
-    try {
-      fs.renameSync(tmp, dir)
-    } catch {
-      // Another worker or process stored the same entry first: use theirs. A damaged entry (ours, as
-      // its name is a key) is moved aside and replaced.
-      const theirs = readEntry(dir, key)
-      if (theirs) {
-        removeQuietly(tmp)
-        return theirs
-      }
-      const aside = path.join(graphs, `.building-damaged-${key}-${process.pid}-${crypto.randomBytes(4).toString('hex')}`)
-      fs.renameSync(dir, aside)
-      removeQuietly(aside)
-      fs.renameSync(tmp, dir)
-    }
+    const theirs = putInPlace(tmp, dir, key, graphs)
+    if (theirs) return theirs
     evict(graphs, dir)
     return { ...built, external: new Map(), externalFolder: '/', dir, fromCache: false }
   } catch (e) {
@@ -155,6 +142,42 @@ export function storedScoringGraph(ckpt: Checkpoint, edits: VariantEdits, option
     throw e
   } finally {
     derived.close(false)
+  }
+}
+
+/**
+ * Renames the built entry `tmp` to `dir`; returns the entry another worker or process stored there
+ * first (ours is dropped), or undefined when ours is in place. A damaged entry there (ours, as its name
+ * is a key) is moved aside and replaced; several builders may be replacing it at once (a copied or
+ * re-owned home damages every entry with derived.bin), so each step tolerates the others' moves, and
+ * a complete entry moved aside by mistake (another builder renamed it in between our check and our
+ * move) is put back. The identical entry of any builder serves: the same key, the same bytes.
+ */
+function putInPlace(tmp: string, dir: string, key: string, graphs: string): StoredGraph | undefined {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      fs.renameSync(tmp, dir)
+      return undefined
+    } catch (e) {
+      const theirs = readEntry(dir, key)
+      if (theirs) {
+        removeQuietly(tmp)
+        return theirs
+      }
+      if (attempt === 5) throw e
+    }
+    const aside = path.join(graphs, `.building-damaged-${key}-${process.pid}-${crypto.randomBytes(4).toString('hex')}`)
+    try {
+      fs.renameSync(dir, aside)
+    } catch {
+      continue // moved aside by another builder already
+    }
+    if (readEntry(aside, key, false)) {
+      try {
+        fs.renameSync(aside, dir)
+      } catch { /* a third builder's entry is there: ours or theirs, the next attempt reads it */ }
+    }
+    removeQuietly(aside)
   }
 }
 
@@ -292,7 +315,8 @@ export function float16Overflows(ckpt: Checkpoint, root: string | undefined): Fl
   return overflows
 }
 
-function readEntry(dir: string, key: string): StoredGraph | undefined {
+/** The complete entry in `dir`, or undefined; `touch` moves it up in the least-recently-used order. */
+function readEntry(dir: string, key: string, touch = true): StoredGraph | undefined {
   let manifest: Manifest
   let model: Uint8Array
   try {
@@ -302,11 +326,11 @@ function readEntry(dir: string, key: string): StoredGraph | undefined {
     model = fs.readFileSync(path.join(dir, GRAPH))
     if (sha256(model) !== manifest.graphSha256) return undefined
   } catch {
-    return undefined // absent or damaged: rebuilt (the rename then fails and the damaged entry stays; see evict)
+    return undefined // absent or damaged: rebuilt (the rename then fails and putInPlace replaces it)
   }
   const now = new Date()
   try {
-    fs.utimesSync(path.join(dir, MANIFEST), now, now) // least recently used order
+    if (touch) fs.utimesSync(path.join(dir, MANIFEST), now, now) // least recently used order
   } catch { /* read-only cache: still usable */ }
   return { model, external: new Map(), outputNames: manifest.outputNames, externalFolder: '/', dir, fromCache: true }
 }
