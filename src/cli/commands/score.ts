@@ -46,17 +46,41 @@ function parseIds(text: string): number[] {
 
 /**
  * The text of --text-file ('-': standard input) without a leading UTF-8 byte-order mark (an editor's
- * file marker, not text: Python's 'utf-8-sig'). Refused, naming the path, when blank, unreadable, or
- * standard input is a terminal (it would wait for typing with no prompt).
+ * file marker, not text: Python's 'utf-8-sig'). Refused, naming the path, when blank, unreadable, not
+ * UTF-8 (naming the first invalid byte), or standard input is a terminal (it would wait for typing with
+ * no prompt).
  */
 function readTextFile(file: string): string {
   if (file.trim() === '') fail('INVALID_ARGUMENT', `--text-file is ${file === '' ? 'empty' : 'blank'}; pass the path of a UTF-8 text file, or '-' to read standard input.`)
   if (file === '-' && process.stdin.isTTY) fail('INVALID_ARGUMENT', `--text-file -: standard input is a terminal; pipe the text in (e.g. 'cat page.txt | moe-harness score --model DIR --text-file -') or pass a file path.`)
+  let bytes: Buffer
   try {
-    return fs.readFileSync(file === '-' ? 0 : file, 'utf8').replace(/^\uFEFF/, '')
+    bytes = fs.readFileSync(file === '-' ? 0 : file)
   } catch (e) {
     return fail('FILE_ACCESS', `--text-file ${file}: cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); pass a readable UTF-8 text file, or '-' to read standard input.`)
   }
+  // Strict, as Python's open(): a Latin-1 or binary file decoded with replacement would score U+FFFD
+  // characters that are not in the file.
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes).replace(/^\uFEFF/, '')
+  } catch {
+    const offset = firstInvalidUtf8(bytes)
+    const example = file === '-' ? 'iconv -f latin1 -t utf-8 page.txt | moe-harness score ... --text-file -' : `iconv -f latin1 -t utf-8 ${file} > page.txt`
+    return fail('INVALID_ARGUMENT', `--text-file ${file} is not UTF-8 text (an invalid byte at offset ${offset}); convert it (e.g. ${example}) and score that.`)
+  }
+}
+
+/**
+ * Byte offset of the first invalid UTF-8 byte: where the lenient decoding first has a U+FFFD that the
+ * file does not hold as such (EF BF BD); the text before it is valid, so it re-encodes to the same bytes.
+ */
+function firstInvalidUtf8(bytes: Buffer): number {
+  const text = bytes.toString('utf8')
+  for (let i = text.indexOf('\uFFFD'); i >= 0; i = text.indexOf('\uFFFD', i + 1)) {
+    const offset = Buffer.byteLength(text.slice(0, i))
+    if (!(bytes[offset] === 0xef && bytes[offset + 1] === 0xbf && bytes[offset + 2] === 0xbd)) return offset
+  }
+  return bytes.length
 }
 
 async function runScore(flags: ScoreFlags): Promise<void> {
