@@ -1,5 +1,6 @@
 // harness.config.ts: what a sweep evaluates. Validated with zod; CLI flags override it.
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { createJiti } from 'jiti'
@@ -100,7 +101,25 @@ export function parseConfig(raw: unknown, where: string): HarnessConfig {
     const near = [...new Set(unknown.flatMap(m => closest(m, Object.keys(result.data.models), 1)))]
     if (unknown.length) fail('HARNESS_CONFIG_INVALID', `${where} is invalid: allowNonfinite names ${unknown.map(m => `'${m}'`).join(', ')}, not a key of models (${Object.keys(result.data.models).join(', ')})${near.length ? ` (did you mean ${near.join(', ')}?)` : ''}.`)
   }
+  refuseTildePaths(result.data, where)
   return result.data
+}
+
+/**
+ * HARNESS_CONFIG_INVALID for a path field that begins with '~' (a shell's home, which nothing expands
+ * in a config): `store: '~/results.sqlite'` made a folder named '~' in the config's folder, whose
+ * cleanup (`rm -rf ~`) deletes the user's home.
+ */
+function refuseTildePaths(config: HarnessConfig, where: string): void {
+  const fields: [string, string | undefined][] = [
+    ...Object.entries(config.models).map(([name, dir]) => [`models.${name}`, dir] as [string, string]),
+    ['dataDir', config.dataDir], ['store', config.store], ['report.outDir', config.report.outDir], ['calibration.source', config.calibration.source],
+  ]
+  for (const [field, value] of fields) {
+    if (value !== '~' && !value?.startsWith('~/')) continue
+    fail('HARNESS_CONFIG_INVALID', `${where} is invalid: ${field} is ${JSON.stringify(value)}, but a config's paths are not expanded by a shell, so it would be a folder named '~' in ${path.dirname(path.resolve(where))}; `
+      + `write the path out (${path.join(os.homedir(), value.slice(1))}, or os.homedir() in the config).`)
+  }
 }
 
 /**
