@@ -80,15 +80,20 @@ const CPU_INSTEAD = "or use the CPU (--device cpu; in a sweep config, device: 'c
 export function cudaInstallHint(): string {
   return (
     'The CUDA execution provider is not installed: onnxruntime-node ships CPU binaries only. Install it with ' +
-    '`ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install.js` ' +
+    // By its absolute path: the command is copied from whatever folder the harness was run in.
+    `\`ONNXRUNTIME_NODE_INSTALL=cuda12 node ${path.join(ortPackageDir(), 'script', 'install.js')}\` ` +
     `(downloads from api.nuget.org; needs the CUDA 12 and cuDNN 9 runtime libraries), ${CPU_INSTEAD}.`
   )
 }
 
+/** The onnxruntime-node package folder the harness loads (its main file is dist/index.js). */
+function ortPackageDir(): string {
+  return path.join(path.dirname(createRequire(import.meta.url).resolve('onnxruntime-node')), '..')
+}
+
 /** The folder of onnxruntime-node's native libraries (libonnxruntime.so.1, its providers). */
 function ortBinDir(): string {
-  const main = createRequire(import.meta.url).resolve('onnxruntime-node')
-  return path.join(path.dirname(main), '..', 'bin', 'napi-v6', process.platform, process.arch)
+  return path.join(ortPackageDir(), 'bin', 'napi-v6', process.platform, process.arch)
 }
 
 /** Whether onnxruntime-node's CUDA provider library is installed next to its CPU binaries. */
