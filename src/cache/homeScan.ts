@@ -50,7 +50,8 @@ export interface CacheEntry {
   /**
    * Last use, ms since the epoch: a graph entry's LRU clock (its manifest's mtime); for a variant
    * the later of its edits file's access and modification times (access times are approximate:
-   * relatime updates them about once a day); otherwise the modification time.
+   * relatime updates them about once a day), for a calibration entry those of its file (both set
+   * explicitly on use); otherwise the modification time.
    */
   lastUsedMs: number
   state: EntryState
@@ -300,11 +301,21 @@ function scanCalibration(dir: string, add: Add, now: number, top: boolean): void
     const full = path.join(dir, name)
     const temp = CALIBRATION_TEMP.exec(name)
     if (top && name === 'sequential' && isDir(full)) scanCalibration(full, add, now, false)
-    else if (CALIBRATION_FILE.test(name) && !isDir(full)) add('calibration', 'calibration', full, 'ok')
+    else if (CALIBRATION_FILE.test(name) && !isDir(full)) add('calibration', 'calibration', full, 'ok', { lastUsedMs: calibrationLastUsed(full) })
     else if (temp && !isDir(full)) {
       const stale = !processAlive(Number(temp[1])) && now - mtimeOf(full) > STALE_TEMP_MS
       add('calibration', 'calibration-temp', full, stale ? 'leftover' : 'live', { note: stale ? 'temp file of a write that died' : 'being written, kept' })
     } else add('calibration', 'foreign', full, 'kept', { note: 'not ours, kept' })
+  }
+}
+
+/** A calibration entry's last use: the later of its access time (set on each cache hit, src/calibration/cache.ts) and its write. */
+function calibrationLastUsed(full: string): number {
+  try {
+    const st = fs.statSync(full)
+    return Math.max(st.atimeMs, st.mtimeMs)
+  } catch {
+    return 0
   }
 }
 
