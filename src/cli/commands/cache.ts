@@ -53,7 +53,8 @@ link to another folder (variants on a bigger disk) is listed, counted and pruned
 method, parameters and ratio come from the results stores (--db, and any store a running process of
 this machine is writing); its model and edits from its own files.
 A variant's last use is when a worker last opened it to score (recorded as its edits file's access time,
-also on noatime mounts; in a read-only home, the kernel's access time); a graph's is the graph cache's own LRU clock.
+also on noatime mounts; in a read-only home, the kernel's access time); a graph's is the graph cache's own LRU clock;
+calibration statistics' is when a method last read them from the cache (or when they were computed).
 States: ok; damaged or incomplete (rebuilt when needed); leftover (of a process that is gone);
 live (a running process's, kept). Files the harness did not write are listed as "not ours, kept".
 Examples:
