@@ -164,7 +164,7 @@ function unmatchedModelNote(scan: HomeScan, modelDir: string): string {
     models.set(dir, (models.get(dir) ?? 0) + 1)
   }
   const where = `no variant folder under ${path.join(scan.home, 'variants')} was prepared from ${modelDir}`
-  if (!models.size) return `note: ${where} (it holds no variant folders).\n`
+  if (!models.size) return `note: ${where} (${scan.entries.some(e => e.kind === 'variant') ? 'none of its variant folders names a readable model folder' : 'it holds no variant folders'}).\n`
   const near = closest(modelDir, [...models.keys()], 1)
   const listed = [...models].sort((a, b) => a[0].localeCompare(b[0])).map(([dir, n]) => `${dir} (${n})`).join(', ')
   return `note: ${where}${near.length ? `; did you mean ${near[0]}?` : '.'} The variant folders here are of: ${listed}.\n`
