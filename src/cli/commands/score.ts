@@ -37,7 +37,10 @@ Examples:
 }
 
 function parseIds(text: string): number[] {
-  const parts = text.split(',').map(s => s.trim()).filter(Boolean)
+  const parts = text.split(',').map(s => s.trim())
+  // "$A,$B,$C" with a variable unset: a lost id, not a separator to skip.
+  const empty = parts.findIndex(p => p === '')
+  if (empty >= 0) fail('INVALID_ARGUMENT', `--ids '${text}': element ${empty + 1} is empty (an id lost, e.g. an unset variable); pass ids like 1,2,3.`)
   const ids = parts.map(Number)
   const bad = parts.find((p, i) => !Number.isInteger(ids[i]) || ids[i] < 0 || !/^\d+$/.test(p))
   if (bad !== undefined) fail('INVALID_ARGUMENT', `--ids: '${bad}' is not a non-negative integer; pass ids like 1,2,3.`)
