@@ -376,8 +376,23 @@ function evict(graphs: string, keep: string): void {
     count++
     bytes += e.bytes
     if (e.dir === keep || now - e.used < RECENT_MS) continue
-    if (count > MAX_ENTRIES || bytes > graphCacheLimitBytes()) removeQuietly(e.dir)
+    if (count > MAX_ENTRIES || bytes > graphCacheLimitBytes()) removeEntry(graphs, e.dir)
   }
+}
+
+/**
+ * Removes an entry renamed aside first (a temp build's name): a process killed midway leaves a
+ * dead temp build, which the next eviction or `cache prune` clears, never a <key> folder without its
+ * manifest (taken for a stranger's folder, kept for good).
+ */
+function removeEntry(graphs: string, dir: string): void {
+  const aside = path.join(graphs, `.building-evicted-${path.basename(dir)}-${process.pid}-${crypto.randomBytes(4).toString('hex')}`)
+  try {
+    fs.renameSync(dir, aside)
+  } catch {
+    return // gone already (another process evicted it)
+  }
+  removeQuietly(aside)
 }
 
 interface FileIdentity { size: number; mtimeMs: number; ctimeMs: number; ino: number }
