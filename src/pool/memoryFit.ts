@@ -301,27 +301,74 @@ function sumDistinctTensors(ckpt: Pick<Checkpoint, 'tensors'>, bytes: (t: Tensor
 export interface MemorySources {
   /** Default /proc/meminfo. */
   meminfo?: string
-  /** The cgroup (v2) folder holding memory.max and memory.current; default /sys/fs/cgroup. */
+  /** Where the cgroup filesystems are mounted: the v2 hierarchy itself, the v1 controllers under it (memory/); default /sys/fs/cgroup. */
   cgroup?: string
+  /** This process's cgroup membership (lines `id:controllers:path`); default /proc/self/cgroup. */
+  selfCgroup?: string
 }
+
+/** A v1 memory.limit_in_bytes at or above this is "no limit" (the kernel writes 2^63 rounded down to a page). */
+const V1_UNLIMITED = 2 ** 60
 
 /**
  * Bytes this process may still allocate: /proc/meminfo MemAvailable (the kernel's estimate of memory
- * available without swapping, page cache included), else os.freemem(); capped by the cgroup v2 limit
- * when /sys/fs/cgroup/memory.max is a number (containers, Slurm jobs): memory.max - memory.current.
+ * available without swapping, page cache included), else os.freemem(); capped by every cgroup memory
+ * limit above this process (containers, Slurm jobs' --mem, Kubernetes limits): what each limit leaves
+ * beyond its cgroup's working set (usage less inactive file pages, which the kernel reclaims first: the
+ * figure kubelet evicts on). The cgroups are this process's own, from /proc/self/cgroup, and their
+ * ancestors: cgroup v2 (`0::<path>`, memory.max and memory.current) and v1 (`<id>:memory:<path>`,
+ * memory/…/memory.limit_in_bytes and memory.usage_in_bytes). A Slurm job without a cgroup namespace sees
+ * the whole hierarchy, so its limit is in its own folder, not at the root; inside a namespace the path
+ * is `/` and the limit at the mount's root.
  */
 export function availableMemoryBytes(sources: MemorySources = {}): number {
   let available = os.freemem()
   const meminfo = readText(sources.meminfo ?? '/proc/meminfo')
   const m = meminfo && /^MemAvailable:\s+(\d+)\s*kB/m.exec(meminfo)
   if (m) available = Number(m[1]) * 1024
-  const dir = sources.cgroup ?? '/sys/fs/cgroup'
-  const max = readText(path.join(dir, 'memory.max'))?.trim()
-  if (max && /^\d+$/.test(max)) {
-    const current = Number(readText(path.join(dir, 'memory.current'))?.trim())
-    available = Math.min(available, Math.max(0, Number(max) - (Number.isFinite(current) ? current : 0)))
-  }
+  for (const left of cgroupHeadroom(sources.cgroup ?? '/sys/fs/cgroup', readText(sources.selfCgroup ?? '/proc/self/cgroup') ?? '')) available = Math.min(available, left)
   return available
+}
+
+/** What each memory limit over this process leaves (bytes), innermost first. */
+function cgroupHeadroom(root: string, membership: string): number[] {
+  const lines = membership.split('\n').map(l => l.split(':')).filter(f => f.length >= 3)
+  const v2 = lines.find(([id, controllers]) => id === '0' && controllers === '')
+  const v1 = lines.find(([, controllers]) => controllers!.split(',').includes('memory'))
+  const left: number[] = []
+  for (const dir of cgroupFolders(root, v2 ? v2.slice(2).join(':') : '/')) {
+    const limit = readNumber(path.join(dir, 'memory.max'))
+    if (limit !== undefined) left.push(headroom(limit, readNumber(path.join(dir, 'memory.current')), statField(dir, 'inactive_file')))
+  }
+  if (v1) {
+    for (const dir of cgroupFolders(path.join(root, 'memory'), v1.slice(2).join(':'))) {
+      const limit = readNumber(path.join(dir, 'memory.limit_in_bytes'))
+      if (limit !== undefined && limit < V1_UNLIMITED) left.push(headroom(limit, readNumber(path.join(dir, 'memory.usage_in_bytes')), statField(dir, 'total_inactive_file')))
+    }
+  }
+  return left
+}
+
+/** The folder of cgroup `member` under `base` and each ancestor up to `base`; just `base` when the folder is not there (a namespace mounts one's own cgroup at the root). */
+function cgroupFolders(base: string, member: string): string[] {
+  const parts = member.split('/').filter(Boolean)
+  if (!fs.existsSync(path.join(base, ...parts))) return [base]
+  return parts.map((_, i) => path.join(base, ...parts.slice(0, parts.length - i))).concat(base)
+}
+
+function headroom(limit: number, usage: number | undefined, inactiveFile: number | undefined): number {
+  return Math.max(0, limit - Math.max(0, (usage ?? 0) - (inactiveFile ?? 0)))
+}
+
+/** A whole number in a cgroup file ('max' and anything else: undefined). */
+function readNumber(file: string): number | undefined {
+  const text = readText(file)?.trim()
+  return text && /^\d+$/.test(text) ? Number(text) : undefined
+}
+
+function statField(dir: string, field: string): number | undefined {
+  const m = new RegExp(`^${field} (\\d+)$`, 'm').exec(readText(path.join(dir, 'memory.stat')) ?? '')
+  return m ? Number(m[1]) : undefined
 }
 
 function readText(file: string): string | undefined {

@@ -123,14 +123,63 @@ describe('memory sources', () => {
     fs.writeFileSync(meminfo, 'MemTotal:       24684084 kB\nMemFree:        16818224 kB\nMemAvailable:   20000000 kB\n')
     const cgroup = path.join(dir, 'cgroup')
     fs.mkdirSync(cgroup)
-    assert.equal(availableMemoryBytes({ meminfo, cgroup }), 20000000 * 1024)
+    // Inside a cgroup namespace: this process's cgroup is the mount's root.
+    const selfCgroup = path.join(dir, 'self-cgroup')
+    fs.writeFileSync(selfCgroup, '0::/\n')
+    assert.equal(availableMemoryBytes({ meminfo, cgroup, selfCgroup }), 20000000 * 1024)
     fs.writeFileSync(path.join(cgroup, 'memory.max'), 'max\n')
-    assert.equal(availableMemoryBytes({ meminfo, cgroup }), 20000000 * 1024)
+    assert.equal(availableMemoryBytes({ meminfo, cgroup, selfCgroup }), 20000000 * 1024)
     fs.writeFileSync(path.join(cgroup, 'memory.max'), `${8 * 2 ** 30}\n`)
     fs.writeFileSync(path.join(cgroup, 'memory.current'), `${3 * 2 ** 30}\n`)
-    assert.equal(availableMemoryBytes({ meminfo, cgroup }), 5 * 2 ** 30)
+    assert.equal(availableMemoryBytes({ meminfo, cgroup, selfCgroup }), 5 * 2 ** 30)
     // No meminfo: os.freemem(), still capped.
-    assert.equal(availableMemoryBytes({ meminfo: path.join(dir, 'absent'), cgroup }), Math.min(os.freemem(), 5 * 2 ** 30))
+    assert.equal(availableMemoryBytes({ meminfo: path.join(dir, 'absent'), cgroup, selfCgroup }), Math.min(os.freemem(), 5 * 2 ** 30))
+    // Inactive file pages are reclaimed before the limit bites: they do not count as used.
+    fs.writeFileSync(path.join(cgroup, 'memory.stat'), `anon ${2 * 2 ** 30}\ninactive_file ${2 ** 30}\nactive_file 4096\n`)
+    assert.equal(availableMemoryBytes({ meminfo, cgroup, selfCgroup }), 6 * 2 ** 30)
+  })
+
+  const meminfo20 = () => {
+    const file = path.join(dir, 'meminfo20')
+    fs.writeFileSync(file, 'MemTotal:       24684084 kB\nMemAvailable:   20000000 kB\n')
+    return file
+  }
+
+  it('cgroup v2 without a namespace (a Slurm job): the limit in the job\'s own folder and its ancestors caps what is available', () => {
+    const cgroup = path.join(dir, 'v2')
+    const job = path.join(cgroup, 'system.slice', 'slurmstepd.scope', 'job_42')
+    fs.mkdirSync(path.join(job, 'step_0'), { recursive: true })
+    fs.writeFileSync(path.join(cgroup, 'memory.current'), `${9 * 2 ** 30}\n`) // the root has no memory.max
+    fs.writeFileSync(path.join(job, 'memory.max'), `${4 * 2 ** 30}\n`)
+    fs.writeFileSync(path.join(job, 'memory.current'), `${2 ** 30}\n`)
+    fs.writeFileSync(path.join(job, 'step_0', 'memory.max'), 'max\n')
+    const selfCgroup = path.join(dir, 'v2-self')
+    fs.writeFileSync(selfCgroup, '0::/system.slice/slurmstepd.scope/job_42/step_0\n')
+    assert.equal(availableMemoryBytes({ meminfo: meminfo20(), cgroup, selfCgroup }), 3 * 2 ** 30)
+    // A tighter limit further up wins.
+    fs.writeFileSync(path.join(cgroup, 'system.slice', 'memory.max'), `${10 * 2 ** 30}\n`)
+    fs.writeFileSync(path.join(cgroup, 'system.slice', 'memory.current'), `${9 * 2 ** 30 + 2 ** 29}\n`)
+    assert.equal(availableMemoryBytes({ meminfo: meminfo20(), cgroup, selfCgroup }), 2 ** 29)
+  })
+
+  it('cgroup v1: memory.limit_in_bytes of the memory controller\'s folder (the kernel\'s "unlimited" is no limit)', () => {
+    const cgroup = path.join(dir, 'v1')
+    const job = path.join(cgroup, 'memory', 'slurm', 'uid_1000', 'job_7')
+    fs.mkdirSync(job, { recursive: true })
+    fs.writeFileSync(path.join(cgroup, 'memory', 'memory.limit_in_bytes'), '9223372036854771712\n')
+    fs.writeFileSync(path.join(cgroup, 'memory', 'memory.usage_in_bytes'), `${12 * 2 ** 30}\n`)
+    fs.writeFileSync(path.join(job, 'memory.limit_in_bytes'), `${8 * 2 ** 30}\n`)
+    fs.writeFileSync(path.join(job, 'memory.usage_in_bytes'), `${3 * 2 ** 30}\n`)
+    fs.writeFileSync(path.join(job, 'memory.stat'), `cache ${2 ** 30}\ntotal_inactive_file ${2 ** 30}\n`)
+    const selfCgroup = path.join(dir, 'v1-self')
+    fs.writeFileSync(selfCgroup, '12:pids:/slurm/uid_1000/job_7\n4:memory:/slurm/uid_1000/job_7\n1:name=systemd:/\n0::/\n')
+    assert.equal(availableMemoryBytes({ meminfo: meminfo20(), cgroup, selfCgroup }), 6 * 2 ** 30)
+    // The controller mounted at this process's own cgroup (a namespace): its root folder holds the limit.
+    fs.writeFileSync(path.join(cgroup, 'memory', 'memory.limit_in_bytes'), `${5 * 2 ** 30}\n`)
+    fs.writeFileSync(selfCgroup, '4:memory:/docker/abc\n0::/\n')
+    assert.equal(availableMemoryBytes({ meminfo: meminfo20(), cgroup, selfCgroup }), 0)
+    fs.writeFileSync(path.join(cgroup, 'memory', 'memory.usage_in_bytes'), `${2 ** 30}\n`)
+    assert.equal(availableMemoryBytes({ meminfo: meminfo20(), cgroup, selfCgroup }), 4 * 2 ** 30)
   })
 
   it('this machine: a positive number no larger than its memory', () => {
