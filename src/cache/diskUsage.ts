@@ -72,15 +72,3 @@ export function freedBytes(usages: Usage[]): number {
   return bytes
 }
 
-const UNITS = ['B', 'kB', 'MB', 'GB', 'TB', 'PB']
-
-/** `bytes` in SI units with three significant digits: 0 B, 812 B, 55.6 kB, 13.2 GB (as `transform` and the pool line count). */
-export function formatBytes(bytes: number): string {
-  let v = bytes
-  let u = 0
-  while (v >= 999.5 && u < UNITS.length - 1) {
-    v /= 1000
-    u++
-  }
-  return u === 0 ? `${Math.round(v)} B` : `${v >= 99.95 ? v.toFixed(0) : v >= 9.995 ? v.toFixed(1) : v.toFixed(2)} ${UNITS[u]}`
-}

@@ -11,6 +11,7 @@ import { fail } from '../errors.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
 import type { ModelSpec } from '../model/modelSpec.ts'
 import { attentionScores, headBlock } from '../onnx/sequenceChunks.ts'
+import { formatBytes } from '../util/bytes.ts'
 
 /**
  * Fraction of the available memory a pool plans to use. The rest covers what the estimate leaves
@@ -99,7 +100,7 @@ export function fitPool(r: PoolFitRequest): PoolFit {
   const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`
   const at = r.batch ? ` at batches of ${r.batch.rows} x ${r.batch.rowTokens} tokens` : ''
   const own = r.weightsInMemory ? ' (its own float32 weights, MOE_HARNESS_WEIGHTS=memory, and activations)' : ''
-  const sum = (w: number) => `model ${formatBytes(r.modelBytes)} mapped once + ${w} x ${formatBytes(r.perWorkerBytes)} per worker${own}${at} = ${formatBytes(total(w))}`
+  const sum = (w: number) => `model ${formatBytes(r.modelBytes)} ${r.weightsInMemory ? 'read' : 'mapped'} once + ${w} x ${formatBytes(r.perWorkerBytes)} per worker${own}${at} = ${formatBytes(total(w))}`
   const room = `${Math.round(safety * 100)}% of ${formatBytes(r.availableBytes)} available`
   let reason = `pool: ${plural(workers, 'worker')} x ${plural(threads, 'thread')}`
   if (reduced) reason += `, reduced from ${plural(r.requestedWorkers, 'requested worker')} because ${sum(r.requestedWorkers)} exceeds ${room}`
@@ -113,10 +114,6 @@ export function fitPool(r: PoolFitRequest): PoolFit {
   return { workers, threads, fits, reduced, reason }
 }
 
-/** Bytes as `13.8 GB` (decimal units, as free(1) -h and HF's model cards print them), `412 MB` below 1 GB. */
-export function formatBytes(bytes: number): string {
-  return bytes >= 1e9 ? `${(bytes / 1e9).toFixed(1)} GB` : `${Math.max(0, Math.round(bytes / 1e6))} MB`
-}
 
 /** The float32 memory of one worker scoring one batch, by part (bytes); estimateWorkerBytes is their sum. */
 export interface WorkerBytes {

@@ -29,7 +29,7 @@ describe('eval: a request too long to score in the memory available', () => {
       const cap = Number(/--max-length (\d+)/.exec(e.message)?.[1])
       assert.ok(cap > 16_000 && fitsIn(cap, 8 * GB) && !fitsIn(cap + 1, 8 * GB), `--max-length ${cap} is the longest that fits`)
       assert.match(e.message, /up to 400000 tokens\) needs about [\d.]+ GB scored alone/)
-      assert.match(e.message, /of the 8\.0 GB available\. Nothing was calibrated or scored/)
+      assert.match(e.message, /of the 8\.00 GB available\. Nothing was calibrated or scored/)
       assert.match(e.message, /lm-eval's HF backend uses the model's whole context/)
       return true
     })

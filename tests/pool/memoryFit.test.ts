@@ -9,9 +9,10 @@ import { describe, it } from 'node:test'
 import { openCheckpoint } from '../../src/model/checkpoint.ts'
 import { parseModelSpec } from '../../src/model/modelSpec.ts'
 import {
-  availableMemoryBytes, estimateWorkerBytes, estimateWorkerParts, fitPool, formatBytes, MEMORY_SAFETY, modelWeightBytes,
+  availableMemoryBytes, estimateWorkerBytes, estimateWorkerParts, fitPool, MEMORY_SAFETY, modelWeightBytes,
   ORT_ALLOCATION_FACTOR, WORKER_OVERHEAD_BYTES, worstBatch,
 } from '../../src/pool/memoryFit.ts'
+import { formatBytes } from '../../src/util/bytes.ts'
 import { loadTask, loadTaskDocs } from '../../src/tasks/registry.ts'
 import { requestCountBound } from '../../src/tasks/requestBound.ts'
 import { lastJson, ROOT, runCli, writeSweepConfig } from '../helpers/cli.ts'
@@ -27,7 +28,7 @@ describe('fitPool', () => {
     assert.equal(fit.threads, 4)
     assert.equal(fit.fits, true)
     assert.equal(fit.reduced, false)
-    assert.equal(fit.reason, 'pool: 2 workers x 4 threads (model 13.8 GB mapped once + 2 x 1.9 GB per worker = 17.6 GB fits 85% of 21.0 GB available)')
+    assert.equal(fit.reason, 'pool: 2 workers x 4 threads (model 13.8 GB mapped once + 2 x 1.90 GB per worker = 17.6 GB fits 85% of 21.0 GB available)')
   })
 
   it('reduces the workers to the most that fit, says from how many and why, and gives the freed cores to the rest', () => {
@@ -37,7 +38,7 @@ describe('fitPool', () => {
     assert.equal(fit.threads, 2)
     assert.equal(fit.fits, true)
     assert.equal(fit.reduced, true)
-    assert.match(fit.reason, /^pool: 3 workers x 2 threads, reduced from 6 requested workers because model 10\.0 GB mapped once \+ 6 x 2\.0 GB per worker at batches of 1 x 4096 tokens = 22\.0 GB exceeds 85% of 20\.0 GB available; model 10\.0 GB .* 3 x 2\.0 GB .* = 16\.0 GB fits$/)
+    assert.match(fit.reason, /^pool: 3 workers x 2 threads, reduced from 6 requested workers because model 10\.0 GB mapped once \+ 6 x 2\.00 GB per worker at batches of 1 x 4096 tokens = 22\.0 GB exceeds 85% of 20\.0 GB available; model 10\.0 GB .* 3 x 2\.00 GB .* = 16\.0 GB fits$/)
     // At the boundary (safety 1, exact integers): 11 + 3 x 2 = 17 fits; one byte more per worker and only two do.
     assert.equal(fitPool({ requestedWorkers: 6, cores: 6, availableBytes: 17 * GB, modelBytes: 11 * GB, perWorkerBytes: 2 * GB, safety: 1 }).workers, 3)
     assert.equal(fitPool({ requestedWorkers: 6, cores: 6, availableBytes: 17 * GB, modelBytes: 11 * GB, perWorkerBytes: 2 * GB + 1, safety: 1 }).workers, 2)

@@ -28,6 +28,9 @@ describe('the pool plan with MOE_HARNESS_WEIGHTS=memory', () => {
     assert.equal(mapped.workers, 2, mapped.reason)
     const memory = fitPoolToModels({ ...base, availableBytes, weightsInMemory: true })
     assert.equal(memory.workers, 1, memory.reason)
+    // The checkpoint is read once and decoded by each worker, not mapped and shared.
+    assert.match(memory.reason, /model \S+ \S+ read once \+/)
+    assert.match(mapped.reason, /model \S+ \S+ mapped once \+/)
     assert.match(memory.reason, /reduced from 2 requested workers .* per worker \(its own float32 weights, MOE_HARNESS_WEIGHTS=memory, and activations\)/)
     const perWorker = Number(/\+ 2 x (\d+) MB per worker/.exec(memory.reason)?.[1] ?? NaN)
     assert.equal(perWorker, Math.round((activations + 8 * elements) / 1e6), memory.reason)

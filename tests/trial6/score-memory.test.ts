@@ -21,7 +21,7 @@ describe('score: one sequence that does not fit in memory', () => {
       assert.equal(e.code, 'SEQUENCE_TOO_LONG')
       const need = (1e6 + estimateWorkerBytes(spec, 1, 400_000)) / GB
       assert.ok(e.message.includes(`Scoring 400000 tokens as one sequence needs about ${need.toFixed(1)} GB`), e.message)
-      assert.match(e.message, /of the 8\.0 GB available: score at most \d+ tokens at a time \(a shorter text/)
+      assert.match(e.message, /of the 8\.00 GB available: score at most \d+ tokens at a time \(a shorter text/)
       return true
     })
   })

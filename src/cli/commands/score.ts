@@ -7,7 +7,8 @@ import { openCheckpoint } from '../../model/checkpoint.ts'
 import { checkpointOptions, addDeviceOptions, addHookOptions, addPrecisionOption, editsFromFlags, engineSettings, type EngineFlags } from '../engineOptions.ts'
 import { resolvePrecision, weightResidency } from '../../engine/graphSession.ts'
 import type { ModelSpec } from '../../model/modelSpec.ts'
-import { availableMemoryBytes, formatBytes, MEMORY_SAFETY, oneSequenceFit, residentWeightBytes } from '../../pool/memoryFit.ts'
+import { formatBytes } from '../../util/bytes.ts'
+import { availableMemoryBytes, MEMORY_SAFETY, oneSequenceFit, residentWeightBytes } from '../../pool/memoryFit.ts'
 
 interface ScoreFlags extends EngineFlags {
   model: string
