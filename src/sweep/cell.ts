@@ -23,7 +23,7 @@ export type CellOutcome =
   | { kind: 'deferred' }
   | { kind: 'variantFailed'; error: HarnessErrorData }
   | { kind: 'stored'; run: RunRow }
-  | { kind: 'scored'; error: HarnessErrorData | null; tokens: number }
+  | { kind: 'scored'; error: HarnessErrorData | null; tokens: number; runId: number }
 
 export interface CellContext extends PrepareContext {
   pool: ScoringPool
@@ -53,8 +53,8 @@ export async function runCell(cell: Cell, ctx: CellContext): Promise<CellOutcome
     ctx.onScoring(cell)
     const scored = await score(cell, variant, ctx)
     if (!scored) return { kind: 'aborted' }
-    record(cell, key, scored, ctx)
-    return { kind: 'scored', error: scored.error, tokens: scored.evaluation?.tokens.processed ?? 0 }
+    const runId = record(cell, key, scored, ctx)
+    return { kind: 'scored', error: scored.error, tokens: scored.evaluation?.tokens.processed ?? 0, runId }
   } finally {
     ctx.leases.release(key)
   }
@@ -116,7 +116,8 @@ function logNotes(notes: readonly string[], cell: Cell, ctx: CellContext): void 
 }
 
 /** Writes the run (complete, or failed with its error), its metrics and samples in one transaction. */
-function record(cell: Cell, key: RunKey, scored: Scored, ctx: CellContext): void {
+/** Stores the cell's run; returns its run_id. */
+function record(cell: Cell, key: RunKey, scored: Scored, ctx: CellContext): number {
   const { evaluation, error } = scored
   const td = performance.now()
   const metrics = evaluation ? Object.entries(evaluation.metrics).map(([metric, m]) => ({ metric, value: m!.value, stderr: m!.stderr, higher_is_better: m!.higherIsBetter ? 1 : 0 })) : []
@@ -124,12 +125,13 @@ function record(cell: Cell, key: RunKey, scored: Scored, ctx: CellContext): void
     doc: x.doc, gold_json: JSON.stringify(x.gold), lls_json: JSON.stringify(x.lls), lls_unconditional_json: x.llsUnconditional ? JSON.stringify(x.llsUnconditional) : null,
     greedy_json: JSON.stringify(x.greedy), preds_json: JSON.stringify(x.preds), counts_json: x.counts ? JSON.stringify(x.counts) : null,
   })) : []
-  ctx.store.saveRun({
+  const runId = ctx.store.saveRun({
     ...key, data_file: cell.data.file, harness_version: HARNESS_VERSION, ort_version: ORT_VERSION, device: ctx.inputs.device, status: error ? 'failed' : 'complete',
     error: error && formatError(error), error_json: error && JSON.stringify(error),
     docs: cell.data.docs.length, seconds: scored.seconds, tokens_processed: evaluation?.tokens.processed ?? 0, tokens_per_choice: evaluation?.tokens.perChoiceEquivalent ?? 0,
   }, metrics, samples)
   ctx.timings.database += (performance.now() - td) / 1000
+  return runId
 }
 
 /** A stored failure's structure: error_json, or for rows from before it existed, the code before the first ':' of the text. */

@@ -59,6 +59,11 @@ export interface SweepSummary {
   failures: CellFailure[]
   /** Cells another process was scoring when this one reached them, then found complete. */
   scoredElsewhere: number
+  /**
+   * Of `skipped`, the cells whose result is that of a cell this sweep scored: the same variant content
+   * (e.g. every method at ratio 0 is the unpruned model) on the same task, stored once.
+   */
+  sameAsScoredHere: number
   /** This process's lease owner id (host:pid:random). */
   owner: string
   /** The pool that ran: workers × intra-op threads, after fitting the requested workers in memory (memoryFit.ts). */
@@ -93,7 +98,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
   const allowNonfinite = [...inputs.models].filter(([name]) => allowsNonfinite(config, name)).map(([, ckpt]) => ckpt.dir)
   const pool = createPool({ workers: inputs.workers, threads: inputs.threads, device: inputs.device, allowNonfinite })
   const leases = new CellLeases(store, 1000 * (options.leaseSeconds ?? 60))
-  const summary: SweepSummary = { cells: 0, skipped: 0, completed: 0, failed: 0, interrupted: false, timings, tokensScored: 0, failures: [], scoredElsewhere: 0, owner: leases.owner, pool: { workers: inputs.workers, threads: inputs.threads } }
+  const summary: SweepSummary = { cells: 0, skipped: 0, completed: 0, failed: 0, interrupted: false, timings, tokensScored: 0, failures: [], scoredElsewhere: 0, sameAsScoredHere: 0, owner: leases.owner, pool: { workers: inputs.workers, threads: inputs.threads } }
   let sweepId = 0
   try {
     // Cells of one variant run back to back (workers keep its session).
@@ -111,8 +116,9 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
     await checkVariantsWritable(slots, ctx)
     await calibrateModels(slots, ctx, timings, log, report)
 
+    const scoredHere = new Set<number>()
     const settle = async (cell: Cell, retried: boolean): Promise<boolean> => {
-      const counted = tally(summary, cell, await runCell(cell, ctx), retried, log)
+      const counted = tally(summary, cell, await runCell(cell, ctx), retried, log, scoredHere)
       if (counted === 'deferred') return false
       if (counted) {
         done++
@@ -150,7 +156,7 @@ async function cellsLeft(inputs: SweepInputs, db: string, mine: (cell: Cell) => 
  * Adds a cell's outcome to the summary: the progress label when the cell is finished, null when it
  * was not counted (aborted), 'deferred' when it must be tried again later.
  */
-function tally(summary: SweepSummary, cell: Cell, outcome: CellOutcome, retried: boolean, log: (line: string) => void): { label: string } | null | 'deferred' {
+function tally(summary: SweepSummary, cell: Cell, outcome: CellOutcome, retried: boolean, log: (line: string) => void, scoredHere: Set<number>): { label: string } | null | 'deferred' {
   const label = cellLabel(cell)
   switch (outcome.kind) {
     case 'deferred': return 'deferred'
@@ -164,9 +170,13 @@ function tally(summary: SweepSummary, cell: Cell, outcome: CellOutcome, retried:
         summary.failed++
         summary.failures.push(cellFailure(cell, storedError(outcome.run)))
       } else summary.skipped++
-      if (retried) summary.scoredElsewhere++
+      // Held by this sweep's own lane while it scored (a cell of the same content), not by another process.
+      if (scoredHere.has(outcome.run.run_id)) {
+        if (outcome.run.status !== 'failed') summary.sameAsScoredHere++
+      } else if (retried) summary.scoredElsewhere++
       return { label }
     case 'scored':
+      scoredHere.add(outcome.runId)
       summary.tokensScored += outcome.tokens
       if (outcome.error) {
         summary.failed++

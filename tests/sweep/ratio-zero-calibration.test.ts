@@ -73,6 +73,9 @@ describe('ratio-0 variants need no calibration', () => {
     assert.equal(summary.failed, 0, stderr)
     assert.doesNotMatch(stderr, /^calibration for /m)
     assert.equal(summary.timings.calibration, 0)
+    // One cell scored; the others are that same cell, and the summary says so (not "already complete" from an earlier run).
+    assert.deepEqual([summary.cells, summary.completed, summary.skipped, summary.sameAsScoredHere], [CALIBRATING.length, 1, CALIBRATING.length - 1, CALIBRATING.length - 1])
+    assert.match(stderr, new RegExp(`^sweep: 1 cell scored, ${CALIBRATING.length - 1} already complete \\(all the same variant as a cell scored in this sweep, e\\.g\\. each method at ratio 0\\)`, 'm'))
     assert.deepEqual(calibrationFiles(), [])
     const rows = variants()
     assert.deepEqual(rows.map(v => v.method), [...CALIBRATING].sort())
@@ -90,7 +93,8 @@ describe('ratio-0 variants need no calibration', () => {
   it('a later sweep over ratios [0, 0.5] calibrates once, for 0.5 only, and finds its ratio-0 cell scored', () => {
     const { summary, stderr } = sweep('mixed', ['reap'], [0, 0.5])
     assert.equal(summary.failed, 0, stderr)
-    assert.deepEqual([summary.cells, summary.completed, summary.skipped], [2, 1, 1])
+    assert.deepEqual([summary.cells, summary.completed, summary.skipped, summary.sameAsScoredHere], [2, 1, 1, 0])
+    assert.match(stderr, /^sweep: 1 cell scored, 1 already complete, 0 failed/m)
     assert.equal(stderr.match(/^calibration for m: computed \(routing, expertOutputs\)$/gm)?.length, 1, stderr)
     assert.equal(calibrationFiles().length, 1)
     const reap = variants().filter(v => v.method === 'reap')

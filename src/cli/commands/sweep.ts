@@ -181,7 +181,7 @@ export async function sweepFromFlags(flags: SweepFlags): Promise<SweepSummary & 
     // not summed into a share: workers build sessions while the main thread prepares the next variant,
     // so their sum passed 100% of the sweep (114.5% with two workers and weight-editing methods).
     const scoringShare = (100 * t.scoring) / workers / Math.max(t.total, 1e-9)
-    process.stderr.write(`sweep: ${summary.completed} cells scored, ${summary.skipped} already complete, ${summary.failed} failed, in ${t.total.toFixed(1)} s; ` +
+    process.stderr.write(`sweep: ${summary.completed} cell${summary.completed === 1 ? '' : 's'} scored, ${summary.skipped} already complete${summary.sameAsScoredHere ? ` (${summary.sameAsScoredHere === summary.skipped ? 'all' : summary.sameAsScoredHere} the same variant as a cell scored in this sweep, e.g. each method at ratio 0)` : ''}, ${summary.failed} failed, in ${t.total.toFixed(1)} s; ` +
       `onnxruntime scoring ${(t.scoring / workers).toFixed(1)} s per worker = ${scoringShare.toFixed(1)}% of the sweep; outside scoring (overlapping): calibration ${t.calibration.toFixed(1)} s, ` +
       `transforms ${t.transform.toFixed(1)} s, session builds ${(t.sessionBuild / workers).toFixed(1)} s per worker, database ${t.database.toFixed(1)} s\n`)
     process.stderr.write(describeFailures(summary))
