@@ -99,7 +99,17 @@ export async function prepareFromPlan(ckpt: Checkpoint, plan: Awaited<ReturnType
   } finally {
     progress?.stop()
   }
-  for (const w of prepared.warnings) process.stderr.write(`warning [method ${prepared.method}]: ${w}\n`)
+  printMethodWarnings(prepared.method, prepared.warnings)
   return prepared
+}
+
+/** Warnings printed one per line before the rest are counted (a method warns per expert: thousands at 48 layers x 128 experts). */
+export const SHOWN_WARNINGS = 10
+
+/** A method's warnings on stderr: the first SHOWN_WARNINGS, then how many more and where all of them are. */
+export function printMethodWarnings(method: string, warnings: readonly string[]): void {
+  for (const w of warnings.slice(0, SHOWN_WARNINGS)) process.stderr.write(`warning [method ${method}]: ${w}\n`)
+  const more = warnings.length - SHOWN_WARNINGS
+  if (more > 0) process.stderr.write(`warning [method ${method}]: ... and ${more} more warning${more === 1 ? '' : 's'} (${warnings.length} in all: --json lists every one under "warnings")\n`)
 }
 

@@ -2,6 +2,7 @@ import type { Command } from 'commander'
 import { Option } from 'commander'
 import { fail } from '../../errors.ts'
 import { openCheckpoint } from '../../model/checkpoint.ts'
+import { formatBytes } from '../../util/bytes.ts'
 import { checkOutputDir, type OutputContext } from '../../util/outputPaths.ts'
 import { HARNESS_VERSION } from '../../version.ts'
 import { harnessHome } from '../../defaults.ts'
@@ -53,19 +54,17 @@ Example:
     const fp8 = fp8Dequantization(ckpt)
     if (fp8) {
       // Said before writing: at DeepSeek-V3 scale the F32 output is terabytes.
-      process.stderr.write(`note: ${flags.model} stores ${fp8.tensors} weights as FP8; they are written dequantized as F32 (exact; BF16 would round fp8 × scale), so the output is not FP8 (quantization_config dropped) and takes up to ${gb(fp8.writtenBytesUpperBound)} (the source: ${gb(fp8.sourceBytes)}).\n`)
+      process.stderr.write(`note: ${flags.model} stores ${fp8.tensors} weights as FP8; they are written dequantized as F32 (exact; BF16 would round fp8 × scale), so the output is not FP8 (quantization_config dropped) and takes up to ${formatBytes(fp8.writtenBytesUpperBound)} (the source: ${formatBytes(fp8.sourceBytes)}).\n`)
     }
     const format = exportVariant(ckpt, variant.edits, flags.out, provenance, flags.format, output)
     const outputBytes = safetensorsBytes(flags.out)
     const dtype = fp8 ? { fp8Tensors: fp8.tensors, writtenAs: fp8.writtenAs, quantizationConfigDropped: true, sourceBytes: fp8.sourceBytes, outputBytes } : null
-    const summary = { out: flags.out, format, method: variant.method, params: variant.params, achievedRatio: variant.report.achievedRatio, totalParams: variant.accounting.totalParams, memoryBytes: variant.accounting.memoryBytes, dequantized: dtype }
+    const summary = { out: flags.out, format, method: variant.method, params: variant.params, achievedRatio: variant.report.achievedRatio, totalParams: variant.accounting.totalParams, memoryBytes: variant.accounting.memoryBytes, dequantized: dtype, warnings: variant.warnings }
     process.stdout.write(`wrote ${format === 'hf' ? 'a HuggingFace checkpoint' : 'a harness-format variant'} to ${flags.out} (${variant.method}, achieved ratio ${variant.report.achievedRatio.toFixed(4)})\n`)
-    if (fp8) process.stdout.write(`dtype: ${fp8.tensors} FP8 weights written as F32 (dequantized exactly; not an FP8 checkpoint, quantization_config dropped): ${gb(outputBytes)} of weights vs ${gb(fp8.sourceBytes)} in the source\n`)
+    if (fp8) process.stdout.write(`dtype: ${fp8.tensors} FP8 weights written as F32 (dequantized exactly; not an FP8 checkpoint, quantization_config dropped): ${formatBytes(outputBytes)} of weights vs ${formatBytes(fp8.sourceBytes)} in the source\n`)
     if (flags.json) process.stdout.write(JSON.stringify(summary) + '\n')
   })
 }
-
-const gb = (bytes: number) => (bytes >= 1e9 ? `${(bytes / 1e9).toFixed(1)} GB` : `${(bytes / 1e6).toFixed(1)} MB`)
 
 /** Bytes of the safetensors files in a folder. */
 function safetensorsBytes(dir: string): number {
