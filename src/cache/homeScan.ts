@@ -13,6 +13,7 @@ import { graphEntryLastUsed, STALE_BUILD_MS } from '../onnx/graphStore.ts'
 import { describeDatabase, ResultsStore } from '../store/resultsStore.ts'
 import { holderIsGone } from '../sweep/leases.ts'
 import { processAlive } from '../util/processAlive.ts'
+import { fileLastUsed } from '../util/lastUse.ts'
 import { diskUsage, usageBytes, type Usage } from './diskUsage.ts'
 import { listVariantRecords, VARIANT_INDEX_FOLDER } from '../variants/variantIndex.ts'
 import { storesOpenForWriting } from './openStores.ts'
@@ -289,7 +290,7 @@ function scanGraphs(dir: string, add: Add, now: number): void {
       const stale = now - mtimeOf(full) > STALE_BUILD_MS
       add('graphs', 'graph-temp', full, stale ? 'leftover' : 'live', { note: stale ? 'graph build folder of a build that died' : 'graph being built, kept' })
     } else if (FINITE_MARKER.test(name) && !isDir(full)) {
-      add('graphs', 'finite-marker', full, 'ok', { note: name.startsWith('.finite-') ? 'marks a checkpoint whose weights were checked for NaN/Inf' : 'marks a checkpoint whose weights were checked against float16\'s range' })
+      add('graphs', 'finite-marker', full, 'ok', { lastUsedMs: fileLastUsed(full), note: name.startsWith('.finite-') ? 'marks a checkpoint whose weights were checked for NaN/Inf' : 'marks a checkpoint whose weights were checked against float16\'s range' })
     } else {
       add('graphs', 'foreign', full, 'kept', { note: 'not ours, kept' })
     }
@@ -301,21 +302,11 @@ function scanCalibration(dir: string, add: Add, now: number, top: boolean): void
     const full = path.join(dir, name)
     const temp = CALIBRATION_TEMP.exec(name)
     if (top && name === 'sequential' && isDir(full)) scanCalibration(full, add, now, false)
-    else if (CALIBRATION_FILE.test(name) && !isDir(full)) add('calibration', 'calibration', full, 'ok', { lastUsedMs: calibrationLastUsed(full) })
+    else if (CALIBRATION_FILE.test(name) && !isDir(full)) add('calibration', 'calibration', full, 'ok', { lastUsedMs: fileLastUsed(full) })
     else if (temp && !isDir(full)) {
       const stale = !processAlive(Number(temp[1])) && now - mtimeOf(full) > STALE_TEMP_MS
       add('calibration', 'calibration-temp', full, stale ? 'leftover' : 'live', { note: stale ? 'temp file of a write that died' : 'being written, kept' })
     } else add('calibration', 'foreign', full, 'kept', { note: 'not ours, kept' })
-  }
-}
-
-/** A calibration entry's last use: the later of its access time (set on each cache hit, src/calibration/cache.ts) and its write. */
-function calibrationLastUsed(full: string): number {
-  try {
-    const st = fs.statSync(full)
-    return Math.max(st.atimeMs, st.mtimeMs)
-  } catch {
-    return 0
   }
 }
 

@@ -15,6 +15,7 @@ import { fileError } from '../util/fileErrors.ts'
 import { freedBytes } from './diskUsage.ts'
 import type { Area, CacheEntry, HomeScan } from './homeScan.ts'
 import { variantLastUsed } from '../edits/variantUse.ts'
+import { fileLastUsed } from '../util/lastUse.ts'
 
 export interface PruneSelection {
   /** Areas whose entries go (filtered by olderThanMs / modelDir); leftovers of dead processes go in these areas too. Empty: leftovers only, in every area. */
@@ -162,9 +163,12 @@ function removeEntry(e: CacheEntry): boolean | string {
       }
       return rm(aside)
     }
-    case 'graph-temp':
     case 'finite-marker':
     case 'calibration':
+      // Read since the scan (the reader marked it, src/util/lastUse.ts): the scan's decision is stale.
+      if (fileLastUsed(e.path) > e.lastUsedMs) return 'used since the scan'
+      return rm(e.path)
+    case 'graph-temp':
     case 'calibration-temp':
       return rm(e.path)
     default:

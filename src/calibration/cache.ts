@@ -10,6 +10,7 @@ import type { Checkpoint } from '../model/checkpoint.ts'
 import { collectStats, type CollectOptions } from './collect.ts'
 import { calibrationFingerprint, calibrationWindows, type CalibrationSpec } from './source.ts'
 import { ALL_NEEDS, type StatNeed, type StatsData } from './stats.ts'
+import { markUsed } from '../util/lastUse.ts'
 
 // STATS_VERSION and the key's derivation live in src/identity/keys.ts.
 export { STATS_VERSION }
@@ -60,24 +61,13 @@ export function readCacheFile(file: string, key: string): StatsData | undefined 
     const data = v8.deserialize(fs.readFileSync(file)) as StatsData
     if (!data || typeof data !== 'object' || !Array.isArray(data.info?.needs)) throw new Error('not calibration statistics')
     if (data.info.key !== key) throw new Error(`it holds the statistics of key ${String(data.info.key)}, not ${key}`)
-    markCalibrationUsed(file)
+    // A read is a use (src/util/lastUse.ts): `cache prune --calibration --older-than 7d` took statistics reused every day for unused ones.
+    markUsed(file)
     return data
   } catch (e) {
     process.stderr.write(`warning: damaged calibration cache ${file} (${(e as Error).message}); recomputing it\n`)
     return undefined
   }
-}
-
-/**
- * Records a read of the entry as its use: access time now, modification time (its content) kept, as
- * variant folders record theirs (src/edits/variantUse.ts); `moe-harness cache` reads the later of the
- * two. Left to the kernel (relatime, noatime), `cache prune --calibration --older-than 7d` took
- * statistics reused every day for unused ones. Best effort: a read-only home keeps the kernel's time.
- */
-function markCalibrationUsed(file: string): void {
-  try {
-    fs.utimesSync(file, new Date(), fs.statSync(file).mtime)
-  } catch { /* not ours to change: the use is simply not recorded */ }
 }
 
 let warnedUnwritable = false

@@ -4,6 +4,7 @@
 // daily use for stale ones.
 import fs from 'node:fs'
 import path from 'node:path'
+import { markUsed } from '../util/lastUse.ts'
 
 const EDITS_FILE = 'edits.json'
 
@@ -13,10 +14,7 @@ const EDITS_FILE = 'edits.json'
  * user's home keeps the kernel's own access time.
  */
 export function markVariantUsed(dir: string): void {
-  const file = path.join(dir, EDITS_FILE)
-  try {
-    fs.utimesSync(file, new Date(), fs.statSync(file).mtime)
-  } catch { /* not ours to change, or vanished: the use is simply not recorded */ }
+  markUsed(path.join(dir, EDITS_FILE))
 }
 
 /**

@@ -17,6 +17,7 @@ import type { Checkpoint } from '../model/checkpoint.ts'
 import type { VariantEdits } from '../edits/variantEdits.ts'
 import { overrideIdentity } from '../edits/overrideTensor.ts'
 import { parseNonNegative } from '../util/envNumber.ts'
+import { markUsed } from '../util/lastUse.ts'
 import { maxAbsFinite, writeAll } from '../model/safetensors.ts'
 import { buildScoringGraph, type BuiltGraph, type GraphOptions } from './moeGraph.ts'
 import { FLOAT16_MAX } from './precision.ts'
@@ -268,7 +269,8 @@ function writableFolder(dir: string): boolean {
 export function verifiedFinite(ckpt: Checkpoint, graphs: string): Checkpoint {
   if (ckpt.allowNonfinite) return ckpt
   const marker = path.join(graphs, `.finite-${graphKey({ checkpoint: checkpointIdentity(ckpt), editsHash: '', options: 'finite', allowNonfinite: false })}`)
-  if (!fs.existsSync(marker)) {
+  if (fs.existsSync(marker)) markUsed(marker) // `cache prune --older-than` must not take a marker in daily use for a stale one
+  else {
     for (const name of ckpt.tensors.keys()) ckpt.checkFinite(name)
     try {
       // Its presence is the answer, written only once the check passed; a full disk only costs the reuse.
@@ -294,7 +296,10 @@ export function float16Overflows(ckpt: Checkpoint, root: string | undefined): Fl
   if (marker) {
     try {
       const kept = JSON.parse(fs.readFileSync(marker, 'utf8')) as { mark?: string; overflows?: Float16Overflow[] }
-      if (kept.mark === MARK && Array.isArray(kept.overflows)) return kept.overflows
+      if (kept.mark === MARK && Array.isArray(kept.overflows)) {
+        markUsed(marker)
+        return kept.overflows
+      }
     } catch { /* absent or damaged: read the weights again */ }
   }
   const overflows: Float16Overflow[] = []
