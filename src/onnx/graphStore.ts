@@ -218,22 +218,35 @@ function unstoredGraph(ckpt: Checkpoint, edits: VariantEdits, options: Omit<Grap
   }
 }
 
+/** How often a build writing derived weights marks its folder alive (its mtime), well inside STALE_BUILD_MS. */
+export const BUILD_ALIVE_MS = 60_000
+
 /**
  * The derived-weights file of a graph being built: tensors appended 64-byte aligned (every tensor's
  * start aligned for any element type), the file made by `open` when the first one comes; `located`
- * is where the session will find it (a cache entry is renamed into place after the build).
+ * is where the session will find it (a cache entry is renamed into place after the build). While it
+ * writes, the file's folder gets a fresh mtime at least every BUILD_ALIVE_MS: appending to a file does
+ * not change its folder's mtime, by which eviction and `cache prune` tell a dead build (older than
+ * STALE_BUILD_MS) from a live one, so a build writing derived weights for over an hour (FP8 weights
+ * dequantized at real size) would have been removed under itself.
  */
-function derivedWriter(open: () => string, located: () => string) {
+export function derivedWriter(open: () => string, located: () => string) {
   let fd: number | undefined
+  let file = ''
   let size = 0
+  let aliveAt = 0
   return {
     files: {
       base: '/',
       appendDerived(bytes: Uint8Array) {
-        fd ??= fs.openSync(open(), 'w')
+        if (fd === undefined) fd = fs.openSync(file = open(), 'w') // `open` may make the folder: once
         const offset = Math.ceil(size / 64) * 64
         writeAll(fd, bytes, { position: offset }) // writeSync may write less, and at most 2 GiB at once
         size = offset + bytes.byteLength
+        if (Date.now() - aliveAt >= BUILD_ALIVE_MS) {
+          aliveAt = Date.now()
+          try { fs.utimesSync(path.dirname(file), new Date(aliveAt), new Date(aliveAt)) } catch { /* the build fails on its own if the folder is gone */ }
+        }
         return { location: path.relative('/', located()), offset }
       },
     },
