@@ -2,13 +2,12 @@
 // command at once with its fix, not fail cells one by one after calibration (each variable's parser
 // stays with the module that owns it).
 import fs from 'node:fs'
-import os from 'node:os'
-import path from 'node:path'
 import { spillBudgetBytes } from '../edits/overrideSpill.ts'
 import { weightResidency } from '../engine/graphSession.ts'
 import { graphCacheLimitBytes } from '../onnx/graphStore.ts'
 import { harnessHome } from '../defaults.ts'
 import { fail } from '../errors.ts'
+import { unexpandedHomePath } from '../util/homePath.ts'
 
 /**
  * Throws CONFIG_INVALID naming the variable and its fix when MOE_HARNESS_SPILL_MB, _WEIGHTS or
@@ -32,8 +31,9 @@ function checkHome(): void {
   const raw = process.env.MOE_HARNESS_HOME
   if (raw && raw.trim() !== raw) fail('CONFIG_INVALID', `MOE_HARNESS_HOME is ${JSON.stringify(raw)}, with spaces around the path; set it to the folder's path without them (or unset it for ./.harness).`)
   // A quoted '~/x' reaches us unexpanded: it made a folder named '~' here, whose cleanup (`rm -rf ~`) deletes the user's home.
-  if (raw === '~' || raw?.startsWith('~/')) {
-    fail('CONFIG_INVALID', `MOE_HARNESS_HOME is ${JSON.stringify(raw)}: the shell did not expand '~' (the value was quoted), so it would be a folder named '~' in ${process.cwd()}; set it to ${path.join(os.homedir(), raw.slice(1))} (or unset it for ./.harness).`)
+  const meant = unexpandedHomePath(raw)
+  if (meant !== undefined) {
+    fail('CONFIG_INVALID', `MOE_HARNESS_HOME is ${JSON.stringify(raw)}: the shell did not expand '~' (the value was quoted), so it would be a folder named '~' in ${process.cwd()}; set it to ${meant} (or unset it for ./.harness).`)
   }
   const home = harnessHome()
   // A file there made every cache warn "cannot be written" on each command instead of naming the cause.

@@ -1,6 +1,7 @@
 import { Command, CommanderError, type Option } from 'commander'
-import { formatContext, isHarnessError } from '../errors.ts'
+import { fail, formatContext, isHarnessError } from '../errors.ts'
 import { fileError } from '../util/fileErrors.ts'
+import { unexpandedHomePath } from '../util/homePath.ts'
 import { HARNESS_VERSION } from '../version.ts'
 import { stopAllProgress } from './progress.ts'
 import { checkEnvironment } from './environment.ts'
@@ -45,7 +46,30 @@ Environment variables (checked before any command; empty = unset):
   registerStart(program)
   registerCache(program)
   deferMandatoryOptions(program)
+  refuseUnexpandedHomeFlags(program)
   return program
+}
+
+/** Option values that are paths: their placeholder names a file, folder or path (`--db <file>`, `--out <dir>`, `--keep-store <file...>`), or a calibration source (a file, or a name). */
+const PATH_PLACEHOLDER = /<(file|dir|path|source)(\.\.\.)?>/
+
+/**
+ * INVALID_ARGUMENT, before the command runs, for a path flag whose value begins with a '~' the shell did
+ * not expand (src/util/homePath.ts): `--db=~/results.sqlite` or a quoted '~/x' made a folder named '~'
+ * in the current folder, as the config's paths and MOE_HARNESS_HOME did before they were refused.
+ */
+function refuseUnexpandedHomeFlags(program: Command): void {
+  program.hook('preAction', (_program, action) => {
+    for (const o of action.options) {
+      if (!PATH_PLACEHOLDER.test(o.flags)) continue
+      const value: unknown = action.getOptionValue(o.attributeName())
+      for (const v of Array.isArray(value) ? value : [value]) {
+        const meant = typeof v === 'string' ? unexpandedHomePath(v) : undefined
+        if (meant === undefined) continue
+        fail('INVALID_ARGUMENT', `${o.long} '${v}': the shell did not expand '~' (it does so only at the start of an unquoted word, not after '=' or in quotes), so it would be a file or folder named '~' in ${process.cwd()}; pass ${o.long} ${meant}.`)
+      }
+    }
+  })
 }
 
 /**

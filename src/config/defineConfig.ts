@@ -1,6 +1,5 @@
 // harness.config.ts: what a sweep evaluates. Validated with zod; CLI flags override it.
 import fs from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { createJiti } from 'jiti'
@@ -9,6 +8,7 @@ import { DEFAULTS, harnessHome } from '../defaults.ts'
 import { fail } from '../errors.ts'
 import { ROOT } from '../paths.ts'
 import { closest } from '../util/suggest.ts'
+import { unexpandedHomePath } from '../util/homePath.ts'
 
 const paramValue = z.union([z.number(), z.boolean(), z.string()])
 
@@ -116,9 +116,10 @@ function refuseTildePaths(config: HarnessConfig, where: string): void {
     ['dataDir', config.dataDir], ['store', config.store], ['report.outDir', config.report.outDir], ['calibration.source', config.calibration.source],
   ]
   for (const [field, value] of fields) {
-    if (value !== '~' && !value?.startsWith('~/')) continue
+    const meant = unexpandedHomePath(value)
+    if (meant === undefined) continue
     fail('HARNESS_CONFIG_INVALID', `${where} is invalid: ${field} is ${JSON.stringify(value)}, but a config's paths are not expanded by a shell, so it would be a folder named '~' in ${path.dirname(path.resolve(where))}; `
-      + `write the path out (${path.join(os.homedir(), value.slice(1))}, or os.homedir() in the config).`)
+      + `write the path out (${meant}, or os.homedir() in the config).`)
   }
 }
 
