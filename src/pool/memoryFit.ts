@@ -202,8 +202,9 @@ export function estimateWorkerBytes(spec: ModelSpec, rows: number, rowTokens: nu
  * The batch shape that costs a worker the most under a padded-token budget (config batchTokens;
  * src/engine/packing.ts planBatches keeps rows × width <= batchTokens, except one request longer than
  * the budget, which goes alone): rows of the longest request the sweep builds (`longestRequest`, an
- * upper bound in tokens: src/tasks/requestBound.ts), else of the model's longest sequence
- * (max_position_embeddings, or the sliding window that caps it), never longer than the latter; as many
+ * upper bound in tokens: src/tasks/requestBound.ts; a multiple-choice row, its choices packed after
+ * the context, may be longer than the context), else of the model's longest sequence
+ * (max_position_embeddings, or the sliding window that caps it); as many
  * as the budget holds, but never more than `mostRequests` when given: planBatches puts one request (all
  * its branches) in a row and packs only the requests scored together, one task's (src/tasks/
  * requestBound.ts requestCountBound), so a budget of a million tokens over a 40-request task plans 40
@@ -212,13 +213,13 @@ export function estimateWorkerBytes(spec: ModelSpec, rows: number, rowTokens: nu
  * hold one row of 1100 tokens or two of 1024; an OLMoE-shaped worker needs 3.7 vs 4.6 GB): every
  * width T <= the widest is tried with the most rows it allows, min(floor(batchTokens / T),
  * mostRequests), and the costliest (estimateWorkerBytes) is the worst batch, the widest among equals.
- * O(sqrt(batchTokens)) widths: only where the row count changes. A multiple-choice request packs its
- * branches after the shared prefix and can run a few tokens past the context; such a request goes alone
- * in its batch.
+ * O(sqrt(batchTokens)) widths: only where the row count changes. A request longer than the budget goes
+ * alone in its batch.
  */
 export function worstBatch(spec: ModelSpec, batchTokens: number, longestRequest?: number, mostRequests?: number): { rows: number; rowTokens: number } {
   const context = Math.min(spec.maxPositions, spec.slidingWindow ?? Infinity)
-  const widest = longestRequest !== undefined ? Math.max(1, Math.min(context, Math.ceil(longestRequest))) : context
+  // Not capped at the context: a multiple-choice row packs every choice after it (requestBound.ts says how far).
+  const widest = longestRequest !== undefined ? Math.max(1, Math.ceil(longestRequest)) : context
   // A row holds at least one token and one request.
   const most = Math.max(1, Math.min(Math.floor(batchTokens), mostRequests !== undefined ? Math.ceil(mostRequests) : Infinity))
   let worst = { rows: Math.min(most, Math.max(1, Math.floor(batchTokens / widest))), rowTokens: widest }

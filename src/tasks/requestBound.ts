@@ -17,12 +17,13 @@ const bytes = (s: string) => Buffer.byteLength(s, 'utf8')
  * An upper bound on the packed length (src/engine/packing.ts packedLength) of every request
  * evaluateTask builds for `docs` at `maxLength`: byte-level BPE and SentencePiece with byte fallback
  * never give more tokens than UTF-8 bytes (+ ADDED_TOKENS per encoded text). Per kind, as evaluate.ts
- * builds them: a multiple-choice context with all its choices packed in one row (when a choice does not
- * fit, that choice's request is at most maxLength + 1 < the packed row's bound); each context of a
- * multiple-input item with the shared continuation; context + continuation; a rolling document's
- * windows (at most maxLength) and the token-perplexity windows (the task's tokenWindow or
- * DEFAULTS.tokenPerplexityWindow, at most maxLength). Unconditional (PMI) requests are shorter than
- * the conditional ones. 0 for no documents.
+ * builds them: a multiple-choice context with all its choices packed in one row, longer than maxLength
+ * when its choices are long (each fits beside the context, so the row is at most maxLength + the other
+ * choices; when one does not fit, every choice goes in its own row of at most maxLength); each context
+ * of a multiple-input item with the shared continuation, and context + continuation, at most maxLength
+ * (lm-eval truncates them from the left); a rolling document's windows (at most maxLength) and the
+ * token-perplexity windows (the task's tokenWindow or DEFAULTS.tokenPerplexityWindow, at most
+ * maxLength). Unconditional (PMI) requests are shorter than the conditional ones. 0 for no documents.
  */
 export function longestRequestBound(task: TaskDefinition, docs: readonly { doc: unknown }[], maxLength: number): number {
   let longest = 0
@@ -31,18 +32,23 @@ export function longestRequestBound(task: TaskDefinition, docs: readonly { doc: 
     switch (task.kind) {
       case 'multiple_choice': {
         const p = task.prompt(doc)
-        longest = Math.max(longest, bytes(p.context) + ADDED_TOKENS + p.choices.reduce((n, c) => n + bytes(delim + c) + ADDED_TOKENS, 0))
+        const choices = p.choices.map(c => bytes(delim + c) + ADDED_TOKENS)
+        const total = choices.reduce((n, c) => n + c, 0)
+        // packedLength = context + sum(choice - 1), and each choice fits beside the context (context +
+        // choice - 1 <= maxLength), the one of the largest bound too: at most maxLength + the others' choice - 1.
+        const fitted = maxLength + total - Math.max(0, ...choices) - Math.max(0, choices.length - 1)
+        longest = Math.max(longest, Math.min(bytes(p.context) + ADDED_TOKENS + total, fitted))
         break
       }
       case 'multiple_input': {
         const p = task.prompt(doc)
         const continuation = bytes(delim + p.continuation) + ADDED_TOKENS
-        for (const ctx of p.contexts) longest = Math.max(longest, bytes(ctx) + ADDED_TOKENS + continuation)
+        for (const ctx of p.contexts) longest = Math.max(longest, Math.min(maxLength, bytes(ctx) + ADDED_TOKENS + continuation))
         break
       }
       case 'loglikelihood': {
         const p = task.prompt(doc)
-        longest = Math.max(longest, bytes(p.context) + bytes(p.continuation) + 2 * ADDED_TOKENS)
+        longest = Math.max(longest, Math.min(maxLength, bytes(p.context) + bytes(p.continuation) + 2 * ADDED_TOKENS))
         break
       }
       case 'rolling': {

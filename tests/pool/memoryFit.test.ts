@@ -14,7 +14,7 @@ import {
 } from '../../src/pool/memoryFit.ts'
 import { formatBytes } from '../../src/util/bytes.ts'
 import { loadTask, loadTaskDocs } from '../../src/tasks/registry.ts'
-import { requestCountBound } from '../../src/tasks/requestBound.ts'
+import { longestRequestBound, requestCountBound } from '../../src/tasks/requestBound.ts'
 import { lastJson, ROOT, runCli, writeSweepConfig } from '../helpers/cli.ts'
 import { tmpDir } from '../helpers/tmp.ts'
 
@@ -214,15 +214,18 @@ describe('sweep sizes its pool to the memory available', () => {
     return lines[0]!
   }
 
-  it('prints the plan in one line: requested workers that fit, the cores shared, the footprint', () => {
+  it('prints the plan in one line: requested workers that fit, the cores shared, the footprint', async () => {
     const r = runCli(['sweep', '--config', config('fits', {}), '--db', path.join(dir, 'fits.sqlite'), '--json'], { env })
     assert.equal(r.status, 0, r.stderr)
-    const { rows, rowTokens } = worstBatch(ckpt.spec, 2048, undefined, 4)
-    // The default batchTokens over tiny-moe's 256-token context holds 8 rows; four brown-cloze items make 4 requests.
-    assert.deepEqual([rows, rowTokens], [4, 256])
+    const task = await loadTask('brown-cloze')
+    const longest = longestRequestBound(task, (await loadTaskDocs(task)).docs.slice(0, 4), ckpt.spec.maxPositions)
+    const { rows, rowTokens } = worstBatch(ckpt.spec, 2048, longest, 4)
+    // The default batchTokens holds 7 rows as long as the items' bound (their choices packed after the
+    // context: past tiny-moe's 256-token context); four brown-cloze items make 4 requests.
+    assert.deepEqual([rows, rowTokens], [4, longest])
     const threads = Math.max(1, Math.floor(os.availableParallelism() / 2))
     const model = formatBytes(modelWeightBytes(ckpt)), per = formatBytes(estimateWorkerBytes(ckpt.spec, rows, rowTokens))
-    assert.match(poolLine(r.stderr), new RegExp(`^pool: 2 workers x ${threads} threads? \\(model ${model} mapped once \\+ 2 x ${per} per worker at batches of 4 x 256 tokens = .* fits 85% of [\\d.]+ GB available\\)$`))
+    assert.match(poolLine(r.stderr), new RegExp(`^pool: 2 workers x ${threads} threads? \\(model ${model} mapped once \\+ 2 x ${per} per worker at batches of 4 x ${longest} tokens = .* fits 85% of [\\d.]+ GB available\\)$`))
     assert.deepEqual(lastJson(r.stdout).pool, { workers: 2, threads })
     assert.equal(lastJson(r.stdout).completed, 1)
   })

@@ -13,7 +13,7 @@ import { estimateWorkerBytes, fitPoolToModels, worstBatch } from '../../src/pool
 import { formatBytes } from '../../src/util/bytes.ts'
 import { evaluateTask } from '../../src/tasks/evaluate.ts'
 import { loadTask, loadTaskDocs } from '../../src/tasks/registry.ts'
-import { requestCountBound } from '../../src/tasks/requestBound.ts'
+import { longestRequestBound, requestCountBound } from '../../src/tasks/requestBound.ts'
 import { lastJson, ROOT, runCli, writeSweepConfig } from '../helpers/cli.ts'
 import { tmpDir } from '../helpers/tmp.ts'
 
@@ -82,7 +82,7 @@ describe('the worst batch of a huge token budget', () => {
     // Exhaustive: r rows of min(widest, floor(budget / r)) tokens (one row may be the widest request
     // even past the budget); the widest among equals.
     const exhaustive = (budget: number, longest?: number, most?: number) => {
-      const widest = Math.min(spec.maxPositions, longest ?? Infinity)
+      const widest = longest ?? spec.maxPositions
       let best = { rows: 1, rowTokens: widest }, bytes = estimateWorkerBytes(spec, 1, widest)
       for (let r = 2; r <= Math.min(budget, most ?? Infinity); r++) {
         const T = Math.min(widest, Math.floor(budget / r))
@@ -100,7 +100,7 @@ describe('the worst batch of a huge token budget', () => {
     }
   })
 
-  it('a sweep with batchTokens 1,000,000 over five documents keeps its 2 workers and plans 5 rows', () => {
+  it('a sweep with batchTokens 1,000,000 over five documents keeps its 2 workers and plans 5 rows', async () => {
     const dir = tmpDir('moe-request-count-')
     const config = writeSweepConfig(path.join(dir, 'harness.config.ts'), {
       models: { tiny: TINY }, methods: ['magnitude-pruning'], ratios: [0], tasks: ['brown-cloze'], subset: { limit: 5 }, batchTokens: 1_000_000, pool: { workers: 2 },
@@ -108,8 +108,10 @@ describe('the worst batch of a huge token budget', () => {
     const r = runCli(['sweep', '--config', config, '--db', path.join(dir, 'results.sqlite'), '--json'], { env: { ...process.env, MOE_HARNESS_HOME: path.join(dir, 'home') } })
     assert.equal(r.status, 0, r.stderr)
     const line = r.stderr.split('\n').find(l => l.startsWith('pool: '))!
-    const per = formatBytes(estimateWorkerBytes(ckpt.spec, 5, ckpt.spec.maxPositions))
-    assert.match(line, new RegExp(`^pool: 2 workers x \\d+ threads? \\(model .* \\+ 2 x ${per} per worker at batches of 5 x ${ckpt.spec.maxPositions} tokens = .* fits 85% of`))
+    const task = await loadTask('brown-cloze')
+    const longest = longestRequestBound(task, (await loadTaskDocs(task)).docs.slice(0, 5), ckpt.spec.maxPositions)
+    const per = formatBytes(estimateWorkerBytes(ckpt.spec, 5, longest))
+    assert.match(line, new RegExp(`^pool: 2 workers x \\d+ threads? \\(model .* \\+ 2 x ${per} per worker at batches of 5 x ${longest} tokens = .* fits 85% of`))
     assert.equal(lastJson(r.stdout).pool.workers, 2)
     assert.equal(lastJson(r.stdout).completed, 1)
   })
