@@ -7,7 +7,7 @@ import type { Checkpoint } from '../model/checkpoint.ts'
 import type { VariantEdits } from '../edits/variantEdits.ts'
 import { buildScoringGraph, type GraphOptions } from '../onnx/moeGraph.ts'
 import type { ComputePrecision } from '../onnx/precision.ts'
-import { float16Overflows, releaseTemporary, storedScoringGraph, type Float16Overflow } from '../onnx/graphStore.ts'
+import { float16Overflows, releaseTemporary, storedScoringGraph, type Float16Overflow, type StoredGraph } from '../onnx/graphStore.ts'
 import { createSession, type Device, type Session } from '../ort/ort.ts'
 
 /**
@@ -139,12 +139,29 @@ export async function openGraphSession(ckpt: Checkpoint, edits: VariantEdits, gr
     ...s, graphFromCache, precision, run: precision === 'float32' || ckpt.allowNonfinite ? s.run : refuseNonfinite(s, precision),
   })
   if (weightResidency(settings) === 'memory') return opened(await createSession(buildScoringGraph(ckpt, edits, options), session), false)
+  const open = async (graph: StoredGraph) => {
+    try {
+      // A cache entry also keeps onnxruntime's optimized form of its graph: the next session of the same
+      // graph (another worker, a later sweep) opens that with optimizations off, about half the creation time.
+      return opened(await createSession(graph.temporary ? graph : { ...graph, optimizedCacheDir: graph.dir }, session), graph.fromCache)
+    } finally {
+      releaseTemporary(graph)
+    }
+  }
   const graph = storedScoringGraph(ckpt, edits, options, graphCacheRoot(settings))
   try {
-    // A cache entry also keeps onnxruntime's optimized form of its graph: the next session of the same
-    // graph (another worker, a later sweep) opens that with optimizations off, about half the creation time.
-    return opened(await createSession(graph.temporary ? graph : { ...graph, optimizedCacheDir: graph.dir }, session), graph.fromCache)
-  } finally {
-    releaseTemporary(graph)
+    return await open(graph)
+  } catch (e) {
+    // Builders replacing a damaged entry at once move entries aside for a moment (graphStore.ts
+    // putInPlace), so the entry's derived weights can be missing just when this session reads them:
+    // look the entry up again, once, rather than fail the worker's cell.
+    if (graph.temporary || !entryFileMissing(e, graph.dir)) throw e
+    return open(storedScoringGraph(ckpt, edits, options, graphCacheRoot(settings)))
   }
+}
+
+/** Whether session creation failed because a file of the cache entry `dir` was not there (onnxruntime's external-data check). */
+export function entryFileMissing(e: unknown, dir: string): boolean {
+  const message = e instanceof Error ? e.message : String(e)
+  return /External data path does not exist/.test(message) && message.includes(dir)
 }
