@@ -15,6 +15,7 @@ import { estimateWorkerBytes, float32WeightBytes, MEMORY_SAFETY, residentWeightB
 import { openCheckpoint } from '../../src/model/checkpoint.ts'
 import { runCli } from '../helpers/cli.ts'
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
+import { writeLongContextModel, writeLongWikitext } from '../helpers/longContext.ts'
 import { tmpDir } from '../helpers/tmp.ts'
 
 const GB = 1e9
@@ -56,14 +57,8 @@ describe('eval: a request too long to score in the memory available', () => {
 
   it('end to end: a 400,000-character document on a long-context model is refused before the method calibrates', () => {
     const dir = tmpDir()
-    // Width 1024: a ~400,000-token window needs about 40 GB of activations even in blocks.
-    const model = writeTinyCheckpoint(path.join(dir, 'model'), { family: 'qwen3_moe', hidden: 1024, heads: 8, kvHeads: 2, experts: 4, topK: 2, seed: 3 })
-    const configFile = path.join(model.dir, 'config.json')
-    fs.writeFileSync(configFile, JSON.stringify({ ...JSON.parse(fs.readFileSync(configFile, 'utf8')), max_position_embeddings: 1_000_000 }))
-    const dataDir = path.join(dir, 'data')
-    fs.mkdirSync(path.join(dataDir, 'wikitext'), { recursive: true })
-    // Every window is scored at the model's context, so this page is one ~400,000-token window.
-    fs.writeFileSync(path.join(dataDir, 'wikitext', 'test.jsonl'), JSON.stringify({ page: ' = Long = \n' + 'word '.repeat(80_000) }) + '\n')
+    const model = writeLongContextModel(dir)
+    const dataDir = writeLongWikitext(dir)
     const home = path.join(dir, 'home')
     const r = runCli(['eval', '--model', model.dir, '--tasks', 'wikitext', '--data-dir', dataDir, '--method', 'reap', '--ratio', '0.25', '--calibration-sequences', '2', '--calibration-length', '16'], { env: { MOE_HARNESS_HOME: home }, timeoutMs: 120_000 })
     assert.notEqual(r.status, 0)

@@ -4,23 +4,17 @@
 // score's refusal was reworded in 1dbe302, eval's was not). The cap it names must then be consistent with
 // a need linear in the length.
 import assert from 'node:assert/strict'
-import fs from 'node:fs'
 import path from 'node:path'
 import { describe, it } from 'node:test'
 import { runCli } from '../helpers/cli.ts'
-import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
+import { writeLongContextModel, writeLongWikitext } from '../helpers/longContext.ts'
 import { tmpDir } from '../helpers/tmp.ts'
 
 describe('eval: SEQUENCE_TOO_LONG on a long document', () => {
   it('says activations grow with the length (not with its square) and names the --max-length that fits', () => {
     const dir = tmpDir()
-    // Width 1024 and a 1,000,000-token context: a ~400,000-token rolling window needs tens of GB even in blocks.
-    const model = writeTinyCheckpoint(path.join(dir, 'model'), { family: 'qwen3_moe', hidden: 1024, heads: 8, kvHeads: 2, experts: 4, topK: 2, seed: 3 })
-    const configFile = path.join(model.dir, 'config.json')
-    fs.writeFileSync(configFile, JSON.stringify({ ...JSON.parse(fs.readFileSync(configFile, 'utf8')), max_position_embeddings: 1_000_000 }))
-    const dataDir = path.join(dir, 'data')
-    fs.mkdirSync(path.join(dataDir, 'wikitext'), { recursive: true })
-    fs.writeFileSync(path.join(dataDir, 'wikitext', 'test.jsonl'), JSON.stringify({ page: ' = Long = \n' + 'word '.repeat(80_000) }) + '\n')
+    const model = writeLongContextModel(dir)
+    const dataDir = writeLongWikitext(dir)
     const r = runCli(['eval', '--model', model.dir, '--tasks', 'wikitext', '--data-dir', dataDir], { env: { MOE_HARNESS_HOME: path.join(dir, 'home') }, timeoutMs: 120_000 })
     assert.equal(r.status, 1, r.stderr)
     const m = /^error \[SEQUENCE_TOO_LONG\]: The longest request of these documents \(up to (\d+) tokens\) needs about ([\d.]+) GB scored alone \(activations grow with the length\), more than 85% of the ([\d.]+) GB available\. .*--max-length (\d+) /m.exec(r.stderr)

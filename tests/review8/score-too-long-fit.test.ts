@@ -6,17 +6,15 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { describe, it } from 'node:test'
 import { runCli } from '../helpers/cli.ts'
-import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
+import { LONG_TEXT, writeLongContextModel } from '../helpers/longContext.ts'
 import { tmpDir } from '../helpers/tmp.ts'
 
 describe('score: a text too long for the memory available', () => {
   it('names the most tokens that fit, consistent with a need linear in the length', () => {
     const dir = tmpDir()
-    const model = writeTinyCheckpoint(path.join(dir, 'model'), { family: 'qwen3_moe', hidden: 1024, heads: 8, kvHeads: 2, experts: 4, topK: 2, seed: 3 })
-    const configFile = path.join(model.dir, 'config.json')
-    fs.writeFileSync(configFile, JSON.stringify({ ...JSON.parse(fs.readFileSync(configFile, 'utf8')), max_position_embeddings: 1_000_000 }))
+    const model = writeLongContextModel(dir)
     const text = path.join(dir, 'page.txt')
-    fs.writeFileSync(text, 'word '.repeat(80_000))
+    fs.writeFileSync(text, LONG_TEXT)
     const r = runCli(['score', '--model', model.dir, '--text-file', text], { env: { MOE_HARNESS_HOME: path.join(dir, 'home') }, timeoutMs: 120_000 })
     assert.equal(r.status, 1, r.stderr)
     const m = /^error \[SEQUENCE_TOO_LONG\]: Scoring (\d+) tokens as one sequence needs about ([\d.]+) GB \(activations grow with the length\), more than 85% of the ([\d.]+) GB available: score at most (\d+) tokens at a time \(a shorter text, or the text in pieces\), or free memory\.$/m.exec(r.stderr)
