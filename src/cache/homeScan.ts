@@ -9,7 +9,7 @@ import { isVariantFolder, readVariantFiles, stagingFolderState } from '../edits/
 import { spillFolderState } from '../edits/overrideSpill.ts'
 import type { VariantEdits } from '../edits/variantEdits.ts'
 import { contentHashOfFolderName, variantFolderName } from '../identity/keys.ts'
-import { graphEntryLastUsed, STALE_BUILD_MS } from '../onnx/graphStore.ts'
+import { graphEntryLastUsed, isRemovalAside, STALE_BUILD_MS } from '../onnx/graphStore.ts'
 import { describeDatabase, ResultsStore } from '../store/resultsStore.ts'
 import { holderIsGone } from '../sweep/leases.ts'
 import { processAlive } from '../util/processAlive.ts'
@@ -287,8 +287,9 @@ function scanGraphs(dir: string, add: Add, now: number): void {
       if (lastUsedMs !== undefined) add('graphs', 'graph', full, 'ok', { lastUsedMs })
       else add('graphs', 'foreign', full, 'kept', { note: 'no graph-cache manifest: not ours, kept' })
     } else if (name.startsWith(GRAPH_TEMP) && isDir(full)) {
-      const stale = now - mtimeOf(full) > STALE_BUILD_MS
-      add('graphs', 'graph-temp', full, stale ? 'leftover' : 'live', { note: stale ? 'graph build folder of a build that died' : 'graph being built, kept' })
+      const removal = isRemovalAside(name)
+      const stale = removal || now - mtimeOf(full) > STALE_BUILD_MS
+      add('graphs', 'graph-temp', full, stale ? 'leftover' : 'live', { note: removal ? 'an entry set aside for removal by an eviction or prune that did not finish' : stale ? 'graph build folder of a build that died' : 'graph being built, kept' })
     } else if (FINITE_MARKER.test(name) && !isDir(full)) {
       add('graphs', 'finite-marker', full, 'ok', { lastUsedMs: fileLastUsed(full), note: name.startsWith('.finite-') ? 'marks a checkpoint whose weights were checked for NaN/Inf' : 'marks a checkpoint whose weights were checked against float16\'s range' })
     } else {

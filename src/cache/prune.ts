@@ -10,7 +10,7 @@ import { fail, type HarnessError } from '../errors.ts'
 import { removeVariantFolder, stagingFolderState } from '../edits/variantFolder.ts'
 import { removeOrphanEntries } from '../variants/variantIndex.ts'
 import { spillFolderState } from '../edits/overrideSpill.ts'
-import { graphEntryLastUsed, RECENT_MS } from '../onnx/graphStore.ts'
+import { graphEntryLastUsed, RECENT_MS, REMOVAL_ASIDE } from '../onnx/graphStore.ts'
 import { fileError } from '../util/fileErrors.ts'
 import { freedBytes } from './diskUsage.ts'
 import type { Area, CacheEntry, HomeScan } from './homeScan.ts'
@@ -154,7 +154,7 @@ function removeEntry(e: CacheEntry): boolean | string {
       if (used === undefined) return false
       if (used > e.lastUsedMs) return 'used since the scan'
       // Renamed to a build-folder name first (graphStore evicts dead ones), so a reader finds it whole or not at all.
-      const aside = path.join(parent, `.building-pruned-${name}-${process.pid}-${crypto.randomBytes(4).toString('hex')}`)
+      const aside = path.join(parent, `${REMOVAL_ASIDE.pruned}${name}-${process.pid}-${crypto.randomBytes(4).toString('hex')}`)
       try {
         fs.renameSync(e.path, aside)
       } catch (err) {

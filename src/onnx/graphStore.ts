@@ -43,6 +43,13 @@ export function graphCacheLimitBytes(): number {
 export const RECENT_MS = 60_000
 /** A temp build folder this old belongs to a build that died. */
 export const STALE_BUILD_MS = 60 * 60_000
+/**
+ * Names an entry is renamed to just before it is deleted (eviction here, `cache prune` in
+ * src/cache/prune.ts): nothing reads such a folder again, so one left by a killed remover is a
+ * leftover at once, not after STALE_BUILD_MS as a build's is.
+ */
+export const REMOVAL_ASIDE = { evicted: '.building-evicted-', pruned: '.building-pruned-' } as const
+export const isRemovalAside = (name: string) => Object.values(REMOVAL_ASIDE).some(prefix => name.startsWith(prefix))
 
 export interface StoredGraph extends BuiltGraph {
   /** The folder external-data locations are relative to ('/': locations are absolute paths without the leading slash). */
@@ -375,7 +382,7 @@ function evict(graphs: string, keep: string): void {
     const dir = path.join(graphs, name)
     try {
       if (name.startsWith('.building-')) {
-        if (now - fs.statSync(dir).mtimeMs > STALE_BUILD_MS) removeQuietly(dir)
+        if (isRemovalAside(name) || now - fs.statSync(dir).mtimeMs > STALE_BUILD_MS) removeQuietly(dir)
         continue
       }
       const manifestFile = path.join(dir, MANIFEST)
@@ -404,7 +411,7 @@ function evict(graphs: string, keep: string): void {
  * manifest (taken for a stranger's folder, kept for good).
  */
 function removeEntry(graphs: string, dir: string): void {
-  const aside = path.join(graphs, `.building-evicted-${path.basename(dir)}-${process.pid}-${crypto.randomBytes(4).toString('hex')}`)
+  const aside = path.join(graphs, `${REMOVAL_ASIDE.evicted}${path.basename(dir)}-${process.pid}-${crypto.randomBytes(4).toString('hex')}`)
   try {
     fs.renameSync(dir, aside)
   } catch {
