@@ -24,12 +24,18 @@ describe('eval --max-length past the model context', () => {
   it('warns, naming the context, and the token perplexity it reports is not the default one', () => {
     const past = evalAt('4096')
     const warnings = past.stderr.split('\n').filter(l => l.startsWith('warning: --max-length'))
-    assert.deepEqual(warnings, ["warning: --max-length 4096 is longer than the model's context (max_position_embeddings 512): rolling windows of up to 4096 tokens and token-perplexity windows of 2048 are scored past it as transformers would (rotary extrapolation). Omit --max-length, or pass at most 512, for numbers comparable with lm-eval's default."])
+    assert.deepEqual(warnings, ["warning: --max-length 4096 is longer than the model's context (max_position_embeddings 512): rolling windows of up to 4096 tokens and token-perplexity windows of 2048 tokens are scored past it as transformers would (rotary extrapolation). Omit --max-length, or pass at most 512, for numbers comparable with lm-eval's default."])
     const atContext = evalAt()
     assert.equal(atContext.json.config.max_length, 512)
     assert.equal(past.json.config.max_length, 4096)
     assert.notEqual(past.json.results['brown-perplexity'].token_perplexity, atContext.json.results['brown-perplexity'].token_perplexity)
     assert.doesNotMatch(atContext.stderr, /warning: --max-length/)
+  })
+
+  it('names token-perplexity windows only for tasks that cut them', () => {
+    const r = runCli(['eval', '--model', model.dir, '--tasks', 'brown-cloze', '--limit', '2', '--max-length', '4096'], { env })
+    assert.equal(r.status, 0, r.stderr)
+    assert.match(r.stderr, /^warning: --max-length 4096 is longer than the model's context \(max_position_embeddings 512\): requests of up to 4096 tokens are scored past it/m)
   })
 
   it('says nothing at or below the context', () => {

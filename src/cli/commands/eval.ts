@@ -163,7 +163,11 @@ async function runEval(flags: EvalFlags, where: { stage: EvalStage }): Promise<v
   // As score warns: past the context the windows are scored by rotary extrapolation, and the token
   // perplexity's windows (min(2048, max length)) change with it, so the numbers are not lm-eval's default.
   if (maxLength > ckpt.spec.maxPositions) {
-    process.stderr.write(`warning: --max-length ${maxLength} is longer than the model's context (max_position_embeddings ${ckpt.spec.maxPositions}): rolling windows of up to ${maxLength} tokens and token-perplexity windows of ${Math.min(DEFAULTS.tokenPerplexityWindow, maxLength)} are scored past it as transformers would (rotary extrapolation). Omit --max-length, or pass at most ${ckpt.spec.maxPositions}, for numbers comparable with lm-eval's default.\n`)
+    // Each task's own token window (src/tasks/evaluate.ts), as the windows are cut.
+    const tokenWindows = [...new Set(loaded.flatMap(({ task }) => (task.kind === 'rolling' && task.metrics.includes('token_perplexity') ? [Math.min(task.tokenWindow ?? DEFAULTS.tokenPerplexityWindow, maxLength)] : [])))]
+    const tokenPart = tokenWindows.length ? ` and token-perplexity windows of ${tokenWindows.join('/')} tokens` : ''
+    const longest = loaded.some(({ task }) => task.kind === 'rolling') ? 'rolling windows' : 'requests'
+    process.stderr.write(`warning: --max-length ${maxLength} is longer than the model's context (max_position_embeddings ${ckpt.spec.maxPositions}): ${longest} of up to ${maxLength} tokens${tokenPart} are scored past it as transformers would (rotary extrapolation). Omit --max-length, or pass at most ${ckpt.spec.maxPositions}, for numbers comparable with lm-eval's default.\n`)
   }
   const batchTokens = positiveInteger('--batch-tokens', flags.batchTokens)!
   const engine = engineSettings(flags)
