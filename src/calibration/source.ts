@@ -10,6 +10,7 @@ import { TASK_DATA_DIR } from '../paths.ts'
 import { decodeText, readRecordFile } from '../tasks/records.ts'
 import { readRegularFile } from '../util/fileErrors.ts'
 import { loadTask, loadTaskDocs } from '../tasks/registry.ts'
+import { targetDelimiter } from '../tasks/defineTask.ts'
 import { mulberry32 } from '../util/rng.ts'
 
 export interface CalibrationSpec {
@@ -41,7 +42,7 @@ async function documents(spec: CalibrationSpec): Promise<{ texts: string[]; fing
         case 'multiple_choice': {
           const p = task.prompt(doc)
           const gold = Array.isArray(p.gold) ? p.gold[0] : p.gold
-          return `${p.context}${task.targetDelimiter ?? ' '}${p.choices[gold as number]}`
+          return `${p.context}${targetDelimiter(task)}${p.choices[gold as number]}`
         }
         case 'multiple_input': {
           const p = task.prompt(doc)

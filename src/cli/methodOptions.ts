@@ -112,4 +112,3 @@ export function printMethodWarnings(method: string, warnings: readonly string[])
   const more = warnings.length - SHOWN_WARNINGS
   if (more > 0) process.stderr.write(`warning [method ${method}]: ... and ${more} more warning${more === 1 ? '' : 's'} (${warnings.length} in all: --json lists every one under "warnings")\n`)
 }
-

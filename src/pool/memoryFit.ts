@@ -114,7 +114,6 @@ export function fitPool(r: PoolFitRequest): PoolFit {
   return { workers, threads, fits, reduced, reason }
 }
 
-
 /** The float32 memory of one worker scoring one batch, by part (bytes); estimateWorkerBytes is their sum. */
 export interface WorkerBytes {
   /**

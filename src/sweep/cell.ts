@@ -115,8 +115,7 @@ function logNotes(notes: readonly string[], cell: Cell, ctx: CellContext): void 
   }
 }
 
-/** Writes the run (complete, or failed with its error), its metrics and samples in one transaction. */
-/** Stores the cell's run; returns its run_id. */
+/** Writes the run (complete, or failed with its error), its metrics and samples in one transaction; returns its run_id. */
 function record(cell: Cell, key: RunKey, scored: Scored, ctx: CellContext): number {
   const { evaluation, error } = scored
   const td = performance.now()

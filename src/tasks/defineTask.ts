@@ -81,6 +81,11 @@ export type TaskDefinition<Doc = any> = TaskBase<Doc> & (
 )
 
 /** Identity helper that gives task files their types. */
+/** The text between a context and its continuation: the task's targetDelimiter, else lm-eval's default target_delimiter ' '. */
+export function targetDelimiter(task: TaskDefinition): string {
+  return ('targetDelimiter' in task ? task.targetDelimiter : undefined) ?? ' '
+}
+
 export function defineTask<Doc = Record<string, unknown>>(task: TaskDefinition<Doc>): TaskDefinition<Doc> {
   return task
 }

@@ -4,7 +4,7 @@ import { DEFAULTS } from '../defaults.ts'
 import { fail, withContext } from '../errors.ts'
 import { packedLength, type ScoreRequest, type ScoreResult } from '../engine/packing.ts'
 import type { TextTokenizer } from '../model/tokenizer.ts'
-import type { MetricName, TaskDefinition } from './defineTask.ts'
+import { targetDelimiter, type MetricName, type TaskDefinition } from './defineTask.ts'
 import { countBytes, countChars, countWords, encodePair, rollingTokens, rollingWindows } from './lmEvalTokens.ts'
 import { accuracyMetric, argmax, documentPerplexity, weightedPerplexity, type MetricValue } from './metrics.ts'
 
@@ -90,7 +90,7 @@ async function evaluateDocs<Doc>(task: TaskDefinition<Doc>, docs: readonly { ind
     switch (task.kind) {
       case 'multiple_choice': {
         const p = task.prompt(doc)
-        const delim = task.targetDelimiter ?? ' '
+        const delim = targetDelimiter(task)
         const gold = p.gold
         validateGold(task.name, index, gold, p.choices.length)
         const pairs = p.choices.map(c => encodePair(env.tokenizer, p.context, delim + c))
@@ -125,7 +125,7 @@ async function evaluateDocs<Doc>(task: TaskDefinition<Doc>, docs: readonly { ind
         const p = task.prompt(doc)
         validateGold(task.name, index, p.gold, p.contexts.length)
         const parts = p.contexts.map(ctx => {
-          const pair = encodePair(env.tokenizer, ctx, (task.targetDelimiter ?? ' ') + p.continuation)
+          const pair = encodePair(env.tokenizer, ctx, targetDelimiter(task) + p.continuation)
           return contextRequests(pair.context, [pair.continuation])
         })
         return {

@@ -3,7 +3,7 @@
 // build rather than by the model's context (163,840 tokens for DeepSeek-V2, which made every sweep of
 // such a model plan terabytes of attention per worker and cut the workers to one).
 import { DEFAULTS } from '../defaults.ts'
-import type { TaskDefinition } from './defineTask.ts'
+import { targetDelimiter, type TaskDefinition } from './defineTask.ts'
 
 /**
  * Tokens a tokenizer may add beyond one per UTF-8 byte of a text: the BOS / lm-eval prefix token and a
@@ -27,7 +27,7 @@ const bytes = (s: string) => Buffer.byteLength(s, 'utf8')
  */
 export function longestRequestBound(task: TaskDefinition, docs: readonly { doc: unknown }[], maxLength: number): number {
   let longest = 0
-  const delim = ('targetDelimiter' in task ? task.targetDelimiter : undefined) ?? ' '
+  const delim = targetDelimiter(task)
   for (const { doc } of docs) {
     switch (task.kind) {
       case 'multiple_choice': {
@@ -77,7 +77,7 @@ export function longestRequestBound(task: TaskDefinition, docs: readonly { doc: 
  */
 export function requestCountBound(task: TaskDefinition, docs: readonly { doc: unknown }[], maxLength: number): number {
   let count = 0
-  const delim = ('targetDelimiter' in task ? task.targetDelimiter : undefined) ?? ' '
+  const delim = targetDelimiter(task)
   let joinedBytes = 0
   for (const { doc } of docs) {
     switch (task.kind) {
