@@ -30,11 +30,11 @@ export function buildProgram(): Command {
 Environment variables (checked before any command; empty = unset):
   MOE_HARNESS_HOME            harness home: calibration/, graphs/, variants/ (default ./.harness)
   MOE_HARNESS_DATA            folder of the standard task datasets (default ./data; --data-dir wins)
-  MOE_HARNESS_SPILL_MB        float32 MB of a method's edited tensors held in memory before they are
+  MOE_HARNESS_SPILL_MB        float32 MB (10^6 bytes) of a method's edited tensors held in memory before they are
                               stored under the home (default 512; Infinity = never store)
   MOE_HARNESS_WEIGHTS         mapped (default: weights mapped from the checkpoint) or memory
                               (float32-resident)
-  MOE_HARNESS_GRAPH_CACHE_GB  size of the built-graph cache under the home (default 20)`)
+  MOE_HARNESS_GRAPH_CACHE_GB  GB (10^9 bytes) the built-graph cache under the home keeps (default 20)`)
   registerScore(program)
   registerEval(program)
   registerTasks(program)

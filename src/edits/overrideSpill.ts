@@ -18,13 +18,14 @@ import { withFileErrors } from '../util/fileErrors.ts'
 import type { DType } from '../model/safetensors.ts'
 import { isStoredOverride, storeOverrides, type OverrideTensor, type StoredOverride } from './overrideTensor.ts'
 
-/** Float32 bytes of edited tensors a method may hold in memory before they are stored: $MOE_HARNESS_SPILL_MB, default 512. */
+/** Float32 bytes of edited tensors a method may hold in memory before they are stored: $MOE_HARNESS_SPILL_MB, default 512,
+ * in megabytes of 10^6 bytes (the unit every size the harness prints is in). */
 export function spillBudgetBytes(): number {
   const given = process.env.MOE_HARNESS_SPILL_MB
-  if (given === undefined || given === '') return 512 * 2 ** 20
+  if (given === undefined || given === '') return 512e6
   const mb = parseNonNegative(given, true)
   if (mb === undefined) fail('CONFIG_INVALID', `MOE_HARNESS_SPILL_MB must be a number of megabytes >= 0 (or Infinity: never store), got '${given}'; unset it for the default (512).`)
-  return mb * 2 ** 20
+  return mb * 1e6
 }
 
 const PREFIX = '.spill-'

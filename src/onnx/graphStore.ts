@@ -18,6 +18,7 @@ import type { VariantEdits } from '../edits/variantEdits.ts'
 import { overrideIdentity } from '../edits/overrideTensor.ts'
 import { parseNonNegative } from '../util/envNumber.ts'
 import { markUsed } from '../util/lastUse.ts'
+import { formatBytes } from '../util/bytes.ts'
 import { maxAbsFinite, writeAll } from '../model/safetensors.ts'
 import { buildScoringGraph, type BuiltGraph, type GraphOptions } from './moeGraph.ts'
 import { FLOAT16_MAX } from './precision.ts'
@@ -28,13 +29,16 @@ const DERIVED = 'derived.bin'
 const MARK = 'moe-harness graph cache'
 /** Entries kept beyond which the least recently used go (a built graph is MBs; derived.bin can be GBs). */
 const MAX_ENTRIES = 48
-/** Bytes kept (derived.bin dominates) beyond which the least recently used go: $MOE_HARNESS_GRAPH_CACHE_GB, default 20. */
+/**
+ * Bytes kept (derived.bin dominates) beyond which the least recently used go: $MOE_HARNESS_GRAPH_CACHE_GB,
+ * default 20, in gigabytes of 10^9 bytes: the unit every size the harness prints is in (src/util/bytes.ts).
+ */
 export function graphCacheLimitBytes(): number {
   const given = process.env.MOE_HARNESS_GRAPH_CACHE_GB
-  if (given === undefined || given === '') return 20 * 2 ** 30
+  if (given === undefined || given === '') return 20e9
   const gb = parseNonNegative(given)
   if (gb === undefined || !Number.isFinite(gb)) fail('CONFIG_INVALID', `MOE_HARNESS_GRAPH_CACHE_GB must be a number of gigabytes >= 0, got '${given}'; unset it for the default (20).`)
-  return gb * 2 ** 30
+  return gb * 1e9
 }
 /**
  * An entry used this recently is not evicted: another worker may have read its graph.onnx and be about
@@ -143,7 +147,7 @@ export function storedScoringGraph(ckpt: Checkpoint, edits: VariantEdits, option
     // A full cache, like an unwritable one, only costs the reuse: the run (often after a long
     // calibration) goes on with the graph in a temporary folder.
     if (!isHarnessError(e) && isDiskFull(e)) {
-      if (!warnedFull.has(graphs)) process.stderr.write(`warning: the graph cache ${graphs} ran out of disk space (${(e as Error).message}); graphs are built in a temporary folder and rebuilt for every session (free space there, lower MOE_HARNESS_GRAPH_CACHE_GB (now ${(graphCacheLimitBytes() / 2 ** 30).toFixed(1)} GB), or point MOE_HARNESS_HOME at a larger disk to keep them).\n`)
+      if (!warnedFull.has(graphs)) process.stderr.write(`warning: the graph cache ${graphs} ran out of disk space (${(e as Error).message}); graphs are built in a temporary folder and rebuilt for every session (free space there, lower MOE_HARNESS_GRAPH_CACHE_GB (now ${formatBytes(graphCacheLimitBytes())}), or point MOE_HARNESS_HOME at a larger disk to keep them).\n`)
       warnedFull.add(graphs)
       return unstoredGraph(checked, edits, options)
     }

@@ -59,8 +59,9 @@ describe('early checks', () => {
     const spill = (v: string) => read('MOE_HARNESS_SPILL_MB', v, spillBudgetBytes)
     const cache = (v: string) => read('MOE_HARNESS_GRAPH_CACHE_GB', v, graphCacheLimitBytes)
     for (const [value, mb] of [['1e3', 1000], ['.5', 0.5], [' 2 ', 2], ['0', 0]] as const) {
-      assert.equal(spill(value), mb * 2 ** 20, value)
-      assert.equal(cache(value), mb * 2 ** 30, value)
+      // SI units, as every size the harness prints (src/util/bytes.ts): '20' GB was 21.5 GB printed.
+      assert.equal(spill(value), mb * 1e6, value)
+      assert.equal(cache(value), mb * 1e9, value)
     }
     for (const value of ['0x10', '-1', '1GB', 'NaN', '1e']) {
       assert.equal(spill(value), 'CONFIG_INVALID', value)
