@@ -142,6 +142,7 @@ export function storedScoringGraph(ckpt: Checkpoint, edits: VariantEdits, option
     evict(graphs, dir)
     return { ...built, external: new Map(), externalFolder: '/', dir, fromCache: false }
   } catch (e) {
+    // The one close of a failed build (a built one closed its file above), before its folder goes.
     derived.close(false)
     removeQuietly(tmp)
     // A full cache, like an unwritable one, only costs the reuse: the run (often after a long
@@ -152,8 +153,6 @@ export function storedScoringGraph(ckpt: Checkpoint, edits: VariantEdits, option
       return unstoredGraph(checked, edits, options)
     }
     throw e
-  } finally {
-    derived.close(false)
   }
 }
 
