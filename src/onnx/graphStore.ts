@@ -19,6 +19,7 @@ import { overrideIdentity } from '../edits/overrideTensor.ts'
 import { parseNonNegative } from '../util/envNumber.ts'
 import { markUsed } from '../util/lastUse.ts'
 import { formatBytes } from '../util/bytes.ts'
+import { unwritableReason } from '../util/unwritableFolder.ts'
 import { maxAbsFinite, writeAll } from '../model/safetensors.ts'
 import { buildScoringGraph, type BuiltGraph, type GraphOptions } from './moeGraph.ts'
 import { FLOAT16_MAX } from './precision.ts'
@@ -120,8 +121,9 @@ export function storedScoringGraph(ckpt: Checkpoint, edits: VariantEdits, option
   if (hit) return hit
   const checked = verifiedFinite(ckpt, graphs)
   // A cache that cannot be written (read-only home, a file in the way) only costs the reuse.
-  if (!writableFolder(graphs)) {
-    if (!warnedUnwritable.has(graphs)) process.stderr.write(`warning: the graph cache ${graphs} cannot be written; graphs are rebuilt for every session (set MOE_HARNESS_HOME to a writable folder to keep them).\n`)
+  const unwritable = folderUnwritable(graphs)
+  if (unwritable) {
+    if (!warnedUnwritable.has(graphs)) process.stderr.write(`warning: the graph cache ${graphs} cannot be written: ${unwritable}; graphs are rebuilt for every session (set MOE_HARNESS_HOME to a writable folder to keep them).\n`)
     warnedUnwritable.add(graphs)
     return unstoredGraph(checked, edits, options)
   }
@@ -271,14 +273,16 @@ export function derivedWriter(open: () => string, located: () => string) {
   }
 }
 
-/** Creates `dir` (and its parents) if needed; whether files can be created in it. */
-function writableFolder(dir: string): boolean {
+/** Creates `dir` (and its parents) if needed; undefined when files can be created in it, else why not, in words. */
+function folderUnwritable(dir: string): string | undefined {
+  let made = false
   try {
     fs.mkdirSync(dir, { recursive: true })
+    made = true
     fs.accessSync(dir, fs.constants.W_OK)
-    return true
-  } catch {
-    return false
+    return undefined
+  } catch (e) {
+    return unwritableReason(dir, e, made)
   }
 }
 
@@ -297,7 +301,7 @@ export function verifiedFinite(ckpt: Checkpoint, graphs: string): Checkpoint {
     for (const name of ckpt.tensors.keys()) ckpt.checkFinite(name)
     try {
       // Its presence is the answer, written only once the check passed; a full disk only costs the reuse.
-      if (writableFolder(graphs)) fs.writeFileSync(marker, `${MARK}: every weight of ${path.resolve(ckpt.dir)} was checked for NaN/Inf on ${new Date().toISOString()}\n`)
+      if (!folderUnwritable(graphs)) fs.writeFileSync(marker, `${MARK}: every weight of ${path.resolve(ckpt.dir)} was checked for NaN/Inf on ${new Date().toISOString()}\n`)
     } catch { /* checked again next time */ }
   }
   return { ...ckpt, checkFinite: () => {} }
@@ -331,7 +335,7 @@ export function float16Overflows(ckpt: Checkpoint, root: string | undefined): Fl
     const maxAbs = maxAbsFinite(ckpt.readRaw(name), entry.dtype)
     if (maxAbs > FLOAT16_MAX) overflows.push({ name, maxAbs })
   }
-  if (marker && writableFolder(graphs!)) {
+  if (marker && !folderUnwritable(graphs!)) {
     const tmp = `${marker}.${process.pid}-${crypto.randomBytes(4).toString('hex')}`
     try {
       fs.writeFileSync(tmp, JSON.stringify({ mark: MARK, checkpoint: path.resolve(ckpt.dir), overflows }))

@@ -1,0 +1,71 @@
+// Why a cache folder could not be created or written, in words. Node reports the errno of the path it
+// was asked for: a home that is a symbolic link to an unmounted disk made a warning say only
+// "(ENOENT)" about a folder the user never typed, hiding the link that is the real cause.
+import fs from 'node:fs'
+import path from 'node:path'
+
+/**
+ * The reason, in words naming the path at fault, that creating or writing a file in `dir` failed with
+ * `e` (a Node fs error; its errno code is appended). `dir` is the folder the file was to go in;
+ * `existed`: whether creating it (mkdir -p) had succeeded before the failure. Looks at the file system
+ * again (lstat of `dir` and its parents) to find the part that is a file or a dangling symbolic link.
+ * Never throws.
+ */
+export function unwritableReason(dir: string, e: unknown, existed: boolean): string {
+  const code = (e as NodeJS.ErrnoException)?.code
+  const words = (() => {
+    try {
+      return describe(path.resolve(dir), code, existed)
+    } catch {
+      return undefined
+    }
+  })() ?? (e as Error)?.message ?? String(e)
+  return code ? `${words} (${code})` : words
+}
+
+function describe(dir: string, code: string | undefined, existed: boolean): string | undefined {
+  switch (code) {
+    case 'ENOENT': case 'ENOTDIR': case 'EEXIST': {
+      const blocker = firstBlocker(dir)
+      if (blocker) return blocker
+      if (code !== 'ENOENT') return undefined
+      return existed ? `${dir} was removed while the file was being written (another process removing the cache?)` : `${nearestExisting(dir)} does not let folders be created in it`
+    }
+    case 'EACCES': case 'EPERM': return `permission denied: ${nearestExisting(dir)} does not let this user create or change files there`
+    case 'EROFS': return `${nearestExisting(dir)} is on a read-only file system`
+    case 'ENOSPC': return `no space left on the disk holding ${nearestExisting(dir)}`
+    case 'EDQUOT': return `the disk quota of this user is used up on the disk holding ${nearestExisting(dir)}`
+    case 'EFBIG': return `the file would pass the largest file allowed in ${dir} (the process's file-size limit, ulimit -f, or the file system's)`
+    case 'ENAMETOOLONG': return `the path ${dir} is too long`
+    case 'ELOOP': return `a part of ${dir} is a symbolic-link loop`
+    default: return undefined
+  }
+}
+
+/** The first part of `dir`, from the root down, that is not a folder: a file, or a link to nothing. */
+function firstBlocker(dir: string): string | undefined {
+  const parts = dir.split(path.sep).filter(Boolean)
+  let at = path.parse(dir).root
+  for (const part of parts) {
+    at = path.join(at, part)
+    const st = fs.lstatSync(at, { throwIfNoEntry: false })
+    if (!st) return undefined // missing from here down: creatable in principle, so not the cause
+    if (st.isDirectory()) continue
+    if (st.isSymbolicLink()) {
+      const target = fs.readlinkSync(at)
+      const resolved = fs.statSync(at, { throwIfNoEntry: false })
+      if (!resolved) return `${at} is a symbolic link to ${target}, which does not exist (a disk that is not mounted, or a folder since removed?)`
+      if (resolved.isDirectory()) continue
+      return `${at} is a symbolic link to ${target}, which is a file, not a folder`
+    }
+    return `${at} is a file, not a folder`
+  }
+  return undefined
+}
+
+/** `dir` or its nearest parent that exists (the one whose permissions or file system decide). */
+function nearestExisting(dir: string): string {
+  let at = dir
+  while (!fs.existsSync(at) && path.dirname(at) !== at) at = path.dirname(at)
+  return at
+}
