@@ -5,12 +5,19 @@ import { harnessHome } from '../defaults.ts'
 import path from 'node:path'
 import { arraySpec, logDir, shardDbName, shellQuote, skipCellsFile, type ClusterOptions, type ShardJob } from './jobSpec.ts'
 
-export interface ScriptPlan { cells: number; cellsPerShard: number[]; store: string; /** Cells the store already holds complete (not in the plan). */ held?: number }
+export interface ScriptPlan {
+  cells: number; cellsPerShard: number[]; store: string
+  /** Cells the store already holds complete (not in the plan). */
+  held?: number
+  /** The memory request (memoryRequest.ts): an `--mem=…` option to add when the user gave none, and the header lines saying why. */
+  memory?: { option?: string; notes: string[] }
+}
 
 /**
  * The array script for `job`: `#SBATCH` lines first (sbatch stops reading them at the first command),
  * then bash under `set -euo pipefail` that execs one `moe-harness sweep --shard i/N` per task.
- * Options left undefined are left out, so the cluster's defaults apply.
+ * Options left undefined are left out, so the cluster's defaults apply; memory is requested when
+ * `plan.memory` says so (the user's own memory option is among options.sbatch).
  */
 export function renderSbatchScript(job: ShardJob, options: ClusterOptions, plan: ScriptPlan): string {
   const q = shellQuote
@@ -25,6 +32,7 @@ export function renderSbatchScript(job: ShardJob, options: ClusterOptions, plan:
     `--chdir=${job.workDir}`,
     `--ntasks=1`,
     ...(options.cpusPerTask ? [`--cpus-per-task=${options.cpusPerTask}`] : []),
+    ...(plan.memory?.option ? [plan.memory.option] : []),
     ...(options.gpusPerTask ? [`--gpus-per-task=${options.gpusPerTask}`] : []),
     ...(options.time ? [`--time=${options.time}`] : []),
     ...(options.partition ? [`--partition=${options.partition}`] : []),
@@ -43,6 +51,7 @@ export function renderSbatchScript(job: ShardJob, options: ClusterOptions, plan:
     `# By hand: sbatch ${q(job.stateDir)}/sweep.sbatch  (all shards, ${all})`,
     `#          sbatch --array=${job.shards - 1} ${q(job.stateDir)}/sweep.sbatch  (shard ${job.shards - 1} only)`,
     `# Logs: ${logDir(job.stateDir)}/shard-<job id>_<shard>.log`,
+    ...(plan.memory?.notes.length ? ['#', ...plan.memory.notes.flatMap(l => wrap(l)).map(l => `# ${l}`)] : []),
     ...sbatch.map(s => `#SBATCH ${s}`),
     '',
     'set -euo pipefail',
@@ -69,4 +78,17 @@ export function renderSbatchScript(job: ShardJob, options: ClusterOptions, plan:
     '',
   ]
   return lines.join('\n')
+}
+
+/** A paragraph as lines of at most `width` characters, broken between words (a longer word keeps its own line). */
+function wrap(text: string, width = 100): string[] {
+  const lines: string[] = []
+  let line = ''
+  for (const word of text.split(/ +/)) {
+    if (line && line.length + 1 + word.length > width) {
+      lines.push(line)
+      line = word
+    } else line = line ? `${line} ${word}` : word
+  }
+  return line ? [...lines, line] : lines
 }

@@ -5,6 +5,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import type { HarnessConfig } from '../config/defineConfig.ts'
 import { ResultsStore } from '../store/resultsStore.ts'
+import { formatBytes } from '../util/bytes.ts'
 import { writeOutputFile, type FileRule, type OutputContext } from '../util/outputPaths.ts'
 import { loadSweepInputs, type SweepInputs } from '../sweep/inputs.ts'
 import { cellKey, planCells, type PlannedCell } from '../sweep/plan.ts'
@@ -13,6 +14,8 @@ import { renderSbatchScript } from './sbatchScript.ts'
 import { pathsOutsideMount, renderK8sManifest, type JobPath } from './k8sManifest.ts'
 import { arraySpec, logDir, shardDb, skipCellsFile, slurmLog, type ClusterOptions, type ShardJob, type SkipCells } from './jobSpec.ts'
 import { finalState, queuedTasks, submitArray } from './slurm.ts'
+import { memoryRequest, taskMemoryNeed, type MemoryRequest } from './memoryRequest.ts'
+import { weightResidency } from '../engine/graphSession.ts'
 
 export interface ClusterPlanOptions {
   config: HarnessConfig
@@ -25,6 +28,8 @@ export interface ClusterPlanOptions {
   shards: number
   /** Sweep flags every shard gets (e.g. --workers 2 --threads 1). */
   sweepArgs: string[]
+  /** Where a warning about the plan goes (a memory request below the need); default stderr, as `warning: …`. */
+  warn?: (line: string) => void
 }
 
 export interface ClusterPlan {
@@ -38,6 +43,8 @@ export interface ClusterPlan {
   held: Set<string>
   /** The sweep's inputs and cells, to look cells up in shard files (absent for a plan that ignores the store). */
   index?: { inputs: SweepInputs; cells: IndexedCell[] }
+  /** What each array task asks Slurm for in memory, and why (absent for a plan that ignores the store: its models are not opened). */
+  memory?: MemoryRequest
 }
 
 /** Where a store's cluster files go: `<store folder>/slurm-<store name>/`. */
@@ -68,11 +75,17 @@ export async function planClusterJob(o: ClusterPlanOptions, readStore = true): P
     shards, workDir: o.baseDir, bin: path.resolve(import.meta.dirname, '..', '..', 'bin', 'moe-harness.mjs'),
     config: path.resolve(o.configFile), stateDir: clusterStateDir(o.db), sweepArgs: o.sweepArgs,
   }
-  return { job, cells, cellsPerShard, total: all.length, held, index }
+  let memory: MemoryRequest | undefined
+  if (index) {
+    // The array tasks inherit this environment (sbatch --export=ALL), MOE_HARNESS_WEIGHTS and SBATCH_MEM_* included.
+    memory = memoryRequest(taskMemoryNeed(index.inputs, weightResidency() === 'memory'), o.cluster, { workers: o.config.pool.workers, threads: o.config.pool.threads }, process.env)
+    if (memory.warning) (o.warn ?? (line => process.stderr.write(`warning: ${line}\n`)))(memory.warning)
+  }
+  return { job, cells, cellsPerShard, total: all.length, held, index, memory }
 }
 
 export function sbatchScriptFor(plan: ClusterPlan, o: ClusterPlanOptions): string {
-  return renderSbatchScript(plan.job, o.cluster, { cells: plan.cells.length, held: plan.held.size, cellsPerShard: plan.cellsPerShard, store: path.resolve(o.db) })
+  return renderSbatchScript(plan.job, o.cluster, { cells: plan.cells.length, held: plan.held.size, cellsPerShard: plan.cellsPerShard, store: path.resolve(o.db), memory: plan.memory })
 }
 
 /** The paths besides its own the job reads: the models and the data folder, as the config resolves them. */
@@ -90,6 +103,11 @@ export function k8sManifestFor(plan: ClusterPlan, o: ClusterPlanOptions): string
 /** The plan as text: one line per shard with its cells. */
 export function describePlan(plan: ClusterPlan, db: string): string {
   const lines = [`${plan.cells.length} cells in ${plan.job.shards} shards` + (plan.held.size ? ` (${plan.held.size} of ${plan.total} cells already complete in ${db}, not run again):` : ':')]
+  const m = plan.memory
+  if (m) {
+    lines.unshift(`memory per array task: ${m.option ? `${m.option} (requested by moe-harness: ` : `${m.user!.given} (as given; `}` +
+      `one worker needs ${formatBytes(m.need.bytes)})${m.warning ? ', BELOW THE NEED: see the warning on stderr' : ''}`)
+  }
   for (let i = 0; i < plan.job.shards; i++) {
     const mine = plan.cells.filter(c => c.shard === i)
     lines.push(`  shard ${i} (${mine.length} cells)${mine.length ? ':' : ''}`)
@@ -158,7 +176,7 @@ export async function runSlurmSweep(o: ClusterPlanOptions & {
   log: (line: string) => void
   onProgress?: (p: SlurmProgress) => void
 }): Promise<SlurmSweepResult> {
-  const plan = await planClusterJob(o)
+  const plan = await planClusterJob({ ...o, warn: o.warn ?? (line => o.log(`warning: ${line}`)) })
   const { job } = plan
   const n = job.shards
   fs.mkdirSync(path.join(job.stateDir, 'shards'), { recursive: true })

@@ -400,6 +400,27 @@ export function fitPoolToModels(o: {
    */
   weightsInMemory?: boolean
 }): PoolFit {
+  const { modelBytes, perWorkerBytes, batch } = poolFootprint(o)
+  return fitPool({
+    requestedWorkers: o.requestedWorkers, requestedThreads: o.requestedThreads,
+    cores: o.cores ?? os.availableParallelism(), availableBytes: o.availableBytes ?? availableMemoryBytes(),
+    modelBytes, perWorkerBytes, batch, weightsInMemory: o.weightsInMemory,
+  })
+}
+
+/**
+ * The two terms of fitPoolToModels' rule (bytes): modelBytes, the largest model's weights
+ * (modelWeightBytes), held once per process; perWorkerBytes, the largest worker estimate over the models
+ * at each one's worst batch (estimateWorkerBytes at worstBatch; + 2 × its float32 weights with
+ * weightsInMemory), with that batch. Pure. `sweep --slurm` sizes its memory request from the same terms.
+ */
+export function poolFootprint(o: {
+  models: readonly Pick<Checkpoint, 'spec' | 'tensors'>[]
+  batchTokens: number
+  longestRequest?: (maxLength: number) => number
+  mostRequests?: (maxLength: number) => number
+  weightsInMemory?: boolean
+}): { modelBytes: number; perWorkerBytes: number; batch?: { rows: number; rowTokens: number } } {
   let modelBytes = 0, perWorkerBytes = 0
   let batch: { rows: number; rowTokens: number } | undefined
   for (const ckpt of o.models) {
@@ -408,9 +429,5 @@ export function fitPoolToModels(o: {
     const bytes = estimateWorkerBytes(ckpt.spec, worst.rows, worst.rowTokens) + (o.weightsInMemory ? 2 * float32WeightBytes(ckpt) : 0)
     if (bytes > perWorkerBytes) [perWorkerBytes, batch] = [bytes, worst]
   }
-  return fitPool({
-    requestedWorkers: o.requestedWorkers, requestedThreads: o.requestedThreads,
-    cores: o.cores ?? os.availableParallelism(), availableBytes: o.availableBytes ?? availableMemoryBytes(),
-    modelBytes, perWorkerBytes, batch, weightsInMemory: o.weightsInMemory,
-  })
+  return { modelBytes, perWorkerBytes, batch }
 }

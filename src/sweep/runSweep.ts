@@ -5,7 +5,7 @@ import { allowsNonfinite, type HarnessConfig } from '../config/defineConfig.ts'
 import { methodFileHash } from '../methods/registry.ts'
 import { weightResidency } from '../engine/graphSession.ts'
 import { fitPoolToModels } from '../pool/memoryFit.ts'
-import { longestRequestBound, requestCountBound } from '../tasks/requestBound.ts'
+import { tasksRequestBounds } from '../tasks/requestBound.ts'
 import { checkDeviceAvailable } from '../ort/ort.ts'
 import { createPool } from '../pool/pool.ts'
 import { ResultsStore } from '../store/resultsStore.ts'
@@ -89,8 +89,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
   // in the memory available; fewer workers than requested when they would not (src/pool/memoryFit.ts).
   // Rows as long as the requests the tasks' selected documents make (cell.ts scores at the model's context),
   // and no more rows than one task makes requests (a cell scores one task's requests together).
-  const longestRequest = (maxLength: number) => Math.max(1, ...loaded.tasks.map(t => longestRequestBound(t, loaded.taskData.get(t.name)!.docs, maxLength)))
-  const mostRequests = (maxLength: number) => Math.max(1, ...loaded.tasks.map(t => requestCountBound(t, loaded.taskData.get(t.name)!.docs, maxLength)))
+  const { longestRequest, mostRequests } = tasksRequestBounds(loaded.tasks, name => loaded.taskData.get(name)!.docs)
   const fit = fitPoolToModels({ models: [...loaded.models.values()], batchTokens: config.batchTokens, longestRequest, mostRequests, requestedWorkers: loaded.workers, requestedThreads: config.pool.threads, weightsInMemory: weightResidency() === 'memory' })
   log(fit.reason)
   const inputs: SweepInputs = { ...loaded, workers: fit.workers, threads: fit.threads }

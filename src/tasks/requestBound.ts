@@ -108,3 +108,15 @@ export function requestCountBound(task: TaskDefinition, docs: readonly { doc: un
   }
   return count
 }
+
+/**
+ * The bounds over several tasks a pool is sized by (src/pool/memoryFit.ts): the longest request and
+ * the most requests any of `tasks` makes of its documents (`docsOf(task name)`) at a model's
+ * `maxLength`, each at least 1. The one rule of a local sweep's pool and a Slurm task's memory request.
+ */
+export function tasksRequestBounds(tasks: readonly TaskDefinition[], docsOf: (name: string) => readonly { doc: unknown }[]): { longestRequest: (maxLength: number) => number; mostRequests: (maxLength: number) => number } {
+  return {
+    longestRequest: maxLength => Math.max(1, ...tasks.map(t => longestRequestBound(t, docsOf(t.name), maxLength))),
+    mostRequests: maxLength => Math.max(1, ...tasks.map(t => requestCountBound(t, docsOf(t.name), maxLength))),
+  }
+}

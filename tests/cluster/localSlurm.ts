@@ -95,7 +95,11 @@ export function startLocalSlurm(options: { cpus?: number } = {}): LocalSlurm {
     'KillWait=2',
     // Keep finished jobs visible to scontrol for the test's lifetime.
     'MinJobAge=600',
-    `NodeName=localhost CPUs=${cpus} RealMemory=${Math.max(1000, Math.floor(os.totalmem() / 2 ** 20 / 2))} State=UNKNOWN`,
+    // The array script requests the memory a task needs (src/cluster/memoryRequest.ts: 2G for the tests'
+    // tiny-moe sweeps), and Slurm refuses a job asking more than a node's RealMemory even under CR_CPU,
+    // where memory is not allocated: declare the machine's memory (less a margin, since slurmd drains a
+    // node whose declared memory exceeds what it detects), not half of it, so a 4 GB runner schedules it.
+    `NodeName=localhost CPUs=${cpus} RealMemory=${Math.max(1000, Math.floor(0.9 * os.totalmem() / 2 ** 20))} State=UNKNOWN`,
     'PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP',
     '',
   ].join('\n'))

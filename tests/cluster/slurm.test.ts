@@ -140,6 +140,11 @@ describe('sweep --slurm on a local Slurm cluster', () => {
       assert.match(fs.readFileSync(log, 'utf8'), new RegExp(`moe-harness shard ${victim}/3: job ${job}_${victim}`))
       assert.match(stderr, new RegExp(`shard ${victim} \\(job ${job}_${victim}\\): CANCELLED.*log: ${log.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`))
       assert.deepEqual([...first.complete].sort(), [0, 1, 2].filter(i => i !== victim))
+      // The script asked for the memory a task needs (no memory option given), and Slurm ran the tasks with it.
+      const mem = /^#SBATCH --mem=(\d+G)$/m.exec(fs.readFileSync(path.join(dir, 'slurm-results', 'sweep.sbatch'), 'utf8'))?.[1]
+      assert.ok(mem, 'the script requests memory')
+      const shown = spawnSync('scontrol', ['--oneliner', 'show', 'job', `${job}_${first.complete[0]}`], { env: { ...process.env, ...env() }, encoding: 'utf8' })
+      assert.match(shown.stdout, new RegExp(`\\bMinMemoryNode=${mem}\\b`), shown.stdout + shown.stderr)
       // The complete shards are merged, and so are the cells the cancelled shard finished; the rest are missing.
       assert.ok(runCounts(db).runs < runCounts(reference).runs)
       assert.ok(first.failed[0].notRun > 0, 'the cancelled shard left cells not run')

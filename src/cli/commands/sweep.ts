@@ -76,7 +76,7 @@ export function registerSweep(program: Command): void {
     .option('--time <limit>', 'Slurm time limit per task, e.g. 02:00:00 (default: cluster.time)')
     .option('--gpus-per-task <n>', 'GPUs per array task (default: cluster.gpusPerTask)')
     .option('--cpus-per-task <n>', 'CPUs per array task (default: cluster.cpusPerTask)')
-    .option('--sbatch <option>', 'extra #SBATCH line, repeatable, e.g. --sbatch --mem=32G (default: cluster.sbatch)', collect)
+    .option('--sbatch <option>', 'extra #SBATCH line, repeatable, e.g. --sbatch --mem=32G (default: cluster.sbatch; without a memory option the script requests what one worker needs)', collect)
     .option('--image <image>', 'Kubernetes container image (default: cluster.image)')
     .option('--pvc <claim>', 'Kubernetes PersistentVolumeClaim holding the project (default: cluster.pvc)')
     .option('--poll-seconds <s>', 'with --slurm: seconds between squeue polls (default 10)')
