@@ -102,7 +102,8 @@ export interface HomeScan {
 
 const STORE_FILE = /\.(sqlite|sqlite3|db)(-wal|-shm|-journal)?$/
 const CALIBRATION_FILE = /^[0-9a-f]{32}\.v8$/
-const CALIBRATION_TEMP = /^[0-9a-f]{32}\.v8\.tmp-(\d+)$/
+// `<key>.v8.tmp-<pid>-<random>` (src/calibration/cache.ts); `.tmp-<pid>` alone from earlier versions.
+const CALIBRATION_TEMP = /^[0-9a-f]{32}\.v8\.tmp-(\d+)(?:-[0-9a-f]{8})?$/
 const GRAPH_ENTRY = /^[0-9a-f]{32}$/
 // Per-checkpoint weight checks under graphs/ (src/onnx/graphStore.ts): NaN/Inf, and float16's range for half-precision runs.
 const FINITE_MARKER = /^\.(finite|float16-range)-[0-9a-f]{32}$/

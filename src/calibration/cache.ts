@@ -158,9 +158,13 @@ let notedLegacy = false
 
 /** Stores a header-less entry again with its header; one that cannot be stored stays as it is (read as a legacy one next time too). */
 function upgradeLegacy(file: string, payload: Buffer): void {
-  if (!notedLegacy) process.stderr.write(`note: calibration cache ${file} was written by an earlier harness without a checksum; it is used as before and stored again with one, so that damage to it is caught from now on (this note is given once per run).\n`)
+  const failed = storeFile(file, payload)
+  if (!notedLegacy) {
+    process.stderr.write(failed
+      ? `note: calibration cache ${file} was written by an earlier harness without a checksum; it is used as before, and could not be stored again with one (${unwritableReason(path.dirname(file), failed.error, failed.folderExisted)}), so damage to it is not detected (this note is given once per run).\n`
+      : `note: calibration cache ${file} was written by an earlier harness without a checksum; it is used as before and stored again with one, so that damage to it is caught from now on (this note is given once per run).\n`)
+  }
   notedLegacy = true
-  storeFile(file, payload)
 }
 
 /**
@@ -170,7 +174,9 @@ function upgradeLegacy(file: string, payload: Buffer): void {
  * whether the folder was there (found or made) when it happened.
  */
 function storeFile(file: string, payload: Uint8Array): { error: unknown; folderExisted: boolean } | undefined {
-  const tmp = `${file}.tmp-${process.pid}`
+  // Unique per write, not per process: pods or containers sharing one home all run as pid 1, and two
+  // writers of one entry truncated each other's temp file (readers then found it empty or too long).
+  const tmp = `${file}.tmp-${process.pid}-${crypto.randomBytes(4).toString('hex')}`
   let folderExisted = false
   try {
     fs.mkdirSync(path.dirname(file), { recursive: true })

@@ -16,6 +16,12 @@ export interface ClusterOptions {
   /** Kubernetes container image and the PersistentVolumeClaim that holds the project. */
   image: string
   pvc: string
+  /**
+   * Kubernetes: the memory each pod requests and is limited to, a quantity such as '32Gi' (validated:
+   * util/k8sQuantity.ts), and where it was given ('--memory', 'cluster.memory'); absent = what one
+   * worker needs (k8sMemory.ts). Slurm does not read it: there --sbatch --mem=<size> overrides.
+   */
+  memory?: { value: string; from: string }
 }
 
 /** Everything an array task needs: absolute paths on the shared filesystem plus the sweep flags. */

@@ -2,6 +2,7 @@
 // SLURM_ARRAY_TASK_ID. Not tested against a cluster; the README says what the user must provide.
 import path from 'node:path'
 import { shardDbName, shellQuote, type ClusterOptions, type ShardJob } from './jobSpec.ts'
+import type { K8sMemory } from './k8sMemory.ts'
 
 const yamlString = (s: string) => JSON.stringify(s) // JSON strings are valid YAML scalars
 
@@ -32,8 +33,11 @@ export function pathsOutsideMount(job: ShardJob, used: readonly JobPath[]): JobP
  * `used`: the other paths the job needs (models, data folder); those outside the folder are named in
  * WARNING lines at the top (the CLI prints them too). A warning, not an error: the manifest is a
  * starting point people edit (more volumes, the project baked into the image), which we cannot see.
+ * `memory`: the container's memory request and limit, one quantity for both (the scheduler places a pod
+ * only where that much is free, and the pool in it sizes itself to the same figure, its cgroup limit),
+ * and the header notes that explain it; no memory lines without it.
  */
-export function renderK8sManifest(job: ShardJob, options: ClusterOptions, used: readonly JobPath[] = []): string {
+export function renderK8sManifest(job: ShardJob, options: ClusterOptions, used: readonly JobPath[] = [], memory?: K8sMemory): string {
   const mountPath = job.workDir
   const outside = pathsOutsideMount(job, used)
   const db = `${job.stateDir}/shards/${shardDbName('${JOB_COMPLETION_INDEX}', job.shards)}`
@@ -41,9 +45,16 @@ export function renderK8sManifest(job: ShardJob, options: ClusterOptions, used: 
     `mkdir -p ${shellQuote(job.stateDir)}/shards`,
     `exec node ${shellQuote(job.bin)} sweep --config ${shellQuote(job.config)} --shard "\${JOB_COMPLETION_INDEX}/${job.shards}" --db "${db}"${job.sweepArgs.length ? ' ' + job.sweepArgs.map(shellQuote).join(' ') : ''}`,
   ].join(' && ')
-  const resources: string[] = []
-  if (options.cpusPerTask) resources.push(`cpu: "${options.cpusPerTask}"`)
-  if (options.gpusPerTask) resources.push(`nvidia.com/gpu: "${options.gpusPerTask}"`)
+  const limits: string[] = []
+  if (options.cpusPerTask) limits.push(`cpu: "${options.cpusPerTask}"`)
+  if (options.gpusPerTask) limits.push(`nvidia.com/gpu: "${options.gpusPerTask}"`)
+  const requests: string[] = []
+  if (memory) {
+    requests.push(`memory: ${yamlString(memory.quantity)}`)
+    limits.push(`memory: ${yamlString(memory.quantity)}`)
+  }
+  const block = (name: string, entries: string[]) => (entries.length ? [`            ${name}:`, ...entries.map(r => `              ${r}`)] : [])
+  const resources = [...block('requests', requests), ...block('limits', limits)]
   return [
     '# moe-harness sweep as a Kubernetes Indexed Job, written by `moe-harness sweep --k8s-manifest`.',
     `# Completion index i runs shard i/${job.shards} into its own SQLite file under ${job.stateDir}/shards;`,
@@ -52,6 +63,7 @@ export function renderK8sManifest(job: ShardJob, options: ClusterOptions, used: 
     `# PersistentVolumeClaim '${options.pvc}' holding the folder ${mountPath} (the config's folder, with the project`,
     '# checkout, the models and the store inside it), mounted at the same path so every path stays valid.',
     ...outside.map(p => `# WARNING: the pod cannot see ${p.what}, ${p.path}: it is outside ${mountPath}; move it inside, or mount it yourself.`),
+    ...(memory?.notes ?? []).map(n => `# ${n}`),
     'apiVersion: batch/v1',
     'kind: Job',
     'metadata:',
@@ -70,7 +82,7 @@ export function renderK8sManifest(job: ShardJob, options: ClusterOptions, used: 
     `          workingDir: ${yamlString(job.workDir)}`,
     '          command: ["/bin/bash", "-c"]',
     `          args: [${yamlString(`set -euo pipefail; ${command}`)}]`,
-    ...(resources.length ? ['          resources:', '            limits:', ...resources.map(r => `              ${r}`)] : []),
+    ...(resources.length ? ['          resources:', ...resources] : []),
     '          volumeMounts:',
     '            - name: workspace',
     `              mountPath: ${yamlString(mountPath)}`,

@@ -2,7 +2,10 @@
 // partition's default (often DefMemPerCPU, a few GB) and is killed for memory only after it queued and
 // started calibrating; so the script requests what the pool inside the task needs for one worker,
 // unless the user asked for memory: that request is kept, and checked against the need at submit.
-import { MEMORY_SAFETY, modelWeightBytes, poolFootprint } from '../pool/memoryFit.ts'
+import { rowsPerBatch, WHOLE_PASS_OUTPUT_LIMIT } from '../calibration/collect.ts'
+import type { Checkpoint } from '../model/checkpoint.ts'
+import { spillBudgetBytes } from '../edits/overrideSpill.ts'
+import { estimateWorkerBytes, float32WeightBytes, MEMORY_SAFETY, modelWeightBytes, poolFootprint } from '../pool/memoryFit.ts'
 import type { SweepInputs } from '../sweep/inputs.ts'
 import { tasksRequestBounds } from '../tasks/requestBound.ts'
 import { formatBytes } from '../util/bytes.ts'
@@ -20,9 +23,9 @@ export const MAIN_PROCESS_BYTES = 512 * 2 ** 20
 const MIB = 2 ** 20
 const GIB = 2 ** 30
 
-/** The memory one array task needs to score its cells with one worker, by part (bytes). */
+/** The memory one array task needs with one worker, by part (bytes). */
 export interface MemoryNeed {
-  /** mainBytes + (modelBytes + perWorkerBytes) / MEMORY_SAFETY. */
+  /** mainBytes + max(modelBytes + perWorkerBytes + preparationBytes, calibration.bytes) / MEMORY_SAFETY. */
   bytes: number
   /** MAIN_PROCESS_BYTES. */
   mainBytes: number
@@ -30,30 +33,56 @@ export interface MemoryNeed {
   modelBytes: number
   /** The config's name of that model. */
   model: string
-  /** One worker at the sweep's worst batch (memoryFit.ts poolFootprint), float32 weights included with MOE_HARNESS_WEIGHTS=memory. */
+  /** The largest one-worker estimate over the models at the sweep's worst batch (memoryFit.ts poolFootprint), float32 weights included with MOE_HARNESS_WEIGHTS=memory. */
   perWorkerBytes: number
   batch?: { rows: number; rowTokens: number }
   weightsInMemory: boolean
+  /** The costliest one-pass calibration of the sweep, weights included (absent when no variant calibrates): see calibrationBytes. */
+  calibration?: { bytes: number; model: string; sequences: number; length: number }
+  /** What preparing a variant adds while the workers score (0 when no variant calibrates: its methods edit no weights in memory). */
+  preparationBytes: number
+}
+
+/**
+ * Bytes of calibrating `ckpt` on windows of `length` tokens beyond its weights (src/calibration/collect.ts
+ * and sequential.ts): a float32 session at collect.ts's batch (rowsPerBatch(length) windows;
+ * estimateWorkerBytes, + 2 × the float32 weights when `weightsInMemory`), the outputs of one batch (a
+ * whole pass's are at most WHOLE_PASS_OUTPUT_LIMIT, more goes layer by layer) and, for the
+ * layer-by-layer and sequential procedures, the residual stream of every window kept between layers,
+ * twice (a layer's input and output). A sweep of a calibrating method measured 1.43 GB peak where one
+ * scoring worker needed 0.5 GB (a hidden-512 Mixtral shape, 4 x 2048 tokens), which the first version
+ * of this request left out.
+ */
+export function calibrationBytes(ckpt: Pick<Checkpoint, 'spec' | 'tensors'>, sequences: number, length: number, weightsInMemory: boolean): number {
+  return estimateWorkerBytes(ckpt.spec, rowsPerBatch(length), length) + (weightsInMemory ? 2 * float32WeightBytes(ckpt) : 0) +
+    WHOLE_PASS_OUTPUT_LIMIT + 2 * sequences * length * ckpt.spec.hiddenSize * 4
 }
 
 /**
  * The memory one array task needs (bytes): the figure for which the pool inside the task, which reads
  * the task's cgroup limit (memoryFit.ts availableMemoryBytes: the limit less what the process already
  * uses) and starts w workers only when modelBytes + w × perWorkerBytes <= MEMORY_SAFETY × available,
- * finds that one worker fits:
+ * finds that one worker fits, and for which the calibration and the preparation of variants fit too:
  *
- *   need = MAIN_PROCESS_BYTES + (modelBytes + perWorkerBytes) / MEMORY_SAFETY
+ *   need = MAIN_PROCESS_BYTES + max(one-pass calibration, scoring + preparation) / MEMORY_SAFETY
+ *   one-pass calibration = model + calibrationBytes             (main process, before any cell is scored)
+ *   scoring = modelBytes + perWorkerBytes
+ *   preparation = spill budget + calibrationBytes if a variant calibrates sequentially
+ *                 (a method runs in the main process while the workers score other cells)
  *
  * modelBytes: the largest model's weights (modelWeightBytes; mapped once per process); perWorkerBytes:
  * the largest one-worker estimate over the models (estimateWorkerBytes at worstBatch of batchTokens,
  * with rows as long and as many as the sweep's tasks build at each model's context, exactly as
- * runSweep sizes its pool; + 2 × the float32 weights when `weightsInMemory`); MEMORY_SAFETY (0.85) is
- * the pool's own margin for what the estimate leaves out; MAIN_PROCESS_BYTES what the process holds
- * before the pool starts. Every model of the config counts, not only those of cells left to run: each
- * task opens all of them and sizes its pool over all of them. Each further worker adds perWorkerBytes /
- * MEMORY_SAFETY. On a GPU the activations live in the device's memory, so the figure is generous there.
+ * runSweep sizes its pool; + 2 × the float32 weights when `weightsInMemory`); calibrationBytes at the
+ * calibration each calibrating model uses (SweepInputs.calibration; a variant calibrates when its
+ * method needs statistics at its ratio); the spill budget (MOE_HARNESS_SPILL_MB) bounds the float32
+ * edited tensors a method holds; MEMORY_SAFETY (0.85) is the pool's own margin for what the estimate
+ * leaves out; MAIN_PROCESS_BYTES what the process holds before the pool starts. Every model of the
+ * config counts, not only those of cells left to run: each task opens all of them and sizes its pool
+ * over all of them. Each further worker adds perWorkerBytes / MEMORY_SAFETY. On a GPU the activations
+ * live in the device's memory, so the figure is generous there.
  */
-export function taskMemoryNeed(inputs: Pick<SweepInputs, 'config' | 'models' | 'tasks' | 'taskData'>, weightsInMemory: boolean): MemoryNeed {
+export function taskMemoryNeed(inputs: Pick<SweepInputs, 'config' | 'models' | 'tasks' | 'taskData' | 'slots' | 'calibration'>, weightsInMemory: boolean): MemoryNeed {
   const footprint = poolFootprint({
     models: [...inputs.models.values()],
     batchTokens: inputs.config.batchTokens,
@@ -61,10 +90,39 @@ export function taskMemoryNeed(inputs: Pick<SweepInputs, 'config' | 'models' | '
     weightsInMemory,
   })
   const model = [...inputs.models].find(([, ckpt]) => modelWeightBytes(ckpt) === footprint.modelBytes)?.[0] ?? '?'
-  return {
-    bytes: MAIN_PROCESS_BYTES + (footprint.modelBytes + footprint.perWorkerBytes) / MEMORY_SAFETY,
-    mainBytes: MAIN_PROCESS_BYTES, model, ...footprint, weightsInMemory,
+  let calibration: MemoryNeed['calibration']
+  let sequential = 0
+  for (const [name, ckpt] of inputs.models) {
+    const plans = inputs.slots.filter(s => s.spec.model === name).flatMap(s => (s.planned.status === 'planned' && s.planned.plan.needs.length > 0 ? [s.planned.plan] : []))
+    if (plans.length === 0) continue
+    const { sequences, length } = inputs.calibration(ckpt)
+    const beyondWeights = calibrationBytes(ckpt, sequences, length, weightsInMemory)
+    const bytes = modelWeightBytes(ckpt) + beyondWeights
+    if (!calibration || bytes > calibration.bytes) calibration = { bytes, model: name, sequences, length }
+    if (plans.some(p => p.procedure === 'sequential')) sequential = Math.max(sequential, beyondWeights)
   }
+  const preparation = calibration ? spillBudgetBytes() + sequential : 0
+  const scoring = footprint.modelBytes + footprint.perWorkerBytes + preparation
+  return {
+    bytes: MAIN_PROCESS_BYTES + Math.max(scoring, calibration?.bytes ?? 0) / MEMORY_SAFETY,
+    mainBytes: MAIN_PROCESS_BYTES, model, ...footprint, weightsInMemory, calibration, preparationBytes: preparation,
+  }
+}
+
+/**
+ * How `need` is made up, in words, for the script's and the manifest's notes and the warnings:
+ * 'main process 537 MB + (model 'x' 13.8 GB + 1 worker 2.0 GB at batches of 4 x 512 tokens) / 85%', with
+ * the preparation and calibration terms when a variant calibrates.
+ */
+export function describeNeed(need: MemoryNeed): string {
+  const batch = need.batch ? ` at batches of ${need.batch.rows} x ${need.batch.rowTokens} tokens` : ''
+  const own = need.weightsInMemory ? ' (its own float32 weights, MOE_HARNESS_WEIGHTS=memory, and activations)' : ''
+  const scoring = `model '${need.model}' ${formatBytes(need.modelBytes)} + 1 worker ${formatBytes(need.perWorkerBytes)}${own}${batch}`
+  const c = need.calibration
+  const safety = `${Math.round(MEMORY_SAFETY * 100)}%`
+  if (!c) return `main process ${formatBytes(need.mainBytes)} + (${scoring}) / ${safety}`
+  return `main process ${formatBytes(need.mainBytes)} + max(scoring: ${scoring} + preparing a variant ${formatBytes(need.preparationBytes)}; ` +
+    `calibrating '${c.model}' on ${c.sequences} x ${c.length} tokens: ${formatBytes(c.bytes)}) / ${safety}`
 }
 
 /** `bytes` rounded up to whole GiB, as sbatch writes a size ('18G'; Slurm's G is 1024 MiB). At least 1G. */
@@ -73,11 +131,12 @@ export function slurmSize(bytes: number): string {
 }
 
 /**
- * Bytes of a Slurm memory size: a whole number with an optional unit K, M, G or T (binary, either case),
- * megabytes without one, as sbatch reads --mem. Undefined for anything else.
+ * Bytes of a Slurm memory size: a whole number with an optional unit K, M, G or T (binary, either case,
+ * a trailing B allowed: sbatch reads 64GB as 64G), megabytes without one, as sbatch reads --mem.
+ * Undefined for anything else.
  */
 export function parseSlurmSize(text: string): number | undefined {
-  const m = /^(\d+)\s*([kmgt])?$/i.exec(text.trim())
+  const m = /^(\d+)\s*(?:([kmgt])b?)?$/i.exec(text.trim())
   if (!m) return undefined
   const unit = { K: 2 ** 10, M: MIB, G: GIB, T: 2 ** 40 }[(m[2] ?? 'M').toUpperCase() as 'K' | 'M' | 'G' | 'T']
   return Number(m[1]) * unit
@@ -153,9 +212,7 @@ export interface MemoryRequest {
  */
 export function memoryRequest(need: MemoryNeed, cluster: Pick<ClusterOptions, 'sbatch' | 'cpusPerTask' | 'gpusPerTask'>, pool: { workers: number; threads?: number }, env: Record<string, string | undefined> = {}): MemoryRequest {
   const size = slurmSize(need.bytes)
-  const batch = need.batch ? ` at batches of ${need.batch.rows} x ${need.batch.rowTokens} tokens` : ''
-  const own = need.weightsInMemory ? ' (its own float32 weights, MOE_HARNESS_WEIGHTS=memory, and activations)' : ''
-  const parts = `main process ${formatBytes(need.mainBytes)} + (model '${need.model}' ${formatBytes(need.modelBytes)} + 1 worker ${formatBytes(need.perWorkerBytes)}${own}${batch}) / ${Math.round(MEMORY_SAFETY * 100)}%`
+  const parts = describeNeed(need)
   const notes: string[] = []
   const user = userMemoryRequest(cluster.sbatch, env)
   const override = 'override with --sbatch --mem=<size> (or cluster.sbatch: [\'--mem=<size>\'] in the config; --mem-per-cpu and --mem-per-gpu are kept too)'

@@ -37,7 +37,8 @@ export function renderSbatchScript(job: ShardJob, options: ClusterOptions, plan:
     ...(options.time ? [`--time=${options.time}`] : []),
     ...(options.partition ? [`--partition=${options.partition}`] : []),
     ...(options.account ? [`--account=${options.account}`] : []),
-    ...options.sbatch.map(s => (s.startsWith('-') ? s : `--${s}`)),
+    // Trimmed as memoryRequest.ts reads them: ' --mem=8G' became '#SBATCH -- --mem=8G', which sbatch refuses.
+    ...options.sbatch.map(s => s.trim()).map(s => (s.startsWith('-') ? s : `--${s}`)),
   ]
   const lines = [
     '#!/bin/bash',

@@ -15,6 +15,7 @@ import { pathsOutsideMount, renderK8sManifest, type JobPath } from './k8sManifes
 import { arraySpec, logDir, shardDb, skipCellsFile, slurmLog, type ClusterOptions, type ShardJob, type SkipCells } from './jobSpec.ts'
 import { finalState, queuedTasks, submitArray } from './slurm.ts'
 import { memoryRequest, taskMemoryNeed, type MemoryRequest } from './memoryRequest.ts'
+import { k8sMemory } from './k8sMemory.ts'
 import { weightResidency } from '../engine/graphSession.ts'
 
 export interface ClusterPlanOptions {
@@ -41,9 +42,11 @@ export interface ClusterPlan {
   /** Planned cells in all, and the keys of those the main store already holds complete (not run again). */
   total: number
   held: Set<string>
+  /** The sweep's inputs (tasks, documents, opened models), for the memory each task or pod needs. */
+  inputs: SweepInputs
   /** The sweep's inputs and cells, to look cells up in shard files (absent for a plan that ignores the store). */
   index?: { inputs: SweepInputs; cells: IndexedCell[] }
-  /** What each array task asks Slurm for in memory, and why (absent for a plan that ignores the store: its models are not opened). */
+  /** What each array task asks Slurm for in memory, and why (absent for a plan that ignores the store: the Kubernetes manifest's pods request k8sMemory.ts's figure). */
   memory?: MemoryRequest
 }
 
@@ -53,18 +56,21 @@ export function clusterStateDir(db: string): string {
 }
 
 /**
- * Plans the shards. With `readStore` (the Slurm path) the models and task data are opened and the cells
- * the main store already holds complete are left out, as a local sweep skips them; the shard count is
- * still fixed by all planned cells, so shard files keep their names from one run to the next.
+ * Plans the shards. The models and task data are opened (the memory a task needs comes from them).
+ * With `readStore` (the Slurm path) the cells the main store already holds complete are left out, as a
+ * local sweep skips them; the shard count is still fixed by all planned cells, so shard files keep
+ * their names from one run to the next. Without it (the Kubernetes manifest) every cell is planned:
+ * its pods get no --skip-cells and write fresh shard files that the user merges by hand, so they run
+ * every cell of their shard, and the store is not read.
  */
 export async function planClusterJob(o: ClusterPlanOptions, readStore = true): Promise<ClusterPlan> {
   const probe = await planCells(o.config, o.baseDir, 1)
   const shards = Math.max(1, Math.min(o.shards, probe.length))
   const all = await planCells(o.config, o.baseDir, shards)
   const held = new Set<string>()
+  const inputs = await loadSweepInputs(o.config, o.baseDir, () => {})
   let index: ClusterPlan['index']
   if (readStore) {
-    const inputs = await loadSweepInputs(o.config, o.baseDir, () => {})
     index = { inputs, cells: await indexCells(inputs) }
     for (const [key, s] of storedCells(index.cells, inputs, o.db)) if (s.state === 'complete') held.add(key)
   }
@@ -81,7 +87,7 @@ export async function planClusterJob(o: ClusterPlanOptions, readStore = true): P
     memory = memoryRequest(taskMemoryNeed(index.inputs, weightResidency() === 'memory'), o.cluster, { workers: o.config.pool.workers, threads: o.config.pool.threads }, process.env)
     if (memory.warning) (o.warn ?? (line => process.stderr.write(`warning: ${line}\n`)))(memory.warning)
   }
-  return { job, cells, cellsPerShard, total: all.length, held, index, memory }
+  return { job, cells, cellsPerShard, total: all.length, held, inputs, index, memory }
 }
 
 export function sbatchScriptFor(plan: ClusterPlan, o: ClusterPlanOptions): string {
@@ -96,8 +102,15 @@ export function jobPaths(o: ClusterPlanOptions): JobPath[] {
   ]
 }
 
+/**
+ * The manifest of `plan` (planned without the store), its pods requesting the memory one worker needs
+ * or the user's cluster.memory; a size below the need is warned about through `o.warn` (default stderr).
+ */
 export function k8sManifestFor(plan: ClusterPlan, o: ClusterPlanOptions): string {
-  return renderK8sManifest(plan.job, o.cluster, jobPaths(o))
+  // Weights mapped: the pods do not inherit this process's environment (MOE_HARNESS_WEIGHTS included).
+  const memory = k8sMemory(taskMemoryNeed(plan.inputs, false), taskMemoryNeed(plan.inputs, true), o.cluster.memory, o.config.pool.workers)
+  if (memory.warning) (o.warn ?? (line => process.stderr.write(`warning: ${line}\n`)))(memory.warning)
+  return renderK8sManifest(plan.job, o.cluster, jobPaths(o), memory)
 }
 
 /** The plan as text: one line per shard with its cells. */

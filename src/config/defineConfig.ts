@@ -9,6 +9,7 @@ import { fail } from '../errors.ts'
 import { ROOT } from '../paths.ts'
 import { closest } from '../util/suggest.ts'
 import { unexpandedHomePath } from '../util/homePath.ts'
+import { k8sMemoryProblem, parseK8sMemory } from '../util/k8sQuantity.ts'
 
 const paramValue = z.union([z.number(), z.boolean(), z.string()])
 
@@ -70,6 +71,8 @@ export const configSchema = z.object({
     sbatch: z.array(z.string()).default([]),
     /** Kubernetes: container image with Node 20 and the project, and the volume claim holding it. */
     image: z.string().default('node:20-bookworm'), pvc: z.string().default('moe-harness'),
+    /** Kubernetes: memory request and limit of each pod, a quantity such as '32Gi'; omitted = what one worker needs. Slurm: use sbatch: ['--mem=32G']. */
+    memory: z.string().trim().refine(v => parseK8sMemory(v) !== undefined, { error: iss => k8sMemoryProblem(String(iss.input)) }).optional(),
   }).strict().default({ arraySize: 4, sbatch: [], image: 'node:20-bookworm', pvc: 'moe-harness' }),
 }).strict()
 

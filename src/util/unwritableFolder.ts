@@ -31,7 +31,7 @@ function describe(dir: string, code: string | undefined, existed: boolean): stri
       if (code !== 'ENOENT') return undefined
       return existed ? `${dir} was removed while the file was being written (another process removing the cache?)` : `${nearestExisting(dir)} does not let folders be created in it`
     }
-    case 'EACCES': case 'EPERM': return `permission denied: ${nearestExisting(dir)} does not let this user create or change files there`
+    case 'EACCES': case 'EPERM': return unenterable(dir) ?? `permission denied: ${nearestExisting(dir)} does not let this user create or change files there`
     case 'EROFS': return `${nearestExisting(dir)} is on a read-only file system`
     case 'ENOSPC': return `no space left on the disk holding ${nearestExisting(dir)}`
     case 'EDQUOT': return `the disk quota of this user is used up on the disk holding ${nearestExisting(dir)}`
@@ -63,9 +63,45 @@ function firstBlocker(dir: string): string | undefined {
   return undefined
 }
 
-/** `dir` or its nearest parent that exists (the one whose permissions or file system decide). */
+/**
+ * The folder on the way to `dir` that this user cannot enter (no search permission), in words, or
+ * undefined. Through a symbolic link the folder is looked for on the link's target: a home linked into
+ * a folder the user cannot enter was blamed on the writable folder holding the link.
+ */
+function unenterable(dir: string, depth = 0): string | undefined {
+  const parts = dir.split(path.sep).filter(Boolean)
+  let at = path.parse(dir).root
+  for (const part of parts) {
+    at = path.join(at, part)
+    const link = fs.lstatSync(at, { throwIfNoEntry: false })
+    if (!link) return undefined
+    if (link.isSymbolicLink()) {
+      const target = path.resolve(path.dirname(at), fs.readlinkSync(at))
+      const beyond = depth < 8 ? unenterable(target, depth + 1) : undefined
+      if (beyond) return `${at} is a symbolic link to ${target}, which this user cannot reach: ${beyond}`
+      continue
+    }
+    if (!link.isDirectory()) return undefined
+    try {
+      fs.accessSync(at, fs.constants.X_OK)
+    } catch {
+      return `permission denied: this user cannot enter ${at}`
+    }
+  }
+  return undefined
+}
+
+/** `dir` or its nearest parent that exists (the one whose permissions or file system decide); a link that cannot be followed counts as existing. */
 function nearestExisting(dir: string): string {
   let at = dir
-  while (!fs.existsSync(at) && path.dirname(at) !== at) at = path.dirname(at)
+  while (!lstatOrUndefined(at) && path.dirname(at) !== at) at = path.dirname(at)
   return at
+}
+
+function lstatOrUndefined(at: string): fs.Stats | undefined {
+  try {
+    return fs.lstatSync(at, { throwIfNoEntry: false })
+  } catch {
+    return undefined
+  }
 }

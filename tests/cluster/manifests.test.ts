@@ -99,6 +99,11 @@ describe('cluster job files', () => {
       '          image: "registry.example/moe:1"', '            claimName: "moe-harness"', '              nvidia.com/gpu: "1"', '              cpu: "8"']) {
       assert.ok(yaml.includes(`${line}\n`), `missing '${line}':\n${yaml}`)
     }
+    // Each pod requests and is limited to what one worker needs (tests/cluster/k8s-memory.test.ts), not cluster.sbatch's Slurm --mem=64G.
+    const memory = /\n {10}resources:\n {12}requests:\n {14}memory: "(\d+Gi)"\n {12}limits:\n {14}cpu: "8"\n {14}nvidia\.com\/gpu: "1"\n {14}memory: "(\d+Gi)"\n/.exec(yaml)
+    assert.ok(memory && memory[1] === memory[2], yaml)
+    assert.match(yaml, new RegExp(`^# Memory: requests and limits of ${memory[1]} are what one worker of the pool in each pod needs: `, 'm'))
+    assert.doesNotMatch(yaml, /64G/)
     const args = JSON.parse(/ {10}args: (\[.*\])\n/.exec(yaml)![1]) as string[]
     assert.equal(args.length, 1)
     // The claim holds the config's folder and is mounted at the same path: every path means the same file in the pod.

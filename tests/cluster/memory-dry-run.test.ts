@@ -60,6 +60,8 @@ describe('sweep --slurm requests the memory an array task needs', () => {
       [['--sbatch', 'mem=64G'], '#SBATCH --mem=64G'],
       [['--sbatch', '--mem-per-cpu=32G', '--sbatch', '--qos=long'], '#SBATCH --mem-per-cpu=32G'],
       [['--sbatch', '--mem-per-c=32768'], '#SBATCH --mem-per-c=32768'],
+      // Trimmed as it is read: written untrimmed it was '#SBATCH -- --mem=64G', which sbatch refuses.
+      [['--sbatch', ' --mem=64G'], '#SBATCH --mem=64G'],
     ] as const) {
       const r = dryRun(...args)
       assert.deepEqual(memoryLines(r.script), [line], `${args.join(' ')}:\n${r.script}`)

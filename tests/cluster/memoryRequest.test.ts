@@ -5,9 +5,10 @@ import assert from 'node:assert/strict'
 import path from 'node:path'
 import { describe, it } from 'node:test'
 import { loadConfig } from '../../src/config/defineConfig.ts'
-import { MAIN_PROCESS_BYTES, memoryRequest, parseSlurmSize, slurmSize, taskMemoryNeed, userMemoryRequest, type MemoryNeed } from '../../src/cluster/memoryRequest.ts'
+import { calibrationBytes, MAIN_PROCESS_BYTES, memoryRequest, parseSlurmSize, slurmSize, taskMemoryNeed, userMemoryRequest, type MemoryNeed } from '../../src/cluster/memoryRequest.ts'
 import { openCheckpoint } from '../../src/model/checkpoint.ts'
-import { float32WeightBytes, MEMORY_SAFETY, modelWeightBytes } from '../../src/pool/memoryFit.ts'
+import { estimateWorkerBytes, float32WeightBytes, MEMORY_SAFETY, modelWeightBytes } from '../../src/pool/memoryFit.ts'
+import { spillBudgetBytes } from '../../src/edits/overrideSpill.ts'
 import { loadSweepInputs } from '../../src/sweep/inputs.ts'
 import { ROOT, writeSweepConfig } from '../helpers/cli.ts'
 import { tmpDir } from '../helpers/tmp.ts'
@@ -17,7 +18,7 @@ const MiB = 2 ** 20, GiB = 2 ** 30
 /** An OLMoE-1B-7B-sized need: 13.8 GB of BF16 weights and a 2.0 GB worker. */
 const olmoe = (): MemoryNeed => {
   const modelBytes = 13.8e9, perWorkerBytes = 2.0e9
-  return { bytes: MAIN_PROCESS_BYTES + (modelBytes + perWorkerBytes) / MEMORY_SAFETY, mainBytes: MAIN_PROCESS_BYTES, modelBytes, model: 'olmoe', perWorkerBytes, batch: { rows: 1, rowTokens: 4096 }, weightsInMemory: false }
+  return { bytes: MAIN_PROCESS_BYTES + (modelBytes + perWorkerBytes) / MEMORY_SAFETY, mainBytes: MAIN_PROCESS_BYTES, modelBytes, model: 'olmoe', perWorkerBytes, batch: { rows: 1, rowTokens: 4096 }, weightsInMemory: false, preparationBytes: 0 }
 }
 
 describe('Slurm memory sizes', () => {
@@ -29,7 +30,10 @@ describe('Slurm memory sizes', () => {
     assert.equal(parseSlurmSize('1T'), 2 ** 40)
     assert.equal(parseSlurmSize('100k'), 100 * 1024)
     assert.equal(parseSlurmSize('0'), 0)
-    for (const bad of ['1.5G', '64GB', 'lots', '', '-1G']) assert.equal(parseSlurmSize(bad), undefined, bad)
+    // sbatch (22.05) reads a trailing B too: --mem=64GB is 64G, 500MB is 500M (a below-need 500MB went unwarned).
+    assert.equal(parseSlurmSize('64GB'), 64 * GiB)
+    assert.equal(parseSlurmSize('500mb'), 500 * MiB)
+    for (const bad of ['1.5G', 'lots', '', '-1G', '64B', 'GB']) assert.equal(parseSlurmSize(bad), undefined, bad)
   })
 
   it('writes a need rounded up to whole GiB (at least 1G)', () => {
@@ -136,5 +140,25 @@ describe('taskMemoryNeed on the built-in model', () => {
     const inMemory = taskMemoryNeed(inputs, true)
     assert.equal(inMemory.perWorkerBytes, need.perWorkerBytes + 2 * float32WeightBytes(tiny))
     assert.ok(inMemory.weightsInMemory)
+    assert.equal(need.calibration, undefined, 'ratio 0 calibrates nothing')
+    assert.equal(need.preparationBytes, 0)
+  })
+
+  it('covers the calibration before scoring and a method prepared while workers score (a calibrating sweep was requested less than its peak)', async () => {
+    const dir = tmpDir()
+    const file = writeSweepConfig(path.join(dir, 'harness.config.ts'), {
+      models: { 'tiny-moe': path.join(ROOT, 'models/tiny-moe') }, methods: ['frequency-pruning', { method: 'magnitude-pruning', params: { score: 'wanda' } }], ratios: [0.5], tasks: ['brown-cloze'], subset: { sample: 4 },
+      calibration: { sequences: 8, length: 64 },
+    })
+    const loaded = await loadConfig(file)
+    const inputs = await loadSweepInputs(loaded.config, loaded.baseDir, () => {})
+    const tiny = openCheckpoint(path.join(ROOT, 'models/tiny-moe'))
+    const need = taskMemoryNeed(inputs, false)
+    const beyond = calibrationBytes(tiny, 8, 64, false)
+    assert.deepEqual(need.calibration, { bytes: modelWeightBytes(tiny) + beyond, model: 'tiny-moe', sequences: 8, length: 64 })
+    // Wanda calibrates sequentially (its default): in the main process, while the workers score.
+    assert.equal(need.preparationBytes, spillBudgetBytes() + beyond)
+    assert.equal(need.bytes, MAIN_PROCESS_BYTES + Math.max(need.modelBytes + need.perWorkerBytes + need.preparationBytes, need.calibration!.bytes) / MEMORY_SAFETY)
+    assert.ok(beyond >= estimateWorkerBytes(tiny.spec, 64, 64) + 2 * 8 * 64 * tiny.spec.hiddenSize * 4)
   })
 })

@@ -3,6 +3,7 @@
 // whose bytes changed on disk (a flipped bit in a Float32Array still deserializes), while an intact
 // one, or one written before files carried a checksum, is reused: recomputing costs hours at real size.
 import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { describe, it } from 'node:test'
@@ -12,6 +13,7 @@ import { sequentialStats } from '../../src/calibration/sequential.ts'
 import { openCheckpoint, type Checkpoint } from '../../src/model/checkpoint.ts'
 import { startMethod } from '../../src/methods/applyMethod.ts'
 import { loadMethod, needsOf, resolveParams } from '../../src/methods/registry.ts'
+import { scanHome } from '../../src/cache/homeScan.ts'
 import { unwritableReason } from '../../src/util/unwritableFolder.ts'
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
 import { tmpDir } from '../helpers/tmp.ts'
@@ -200,5 +202,56 @@ describe('why a cache folder cannot be written', () => {
     assert.equal(unwritableReason(path.join(dir, 'a', 'b'), Object.assign(new Error('x'), { code: 'EROFS' }), false), `${dir} is on a read-only file system (EROFS)`)
     assert.equal(unwritableReason(path.join(dir, 'a'), Object.assign(new Error('x'), { code: 'EACCES' }), false), `permission denied: ${dir} does not let this user create or change files there (EACCES)`)
     assert.equal(unwritableReason(dir, Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO' }), true), 'EIO: i/o error, write (EIO)')
+  })
+
+  it('follows a home linked into a folder this user cannot enter, rather than blame the writable folder holding the link', () => {
+    // As an unprivileged user (root enters every folder): setpriv is util-linux's, on every Debian.
+    const root = path.join(dir, 'perm')
+    fs.mkdirSync(path.join(root, 'locked', 'inner'), { recursive: true })
+    fs.chmodSync(dir, 0o755)
+    fs.chmodSync(root, 0o777)
+    fs.chmodSync(path.join(root, 'locked'), 0o000)
+    fs.symlinkSync(path.join(root, 'locked', 'inner'), path.join(root, 'home'))
+    const script = path.join(root, 'probe.mts')
+    fs.writeFileSync(script, `import fs from 'node:fs'\nimport { unwritableReason } from ${JSON.stringify(path.resolve('src/util/unwritableFolder.ts'))}\n` +
+      `const dir = ${JSON.stringify(path.join(root, 'home', 'calibration'))}\ntry { fs.mkdirSync(dir, { recursive: true }); console.log('made') } catch (e) { console.log(unwritableReason(dir, e, false)) }\n`)
+    const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '--import', 'tsx', script], { encoding: 'utf8', cwd: process.cwd() })
+    fs.chmodSync(path.join(root, 'locked'), 0o755)
+    assert.equal(r.status, 0, r.stderr)
+    assert.equal(r.stdout.trim(), `${path.join(root, 'home')} is a symbolic link to ${path.join(root, 'locked', 'inner')}, which this user cannot reach: permission denied: this user cannot enter ${path.join(root, 'locked')} (EACCES)`)
+  })
+})
+
+describe('calibration temp files', () => {
+  it('are named per write (pods sharing a home all run as pid 1), and `cache` tells a dead write\'s leftover from a live one', async () => {
+    const dir = tmpDir()
+    const ckpt = openCheckpoint(writeTinyCheckpoint(path.join(dir, 'm'), { family: 'mixtral', experts: 4, topK: 2, layers: 2, hidden: 32, ffn: 16, seed: 23 }).dir)
+    const home = path.join(dir, 'home')
+    const renamed: string[] = []
+    const rename = fs.renameSync
+    fs.renameSync = ((from: fs.PathLike, to: fs.PathLike) => (renamed.push(String(from)), rename(from, to))) as typeof fs.renameSync
+    try {
+      await getCalibrationStats(ckpt, calibration, ['routing'], { ...engine, cacheDir: home })
+      await getCalibrationStats(ckpt, { ...calibration, seed: 6 }, ['routing'], { ...engine, cacheDir: home })
+    } finally {
+      fs.renameSync = rename
+    }
+    const temps = renamed.filter(f => f.includes('.v8.tmp-'))
+    assert.equal(temps.length, 2)
+    for (const t of temps) assert.match(path.basename(t), new RegExp(`^[0-9a-f]{32}\\.v8\\.tmp-${process.pid}-[0-9a-f]{8}$`))
+    const folder = path.join(home, 'calibration')
+    const key = fs.readdirSync(folder).find(f => f.endsWith('.v8'))!.slice(0, 32)
+    const dead = path.join(folder, `${key}.v8.tmp-999999999-0a1b2c3d`)
+    const live = path.join(folder, `${key}.v8.tmp-${process.pid}-0a1b2c3d`)
+    const old = new Date(Date.now() - 2 * 60 * 60_000)
+    for (const f of [dead, live]) {
+      fs.writeFileSync(f, 'partial')
+      fs.utimesSync(f, old, old)
+    }
+    const scan = scanHome(home, [], Date.now(), new Map())
+    const of = (f: string) => scan.entries.find(e => e.path === f)
+    assert.equal(of(dead)?.kind, 'calibration-temp')
+    assert.equal(of(dead)?.state, 'leftover')
+    assert.equal(of(live)?.state, 'live')
   })
 })

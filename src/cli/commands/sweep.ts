@@ -9,6 +9,7 @@ import { describePlan, jobPaths, k8sManifestFor, planClusterJob, runSlurmSweep, 
 import { parseShard } from '../../sweep/plan.ts'
 import { runSweep, type SweepSummary } from '../../sweep/runSweep.ts'
 import { createProgress } from '../progress.ts'
+import { k8sMemoryProblem, parseK8sMemory } from '../../util/k8sQuantity.ts'
 import { checkOutputDir, writeOutputFile, type FileRule, type OutputContext } from '../../util/outputPaths.ts'
 import { buildReport } from './report.ts'
 
@@ -38,6 +39,7 @@ interface ClusterFlags extends SweepFlags {
   sbatch?: string[]
   image?: string
   pvc?: string
+  memory?: string
   pollSeconds?: string
 }
 
@@ -46,6 +48,10 @@ const CLUSTER_ONLY: readonly [keyof ClusterFlags, string][] = [
   ['arraySize', '--array-size'], ['partition', '--partition'], ['account', '--account'], ['time', '--time'], ['gpusPerTask', '--gpus-per-task'],
   ['cpusPerTask', '--cpus-per-task'], ['sbatch', '--sbatch'], ['image', '--image'], ['pvc', '--pvc'], ['pollSeconds', '--poll-seconds'],
 ]
+
+/** --memory without --k8s-manifest: a local sweep sizes its pool itself, and Slurm reads its own option. */
+const MEMORY_K8S_ONLY = '--memory sets the memory of the pods of a Kubernetes manifest (--k8s-manifest FILE); a local sweep fits its pool to the memory it finds, ' +
+  'and a Slurm script requests what one worker needs, or the size you give with --sbatch --mem=<size> (e.g. --sbatch --mem=32G).'
 
 export function addSweepOptions(cmd: Command): Command {
   return cmd
@@ -79,6 +85,7 @@ export function registerSweep(program: Command): void {
     .option('--sbatch <option>', 'extra #SBATCH line, repeatable, e.g. --sbatch --mem=32G (default: cluster.sbatch; without a memory option the script requests what one worker needs)', collect)
     .option('--image <image>', 'Kubernetes container image (default: cluster.image)')
     .option('--pvc <claim>', 'Kubernetes PersistentVolumeClaim holding the project (default: cluster.pvc)')
+    .option('--memory <size>', 'Kubernetes memory request and limit of each pod, e.g. 32Gi (default: cluster.memory, else what one worker needs); Slurm: --sbatch --mem=<size>')
     .option('--poll-seconds <s>', 'with --slurm: seconds between squeue polls (default 10)')
     .addOption(new Option('--skip-cells <file>', 'cells not to score (the array tasks of --slurm get the cells the main store holds)').hideHelp())
   cmd.addHelpText('after', `
@@ -95,6 +102,7 @@ Examples:
 `)
   cmd.action(async (flags: ClusterFlags) => {
     if (flags.k8sManifest || flags.slurm || flags.dryRun) return clusterAction(flags)
+    if (flags.memory !== undefined) fail('INVALID_ARGUMENT', MEMORY_K8S_ONLY)
     // A cluster option on a local sweep was ignored silently (`sweep --array-size 8` ran one local process).
     const clusterOnly = CLUSTER_ONLY.filter(([key]) => flags[key] !== undefined).map(([, flag]) => flag)
     if (clusterOnly.length) fail('INVALID_ARGUMENT', `${clusterOnly.join(', ')} ${clusterOnly.length > 1 ? 'apply' : 'applies'} to a cluster sweep only: add --slurm (or --k8s-manifest FILE), or drop ${clusterOnly.length > 1 ? 'them' : 'it'} for a local sweep (--shard i/n runs one shard here).`)
@@ -132,6 +140,12 @@ function positiveInt(flag: string, v: string, min = 1): number {
   const n = Number(v)
   if (!Number.isInteger(n) || n < min) fail('INVALID_ARGUMENT', `${flag} must be ${min === 0 ? 'a non-negative' : 'a positive'} integer, got '${v}'.`)
   return n
+}
+
+/** `--memory`'s value, a Kubernetes memory quantity. Errors: INVALID_ARGUMENT naming what to write. */
+function k8sMemoryFlag(v: string): string {
+  if (parseK8sMemory(v) === undefined) fail('INVALID_ARGUMENT', `--memory ${k8sMemoryProblem(v)}.`)
+  return v.trim()
 }
 
 function positiveNumber(flag: string, v: string): number {
@@ -204,6 +218,12 @@ async function clusterAction(flags: ClusterFlags): Promise<void> {
     gpusPerTask: flags.gpusPerTask !== undefined ? positiveInt('--gpus-per-task', flags.gpusPerTask, 0) : c.gpusPerTask,
     cpusPerTask: flags.cpusPerTask !== undefined ? positiveInt('--cpus-per-task', flags.cpusPerTask) : c.cpusPerTask,
     sbatch: flags.sbatch ?? c.sbatch, image: flags.image ?? c.image, pvc: flags.pvc ?? c.pvc,
+    memory: flags.memory !== undefined ? { value: k8sMemoryFlag(flags.memory), from: '--memory' } : c.memory !== undefined ? { value: c.memory, from: 'cluster.memory' } : undefined,
+  }
+  if (flags.memory !== undefined && !flags.k8sManifest) fail('INVALID_ARGUMENT', MEMORY_K8S_ONLY)
+  if (cluster.memory && flags.slurm) {
+    // Not an error: a config shared by both paths keeps its Kubernetes size; Slurm reads only its own options.
+    process.stderr.write(`warning: ${cluster.memory.from} ${cluster.memory.value} applies to the Kubernetes manifest only; the Slurm script requests what one worker needs, or the size given with --sbatch --mem=<size> (or cluster.sbatch: ['--mem=<size>']).\n`)
   }
   if (cluster.gpusPerTask && config.device === 'cpu') {
     // Not an error: the job still runs correctly, it only holds GPUs it never uses.
