@@ -3,6 +3,7 @@
 // src/edits/overrideSpill.ts, src/onnx/graphStore.ts, src/calibration/cache.ts and sequential.ts),
 // and every other file as 'foreign' (never removed). Reads only: nothing here changes the home.
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import { isHarnessError } from '../errors.ts'
 import { isVariantFolder, readVariantFiles, stagingFolderState } from '../edits/variantFolder.ts'
@@ -102,8 +103,8 @@ export interface HomeScan {
 
 const STORE_FILE = /\.(sqlite|sqlite3|db)(-wal|-shm|-journal)?$/
 const CALIBRATION_FILE = /^[0-9a-f]{32}\.v8$/
-// `<key>.v8.tmp-<pid>-<random>` (src/calibration/cache.ts); `.tmp-<pid>` alone from earlier versions.
-const CALIBRATION_TEMP = /^[0-9a-f]{32}\.v8\.tmp-(\d+)(?:-[0-9a-f]{8})?$/
+// `<key>.v8.tmp-<host>-<pid>-<random>` (src/calibration/cache.ts); `.tmp-<pid>` alone from earlier versions.
+const CALIBRATION_TEMP = /^[0-9a-f]{32}\.v8\.tmp-(?:(.+)-)?(\d+)(?:-[0-9a-f]{8})?$/
 const GRAPH_ENTRY = /^[0-9a-f]{32}$/
 // Per-checkpoint weight checks under graphs/ (src/onnx/graphStore.ts): NaN/Inf, and float16's range for half-precision runs.
 const FINITE_MARKER = /^\.(finite|float16-range)-[0-9a-f]{32}$/
@@ -306,7 +307,11 @@ function scanCalibration(dir: string, add: Add, now: number, top: boolean): void
     if (top && name === 'sequential' && isDir(full)) scanCalibration(full, add, now, false)
     else if (CALIBRATION_FILE.test(name) && !isDir(full)) add('calibration', 'calibration', full, 'ok', { lastUsedMs: fileLastUsed(full) })
     else if (temp && !isDir(full)) {
-      const stale = !processAlive(Number(temp[1])) && now - mtimeOf(full) > STALE_TEMP_MS
+      // Its writer is asked only on this host, and not as pid 1 (every container's first process: pods
+      // sharing a home through a volume); otherwise its age decides, as a write takes seconds.
+      const pid = Number(temp[2])
+      const askable = (temp[1] === undefined || temp[1] === os.hostname()) && pid !== 1
+      const stale = now - mtimeOf(full) > STALE_TEMP_MS && (!askable || !processAlive(pid))
       add('calibration', 'calibration-temp', full, stale ? 'leftover' : 'live', { note: stale ? 'temp file of a write that died' : 'being written, kept' })
     } else add('calibration', 'foreign', full, 'kept', { note: 'not ours, kept' })
   }

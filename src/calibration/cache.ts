@@ -3,6 +3,7 @@
 // union in one pass, so a sweep that asks for everything up front calibrates exactly once.
 import crypto from 'node:crypto'
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import v8 from 'node:v8'
 import { harnessHome } from '../defaults.ts'
@@ -176,7 +177,8 @@ function upgradeLegacy(file: string, payload: Buffer): void {
 function storeFile(file: string, payload: Uint8Array): { error: unknown; folderExisted: boolean } | undefined {
   // Unique per write, not per process: pods or containers sharing one home all run as pid 1, and two
   // writers of one entry truncated each other's temp file (readers then found it empty or too long).
-  const tmp = `${file}.tmp-${process.pid}-${crypto.randomBytes(4).toString('hex')}`
+  // The host lets `cache prune` ask only its own host's processes (src/cache/homeScan.ts).
+  const tmp = `${file}.tmp-${os.hostname()}-${process.pid}-${crypto.randomBytes(4).toString('hex')}`
   let folderExisted = false
   try {
     fs.mkdirSync(path.dirname(file), { recursive: true })

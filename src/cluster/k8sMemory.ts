@@ -21,7 +21,8 @@ export type MemoryOverride = NonNullable<ClusterOptions['memory']>
 
 /** What the manifest's container requests and is limited to, and what to tell the user. */
 export interface K8sMemory {
-  need: MemoryNeed
+  /** Absent when the models were not opened (a size was given: givenK8sMemory). */
+  need?: MemoryNeed
   /** resources.requests.memory and resources.limits.memory: the override as written, else k8sSize(need.bytes). */
   quantity: string
   override?: MemoryOverride
@@ -62,4 +63,9 @@ export function k8sMemory(need: MemoryNeed, inMemory: MemoryNeed, override: Memo
     `the pod will likely be killed for memory, or its pool find that even one worker does not fit. ` +
     `If the cluster needs less than this estimate, keep it; else drop ${override.from} and the manifest requests ${size}.`
   return { need, quantity: override.value, override, notes, warning }
+}
+
+/** The memory of each pod when the user gave its size and the models were not opened to compute a need (they may exist only on the pods' volume). */
+export function givenK8sMemory(override: MemoryOverride): K8sMemory {
+  return { quantity: override.value, override, notes: [`Memory: ${override.from} ${override.value} as given, as the request and the limit of each pod (the models were not opened here to compare it with what a worker needs).`] }
 }

@@ -3,6 +3,7 @@
 // started calibrating; so the script requests what the pool inside the task needs for one worker,
 // unless the user asked for memory: that request is kept, and checked against the need at submit.
 import { rowsPerBatch, WHOLE_PASS_OUTPUT_LIMIT } from '../calibration/collect.ts'
+import type { StatNeed } from '../calibration/stats.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
 import { spillBudgetBytes } from '../edits/overrideSpill.ts'
 import { estimateWorkerBytes, float32WeightBytes, MEMORY_SAFETY, modelWeightBytes, poolFootprint } from '../pool/memoryFit.ts'
@@ -39,7 +40,7 @@ export interface MemoryNeed {
   weightsInMemory: boolean
   /** The costliest one-pass calibration of the sweep, weights included (absent when no variant calibrates): see calibrationBytes. */
   calibration?: { bytes: number; model: string; sequences: number; length: number }
-  /** What preparing a variant adds while the workers score (0 when no variant calibrates: its methods edit no weights in memory). */
+  /** What preparing a variant adds while the workers score: edited tensors (spill budget, at most the float32 weights) and a sequential calibration session; 0 when every variant is the unpruned model. */
   preparationBytes: number
 }
 
@@ -58,6 +59,11 @@ export function calibrationBytes(ckpt: Pick<Checkpoint, 'spec' | 'tensors'>, seq
     WHOLE_PASS_OUTPUT_LIMIT + 2 * sequences * length * ckpt.spec.hiddenSize * 4
 }
 
+/** Statistics collected on the first windows only (collect.ts windowsNeeded: NAEE's layer samples), not on every window. */
+const SAMPLE_NEEDS: readonly StatNeed[] = ['layerSamples', 'layerTargets']
+/** collect.ts's default sample: the first 2048 tokens (CollectOptions.sampleTokens). */
+const SAMPLE_TOKENS = 2048
+
 /**
  * The memory one array task needs (bytes): the figure for which the pool inside the task, which reads
  * the task's cgroup limit (memoryFit.ts availableMemoryBytes: the limit less what the process already
@@ -67,8 +73,8 @@ export function calibrationBytes(ckpt: Pick<Checkpoint, 'spec' | 'tensors'>, seq
  *   need = MAIN_PROCESS_BYTES + max(one-pass calibration, scoring + preparation) / MEMORY_SAFETY
  *   one-pass calibration = model + calibrationBytes             (main process, before any cell is scored)
  *   scoring = modelBytes + perWorkerBytes
- *   preparation = spill budget + calibrationBytes if a variant calibrates sequentially
- *                 (a method runs in the main process while the workers score other cells)
+ *   preparation = min(spill budget, float32 weights) + calibrationBytes if a variant calibrates
+ *                 sequentially (a method runs in the main process while the workers score other cells)
  *
  * modelBytes: the largest model's weights (modelWeightBytes; mapped once per process); perWorkerBytes:
  * the largest one-worker estimate over the models (estimateWorkerBytes at worstBatch of batchTokens,
@@ -91,17 +97,26 @@ export function taskMemoryNeed(inputs: Pick<SweepInputs, 'config' | 'models' | '
   })
   const model = [...inputs.models].find(([, ckpt]) => modelWeightBytes(ckpt) === footprint.modelBytes)?.[0] ?? '?'
   let calibration: MemoryNeed['calibration']
-  let sequential = 0
+  let preparation = 0
   for (const [name, ckpt] of inputs.models) {
-    const plans = inputs.slots.filter(s => s.spec.model === name).flatMap(s => (s.planned.status === 'planned' && s.planned.plan.needs.length > 0 ? [s.planned.plan] : []))
-    if (plans.length === 0) continue
-    const { sequences, length } = inputs.calibration(ckpt)
+    const planned = inputs.slots.filter(s => s.spec.model === name).flatMap(s => (s.planned.status === 'planned' ? [{ plan: s.planned.plan, ratio: Number(s.spec.params.ratio ?? 0) }] : []))
+    // A method's edited tensors: at most the spill budget in float32, and never more than every weight
+    // in float32 (MOE_HARNESS_SPILL_MB=Infinity keeps them all in memory: a finite figure still).
+    const edits = planned.some(p => p.ratio > 0 || p.plan.needs.length > 0) ? Math.min(spillBudgetBytes(), float32WeightBytes(ckpt)) : 0
+    const plans = planned.map(p => p.plan).filter(p => p.needs.length > 0)
+    if (plans.length === 0) {
+      preparation = Math.max(preparation, edits)
+      continue
+    }
+    const spec = inputs.calibration(ckpt)
+    const length = spec.length
+    // NAEE's layer samples alone read only the first windows.
+    const sequences = plans.every(p => p.needs.every(n => SAMPLE_NEEDS.includes(n))) ? Math.min(spec.sequences, Math.ceil(SAMPLE_TOKENS / length)) : spec.sequences
     const beyondWeights = calibrationBytes(ckpt, sequences, length, weightsInMemory)
     const bytes = modelWeightBytes(ckpt) + beyondWeights
     if (!calibration || bytes > calibration.bytes) calibration = { bytes, model: name, sequences, length }
-    if (plans.some(p => p.procedure === 'sequential')) sequential = Math.max(sequential, beyondWeights)
+    preparation = Math.max(preparation, edits + (plans.some(p => p.procedure === 'sequential') ? beyondWeights : 0))
   }
-  const preparation = calibration ? spillBudgetBytes() + sequential : 0
   const scoring = footprint.modelBytes + footprint.perWorkerBytes + preparation
   return {
     bytes: MAIN_PROCESS_BYTES + Math.max(scoring, calibration?.bytes ?? 0) / MEMORY_SAFETY,
@@ -120,8 +135,9 @@ export function describeNeed(need: MemoryNeed): string {
   const scoring = `model '${need.model}' ${formatBytes(need.modelBytes)} + 1 worker ${formatBytes(need.perWorkerBytes)}${own}${batch}`
   const c = need.calibration
   const safety = `${Math.round(MEMORY_SAFETY * 100)}%`
-  if (!c) return `main process ${formatBytes(need.mainBytes)} + (${scoring}) / ${safety}`
-  return `main process ${formatBytes(need.mainBytes)} + max(scoring: ${scoring} + preparing a variant ${formatBytes(need.preparationBytes)}; ` +
+  const preparing = need.preparationBytes > 0 ? ` + preparing a variant ${formatBytes(need.preparationBytes)}` : ''
+  if (!c) return `main process ${formatBytes(need.mainBytes)} + (${scoring}${preparing}) / ${safety}`
+  return `main process ${formatBytes(need.mainBytes)} + max(scoring: ${scoring}${preparing}; ` +
     `calibrating '${c.model}' on ${c.sequences} x ${c.length} tokens: ${formatBytes(c.bytes)}) / ${safety}`
 }
 

@@ -4,6 +4,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import type { HarnessConfig } from '../config/defineConfig.ts'
+import { isHarnessError } from '../errors.ts'
 import { ResultsStore } from '../store/resultsStore.ts'
 import { formatBytes } from '../util/bytes.ts'
 import { writeOutputFile, type FileRule, type OutputContext } from '../util/outputPaths.ts'
@@ -15,7 +16,7 @@ import { pathsOutsideMount, renderK8sManifest, type JobPath } from './k8sManifes
 import { arraySpec, logDir, shardDb, skipCellsFile, slurmLog, type ClusterOptions, type ShardJob, type SkipCells } from './jobSpec.ts'
 import { finalState, queuedTasks, submitArray } from './slurm.ts'
 import { memoryRequest, taskMemoryNeed, type MemoryRequest } from './memoryRequest.ts'
-import { k8sMemory } from './k8sMemory.ts'
+import { givenK8sMemory, k8sMemory } from './k8sMemory.ts'
 import { weightResidency } from '../engine/graphSession.ts'
 
 export interface ClusterPlanOptions {
@@ -42,8 +43,13 @@ export interface ClusterPlan {
   /** Planned cells in all, and the keys of those the main store already holds complete (not run again). */
   total: number
   held: Set<string>
-  /** The sweep's inputs (tasks, documents, opened models), for the memory each task or pod needs. */
-  inputs: SweepInputs
+  /**
+   * The sweep's inputs (tasks, documents, opened models), for the memory each task or pod needs; absent
+   * for a manifest whose models cannot be opened here (`unopened`).
+   */
+  inputs?: SweepInputs
+  /** Why the inputs could not be opened here (manifest only: its pods may see models this machine does not). */
+  unopened?: string
   /** The sweep's inputs and cells, to look cells up in shard files (absent for a plan that ignores the store). */
   index?: { inputs: SweepInputs; cells: IndexedCell[] }
   /** What each array task asks Slurm for in memory, and why (absent for a plan that ignores the store: the Kubernetes manifest's pods request k8sMemory.ts's figure). */
@@ -68,9 +74,21 @@ export async function planClusterJob(o: ClusterPlanOptions, readStore = true): P
   const shards = Math.max(1, Math.min(o.shards, probe.length))
   const all = await planCells(o.config, o.baseDir, shards)
   const held = new Set<string>()
-  const inputs = await loadSweepInputs(o.config, o.baseDir, () => {})
+  let inputs: SweepInputs | undefined
+  let unopened: string | undefined
+  if (readStore) inputs = await loadSweepInputs(o.config, o.baseDir, () => {})
+  else {
+    // Only for the pods' memory: a manifest whose models live only on the pods' volume is still written
+    // (with the given size unchecked, or no request and a warning), as it was before the request existed.
+    try {
+      inputs = await loadSweepInputs(o.config, o.baseDir, () => {})
+    } catch (e) {
+      if (!isHarnessError(e)) throw e
+      unopened = e.message
+    }
+  }
   let index: ClusterPlan['index']
-  if (readStore) {
+  if (readStore && inputs) {
     index = { inputs, cells: await indexCells(inputs) }
     for (const [key, s] of storedCells(index.cells, inputs, o.db)) if (s.state === 'complete') held.add(key)
   }
@@ -87,7 +105,7 @@ export async function planClusterJob(o: ClusterPlanOptions, readStore = true): P
     memory = memoryRequest(taskMemoryNeed(index.inputs, weightResidency() === 'memory'), o.cluster, { workers: o.config.pool.workers, threads: o.config.pool.threads }, process.env)
     if (memory.warning) (o.warn ?? (line => process.stderr.write(`warning: ${line}\n`)))(memory.warning)
   }
-  return { job, cells, cellsPerShard, total: all.length, held, inputs, index, memory }
+  return { job, cells, cellsPerShard, total: all.length, held, inputs, unopened, index, memory }
 }
 
 export function sbatchScriptFor(plan: ClusterPlan, o: ClusterPlanOptions): string {
@@ -107,9 +125,15 @@ export function jobPaths(o: ClusterPlanOptions): JobPath[] {
  * or the user's cluster.memory; a size below the need is warned about through `o.warn` (default stderr).
  */
 export function k8sManifestFor(plan: ClusterPlan, o: ClusterPlanOptions): string {
+  const warn = o.warn ?? (line => process.stderr.write(`warning: ${line}\n`))
+  if (!plan.inputs) {
+    if (o.cluster.memory) return renderK8sManifest(plan.job, o.cluster, jobPaths(o), givenK8sMemory(o.cluster.memory))
+    warn(`the pods get no memory request: the sweep's models could not be opened here to size it (${plan.unopened}); pass --memory <size> (e.g. 32Gi) or cluster.memory.`)
+    return renderK8sManifest(plan.job, o.cluster, jobPaths(o))
+  }
   // Weights mapped: the pods do not inherit this process's environment (MOE_HARNESS_WEIGHTS included).
   const memory = k8sMemory(taskMemoryNeed(plan.inputs, false), taskMemoryNeed(plan.inputs, true), o.cluster.memory, o.config.pool.workers)
-  if (memory.warning) (o.warn ?? (line => process.stderr.write(`warning: ${line}\n`)))(memory.warning)
+  if (memory.warning) warn(memory.warning)
   return renderK8sManifest(plan.job, o.cluster, jobPaths(o), memory)
 }
 

@@ -72,11 +72,21 @@ function unenterable(dir: string, depth = 0): string | undefined {
   const parts = dir.split(path.sep).filter(Boolean)
   let at = path.parse(dir).root
   for (const part of parts) {
+    const parent = at
     at = path.join(at, part)
-    const link = fs.lstatSync(at, { throwIfNoEntry: false })
+    let link: fs.Stats | undefined
+    try {
+      link = fs.lstatSync(at, { throwIfNoEntry: false })
+    } catch {
+      return `permission denied: this user cannot enter ${parent}`
+    }
     if (!link) return undefined
     if (link.isSymbolicLink()) {
-      const target = path.resolve(path.dirname(at), fs.readlinkSync(at))
+      // Against the real folder holding the link: '..' in a relative target climbs from there, not
+      // from the path it was reached by (through another link).
+      let base = parent
+      try { base = fs.realpathSync(parent) } catch { /* reached above: it exists */ }
+      const target = path.resolve(base, fs.readlinkSync(at))
       const beyond = depth < 8 ? unenterable(target, depth + 1) : undefined
       if (beyond) return `${at} is a symbolic link to ${target}, which this user cannot reach: ${beyond}`
       continue

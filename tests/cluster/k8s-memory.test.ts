@@ -149,8 +149,9 @@ describe('sweep --k8s-manifest requests the memory a pod needs', () => {
   })
 
   it('Slurm does not read it: --memory without --k8s-manifest is refused, cluster.memory warned about and the script unchanged', () => {
-    for (const args of [['--slurm', '--dry-run'], []]) {
-      const r = runCli(['sweep', ...args, '--config', config, '--db', db, '--memory', '32Gi'], { env })
+    // '32GB' too: Slurm users were first told how to write a Kubernetes quantity, then that --memory is not for them.
+    for (const [args, size] of [[['--slurm', '--dry-run'], '32Gi'], [[], '32Gi'], [['--slurm', '--dry-run'], '32GB']] as const) {
+      const r = runCli(['sweep', ...args, '--config', config, '--db', db, '--memory', size], { env })
       assert.equal(r.status, 1)
       assert.match(r.stderr, /error \[INVALID_ARGUMENT\]: --memory sets the memory of the pods of a Kubernetes manifest \(--k8s-manifest FILE\); .*--sbatch --mem=<size>/)
     }
@@ -161,5 +162,18 @@ describe('sweep --k8s-manifest requests the memory a pod needs', () => {
     assert.equal(r.status, 0, r.stderr)
     assert.match(r.stderr, /^warning: cluster\.memory 64Gi applies to the Kubernetes manifest only; the Slurm script requests what one worker needs, or the size given with --sbatch --mem=<size>/m)
     assert.match(r.stdout, new RegExp(`^#SBATCH --mem=${slurmNeed().gib}G$`, 'm'))
+  })
+
+  it('a model only the pods can see: the manifest is still written, with the given size or with none and a warning', () => {
+    const folder = path.join(dir, 'pvc-only')
+    fs.mkdirSync(folder)
+    const cfg = writeSweepConfig(path.join(folder, 'harness.config.ts'), { ...body, models: { big: path.join(folder, 'models', 'olmoe') } })
+    const sized = manifest(path.join(folder, 'sized.yaml'), ['--memory', '32Gi'], cfg)
+    assert.match(sized.yaml, /\n {14}memory: "32Gi"\n/)
+    assert.match(sized.yaml, /^# Memory: --memory 32Gi as given, as the request and the limit of each pod \(the models were not opened here/m)
+    assert.doesNotMatch(sized.stderr, /^warning: the pods get no memory request/m)
+    const unsized = manifest(path.join(folder, 'unsized.yaml'), [], cfg)
+    assert.doesNotMatch(unsized.yaml, /memory:/)
+    assert.match(unsized.stderr, /^warning: the pods get no memory request: the sweep's models could not be opened here to size it \(.*does not exist.*\); pass --memory <size>/m)
   })
 })

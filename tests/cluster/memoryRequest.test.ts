@@ -157,8 +157,34 @@ describe('taskMemoryNeed on the built-in model', () => {
     const beyond = calibrationBytes(tiny, 8, 64, false)
     assert.deepEqual(need.calibration, { bytes: modelWeightBytes(tiny) + beyond, model: 'tiny-moe', sequences: 8, length: 64 })
     // Wanda calibrates sequentially (its default): in the main process, while the workers score.
-    assert.equal(need.preparationBytes, spillBudgetBytes() + beyond)
+    // The edited tensors: the spill budget, but never more than every weight in float32.
+    assert.equal(need.preparationBytes, Math.min(spillBudgetBytes(), float32WeightBytes(tiny)) + beyond)
     assert.equal(need.bytes, MAIN_PROCESS_BYTES + Math.max(need.modelBytes + need.perWorkerBytes + need.preparationBytes, need.calibration!.bytes) / MEMORY_SAFETY)
     assert.ok(beyond >= estimateWorkerBytes(tiny.spec, 64, 64) + 2 * 8 * 64 * tiny.spec.hiddenSize * 4)
+
+    // MOE_HARNESS_SPILL_MB=Infinity (never store) gave '--mem=InfinityG', refused by sbatch.
+    const saved = process.env.MOE_HARNESS_SPILL_MB
+    process.env.MOE_HARNESS_SPILL_MB = 'Infinity'
+    try {
+      const unbounded = taskMemoryNeed(inputs, false)
+      assert.ok(Number.isFinite(unbounded.bytes))
+      assert.equal(unbounded.preparationBytes, float32WeightBytes(tiny) + beyond)
+      assert.match(memoryRequest(unbounded, { sbatch: [] }, { workers: 1 }).option!, /^--mem=\d+G$/)
+    } finally {
+      if (saved === undefined) delete process.env.MOE_HARNESS_SPILL_MB
+      else process.env.MOE_HARNESS_SPILL_MB = saved
+    }
+  })
+
+  it("counts NAEE's layer samples as the first windows only (collect.ts windowsNeeded), not all of them", async () => {
+    const dir = tmpDir()
+    const file = writeSweepConfig(path.join(dir, 'harness.config.ts'), {
+      models: { 'tiny-moe': path.join(ROOT, 'models/tiny-moe') }, methods: ['naee'], ratios: [0.25], tasks: ['brown-cloze'], subset: { sample: 4 },
+      calibration: { sequences: 64, length: 128 },
+    })
+    const loaded = await loadConfig(file)
+    const need = taskMemoryNeed(await loadSweepInputs(loaded.config, loaded.baseDir, () => {}), false)
+    // 2048 sample tokens: 16 windows of 128, of the 64.
+    assert.deepEqual({ ...need.calibration, bytes: undefined }, { bytes: undefined, model: 'tiny-moe', sequences: 16, length: 128 })
   })
 })

@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import { describe, it } from 'node:test'
 import v8 from 'node:v8'
@@ -212,13 +213,20 @@ describe('why a cache folder cannot be written', () => {
     fs.chmodSync(root, 0o777)
     fs.chmodSync(path.join(root, 'locked'), 0o000)
     fs.symlinkSync(path.join(root, 'locked', 'inner'), path.join(root, 'home'))
+    // A relative link below a linked folder: '..' climbs from the real folder (a/b/real), not from 'home2'.
+    fs.mkdirSync(path.join(root, 'a', 'b', 'real'), { recursive: true })
+    fs.symlinkSync(path.join(root, 'a', 'b', 'real'), path.join(root, 'home2'))
+    fs.symlinkSync(path.join('..', '..', '..', 'locked', 'inner'), path.join(root, 'a', 'b', 'real', 'cache'))
     const script = path.join(root, 'probe.mts')
     fs.writeFileSync(script, `import fs from 'node:fs'\nimport { unwritableReason } from ${JSON.stringify(path.resolve('src/util/unwritableFolder.ts'))}\n` +
-      `const dir = ${JSON.stringify(path.join(root, 'home', 'calibration'))}\ntry { fs.mkdirSync(dir, { recursive: true }); console.log('made') } catch (e) { console.log(unwritableReason(dir, e, false)) }\n`)
-    const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '--import', 'tsx', script], { encoding: 'utf8', cwd: process.cwd() })
+      `const dir = process.argv[2]\ntry { fs.mkdirSync(dir, { recursive: true }); console.log('made') } catch (e) { console.log(unwritableReason(dir, e, false)) }\n`)
+    const probe = (dir: string) => spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '--import', 'tsx', script, dir], { encoding: 'utf8', cwd: process.cwd() })
+    const r = probe(path.join(root, 'home', 'calibration'))
+    const relative = probe(path.join(root, 'home2', 'cache', 'calibration'))
     fs.chmodSync(path.join(root, 'locked'), 0o755)
     assert.equal(r.status, 0, r.stderr)
     assert.equal(r.stdout.trim(), `${path.join(root, 'home')} is a symbolic link to ${path.join(root, 'locked', 'inner')}, which this user cannot reach: permission denied: this user cannot enter ${path.join(root, 'locked')} (EACCES)`)
+    assert.equal(relative.stdout.trim(), `${path.join(root, 'home2', 'cache')} is a symbolic link to ${path.join(root, 'locked', 'inner')}, which this user cannot reach: permission denied: this user cannot enter ${path.join(root, 'locked')} (EACCES)`)
   })
 })
 
@@ -238,20 +246,28 @@ describe('calibration temp files', () => {
     }
     const temps = renamed.filter(f => f.includes('.v8.tmp-'))
     assert.equal(temps.length, 2)
-    for (const t of temps) assert.match(path.basename(t), new RegExp(`^[0-9a-f]{32}\\.v8\\.tmp-${process.pid}-[0-9a-f]{8}$`))
+    for (const t of temps) assert.match(path.basename(t), new RegExp(`^[0-9a-f]{32}\\.v8\\.tmp-${escape(os.hostname())}-${process.pid}-[0-9a-f]{8}$`))
     const folder = path.join(home, 'calibration')
     const key = fs.readdirSync(folder).find(f => f.endsWith('.v8'))!.slice(0, 32)
-    const dead = path.join(folder, `${key}.v8.tmp-999999999-0a1b2c3d`)
-    const live = path.join(folder, `${key}.v8.tmp-${process.pid}-0a1b2c3d`)
+    const host = os.hostname()
+    const dead = path.join(folder, `${key}.v8.tmp-${host}-999999999-0a1b2c3d`)
+    const live = path.join(folder, `${key}.v8.tmp-${host}-${process.pid}-0a1b2c3d`)
+    // A pod's process is pid 1 (alive on every host), another host's cannot be asked: their age decides.
+    const pod = path.join(folder, `${key}.v8.tmp-sweep-pod-7-1-9f8e7d6c`)
+    const podNew = path.join(folder, `${key}.v8.tmp-sweep-pod-7-1-0f0f0f0f`)
+    const legacy = path.join(folder, `${key}.v8.tmp-999999999`)
     const old = new Date(Date.now() - 2 * 60 * 60_000)
-    for (const f of [dead, live]) {
+    for (const f of [dead, live, pod, podNew, legacy]) {
       fs.writeFileSync(f, 'partial')
-      fs.utimesSync(f, old, old)
+      if (f !== podNew) fs.utimesSync(f, old, old)
     }
     const scan = scanHome(home, [], Date.now(), new Map())
     const of = (f: string) => scan.entries.find(e => e.path === f)
     assert.equal(of(dead)?.kind, 'calibration-temp')
     assert.equal(of(dead)?.state, 'leftover')
     assert.equal(of(live)?.state, 'live')
+    assert.equal(of(pod)?.state, 'leftover')
+    assert.equal(of(podNew)?.state, 'live')
+    assert.equal(of(legacy)?.state, 'leftover')
   })
 })

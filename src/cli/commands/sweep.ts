@@ -210,6 +210,8 @@ export async function sweepFromFlags(flags: SweepFlags): Promise<SweepSummary & 
 async function clusterAction(flags: ClusterFlags): Promise<void> {
   if (flags.shard) fail('INVALID_ARGUMENT', '--shard cannot be combined with --slurm or --k8s-manifest: the cluster job assigns the shards (use --array-size to choose how many).')
   if (flags.dryRun && !flags.slurm) fail('INVALID_ARGUMENT', '--dry-run applies to --slurm: use `moe-harness sweep --slurm --dry-run`.')
+  // Before the size is read: '--slurm --memory 32GB' was told to write 32Gi, then that --memory is Kubernetes-only.
+  if (flags.memory !== undefined && !flags.k8sManifest) fail('INVALID_ARGUMENT', MEMORY_K8S_ONLY)
   const loaded = await loadConfig(flags.config)
   const config = structuredClone(loaded.config)
   const c = config.cluster
@@ -220,7 +222,6 @@ async function clusterAction(flags: ClusterFlags): Promise<void> {
     sbatch: flags.sbatch ?? c.sbatch, image: flags.image ?? c.image, pvc: flags.pvc ?? c.pvc,
     memory: flags.memory !== undefined ? { value: k8sMemoryFlag(flags.memory), from: '--memory' } : c.memory !== undefined ? { value: c.memory, from: 'cluster.memory' } : undefined,
   }
-  if (flags.memory !== undefined && !flags.k8sManifest) fail('INVALID_ARGUMENT', MEMORY_K8S_ONLY)
   if (cluster.memory && flags.slurm) {
     // Not an error: a config shared by both paths keeps its Kubernetes size; Slurm reads only its own options.
     process.stderr.write(`warning: ${cluster.memory.from} ${cluster.memory.value} applies to the Kubernetes manifest only; the Slurm script requests what one worker needs, or the size given with --sbatch --mem=<size> (or cluster.sbatch: ['--mem=<size>']).\n`)
