@@ -18,7 +18,6 @@ export interface ScoreOptions {
   onProgress?: (done: number, total: number) => void
   /** Batches in flight at once (more than 1 only helps with a pool). */
   concurrency?: number
-  signal?: AbortSignal
 }
 
 export const DEFAULT_BATCH_TOKENS = DEFAULTS.batchTokens
@@ -33,7 +32,6 @@ export async function scoreRequests(
   let next = 0
   const worker = async () => {
     while (next < plan.length) {
-      if (options.signal?.aborted) fail('INTERRUPTED', 'Scoring was interrupted.')
       const indices = plan[next++]
       const batch = packBatch(requests, indices)
       const out = await run(batch)

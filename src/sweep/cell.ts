@@ -45,6 +45,8 @@ export async function runCell(cell: Cell, ctx: CellContext): Promise<CellOutcome
   if (ctx.signal?.aborted) return { kind: 'aborted' }
   const variant = await prepared(cell.slot, ctx)
   if (variant.status === 'failed') return { kind: 'variantFailed', error: variant.error }
+  // Interrupted while its variant was prepared: the variant is kept for the rerun, the cell does not start.
+  if (ctx.signal?.aborted) return { kind: 'aborted' }
   const key = cellRunKey(cell, variant, ctx)
   const claim = ctx.leases.claim(key)
   if (claim === 'busy' || claim === 'held-here') return { kind: 'deferred' }
@@ -52,7 +54,6 @@ export async function runCell(cell: Cell, ctx: CellContext): Promise<CellOutcome
   try {
     ctx.onScoring(cell)
     const scored = await score(cell, variant, ctx)
-    if (!scored) return { kind: 'aborted' }
     const runId = record(cell, key, scored, ctx)
     return { kind: 'scored', error: scored.error, tokens: scored.evaluation?.tokens.processed ?? 0, runId }
   } finally {
@@ -72,8 +73,13 @@ export function cellRunKey(cell: Cell, variant: { contentHash: string }, ctx: Pi
 
 interface Scored { evaluation: TaskEvaluation | undefined; error: HarnessErrorData | null; seconds: number }
 
-/** Builds the requests (main thread), scores them in the pool and computes the metrics; undefined when the sweep was aborted. */
-async function score(cell: Cell, variant: { dir: string }, ctx: CellContext): Promise<Scored | undefined> {
+/**
+ * Builds the requests (main thread), scores them in the pool and computes the metrics. Not stopped by
+ * the sweep's signal: Ctrl-C promises that the cells being scored finish (and runCell stores them),
+ * so a cell once started is stored; dropping it after waiting for it stored nothing (0 runs after a
+ * 42 s wait in one trial). A second Ctrl-C exits at once, and the store's transaction keeps no half.
+ */
+async function score(cell: Cell, variant: { dir: string }, ctx: CellContext): Promise<Scored> {
   const { ckpt, spec } = cell.slot
   const { config, workers } = ctx.inputs
   const ts = performance.now()
@@ -82,7 +88,7 @@ async function score(cell: Cell, variant: { dir: string }, ctx: CellContext): Pr
   try {
     evaluation = await evaluateTask(cell.data.task, cell.data.docs, {
       tokenizer: ckpt.tokenizer(), maxLength: ckpt.spec.maxPositions,
-      score: requests => scoreRequests(requests, ctx.pool.runner(variant.dir), { vocabSize: ckpt.spec.vocabSize, maxLength: ckpt.spec.slidingWindow }, { maxBatchTokens: config.batchTokens, concurrency: workers + 1, signal: ctx.signal }),
+      score: requests => scoreRequests(requests, ctx.pool.runner(variant.dir), { vocabSize: ckpt.spec.vocabSize, maxLength: ckpt.spec.slidingWindow }, { maxBatchTokens: config.batchTokens, concurrency: workers + 1 }),
     })
     logNotes(evaluation.notes, cell, ctx)
     for (const sample of evaluation.samples) {
@@ -94,12 +100,10 @@ async function score(cell: Cell, variant: { dir: string }, ctx: CellContext): Pr
       if (m && !Number.isFinite(m.value)) fail('NUMERIC_FAILURE', `metric ${metric} is ${m.value}: the model's outputs are not finite (NaN/Inf weights, allowed by allowNonfinite, or an overflow); fix the checkpoint or drop allowNonfinite to have it refused when opened`)
     }
   } catch (e) {
-    if (ctx.signal?.aborted) return undefined
     evaluation = undefined // a failed run stores no metrics or samples (a NaN metric would not even fit the table)
     error = errorData(e, 'INTERNAL', { method: spec.method, phase: 'score', task: cell.data.task.name })
   }
   ctx.timings.cellWall += (performance.now() - ts) / 1000
-  if (ctx.signal?.aborted) return undefined
   return { evaluation, error, seconds: (performance.now() - ts) / 1000 }
 }
 

@@ -199,6 +199,8 @@ export async function sweepFromFlags(flags: SweepFlags): Promise<SweepSummary & 
       `onnxruntime scoring ${(t.scoring / workers).toFixed(1)} s per worker = ${scoringShare.toFixed(1)}% of the sweep; outside scoring (overlapping): calibration ${t.calibration.toFixed(1)} s, ` +
       `transforms ${t.transform.toFixed(1)} s, session builds ${(t.sessionBuild / workers).toFixed(1)} s per worker, database ${t.database.toFixed(1)} s\n`)
     process.stderr.write(describeFailures(summary))
+    const left = summary.cells - summary.completed - summary.skipped - summary.failed
+    if (summary.interrupted && left > 0) process.stderr.write(`interrupted: ${left} of ${summary.cells} cell${summary.cells === 1 ? '' : 's'} not scored; rerun the same command to score ${left === 1 ? 'it' : 'them'} (finished cells are kept and not scored again).\n`)
     return { ...summary, db, config, baseDir: loaded.baseDir }
   } finally {
     bar?.stop()
