@@ -61,3 +61,33 @@ export async function withProgress<T>(title: string, total: number, work: (progr
 export function stopAllProgress(): void {
   for (const p of [...live]) p.stop()
 }
+
+/** What score and eval say while their session opens. */
+export const SESSION_STATUS = (ckpt: { spec: { layers: readonly unknown[] } }) => `opening the scoring session (${ckpt.spec.layers.length} layers; the graph is built on first use, then read from the cache)`
+
+/** Past this, a step without a bar says on a log (not a terminal) that it is still running. */
+const LOG_STATUS_AFTER_MS = 15_000
+
+/**
+ * Runs `work`, a step with no count to show (building a graph and opening its session: 17-43 s of
+ * silence at 48 x 128 experts), saying `text` on stderr while it runs: on a terminal after 1 s, as a
+ * line its time completes when done; in a log only past 15 s, as one line, and one when done. Quick
+ * steps print nothing. `tty` and `afterMs` override what stderr is and the delay (tests).
+ */
+export async function withStatus<T>(text: string, work: () => Promise<T>, options: { tty?: boolean; afterMs?: number } = {}): Promise<T> {
+  const tty = options.tty ?? Boolean(process.stderr.isTTY)
+  const after = options.afterMs ?? (tty ? 1000 : LOG_STATUS_AFTER_MS)
+  const t0 = performance.now()
+  const seconds = () => ((performance.now() - t0) / 1000).toFixed(1)
+  let shown = false
+  const timer = setTimeout(() => {
+    shown = true
+    process.stderr.write(tty ? `${text}…` : `${text}… (still running after ${seconds()} s)\n`)
+  }, after)
+  try {
+    return await work()
+  } finally {
+    clearTimeout(timer)
+    if (shown) process.stderr.write(tty ? ` ${seconds()} s\n` : `${text}: done in ${seconds()} s\n`)
+  }
+}

@@ -16,7 +16,7 @@ import { formatBytes } from '../../util/bytes.ts'
 import { availableMemoryBytes, MEMORY_SAFETY, oneSequenceFit, residentWeightBytes } from '../../pool/memoryFit.ts'
 import { longestRequestBound } from '../../tasks/requestBound.ts'
 import { addMethodOptions, integerFlag, planFromFlags, prepareFromPlan, type MethodFlags } from '../methodOptions.ts'
-import { stopAllProgress, withProgress } from '../progress.ts'
+import { SESSION_STATUS, stopAllProgress, withProgress, withStatus } from '../progress.ts'
 import { formatResultsTable, resultsJson } from '../resultsTable.ts'
 
 interface EvalFlags extends EngineFlags, MethodFlags {
@@ -184,7 +184,7 @@ async function runEval(flags: EvalFlags, where: { stage: EvalStage }): Promise<v
   const edits = variant ? mergeEdits(variant.edits, hookEdits) : hookEdits
   validateEdits(ckpt.spec, edits)
   if (variant) process.stderr.write(`${describeVariant(ckpt, variant)}\n`)
-  const scorer = await createLocalScorer(ckpt, edits, engine)
+  const scorer = await withStatus(SESSION_STATUS(ckpt), () => createLocalScorer(ckpt, edits, engine))
   const results: { task: TaskDefinition; evaluation: TaskEvaluation; docs: number; seconds: number }[] = []
   try {
     for (const [i, { task, docs }] of loaded.entries()) {

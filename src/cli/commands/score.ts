@@ -2,6 +2,7 @@ import fs from 'node:fs'
 import type { Command } from 'commander'
 import { fail } from '../../errors.ts'
 import { createLocalScorer } from '../../engine/scorer.ts'
+import { SESSION_STATUS, withStatus } from '../progress.ts'
 import { validateEdits } from '../../edits/variantEdits.ts'
 import { openCheckpoint } from '../../model/checkpoint.ts'
 import { checkpointOptions, addDeviceOptions, addHookOptions, addPrecisionOption, editsFromFlags, engineSettings, type EngineFlags } from '../engineOptions.ts'
@@ -102,7 +103,7 @@ async function runScore(flags: ScoreFlags): Promise<void> {
     process.stderr.write(`warning: ${tokens.length} tokens is longer than the model's context (max_position_embeddings ${ckpt.spec.maxPositions}); positions past it are scored as transformers would (rotary extrapolation), not as lm-eval would (it cuts windows of the context). Score at most ${ckpt.spec.maxPositions} tokens for numbers comparable with lm-eval.\n`)
   }
   if (flags.device === 'cpu') checkScoreFits(ckpt.spec, tokens.length, residentWeightBytes(ckpt, weightResidency() === 'memory'), availableMemoryBytes())
-  const scorer = await createLocalScorer(ckpt, edits, engineSettings(flags))
+  const scorer = await withStatus(SESSION_STATUS(ckpt), () => createLocalScorer(ckpt, edits, engineSettings(flags)))
   try {
     const [result] = await scorer.score([{ prefix: tokens, branches: [], scorePrefixFrom: 1 }])
     const logprobs = result.prefix
