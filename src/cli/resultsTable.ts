@@ -1,6 +1,7 @@
 // lm-eval style results: a console table (Tasks | Version | Metric | ↑↓ | Value | ± | Stderr) and JSON.
 import type { MetricName, TaskDefinition } from '../tasks/defineTask.ts'
 import type { MetricValue } from '../tasks/metrics.ts'
+import { readableNumber } from '../util/numberFormat.ts'
 
 export interface TaskResultRow {
   task: TaskDefinition
@@ -17,7 +18,7 @@ export function formatResultsTable(rows: readonly TaskResultRow[]): string {
       if (!m) continue
       const primary = name === task.primaryMetric ? '*' : ''
       table.push([first ? task.name : '', first ? String(task.version) : '', first ? String(docs) : '', `${name}${primary}`,
-        m.higherIsBetter ? '↑' : '↓', m.value.toFixed(4), m.stderr === null ? '' : '±', m.stderr === null ? 'N/A' : m.stderr.toFixed(4)])
+        m.higherIsBetter ? '↑' : '↓', readableNumber(m.value, 4), m.stderr === null ? '' : '±', m.stderr === null ? 'N/A' : readableNumber(m.stderr, 4)])
       first = false
     }
   }

@@ -1,11 +1,11 @@
 // Reads the results store (only, through its typed queries) into the plain, schema-versioned data every
 // page is rendered from (renderSite.ts buildPages turns it into pages).
 import { defaultPrecision } from '../engine/graphSession.ts'
-import { isBaselineContent } from '../identity/keys.ts'
 import { DEVICES, type Device } from '../ort/ort.ts'
 import type { StoredCalibration, StoredParamSpec, StoredRun, StoredVariant } from '../store/reads.ts'
 import type { ResultsStore } from '../store/resultsStore.ts'
 import type { VariantAccounting } from '../variants/accounting.ts'
+import { currentFailures, isBaselineVariant, newer, nonDefaultParams, paramsOf, rowIdentity, selectVariants } from './currentVariants.ts'
 import { compareCorrectness, comparePerplexity, type PairedResult } from './significance.ts'
 
 /**
@@ -170,7 +170,11 @@ export interface ModelData {
   incompleteRows: number
   baseline: Row | null
   routingLoad: { layer: number; load: number[] }[] | null
-  /** Failed variants (no task) and failed cells (a prepared variant whose task failed to score); only the newest variant of each row. */
+  /**
+   * The current failures (currentVariants.ts currentFailures, the rule `export` applies too): failed
+   * variants (no task) and failed cells (a prepared variant whose task failed to score) of each row's
+   * current variant; a failure a later success superseded is not listed (superseded lists the variant).
+   */
   failures: { method: string; params: string; task: string | null; error: string }[]
   /** The other variants of the rows' (method, parameters, ratio), last used first within each (SupersededVariant). */
   superseded: SupersededVariant[]
@@ -234,20 +238,6 @@ function latestPerCell(runs: readonly StoredRun[]): StoredRun[] {
   const cell = (r: StoredRun) => JSON.stringify([r.contentHash, r.task, r.taskVersion, r.subset, r.dataSha256, r.device])
   const latest = new Map(runs.map(r => [cell(r), r.scoringKey]))
   return runs.filter(r => latest.get(cell(r)) === r.scoringKey)
-}
-
-/** `params` less the ratio and every value equal to the method's current default, as `k=v` pairs by name (what names a series). */
-function nonDefaultParams(params: Record<string, unknown>, defaults: Record<string, StoredParamSpec>): [string, unknown][] {
-  return Object.entries(params).filter(([k, x]) => k !== 'ratio' && defaults[k]?.default !== x)
-}
-
-/**
- * Which row a variant is a version of: its method, ratio and the parameters that differ from the
- * method's current defaults (so a parameter a plugin edit added, at its default, does not split a row),
- * order-independent.
- */
-function rowIdentity(method: string, ratio: number, params: Record<string, unknown>, defaults: Record<string, StoredParamSpec>): string {
-  return JSON.stringify([method, ratio, nonDefaultParams(params, defaults).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))])
 }
 
 export function slugify(text: string): string {
@@ -318,26 +308,9 @@ export function summarize(store: ReportSource, title: string): LeaderboardData {
     const rows: Row[] = []
     const hashOf = new Map<string, string>()
     const defaultsOf = (method: string) => methods.find(x => x.name === method)?.params ?? {}
-    const paramsOf = (v: StoredVariant): Record<string, unknown> => {
-      if (v.status === 'ready') return v.params
-      try {
-        return JSON.parse(v.paramsJson) as Record<string, unknown>
-      } catch {
-        return {}
-      }
-    }
-    const isBaselineVariant = (v: StoredVariant) => v.status === 'ready' && isBaselineContent(v.contentHash) && v.ratio === 0
-    // The variant a sweep used last stands: what the method's code produces now, also after an edit is
-    // reverted (ties: the later made, a ready one, then the larger id, so renders are deterministic).
-    const newer = (a: StoredVariant, b: StoredVariant) => a.lastUsedAt !== b.lastUsedAt ? a.lastUsedAt > b.lastUsedAt
-      : a.createdAt !== b.createdAt ? a.createdAt > b.createdAt : a.status !== b.status ? a.status === 'ready' : a.variantId > b.variantId
-    const identityOf = (v: StoredVariant) => rowIdentity(v.method, v.ratio, paramsOf(v), defaultsOf(v.method))
-    const newest = new Map<string, StoredVariant>()
-    for (const v of variants) {
-      if (isBaselineVariant(v)) continue
-      const current = newest.get(identityOf(v))
-      if (!current || newer(v, current)) newest.set(identityOf(v), v)
-    }
+    // One rule for which variant is a row's current one, and so which failures are current (the export applies it too).
+    const selection = selectVariants(variants, defaultsOf)
+    const { identityOf, current: newest } = selection
     const cellsOf = (contentHash: string) => {
       const cells: Record<string, Cell> = {}
       let tokens = 0, seconds = 0
@@ -358,14 +331,12 @@ export function summarize(store: ReportSource, title: string): LeaderboardData {
     const olderOf = new Map<string, StoredVariant[]>()
     let baselineSeen = false
     for (const v of variants) {
-      if (!isBaselineVariant(v) && newest.get(identityOf(v)) !== v) {
+      if (!selection.isCurrent(v)) {
         olderOf.set(identityOf(v), [...(olderOf.get(identityOf(v)) ?? []), v])
         continue
       }
-      if (v.status !== 'ready') {
-        failures.push({ method: v.method, params: v.paramsJson, task: null, error: v.error ?? 'failed' })
-        continue
-      }
+      // A current failed variant: listed with the failed cells below (currentFailures).
+      if (v.status !== 'ready') continue
       const isBaseline = isBaselineVariant(v)
       if (isBaseline && baselineSeen) continue
       hashOf.set(v.variantId, v.contentHash)
@@ -399,7 +370,8 @@ export function summarize(store: ReportSource, title: string): LeaderboardData {
     const superseded: SupersededVariant[] = []
     for (const [identity, older] of olderOf) {
       const current = newest.get(identity)!
-      const row = current.status === 'ready' ? rows.find(r => r.variantId === current.variantId) : undefined
+      // A ratio-0 variant with no edits is the unpruned row, whichever variant stands for it there.
+      const row = isBaselineVariant(current) ? baseline ?? undefined : current.status === 'ready' ? rows.find(r => r.variantId === current.variantId) : undefined
       for (const v of [...older].sort((a, b) => (newer(a, b) ? -1 : 1))) {
         const paramsLabel = labelOf(v)
         const scored = v.status === 'ready' ? cellsOf(v.contentHash) : { cells: {}, missingTasks: averageTasks, average: null }
@@ -444,14 +416,10 @@ export function summarize(store: ReportSource, title: string): LeaderboardData {
         }
       }
     }
-    // Failed cells: a prepared variant whose task did not score (the unpruned model listed once; superseded variants not at all).
-    const shown = new Set(rows.map(r => r.variantId))
-    for (const f of store.failedRuns(m.id)) {
-      const owners = variants.filter(v => v.status === 'ready' && v.contentHash === f.contentHash && (shown.has(v.variantId) || isBaselineVariant(v)))
-      const baselineOwner = owners.find(v => v.status === 'ready' && isBaselineContent(v.contentHash) && v.ratio === 0)
-      for (const v of baselineOwner ? [baselineOwner] : owners) {
-        failures.push({ method: v === baselineOwner ? 'unpruned' : v.method, params: v === baselineOwner ? '' : v.paramsJson, task: f.task, error: f.error })
-      }
+    // Current failures only: failed variants that are their row's current one, failed cells of current
+    // variants (the unpruned model once); a failure a later sweep completed is not one (superseded, it is history on the method page).
+    for (const f of currentFailures(variants, store.failedRuns(m.id), selection)) {
+      failures.push({ method: f.baseline ? 'unpruned' : f.variant.method, params: f.baseline ? '' : f.variant.paramsJson, task: f.task, error: f.error })
     }
     models.push({
       id: m.id, name: shownName(m), slug: unique(slugify(shownName(m))), architecture: m.architecture, config: m.config, tasks, averageTasks, rows,

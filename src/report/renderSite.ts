@@ -7,6 +7,7 @@ import path from 'node:path'
 import { stringify } from 'csv-stringify/sync'
 import Handlebars from 'handlebars'
 import { REPORTS_DIR } from '../paths.ts'
+import { derivedNumber, readableNumber } from '../util/numberFormat.ts'
 import { writeOutputDir, type OutputContext } from '../util/outputPaths.ts'
 import { paramValuesText } from '../methods/paramText.ts'
 import type { StoredParamSpec } from '../store/reads.ts'
@@ -62,7 +63,9 @@ function isPartialRecovery(row: Row, model: ModelData): boolean {
  * the union over models; empty where not scored), then the aggregates with the tasks they cover:
  * `average` only for complete rows, over `average_tasks`; `status` 'incomplete' with `missing_tasks`
  * otherwise; `recovery` over `recovery_tasks` (the tasks the row and the unpruned model both scored).
- * Task lists are ';'-separated keys. Numbers at full precision.
+ * Task lists are ';'-separated keys. Stored metrics at full precision; the derived `average`, `recovery`
+ * and `tokens_per_second` to 12 significant digits (util/numberFormat.ts derivedNumber: summing left
+ * float noise such as 0.6000000000000001).
  */
 export function leaderboardCsv(data: LeaderboardData): string {
   const tasks = [...new Map(data.models.flatMap(m => m.tasks).map(t => [t.key, t])).values()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
@@ -77,8 +80,8 @@ export function leaderboardCsv(data: LeaderboardData): string {
       lines.push([
         m.name, m.id, r.variantId, r.method, r.isBaseline ? '' : JSON.stringify(r.params), r.ratio, r.achievedRatio, ...tasks.map(t => r.cells[t.key]?.value ?? null),
         complete ? 'complete' : 'incomplete', `${m.averageTasks.length - r.missingTasks.length} of ${m.averageTasks.length}`, r.missingTasks.join(';'),
-        r.average, r.average === null ? '' : m.averageTasks.join(';'), r.recovery, r.recovery === null ? '' : r.recoveryTasks.join(';'),
-        r.accounting.memoryBytes, r.accounting.activeParamsPerToken, r.tokensPerSecond,
+        derivedNumber(r.average), r.average === null ? '' : m.averageTasks.join(';'), derivedNumber(r.recovery), r.recovery === null ? '' : r.recoveryTasks.join(';'),
+        r.accounting.memoryBytes, r.accounting.activeParamsPerToken, derivedNumber(r.tokensPerSecond),
       ])
     }
   }
@@ -105,11 +108,12 @@ export function loadTheme(dir: string = REPORTS_DIR): Theme {
 function createEngine(theme: Theme): typeof Handlebars {
   const hb = Handlebars.create()
   const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : null)
-  hb.registerHelper('fixed', (v: unknown, digits: number) => (num(v) === null ? '–' : (v as number).toFixed(digits)))
+  // Scientific notation from 1e6 (a diverged perplexity printed all 16 digits); exact values stay in the CSV.
+  hb.registerHelper('fixed', (v: unknown, digits: number) => (num(v) === null ? '–' : readableNumber(v as number, digits)))
   hb.registerHelper('metricValue', (v: unknown, task: TaskInfo) => {
     const n = num(v)
     if (n === null) return '–'
-    return task.isAccuracy ? n.toFixed(4) : n >= 100 ? n.toFixed(1) : n.toFixed(3)
+    return readableNumber(n, task.isAccuracy ? 4 : n >= 100 ? 1 : 3)
   })
   hb.registerHelper('bytes', (v: unknown) => (num(v) === null ? '–' : `${((v as number) / 2 ** 20).toFixed(1)} MiB`))
   hb.registerHelper('millions', (v: unknown) => (num(v) === null ? '–' : `${((v as number) / 1e6).toFixed(2)} M`))

@@ -2,7 +2,8 @@
 // Failed work is exported too, so a failure leaves a trace: a failed variant (its method failed or
 // was infeasible; no task ran) is one row with task/metric/value null, a failed cell (the variant
 // was prepared, scoring the task failed) one row with metric/value null; both carry status 'failed'
-// and the error.
+// and the error. Every stored failure is read, also one a later success superseded: which failures are
+// current is the report's rule (src/report/currentVariants.ts), which the export command applies to these rows.
 import type { ResultsStore } from './resultsStore.ts'
 
 export interface ResultRow {
@@ -56,14 +57,12 @@ export function readResultRows(store: ResultsStore): ResultRow[] {
       JOIN models m ON m.model_id = v.model_id
       JOIN runs r ON r.model_id = v.model_id AND r.content_hash = v.content_hash
       WHERE v.status = 'ready' AND r.status = 'failed'
-        AND NOT EXISTS (SELECT 1 FROM runs c WHERE c.model_id = r.model_id AND c.content_hash = r.content_hash AND c.task = r.task AND c.status = 'complete')
       UNION ALL
       SELECT m.name, m.model_id, v.method, v.params_json, v.ratio, NULL, v.variant_id,
              NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'failed', COALESCE(v.error, 'failed'), NULL, NULL, NULL, NULL, 0
       FROM variants v
       JOIN models m ON m.model_id = v.model_id
       WHERE v.status = 'failed'
-        AND NOT EXISTS (SELECT 1 FROM variants ok WHERE ok.model_id = v.model_id AND ok.method = v.method AND ok.params_json = v.params_json AND ok.status = 'ready')
     )
     ORDER BY model, method, params, ratio, status, task, metric, k DESC`).map(({ k: _k, ...row }: ResultRow & { k?: number }) => row)
 }

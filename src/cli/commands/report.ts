@@ -1,5 +1,7 @@
+import fs from 'node:fs'
 import path from 'node:path'
 import type { Command } from 'commander'
+import { configSchema, loadConfig } from '../../config/defineConfig.ts'
 import { summarize } from '../../report/leaderboardData.ts'
 import { renderSite } from '../../report/renderSite.ts'
 import { ResultsStore } from '../../store/resultsStore.ts'
@@ -23,15 +25,36 @@ export async function buildReport(db: string, outDir: string, title: string, out
   }
 }
 
+/**
+ * The site folder, title and output context of `report`: the flags, else the config's `report.outDir`
+ * (relative to the config's folder) and `report.title`, else the config defaults. The config is
+ * `--config`, else ./harness.config.ts when it exists (as for sweep and start), and is read only when
+ * --out or --title is absent. Errors: HARNESS_CONFIG_INVALID (a config that does not load).
+ */
+export async function reportTarget(flags: { out?: string; title?: string; config?: string }): Promise<{ out: string; title: string; output: OutputContext }> {
+  const useConfig = flags.out === undefined || flags.title === undefined
+  const file = flags.config ?? (fs.existsSync('harness.config.ts') ? 'harness.config.ts' : undefined)
+  const loaded = useConfig && file !== undefined ? await loadConfig(file) : undefined
+  // Without a config, the config's own defaults (one owner: the schema in defineConfig.ts).
+  const report = loaded?.config.report ?? configSchema.shape.report.parse(undefined)
+  const out = flags.out ?? (loaded ? path.resolve(loaded.baseDir, report.outDir) : report.outDir)
+  const output: OutputContext = flags.out === undefined && loaded
+    ? { source: `report.outDir in ${loaded.file}`, models: Object.values(loaded.config.models).map(m => path.resolve(loaded.baseDir, m)) }
+    : { source: '--out' }
+  return { out, title: flags.title ?? report.title, output }
+}
+
 export function registerReport(program: Command): void {
   program
     .command('report')
     .description('Render the static leaderboard site from the results store (never re-evaluates); opens from file:// with no network.')
     .requiredOption('--db <file>', 'SQLite results store')
-    .option('--out <dir>', 'output folder: created, or replaced atomically when moe-harness wrote it', 'reports/site')
-    .option('--title <text>', 'site title', 'MoE sparsification leaderboard')
-    .action(async (flags: { db: string; out: string; title: string }) => {
-      const pages = await buildReport(flags.db, flags.out, flags.title)
-      process.stdout.write(`wrote ${pages.length} pages to ${flags.out}; open ${path.resolve(flags.out, 'index.html')}\n`)
+    .option('--out <dir>', "output folder: created, or replaced atomically when moe-harness wrote it (default: the config's report.outDir, reports/site)")
+    .option('--title <text>', "site title (default: the config's report.title, 'MoE sparsification leaderboard')")
+    .option('--config <file>', 'harness config giving report.outDir and report.title when --out / --title are absent (default: ./harness.config.ts when it exists)')
+    .action(async (flags: { db: string; out?: string; title?: string; config?: string }) => {
+      const { out, title, output } = await reportTarget(flags)
+      const pages = await buildReport(flags.db, out, title, output)
+      process.stdout.write(`wrote ${pages.length} pages to ${out}; open ${path.resolve(out, 'index.html')}\n`)
     })
 }

@@ -3,6 +3,7 @@ import type { Command } from 'commander'
 import { fail } from '../../errors.ts'
 import { createLocalScorer } from '../../engine/scorer.ts'
 import { SESSION_STATUS, withStatus } from '../progress.ts'
+import { readableNumber } from '../../util/numberFormat.ts'
 import { validateEdits } from '../../edits/variantEdits.ts'
 import { openCheckpoint } from '../../model/checkpoint.ts'
 import { checkpointOptions, addDeviceOptions, addHookOptions, addPrecisionOption, editsFromFlags, engineSettings, type EngineFlags } from '../engineOptions.ts'
@@ -112,7 +113,7 @@ async function runScore(flags: ScoreFlags): Promise<void> {
     const text = flags.text !== undefined ? (id: number) => JSON.stringify(ckpt.tokenizer().decode([id])) : () => ''
     const rows = logprobs.map((lp, i) => `${String(i + 1).padStart(5)}  ${String(tokens[i + 1]).padStart(7)}  ${lp.toFixed(6).padStart(11)}  ${text(tokens[i + 1])}`)
     process.stdout.write(`  pos    token      logprob  text\n${rows.join('\n')}\n`)
-    process.stdout.write(`tokens ${tokens.length} | scored ${logprobs.length} | sum ${sum.toFixed(6)} | mean ${(sum / logprobs.length).toFixed(6)} | perplexity ${perplexity.toFixed(4)}\n`)
+    process.stdout.write(`tokens ${tokens.length} | scored ${logprobs.length} | sum ${sum.toFixed(6)} | mean ${(sum / logprobs.length).toFixed(6)} | perplexity ${readableNumber(perplexity, 4)}\n`)
     if (flags.json) {
       process.stdout.write(JSON.stringify({ tokens, logprobs, greedy: result.prefixGreedy, sum, perplexity, device: scorer.session.device, precision: resolvePrecision(flags.device, flags.precision) }) + '\n')
     }

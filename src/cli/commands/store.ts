@@ -4,6 +4,7 @@ import type { Command } from 'commander'
 import { stringify } from 'csv-stringify/sync'
 import { fail } from '../../errors.ts'
 import { ResultsStore, validateMergeInputs } from '../../store/resultsStore.ts'
+import { currentFailureKeys, failureKey } from '../../report/currentVariants.ts'
 import { readResultRows } from '../../store/resultRows.ts'
 import { checkOutputFile, writeOutputFile, type OutputContext } from '../../util/outputPaths.ts'
 import { CSV_EXPORT, JSON_EXPORT, modelsOf, RESULT_COLUMNS, RESULTS_DATABASE } from '../outputRules.ts'
@@ -30,7 +31,9 @@ export function registerStore(program: Command): void {
         const toStdout = (o: { file: string }) => o.file === '-'
         // Both paths are checked before either is written.
         for (const o of outputs) if (!toStdout(o)) checkOutputFile(o.file, o.ctx, o.rule)
-        const rows = readResultRows(store)
+        // The failures the report lists, no others (one rule: a failure a later sweep completed is not current).
+        const current = currentFailureKeys(store)
+        const rows = readResultRows(store).filter(r => r.status !== 'failed' || current.has(failureKey(r.variant_id, r.task)))
         // Explicit columns: an empty export still has its header (and stays recognisable as ours).
         const text = (rule: typeof CSV_EXPORT) => (rule === CSV_EXPORT ? stringify(rows, { header: true, columns: [...RESULT_COLUMNS] }) : JSON.stringify(rows, null, 1))
         for (const o of outputs) {
