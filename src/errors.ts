@@ -25,6 +25,8 @@ export type ErrorCode =
   | 'HOOK_INVALID'
   | 'DEVICE_UNAVAILABLE'
   | 'SESSION_FAILED'
+  /** The kernel's per-process mapping limit (vm.max_map_count) cannot hold the sessions a pool needs. */
+  | 'MAP_LIMIT'
   | 'FEED_INVALID'
   | 'NUMERIC_FAILURE'
   | 'UNKNOWN_NAME'
@@ -45,7 +47,6 @@ export type ErrorCode =
   | 'REPORT_FAILED'
   | 'OUTPUT_UNSAFE'
   | 'OUTPUT_FAILED'
-  | 'INTERRUPTED'
   | 'SLURM_UNAVAILABLE'
   | 'SLURM_REFUSED'
   /** Not raised on purpose: an unexpected exception, recorded as data (a failed sweep cell). */

@@ -22,6 +22,7 @@ import type { VariantEdits } from '../edits/variantEdits.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
 import { applyMethod, startMethod, type AppliedMethod, type MethodRunOptions } from './applyMethod.ts'
 import type { MethodDefinition } from './defineMethod.ts'
+import { nearMapLimit } from '../util/memoryMaps.ts'
 import { methodFileHash, methodNames, needsOf, pluginLocation, unprunedNeedsOf, type ParamValues } from './registry.ts'
 import type { ApplyReply, ApplyRequest, ApplyStart } from './applyWorker.ts'
 
@@ -179,7 +180,9 @@ class MethodWorker {
     // The thread ends itself after an error (Node terminates a worker on an uncaught exception): it is
     // stopped from here on, whether or not its 'exit' event ever reaches this thread (below).
     worker.on('error', e => {
-      this.stoppedBy ??= this.failed(e, outOfHeap(e) ? this.outOfHeapMessage() : `${e instanceof Error ? e.message : String(e)}${pluginLocation(e, this.method)}`)
+      const maps = outOfHeap(e) ? nearMapLimit() : undefined
+      this.stoppedBy ??= maps ? this.failed(e, `its worker thread was stopped as out of memory, but not by the method or the JavaScript heap: ${maps}`, 'MAP_LIMIT')
+        : this.failed(e, outOfHeap(e) ? this.outOfHeapMessage() : `${e instanceof Error ? e.message : String(e)}${pluginLocation(e, this.method)}`)
       this.stop()
     })
     worker.on('exit', code => {
@@ -290,16 +293,18 @@ class MethodWorker {
   /**
    * V8 ended the thread at its heap limit (ERR_WORKER_OUT_OF_MEMORY): the limit is the process's
    * (--max-old-space-size, or V8's default for the machine), the same as the main thread's, and
-   * counts JavaScript objects and arrays, not typed arrays' memory.
+   * counts JavaScript objects and arrays, not typed arrays' memory. Not used when the process's
+   * mappings are near vm.max_map_count (nearMapLimit): V8 then reports a refused mmap as out of heap
+   * with the heap far below its limit, whatever the method does.
    */
   private outOfHeapMessage(): string {
     const mb = Math.round(v8.getHeapStatistics().heap_size_limit / 2 ** 20)
     return `ran out of JavaScript heap (${mb} MB, V8's limit for this process, not the machine's memory)${pluginLocation(undefined, this.method)}: keep large numeric data in typed arrays (Float32Array, Float64Array: outside the heap) rather than arrays or objects, or raise the limit with NODE_OPTIONS=--max-old-space-size=<MB>.`
   }
 
-  private failed(cause: unknown, message: string): HarnessError {
+  private failed(cause: unknown, message: string, code: 'METHOD_FAILED' | 'MAP_LIMIT' = 'METHOD_FAILED'): HarnessError {
     try {
-      return failIn({ method: this.method, phase: this.phase }, 'METHOD_FAILED', message, cause)
+      return failIn({ method: this.method, phase: this.phase }, code, message, cause)
     } catch (e) {
       return e as HarnessError
     }

@@ -12,6 +12,7 @@ import type { Checkpoint } from '../model/checkpoint.ts'
 import type { ModelSpec } from '../model/modelSpec.ts'
 import { attentionScores, headBlock } from '../onnx/sequenceChunks.ts'
 import { formatBytes } from '../util/bytes.ts'
+import { MAP_COUNT_FIX, mapCount, mapCountLimit } from '../util/memoryMaps.ts'
 
 /**
  * Fraction of the available memory a pool plans to use. The rest covers what the estimate leaves
@@ -61,6 +62,12 @@ export interface PoolFitRequest {
   weightsInMemory?: boolean
   /** Fraction of availableBytes the plan may use (default MEMORY_SAFETY). */
   safety?: number
+  /** Mappings the pool's processes may hold in all: vm.max_map_count (mapCountLimit()); undefined: no limit (not Linux), mappings cap nothing. */
+  mapLimit?: number
+  /** Mappings one scoring session adds (sessionMapCount of the model with the most tensors); 0 when not given. */
+  mapsPerSession?: number
+  /** Mappings this process holds already (mapCount()); 0 when not given. */
+  mapsInUse?: number
 }
 
 export interface PoolFit {
@@ -70,8 +77,71 @@ export interface PoolFit {
   fits: boolean
   /** Fewer workers than requested. */
   reduced: boolean
+  /** The most workers the mapping limit allows (mapsFit; Infinity without a limit); 0: not even one (fitPoolToModels then throws MAP_LIMIT, refuseMapLimit). */
+  mapWorkers: number
   /** One line for stderr, starting `pool: `: the choice, the numbers behind it, and the fix when it does not fit. */
   reason: string
+}
+
+/**
+ * Mappings a session holds for each of its file-backed weights: onnxruntime maps every external-data
+ * initializer on its own (one /proc/self/maps line per weight tensor), plus the graph's. Measured
+ * (tiny-width Qwen3-30B-A3B shape, 128 experts, onnxruntime-node 1.30, /proc/self/maps before and after):
+ * 4 layers, 1575 tensors: a second session added 1576 lines, the first 1664 (its thread pools and arena
+ * too); all 48 layers, 18,867 tensors: 18,885 and 19,275. So s = tensors + 100 per session, and a
+ * worker's first-session extras (~400) go in WORKER_BASE_MAPS (tests/pool/mapLimit.test.ts checks s).
+ */
+export const MAPS_PER_SESSION_EXTRA = 100
+
+/**
+ * Sessions a pool worker may hold at once (poolWorker.ts MAX_SESSIONS), and sessions the main process
+ * holds beside the pool (calibration's, collect.ts, while the pool scores another variant).
+ */
+export const SESSIONS_PER_WORKER = 2
+export const MAIN_SESSIONS = 1
+
+/**
+ * Mappings a worker thread adds beside its sessions: its V8 heap (mapped in pages that grow with use),
+ * stacks, and onnxruntime's thread pools and arena. Measured: a pool worker with its modules loaded
+ * adds 33 lines, its first session ~400 beyond one per tensor (MAPS_PER_SESSION_EXTRA); 1000 leaves
+ * room for a heap grown by large batches.
+ */
+export const WORKER_BASE_MAPS = 1000
+
+/** Fraction of vm.max_map_count the plan may use: the rest covers the method thread's heap, the allocator's arenas and what grows later. */
+export const MAP_SAFETY = 0.9
+
+/** Estimated mappings one scoring session of `ckpt` adds: one per weight tensor the graph reads from a file, + MAPS_PER_SESSION_EXTRA. */
+export function sessionMapCount(ckpt: Pick<Checkpoint, 'tensors'>): number {
+  return ckpt.tensors.size + MAPS_PER_SESSION_EXTRA
+}
+
+/**
+ * The most pool workers the mapping limit allows (all workers are threads of one process and share its
+ * vm.max_map_count): the largest w with
+ *   mapsInUse + MAIN_SESSIONS × s + w × (SESSIONS_PER_WORKER × s + WORKER_BASE_MAPS) <= MAP_SAFETY × limit,
+ * s = mapsPerSession; Infinity without a limit or without sessions to map; 0 when not even one fits.
+ */
+export function mapsFit(r: Pick<PoolFitRequest, 'mapLimit' | 'mapsPerSession' | 'mapsInUse'>): number {
+  const s = r.mapsPerSession ?? 0
+  if (r.mapLimit === undefined || s <= 0) return Infinity
+  const left = MAP_SAFETY * r.mapLimit - (r.mapsInUse ?? 0) - MAIN_SESSIONS * s
+  return Math.max(0, Math.floor(left / (SESSIONS_PER_WORKER * s + WORKER_BASE_MAPS)))
+}
+
+/** The mappings mapsFit counts for `w` workers. */
+function mapsFor(r: PoolFitRequest, w: number): number {
+  const s = r.mapsPerSession ?? 0
+  return (r.mapsInUse ?? 0) + MAIN_SESSIONS * s + w * (SESSIONS_PER_WORKER * s + WORKER_BASE_MAPS)
+}
+
+/**
+ * Refuses a pool the mapping limit cannot hold even one worker of (fit.mapWorkers 0): MAP_LIMIT, with
+ * the limit, the estimate and the fix. Before any calibration: the sweep would otherwise abort the
+ * whole process minutes later with a V8 "heap out of memory" (tests/pool/mapLimit.test.ts).
+ */
+export function refuseMapLimit(fit: PoolFit): void {
+  if (fit.mapWorkers === 0) fail('MAP_LIMIT', `no scoring worker can start: ${fit.reason.replace(/^pool: [^:]*: even 1 worker does not fit: /, '')}`)
 }
 
 /**
@@ -79,7 +149,11 @@ export interface PoolFit {
  * availableBytes, never fewer than 1 (when even one does not fit, the pool still runs one worker and
  * the reason says it will likely run out of memory and how to fix it). Threads: as requested, else
  * the cores shared evenly by the chosen workers (src/defaults.ts defaultThreads), so a pool reduced
- * for memory still uses every core. Pure: no I/O.
+ * for memory still uses every core. Then capped by memory mappings (mapsFit, when mapLimit and
+ * mapsPerSession are given): every worker's sessions map each weight tensor once, in this one process,
+ * under the kernel's vm.max_map_count; the reason then says that mappings, not memory or cores, cap the
+ * workers, and names the sysctl that raises the limit. When not even one worker's mappings fit,
+ * mapWorkers is 0, fits false, and the reason is what refuseMapLimit raises. Pure: no I/O.
  */
 export function fitPool(r: PoolFitRequest): PoolFit {
   const safety = r.safety ?? MEMORY_SAFETY
@@ -92,9 +166,12 @@ export function fitPool(r: PoolFitRequest): PoolFit {
   const budget = safety * r.availableBytes
   const total = (w: number) => r.modelBytes + w * r.perWorkerBytes
   const most = r.perWorkerBytes > 0 ? Math.floor((budget - r.modelBytes) / r.perWorkerBytes) : r.requestedWorkers
-  const workers = Math.max(1, Math.min(r.requestedWorkers, most))
+  const mapWorkers = mapsFit(r)
+  const byMemory = Math.max(1, Math.min(r.requestedWorkers, most))
+  const workers = Math.max(1, Math.min(byMemory, mapWorkers))
+  const byMaps = workers < byMemory || mapWorkers === 0
   const threads = r.requestedThreads ?? defaultThreads(workers, r.cores)
-  const fits = total(workers) <= budget
+  const fits = total(workers) <= budget && mapWorkers >= 1
   const reduced = workers < r.requestedWorkers
 
   const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`
@@ -103,6 +180,20 @@ export function fitPool(r: PoolFitRequest): PoolFit {
   const sum = (w: number) => `model ${formatBytes(r.modelBytes)} ${r.weightsInMemory ? 'read' : 'mapped'} once + ${w} x ${formatBytes(r.perWorkerBytes)} per worker${own}${at} = ${formatBytes(total(w))}`
   const room = `${Math.round(safety * 100)}% of ${formatBytes(r.availableBytes)} available`
   let reason = `pool: ${plural(workers, 'worker')} x ${plural(threads, 'thread')}`
+  if (byMaps) {
+    const limit = r.mapLimit!
+    const maps = (w: number) => `${mapsFor(r, w)} memory mappings (${r.mapsInUse ?? 0} in use + ${MAIN_SESSIONS + w * SESSIONS_PER_WORKER} sessions x ${r.mapsPerSession} mappings, one per weight tensor, + ${w} x ${WORKER_BASE_MAPS} per worker thread)`
+    const limitText = `${Math.round(MAP_SAFETY * 100)}% of the kernel's per-process limit vm.max_map_count ${limit} (pool workers are threads of one process)`
+    const fix = `raise the limit: ${MAP_COUNT_FIX}`
+    if (mapWorkers === 0) {
+      reason += `: even 1 worker does not fit: ${maps(1)} exceed ${limitText}, and past it the process aborts with a misleading "JavaScript heap out of memory"; ${fix}`
+      return { workers, threads, fits, reduced, mapWorkers, reason }
+    }
+    const wanted = Math.min(r.requestedWorkers, byMemory)
+    reason += `, reduced from ${plural(r.requestedWorkers, 'requested worker')} because ${wanted} would need ${maps(wanted)}, over ${limitText}, not for memory or cores; ${maps(workers)} fit; for more workers ${fix}`
+    if (!(total(workers) <= budget)) reason += `; and even so ${sum(workers)} exceeds ${room}, so scoring will likely run out of memory`
+    return { workers, threads, fits, reduced, mapWorkers, reason }
+  }
   if (reduced) reason += `, reduced from ${plural(r.requestedWorkers, 'requested worker')} because ${sum(r.requestedWorkers)} exceeds ${room}`
   if (fits) reason += reduced ? `; ${sum(workers)} fits` : ` (${sum(workers)} fits ${room})`
   else {
@@ -111,7 +202,7 @@ export function fitPool(r: PoolFitRequest): PoolFit {
       : 'fewer or shorter batches (a lower batchTokens in the config), a model with a smaller context'
     reason += `${reduced ? '; even 1 worker does not fit' : ''}: ${sum(1)} exceeds ${room}, so scoring will likely run out of memory; use ${smaller}, or a machine with more free memory`
   }
-  return { workers, threads, fits, reduced, reason }
+  return { workers, threads, fits, reduced, mapWorkers, reason }
 }
 
 /** The float32 memory of one worker scoring one batch, by part (bytes); estimateWorkerBytes is their sum. */
@@ -381,7 +472,10 @@ function readText(file: string): string | undefined {
  * largest worker estimate over the models at the worst batch of `batchTokens` (rows as long as
  * `longestRequest(maxLength)` when given: the sweep's requests at a model's context; at most
  * `mostRequests(maxLength)` rows when given: the most requests one task of the sweep builds there);
- * available memory and cores are read from this machine unless given.
+ * available memory and cores are read from this machine unless given, and so are the mapping limit and
+ * this process's mappings (mapsPerSession: sessionMapCount of the model with the most tensors).
+ * Throws MAP_LIMIT (refuseMapLimit) when the mapping limit cannot hold even one worker: runSweep calls
+ * this before any calibration, so the sweep stops at once rather than aborting minutes later.
  */
 export function fitPoolToModels(o: {
   models: readonly Pick<Checkpoint, 'spec' | 'tensors'>[]
@@ -399,13 +493,22 @@ export function fitPoolToModels(o: {
    * than mapped). Without it the plan said 2 workers fit in 10 GB and the sweep peaked at 12.6 GB.
    */
   weightsInMemory?: boolean
+  /** vm.max_map_count; default mapCountLimit() (undefined off Linux: no limit). `null`: no limit. */
+  mapLimit?: number | null
+  /** Mappings this process holds; default mapCount(). */
+  mapsInUse?: number
 }): PoolFit {
   const { modelBytes, perWorkerBytes, batch } = poolFootprint(o)
-  return fitPool({
+  // Weights in memory are not mapped: a session then holds only its own few mappings.
+  const mapsPerSession = Math.max(0, ...o.models.map(m => o.weightsInMemory ? MAPS_PER_SESSION_EXTRA : sessionMapCount(m)))
+  const fit = fitPool({
     requestedWorkers: o.requestedWorkers, requestedThreads: o.requestedThreads,
     cores: o.cores ?? os.availableParallelism(), availableBytes: o.availableBytes ?? availableMemoryBytes(),
     modelBytes, perWorkerBytes, batch, weightsInMemory: o.weightsInMemory,
+    mapLimit: o.mapLimit === null ? undefined : o.mapLimit ?? mapCountLimit(), mapsPerSession, mapsInUse: o.mapsInUse ?? mapCount() ?? 0,
   })
+  refuseMapLimit(fit)
+  return fit
 }
 
 /**

@@ -5,6 +5,7 @@ import os from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { Piscina } from 'piscina'
 import { fail, HarnessError } from '../errors.ts'
+import { nearMapLimit } from '../util/memoryMaps.ts'
 import type { BatchRunner } from '../engine/scorer.ts'
 import type { Device } from '../ort/ort.ts'
 import type { WorkerResult, WorkerTask } from './poolWorker.ts'
@@ -68,6 +69,9 @@ export function createPool(options: PoolOptions): ScoringPool {
           result = await running
         } catch (e) {
           // The worker itself died (out of memory, a native crash): there is no error data to rebuild.
+          // Near vm.max_map_count, V8's "out of memory" is a refused mapping, not the heap: say so.
+          const maps = nearMapLimit()
+          if (maps) fail('MAP_LIMIT', `worker failed: ${(e as Error)?.message ?? String(e)}; but ${maps}`, e)
           fail('SESSION_FAILED', `worker failed: ${(e as Error)?.message ?? String(e)}`, e)
         }
         if (!result.ok) throw HarnessError.fromData(result.error)

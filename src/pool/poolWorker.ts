@@ -13,6 +13,7 @@ import { batchFeeds } from '../engine/scorer.ts'
 import type { PackedBatch } from '../engine/packing.ts'
 import { errorData, fail, withContext, type HarnessErrorData } from '../errors.ts'
 import type { Device, Feed, Session } from '../ort/ort.ts'
+import { nearMapLimit } from '../util/memoryMaps.ts'
 
 export interface WorkerTask {
   variantDir: string
@@ -181,7 +182,10 @@ export default async function score(task: WorkerTask): Promise<WorkerResult> {
   try {
     return await scoreBatch(task)
   } catch (e) {
-    // An unexpected exception keeps its message; its stack stays in this thread.
-    return { ok: false, error: errorData(e, 'SESSION_FAILED', {}, 'worker failed: ') }
+    // An unexpected exception keeps its message; its stack stays in this thread. A session that failed
+    // to map its weights near vm.max_map_count reports an allocation failure: the limit is the cause.
+    const error = errorData(e, 'SESSION_FAILED', {}, 'worker failed: ')
+    const maps = error.code === 'SESSION_FAILED' ? nearMapLimit() : undefined
+    return { ok: false, error: maps ? { ...error, code: 'MAP_LIMIT', message: `${error.message}; but ${maps}` } : error }
   }
 }
