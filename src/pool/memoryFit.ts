@@ -467,6 +467,21 @@ function readText(file: string): string | undefined {
   }
 }
 
+/** What a sweep's pool is sized by: its models, batch budget and the bounds of its tasks' requests. */
+export interface FootprintRequest {
+  models: readonly Pick<Checkpoint, 'spec' | 'tensors'>[]
+  batchTokens: number
+  longestRequest?: (maxLength: number) => number
+  mostRequests?: (maxLength: number) => number
+  /**
+   * MOE_HARNESS_WEIGHTS=memory (engine/graphSession.ts weightResidency): every worker decodes every
+   * weight to float32 in its own session; counted as twice those bytes per worker (the decoded copy and
+   * onnxruntime's, at peak: one full-width OLMoE layer, 1.25 GB BF16, peaked at 4.8 GB more per worker
+   * than mapped). Without it the plan said 2 workers fit in 10 GB and the sweep peaked at 12.6 GB.
+   */
+  weightsInMemory?: boolean
+}
+
 /**
  * The pool of a sweep over `models`: modelBytes is the largest model's weights, perWorkerBytes the
  * largest worker estimate over the models at the worst batch of `batchTokens` (rows as long as
@@ -477,22 +492,11 @@ function readText(file: string): string | undefined {
  * Throws MAP_LIMIT (refuseMapLimit) when the mapping limit cannot hold even one worker: runSweep calls
  * this before any calibration, so the sweep stops at once rather than aborting minutes later.
  */
-export function fitPoolToModels(o: {
-  models: readonly Pick<Checkpoint, 'spec' | 'tensors'>[]
-  batchTokens: number
-  longestRequest?: (maxLength: number) => number
-  mostRequests?: (maxLength: number) => number
+export function fitPoolToModels(o: FootprintRequest & {
   requestedWorkers: number
   requestedThreads?: number
   availableBytes?: number
   cores?: number
-  /**
-   * MOE_HARNESS_WEIGHTS=memory (engine/graphSession.ts weightResidency): every worker decodes every
-   * weight to float32 in its own session; counted as twice those bytes per worker (the decoded copy and
-   * onnxruntime's, at peak: one full-width OLMoE layer, 1.25 GB BF16, peaked at 4.8 GB more per worker
-   * than mapped). Without it the plan said 2 workers fit in 10 GB and the sweep peaked at 12.6 GB.
-   */
-  weightsInMemory?: boolean
   /** vm.max_map_count; default mapCountLimit() (undefined off Linux: no limit). `null`: no limit. */
   mapLimit?: number | null
   /** Mappings this process holds; default mapCount(). */
@@ -517,13 +521,7 @@ export function fitPoolToModels(o: {
  * at each one's worst batch (estimateWorkerBytes at worstBatch; + 2 × its float32 weights with
  * weightsInMemory), with that batch. Pure. `sweep --slurm` sizes its memory request from the same terms.
  */
-export function poolFootprint(o: {
-  models: readonly Pick<Checkpoint, 'spec' | 'tensors'>[]
-  batchTokens: number
-  longestRequest?: (maxLength: number) => number
-  mostRequests?: (maxLength: number) => number
-  weightsInMemory?: boolean
-}): { modelBytes: number; perWorkerBytes: number; batch?: { rows: number; rowTokens: number } } {
+export function poolFootprint(o: FootprintRequest): { modelBytes: number; perWorkerBytes: number; batch?: { rows: number; rowTokens: number } } {
   let modelBytes = 0, perWorkerBytes = 0
   let batch: { rows: number; rowTokens: number } | undefined
   for (const ckpt of o.models) {
