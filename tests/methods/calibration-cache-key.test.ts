@@ -7,8 +7,9 @@ import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { describe, it } from 'node:test'
+import { after, describe, it } from 'node:test'
 import v8 from 'node:v8'
+import ts from 'typescript'
 import { calibrationKey, getCalibrationStats } from '../../src/calibration/cache.ts'
 import { sequentialStats } from '../../src/calibration/sequential.ts'
 import { openCheckpoint, type Checkpoint } from '../../src/model/checkpoint.ts'
@@ -206,10 +207,12 @@ describe('why a cache folder cannot be written', () => {
   })
 
   it('follows a home linked into a folder this user cannot enter, rather than blame the writable folder holding the link', () => {
-    // As an unprivileged user (root enters every folder): setpriv is util-linux's, on every Debian.
-    const root = path.join(dir, 'perm')
+    // As an unprivileged user (root enters every folder): setpriv is util-linux's, on every Debian. The
+    // probe runs from a folder of its own under /tmp (the checkout may sit in a folder that user cannot
+    // enter, e.g. /root), as JavaScript transpiled here (no tsx, no node_modules from there).
+    const root = fs.mkdtempSync('/tmp/moe-harness-perm-')
+    after(() => { fs.chmodSync(path.join(root, 'locked'), 0o755); fs.rmSync(root, { recursive: true, force: true }) })
     fs.mkdirSync(path.join(root, 'locked', 'inner'), { recursive: true })
-    fs.chmodSync(dir, 0o755)
     fs.chmodSync(root, 0o777)
     fs.chmodSync(path.join(root, 'locked'), 0o000)
     fs.symlinkSync(path.join(root, 'locked', 'inner'), path.join(root, 'home'))
@@ -217,13 +220,14 @@ describe('why a cache folder cannot be written', () => {
     fs.mkdirSync(path.join(root, 'a', 'b', 'real'), { recursive: true })
     fs.symlinkSync(path.join(root, 'a', 'b', 'real'), path.join(root, 'home2'))
     fs.symlinkSync(path.join('..', '..', '..', 'locked', 'inner'), path.join(root, 'a', 'b', 'real', 'cache'))
-    const script = path.join(root, 'probe.mts')
-    fs.writeFileSync(script, `import fs from 'node:fs'\nimport { unwritableReason } from ${JSON.stringify(path.resolve('src/util/unwritableFolder.ts'))}\n` +
+    const module = ts.transpileModule(fs.readFileSync('src/util/unwritableFolder.ts', 'utf8'), { compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 } })
+    fs.writeFileSync(path.join(root, 'unwritableFolder.mjs'), module.outputText)
+    const script = path.join(root, 'probe.mjs')
+    fs.writeFileSync(script, `import fs from 'node:fs'\nimport { unwritableReason } from './unwritableFolder.mjs'\n` +
       `const dir = process.argv[2]\ntry { fs.mkdirSync(dir, { recursive: true }); console.log('made') } catch (e) { console.log(unwritableReason(dir, e, false)) }\n`)
-    const probe = (dir: string) => spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '--import', 'tsx', script, dir], { encoding: 'utf8', cwd: process.cwd() })
+    const probe = (dir: string) => spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, script, dir], { encoding: 'utf8', cwd: root })
     const r = probe(path.join(root, 'home', 'calibration'))
     const relative = probe(path.join(root, 'home2', 'cache', 'calibration'))
-    fs.chmodSync(path.join(root, 'locked'), 0o755)
     assert.equal(r.status, 0, r.stderr)
     assert.equal(r.stdout.trim(), `${path.join(root, 'home')} is a symbolic link to ${path.join(root, 'locked', 'inner')}, which this user cannot reach: permission denied: this user cannot enter ${path.join(root, 'locked')} (EACCES)`)
     assert.equal(relative.stdout.trim(), `${path.join(root, 'home2', 'cache')} is a symbolic link to ${path.join(root, 'locked', 'inner')}, which this user cannot reach: permission denied: this user cannot enter ${path.join(root, 'locked')} (EACCES)`)
