@@ -3,11 +3,10 @@
 // its small default limit and is OOM-killed mid-sweep; with a limit, the pod's cgroup memory.max is
 // what the pool inside it sizes itself against (memoryFit.ts availableMemoryBytes). So the manifest
 // asks for what one worker needs (memoryRequest.ts taskMemoryNeed), unless the user gave a size.
-import { MEMORY_SAFETY } from '../pool/memoryFit.ts'
 import { formatBytes } from '../util/bytes.ts'
 import { parseK8sMemory } from '../util/k8sQuantity.ts'
 import type { ClusterOptions } from './jobSpec.ts'
-import { describeNeed, type MemoryNeed } from './memoryRequest.ts'
+import { describeNeed, workersNote, type MemoryNeed } from './memoryRequest.ts'
 
 const GIB = 2 ** 30
 
@@ -51,10 +50,7 @@ export function k8sMemory(need: MemoryNeed, inMemory: MemoryNeed, override: Memo
   if (k8sSize(inMemory.bytes) !== size) {
     notes.push(`The pods run with the weights mapped (the manifest sets no environment); an image that sets MOE_HARNESS_WEIGHTS=memory needs --memory ${k8sSize(inMemory.bytes)}.`)
   }
-  if (workers > 1) {
-    notes.push(`pool.workers ${workers}: the pool in each pod starts only the workers that fit (its 'pool:' line in the log says how many); ` +
-      `each further worker adds ${formatBytes(need.perWorkerBytes / MEMORY_SAFETY)}, so all ${workers} need ${k8sSize(need.bytes + (workers - 1) * need.perWorkerBytes / MEMORY_SAFETY)}.`)
-  }
+  if (workers > 1) notes.push(workersNote(need, workers, 'pod', k8sSize))
   if (!override) return { need, quantity: size, notes }
   const bytes = parseK8sMemory(override.value)!
   if (bytes >= need.bytes) return { need, quantity: override.value, override, notes }

@@ -141,6 +141,16 @@ export function describeNeed(need: MemoryNeed): string {
     `calibrating '${c.model}' on ${c.sequences} x ${c.length} tokens: ${formatBytes(c.bytes)}) / ${safety}`
 }
 
+/**
+ * The note for a config asking `workers` > 1 workers (Slurm's script, Kubernetes' manifest): the pool
+ * in each task or pod sizes its workers to scoring alone (memoryFit.ts; not to a variant being prepared
+ * beside them), so the note gives what all of them need, written by `size` in the cluster's unit.
+ */
+export function workersNote(need: MemoryNeed, workers: number, where: 'task' | 'pod', size: (bytes: number) => string): string {
+  return `pool.workers ${workers}: the pool in each ${where} starts the workers its memory fits for scoring (its 'pool:' line in the log says how many); ` +
+    `each further worker adds ${formatBytes(need.perWorkerBytes / MEMORY_SAFETY)}, so all ${workers} need ${size(need.bytes + (workers - 1) * need.perWorkerBytes / MEMORY_SAFETY)}.`
+}
+
 /** `bytes` rounded up to whole GiB, as sbatch writes a size ('18G'; Slurm's G is 1024 MiB). At least 1G. */
 export function slurmSize(bytes: number): string {
   return `${Math.max(1, Math.ceil(bytes / GIB))}G`
@@ -239,10 +249,7 @@ export function memoryRequest(need: MemoryNeed, cluster: Pick<ClusterOptions, 's
   } else {
     notes.push(`Memory: ${user.given} as given; one worker of the pool in each task needs ${formatBytes(need.bytes)} (--mem=${size}): ${parts}.`)
   }
-  if (pool.workers > 1) {
-    notes.push(`pool.workers ${pool.workers}: the pool in each task starts only the workers that fit (its 'pool:' line in the log says how many); ` +
-      `each further worker adds ${formatBytes(need.perWorkerBytes / MEMORY_SAFETY)}, so all ${pool.workers} need --mem=${slurmSize(need.bytes + (pool.workers - 1) * need.perWorkerBytes / MEMORY_SAFETY)}.`)
-  }
+  if (pool.workers > 1) notes.push(workersNote(need, pool.workers, 'task', bytes => `--mem=${slurmSize(bytes)}`))
   if (cluster.cpusPerTask) {
     const threads = pool.threads !== undefined
       ? `${pool.threads} intra-op thread${pool.threads === 1 ? '' : 's'} (pool.threads / --threads)`
