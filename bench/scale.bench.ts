@@ -327,10 +327,20 @@ const num = (o: Record<string, unknown> | undefined, k: string) => (o && typeof 
 const ratio = (a: number | null, b: number | null) => (a !== null && b !== null && b > 0 ? a / b : null)
 const round = (x: number | null, digits = 3) => (x === null ? null : Number(x.toFixed(digits)))
 
-/** What a child finished, and for the first phase it did not finish, that it hit the cap. */
-function summarizeEngine(r: ChildResult, cap: number) {
+/** The phases an engine child emits, in order ('warmup' only with a warm-up, 'variant2' and 'shared' only with secondVariant). */
+const ENGINE_PHASES = ['open', 'graph', 'session', 'warmup', 'forward', 'end', 'variant2', 'shared'] as const
+/** The phases that measure the first build and forward: a child stopped after them (during the second variant) still measured those. */
+const FIRST_BUILD_PHASES: readonly string[] = ENGINE_PHASES.slice(0, ENGINE_PHASES.indexOf('end') + 1)
+
+/**
+ * What a child finished, and for the phase it was in when it stopped, that it hit the cap: the phase after
+ * the last one it emitted, skipping 'warmup' for a child run without one (`warmup` tokens 0), so a child
+ * stopped during its forward or its second variant is not reported as stopped 'during warmup'.
+ */
+function summarizeEngine(r: ChildResult, cap: number, warmup: number) {
   const p = r.phases
-  const unfinished = ['open', 'graph', 'session', 'warmup', 'forward', 'end'].find(k => !p[k])
+  const last = ENGINE_PHASES.reduce((at, k, i) => (p[k] ? i : at), -1)
+  const unfinished = ENGINE_PHASES.slice(last + 1).find(k => k !== 'warmup' || warmup > 0)
   return {
     graphSeconds: round(num(p.graph, 'seconds')), sessionSeconds: round(num(p.session, 'seconds')), sessionCpuSeconds: round(num(p.session, 'cpuSeconds')),
     sessionFromOptimizedCache: p.session?.fromOptimizedCache ?? null,
@@ -406,13 +416,15 @@ async function depthPart(s: Settings, names: string[], depths: number[], smoke: 
     writeTokens(tokens, s.short, config.vocab_size as number, 5)
     const threads = s.threads[s.threads.length - 1]
     const home = fs.mkdtempSync(path.join(os.tmpdir(), 'moe-scale-home-'))
-    const e = summarizeEngine(await engine(dir, threads, tokens, 0, s.cap, { home, secondVariant: true }), s.cap)
+    const e = summarizeEngine(await engine(dir, threads, tokens, 0, s.cap, { home, secondVariant: true }), s.cap, 0)
+    // Stopped at the cap during its second variant, the child still measured the first build and forward.
+    const firstBuildDone = !('timedOut' in e) || !FIRST_BUILD_PHASES.includes(e.timedOut!.during!)
     // The same build again in the same MOE_HARNESS_HOME: the graph comes from the on-disk cache.
-    const warm = 'timedOut' in e ? null : summarizeEngine(await engine(dir, threads, tokens, 0, s.cap, { home }), s.cap)
+    const warm = firstBuildDone ? summarizeEngine(await engine(dir, threads, tokens, 0, s.cap, { home }), s.cap, 0) : null
     fs.rmSync(home, { recursive: true, force: true })
     const p = summarizePeer(await peer(s, dir, threads, tokens, 0), s.cap)
     fs.rmSync(dir, { recursive: true, force: true })
-    if ('timedOut' in e) exceeded.add(name)
+    if (!firstBuildDone) exceeded.add(name)
     const buildPlusSession = e.graphSeconds !== null && e.sessionSeconds !== null ? e.graphSeconds + e.sessionSeconds : null
     const row = {
       config: name, model: REAL[name].model, layers, experts: expertsOf(config), checkpointBytes: bytes, threads, tokens: s.short,
@@ -480,8 +492,8 @@ async function widthPart(s: Settings, names: string[], context: number, vocabOpt
     writeTokens(tokens, context, config.vocab_size as number, 7)
     for (const [ti, threads] of s.threads.entries()) {
       const out = (who: string) => path.join(work, `${tag}-t${threads}.${who}.f32`)
-      const e = summarizeEngine(await engine(dir, threads, tokens, s.short, s.cap, { out: out('engine'), secondVariant: ti === 0 }), s.cap)
-      const m = fits('memory') ? summarizeEngine(await engine(dir, threads, tokens, s.short, s.cap, { out: out('memory'), weights: 'memory' }), s.cap) : { skipped: skipNote('memory') }
+      const e = summarizeEngine(await engine(dir, threads, tokens, s.short, s.cap, { out: out('engine'), secondVariant: ti === 0 }), s.cap, s.short)
+      const m = fits('memory') ? summarizeEngine(await engine(dir, threads, tokens, s.short, s.cap, { out: out('memory'), weights: 'memory' }), s.cap, s.short) : { skipped: skipNote('memory') }
       const p = fits('peer') ? summarizePeer(await peer(s, dir, threads, tokens, s.short, out('peer')), s.cap) : { skipped: skipNote('peer') }
       const tps = (x: { forwardSeconds?: number | null }) => (x.forwardSeconds ? context / x.forwardSeconds : null)
       const eTps = tps(e), mTps = 'skipped' in m ? null : tps(m), pTps = 'skipped' in p ? null : tps(p)

@@ -3,6 +3,7 @@
 import path from 'node:path'
 import { shardDbName, shellQuote, type ClusterOptions, type ShardJob } from './jobSpec.ts'
 import type { K8sMemory } from './k8sMemory.ts'
+import { commentLines } from '../util/commentLines.ts'
 
 const yamlString = (s: string) => JSON.stringify(s) // JSON strings are valid YAML scalars
 
@@ -57,13 +58,10 @@ export function renderK8sManifest(job: ShardJob, options: ClusterOptions, used: 
   const resources = [...block('requests', requests), ...block('limits', limits)]
   return [
     '# moe-harness sweep as a Kubernetes Indexed Job, written by `moe-harness sweep --k8s-manifest`.',
-    `# Completion index i runs shard i/${job.shards} into its own SQLite file under ${job.stateDir}/shards;`,
-    '# when the job is complete, merge them: moe-harness merge <shard files> --out <store>.',
-    `# Needs: image ${options.image} able to run the project (Node 20, npm ci done), and the`,
-    `# PersistentVolumeClaim '${options.pvc}' holding the folder ${mountPath} (the config's folder, with the project`,
-    '# checkout, the models and the store inside it), mounted at the same path so every path stays valid.',
-    ...outside.map(p => `# WARNING: the pod cannot see ${p.what}, ${p.path}: it is outside ${mountPath}; move it inside, or mount it yourself.`),
-    ...(memory?.notes ?? []).map(n => `# ${n}`),
+    ...commentLines(`Completion index i runs shard i/${job.shards} into its own SQLite file under ${job.stateDir}/shards; when the job is complete, merge them: moe-harness merge <shard files> --out <store>.`),
+    ...commentLines(`Needs: image ${options.image} able to run the project (Node 20, npm ci done), and the PersistentVolumeClaim '${options.pvc}' holding the folder ${mountPath} (the config's folder, with the project checkout, the models and the store inside it), mounted at the same path so every path stays valid.`),
+    ...outside.flatMap(p => commentLines(`WARNING: the pod cannot see ${p.what}, ${p.path}: it is outside ${mountPath}; move it inside, or mount it yourself.`)),
+    ...(memory?.notes ?? []).flatMap(n => commentLines(n)),
     'apiVersion: batch/v1',
     'kind: Job',
     'metadata:',

@@ -4,6 +4,7 @@ import { HARNESS_VERSION } from '../version.ts'
 import { harnessHome } from '../defaults.ts'
 import path from 'node:path'
 import { arraySpec, logDir, shardDbName, shellQuote, skipCellsFile, type ClusterOptions, type ShardJob } from './jobSpec.ts'
+import { commentLines } from '../util/commentLines.ts'
 
 export interface ScriptPlan {
   cells: number; cellsPerShard: number[]; store: string
@@ -52,7 +53,7 @@ export function renderSbatchScript(job: ShardJob, options: ClusterOptions, plan:
     `# By hand: sbatch ${q(job.stateDir)}/sweep.sbatch  (all shards, ${all})`,
     `#          sbatch --array=${job.shards - 1} ${q(job.stateDir)}/sweep.sbatch  (shard ${job.shards - 1} only)`,
     `# Logs: ${logDir(job.stateDir)}/shard-<job id>_<shard>.log`,
-    ...(plan.memory?.notes.length ? ['#', ...plan.memory.notes.flatMap(l => wrap(l)).map(l => `# ${l}`)] : []),
+    ...(plan.memory?.notes.length ? ['#', ...plan.memory.notes.flatMap(l => commentLines(l))] : []),
     ...sbatch.map(s => `#SBATCH ${s}`),
     '',
     'set -euo pipefail',
@@ -79,17 +80,4 @@ export function renderSbatchScript(job: ShardJob, options: ClusterOptions, plan:
     '',
   ]
   return lines.join('\n')
-}
-
-/** A paragraph as lines of at most `width` characters, broken between words (a longer word keeps its own line). */
-function wrap(text: string, width = 100): string[] {
-  const lines: string[] = []
-  let line = ''
-  for (const word of text.split(/ +/)) {
-    if (line && line.length + 1 + word.length > width) {
-      lines.push(line)
-      line = word
-    } else line = line ? `${line} ${word}` : word
-  }
-  return line ? [...lines, line] : lines
 }

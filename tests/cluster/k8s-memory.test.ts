@@ -11,6 +11,7 @@ import { MAIN_PROCESS_BYTES, type MemoryNeed } from '../../src/cluster/memoryReq
 import { MEMORY_SAFETY } from '../../src/pool/memoryFit.ts'
 import { k8sMemoryProblem, parseK8sMemory } from '../../src/util/k8sQuantity.ts'
 import { ROOT, runCli, writeSweepConfig } from '../helpers/cli.ts'
+import { unwrapComments } from '../helpers/comments.ts'
 import { tmpDir } from '../helpers/tmp.ts'
 
 const GiB = 2 ** 30
@@ -106,12 +107,12 @@ describe('sweep --k8s-manifest requests the memory a pod needs', () => {
     for (const extra of [{}, { MOE_HARNESS_WEIGHTS: 'memory' }] as Record<string, string>[]) {
       const r = manifest(path.join(dir, 'job.yaml'), [], config, extra)
       assert.equal(resources(r.yaml), `            requests:\n              memory: "${slurm.gib}Gi"\n            limits:\n              cpu: "2"\n              memory: "${slurm.gib}Gi"\n`, r.yaml)
-      const note = r.yaml.split('\n').find(l => l.startsWith('# Memory: ')) ?? ''
+      const note = unwrapComments(r.yaml).split('\n').find(l => l.startsWith('# Memory: ')) ?? ''
       assert.ok(note.startsWith(`# Memory: requests and limits of ${slurm.gib}Gi are what one worker of the pool in each pod needs: main process 537 MB + max(scoring: model 'tiny-moe' `), r.yaml)
       assert.ok(note.includes(`/ 85% = ${slurm.bytes}, rounded up to whole GiB`), note)
       assert.match(note, /override with --memory <size> \(or cluster\.memory in the config\), a Kubernetes quantity such as 32Gi\.$/)
       // The header stays before the document.
-      assert.ok(r.yaml.indexOf(note) < r.yaml.indexOf('apiVersion: batch/v1'))
+      assert.ok(unwrapComments(r.yaml).indexOf(note) < unwrapComments(r.yaml).indexOf('apiVersion: batch/v1'))
       assert.doesNotMatch(r.stderr, /warning/)
     }
   })
@@ -124,13 +125,13 @@ describe('sweep --k8s-manifest requests the memory a pod needs', () => {
     for (const [args, cfg, value, from] of [[[], own, '24Gi', 'cluster.memory'], [['--memory', '30G'], own, '30G', '--memory'], [['--memory', '3000Mi'], config, '3000Mi', '--memory']] as const) {
       const r = manifest(file, [...args], cfg)
       assert.equal(resources(r.yaml), `            requests:\n              memory: "${value}"\n            limits:\n              cpu: "2"\n              memory: "${value}"\n`, r.yaml)
-      assert.match(r.yaml, new RegExp(`^# Memory: ${from} ${value} as given, as the request and the limit of each pod; one worker of the pool in each pod needs \\S+ GB \\(\\d+Gi\\)`, 'm'))
+      assert.match(unwrapComments(r.yaml), new RegExp(`^# Memory: ${from} ${value} as given, as the request and the limit of each pod; one worker of the pool in each pod needs \\S+ GB \\(\\d+Gi\\)`, 'm'))
       assert.doesNotMatch(r.stderr, /warning/)
     }
     const low = manifest(file, ['--memory', '512Mi'])
     assert.match(low.yaml, /\n {14}memory: "512Mi"\n/)
     assert.match(low.stderr, /^warning: --memory 512Mi gives each pod 537 MB, below the \S+ GB \(\d+Gi\) one worker of the pool needs .* drop --memory and the manifest requests \d+Gi\.$/m)
-    assert.match(low.yaml, /^# WARNING: --memory 512Mi = 537 MB per pod is below that need; drop it for \d+Gi\.$/m)
+    assert.match(unwrapComments(low.yaml), /^# WARNING: --memory 512Mi = 537 MB per pod is below that need; drop it for \d+Gi\.$/m)
   })
 
   it('a size that is not a Kubernetes quantity is refused with its code, and nothing is written', () => {
@@ -170,7 +171,7 @@ describe('sweep --k8s-manifest requests the memory a pod needs', () => {
     const cfg = writeSweepConfig(path.join(folder, 'harness.config.ts'), { ...body, models: { big: path.join(folder, 'models', 'olmoe') } })
     const sized = manifest(path.join(folder, 'sized.yaml'), ['--memory', '32Gi'], cfg)
     assert.match(sized.yaml, /\n {14}memory: "32Gi"\n/)
-    assert.match(sized.yaml, /^# Memory: --memory 32Gi as given, as the request and the limit of each pod \(the models were not opened here/m)
+    assert.match(unwrapComments(sized.yaml), /^# Memory: --memory 32Gi as given, as the request and the limit of each pod \(the models were not opened here/m)
     assert.doesNotMatch(sized.stderr, /^warning: the pods get no memory request/m)
     const unsized = manifest(path.join(folder, 'unsized.yaml'), [], cfg)
     assert.doesNotMatch(unsized.yaml, /memory:/)

@@ -6,6 +6,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { describe, it } from 'node:test'
 import { ROOT, lastJson, runCli } from '../helpers/cli.ts'
+import { unwrapComments } from '../helpers/comments.ts'
 import { tmpDir } from '../helpers/tmp.ts'
 
 const dir = tmpDir()
@@ -102,7 +103,9 @@ describe('cluster job files', () => {
     // Each pod requests and is limited to what one worker needs (tests/cluster/k8s-memory.test.ts), not cluster.sbatch's Slurm --mem=64G.
     const memory = /\n {10}resources:\n {12}requests:\n {14}memory: "(\d+Gi)"\n {12}limits:\n {14}cpu: "8"\n {14}nvidia\.com\/gpu: "1"\n {14}memory: "(\d+Gi)"\n/.exec(yaml)
     assert.ok(memory && memory[1] === memory[2], yaml)
-    assert.match(yaml, new RegExp(`^# Memory: requests and limits of ${memory[1]} are what one worker of the pool in each pod needs: `, 'm'))
+    // The header's notes are paragraphs of lines a terminal shows whole (a word longer than that, a path, keeps a line of its own).
+    for (const line of yaml.split('\n').filter(l => l.startsWith('#'))) assert.ok(line.length <= 102 || !/\S \S/.test(line.slice(2).trim()), line)
+    assert.match(unwrapComments(yaml), new RegExp(`^# Memory: requests and limits of ${memory[1]} are what one worker of the pool in each pod needs: `, 'm'))
     assert.doesNotMatch(yaml, /64G/)
     const args = JSON.parse(/ {10}args: (\[.*\])\n/.exec(yaml)![1]) as string[]
     assert.equal(args.length, 1)
@@ -114,7 +117,7 @@ describe('cluster job files', () => {
     // What lies outside that folder (here the checkout and the model, not the config or the store) is named, with the fix.
     for (const [what, p] of [['the project checkout (bin/moe-harness.mjs)', path.join(ROOT, 'bin', 'moe-harness.mjs')], ["model 'tiny-moe'", path.join(ROOT, 'models', 'tiny-moe')]]) {
       assert.ok(r.stderr.includes(`  ${what}: ${p}\n`), r.stderr)
-      assert.ok(yaml.includes(`# WARNING: the pod cannot see ${what}, ${p}: it is outside ${dir}; move it inside, or mount it yourself.\n`), yaml)
+      assert.ok(unwrapComments(yaml).includes(`# WARNING: the pod cannot see ${what}, ${p}: it is outside ${dir}; move it inside, or mount it yourself.\n`), yaml)
     }
     assert.match(r.stderr, /WARNING: the pods mount the claim 'moe-harness' at \S+ \(the config's folder\), so they cannot see:\n/)
     assert.match(r.stderr, /Move these inside \S+ \(or put the config in a folder that holds the project, the models and the store\)/)

@@ -8,6 +8,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { describe, it } from 'node:test'
 import { ROOT, runCli, writeSweepConfig } from '../helpers/cli.ts'
+import { unwrapComments } from '../helpers/comments.ts'
 import { tmpDir } from '../helpers/tmp.ts'
 
 const dir = tmpDir()
@@ -45,7 +46,7 @@ describe('sweep --slurm requests the memory an array task needs', () => {
     // Before the first command, or sbatch ignores it.
     const lines = r.script.split('\n')
     assert.ok(lines.indexOf(`#SBATCH --mem=${size}G`) < lines.findIndex(l => l && !l.startsWith('#')))
-    const header = r.script.replace(/\n# /g, ' ')
+    const header = unwrapComments(r.script)
     assert.ok(header.includes(`Memory: --mem=${size}G is what one worker of the pool in each task needs: main process 537 MB + (model 'tiny-moe' ${need.model} + 1 worker ${need.worker} at batches of`), r.script)
     assert.match(header, /rounded up to whole GiB .* override with --sbatch --mem=<size> \(or cluster\.sbatch: \['--mem=<size>'\] in the config/)
     assert.match(header, /Threads: --cpus-per-task=2: each worker runs the task's 2 CPUs shared by the workers that fit as intra-op threads/)
@@ -89,7 +90,7 @@ describe('sweep --slurm requests the memory an array task needs', () => {
     const warning = new RegExp(`warning: --mem 100M asks 105 MB per array task, below the \\d\\.\\d\\d GB \\(--mem=${size}\\) one worker of the pool needs \\(main process 537 MB \\+ \\(model 'tiny-moe' ${need.model.replace('.', '\\.')} .*\\): ` +
       `the task will likely be killed for memory.*request --mem=${size} with --sbatch or in cluster\\.sbatch of the config, or drop the memory option and moe-harness requests --mem=${size}\\.\\n`)
     assert.match(r.stderr, warning)
-    assert.match(r.script.replace(/\n# /g, ' '), new RegExp(`WARNING: --mem 100M = 105 MB per task is below that need; request --mem=${size}`))
+    assert.match(unwrapComments(r.script), new RegExp(`WARNING: --mem 100M = 105 MB per task is below that need; request --mem=${size}`))
     assert.match(r.plan, /^# memory per array task: --mem 100M \(as given; one worker needs \d\.\d\d GB\), BELOW THE NEED: see the warning on stderr$/m)
     // Per CPU, times the task's CPUs.
     const perCpu = dryRun('--sbatch', 'mem-per-cpu=100M')
