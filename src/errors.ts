@@ -52,6 +52,21 @@ export type ErrorCode =
   /** Not raised on purpose: an unexpected exception, recorded as data (a failed sweep cell). */
   | 'INTERNAL'
 
+/**
+ * The codes that name a limit of this machine or process, whatever the variant: MAP_LIMIT (the kernel's
+ * vm.max_map_count, src/util/memoryMaps.ts), DEVICE_UNAVAILABLE (no CUDA / WebGPU device or provider,
+ * src/ort/ort.ts). Not FILE_ACCESS: that code also names a method's or a task's own file. Stored as a
+ * failed run or variant, such a failure showed on the leaderboard as the method's, and every later cell
+ * failed the same way (minutes each at real size): a sweep stores nothing for it and stops as an
+ * interrupt does (src/sweep/cell.ts, variantSlots.ts, runSweep.ts), and a method keeps its code.
+ */
+const MACHINE_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['MAP_LIMIT', 'DEVICE_UNAVAILABLE'])
+
+/** Whether `error` is this machine's failure (MACHINE_CODES), not the cell's or the variant's. */
+export function isMachineFailure(error: { code: ErrorCode }): boolean {
+  return MACHINE_CODES.has(error.code)
+}
+
 /** Where an error happened. Inner code knows best: context added later never replaces a field already set. */
 export interface ErrorContext {
   /** Method name, e.g. 'naee'. */

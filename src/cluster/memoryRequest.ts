@@ -6,7 +6,7 @@ import { rowsPerBatch, WHOLE_PASS_OUTPUT_LIMIT } from '../calibration/collect.ts
 import type { StatNeed } from '../calibration/stats.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
 import { spillBudgetBytes } from '../edits/overrideSpill.ts'
-import { estimateWorkerBytes, float32WeightBytes, MEMORY_SAFETY, modelWeightBytes, poolFootprint } from '../pool/memoryFit.ts'
+import { estimateWorkerBytes, float32WeightBytes, MAIN_SESSIONS, MEMORY_SAFETY, modelWeightBytes, poolBytes, poolFootprint, sessionBytes, SESSIONS_PER_WORKER } from '../pool/memoryFit.ts'
 import type { SweepInputs } from '../sweep/inputs.ts'
 import { tasksRequestBounds } from '../tasks/requestBound.ts'
 import { formatBytes } from '../util/bytes.ts'
@@ -26,7 +26,7 @@ const GIB = 2 ** 30
 
 /** The memory one array task needs with one worker, by part (bytes). */
 export interface MemoryNeed {
-  /** mainBytes + max(modelBytes + perWorkerBytes + preparationBytes, calibration.bytes) / MEMORY_SAFETY. */
+  /** mainBytes + max(modelBytes + sessions + perWorkerBytes + preparationBytes, calibration.bytes) / MEMORY_SAFETY, sessions = (MAIN_SESSIONS + SESSIONS_PER_WORKER) × sessionBytes. */
   bytes: number
   /** MAIN_PROCESS_BYTES. */
   mainBytes: number
@@ -34,8 +34,14 @@ export interface MemoryNeed {
   modelBytes: number
   /** The config's name of that model. */
   model: string
-  /** The largest one-worker estimate over the models at the sweep's worst batch (memoryFit.ts poolFootprint), float32 weights included with MOE_HARNESS_WEIGHTS=memory. */
+  /** The largest one-worker estimate over the models at the sweep's worst batch, beside its sessions (memoryFit.ts poolFootprint), float32 weights included with MOE_HARNESS_WEIGHTS=memory. */
   perWorkerBytes: number
+  /**
+   * One scoring session of the model with the most weight tensors (memoryFit.ts sessionBytes:
+   * onnxruntime's state per tensor); the pool with one worker counts MAIN_SESSIONS + SESSIONS_PER_WORKER
+   * of them. Absent: 0.
+   */
+  sessionBytes?: number
   batch?: { rows: number; rowTokens: number }
   weightsInMemory: boolean
   /** The costliest one-pass calibration of the sweep, weights included (absent when no variant calibrates): see calibrationBytes. */
@@ -46,8 +52,9 @@ export interface MemoryNeed {
 
 /**
  * Bytes of calibrating `ckpt` on windows of `length` tokens beyond its weights (src/calibration/collect.ts
- * and sequential.ts): a float32 session at collect.ts's batch (rowsPerBatch(length) windows;
- * estimateWorkerBytes, + 2 × the float32 weights when `weightsInMemory`), the outputs of one batch (a
+ * and sequential.ts): a float32 session at collect.ts's batch (its state, memoryFit.ts sessionBytes; its
+ * activations at rowsPerBatch(length) windows, estimateWorkerBytes; + 2 × the float32 weights when
+ * `weightsInMemory`), the outputs of one batch (a
  * whole pass's are at most WHOLE_PASS_OUTPUT_LIMIT, more goes layer by layer) and, for the
  * layer-by-layer and sequential procedures, the residual stream of every window kept between layers,
  * twice (a layer's input and output). A sweep of a calibrating method measured 1.43 GB peak where one
@@ -55,7 +62,7 @@ export interface MemoryNeed {
  * of this request left out.
  */
 export function calibrationBytes(ckpt: Pick<Checkpoint, 'spec' | 'tensors'>, sequences: number, length: number, weightsInMemory: boolean): number {
-  return estimateWorkerBytes(ckpt.spec, rowsPerBatch(length), length) + (weightsInMemory ? 2 * float32WeightBytes(ckpt) : 0) +
+  return sessionBytes(ckpt) + estimateWorkerBytes(ckpt.spec, rowsPerBatch(length), length) + (weightsInMemory ? 2 * float32WeightBytes(ckpt) : 0) +
     WHOLE_PASS_OUTPUT_LIMIT + 2 * sequences * length * ckpt.spec.hiddenSize * 4
 }
 
@@ -72,11 +79,14 @@ const SAMPLE_TOKENS = 2048
  *
  *   need = MAIN_PROCESS_BYTES + max(one-pass calibration, scoring + preparation) / MEMORY_SAFETY
  *   one-pass calibration = model + calibrationBytes             (main process, before any cell is scored)
- *   scoring = modelBytes + perWorkerBytes
- *   preparation = min(spill budget, float32 weights) + calibrationBytes if a variant calibrates
- *                 sequentially (a method runs in the main process while the workers score other cells)
+ *   scoring = modelBytes + (MAIN_SESSIONS + SESSIONS_PER_WORKER) × sessionBytes + perWorkerBytes
+ *             (the pool's rule for one worker, memoryFit.ts poolBytes)
+ *   preparation = min(spill budget, float32 weights) + calibrationBytes less its session's state (the
+ *                 main process's session scoring counts) if a variant calibrates sequentially (a method
+ *                 runs in the main process while the workers score other cells)
  *
- * modelBytes: the largest model's weights (modelWeightBytes; mapped once per process); perWorkerBytes:
+ * modelBytes: the largest model's weights (modelWeightBytes; mapped once per process); sessionBytes:
+ * onnxruntime's state of one session per weight tensor of the model with the most (sessionBytes); perWorkerBytes:
  * the largest one-worker estimate over the models (estimateWorkerBytes at worstBatch of batchTokens,
  * with rows as long and as many as the sweep's tasks build at each model's context, exactly as
  * runSweep sizes its pool; + 2 × the float32 weights when `weightsInMemory`); calibrationBytes at the
@@ -85,7 +95,8 @@ const SAMPLE_TOKENS = 2048
  * edited tensors a method holds; MEMORY_SAFETY (0.85) is the pool's own margin for what the estimate
  * leaves out; MAIN_PROCESS_BYTES what the process holds before the pool starts. Every model of the
  * config counts, not only those of cells left to run: each task opens all of them and sizes its pool
- * over all of them. Each further worker adds perWorkerBytes / MEMORY_SAFETY. On a GPU the activations
+ * over all of them. Each further worker adds (perWorkerBytes + SESSIONS_PER_WORKER × sessionBytes) /
+ * MEMORY_SAFETY. On a GPU the activations
  * live in the device's memory, so the figure is generous there.
  */
 export function taskMemoryNeed(inputs: Pick<SweepInputs, 'config' | 'models' | 'tasks' | 'taskData' | 'slots' | 'calibration'>, weightsInMemory: boolean): MemoryNeed {
@@ -115,9 +126,10 @@ export function taskMemoryNeed(inputs: Pick<SweepInputs, 'config' | 'models' | '
     const beyondWeights = calibrationBytes(ckpt, sequences, length, weightsInMemory)
     const bytes = modelWeightBytes(ckpt) + beyondWeights
     if (!calibration || bytes > calibration.bytes) calibration = { bytes, model: name, sequences, length }
-    preparation = Math.max(preparation, edits + (plans.some(p => p.procedure === 'sequential') ? beyondWeights : 0))
+    // A sequential calibration's session is the main process's one, which scoring counts already.
+    preparation = Math.max(preparation, edits + (plans.some(p => p.procedure === 'sequential') ? beyondWeights - sessionBytes(ckpt) : 0))
   }
-  const scoring = footprint.modelBytes + footprint.perWorkerBytes + preparation
+  const scoring = poolBytes(footprint, 1) + preparation
   return {
     bytes: MAIN_PROCESS_BYTES + Math.max(scoring, calibration?.bytes ?? 0) / MEMORY_SAFETY,
     mainBytes: MAIN_PROCESS_BYTES, model, ...footprint, weightsInMemory, calibration, preparationBytes: preparation,
@@ -126,13 +138,16 @@ export function taskMemoryNeed(inputs: Pick<SweepInputs, 'config' | 'models' | '
 
 /**
  * How `need` is made up, in words, for the script's and the manifest's notes and the warnings:
- * 'main process 537 MB + (model 'x' 13.8 GB + 1 worker 2.0 GB at batches of 4 x 512 tokens) / 85%', with
- * the preparation and calibration terms when a variant calibrates.
+ * 'main process 537 MB + (model 'x' 13.8 GB + 1 worker 2.0 GB at batches of 4 x 512 tokens + 3 sessions
+ * x 41.3 MB (onnxruntime's state per weight tensor)) / 85%', with the preparation and calibration terms
+ * when a variant calibrates.
  */
 export function describeNeed(need: MemoryNeed): string {
   const batch = need.batch ? ` at batches of ${need.batch.rows} x ${need.batch.rowTokens} tokens` : ''
   const own = need.weightsInMemory ? ' (its own float32 weights, MOE_HARNESS_WEIGHTS=memory, and activations)' : ''
-  const scoring = `model '${need.model}' ${formatBytes(need.modelBytes)} + 1 worker ${formatBytes(need.perWorkerBytes)}${own}${batch}`
+  const s = need.sessionBytes ?? 0
+  const sessions = s > 0 ? ` + ${MAIN_SESSIONS + SESSIONS_PER_WORKER} sessions x ${formatBytes(s)} (onnxruntime's state per weight tensor)` : ''
+  const scoring = `model '${need.model}' ${formatBytes(need.modelBytes)} + 1 worker ${formatBytes(need.perWorkerBytes)}${own}${batch}${sessions}`
   const c = need.calibration
   const safety = `${Math.round(MEMORY_SAFETY * 100)}%`
   const preparing = need.preparationBytes > 0 ? ` + preparing a variant ${formatBytes(need.preparationBytes)}` : ''
@@ -147,8 +162,9 @@ export function describeNeed(need: MemoryNeed): string {
  * beside them), so the note gives what all of them need, written by `size` in the cluster's unit.
  */
 export function workersNote(need: MemoryNeed, workers: number, where: 'task' | 'pod', size: (bytes: number) => string): string {
+  const each = (need.perWorkerBytes + SESSIONS_PER_WORKER * (need.sessionBytes ?? 0)) / MEMORY_SAFETY
   return `pool.workers ${workers}: the pool in each ${where} starts the workers its memory fits for scoring (its 'pool:' line in the log says how many); ` +
-    `each further worker adds ${formatBytes(need.perWorkerBytes / MEMORY_SAFETY)}, so all ${workers} need ${size(need.bytes + (workers - 1) * need.perWorkerBytes / MEMORY_SAFETY)}.`
+    `each further worker adds ${formatBytes(each)}, so all ${workers} need ${size(need.bytes + (workers - 1) * each)}.`
 }
 
 /** `bytes` rounded up to whole GiB, as sbatch writes a size ('18G'; Slurm's G is 1024 MiB). At least 1G. */

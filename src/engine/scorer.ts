@@ -8,8 +8,11 @@ import { openGraphSession, type GraphSessionSettings } from './graphSession.ts'
 import type { VariantEdits } from '../edits/variantEdits.ts'
 import { emptyResult, packBatch, planBatches, scatterBatch, validateRequest, type PackedBatch, type ScoreRequest, type ScoreResult } from './packing.ts'
 
-/** Runs one packed batch; returns the graph's logprobs and greedy flags. */
-export type BatchRunner = (batch: PackedBatch) => Promise<{ logprobs: Float32Array; greedy: Uint8Array }>
+/**
+ * Runs one packed batch; returns the graph's logprobs and greedy flags, and (from the pool) the
+ * session it ran in (ScoringPool.openingSeconds).
+ */
+export type BatchRunner = (batch: PackedBatch) => Promise<{ logprobs: Float32Array; greedy: Uint8Array; session?: string }>
 
 export interface ScoreOptions {
   /** Padded tokens per batch (rows × width). */

@@ -141,6 +141,8 @@ function ownBuffers<T>(value: T): T {
 
 /** A thread that V8 ended at its heap limit (Node's ERR_WORKER_OUT_OF_MEMORY). */
 const outOfHeap = (e: unknown) => (e as { code?: unknown } | null)?.code === 'ERR_WORKER_OUT_OF_MEMORY'
+/** A thread that could not be started (Node's ERR_WORKER_INIT_FAILED: no thread, no isolate). */
+const initFailed = (e: unknown) => (e as { code?: unknown } | null)?.code === 'ERR_WORKER_INIT_FAILED'
 
 function expect<K extends ApplyReply['kind']>(reply: ApplyReply, kind: K): Extract<ApplyReply, { kind: K }> {
   if (reply.kind === 'error') throw HarnessError.fromData(reply.error)
@@ -179,9 +181,11 @@ class MethodWorker {
     // when the stack says where. Between two layers nobody waits yet: the next request is answered with it.
     // The thread ends itself after an error (Node terminates a worker on an uncaught exception): it is
     // stopped from here on, whether or not its 'exit' event ever reaches this thread (below).
+    // Near vm.max_map_count a thread is stopped as out of heap, or cannot start at all, for want of a
+    // mapping: MAP_LIMIT, the machine's limit (the sweep stores no failed variant), not the method's failure.
     worker.on('error', e => {
-      const maps = outOfHeap(e) ? nearMapLimit() : undefined
-      this.stoppedBy ??= maps ? this.failed(e, `its worker thread was stopped as out of memory, but not by the method or the JavaScript heap: ${maps}`, 'MAP_LIMIT')
+      const maps = outOfHeap(e) || initFailed(e) ? nearMapLimit() : undefined
+      this.stoppedBy ??= maps ? this.failed(e, `its worker thread ${outOfHeap(e) ? 'was stopped as out of memory, but not by the method or the JavaScript heap' : `could not start (${e.message})`}: ${maps}`, 'MAP_LIMIT')
         : this.failed(e, outOfHeap(e) ? this.outOfHeapMessage() : `${e instanceof Error ? e.message : String(e)}${pluginLocation(e, this.method)}`)
       this.stop()
     })

@@ -4,7 +4,7 @@
 // calibration engine (src/calibration/sequential.ts), which reads `edits` after each layer.
 // Plugin exceptions are re-labelled METHOD_FAILED with the method's name and phase as error fields.
 import { inspect } from 'node:util'
-import { fail, failIn, HarnessError } from '../errors.ts'
+import { fail, failIn, HarnessError, isMachineFailure } from '../errors.ts'
 import { emptyEdits, validateEdits, type LayerHooks, type VariantEdits } from '../edits/variantEdits.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
 import { decodeToFloat32, encodeFromFloat32 } from '../model/safetensors.ts'
@@ -156,8 +156,9 @@ export function startMethod(method: MethodDefinition, params: ParamValues, ckpt:
   }
   const where = (phase?: string) => (phase === undefined ? { method: method.name } : { method: method.name, phase })
   const relabel = (e: unknown, phase: string): never => {
-    // The machine, not the method: a full or read-only disk, a bad setting keep their own code and fix.
-    if (e instanceof HarnessError && (e.code === 'FILE_ACCESS' || e.code === 'CONFIG_INVALID')) failIn(where(phase), e.code, e.message, e)
+    // The machine, not the method: a full or read-only disk, a bad setting, a limit of this machine
+    // (isMachineFailure: the sweep then stores no failed variant) keep their own code and fix.
+    if (e instanceof HarnessError && (e.code === 'FILE_ACCESS' || e.code === 'CONFIG_INVALID' || isMachineFailure(e))) failIn(where(phase), e.code, e.message, e)
     // A plugin's own HarnessError keeps its code in the message (METHOD_FAILED: HOOK_INVALID: ...);
     // every message names the line of the method's code that threw or made the failing call.
     const at = pluginLocation(e, method.name)

@@ -1,8 +1,10 @@
 // How many scoring workers fit in memory. A sweep's pool holds the checkpoint's weights once per
 // process (the engine memory-maps half-precision weights from the safetensors files; piscina workers
-// are threads of that one process, so they share the mapped pages) plus, per worker, the float32
-// activations of the largest batch it can be sent. fitPool chooses the most workers up to the
-// requested count whose total stays within a safety fraction of the memory available, and says so.
+// are threads of that one process, so they share the mapped pages), onnxruntime's state of each
+// session (per weight tensor: sessionBytes; every worker keeps up to two, the main process one), and,
+// per worker, the float32 activations of the largest batch it can be sent. fitPool chooses the most
+// workers up to the requested count whose total stays within a safety fraction of the memory
+// available, and says so.
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -23,10 +25,11 @@ export const MEMORY_SAFETY = 0.85
 
 /**
  * Fixed cost of one worker beside its batch: a Node worker thread (its own V8 heap and module graph),
- * onnxruntime's per-session state and thread pool, the graph protobuf and the tokenizer. Measured
- * (process RSS, 2 cores): an idle worker adds 55-60 MB; with models/tiny-moe's session built and a
- * 2-token batch scored, 160 MB (measured while workers still copied the weights; they are mapped now); 256 MiB
- * leaves room for the larger graphs of deep, many-expert models.
+ * onnxruntime's thread pool and the fixed part of its sessions (~19 MB each: see
+ * SESSION_BYTES_PER_TENSOR), the tokenizer. Measured (process RSS, 2 cores): an idle worker adds
+ * 55-60 MB; with models/tiny-moe's session built and a 2-token batch scored, 160 MB (measured while
+ * workers still copied the weights; they are mapped now). What grows with the graph (layers ×
+ * experts) is counted apart, per session (sessionBytes).
  */
 export const WORKER_OVERHEAD_BYTES = 256 * 2 ** 20
 
@@ -54,8 +57,13 @@ export interface PoolFitRequest {
   availableBytes: number
   /** Bytes mapped once per process: the largest model's weights (modelWeightBytes). */
   modelBytes: number
-  /** Bytes each worker adds (estimateWorkerBytes of the largest batch). */
+  /** Bytes each worker adds beside its sessions (estimateWorkerBytes of the largest batch). */
   perWorkerBytes: number
+  /**
+   * Bytes one scoring session holds (sessionBytes of the model with the most tensors), counted
+   * MAIN_SESSIONS times once per process and SESSIONS_PER_WORKER times per worker; 0 when not given.
+   */
+  sessionBytes?: number
   /** The batch perWorkerBytes was estimated for, named in the reason. */
   batch?: { rows: number; rowTokens: number }
   /** perWorkerBytes includes each worker's own float32 weights (MOE_HARNESS_WEIGHTS=memory), named in the reason. */
@@ -73,7 +81,7 @@ export interface PoolFitRequest {
 export interface PoolFit {
   workers: number
   threads: number
-  /** modelBytes + workers × perWorkerBytes <= safety × availableBytes. */
+  /** poolBytes(request, workers) <= safety × availableBytes (and the mappings fit). */
   fits: boolean
   /** Fewer workers than requested. */
   reduced: boolean
@@ -99,6 +107,52 @@ export const MAPS_PER_SESSION_EXTRA = 100
  */
 export const SESSIONS_PER_WORKER = 2
 export const MAIN_SESSIONS = 1
+
+/**
+ * Bytes one onnxruntime scoring session holds per weight tensor of its checkpoint, beside the weights'
+ * mapped pages (modelBytes) and its activations (estimateWorkerBytes): its state per initializer and
+ * per node (the graph has ~7 nodes per tensor: each weight's Reshape, Cast and MatMul), kernels and memory
+ * plans, and the pages of the weight file its own mapping of each small tensor touches (RSS counts them
+ * once per mapping). It grows with layers × experts, not width: a fresh user's tiny-width (hidden 64)
+ * Qwen3-30B-A3B-shaped checkpoint, 48 layers × 128 experts, 18,867 tensors, was planned at ~970 MB for
+ * --workers 2 and reached 4.3 GB RSS. Measured (process RSS over the process with the checkpoint open;
+ * onnxruntime-node 1.30, openGraphSession as shipped: mapped weights, graph and its optimized form from
+ * the cache, 1 thread; two sessions opened, each then scoring 2 × 32 tokens twice; that shape at tiny
+ * width, 128 experts; bench/sessionMemory.ts):
+ *
+ *   layers   tensors   graph nodes   two sessions, scored
+ *        1       396         2,995        82 MB
+ *        2       789         5,856       133 MB
+ *        4     1,575        11,578       231 MB
+ *        8     3,147        23,022       437 MB
+ *       16     6,291        45,910       823 MB
+ *       48    18,867       137,462      2377 MB
+ *
+ * that is, per session 19 MB + 62 kB per tensor. Of the 62 kB, ~50 kB is held from creation
+ * (anonymous memory), ~8 kB is file pages the first run touches, the rest the first run's state. The
+ * fixed 19 MB (onnxruntime's library pages, once per process; its thread pool) is in
+ * WORKER_OVERHEAD_BYTES; 64 KiB (65.5 kB) rounds the 62 kB up. Creation alone is 10.9 kB per tensor + 5.3 kB per graph node on every
+ * checkpoint measured, 4 and 8 experts too, so nodes predict it better, but they are known only once
+ * the graph is built: 16 layers × 8 experts (531 tensors, 10 nodes each) took 118 MB for the two
+ * where the tensor fit says 104, within this constant's rounding and the worker overhead's margin.
+ * A graph not yet cached is built in JS and optimized by onnxruntime while its first session is
+ * created: a transient 17 kB per tensor more (48 layers: 1.30 GB peak instead of 0.98).
+ */
+export const SESSION_BYTES_PER_TENSOR = 64 * 2 ** 10
+
+/** Estimated bytes one scoring session of `ckpt` holds beside the mapped weights and its activations: SESSION_BYTES_PER_TENSOR per weight tensor. */
+export function sessionBytes(ckpt: Pick<Checkpoint, 'tensors'>): number {
+  return SESSION_BYTES_PER_TENSOR * ckpt.tensors.size
+}
+
+/**
+ * Bytes the pool's processes hold with `workers` workers (fitPool's rule):
+ *   modelBytes + MAIN_SESSIONS × sessionBytes + workers × (perWorkerBytes + SESSIONS_PER_WORKER × sessionBytes).
+ */
+export function poolBytes(r: Pick<PoolFitRequest, 'modelBytes' | 'perWorkerBytes' | 'sessionBytes'>, workers: number): number {
+  const s = r.sessionBytes ?? 0
+  return r.modelBytes + MAIN_SESSIONS * s + workers * (r.perWorkerBytes + SESSIONS_PER_WORKER * s)
+}
 
 /**
  * Mappings a worker thread adds beside its sessions: its V8 heap (mapped in pages that grow with use),
@@ -145,7 +199,8 @@ export function refuseMapLimit(fit: PoolFit): void {
 }
 
 /**
- * The most workers w <= requestedWorkers with modelBytes + w × perWorkerBytes <= safety ×
+ * The most workers w <= requestedWorkers with poolBytes(r, w) (modelBytes + MAIN_SESSIONS ×
+ * sessionBytes + w × (perWorkerBytes + SESSIONS_PER_WORKER × sessionBytes)) <= safety ×
  * availableBytes, never fewer than 1 (when even one does not fit, the pool still runs one worker and
  * the reason says it will likely run out of memory and how to fix it). Threads: as requested, else
  * the cores shared evenly by the chosen workers (src/defaults.ts defaultThreads), so a pool reduced
@@ -160,12 +215,14 @@ export function fitPool(r: PoolFitRequest): PoolFit {
   if (!Number.isInteger(r.requestedWorkers) || r.requestedWorkers < 1) fail('INVALID_ARGUMENT', `pool workers must be a positive integer, got ${r.requestedWorkers}; set pool.workers in the config or --workers.`)
   if (r.requestedThreads !== undefined && (!Number.isInteger(r.requestedThreads) || r.requestedThreads < 1)) fail('INVALID_ARGUMENT', `pool threads must be a positive integer, got ${r.requestedThreads}; set pool.threads in the config or --threads.`)
   if (!(safety > 0 && safety <= 1)) fail('INVALID_ARGUMENT', `memory safety fraction must be in (0, 1], got ${safety}.`)
-  for (const [k, v] of [['availableBytes', r.availableBytes], ['modelBytes', r.modelBytes], ['perWorkerBytes', r.perWorkerBytes]] as const) {
+  for (const [k, v] of [['availableBytes', r.availableBytes], ['modelBytes', r.modelBytes], ['perWorkerBytes', r.perWorkerBytes], ['sessionBytes', r.sessionBytes ?? 0]] as const) {
     if (!Number.isFinite(v) || v < 0) fail('INVALID_ARGUMENT', `fitPool: ${k} must be a non-negative number of bytes, got ${v}.`)
   }
   const budget = safety * r.availableBytes
-  const total = (w: number) => r.modelBytes + w * r.perWorkerBytes
-  const most = r.perWorkerBytes > 0 ? Math.floor((budget - r.modelBytes) / r.perWorkerBytes) : r.requestedWorkers
+  const s = r.sessionBytes ?? 0
+  const total = (w: number) => poolBytes(r, w)
+  const each = r.perWorkerBytes + SESSIONS_PER_WORKER * s
+  const most = each > 0 ? Math.floor((budget - total(0)) / each) : r.requestedWorkers
   const mapWorkers = mapsFit(r)
   const byMemory = Math.max(1, Math.min(r.requestedWorkers, most))
   const workers = Math.max(1, Math.min(byMemory, mapWorkers))
@@ -177,7 +234,9 @@ export function fitPool(r: PoolFitRequest): PoolFit {
   const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`
   const at = r.batch ? ` at batches of ${r.batch.rows} x ${r.batch.rowTokens} tokens` : ''
   const own = r.weightsInMemory ? ' (its own float32 weights, MOE_HARNESS_WEIGHTS=memory, and activations)' : ''
-  const sum = (w: number) => `model ${formatBytes(r.modelBytes)} ${r.weightsInMemory ? 'read' : 'mapped'} once + ${w} x ${formatBytes(r.perWorkerBytes)} per worker${own}${at} = ${formatBytes(total(w))}`
+  // The sessions last, so the line still begins 'model … once + w x … per worker' as before they were counted.
+  const sessions = (w: number) => s > 0 ? ` + ${MAIN_SESSIONS + w * SESSIONS_PER_WORKER} sessions x ${formatBytes(s)} (onnxruntime's state per weight tensor; ${MAIN_SESSIONS} in the main process + ${SESSIONS_PER_WORKER} per worker)` : ''
+  const sum = (w: number) => `model ${formatBytes(r.modelBytes)} ${r.weightsInMemory ? 'read' : 'mapped'} once + ${w} x ${formatBytes(r.perWorkerBytes)} per worker${own}${at}${sessions(w)} = ${formatBytes(total(w))}`
   const room = `${Math.round(safety * 100)}% of ${formatBytes(r.availableBytes)} available`
   let reason = `pool: ${plural(workers, 'worker')} x ${plural(threads, 'thread')}`
   if (byMaps) {
@@ -244,10 +303,10 @@ export interface WorkerBytes {
  * sequences (src/onnx/sequenceChunks.ts); a half-precision graph (GPUs) keeps them whole, in the
  * device's memory.
  *
- * Not counted: a worker keeps up to two sessions (poolWorker.ts), and onnxruntime's CPU arena keeps
- * each session's peak allocated, so two sessions that both scored their largest batch can hold up to
- * twice the activation parts; and tensors a method edited (merged experts) held as float32 per
- * variant session.
+ * Not counted: each session's state per weight tensor (sessionBytes: the pool counts it per session);
+ * a worker keeps up to two sessions (poolWorker.ts), and onnxruntime's CPU arena keeps each session's
+ * peak allocated, so two sessions that both scored their largest batch can hold up to twice the
+ * activation parts; and tensors a method edited (merged experts) held as float32 per variant session.
  */
 export function estimateWorkerParts(spec: ModelSpec, rows: number, rowTokens: number): WorkerBytes {
   if (!Number.isInteger(rows) || rows < 1 || !Number.isInteger(rowTokens) || rowTokens < 1) {
@@ -483,7 +542,8 @@ export interface FootprintRequest {
 }
 
 /**
- * The pool of a sweep over `models`: modelBytes is the largest model's weights, perWorkerBytes the
+ * The pool of a sweep over `models`: modelBytes is the largest model's weights, sessionBytes the
+ * session of the model with the most tensors, perWorkerBytes the
  * largest worker estimate over the models at the worst batch of `batchTokens` (rows as long as
  * `longestRequest(maxLength)` when given: the sweep's requests at a model's context; at most
  * `mostRequests(maxLength)` rows when given: the most requests one task of the sweep builds there);
@@ -502,13 +562,13 @@ export function fitPoolToModels(o: FootprintRequest & {
   /** Mappings this process holds; default mapCount(). */
   mapsInUse?: number
 }): PoolFit {
-  const { modelBytes, perWorkerBytes, batch } = poolFootprint(o)
+  const { modelBytes, perWorkerBytes, sessionBytes, batch } = poolFootprint(o)
   // Weights in memory are not mapped: a session then holds only its own few mappings.
   const mapsPerSession = Math.max(0, ...o.models.map(m => o.weightsInMemory ? MAPS_PER_SESSION_EXTRA : sessionMapCount(m)))
   const fit = fitPool({
     requestedWorkers: o.requestedWorkers, requestedThreads: o.requestedThreads,
     cores: o.cores ?? os.availableParallelism(), availableBytes: o.availableBytes ?? availableMemoryBytes(),
-    modelBytes, perWorkerBytes, batch, weightsInMemory: o.weightsInMemory,
+    modelBytes, perWorkerBytes, sessionBytes, batch, weightsInMemory: o.weightsInMemory,
     mapLimit: o.mapLimit === null ? undefined : o.mapLimit ?? mapCountLimit(), mapsPerSession, mapsInUse: o.mapsInUse ?? mapCount() ?? 0,
   })
   refuseMapLimit(fit)
@@ -516,19 +576,22 @@ export function fitPoolToModels(o: FootprintRequest & {
 }
 
 /**
- * The two terms of fitPoolToModels' rule (bytes): modelBytes, the largest model's weights
- * (modelWeightBytes), held once per process; perWorkerBytes, the largest worker estimate over the models
- * at each one's worst batch (estimateWorkerBytes at worstBatch; + 2 × its float32 weights with
- * weightsInMemory), with that batch. Pure. `sweep --slurm` sizes its memory request from the same terms.
+ * The terms of fitPoolToModels' rule (bytes; poolBytes sums them): modelBytes, the largest model's
+ * weights (modelWeightBytes), held once per process; sessionBytes, the largest model's session by
+ * tensors (sessionBytes), held MAIN_SESSIONS times per process and SESSIONS_PER_WORKER times per
+ * worker; perWorkerBytes, the largest worker estimate over the models at each one's worst batch
+ * (estimateWorkerBytes at worstBatch; + 2 × its float32 weights with weightsInMemory), with that
+ * batch. Pure. `sweep --slurm` and `--k8s-manifest` size their memory requests from the same terms.
  */
-export function poolFootprint(o: FootprintRequest): { modelBytes: number; perWorkerBytes: number; batch?: { rows: number; rowTokens: number } } {
-  let modelBytes = 0, perWorkerBytes = 0
+export function poolFootprint(o: FootprintRequest): { modelBytes: number; perWorkerBytes: number; sessionBytes: number; batch?: { rows: number; rowTokens: number } } {
+  let modelBytes = 0, perWorkerBytes = 0, sessions = 0
   let batch: { rows: number; rowTokens: number } | undefined
   for (const ckpt of o.models) {
     modelBytes = Math.max(modelBytes, modelWeightBytes(ckpt))
+    sessions = Math.max(sessions, sessionBytes(ckpt))
     const worst = worstBatch(ckpt.spec, o.batchTokens, o.longestRequest?.(ckpt.spec.maxPositions), o.mostRequests?.(ckpt.spec.maxPositions))
     const bytes = estimateWorkerBytes(ckpt.spec, worst.rows, worst.rowTokens) + (o.weightsInMemory ? 2 * float32WeightBytes(ckpt) : 0)
     if (bytes > perWorkerBytes) [perWorkerBytes, batch] = [bytes, worst]
   }
-  return { modelBytes, perWorkerBytes, batch }
+  return { modelBytes, perWorkerBytes, sessionBytes: sessions, batch }
 }

@@ -24,6 +24,13 @@ export interface ScoringPool {
   /** Seconds workers spent building sessions, and running batches, so far (summed over workers). */
   buildSeconds(): number
   runSeconds(): number
+  /**
+   * Wall-clock seconds between `from` and `to` (performance.now() milliseconds) that scoring in the
+   * sessions `sessions` (BatchRunner results' `session`) lost to workers getting ready: starting (a
+   * worker's first batch) or building one of those sessions. Per worker the time it spent so within
+   * the interval, then the most of any worker; see openingSeconds below.
+   */
+  openingSeconds(sessions: ReadonlySet<string>, from: number, to: number): number
   close(): Promise<void>
 }
 
@@ -54,6 +61,8 @@ export function createPool(options: PoolOptions): ScoringPool {
   }
   let build = 0
   let runTime = 0
+  /** When each worker was starting (session null: it held up every session) or building a session, ms. */
+  const opening: Opening[] = []
   // Terminating a worker while onnxruntime is inside run() or session creation aborts the whole
   // process (an uncaught Napi::Error), so close() lets the tasks in flight finish first.
   const inflight = new Set<Promise<unknown>>()
@@ -62,6 +71,7 @@ export function createPool(options: PoolOptions): ScoringPool {
       return async batch => {
         const task: WorkerTask = { variantDir, batch, device: options.device, threads: options.threads, ...(options.allowNonfinite?.length ? { allowNonfinite: [...options.allowNonfinite] } : {}) }
         let result: WorkerResult
+        const submitted = performance.now()
         try {
           const running = start().run(task) as Promise<WorkerResult>
           inflight.add(running)
@@ -77,11 +87,15 @@ export function createPool(options: PoolOptions): ScoringPool {
         if (!result.ok) throw HarnessError.fromData(result.error)
         build += result.buildSeconds
         runTime += result.runSeconds
-        return { logprobs: result.logprobs, greedy: result.greedy }
+        // A worker's first batch waited for it to start (the pool starts its workers with the first batch).
+        if (result.readyAt !== null && result.readyAt > submitted) opening.push({ worker: result.worker, session: null, from: submitted, to: result.readyAt })
+        if (result.buildSeconds > 0) opening.push({ worker: result.worker, session: result.session, from: result.buildFrom, to: result.buildFrom + 1000 * result.buildSeconds })
+        return { logprobs: result.logprobs, greedy: result.greedy, session: result.session }
       }
     },
     buildSeconds: () => build,
     runSeconds: () => runTime,
+    openingSeconds: (sessions, from, to) => openingSeconds(opening, sessions, from, to),
     async close() {
       await Promise.allSettled([...inflight])
       if (!piscina) return
@@ -92,4 +106,28 @@ export function createPool(options: PoolOptions): ScoringPool {
       await piscina.destroy()
     },
   }
+}
+
+interface Opening { worker: number; session: string | null; from: number; to: number }
+
+/**
+ * The wall time a cell (scoring in `sessions` from `from` to `to`) lost to workers getting ready, in
+ * seconds: per worker the part of [from, to] it spent starting or building one of those sessions (for
+ * whichever cell's batch triggered it: two cells of a variant scored at once in two lanes both wait
+ * for its build), then the most of any worker, not the sum. Workers get ready concurrently: at a
+ * variant's first cell every worker that lacks its session builds one at the same time, so N workers
+ * building B seconds each delay the cell by about B, not N × B (a sum would exceed the cell's wall
+ * time). The most of any worker is also right when fewer batches than workers ran (the idle ones lost
+ * nothing) and when a worker built later, after scoring another variant's batches (its share of this
+ * cell's batches waited B all the same); it is an upper bound when builds were staggered within the
+ * cell (another worker scored meanwhile).
+ */
+function openingSeconds(opening: readonly Opening[], sessions: ReadonlySet<string>, from: number, to: number): number {
+  const perWorker = new Map<number, number>()
+  for (const o of opening) {
+    if (o.session !== null && !sessions.has(o.session)) continue
+    const overlap = Math.min(to, o.to) - Math.max(from, o.from)
+    if (overlap > 0) perWorker.set(o.worker, (perWorker.get(o.worker) ?? 0) + overlap)
+  }
+  return Math.max(0, ...perWorker.values()) / 1000
 }

@@ -3,6 +3,7 @@
 // variants that only remove experts, or only change the same few weights, share a session (planFor).
 // Errors come back as data, not thrown: structured clone turns a thrown HarnessError into a plain
 // Error without its code, so the reply carries HarnessErrorData and pool.ts rebuilds the error.
+import { threadId } from 'node:worker_threads'
 import { openCheckpoint, type Checkpoint } from '../model/checkpoint.ts'
 import { expertMaskFeeds, isMaskOnly, sharedWeightInputs, weightInputFeeds, type GraphOptions } from '../onnx/moeGraph.ts'
 import { openGraphSession, resolvePrecision } from '../engine/graphSession.ts'
@@ -30,6 +31,18 @@ export interface WorkerScores {
   greedy: Uint8Array
   /** Seconds spent building a session for this task (0 when cached). */
   buildSeconds: number
+  /** When that build began (performance.now() milliseconds, see readyAt); meaningful when buildSeconds > 0. */
+  buildFrom: number
+  /** The session the task ran in (sessions' key: a variant folder, `masks:<model>`, `weights:<model>:<tensors>`). */
+  session: string
+  /**
+   * When this worker had loaded its modules (onnxruntime, the graph builders) and could score, in
+   * milliseconds of performance.now(), whose origin worker threads share with the main thread (the
+   * process's start); with its first task only, null after.
+   */
+  readyAt: number | null
+  /** The worker thread that ran the task (worker_threads threadId). */
+  worker: number
   /** Seconds onnxruntime spent running the batch. */
   runSeconds: number
 }
@@ -41,6 +54,9 @@ export interface WorkerFailure {
 }
 
 export type WorkerResult = WorkerScores | WorkerFailure
+
+// Evaluated after its imports. The pool starts its workers with its first batch, which waits for this.
+let readyAt: number | null = performance.now()
 
 const MAX_SESSIONS = 2
 /**
@@ -130,15 +146,16 @@ function checkTokens(batch: PackedBatch, vocabSize: number): void {
   }
 }
 
-async function sessionFor(task: WorkerTask): Promise<{ session: Session; built: number; plan: VariantPlan }> {
+async function sessionFor(task: WorkerTask): Promise<{ session: Session; built: number; t0: number; plan: VariantPlan }> {
+  // A build counts from here: opening the checkpoint in this worker (planFor, once per model) is part of it.
+  const t0 = performance.now()
   const plan = planFor(task.variantDir, task.device, task.allowNonfinite)
   const hit = sessions.get(plan.key)
   if (hit) {
     sessions.delete(plan.key)
     sessions.set(plan.key, hit) // most recently used last
-    return { session: await hit, built: 0, plan }
+    return { session: await hit, built: 0, t0, plan }
   }
-  const t0 = performance.now()
   const created = (async () => {
     const settings = { device: task.device, threads: task.threads }
     return openGraphSession(plan.ckpt, plan.graph.edits, plan.graph.options, settings)
@@ -150,7 +167,7 @@ async function sessionFor(task: WorkerTask): Promise<{ session: Session; built: 
     void s.then(x => x.release(), () => {}) // a failed build has nothing to release
   }
   try {
-    return { session: await created, built: (performance.now() - t0) / 1000, plan }
+    return { session: await created, built: (performance.now() - t0) / 1000, t0, plan }
   } catch (e) {
     sessions.delete(plan.key)
     plans.delete(task.variantDir)
@@ -160,7 +177,7 @@ async function sessionFor(task: WorkerTask): Promise<{ session: Session; built: 
 
 async function scoreBatch(task: WorkerTask): Promise<WorkerScores> {
   // The phase tells a broken variant (every batch fails at 'session build') from a bad batch.
-  const { session, built, plan } = await sessionFor(task).catch(e => { throw withContext(e, { phase: 'session build' }) })
+  const { session, built, t0: buildFrom, plan } = await sessionFor(task).catch(e => { throw withContext(e, { phase: 'session build' }) })
   let extraFeeds: Record<string, Feed>
   try {
     extraFeeds = plan.extraFeeds()
@@ -175,7 +192,9 @@ async function scoreBatch(task: WorkerTask): Promise<WorkerScores> {
   } catch (e) {
     throw withContext(e, { phase: 'batch run' })
   }
-  return { ok: true, logprobs: out.logprobs.data as Float32Array, greedy: out.greedy.data as Uint8Array, buildSeconds: built, runSeconds: (performance.now() - t0) / 1000 }
+  const ready = readyAt
+  readyAt = null
+  return { ok: true, logprobs: out.logprobs.data as Float32Array, greedy: out.greedy.data as Uint8Array, buildSeconds: built, buildFrom, session: plan.key, readyAt: ready, worker: threadId, runSeconds: (performance.now() - t0) / 1000 }
 }
 
 export default async function score(task: WorkerTask): Promise<WorkerResult> {

@@ -12,6 +12,7 @@ import { compareCorrectness, comparePerplexity, type PairedResult } from './sign
  * 2: tasks are columns keyed by TaskInfo.key (task, version, document subset, data file, device; TaskInfo.scoring, only on columns split by device, is an addition within 2); rows say which tasks their average and recovery cover.
  * Additions within 2: one row per (method, parameters, ratio), the newest variant; older ones in ModelData.superseded (Row.createdAt, Row.superseded, Row.olderComplete).
  * Then "newest" became the variant a sweep used last (Row.lastUsedAt, SupersededVariant.lastUsedAt; supersededAt is the current variant's lastUsedAt).
+ * Then Row.tokensPerSecond became a scoring throughput: the seconds spent opening sessions are left out (runs stored since schema 7).
  */
 export const LEADERBOARD_VERSION = 2
 
@@ -103,6 +104,12 @@ export interface Row {
   /** Keys of the tasks `recovery` is computed over; fewer than averageTasks: a partial recovery. */
   recoveryTasks: string[]
   accounting: VariantAccounting
+  /**
+   * Scoring throughput: tokens the graph processed over the seconds spent scoring them, summed over the
+   * row's runs; a run's seconds less the time its workers spent opening the variant's session, and
+   * starting for the sweep's first cell (StoredRun.sessionSeconds), so the first variant to build a
+   * session does not look slower than the variants that reuse it. Runs stored before schema 7 count their whole wall time. Null with no run.
+   */
   tokensPerSecond: number | null
   warnings: string[]
   notes: Record<string, unknown>
@@ -321,7 +328,7 @@ export function summarize(store: ReportSource, title: string): LeaderboardData {
         if (!metric) continue
         cells[t.key] = { value: metric.value, stderr: metric.stderr, docs: run.docs }
         tokens += run.tokensProcessed
-        seconds += run.seconds
+        seconds += run.seconds - (run.sessionSeconds ?? 0)
       }
       const missingTasks = averageTasks.filter(k => !cells[k])
       const average = averageTasks.length && !missingTasks.length ? meanOver(cells, averageTasks) : null

@@ -63,9 +63,10 @@ function isPartialRecovery(row: Row, model: ModelData): boolean {
  * the union over models; empty where not scored), then the aggregates with the tasks they cover:
  * `average` only for complete rows, over `average_tasks`; `status` 'incomplete' with `missing_tasks`
  * otherwise; `recovery` over `recovery_tasks` (the tasks the row and the unpruned model both scored).
- * Task lists are ';'-separated keys. Stored metrics at full precision; the derived `average`, `recovery`
- * and `tokens_per_second` to 12 significant digits (util/numberFormat.ts derivedNumber: summing left
- * float noise such as 0.6000000000000001).
+ * Task lists are ';'-separated keys. `tokens_per_second` is scoring throughput (Row.tokensPerSecond:
+ * the seconds spent opening the variant's session left out). Stored metrics at full precision; the
+ * derived `average`, `recovery` and `tokens_per_second` to 12 significant digits
+ * (util/numberFormat.ts derivedNumber: summing left float noise such as 0.6000000000000001).
  */
 export function leaderboardCsv(data: LeaderboardData): string {
   const tasks = [...new Map(data.models.flatMap(m => m.tasks).map(t => [t.key, t])).values()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))

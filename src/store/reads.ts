@@ -61,6 +61,13 @@ export type StoredVariant = FailedVariant | ReadyVariant
 
 /** A complete run (one variant content × one task version). Units: seconds of wall time, tokens the graph processed. */
 export interface StoredRun { runId: number; contentHash: string; task: string; taskVersion: number; /** The document subset (keys.ts runKey: 'all', 'limit:N', 'sample:N:seedS'). */ subset: string; /** sha256 of the task data file ('' before schema 5). */ dataSha256: string; docs: number; seconds: number; tokensProcessed: number
+  /**
+   * Of `seconds`, the wall-clock seconds spent building the variant's onnxruntime session, and starting
+   * the pool's workers for the sweep's first cell (0 when the workers already had the session: a later
+   * task of the variant, or a variant sharing its session); null for runs stored before schema 7,
+   * which did not record it.
+   */
+  sessionSeconds: number | null
   /** keys.ts scoringKey (scoring version, max length, device, onnxruntime version), and the readable device and onnxruntime version it was made from. */
   scoringKey: string; device: string; ortVersion: string }
 

@@ -7,6 +7,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import Database from 'better-sqlite3'
+import { harnessHome } from '../defaults.ts'
 import { fail, HarnessError } from '../errors.ts'
 import { runKeyText, type RunKey } from '../identity/keys.ts'
 import { fileError } from '../util/fileErrors.ts'
@@ -36,6 +37,13 @@ export interface RunRow {
   data_file: string | null
   /** sha256 of the task data file's bytes (in the key); '' for rows from before schema 5, which no new key matches. */
   data_sha256: string
+  /**
+   * Of `seconds`, the wall-clock seconds the pool's workers spent building the variant's onnxruntime
+   * session, and starting up when it was their first batch (0 when they had the session already;
+   * src/pool/pool.ts openingSeconds); null for rows from before schema 7, and for rows an older
+   * harness writes.
+   */
+  session_seconds: number | null
 }
 export interface MetricRow { run_id: number; metric: string; value: number; stderr: number | null; higher_is_better: number }
 export interface SampleRow { run_id: number; doc: number; gold_json: string; lls_json: string; lls_unconditional_json: string | null; greedy_json: string; preds_json: string; counts_json: string | null }
@@ -111,6 +119,10 @@ const MIGRATIONS: string[] = [
   // records nothing else. Old rows start at their creation time, so their order does not change.
   `ALTER TABLE variants ADD COLUMN last_used_at TEXT NOT NULL DEFAULT '';
    UPDATE variants SET last_used_at = created_at;`,
+  // 7: the part of a run's seconds spent opening the variant's session, so the leaderboard's tokens/s
+  // is a scoring throughput: the first cell of a variant paid for the build, the cells that reused
+  // the session did not. Old rows stay NULL (unknown) and keep their wall-time throughput.
+  `ALTER TABLE runs ADD COLUMN session_seconds REAL;`,
 ]
 
 export const SCHEMA_VERSION = MIGRATIONS.length
@@ -302,16 +314,16 @@ export class ResultsStore {
   }
 
   /** Writes a finished run with all its metrics and samples atomically (replacing a failed attempt). */
-  saveRun(run: Omit<RunRow, 'run_id' | 'created_at' | 'error_json' | 'data_file' | 'data_sha256'> & { error_json?: string | null; data_file?: string | null; data_sha256?: string }, metrics: Omit<MetricRow, 'run_id'>[], samples: Omit<SampleRow, 'run_id'>[]): number {
+  saveRun(run: Omit<RunRow, 'run_id' | 'created_at' | 'error_json' | 'data_file' | 'data_sha256' | 'session_seconds'> & { error_json?: string | null; data_file?: string | null; data_sha256?: string; session_seconds?: number | null }, metrics: Omit<MetricRow, 'run_id'>[], samples: Omit<SampleRow, 'run_id'>[]): number {
     return this.guard(() => {
       return this.db.transaction(() => {
-        const row = { error_json: null, data_file: null, data_sha256: '', ...run, created_at: now() }
+        const row = { error_json: null, data_file: null, data_sha256: '', session_seconds: null, ...run, created_at: now() }
         this.db.prepare(`DELETE FROM runs WHERE model_id = @model_id AND content_hash = @content_hash AND task = @task
           AND task_version = @task_version AND subset = @subset AND scoring_key = @scoring_key AND data_sha256 = @data_sha256`).run(keyOf(row))
         const info = this.db.prepare(`INSERT INTO runs (model_id, content_hash, task, task_version, subset, scoring_key, data_sha256, data_file,
-            harness_version, ort_version, device, status, error, error_json, docs, seconds, tokens_processed, tokens_per_choice, created_at)
+            harness_version, ort_version, device, status, error, error_json, docs, seconds, session_seconds, tokens_processed, tokens_per_choice, created_at)
           VALUES (@model_id, @content_hash, @task, @task_version, @subset, @scoring_key, @data_sha256, @data_file, @harness_version,
-            @ort_version, @device, @status, @error, @error_json, @docs, @seconds, @tokens_processed, @tokens_per_choice, @created_at)`).run(row)
+            @ort_version, @device, @status, @error, @error_json, @docs, @seconds, @session_seconds, @tokens_processed, @tokens_per_choice, @created_at)`).run(row)
         const runId = Number(info.lastInsertRowid)
         const m = this.db.prepare('INSERT INTO metrics (run_id, metric, value, stderr, higher_is_better) VALUES (?, ?, ?, ?, ?)')
         for (const x of metrics) m.run(runId, x.metric, x.value, x.stderr, x.higher_is_better)
@@ -463,7 +475,7 @@ export class ResultsStore {
   /** A model's complete runs (failed attempts are not results), by task then run id. */
   completeRuns(modelId: string): StoredRun[] {
     return this.all<RunRow>(`SELECT * FROM runs WHERE model_id = ? AND status = 'complete' ORDER BY task, run_id`, modelId)
-      .map(r => ({ runId: r.run_id, contentHash: r.content_hash, task: r.task, taskVersion: r.task_version, subset: r.subset, dataSha256: r.data_sha256, docs: r.docs, seconds: r.seconds, tokensProcessed: r.tokens_processed, scoringKey: r.scoring_key, device: r.device, ortVersion: r.ort_version }))
+      .map(r => ({ runId: r.run_id, contentHash: r.content_hash, task: r.task, taskVersion: r.task_version, subset: r.subset, dataSha256: r.data_sha256, docs: r.docs, seconds: r.seconds, sessionSeconds: r.session_seconds ?? null, tokensProcessed: r.tokens_processed, scoringKey: r.scoring_key, device: r.device, ortVersion: r.ort_version }))
   }
 
   /** One metric of a run, or undefined when the run did not compute it. */
@@ -671,9 +683,12 @@ function checkIntact(db: Database.Database, file: string, consequence: string, f
 
 /**
  * Path checks before SQLite sees the file, so the usual mistakes get a precise message. Returns
- * whether the file exists. A writable open creates missing parent folders.
+ * whether the file exists. A writable open creates a missing folder only when it is the harness's
+ * own (ownsFolder: the default store's); any other missing folder is refused, naming it: `--db
+ * /nonexistent/dir/x.sqlite` made the folders, and a typo in a path became a new empty store. With
+ * `create` false nothing is created (checkStorePath).
  */
-function checkDatabasePath(file: string, abs: string, readonly: boolean, flag: string): boolean {
+function checkDatabasePath(file: string, abs: string, readonly: boolean, flag: string, create = true): boolean {
   // `--db "$DB"` with DB unset resolved to the current folder: "  is a folder, not a database file".
   if (!file.trim()) fail('STORE_FAILED', `${flag} is ${file ? 'blank' : 'empty'}; pass ${flag} with the results database's file path (e.g. results.sqlite).`)
   let st: fs.Stats | undefined
@@ -690,10 +705,15 @@ function checkDatabasePath(file: string, abs: string, readonly: boolean, flag: s
   if (!st) {
     if (readonly) fail('STORE_FAILED', `Database ${file} does not exist; run a sweep first or pass ${flag} with an existing file.`)
     const dir = path.dirname(abs)
-    try {
-      fs.mkdirSync(dir, { recursive: true })
-    } catch (e) {
-      throw fileError(e, dir, `create the folder for database ${file}`, (e as NodeJS.ErrnoException).code === 'EACCES' ? 'STORE_READONLY' : 'STORE_FAILED')
+    // statSync(abs) said ENOENT, so `dir` is a folder or missing (ENOTDIR and EACCES were refused above).
+    if (!fs.existsSync(dir)) {
+      if (!ownsFolder(dir)) fail('STORE_FAILED', `Cannot create database ${file}: its folder ${dir} does not exist, and the harness does not create folders you did not ask for (a mistyped path would become a new, empty store). Create it first (mkdir -p ${shellArg(dir)}), or pass ${flag} with a path in an existing folder.`)
+      if (!create) return false
+      try {
+        fs.mkdirSync(dir, { recursive: true })
+      } catch (e) {
+        throw fileError(e, dir, `create the folder for database ${file}`, (e as NodeJS.ErrnoException).code === 'EACCES' ? 'STORE_READONLY' : 'STORE_FAILED')
+      }
     }
     if (!canWrite(dir)) fail('STORE_READONLY', `Cannot create database ${file}: the folder ${dir} is not writable; make it writable or pass ${flag} in a writable folder.`)
     return false
@@ -705,6 +725,30 @@ function checkDatabasePath(file: string, abs: string, readonly: boolean, flag: s
     if (!canWrite(dir)) fail('STORE_READONLY', `Database ${file} is in a folder that is not writable (${dir}); SQLite writes its journal (${path.basename(file)}-wal, -shm) beside it. Make the folder writable or copy the database to a writable one. Read-only commands (report, export) work on it as it is.`)
   }
   return true
+}
+
+/**
+ * Whether a missing folder is the harness's own to create for a database: the harness home (where
+ * the default store goes, src/config/defineConfig.ts storeFile), or a `.harness` folder in an existing
+ * one (the default home's name: the shipped config's store is `.harness/results.sqlite`, relative to
+ * the config, which is not the home when MOE_HARNESS_HOME points elsewhere).
+ */
+function ownsFolder(dir: string): boolean {
+  if (dir === harnessHome()) return true
+  return path.basename(dir) === '.harness' && fs.statSync(path.dirname(dir), { throwIfNoEntry: false })?.isDirectory() === true
+}
+
+/** A path as one shell word, for a command in a message. */
+const shellArg = (p: string) => (/^[\w@%+=:,./-]+$/.test(p) ? p : `'${p.replace(/'/g, `'\\''`)}'`)
+
+/**
+ * The path checks of a read-write open (ResultsStore), without creating or opening anything: `runSweep`
+ * refuses a bad --db (a folder, a missing folder, a read-only file, another kind of file) before it
+ * plans its pool or prints a line. Errors: those of the constructor's path checks (STORE_FAILED,
+ * STORE_READONLY, STORE_NOT_HARNESS, STORE_CORRUPT), naming `file`.
+ */
+export function checkStorePath(file: string, flag = '--db'): void {
+  checkDatabasePath(file, path.resolve(file), false, flag, false)
 }
 
 /** A non-empty file must start with the SQLite header; otherwise it is some other kind of file. */

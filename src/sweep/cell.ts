@@ -1,8 +1,8 @@
 // One cell of a sweep (variant × task) as a unit: prepare its variant, claim its run key, score it in
 // the pool, record run + metrics + samples in one transaction. The scheduler (runSweep.ts) only
 // counts what each cell returns.
-import { scoreRequests } from '../engine/scorer.ts'
-import { errorData, fail, formatError, isHarnessErrorData, type ErrorCode, type HarnessErrorData } from '../errors.ts'
+import { scoreRequests, type BatchRunner } from '../engine/scorer.ts'
+import { errorData, fail, formatError, isHarnessErrorData, isMachineFailure, type ErrorCode, type HarnessErrorData } from '../errors.ts'
 import { HARNESS_VERSION, runKey, scoringKey, type RunKey } from '../identity/keys.ts'
 import { ORT_VERSION } from '../ort/ort.ts'
 import type { ScoringPool } from '../pool/pool.ts'
@@ -24,6 +24,8 @@ export type CellOutcome =
   | { kind: 'variantFailed'; error: HarnessErrorData }
   | { kind: 'stored'; run: RunRow }
   | { kind: 'scored'; error: HarnessErrorData | null; tokens: number; runId: number }
+  /** Its variant's preparation or its scoring met a limit of this machine (errors.ts isMachineFailure): nothing stored, the sweep stops. */
+  | { kind: 'machine'; error: HarnessErrorData }
 
 export interface CellContext extends PrepareContext {
   pool: ScoringPool
@@ -45,6 +47,7 @@ export async function runCell(cell: Cell, ctx: CellContext): Promise<CellOutcome
   if (ctx.signal?.aborted) return { kind: 'aborted' }
   const variant = await prepared(cell.slot, ctx)
   if (variant.status === 'failed') return { kind: 'variantFailed', error: variant.error }
+  if (variant.status === 'machine') return { kind: 'machine', error: variant.error }
   // Interrupted while its variant was prepared: the variant is kept for the rerun, the cell does not start.
   if (ctx.signal?.aborted) return { kind: 'aborted' }
   const key = cellRunKey(cell, variant, ctx)
@@ -54,6 +57,8 @@ export async function runCell(cell: Cell, ctx: CellContext): Promise<CellOutcome
   try {
     ctx.onScoring(cell)
     const scored = await score(cell, variant, ctx)
+    // Not the cell's failure: stored, it would be shown as the method's; the rerun after the fix scores it.
+    if (scored.error && isMachineFailure(scored.error)) return { kind: 'machine', error: scored.error }
     const runId = record(cell, key, scored, ctx)
     return { kind: 'scored', error: scored.error, tokens: scored.evaluation?.tokens.processed ?? 0, runId }
   } finally {
@@ -71,7 +76,12 @@ export function cellRunKey(cell: Cell, variant: { contentHash: string }, ctx: Pi
   })
 }
 
-interface Scored { evaluation: TaskEvaluation | undefined; error: HarnessErrorData | null; seconds: number }
+/**
+ * `seconds`: the cell's wall time (requests, scoring, metrics); `sessionSeconds`: how much of it the
+ * pool's workers spent getting ready for it, starting or building the sessions its batches ran in
+ * (ScoringPool.openingSeconds); 0 when every worker already had them.
+ */
+interface Scored { evaluation: TaskEvaluation | undefined; error: HarnessErrorData | null; seconds: number; sessionSeconds: number }
 
 /**
  * Builds the requests (main thread), scores them in the pool and computes the metrics. Not stopped by
@@ -83,12 +93,19 @@ async function score(cell: Cell, variant: { dir: string }, ctx: CellContext): Pr
   const { ckpt, spec } = cell.slot
   const { config, workers } = ctx.inputs
   const ts = performance.now()
+  const runner = ctx.pool.runner(variant.dir)
+  const sessions = new Set<string>()
+  const run: BatchRunner = async batch => {
+    const out = await runner(batch)
+    if (out.session) sessions.add(out.session)
+    return out
+  }
   let evaluation: TaskEvaluation | undefined
   let error: HarnessErrorData | null = null
   try {
     evaluation = await evaluateTask(cell.data.task, cell.data.docs, {
       tokenizer: ckpt.tokenizer(), maxLength: ckpt.spec.maxPositions,
-      score: requests => scoreRequests(requests, ctx.pool.runner(variant.dir), { vocabSize: ckpt.spec.vocabSize, maxLength: ckpt.spec.slidingWindow }, { maxBatchTokens: config.batchTokens, concurrency: workers + 1 }),
+      score: requests => scoreRequests(requests, run, { vocabSize: ckpt.spec.vocabSize, maxLength: ckpt.spec.slidingWindow }, { maxBatchTokens: config.batchTokens, concurrency: workers + 1 }),
     })
     logNotes(evaluation.notes, cell, ctx)
     for (const sample of evaluation.samples) {
@@ -103,8 +120,10 @@ async function score(cell: Cell, variant: { dir: string }, ctx: CellContext): Pr
     evaluation = undefined // a failed run stores no metrics or samples (a NaN metric would not even fit the table)
     error = errorData(e, 'INTERNAL', { method: spec.method, phase: 'score', task: cell.data.task.name })
   }
-  ctx.timings.cellWall += (performance.now() - ts) / 1000
-  return { evaluation, error, seconds: (performance.now() - ts) / 1000 }
+  const te = performance.now()
+  const seconds = (te - ts) / 1000
+  ctx.timings.cellWall += seconds
+  return { evaluation, error, seconds, sessionSeconds: Math.min(seconds, ctx.pool.openingSeconds(sessions, ts, te)) }
 }
 
 // A note (token_perplexity left out of a short corpus) is the same for every variant of a model: logged once per sweep.
@@ -131,7 +150,7 @@ function record(cell: Cell, key: RunKey, scored: Scored, ctx: CellContext): numb
   const runId = ctx.store.saveRun({
     ...key, data_file: cell.data.file, harness_version: HARNESS_VERSION, ort_version: ORT_VERSION, device: ctx.inputs.device, status: error ? 'failed' : 'complete',
     error: error && formatError(error), error_json: error && JSON.stringify(error),
-    docs: cell.data.docs.length, seconds: scored.seconds, tokens_processed: evaluation?.tokens.processed ?? 0, tokens_per_choice: evaluation?.tokens.perChoiceEquivalent ?? 0,
+    docs: cell.data.docs.length, seconds: scored.seconds, session_seconds: scored.sessionSeconds, tokens_processed: evaluation?.tokens.processed ?? 0, tokens_per_choice: evaluation?.tokens.perChoiceEquivalent ?? 0,
   }, metrics, samples)
   ctx.timings.database += (performance.now() - td) / 1000
   return runId

@@ -8,7 +8,7 @@ import { fitPoolToModels } from '../pool/memoryFit.ts'
 import { tasksRequestBounds } from '../tasks/requestBound.ts'
 import { checkDeviceAvailable } from '../ort/ort.ts'
 import { createPool } from '../pool/pool.ts'
-import { ResultsStore } from '../store/resultsStore.ts'
+import { checkStorePath, ResultsStore } from '../store/resultsStore.ts'
 import { cellFailure, cellLabel, runCell, storedError, type Cell, type CellContext, type CellFailure, type CellOutcome } from './cell.ts'
 import { loadSweepInputs, type SweepInputs } from './inputs.ts'
 import { CellLeases } from './leases.ts'
@@ -68,6 +68,13 @@ export interface SweepSummary {
   owner: string
   /** The pool that ran: workers × intra-op threads, after fitting the requested workers in memory (memoryFit.ts). */
   pool: { workers: number; threads: number }
+  /**
+   * The failure of this machine that stopped the sweep (errors.ts isMachineFailure: MAP_LIMIT, DEVICE_UNAVAILABLE;
+   * the first cell that met it, its error's message naming the fix), else undefined. It is stored as no
+   * cell's or variant's failure and not counted in `failed`; as after an interrupt, no cell started
+   * after it, the cells scored are stored, and a rerun after the fix scores the others.
+   */
+  stopped?: CellFailure
 }
 
 export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
@@ -77,6 +84,9 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
   // over them; `workerBusy` divides by the worker count, comparable with `total`.
   const timings = { calibration: 0, transform: 0, sessionBuild: 0, scoring: 0, database: 0, cellWall: 0, workerBusy: 0, total: 0 }
   const t0 = performance.now()
+  // The store path first (a folder, a missing folder, a foreign file): a bad --db was refused only after
+  // the pool's 'pool: ...' line had been printed, as if the sweep had started.
+  checkStorePath(options.db)
   const loaded = await loadSweepInputs(config, options.baseDir, log) // everything cheap is validated first
   const mine = (cell: Cell) => {
     const key = cellKey(cell.slot.spec, cell.data.task.name)
@@ -96,6 +106,9 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
   const store = new ResultsStore(options.db)
   const allowNonfinite = [...inputs.models].filter(([name]) => allowsNonfinite(config, name)).map(([, ckpt]) => ckpt.dir)
   const pool = createPool({ workers: inputs.workers, threads: inputs.threads, device: inputs.device, allowNonfinite })
+  // Stops the sweep as the user's interrupt does, when a cell meets a limit of this machine (tally).
+  const machineStop = new AbortController()
+  const signal = options.signal ? AbortSignal.any([options.signal, machineStop.signal]) : machineStop.signal
   const leases = new CellLeases(store, 1000 * (options.leaseSeconds ?? 60))
   const summary: SweepSummary = { cells: 0, skipped: 0, completed: 0, failed: 0, interrupted: false, timings, tokensScored: 0, failures: [], scoredElsewhere: 0, sameAsScoredHere: 0, owner: leases.owner, pool: { workers: inputs.workers, threads: inputs.threads } }
   let sweepId = 0
@@ -111,13 +124,14 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
     failRefusedModels(refused, store)
     let done = 0
     const report = (label: string) => options.onProgress?.({ done, total: cells.length, label })
-    const ctx: CellContext = { inputs, store, pool, leases, timings, signal: options.signal, onScoring: cell => report(cellLabel(cell)), onPreparing: report, log }
+    const ctx: CellContext = { inputs, store, pool, leases, timings, signal, onScoring: cell => report(cellLabel(cell)), onPreparing: report, log }
     await checkVariantsWritable(slots, ctx)
     await calibrateModels(slots, ctx, timings, log, report)
 
     const scoredHere = new Set<number>()
     const settle = async (cell: Cell, retried: boolean): Promise<boolean> => {
       const counted = tally(summary, cell, await runCell(cell, ctx), retried, log, scoredHere)
+      if (summary.stopped && !machineStop.signal.aborted) machineStop.abort()
       if (counted === 'deferred') return false
       if (counted) {
         done++
@@ -125,7 +139,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
       }
       return true
     }
-    await schedule(cells, Math.max(1, inputs.workers), settle, leases.retryDelayMs(), options.signal)
+    await schedule(cells, Math.max(1, inputs.workers), settle, leases.retryDelayMs(), signal)
     summary.interrupted = Boolean(options.signal?.aborted)
   } finally {
     leases.close()
@@ -134,7 +148,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
     timings.workerBusy = (timings.sessionBuild + timings.scoring) / inputs.workers
     timings.total = (performance.now() - t0) / 1000
     await pool.close()
-    if (sweepId) store.finishSweep(sweepId, summary.completed + summary.skipped, summary.failed, { ...timings, interrupted: summary.interrupted })
+    if (sweepId) store.finishSweep(sweepId, summary.completed + summary.skipped, summary.failed, { ...timings, interrupted: summary.interrupted, ...(summary.stopped ? { stoppedBy: summary.stopped.code } : {}) })
     store.close()
   }
   return summary
@@ -160,6 +174,13 @@ function tally(summary: SweepSummary, cell: Cell, outcome: CellOutcome, retried:
   switch (outcome.kind) {
     case 'deferred': return 'deferred'
     case 'aborted': return null
+    case 'machine':
+      // Not counted: the cell is left for the rerun, as an interrupted one (the first such cell is the one reported).
+      if (!summary.stopped) {
+        summary.stopped = cellFailure(cell, outcome.error)
+        log(`sweep stopping: ${label} met a limit of this machine (${outcome.error.code}, not stored as a failure); no new cell starts`)
+      }
+      return null
     case 'variantFailed':
       summary.failed++
       summary.failures.push(cellFailure(cell, outcome.error))

@@ -13,7 +13,7 @@ import { isVariantFolder, publishVariantFolder, readVariantFiles, variantFolderS
 import type { VariantEdits } from '../edits/variantEdits.ts'
 import { releaseSpilled } from '../edits/overrideSpill.ts'
 import { withFileErrors } from '../util/fileErrors.ts'
-import { errorData, formatError, HarnessError, type ErrorCode, type ErrorContext, type HarnessErrorData } from '../errors.ts'
+import { errorData, formatError, HarnessError, isMachineFailure, type ErrorCode, type ErrorContext, type HarnessErrorData } from '../errors.ts'
 import { failedVariantKey, variantFolderName } from '../identity/keys.ts'
 import type { Checkpoint } from '../model/checkpoint.ts'
 import type { ResultsStore, VariantRow } from '../store/resultsStore.ts'
@@ -27,9 +27,15 @@ export type VariantPlan =
   | { status: 'planned'; plan: PlannedVariant }
   | { status: 'infeasible'; error: HarnessErrorData }
 
+/**
+ * A slot's variant once prepared: ready, failed (stored as a failed variant), or `machine`: its
+ * preparation met a limit of this machine (errors.ts isMachineFailure: vm.max_map_count in the method's
+ * thread), not the method's failure, so nothing is stored and the sweep stops.
+ */
 export type PreparedSlot =
   | { status: 'ready'; variantId: string; contentHash: string; dir: string }
   | { status: 'failed'; error: HarnessErrorData }
+  | { status: 'machine'; error: HarnessErrorData }
 
 export interface VariantSlot {
   spec: VariantSpec
@@ -238,6 +244,8 @@ async function prepareSlot(slot: VariantSlot, ctx: PrepareContext): Promise<Prep
     result = { status: 'ready', variantId: variant.variantId, contentHash: hash, dir }
   } catch (e) {
     const error = errorData(e, 'METHOD_FAILED', { method: slot.spec.method, phase: 'prepare' })
+    // Not the method's: stored, it would show on the leaderboard as the method's failure.
+    if (isMachineFailure(error)) return { status: 'machine', error }
     saveFailedVariant(ctx.store, slot, plan.params, error)
     result = { status: 'failed', error }
   }
@@ -285,7 +293,8 @@ function saveFailedVariant(store: ResultsStore, slot: VariantSlot, params: Param
  * (sequential variants calibrate on their own) and stores the calibration's telemetry. A model whose
  * calibration fails (its windows cannot be built, its folder is gone, ...) fails the variants that
  * needed it (failSlots) and the sweep goes on with the others. Only a sweep of a single model left
- * with no variant to score stops as a whole, with that error, as it did before.
+ * with no variant to score stops as a whole, with that error, as it did before; and so does any sweep
+ * whose calibration met a limit of this machine (errors.ts isMachineFailure), storing no failed variant.
  */
 export async function calibrateModels(slots: readonly VariantSlot[], ctx: PrepareContext, timings: { calibration: number }, log: (line: string) => void, progress: (label: string) => void): Promise<void> {
   const { calibration, device, workers, threads, models } = ctx.inputs
@@ -317,7 +326,8 @@ export async function calibrateModels(slots: readonly VariantSlot[], ctx: Prepar
     } catch (e) {
       if (ctx.signal?.aborted) return // interrupted, not failed: its variants stay unprepared for the rerun
       const failure = modelFailure(name, e, 'CALIBRATION_FAILED', { phase: 'calibrate' })
-      if (models.size === 1 && slots.every(s => settledFailed(s) || needing.includes(s))) throw failure.thrown
+      // A limit of this machine is no failure of the model's variants: the sweep stops, nothing stored (errors.ts isMachineFailure).
+      if (isMachineFailure(failure.data) || (models.size === 1 && slots.every(s => settledFailed(s) || needing.includes(s)))) throw failure.thrown
       failSlots(needing, failure.data, ctx.store)
       log(`calibration for ${name} failed: ${formatError(failure.data)}`)
       continue

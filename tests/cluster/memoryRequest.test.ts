@@ -7,7 +7,7 @@ import { describe, it } from 'node:test'
 import { loadConfig } from '../../src/config/defineConfig.ts'
 import { calibrationBytes, MAIN_PROCESS_BYTES, memoryRequest, parseSlurmSize, slurmSize, taskMemoryNeed, userMemoryRequest, type MemoryNeed } from '../../src/cluster/memoryRequest.ts'
 import { openCheckpoint } from '../../src/model/checkpoint.ts'
-import { estimateWorkerBytes, float32WeightBytes, MEMORY_SAFETY, modelWeightBytes } from '../../src/pool/memoryFit.ts'
+import { estimateWorkerBytes, float32WeightBytes, MEMORY_SAFETY, modelWeightBytes, sessionBytes } from '../../src/pool/memoryFit.ts'
 import { spillBudgetBytes } from '../../src/edits/overrideSpill.ts'
 import { loadSweepInputs } from '../../src/sweep/inputs.ts'
 import { ROOT, writeSweepConfig } from '../helpers/cli.ts'
@@ -91,6 +91,17 @@ describe('memoryRequest', () => {
     assert.doesNotMatch(two, /Threads:/, 'no --cpus-per-task: no note on threads')
   })
 
+  it("names the sessions' state per weight tensor, and counts a worker's two in what each further worker adds", () => {
+    // A Qwen3-30B-A3B-shaped checkpoint at tiny width: 18,867 tensors, 1.24 GB a session (memoryFit.ts SESSION_BYTES_PER_TENSOR).
+    const s = 18_867 * 64 * 1024
+    const base = olmoe()
+    const need: MemoryNeed = { ...base, sessionBytes: s, bytes: base.bytes + 3 * s / MEMORY_SAFETY }
+    const text = memoryRequest(need, { sbatch: [] }, { workers: 2 }).notes.join('\n')
+    assert.match(text, /main process 537 MB \+ \(model 'olmoe' 13\.8 GB \+ 1 worker 2\.00 GB at batches of 1 x 4096 tokens \+ 3 sessions x 1\.24 GB \(onnxruntime's state per weight tensor\)\) \/ 85% = 23\.5 GB/)
+    // (2.0 + 2 x 1.236) GB / 0.85 = 5.26 GB; 23.49 + 5.26 = 28.76 GB = 26.8 GiB.
+    assert.match(text, /each further worker adds 5\.26 GB, so all 2 need --mem=27G\./)
+  })
+
   it('keeps a sufficient user option and says nothing on stderr; --mem=0 (all of a node) is sufficient', () => {
     for (const [sbatch, cpus] of [[['--mem=18G'], undefined], [['mem=64G'], undefined], [['--mem-per-cpu=4G'], 8], [['--mem=0'], undefined]] as const) {
       const r = memoryRequest(olmoe(), { sbatch: [...sbatch], cpusPerTask: cpus }, { workers: 1 })
@@ -135,7 +146,9 @@ describe('taskMemoryNeed on the built-in model', () => {
     assert.equal(need.model, 'tiny-moe')
     assert.equal(need.modelBytes, modelWeightBytes(tiny))
     assert.ok(need.perWorkerBytes > 256 * MiB, 'at least the fixed worker overhead')
-    assert.equal(need.bytes, MAIN_PROCESS_BYTES + (need.modelBytes + need.perWorkerBytes) / MEMORY_SAFETY)
+    // onnxruntime's state per weight tensor of a session: 1 in the main process, 2 in the worker (memoryFit.ts poolBytes).
+    assert.equal(need.sessionBytes, sessionBytes(tiny))
+    assert.equal(need.bytes, MAIN_PROCESS_BYTES + (need.modelBytes + 3 * sessionBytes(tiny) + need.perWorkerBytes) / MEMORY_SAFETY)
     // MOE_HARNESS_WEIGHTS=memory: each worker also holds the float32 weights twice.
     const inMemory = taskMemoryNeed(inputs, true)
     assert.equal(inMemory.perWorkerBytes, need.perWorkerBytes + 2 * float32WeightBytes(tiny))
@@ -157,10 +170,11 @@ describe('taskMemoryNeed on the built-in model', () => {
     const beyond = calibrationBytes(tiny, 8, 64, false)
     assert.deepEqual(need.calibration, { bytes: modelWeightBytes(tiny) + beyond, model: 'tiny-moe', sequences: 8, length: 64 })
     // Wanda calibrates sequentially (its default): in the main process, while the workers score.
-    // The edited tensors: the spill budget, but never more than every weight in float32.
-    assert.equal(need.preparationBytes, Math.min(spillBudgetBytes(), float32WeightBytes(tiny)) + beyond)
-    assert.equal(need.bytes, MAIN_PROCESS_BYTES + Math.max(need.modelBytes + need.perWorkerBytes + need.preparationBytes, need.calibration!.bytes) / MEMORY_SAFETY)
-    assert.ok(beyond >= estimateWorkerBytes(tiny.spec, 64, 64) + 2 * 8 * 64 * tiny.spec.hiddenSize * 4)
+    // The edited tensors: the spill budget, but never more than every weight in float32. Its session is
+    // the main process's one, which scoring counts already.
+    assert.equal(need.preparationBytes, Math.min(spillBudgetBytes(), float32WeightBytes(tiny)) + beyond - sessionBytes(tiny))
+    assert.equal(need.bytes, MAIN_PROCESS_BYTES + Math.max(need.modelBytes + 3 * sessionBytes(tiny) + need.perWorkerBytes + need.preparationBytes, need.calibration!.bytes) / MEMORY_SAFETY)
+    assert.ok(beyond >= sessionBytes(tiny) + estimateWorkerBytes(tiny.spec, 64, 64) + 2 * 8 * 64 * tiny.spec.hiddenSize * 4)
 
     // MOE_HARNESS_SPILL_MB=Infinity (never store) gave '--mem=InfinityG', refused by sbatch.
     const saved = process.env.MOE_HARNESS_SPILL_MB
@@ -168,7 +182,7 @@ describe('taskMemoryNeed on the built-in model', () => {
     try {
       const unbounded = taskMemoryNeed(inputs, false)
       assert.ok(Number.isFinite(unbounded.bytes))
-      assert.equal(unbounded.preparationBytes, float32WeightBytes(tiny) + beyond)
+      assert.equal(unbounded.preparationBytes, float32WeightBytes(tiny) + beyond - sessionBytes(tiny))
       assert.match(memoryRequest(unbounded, { sbatch: [] }, { workers: 1 }).option!, /^--mem=\d+G$/)
     } finally {
       if (saved === undefined) delete process.env.MOE_HARNESS_SPILL_MB

@@ -1,10 +1,20 @@
 // Rewrites a results store as schema 4 wrote it (runs without data_file / data_sha256, a six-column
-// key), or as schema 5 did (variants without last_used_at): a store from an older harness, for
-// migration tests.
+// key), as schema 5 did (variants without last_used_at) or as schema 6 did (runs without
+// session_seconds): a store from an older harness, for migration tests.
 import Database from 'better-sqlite3'
+
+/** Runs without session_seconds (schema 7 added it), user_version 6. */
+export function rewriteAsSchema6(file: string): void {
+  const raw = new Database(file)
+  raw.exec('ALTER TABLE runs DROP COLUMN session_seconds')
+  raw.pragma('user_version = 6')
+  raw.pragma('journal_mode = DELETE')
+  raw.close()
+}
 
 /** Variants without last_used_at (schema 6 added it), user_version 5. */
 export function rewriteAsSchema5(file: string): void {
+  rewriteAsSchema6(file)
   const raw = new Database(file)
   raw.exec('ALTER TABLE variants DROP COLUMN last_used_at')
   raw.pragma('user_version = 5')

@@ -10,7 +10,7 @@ import { openCheckpoint } from '../../src/model/checkpoint.ts'
 import { parseModelSpec } from '../../src/model/modelSpec.ts'
 import {
   availableMemoryBytes, estimateWorkerBytes, estimateWorkerParts, fitPool, MEMORY_SAFETY, modelWeightBytes,
-  ORT_ALLOCATION_FACTOR, WORKER_OVERHEAD_BYTES, worstBatch,
+  ORT_ALLOCATION_FACTOR, sessionBytes, WORKER_OVERHEAD_BYTES, worstBatch,
 } from '../../src/pool/memoryFit.ts'
 import { formatBytes } from '../../src/util/bytes.ts'
 import { loadTask, loadTaskDocs } from '../../src/tasks/registry.ts'
@@ -42,6 +42,16 @@ describe('fitPool', () => {
     // At the boundary (safety 1, exact integers): 11 + 3 x 2 = 17 fits; one byte more per worker and only two do.
     assert.equal(fitPool({ requestedWorkers: 6, cores: 6, availableBytes: 17 * GB, modelBytes: 11 * GB, perWorkerBytes: 2 * GB, safety: 1 }).workers, 3)
     assert.equal(fitPool({ requestedWorkers: 6, cores: 6, availableBytes: 17 * GB, modelBytes: 11 * GB, perWorkerBytes: 2 * GB + 1, safety: 1 }).workers, 2)
+  })
+
+  it("counts each session's bytes once for the main process and twice per worker", () => {
+    // 9.5 + 1 x 0.5 (main) + w x (1 + 2 x 0.5) <= 16 holds up to w = 3, exactly; one byte more per session and only two do.
+    const r = { requestedWorkers: 6, cores: 6, availableBytes: 16 * GB, modelBytes: 9.5 * GB, perWorkerBytes: 1 * GB, safety: 1 }
+    const fit = fitPool({ ...r, sessionBytes: 0.5 * GB })
+    assert.deepEqual([fit.workers, fit.fits], [3, true])
+    assert.match(fit.reason, /^pool: 3 workers x 2 threads, reduced from 6 requested workers because model 9\.50 GB mapped once \+ 6 x 1\.00 GB per worker \+ 13 sessions x 500 MB \(onnxruntime's state per weight tensor; 1 in the main process \+ 2 per worker\) = 22\.0 GB exceeds 100% of 16\.0 GB available; .* 3 x 1\.00 GB per worker \+ 7 sessions x 500 MB .* = 16\.0 GB fits$/)
+    assert.equal(fitPool({ ...r, sessionBytes: 0.5 * GB + 1 }).workers, 2)
+    assert.throws(() => fitPool({ ...r, sessionBytes: -1 }), /sessionBytes must be a non-negative number of bytes/)
   })
 
   it('never goes below one worker: the reason says it will likely not fit and how to fix it', () => {
@@ -225,7 +235,9 @@ describe('sweep sizes its pool to the memory available', () => {
     assert.deepEqual([rows, rowTokens], [4, longest])
     const threads = Math.max(1, Math.floor(os.availableParallelism() / 2))
     const model = formatBytes(modelWeightBytes(ckpt)), per = formatBytes(estimateWorkerBytes(ckpt.spec, rows, rowTokens))
-    assert.match(poolLine(r.stderr), new RegExp(`^pool: 2 workers x ${threads} threads? \\(model ${model} mapped once \\+ 2 x ${per} per worker at batches of 4 x ${longest} tokens = .* fits 85% of [\\d.]+ GB available\\)$`))
+    // tiny-moe's 126 weight tensors: 8.26 MB a session, 1 in the main process and 2 per worker.
+    const session = formatBytes(sessionBytes(ckpt))
+    assert.match(poolLine(r.stderr), new RegExp(`^pool: 2 workers x ${threads} threads? \\(model ${model} mapped once \\+ 2 x ${per} per worker at batches of 4 x ${longest} tokens \\+ 5 sessions x ${session} \\(onnxruntime's state per weight tensor; 1 in the main process \\+ 2 per worker\\) = .* fits 85% of [\\d.]+ GB available\\)$`))
     assert.deepEqual(lastJson(r.stdout).pool, { workers: 2, threads })
     assert.equal(lastJson(r.stdout).completed, 1)
   })

@@ -79,7 +79,7 @@ describe('a pool for a model with a 163,840-token context', () => {
     const r = runCli(['sweep', '--config', config, '--db', path.join(dir, 'results.sqlite'), '--json'], { env: { ...process.env, MOE_HARNESS_HOME: path.join(dir, 'home') } })
     assert.equal(r.status, 0, r.stderr)
     const line = r.stderr.split('\n').find(l => l.startsWith('pool: '))!
-    assert.match(line, /^pool: 2 workers x \d+ threads? \(model .* at batches of \d+ x \d+ tokens = .* fits 85% of/)
+    assert.match(line, /^pool: 2 workers x \d+ threads? \(model .* at batches of \d+ x \d+ tokens \+ 5 sessions x .* = .* fits 85% of/)
     const rowTokens = Number(/at batches of \d+ x (\d+) tokens/.exec(line)![1])
     assert.ok(rowTokens <= 1024, line) // four brown-cloze items, not the 163,840-token context
     assert.deepEqual(lastJson(r.stdout).pool.workers, 2)

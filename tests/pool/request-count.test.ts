@@ -111,7 +111,7 @@ describe('the worst batch of a huge token budget', () => {
     const task = await loadTask('brown-cloze')
     const longest = longestRequestBound(task, (await loadTaskDocs(task)).docs.slice(0, 5), ckpt.spec.maxPositions)
     const per = formatBytes(estimateWorkerBytes(ckpt.spec, 5, longest))
-    assert.match(line, new RegExp(`^pool: 2 workers x \\d+ threads? \\(model .* \\+ 2 x ${per} per worker at batches of 5 x ${longest} tokens = .* fits 85% of`))
+    assert.match(line, new RegExp(`^pool: 2 workers x \\d+ threads? \\(model .* \\+ 2 x ${per} per worker at batches of 5 x ${longest} tokens \\+ 5 sessions x .* = .* fits 85% of`))
     assert.equal(lastJson(r.stdout).pool.workers, 2)
     assert.equal(lastJson(r.stdout).completed, 1)
   })

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict'
 import path from 'node:path'
 import { describe, it } from 'node:test'
 import { openCheckpoint } from '../../src/model/checkpoint.ts'
-import { estimateWorkerBytes, fitPoolToModels, worstBatch } from '../../src/pool/memoryFit.ts'
+import { estimateWorkerBytes, fitPoolToModels, MAIN_SESSIONS, sessionBytes, SESSIONS_PER_WORKER, worstBatch } from '../../src/pool/memoryFit.ts'
 import { runCli, writeSweepConfig } from '../helpers/cli.ts'
 import { writeTinyCheckpoint } from '../helpers/tinyCheckpoint.ts'
 import { tmpDir } from '../helpers/tmp.ts'
@@ -22,8 +22,9 @@ describe('the pool plan with MOE_HARNESS_WEIGHTS=memory', () => {
     const worst = worstBatch(ckpt.spec, 512)
     const activations = estimateWorkerBytes(ckpt.spec, worst.rows, worst.rowTokens)
     const stored = 2 * elements // BF16
-    // Room for two mapped workers, not for two holding their own float32 weights.
-    const availableBytes = (stored + 2 * activations + 4 * elements) / 0.85
+    // Room for two mapped workers (and their sessions), not for two holding their own float32 weights.
+    const sessions = (MAIN_SESSIONS + 2 * SESSIONS_PER_WORKER) * sessionBytes(ckpt)
+    const availableBytes = (stored + sessions + 2 * activations + 4 * elements) / 0.85
     const mapped = fitPoolToModels({ ...base, availableBytes })
     assert.equal(mapped.workers, 2, mapped.reason)
     const memory = fitPoolToModels({ ...base, availableBytes, weightsInMemory: true })

@@ -32,4 +32,10 @@ describe('score: one sequence that does not fit in memory', () => {
     assert.throws(() => checkScoreFits(spec, 2048, 24 * GB, 24 * GB), /weights 24\.0 GB/)
     checkScoreFits(spec, 2048, 0, Math.ceil(activations / 0.85) + 1)
   })
+
+  it("counts onnxruntime's state per weight tensor (memoryFit.ts sessionBytes: 1.24 GB for a 48 x 128-expert model, whatever its width)", () => {
+    const available = Math.ceil((estimateWorkerBytes(spec, 1, 2048) + 0.5 * GB) / 0.85)
+    checkScoreFits(spec, 2048, 0, available)
+    assert.throws(() => checkScoreFits(spec, 2048, 0, available, 1 * GB), /needs about \S+ GB \(onnxruntime's session state 1\.00 GB; activations grow with the length\)/)
+  })
 })

@@ -13,7 +13,7 @@ import { checkpointOptions, addDeviceOptions, addHookOptions, addPrecisionOption
 import { refuseFloat16Range, resolvePrecision, weightResidency } from '../../engine/graphSession.ts'
 import type { ModelSpec } from '../../model/modelSpec.ts'
 import { formatBytes } from '../../util/bytes.ts'
-import { availableMemoryBytes, MEMORY_SAFETY, oneSequenceFit, residentWeightBytes } from '../../pool/memoryFit.ts'
+import { availableMemoryBytes, MEMORY_SAFETY, oneSequenceFit, residentWeightBytes, sessionBytes } from '../../pool/memoryFit.ts'
 import { longestRequestBound } from '../../tasks/requestBound.ts'
 import { addMethodOptions, integerFlag, planFromFlags, prepareFromPlan, type MethodFlags } from '../methodOptions.ts'
 import { SESSION_STATUS, stopAllProgress, withProgress, withStatus } from '../progress.ts'
@@ -128,15 +128,17 @@ function positiveInteger(flag: string, value: string | undefined): number | unde
  * ran into the kernel's OOM killer after the method's calibration; the need now grows about linearly
  * with the window, but a long enough one still does not fit. Batches of several rows are not judged here: how
  * many rows a batch gets depends on the requests' real lengths, and a refusal must never be wrong.
+ * `o.sessionStateBytes`: what the scoring session holds per weight tensor (memoryFit.ts sessionBytes).
  */
-export function checkEvalFits(spec: ModelSpec, longest: number, weightBytes: number, availableBytes: number, o: { maxLengthGiven: boolean; floatWeights: boolean }): void {
-  const fit = oneSequenceFit(spec, longest, weightBytes, availableBytes)
+export function checkEvalFits(spec: ModelSpec, longest: number, weightBytes: number, availableBytes: number, o: { maxLengthGiven: boolean; floatWeights: boolean; sessionStateBytes?: number }): void {
+  const session = o.sessionStateBytes ?? 0
+  const fit = oneSequenceFit(spec, longest, weightBytes + session, availableBytes)
   if (fit.fits) return
   const cap = fit.longestFitting > 0
     ? `cap every sequence with --max-length ${fit.longestFitting}${o.maxLengthGiven ? '' : " (rolling windows are then cut there, where lm-eval's HF backend uses the model's whole context)"}, or `
     : ''
   fail('SEQUENCE_TOO_LONG', `The longest request of these documents (up to ${longest} tokens) needs about ${formatBytes(fit.needBytes)} scored alone (${weightBytes > 0 ? `weights ${formatBytes(weightBytes)}${o.floatWeights ? ' held as float32, MOE_HARNESS_WEIGHTS=memory' : ''}; ` : ''}`
-    + `activations grow with the length), more than ${Math.round(MEMORY_SAFETY * 100)}% of the ${formatBytes(availableBytes)} available. `
+    + `${session > 0 ? `onnxruntime's session state ${formatBytes(session)}; ` : ''}activations grow with the length), more than ${Math.round(MEMORY_SAFETY * 100)}% of the ${formatBytes(availableBytes)} available. `
     + `Nothing was calibrated or scored. To fit: ${cap}score other documents (--limit, --sample), or free memory.`)
 }
 
@@ -176,7 +178,7 @@ async function runEval(flags: EvalFlags, where: { stage: EvalStage }): Promise<v
     const floatWeights = weightResidency() === 'memory'
     const weights = residentWeightBytes(ckpt, floatWeights)
     const longest = Math.min(Math.max(1, ...loaded.map(l => longestRequestBound(l.task, l.docs, maxLength))), maxLength + 1)
-    checkEvalFits(ckpt.spec, longest, weights, availableMemoryBytes(), { maxLengthGiven: flags.maxLength !== undefined, floatWeights })
+    checkEvalFits(ckpt.spec, longest, weights, availableMemoryBytes(), { maxLengthGiven: flags.maxLength !== undefined, floatWeights, sessionStateBytes: sessionBytes(ckpt) })
   }
   if (plan) where.stage = { what: 'preparing', method: plan.method.name, calibration: plan.needs.length ? plan.procedure : undefined }
   const variant = await prepareFromPlan(ckpt, plan, flags, engine)

@@ -10,7 +10,7 @@ import { checkpointOptions, addDeviceOptions, addHookOptions, addPrecisionOption
 import { resolvePrecision, weightResidency } from '../../engine/graphSession.ts'
 import type { ModelSpec } from '../../model/modelSpec.ts'
 import { formatBytes } from '../../util/bytes.ts'
-import { availableMemoryBytes, MEMORY_SAFETY, oneSequenceFit, residentWeightBytes } from '../../pool/memoryFit.ts'
+import { availableMemoryBytes, MEMORY_SAFETY, oneSequenceFit, residentWeightBytes, sessionBytes } from '../../pool/memoryFit.ts'
 
 interface ScoreFlags extends EngineFlags {
   model: string
@@ -103,7 +103,7 @@ async function runScore(flags: ScoreFlags): Promise<void> {
   if (tokens.length > ckpt.spec.maxPositions) {
     process.stderr.write(`warning: ${tokens.length} tokens is longer than the model's context (max_position_embeddings ${ckpt.spec.maxPositions}); positions past it are scored as transformers would (rotary extrapolation), not as lm-eval would (it cuts windows of the context). Score at most ${ckpt.spec.maxPositions} tokens for numbers comparable with lm-eval.\n`)
   }
-  if (flags.device === 'cpu') checkScoreFits(ckpt.spec, tokens.length, residentWeightBytes(ckpt, weightResidency() === 'memory'), availableMemoryBytes())
+  if (flags.device === 'cpu') checkScoreFits(ckpt.spec, tokens.length, residentWeightBytes(ckpt, weightResidency() === 'memory'), availableMemoryBytes(), sessionBytes(ckpt))
   const scorer = await withStatus(SESSION_STATUS(ckpt), () => createLocalScorer(ckpt, edits, engineSettings(flags)))
   try {
     const [result] = await scorer.score([{ prefix: tokens, branches: [], scorePrefixFrom: 1 }])
@@ -128,13 +128,14 @@ async function runScore(flags: ScoreFlags): Promise<void> {
  * sends the whole text as one sequence. Before attention worked in blocks (src/onnx/sequenceChunks.ts),
  * 16,000 ids on a 163,840-context DeepSeek-V2 config of tiny width passed 8.7 GB of RSS and kept
  * growing; the need now grows about linearly with the length, but a long enough text would still
- * have the kernel kill it (or its neighbours) instead of an error.
+ * have the kernel kill it (or its neighbours) instead of an error. `sessionStateBytes`: what the
+ * session holds per weight tensor (memoryFit.ts sessionBytes), 1.24 GB at 48 x 128 experts whatever the width.
  */
-export function checkScoreFits(spec: ModelSpec, tokens: number, weightBytes: number, availableBytes: number): void {
-  const { fits, needBytes: need, longestFitting } = oneSequenceFit(spec, tokens, weightBytes, availableBytes)
+export function checkScoreFits(spec: ModelSpec, tokens: number, weightBytes: number, availableBytes: number, sessionStateBytes = 0): void {
+  const { fits, needBytes: need, longestFitting } = oneSequenceFit(spec, tokens, weightBytes + sessionStateBytes, availableBytes)
   if (fits) return
   // As eval names the --max-length that fits: how short is short enough.
   const shorter = longestFitting > 0 ? `score at most ${longestFitting} tokens at a time (a shorter text, or the text in pieces)` : 'score a shorter text'
-  fail('SEQUENCE_TOO_LONG', `Scoring ${tokens} tokens as one sequence needs about ${formatBytes(need)} (${weightBytes > 0 ? `weights ${formatBytes(weightBytes)}; ` : ''}activations grow with the length), `
+  fail('SEQUENCE_TOO_LONG', `Scoring ${tokens} tokens as one sequence needs about ${formatBytes(need)} (${weightBytes > 0 ? `weights ${formatBytes(weightBytes)}; ` : ''}${sessionStateBytes > 0 ? `onnxruntime's session state ${formatBytes(sessionStateBytes)}; ` : ''}activations grow with the length), `
     + `more than ${Math.round(MEMORY_SAFETY * 100)}% of the ${formatBytes(availableBytes)} available: ${shorter}, or free memory.`)
 }

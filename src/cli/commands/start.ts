@@ -2,7 +2,7 @@ import path from 'node:path'
 import type { Command } from 'commander'
 import { loadConfig, storeFile } from '../../config/defineConfig.ts'
 import { checkOutputDir, type OutputContext } from '../../util/outputPaths.ts'
-import { addSweepOptions, sweepFromFlags, type SweepFlags } from './sweep.ts'
+import { addSweepOptions, sweepExitCode, sweepFromFlags, type SweepFlags } from './sweep.ts'
 import { buildReport } from './report.ts'
 
 export function registerStart(program: Command): void {
@@ -21,8 +21,9 @@ export function registerStart(program: Command): void {
     }
     checkOutputDir(out, 'report', output)
     const result = await sweepFromFlags(flags)
-    if (result.interrupted) {
-      process.exitCode = 130
+    // Unfinished (interrupted, or stopped by a limit of this machine): the rerun of `start` builds the site.
+    if (result.interrupted || result.stopped) {
+      process.exitCode = sweepExitCode(result)
       return
     }
     const pages = await buildReport(result.db, out, result.config.report.title, output)

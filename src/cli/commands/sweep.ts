@@ -91,7 +91,8 @@ export function registerSweep(program: Command): void {
   cmd.addHelpText('after', `
 Complete cells are skipped, so rerunning after a crash or Ctrl-C resumes where it stopped. Several
 sweep processes on the same store split the cells between them (each cell is leased while scored).
-Exits 1 when any cell failed (the summary lists them), 130 when interrupted.
+Exits 1 when any cell failed (the summary lists them) or a limit of this machine stopped the sweep
+(vm.max_map_count, no GPU: nothing stored as failed; fix it and rerun to resume), 130 when interrupted.
 Examples:
   moe-harness sweep
   moe-harness sweep --config my.config.ts --db results.sqlite --shard 0/4
@@ -107,10 +108,10 @@ Examples:
     const clusterOnly = CLUSTER_ONLY.filter(([key]) => flags[key] !== undefined).map(([, flag]) => flag)
     if (clusterOnly.length) fail('INVALID_ARGUMENT', `${clusterOnly.join(', ')} ${clusterOnly.length > 1 ? 'apply' : 'applies'} to a cluster sweep only: add --slurm (or --k8s-manifest FILE), or drop ${clusterOnly.length > 1 ? 'them' : 'it'} for a local sweep (--shard i/n runs one shard here).`)
     const summary = await sweepFromFlags(flags)
-    if (!summary.interrupted && !flags.skipCells) process.stderr.write(nextStep(summary, flags))
+    if (!summary.interrupted && !summary.stopped && !flags.skipCells) process.stderr.write(nextStep(summary, flags))
     if (flags.json) process.stdout.write(JSON.stringify(summary) + '\n')
-    if (summary.interrupted) process.exitCode = 130
-    else if (summary.failed > 0) process.exitCode = 1
+    const code = sweepExitCode(summary)
+    if (code) process.exitCode = code
   })
 }
 
@@ -161,6 +162,24 @@ export function describeFailures(summary: Pick<SweepSummary, 'failures' | 'faile
     'Fix the cause and rerun the same command: complete cells are kept, failed ones are scored again.\n'
 }
 
+/**
+ * What a sweep stopped by a limit of this machine prints (runSweep's summary.stopped): the cell that
+ * met it, the error and its fix, and that a rerun resumes; '' when no such limit stopped it.
+ */
+export function describeStop(summary: Pick<SweepSummary, 'stopped' | 'cells' | 'completed' | 'skipped' | 'failed'>): string {
+  const s = summary.stopped
+  if (!s) return ''
+  const left = summary.cells - summary.completed - summary.skipped - summary.failed
+  return `sweep stopped: ${s.cell}: ${s.error}\n` +
+    `That is a limit of this machine, not a failure of the variant: nothing was stored as failed, and ${left} of ${summary.cells} cell${summary.cells === 1 ? '' : 's'} ${left === 1 ? 'is' : 'are'} not scored. ` +
+    'Fix it as the message says, then rerun the same command: it resumes (finished cells are kept and not scored again).\n'
+}
+
+/** A local sweep's exit status: 130 interrupted, 1 when a limit of this machine stopped it or a cell failed, else 0. */
+export function sweepExitCode(summary: Pick<SweepSummary, 'interrupted' | 'stopped' | 'failed'>): number {
+  return summary.interrupted ? 130 : summary.stopped || summary.failed > 0 ? 1 : 0
+}
+
 export async function sweepFromFlags(flags: SweepFlags): Promise<SweepSummary & { db: string; config: HarnessConfig; baseDir: string }> {
   const loaded = await loadConfig(flags.config)
   const config = structuredClone(loaded.config)
@@ -199,8 +218,9 @@ export async function sweepFromFlags(flags: SweepFlags): Promise<SweepSummary & 
       `onnxruntime scoring ${(t.scoring / workers).toFixed(1)} s per worker = ${scoringShare.toFixed(1)}% of the sweep; outside scoring (overlapping): calibration ${t.calibration.toFixed(1)} s, ` +
       `transforms ${t.transform.toFixed(1)} s, session builds ${(t.sessionBuild / workers).toFixed(1)} s per worker, database ${t.database.toFixed(1)} s\n`)
     process.stderr.write(describeFailures(summary))
+    process.stderr.write(describeStop(summary))
     const left = summary.cells - summary.completed - summary.skipped - summary.failed
-    if (summary.interrupted && left > 0) process.stderr.write(`interrupted: ${left} of ${summary.cells} cell${summary.cells === 1 ? '' : 's'} not scored; rerun the same command to score ${left === 1 ? 'it' : 'them'} (finished cells are kept and not scored again).\n`)
+    if (summary.interrupted && !summary.stopped && left > 0) process.stderr.write(`interrupted: ${left} of ${summary.cells} cell${summary.cells === 1 ? '' : 's'} not scored; rerun the same command to score ${left === 1 ? 'it' : 'them'} (finished cells are kept and not scored again).\n`)
     return { ...summary, db, config, baseDir: loaded.baseDir }
   } finally {
     bar?.stop()
