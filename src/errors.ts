@@ -54,13 +54,16 @@ export type ErrorCode =
 
 /**
  * The codes that name a limit of this machine or process, whatever the variant: MAP_LIMIT (the kernel's
- * vm.max_map_count, src/util/memoryMaps.ts), DEVICE_UNAVAILABLE (no CUDA / WebGPU device or provider,
- * src/ort/ort.ts). Not FILE_ACCESS: that code also names a method's or a task's own file. Stored as a
- * failed run or variant, such a failure showed on the leaderboard as the method's, and every later cell
- * failed the same way (minutes each at real size): a sweep stores nothing for it and stops as an
- * interrupt does (src/sweep/cell.ts, variantSlots.ts, runSweep.ts), and a method keeps its code.
+ * vm.max_map_count, src/util/memoryMaps.ts). Not FILE_ACCESS: that code also names a method's or a
+ * task's own file. Not DEVICE_UNAVAILABLE: a sweep checks its device before anything runs
+ * (ort.ts checkDeviceAvailable), and a session that then fails on CUDA (ort.ts names every such failure
+ * so) is most likely the variant's, e.g. out of GPU memory for its edited weights: stopping would leave
+ * every later cell unscored, run after run. Stored as a failed run or variant, a machine's failure
+ * showed on the leaderboard as the method's, and every later cell failed the same way (minutes each at
+ * real size): a sweep stores nothing for it and stops as an interrupt does (src/sweep/cell.ts,
+ * variantSlots.ts, runSweep.ts), and a method keeps its code.
  */
-const MACHINE_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['MAP_LIMIT', 'DEVICE_UNAVAILABLE'])
+const MACHINE_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['MAP_LIMIT'])
 
 /** Whether `error` is this machine's failure (MACHINE_CODES), not the cell's or the variant's. */
 export function isMachineFailure(error: { code: ErrorCode }): boolean {

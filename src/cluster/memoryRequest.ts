@@ -74,7 +74,7 @@ const SAMPLE_TOKENS = 2048
 /**
  * The memory one array task needs (bytes): the figure for which the pool inside the task, which reads
  * the task's cgroup limit (memoryFit.ts availableMemoryBytes: the limit less what the process already
- * uses) and starts w workers only when modelBytes + w × perWorkerBytes <= MEMORY_SAFETY × available,
+ * uses) and starts w workers only when poolBytes(w) (the model, w workers' batches and the sessions) <= MEMORY_SAFETY × available,
  * finds that one worker fits, and for which the calibration and the preparation of variants fit too:
  *
  *   need = MAIN_PROCESS_BYTES + max(one-pass calibration, scoring + preparation) / MEMORY_SAFETY

@@ -256,10 +256,14 @@ export function fitPool(r: PoolFitRequest): PoolFit {
   if (reduced) reason += `, reduced from ${plural(r.requestedWorkers, 'requested worker')} because ${sum(r.requestedWorkers)} exceeds ${room}`
   if (fits) reason += reduced ? `; ${sum(workers)} fits` : ` (${sum(workers)} fits ${room})`
   else {
-    const smaller = r.batch?.rows === 1
-      ? `shorter documents (a subset without the longest) or a model with a smaller context (the batches are already single rows of ${r.batch.rowTokens} tokens, so a lower batchTokens does not help)`
-      : 'fewer or shorter batches (a lower batchTokens in the config), a model with a smaller context'
-    reason += `${reduced ? '; even 1 worker does not fit' : ''}: ${sum(1)} exceeds ${room}, so scoring will likely run out of memory; use ${smaller}, or a machine with more free memory`
+    // What no batch setting changes: the weights, onnxruntime's sessions and a worker's fixed cost.
+    const batchless = total(0) + SESSIONS_PER_WORKER * s + WORKER_OVERHEAD_BYTES
+    const smaller = batchless > budget
+      ? `a machine with more free memory: the model${s > 0 ? ` and onnxruntime's state of its sessions (${formatBytes(s)} each, one per weight tensor: it grows with layers x experts, not with the batch)` : ''} and a worker's fixed ${formatBytes(WORKER_OVERHEAD_BYTES)} come to ${formatBytes(batchless)} before any batch, so smaller batches cannot help`
+      : `${r.batch?.rows === 1
+        ? `shorter documents (a subset without the longest) or a model with a smaller context (the batches are already single rows of ${r.batch.rowTokens} tokens, so a lower batchTokens does not help)`
+        : 'fewer or shorter batches (a lower batchTokens in the config), a model with a smaller context'}, or a machine with more free memory`
+    reason += `${reduced ? '; even 1 worker does not fit' : ''}: ${sum(1)} exceeds ${room}, so scoring will likely run out of memory; use ${smaller}`
   }
   return { workers, threads, fits, reduced, mapWorkers, reason }
 }

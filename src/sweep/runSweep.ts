@@ -69,7 +69,7 @@ export interface SweepSummary {
   /** The pool that ran: workers × intra-op threads, after fitting the requested workers in memory (memoryFit.ts). */
   pool: { workers: number; threads: number }
   /**
-   * The failure of this machine that stopped the sweep (errors.ts isMachineFailure: MAP_LIMIT, DEVICE_UNAVAILABLE;
+   * The failure of this machine that stopped the sweep (errors.ts isMachineFailure: MAP_LIMIT;
    * the first cell that met it, its error's message naming the fix), else undefined. It is stored as no
    * cell's or variant's failure and not counted in `failed`; as after an interrupt, no cell started
    * after it, the cells scored are stored, and a rerun after the fix scores the others.

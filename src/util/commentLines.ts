@@ -4,13 +4,13 @@
 // wrap-ansi's (soft: a word longer than the width, such as a path, keeps a line of its own).
 import wrapAnsi from 'wrap-ansi'
 
-/** Width of a comment line's text, after its `# `. */
+/** Width of a comment line, its `# ` or CONTINUATION included. */
 export const COMMENT_WIDTH = 100
 
 /** What starts a note's continuation lines (its first line starts with `# `). */
 export const CONTINUATION = '#   '
 
-/** `text` as comment lines of at most COMMENT_WIDTH characters of text each, broken between words: `# ` then CONTINUATION lines. */
+/** `text` as comment lines of at most `width` characters each, prefixes included, broken between words: `# ` then CONTINUATION lines. */
 export function commentLines(text: string, width = COMMENT_WIDTH): string[] {
-  return wrapAnsi(text, width - 2, { hard: false, trim: true }).split('\n').map((l, i) => (i === 0 ? `# ${l}` : `${CONTINUATION}${l}`))
+  return wrapAnsi(text, width - CONTINUATION.length, { hard: false, trim: true }).split('\n').map((l, i) => (i === 0 ? `# ${l}` : `${CONTINUATION}${l}`))
 }

@@ -35,6 +35,18 @@ describe('sweep --db', () => {
     assert.equal(fs.existsSync(home), false, 'nothing calibrated, prepared or cached')
   })
 
+  it('with --slurm, in a folder that does not exist: refused before the shards\' folder is made beside it', () => {
+    const db = path.join(dir, 'slurm-typo', 'x.sqlite')
+    // Node alone on PATH: refused before Slurm is looked for (without the check, SLURM_UNAVAILABLE came after the folder was made).
+    const bin = path.join(dir, 'node-only')
+    fs.mkdirSync(bin)
+    fs.symlinkSync(process.execPath, path.join(bin, 'node'))
+    const r = runCli(['sweep', '--slurm', '--config', config, '--db', db], { env: { MOE_HARNESS_HOME: home, PATH: bin } })
+    assert.equal(r.status, 1, r.stderr)
+    assert.match(r.stderr, /error \[STORE_FAILED\]: Cannot create database \S+: its folder \S+ does not exist/)
+    assert.equal(fs.existsSync(path.dirname(db)), false, 'no slurm-results folder, script or shards written')
+  })
+
   it('that is a folder: refused before the pool line or anything else is printed', () => {
     const folder = path.join(dir, 'a-folder')
     fs.mkdirSync(folder)

@@ -104,7 +104,7 @@ describe('cluster job files', () => {
     const memory = /\n {10}resources:\n {12}requests:\n {14}memory: "(\d+Gi)"\n {12}limits:\n {14}cpu: "8"\n {14}nvidia\.com\/gpu: "1"\n {14}memory: "(\d+Gi)"\n/.exec(yaml)
     assert.ok(memory && memory[1] === memory[2], yaml)
     // The header's notes are paragraphs of lines a terminal shows whole (a word longer than that, a path, keeps a line of its own).
-    for (const line of yaml.split('\n').filter(l => l.startsWith('#'))) assert.ok(line.length <= 102 || !/\S \S/.test(line.slice(2).trim()), line)
+    for (const line of yaml.split('\n').filter(l => l.startsWith('#'))) assert.ok(line.length <= 100 || !/\S \S/.test(line.slice(2).trim()), line)
     assert.match(unwrapComments(yaml), new RegExp(`^# Memory: requests and limits of ${memory[1]} are what one worker of the pool in each pod needs: `, 'm'))
     assert.doesNotMatch(yaml, /64G/)
     const args = JSON.parse(/ {10}args: (\[.*\])\n/.exec(yaml)![1]) as string[]
@@ -174,7 +174,7 @@ describe('cluster job files', () => {
     const bin = path.join(dir, 'node-only')
     fs.mkdirSync(bin, { recursive: true })
     fs.symlinkSync(process.execPath, path.join(bin, 'node'))
-    const r = runCli(['sweep', '--slurm', '--config', config, '--db', path.join(dir, 'none', 'r.sqlite')], { env: { PATH: bin } })
+    const r = runCli(['sweep', '--slurm', '--config', config, '--db', path.join(dir, 'r-none.sqlite')], { env: { PATH: bin } })
     assert.equal(r.status, 1)
     assert.match(r.stderr, /error \[SLURM_UNAVAILABLE\]: 'sbatch' is not on PATH: run `moe-harness sweep --slurm` on a Slurm login node.*--dry-run/)
   })

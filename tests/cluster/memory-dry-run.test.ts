@@ -100,6 +100,7 @@ describe('sweep --slurm requests the memory an array task needs', () => {
     const bin = path.join(dir, 'node-only')
     fs.mkdirSync(bin, { recursive: true })
     fs.symlinkSync(process.execPath, path.join(bin, 'node'))
+    fs.mkdirSync(path.join(dir, 'submit'))
     const submit = runCli(['sweep', '--slurm', '--config', config, '--db', path.join(dir, 'submit', 'results.sqlite'), '--sbatch', '--mem 100M'], { env: { ...env, PATH: bin } })
     assert.equal(submit.status, 1)
     assert.match(submit.stderr, warning)

@@ -56,21 +56,27 @@ describe('fitPool', () => {
 
   it('never goes below one worker: the reason says it will likely not fit and how to fix it', () => {
     for (const requested of [1, 4]) {
-      const fit = fitPool({ requestedWorkers: requested, cores: 2, availableBytes: 16 * GB, modelBytes: 13.8 * GB, perWorkerBytes: 3 * GB })
+      const fit = fitPool({ requestedWorkers: requested, cores: 2, availableBytes: 16 * GB, modelBytes: 12 * GB, perWorkerBytes: 3 * GB })
       assert.equal(fit.workers, 1)
       assert.equal(fit.threads, 2)
       assert.equal(fit.fits, false)
       assert.equal(fit.reduced, requested > 1)
-      assert.match(fit.reason, /16\.8 GB exceeds 85% of 16\.0 GB available, so scoring will likely run out of memory/)
+      assert.match(fit.reason, /15\.0 GB exceeds 85% of 16\.0 GB available, so scoring will likely run out of memory/)
       assert.match(fit.reason, /batchTokens/)
       assert.match(fit.reason, /smaller context/)
       assert.match(fit.reason, /more free memory/)
     }
     // Single-row batches: the reason does not suggest a lower batchTokens.
-    const wide = fitPool({ requestedWorkers: 1, cores: 2, availableBytes: 16 * GB, modelBytes: 13.8 * GB, perWorkerBytes: 3 * GB, batch: { rows: 1, rowTokens: 4096 } })
+    const wide = fitPool({ requestedWorkers: 1, cores: 2, availableBytes: 16 * GB, modelBytes: 12 * GB, perWorkerBytes: 3 * GB, batch: { rows: 1, rowTokens: 4096 } })
     assert.match(wide.reason, /smaller context \(the batches are already single rows of 4096 tokens, so a lower batchTokens does not help\)/)
     // A model larger than the machine alone: still one worker.
     assert.equal(fitPool({ requestedWorkers: 3, cores: 2, availableBytes: 1 * GB, modelBytes: 2 * GB, perWorkerBytes: 0.1 * GB }).workers, 1)
+    // The sessions alone do not fit (48 x 128 experts: 1.24 GB each, three for one worker): no batch
+    // setting helps, and the reason says so rather than suggesting a lower batchTokens.
+    const sessions = fitPool({ requestedWorkers: 2, cores: 2, availableBytes: 4 * GB, modelBytes: 0.08 * GB, perWorkerBytes: 0.3 * GB, sessionBytes: 1.24 * GB, batch: { rows: 8, rowTokens: 256 } })
+    assert.equal(sessions.workers, 1)
+    assert.match(sessions.reason, /use a machine with more free memory: the model and onnxruntime's state of its sessions \(1\.24 GB each, one per weight tensor: it grows with layers x experts, not with the batch\) and a worker's fixed 268 MB come to 4\.07 GB before any batch, so smaller batches cannot help$/)
+    assert.doesNotMatch(sessions.reason, /batchTokens/)
   })
 
   it('keeps threads that were given, whatever the workers; the safety fraction is a parameter', () => {

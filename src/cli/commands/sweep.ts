@@ -8,6 +8,7 @@ import { pathsOutsideMount } from '../../cluster/k8sManifest.ts'
 import { describePlan, jobPaths, k8sManifestFor, planClusterJob, runSlurmSweep, sbatchScriptFor, type ClusterPlanOptions, type SlurmSweepResult } from '../../cluster/slurmSweep.ts'
 import { parseShard } from '../../sweep/plan.ts'
 import { runSweep, type SweepSummary } from '../../sweep/runSweep.ts'
+import { checkStorePath } from '../../store/resultsStore.ts'
 import { createProgress } from '../progress.ts'
 import { k8sMemoryProblem, parseK8sMemory } from '../../util/k8sQuantity.ts'
 import { checkOutputDir, writeOutputFile, type FileRule, type OutputContext } from '../../util/outputPaths.ts'
@@ -290,6 +291,9 @@ async function clusterAction(flags: ClusterFlags): Promise<void> {
     return
   }
 
+  // The store's folder before anything is written: the shards' folder is made beside it, so a mistyped
+  // --db in a missing folder became a new folder, an array run and a new, empty store merged into there.
+  checkStorePath(db)
   // The site folder is checked before submitting: a bad report.outDir fails now, not after the array.
   const out = path.resolve(loaded.baseDir, config.report.outDir)
   const output: OutputContext = { source: `report.outDir in ${loaded.file}`, databases: [db], models: Object.values(config.models).map(m => path.resolve(loaded.baseDir, m)) }
