@@ -17,7 +17,7 @@ describe('score: a text too long for the memory available', () => {
     fs.writeFileSync(text, LONG_TEXT)
     const r = runCli(['score', '--model', model.dir, '--text-file', text], { env: { MOE_HARNESS_HOME: path.join(dir, 'home') }, timeoutMs: 120_000 })
     assert.equal(r.status, 1, r.stderr)
-    const m = /^error \[SEQUENCE_TOO_LONG\]: Scoring (\d+) tokens as one sequence needs about ([\d.]+) GB \(activations grow with the length\), more than 85% of the ([\d.]+) GB available: score at most (\d+) tokens at a time \(a shorter text, or the text in pieces\), or free memory\.$/m.exec(r.stderr)
+    const m = /^error \[SEQUENCE_TOO_LONG\]: Scoring (\d+) tokens as one sequence needs about ([\d.]+) GB \((?:onnxruntime's session state [\d.]+ [kMG]B; )?activations grow with the length\), more than 85% of the ([\d.]+) GB available: score at most (\d+) tokens at a time \(a shorter text, or the text in pieces\), or free memory\.$/m.exec(r.stderr)
     assert.ok(m, r.stderr)
     const [tokens, needGb, availableGb, most] = m.slice(1).map(Number) as [number, number, number, number]
     const linear = tokens * (0.85 * availableGb) / needGb
