@@ -177,11 +177,11 @@ export class ResultsStore {
    * application's database), STORE_CORRUPT, STORE_READONLY, STORE_LOCKED, STORE_FAILED (missing,
    * a folder, newer schema, I/O).
    */
-  constructor(readonly file: string, options: { readonly?: boolean; flag?: string; inMemoryMigrationMaxBytes?: number } = {}) {
+  constructor(readonly file: string, options: { readonly?: boolean; flag?: string; inMemoryMigrationMaxBytes?: number; createFolder?: boolean } = {}) {
     this.readonly = options.readonly ?? false
     this.flag = options.flag ?? '--db'
     const abs = path.resolve(file)
-    const existed = checkDatabasePath(file, abs, this.readonly, this.flag)
+    const existed = checkDatabasePath(file, abs, this.readonly, this.flag, true, options.createFolder)
     try {
       ;(this as { db: Database.Database }).db = this.readonly ? openReadonly(file, abs) : new Database(abs, { fileMustExist: existed })
       this.db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`)
@@ -686,9 +686,10 @@ function checkIntact(db: Database.Database, file: string, consequence: string, f
  * whether the file exists. A writable open creates a missing folder only when it is the harness's
  * own (ownsFolder: the default store's); any other missing folder is refused, naming it: `--db
  * /nonexistent/dir/x.sqlite` made the folders, and a typo in a path became a new empty store. With
- * `create` false nothing is created (checkStorePath).
+ * `create` false nothing is created (checkStorePath). `createFolder`: the path is the config's `store`,
+ * written down on purpose (and checked in with the config), whose folder is made as report.outDir's is.
  */
-function checkDatabasePath(file: string, abs: string, readonly: boolean, flag: string, create = true): boolean {
+function checkDatabasePath(file: string, abs: string, readonly: boolean, flag: string, create = true, createFolder = false): boolean {
   // `--db "$DB"` with DB unset resolved to the current folder: "  is a folder, not a database file".
   if (!file.trim()) fail('STORE_FAILED', `${flag} is ${file ? 'blank' : 'empty'}; pass ${flag} with the results database's file path (e.g. results.sqlite).`)
   let st: fs.Stats | undefined
@@ -707,7 +708,7 @@ function checkDatabasePath(file: string, abs: string, readonly: boolean, flag: s
     const dir = path.dirname(abs)
     // statSync(abs) said ENOENT, so `dir` is a folder or missing (ENOTDIR and EACCES were refused above).
     if (!fs.existsSync(dir)) {
-      if (!ownsFolder(dir)) fail('STORE_FAILED', `Cannot create database ${file}: its folder ${dir} does not exist, and the harness does not create folders you did not ask for (a mistyped path would become a new, empty store). Create it first (mkdir -p ${shellArg(dir)}), or pass ${flag} with a path in an existing folder.`)
+      if (!createFolder && !ownsFolder(dir)) fail('STORE_FAILED', `Cannot create database ${file}: its folder ${dir} does not exist, and the harness does not create folders you did not ask for (a mistyped path would become a new, empty store). Create it first (mkdir -p ${shellArg(dir)}), or pass ${flag} with a path in an existing folder.`)
       if (!create) return false
       try {
         fs.mkdirSync(dir, { recursive: true })
@@ -747,8 +748,8 @@ const shellArg = (p: string) => (/^[\w@%+=:,./-]+$/.test(p) ? p : `'${p.replace(
  * plans its pool or prints a line. Errors: those of the constructor's path checks (STORE_FAILED,
  * STORE_READONLY, STORE_NOT_HARNESS, STORE_CORRUPT), naming `file`.
  */
-export function checkStorePath(file: string, flag = '--db'): void {
-  checkDatabasePath(file, path.resolve(file), false, flag, false)
+export function checkStorePath(file: string, flag = '--db', createFolder = false): void {
+  checkDatabasePath(file, path.resolve(file), false, flag, false, createFolder)
 }
 
 /** A non-empty file must start with the SQLite header; otherwise it is some other kind of file. */

@@ -24,6 +24,8 @@ export interface SweepOptions {
   config: HarnessConfig
   baseDir: string
   db: string
+  /** The store is the config's `store` (not --db): its missing folder is created (ResultsStore createFolder). */
+  dbFromConfig?: boolean
   shard?: Shard
   signal?: AbortSignal
   onProgress?: (p: SweepProgress) => void
@@ -86,7 +88,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
   const t0 = performance.now()
   // The store path first (a folder, a missing folder, a foreign file): a bad --db was refused only after
   // the pool's 'pool: ...' line had been printed, as if the sweep had started.
-  checkStorePath(options.db)
+  checkStorePath(options.db, '--db', options.dbFromConfig)
   const loaded = await loadSweepInputs(config, options.baseDir, log) // everything cheap is validated first
   const mine = (cell: Cell) => {
     const key = cellKey(cell.slot.spec, cell.data.task.name)
@@ -103,7 +105,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepSummary> {
   const fit = fitPoolToModels({ models: [...loaded.models.values()], batchTokens: config.batchTokens, longestRequest, mostRequests, requestedWorkers: loaded.workers, requestedThreads: config.pool.threads, weightsInMemory: weightResidency() === 'memory' })
   log(fit.reason)
   const inputs: SweepInputs = { ...loaded, workers: fit.workers, threads: fit.threads }
-  const store = new ResultsStore(options.db)
+  const store = new ResultsStore(options.db, { createFolder: options.dbFromConfig })
   const allowNonfinite = [...inputs.models].filter(([name]) => allowsNonfinite(config, name)).map(([, ckpt]) => ckpt.dir)
   const pool = createPool({ workers: inputs.workers, threads: inputs.threads, device: inputs.device, allowNonfinite })
   // Stops the sweep as the user's interrupt does, when a cell meets a limit of this machine (tally).

@@ -203,7 +203,7 @@ export async function sweepFromFlags(flags: SweepFlags): Promise<SweepSummary & 
   let bar: ReturnType<typeof createProgress> | undefined
   try {
     const summary = await runSweep({
-      config, baseDir: loaded.baseDir, db, shard: parseShard(flags.shard), signal: controller.signal, leaseSeconds,
+      config, baseDir: loaded.baseDir, db, dbFromConfig: flags.db === undefined && loaded.config.store !== undefined, shard: parseShard(flags.shard), signal: controller.signal, leaseSeconds,
       skipCells: flags.skipCells ? readSkipCells(flags.skipCells) : undefined,
       log: line => process.stderr.write(`${line}\n`),
       onProgress: p => { (bar ??= createProgress('sweep', p.total, { unit: 'cells' })).update(p.done, p.label) },
@@ -293,7 +293,7 @@ async function clusterAction(flags: ClusterFlags): Promise<void> {
 
   // The store's folder before anything is written: the shards' folder is made beside it, so a mistyped
   // --db in a missing folder became a new folder, an array run and a new, empty store merged into there.
-  checkStorePath(db)
+  checkStorePath(db, '--db', flags.db === undefined && loaded.config.store !== undefined)
   // The site folder is checked before submitting: a bad report.outDir fails now, not after the array.
   const out = path.resolve(loaded.baseDir, config.report.outDir)
   const output: OutputContext = { source: `report.outDir in ${loaded.file}`, databases: [db], models: Object.values(config.models).map(m => path.resolve(loaded.baseDir, m)) }
