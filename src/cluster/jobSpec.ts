@@ -45,10 +45,7 @@ export const logDir = (stateDir: string) => path.join(stateDir, 'logs')
 /** The log Slurm writes for array task `task` of job `jobId` (the script's --output pattern). */
 export const slurmLog = (stateDir: string, jobId: string, task: number) => path.join(logDir(stateDir), `shard-${jobId}_${task}.log`)
 
-/** Quotes a word for bash only when it needs it, so the script stays readable. */
-export function shellQuote(word: string): string {
-  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`
-}
+export { shellQuote } from '../util/shellQuote.ts'
 
 /** Renders a contiguous list of indices compactly for `--array` (0-3,5,7-8). */
 export function arraySpec(indices: number[]): string {

@@ -11,6 +11,7 @@ import { harnessHome } from '../defaults.ts'
 import { fail, HarnessError } from '../errors.ts'
 import { runKeyText, type RunKey } from '../identity/keys.ts'
 import { fileError } from '../util/fileErrors.ts'
+import { shellQuote } from '../util/shellQuote.ts'
 import { parseCalibration, sampleCorrectness, type PerplexitySample, type StoredMethod, type StoredModel, type StoredRun, type StoredMetric, type StoredTask, type StoredVariant } from './reads.ts'
 
 export interface ModelRow { model_id: string; name: string; path: string; architecture: string; config_json: string; total_params: number; created_at: string }
@@ -708,7 +709,7 @@ function checkDatabasePath(file: string, abs: string, readonly: boolean, flag: s
     const dir = path.dirname(abs)
     // statSync(abs) said ENOENT, so `dir` is a folder or missing (ENOTDIR and EACCES were refused above).
     if (!fs.existsSync(dir)) {
-      if (!createFolder && !ownsFolder(dir)) fail('STORE_FAILED', `Cannot create database ${file}: its folder ${dir} does not exist, and the harness does not create folders you did not ask for (a mistyped path would become a new, empty store). Create it first (mkdir -p ${shellArg(dir)}), or pass ${flag} with a path in an existing folder.`)
+      if (!createFolder && !ownsFolder(dir)) fail('STORE_FAILED', `Cannot create database ${file}: its folder ${dir} does not exist, and the harness does not create folders you did not ask for (a mistyped path would become a new, empty store). Create it first (mkdir -p ${shellQuote(dir)}), or pass ${flag} with a path in an existing folder.`)
       if (!create) return false
       try {
         fs.mkdirSync(dir, { recursive: true })
@@ -739,8 +740,6 @@ function ownsFolder(dir: string): boolean {
   return path.basename(dir) === '.harness' && fs.statSync(path.dirname(dir), { throwIfNoEntry: false })?.isDirectory() === true
 }
 
-/** A path as one shell word, for a command in a message. */
-const shellArg = (p: string) => (/^[\w@%+=:,./-]+$/.test(p) ? p : `'${p.replace(/'/g, `'\\''`)}'`)
 
 /**
  * The path checks of a read-write open (ResultsStore), without creating or opening anything: `runSweep`

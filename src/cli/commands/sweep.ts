@@ -9,6 +9,7 @@ import { describePlan, jobPaths, k8sManifestFor, planClusterJob, runSlurmSweep, 
 import { parseShard } from '../../sweep/plan.ts'
 import { runSweep, type SweepSummary } from '../../sweep/runSweep.ts'
 import { checkStorePath } from '../../store/resultsStore.ts'
+import { shellQuote } from '../../util/shellQuote.ts'
 import { createProgress } from '../progress.ts'
 import { k8sMemoryProblem, parseK8sMemory } from '../../util/k8sQuantity.ts'
 import { checkOutputDir, writeOutputFile, type FileRule, type OutputContext } from '../../util/outputPaths.ts'
@@ -116,15 +117,11 @@ Examples:
   })
 }
 
-/** `s` as one shell word: as it is when it needs no quoting, else in single quotes. */
-function shellWord(s: string): string {
-  return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`
-}
 
 /** A path as the user would type it from here: relative inside the current folder, else absolute. */
 function shellPath(file: string): string {
   const rel = path.relative(process.cwd(), file)
-  return shellWord(rel && !rel.startsWith('..') && !path.isAbsolute(rel) ? rel : file)
+  return shellQuote(rel && !rel.startsWith('..') && !path.isAbsolute(rel) ? rel : file)
 }
 
 /**
@@ -133,7 +130,7 @@ function shellPath(file: string): string {
  */
 export function nextStep(summary: { db: string; config: HarnessConfig; baseDir: string }, flags: Pick<SweepFlags, 'shard'>): string {
   const db = shellPath(summary.db)
-  const site = `--out ${shellPath(path.resolve(summary.baseDir, summary.config.report.outDir))} --title ${shellWord(summary.config.report.title)}`
+  const site = `--out ${shellPath(path.resolve(summary.baseDir, summary.config.report.outDir))} --title ${shellQuote(summary.config.report.title)}`
   if (flags.shard) return `results of shard ${flags.shard} in ${db}; when every shard is done: moe-harness merge <every shard's store> --out all.sqlite, then moe-harness report --db all.sqlite ${site}\n`
   return `results in ${db}; leaderboard: moe-harness report --db ${db} ${site} (moe-harness start runs the sweep and then the report)\n`
 }
