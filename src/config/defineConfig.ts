@@ -173,6 +173,11 @@ export function storeFile(loaded: Pick<LoadedConfig, 'config' | 'baseDir'>, db?:
   return path.join(harnessHome(), 'results.sqlite')
 }
 
+/** Whether storeFile's path is the config's `store` (no --db): written down on purpose, so its missing folder is made (ResultsStore createFolder). */
+export function storeIsConfigs(loaded: Pick<LoadedConfig, 'config'>, db?: string): boolean {
+  return db === undefined && loaded.config.store !== undefined
+}
+
 /**
  * A store path given by the user, resolved against `base`. An empty one was ignored (`--db "$DB"` with
  * DB unset wrote to the config's store); one ending in a slash names a folder, and path.resolve dropped

@@ -1,7 +1,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { Option, type Command } from 'commander'
-import { formerStoreWarning, loadConfig, storeFile, type HarnessConfig } from '../../config/defineConfig.ts'
+import { formerStoreWarning, loadConfig, storeFile, storeIsConfigs, type HarnessConfig } from '../../config/defineConfig.ts'
 import { fail } from '../../errors.ts'
 import { readSkipCells, type ClusterOptions } from '../../cluster/jobSpec.ts'
 import { pathsOutsideMount } from '../../cluster/k8sManifest.ts'
@@ -94,7 +94,7 @@ export function registerSweep(program: Command): void {
 Complete cells are skipped, so rerunning after a crash or Ctrl-C resumes where it stopped. Several
 sweep processes on the same store split the cells between them (each cell is leased while scored).
 Exits 1 when any cell failed (the summary lists them) or a limit of this machine stopped the sweep
-(vm.max_map_count, no GPU: nothing stored as failed; fix it and rerun to resume), 130 when interrupted.
+(vm.max_map_count: nothing stored as failed; fix it and rerun to resume), 130 when interrupted.
 Examples:
   moe-harness sweep
   moe-harness sweep --config my.config.ts --db results.sqlite --shard 0/4
@@ -200,7 +200,7 @@ export async function sweepFromFlags(flags: SweepFlags): Promise<SweepSummary & 
   let bar: ReturnType<typeof createProgress> | undefined
   try {
     const summary = await runSweep({
-      config, baseDir: loaded.baseDir, db, dbFromConfig: flags.db === undefined && loaded.config.store !== undefined, shard: parseShard(flags.shard), signal: controller.signal, leaseSeconds,
+      config, baseDir: loaded.baseDir, db, dbFromConfig: storeIsConfigs(loaded, flags.db), shard: parseShard(flags.shard), signal: controller.signal, leaseSeconds,
       skipCells: flags.skipCells ? readSkipCells(flags.skipCells) : undefined,
       log: line => process.stderr.write(`${line}\n`),
       onProgress: p => { (bar ??= createProgress('sweep', p.total, { unit: 'cells' })).update(p.done, p.label) },
@@ -290,7 +290,7 @@ async function clusterAction(flags: ClusterFlags): Promise<void> {
 
   // The store's folder before anything is written: the shards' folder is made beside it, so a mistyped
   // --db in a missing folder became a new folder, an array run and a new, empty store merged into there.
-  checkStorePath(db, '--db', flags.db === undefined && loaded.config.store !== undefined)
+  checkStorePath(db, '--db', storeIsConfigs(loaded, flags.db))
   // The site folder is checked before submitting: a bad report.outDir fails now, not after the array.
   const out = path.resolve(loaded.baseDir, config.report.outDir)
   const output: OutputContext = { source: `report.outDir in ${loaded.file}`, databases: [db], models: Object.values(config.models).map(m => path.resolve(loaded.baseDir, m)) }
